@@ -1,0 +1,186 @@
+//! Fact paths: the names of configuration facts.
+//!
+//! A fact path is written exactly as the CEL expression that reads it, so a
+//! policy author can copy a path from `driftwatch-agent snapshot` output
+//! into a check: `sshd.config.permitrootlogin`, `files["/etc/shadow"].mode`.
+//! Segments that are CEL identifiers are joined with `.`; any other segment
+//! is a quoted map key in brackets.
+
+use std::fmt;
+
+/// A parsed fact path: a non-empty list of segments.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FactPath(Vec<String>);
+
+/// Why a string is not a fact path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid fact path {path:?} at byte {at}: {reason}")]
+pub struct FactPathError {
+    pub path: String,
+    pub at: usize,
+    pub reason: &'static str,
+}
+
+impl FactPath {
+    /// Builds a path from segments. The first segment must be an identifier
+    /// (it becomes a CEL variable).
+    pub fn new<I, S>(segments: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        FactPath(segments.into_iter().map(Into::into).collect())
+    }
+
+    /// Returns a new path with `segment` appended.
+    pub fn child(&self, segment: impl Into<String>) -> Self {
+        let mut segments = self.0.clone();
+        segments.push(segment.into());
+        FactPath(segments)
+    }
+
+    pub fn segments(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Whether `self` equals `prefix` or lies below it.
+    pub fn starts_with(&self, prefix: &FactPath) -> bool {
+        self.0.starts_with(&prefix.0)
+    }
+
+    /// Parses the textual form.
+    pub fn parse(text: &str) -> Result<Self, FactPathError> {
+        let err = |at, reason| FactPathError { path: text.to_string(), at, reason };
+        let bytes = text.as_bytes();
+        let mut segments = Vec::new();
+        let mut i = 0;
+        let ident_end = |mut j: usize| {
+            while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+                j += 1;
+            }
+            j
+        };
+        // The first segment must be an identifier.
+        if bytes.is_empty() || !(bytes[0].is_ascii_alphabetic() || bytes[0] == b'_') {
+            return Err(err(0, "a fact path starts with an identifier"));
+        }
+        let end = ident_end(0);
+        segments.push(text[..end].to_string());
+        i = i.max(end);
+        while i < bytes.len() {
+            match bytes[i] {
+                b'.' => {
+                    let start = i + 1;
+                    if start >= bytes.len()
+                        || !(bytes[start].is_ascii_alphabetic() || bytes[start] == b'_')
+                    {
+                        return Err(err(start, "expected an identifier after '.'"));
+                    }
+                    let end = ident_end(start);
+                    segments.push(text[start..end].to_string());
+                    i = end;
+                }
+                b'[' => {
+                    if bytes.get(i + 1) != Some(&b'"') {
+                        return Err(err(i + 1, "expected '\"' after '['"));
+                    }
+                    let mut key = String::new();
+                    let mut j = i + 2;
+                    let mut chars = text[j..].char_indices();
+                    let close = loop {
+                        match chars.next() {
+                            None => return Err(err(text.len(), "unterminated string")),
+                            Some((k, '"')) => break j + k,
+                            Some((_, '\\')) => match chars.next() {
+                                Some((_, c @ ('"' | '\\'))) => key.push(c),
+                                _ => return Err(err(j, "only \\\" and \\\\ escapes are allowed")),
+                            },
+                            Some((_, c)) => key.push(c),
+                        }
+                    };
+                    j = close + 1;
+                    if bytes.get(j) != Some(&b']') {
+                        return Err(err(j, "expected ']'"));
+                    }
+                    segments.push(key);
+                    i = j + 1;
+                }
+                _ => return Err(err(i, "expected '.' or '['")),
+            }
+        }
+        Ok(FactPath(segments))
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl fmt::Display for FactPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            if i > 0 && is_identifier(seg) {
+                write!(f, ".{seg}")?;
+            } else if i == 0 {
+                f.write_str(seg)?;
+            } else {
+                f.write_str("[\"")?;
+                for c in seg.chars() {
+                    if c == '"' || c == '\\' {
+                        f.write_str("\\")?;
+                    }
+                    write!(f, "{c}")?;
+                }
+                f.write_str("\"]")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for FactPath {
+    type Err = FactPathError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FactPath::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_identifiers_and_keys() {
+        let p = FactPath::new(["files", "/etc/ssh/sshd_config", "mode"]);
+        assert_eq!(p.to_string(), r#"files["/etc/ssh/sshd_config"].mode"#);
+        assert_eq!(FactPath::parse(&p.to_string()).unwrap(), p);
+        let q = FactPath::new(["sshd", "config", "permitrootlogin"]);
+        assert_eq!(q.to_string(), "sshd.config.permitrootlogin");
+        assert_eq!(FactPath::parse("sshd.config.permitrootlogin").unwrap(), q);
+    }
+
+    #[test]
+    fn escapes_quotes_and_backslashes() {
+        let p = FactPath::new(["x", "a\"b\\c"]);
+        assert_eq!(p.to_string(), r#"x["a\"b\\c"]"#);
+        assert_eq!(FactPath::parse(&p.to_string()).unwrap(), p);
+    }
+
+    #[test]
+    fn rejects_malformed_paths_with_position() {
+        for (bad, at) in [("", 0), ("1a", 0), ("a.", 2), ("a[x]", 2), ("a[\"x", 4), ("a b", 1), ("a[\"x\"", 5)] {
+            let e = FactPath::parse(bad).unwrap_err();
+            assert_eq!(e.at, at, "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn prefix_test() {
+        let p = FactPath::parse("sshd.config.x").unwrap();
+        assert!(p.starts_with(&FactPath::parse("sshd").unwrap()));
+        assert!(p.starts_with(&p));
+        assert!(!p.starts_with(&FactPath::parse("sshd.configx").unwrap()));
+    }
+}

@@ -1,0 +1,20 @@
+//! # driftwatch-schemas
+//!
+//! The contract between the Driftwatch agent and collector:
+//! - [`types`]: Rust types of the three streams (config snapshots, audit
+//!   events, SLA measurements), mirroring `schemas/avro/*.avsc`;
+//! - [`avro`]: single-object Avro encoding with schema fingerprints, and a
+//!   decoder that resolves any known writer schema to the current one;
+//! - [`fact_path`]: the names of facts, written as CEL select expressions;
+//! - [`clickhouse`]: numbered DDL migrations for the collector's store.
+//!
+//! This crate depends on no I/O, no Kafka and no ClickHouse client.
+
+pub mod avro;
+pub mod clickhouse;
+pub mod fact_path;
+pub mod types;
+
+pub use avro::{CodecError, Decoder, Encoder};
+pub use fact_path::{FactPath, FactPathError};
+pub use types::*;

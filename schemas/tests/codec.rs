@@ -1,0 +1,180 @@
+//! Round trips, interoperability with the Avro library's own single-object
+//! reader, dead-letter reasons, and schema evolution.
+
+use std::collections::BTreeMap;
+
+use apache_avro::types::Value;
+use chrono::{TimeZone, Utc};
+use driftwatch_schemas::avro::{current_schema, fingerprint};
+use driftwatch_schemas::*;
+
+const V2: &str = include_str!("fixtures/config_snapshot_v2.avsc");
+
+fn snapshot() -> ConfigSnapshot {
+    ConfigSnapshot {
+        asset: Asset {
+            id: "a-1".into(),
+            kind: AssetKind::K8sNode,
+            hostname: "node-1".into(),
+            labels: BTreeMap::from([("env".to_string(), "prod".to_string())]),
+        },
+        agent_id: "agent-1".into(),
+        agent_version: "0.1.0".into(),
+        snapshot_id: "s-1".into(),
+        sequence: 42,
+        collected_at: Utc.timestamp_millis_opt(1_700_000_000_123).unwrap(),
+        kind: SnapshotKind::Delta,
+        facts: vec![
+            Fact { path: "a.null".into(), value: FactValue::Null },
+            Fact { path: "a.bool".into(), value: FactValue::Bool(true) },
+            Fact { path: "a.int".into(), value: FactValue::Int(-7) },
+            Fact { path: "a.float".into(), value: FactValue::Float(2.5) },
+            Fact { path: "a.str".into(), value: FactValue::Str("no".into()) },
+            Fact { path: "a.list".into(), value: FactValue::List(vec!["x".into(), "y".into()]) },
+        ],
+        removed_paths: vec!["a.gone".into()],
+    }
+}
+
+fn audit() -> AuditEvent {
+    AuditEvent {
+        event_id: "e-1".into(),
+        asset_id: "a-1".into(),
+        hostname: "h".into(),
+        source: AuditSource::K8sAudit,
+        timestamp: Utc.timestamp_millis_opt(1_700_000_000_999).unwrap(),
+        actor: Actor { user: Some("alice".into()), uid: Some(1000), auid: None, groups: vec!["wheel".into()] },
+        action: "sudo".into(),
+        object: Some("/bin/ls".into()),
+        outcome: Outcome::Failure,
+        source_address: None,
+        raw: "raw line".into(),
+        extra: BTreeMap::from([("tty".to_string(), "pts/0".to_string())]),
+    }
+}
+
+fn sla() -> SlaMeasurement {
+    SlaMeasurement {
+        asset_id: "a-1".into(),
+        probe_id: "web".into(),
+        target: "http://127.0.0.1/".into(),
+        kind: ProbeKind::Host,
+        timestamp: Utc.timestamp_millis_opt(1_700_000_000_000).unwrap(),
+        success: false,
+        latency_us: 1234,
+        status_code: Some(503),
+        error: Some("status: 503".into()),
+        host_metrics: Some(HostMetrics {
+            cpu_percent: 12.5,
+            memory_used_bytes: 1,
+            memory_total_bytes: 2,
+            disk_used_percent: 50.0,
+            load1: 0.25,
+        }),
+    }
+}
+
+#[test]
+fn every_stream_round_trips() {
+    let mut enc = Encoder::new().unwrap();
+    let dec = Decoder::new().unwrap();
+    for m in [Message::Snapshot(snapshot()), Message::Audit(audit()), Message::Sla(sla())] {
+        let bytes = enc.encode(&m).unwrap();
+        assert_eq!(&bytes[..2], &[0xC3, 0x01]);
+        let fp = fingerprint(&current_schema(m.stream()).unwrap());
+        assert_eq!(bytes[2..10], fp.to_le_bytes());
+        assert_eq!(dec.decode(m.stream(), &bytes).unwrap(), m);
+    }
+}
+
+#[test]
+fn the_avro_library_reads_what_we_write() {
+    let mut enc = Encoder::new().unwrap();
+    let bytes = enc.encode(&Message::Snapshot(snapshot())).unwrap();
+    let schema = current_schema(Stream::Snapshots).unwrap();
+    let reader = apache_avro::GenericSingleObjectReader::builder().schema(schema).build().unwrap();
+    let value = reader.read_value(&mut &bytes[..]).unwrap();
+    let Value::Record(fields) = value else { panic!("not a record") };
+    assert_eq!(fields[4], ("sequence".to_string(), Value::Long(42)));
+}
+
+#[test]
+fn bad_messages_give_precise_reasons() {
+    let mut enc = Encoder::new().unwrap();
+    let dec = Decoder::new().unwrap();
+    let good = enc.encode(&Message::Audit(audit())).unwrap();
+
+    assert!(matches!(dec.decode(Stream::Audit, &good[..5]), Err(CodecError::TooShort(5))));
+    let mut bad_marker = good.clone();
+    bad_marker[0] = b'{';
+    assert!(matches!(dec.decode(Stream::Audit, &bad_marker), Err(CodecError::BadMarker(b'{', 0x01))));
+    let mut unknown = good.clone();
+    unknown[5] ^= 0xFF;
+    assert!(matches!(dec.decode(Stream::Audit, &unknown), Err(CodecError::UnknownFingerprint(_))));
+    assert!(matches!(dec.decode(Stream::Sla, &good), Err(CodecError::WrongStream { .. })));
+    let truncated = &good[..good.len() - 3];
+    assert!(matches!(dec.decode(Stream::Audit, truncated), Err(CodecError::Datum(_))));
+    let mut trailing = good.clone();
+    trailing.push(0);
+    assert!(matches!(dec.decode(Stream::Audit, &trailing), Err(CodecError::TrailingBytes(1))));
+    // Garbage after a valid header never panics.
+    for n in 0..64u8 {
+        let mut junk = good[..10].to_vec();
+        junk.extend((0..n).map(|i| i.wrapping_mul(37).wrapping_add(n)));
+        let _ = dec.decode(Stream::Audit, &junk);
+    }
+}
+
+#[test]
+fn a_newer_reader_reads_data_of_the_older_writer() {
+    // Version N (current) writes; a reader of version N+1 (a new field with a
+    // default, top-level and nested) reads it and sees the defaults.
+    let mut enc = Encoder::new().unwrap();
+    let bytes = enc.encode(&Message::Snapshot(snapshot())).unwrap();
+    let mut dec = Decoder::new().unwrap();
+    dec.set_reader_schema(Stream::Snapshots, V2).unwrap();
+    let value = dec.decode_value(Stream::Snapshots, &bytes).unwrap();
+    let Value::Record(fields) = &value else { panic!("not a record") };
+    let hint = fields.iter().find(|(k, _)| k == "collector_hint").unwrap();
+    assert_eq!(hint.1, Value::String("none".into()));
+    let Value::Record(asset) = &fields[0].1 else { panic!() };
+    assert_eq!(asset.last().unwrap(), &("region".to_string(), Value::Union(0, Box::new(Value::Null))));
+    // And the typed decode still yields the same snapshot.
+    assert_eq!(dec.decode(Stream::Snapshots, &bytes).unwrap(), Message::Snapshot(snapshot()));
+}
+
+#[test]
+fn an_older_reader_reads_data_of_a_newer_writer_it_was_told_about() {
+    // An agent upgraded first writes with N+1; the collector still on N knows
+    // that schema (registered writer schema) and resolves to N.
+    let v2 = apache_avro::Schema::parse_str(V2).unwrap();
+    let mut w = apache_avro::GenericSingleObjectWriter::new_with_capacity(&v2, 256).unwrap();
+    let Value::Record(mut fields) = snapshot_value_via_current() else { panic!() };
+    if let Value::Record(asset) = &mut fields[0].1 {
+        asset.push(("region".into(), Value::Union(1, Box::new(Value::String("eu".into())))));
+    }
+    fields.push(("collector_hint".into(), Value::String("x".into())));
+    let mut bytes = Vec::new();
+    w.write_value(Value::Record(fields), &mut bytes).unwrap();
+
+    let mut dec = Decoder::new().unwrap();
+    assert!(matches!(dec.decode(Stream::Snapshots, &bytes), Err(CodecError::UnknownFingerprint(_))));
+    dec.add_writer_schema(Stream::Snapshots, V2).unwrap();
+    assert_eq!(dec.decode(Stream::Snapshots, &bytes).unwrap(), Message::Snapshot(snapshot()));
+}
+
+fn snapshot_value_via_current() -> Value {
+    let mut enc = Encoder::new().unwrap();
+    let bytes = enc.encode(&Message::Snapshot(snapshot())).unwrap();
+    Decoder::new().unwrap().decode_value(Stream::Snapshots, &bytes).unwrap()
+}
+
+#[test]
+fn json_form_is_plain() {
+    let json = serde_json::to_value(snapshot()).unwrap();
+    assert_eq!(json["facts"][2]["value"], serde_json::json!(-7));
+    assert_eq!(json["facts"][5]["value"], serde_json::json!(["x", "y"]));
+    assert_eq!(json["asset"]["kind"], "k8s-node");
+    let back: ConfigSnapshot = serde_json::from_value(json).unwrap();
+    assert_eq!(back, snapshot());
+}
