@@ -13,6 +13,7 @@
 pub mod avro;
 pub mod clickhouse;
 pub mod fact_path;
+pub mod settings;
 pub mod types;
 
 pub use avro::{CodecError, Decoder, Encoder};

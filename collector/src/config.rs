@@ -1,0 +1,1 @@
+//! Collector configuration (see `deploy/local/collector.yaml` for an example).

@@ -1,0 +1,10 @@
+//! # driftwatch-collector
+//!
+//! The data path, one room per step:
+//! [`ingest`] (Kafka consumer, decode, dead letters) → [`eval`] (facts,
+//! controls, posture, violations) → [`store`] (ClickHouse) and [`alert`]
+//! (webhooks). [`policy`] loads and compiles the controls that [`eval`] runs.
+
+pub mod config;
+pub mod eval;
+pub mod policy;

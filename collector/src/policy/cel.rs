@@ -1,0 +1,155 @@
+//! CEL: compiling checks, finding the fact paths a check reads, and the
+//! functions Driftwatch adds to the standard library.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use cel::common::ast::{EntryExpr, Expr, LiteralValue};
+use cel::{Context, ExecutionError, IdedExpr, Program};
+use driftwatch_schemas::FactPath;
+
+/// Compiles a check. The error text is CEL's own, with positions.
+pub fn compile(source: &str) -> Result<Program, String> {
+    Program::compile(source).map_err(|e| e.to_string())
+}
+
+/// The fact paths `program` reads: every maximal chain of field selections
+/// and constant-string indexes that starts at a free identifier, e.g.
+/// `files["/etc/shadow"].mode`. Comprehension variables are not facts.
+pub fn fact_paths(program: &Program) -> BTreeSet<FactPath> {
+    let mut out = BTreeSet::new();
+    walk(program.expression(), &mut Vec::new(), &mut out);
+    out
+}
+
+fn walk(e: &IdedExpr, bound: &mut Vec<String>, out: &mut BTreeSet<FactPath>) {
+    if let Some(path) = chain(e) {
+        if !bound.contains(&path.segments()[0]) {
+            out.insert(path);
+        }
+        return;
+    }
+    match &e.expr {
+        Expr::Call(call) => {
+            if let Some(t) = &call.target {
+                walk(t, bound, out);
+            }
+            for a in &call.args {
+                walk(a, bound, out);
+            }
+        }
+        Expr::Select(sel) => walk(&sel.operand, bound, out),
+        Expr::List(list) => list.elements.iter().for_each(|x| walk(x, bound, out)),
+        Expr::Map(map) => {
+            for entry in &map.entries {
+                if let EntryExpr::MapEntry(me) = &entry.expr {
+                    walk(&me.key, bound, out);
+                    walk(&me.value, bound, out);
+                }
+            }
+        }
+        Expr::Struct(s) => {
+            for entry in &s.entries {
+                if let EntryExpr::StructField(f) = &entry.expr {
+                    walk(&f.value, bound, out);
+                }
+            }
+        }
+        Expr::Comprehension(c) => {
+            walk(&c.iter_range, bound, out);
+            walk(&c.accu_init, bound, out);
+            let n = bound.len();
+            bound.push(c.iter_var.clone());
+            if let Some(v) = &c.iter_var2 {
+                bound.push(v.clone());
+            }
+            bound.push(c.accu_var.clone());
+            walk(&c.loop_cond, bound, out);
+            walk(&c.loop_step, bound, out);
+            walk(&c.result, bound, out);
+            bound.truncate(n);
+        }
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+/// `a.b["c"].d` as a path, if `e` is such a chain rooted at an identifier.
+fn chain(e: &IdedExpr) -> Option<FactPath> {
+    match &e.expr {
+        Expr::Ident(name) => Some(FactPath::new([name.clone()])),
+        // `has(a.b)` is a test-only select: it still reads `a.b`.
+        Expr::Select(sel) => chain(&sel.operand).map(|p| p.child(sel.field.clone())),
+        Expr::Call(call) if call.func_name == "_[_]" && call.args.len() == 2 => {
+            let key = match &call.args[1].expr {
+                Expr::Literal(LiteralValue::String(s)) => s.to_string(),
+                _ => return None,
+            };
+            chain(&call.args[0]).map(|p| p.child(key))
+        }
+        _ => None,
+    }
+}
+
+/// Whether an evaluation error means "the facts this check needs are not
+/// there" (the control is then not applicable) rather than a broken check.
+pub fn is_missing_fact(e: &ExecutionError) -> bool {
+    matches!(e, ExecutionError::NoSuchKey(_) | ExecutionError::UndeclaredReference(_))
+}
+
+/// A root context with Driftwatch's functions, to which each evaluation adds
+/// the asset's facts in an inner scope.
+pub fn root_context() -> Context<'static, 'static> {
+    let mut ctx = Context::default();
+    // Names are Driftwatch's own; none clashes with the standard library.
+    let _ = ctx.add_function("mode_within", mode_within);
+    ctx
+}
+
+/// `mode_within(mode, max)`: whether an octal permission string such as
+/// `"0640"` grants nothing beyond `max` (e.g. `"0644"`). The CIS wording
+/// "permissions are 644 or more restrictive".
+fn mode_within(mode: Arc<String>, max: Arc<String>) -> Result<bool, ExecutionError> {
+    let parse = |s: &str| {
+        u32::from_str_radix(s.trim(), 8)
+            .map_err(|_| ExecutionError::function_error("mode_within", format!("{s:?} is not an octal mode")))
+    };
+    let (m, x) = (parse(&mode)?, parse(&max)?);
+    Ok(m & !x & 0o7777 == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(src: &str) -> Vec<String> {
+        fact_paths(&compile(src).unwrap()).into_iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn finds_select_and_index_chains() {
+        assert_eq!(
+            paths(r#"sshd.config.permitrootlogin == "no" && mode_within(files["/etc/shadow"].mode, "0640")"#),
+            vec![r#"files["/etc/shadow"].mode"#, "sshd.config.permitrootlogin"]
+        );
+    }
+
+    #[test]
+    fn has_macro_and_comprehension_variables() {
+        assert_eq!(paths("has(sshd.config.x) && sshd.allow_users.all(u, u != 'root')"), vec!["sshd.allow_users", "sshd.config.x"]);
+    }
+
+    #[test]
+    fn dynamic_index_stops_the_chain() {
+        assert_eq!(paths("files[x].mode == '0600'"), vec!["files", "x"]);
+    }
+
+    #[test]
+    fn mode_within_compares_bits() {
+        let ctx = root_context();
+        let run = |s: &str| compile(s).unwrap().execute(&ctx);
+        assert_eq!(run(r#"mode_within("0640", "0644")"#), Ok(cel::Value::Bool(true)));
+        assert_eq!(run(r#"mode_within("0646", "0644")"#), Ok(cel::Value::Bool(false)));
+        assert_eq!(run(r#"mode_within("4755", "0755")"#), Ok(cel::Value::Bool(false)));
+        assert!(run(r#"mode_within("rw-", "0644")"#).is_err());
+    }
+}

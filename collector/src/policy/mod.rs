@@ -1,0 +1,258 @@
+//! Policy packs: loading YAML files, validating them (with file:line
+//! errors), and compiling each control's CEL check.
+//!
+//! A set of packs is accepted whole or not at all: [`load_dir`] returns
+//! every problem it found, so an operator fixes them in one pass.
+
+pub mod cel;
+pub mod frameworks;
+pub mod model;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use driftwatch_schemas::{AssetKind, FactPath};
+pub use model::{Control, Severity};
+
+/// A control ready to evaluate.
+#[derive(Debug)]
+pub struct CompiledControl {
+    pub control: Control,
+    pub program: ::cel::Program,
+    /// The fact paths the check reads; the evidence of a result.
+    pub reads: BTreeSet<FactPath>,
+    /// Where the control was declared.
+    pub source: PathBuf,
+}
+
+impl CompiledControl {
+    /// Whether the control applies to an asset of `kind` with `labels`.
+    pub fn applies_to(&self, kind: AssetKind, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        let a = &self.control.applies_to;
+        (a.kinds.is_empty() || a.kinds.iter().any(|k| k == kind.as_str()))
+            && a.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    /// `framework:id` strings, e.g. `soc2:CC6.1`.
+    pub fn framework_ids(&self) -> Vec<String> {
+        self.control
+            .frameworks
+            .iter()
+            .flat_map(|(f, ids)| ids.iter().map(move |id| format!("{f}:{id}")))
+            .collect()
+    }
+}
+
+/// All loaded controls.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    pub controls: Vec<CompiledControl>,
+}
+
+/// One problem in a pack, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file.display(), l, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Every problem found in a set of packs.
+#[derive(Debug, thiserror::Error)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+const ASSET_KINDS: [&str; 3] = ["host", "k8s-node", "k8s-cluster"];
+
+/// Loads every `*.yaml` / `*.yml` under `dir` (recursively, in name order).
+/// Files under a folder named `fixtures` are test data, not packs.
+pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files).map_err(|e| PolicyErrors(vec![PolicyError { file: dir.to_path_buf(), line: None, message: e.to_string() }]))?;
+    files.sort();
+    let mut errors = Vec::new();
+    let mut set = PolicySet::default();
+    let mut seen: HashMap<String, (PathBuf, Option<usize>)> = HashMap::new();
+    for file in files {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(PolicyError { file, line: None, message: format!("cannot read: {e}") });
+                continue;
+            }
+        };
+        match load_text(&file, &text) {
+            Ok(controls) => {
+                for c in controls {
+                    let line = line_of_id(&text, &c.control.id);
+                    if let Some((f, l)) = seen.get(&c.control.id) {
+                        let at = match l {
+                            Some(l) => format!("{}:{l}", f.display()),
+                            None => f.display().to_string(),
+                        };
+                        errors.push(PolicyError { file: file.clone(), line, message: format!("duplicate control id {:?} (first declared at {at})", c.control.id) });
+                        continue;
+                    }
+                    seen.insert(c.control.id.clone(), (file.clone(), line));
+                    set.controls.push(c);
+                }
+            }
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if errors.is_empty() {
+        if set.controls.is_empty() {
+            return Err(PolicyErrors(vec![PolicyError { file: dir.to_path_buf(), line: None, message: "no controls found (expected *.yaml policy packs)".into() }]));
+        }
+        Ok(set)
+    } else {
+        Err(PolicyErrors(errors))
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "fixtures") {
+                continue;
+            }
+            collect_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Parses and validates one pack file.
+pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<PolicyError>> {
+    let pack: model::PackFile = serde_yaml::from_str(text).map_err(|e| {
+        vec![PolicyError { file: file.to_path_buf(), line: e.location().map(|l| l.line()), message: e.to_string() }]
+    })?;
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    for control in pack.controls {
+        let line = line_of_id(text, &control.id);
+        let mut err = |message: String| errors.push(PolicyError { file: file.to_path_buf(), line, message });
+        if control.id.is_empty() || !control.id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            err(format!("control id {:?} must be non-empty and use only letters, digits, '.', '_' and '-'", control.id));
+        }
+        for k in &control.applies_to.kinds {
+            if !ASSET_KINDS.contains(&k.as_str()) {
+                err(format!("control {}: unknown asset kind {k:?} (expected one of {})", control.id, ASSET_KINDS.join(", ")));
+            }
+        }
+        if control.frameworks.is_empty() {
+            err(format!("control {}: maps to no framework", control.id));
+        }
+        for (fw, ids) in &control.frameworks {
+            match frameworks::framework(fw) {
+                None => err(format!(
+                    "control {}: unknown framework {fw:?} (known: {})",
+                    control.id,
+                    frameworks::FRAMEWORKS.iter().map(|f| f.key).collect::<Vec<_>>().join(", ")
+                )),
+                Some((f, re)) => {
+                    if ids.is_empty() {
+                        err(format!("control {}: framework {fw} lists no requirement ids", control.id));
+                    }
+                    for id in ids {
+                        if !re.is_match(id) {
+                            err(format!("control {}: {id:?} is not a {} requirement id (e.g. {:?})", control.id, f.name, f.example));
+                        }
+                    }
+                }
+            }
+        }
+        match cel::compile(&control.check) {
+            Err(e) => err(format!("control {}: check does not compile: {e}", control.id)),
+            Ok(program) => {
+                let reads = cel::fact_paths(&program);
+                out.push(CompiledControl { control, program, reads, source: file.to_path_buf() });
+            }
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+/// The 1-based line where `id: <id>` is declared, for error messages.
+fn line_of_id(text: &str, id: &str) -> Option<usize> {
+    text.lines().position(|l| {
+        let t = l.trim_start().trim_start_matches("- ").trim_start();
+        t.strip_prefix("id:").is_some_and(|rest| rest.trim().trim_matches(|c| c == '"' || c == '\'') == id)
+    }).map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"pack: t
+controls:
+  - id: t.one
+    title: One
+    severity: high
+    check: sshd.config.permitrootlogin == "no"
+    frameworks:
+      soc2: [CC6.1]
+      pci-dss: ["8.2.1"]
+"#;
+
+    #[test]
+    fn loads_a_good_pack() {
+        let c = load_text(Path::new("p.yaml"), GOOD).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].framework_ids(), vec!["pci-dss:8.2.1", "soc2:CC6.1"]);
+        assert_eq!(c[0].reads.iter().next().unwrap().to_string(), "sshd.config.permitrootlogin");
+    }
+
+    #[test]
+    fn errors_carry_file_and_line() {
+        let bad = GOOD.replace("CC6.1", "CC6").replace("== \"no\"", "== (").replace("soc2:", "soc2:\n      sox: [X]\n      pci-dss2: [\"1\"]\n      zzz:");
+        let errs = load_text(Path::new("p.yaml"), &bad).unwrap_err();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(text.iter().all(|t| t.starts_with("p.yaml:3: control t.one")), "{text:#?}");
+        assert!(text.iter().any(|t| t.contains("unknown framework \"sox\"")), "{text:#?}");
+        assert!(text.iter().any(|t| t.contains("check does not compile")), "{text:#?}");
+    }
+
+    #[test]
+    fn unknown_fields_are_located() {
+        let bad = GOOD.replace("    title: One\n", "    title: One\n    severty: low\n");
+        let errs = load_text(Path::new("p.yaml"), &bad).unwrap_err();
+        assert_eq!(errs[0].line, Some(5), "{:?}", errs);
+        assert!(errs[0].message.contains("severty"));
+    }
+
+    #[test]
+    fn applies_to_kinds_and_labels() {
+        let text = GOOD.replace("    severity: high\n", "    severity: high\n    applies_to:\n      kinds: [k8s-node]\n      labels: {env: prod}\n");
+        let c = &load_text(Path::new("p.yaml"), &text).unwrap()[0];
+        let prod = [("env".to_string(), "prod".to_string())].into();
+        assert!(c.applies_to(AssetKind::K8sNode, &prod));
+        assert!(!c.applies_to(AssetKind::Host, &prod));
+        assert!(!c.applies_to(AssetKind::K8sNode, &Default::default()));
+    }
+}

@@ -1,0 +1,75 @@
+//! The policy pack file format (YAML). One file is one pack; a directory of
+//! packs is loaded recursively. Unknown fields are errors.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One policy pack file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackFile {
+    /// Pack name, e.g. `linux-ssh`.
+    pub pack: String,
+    #[serde(default)]
+    pub description: String,
+    pub controls: Vec<Control>,
+}
+
+/// Severity of a failing control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// Which assets a control applies to.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppliesTo {
+    /// Asset kinds (`host`, `k8s-node`, `k8s-cluster`); empty means all.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Label selector: every listed label must have the given value.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One automated control.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// Globally unique id, e.g. `linux.sshd.root_login_disabled`.
+    pub id: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub rationale: String,
+    pub severity: Severity,
+    #[serde(default)]
+    pub applies_to: AppliesTo,
+    /// A CEL expression over the asset's facts that is `true` when compliant.
+    pub check: String,
+    #[serde(default)]
+    pub remediation: String,
+    /// Framework → requirement ids this control gives evidence for.
+    pub frameworks: BTreeMap<String, Vec<String>>,
+    /// Equivalent rules elsewhere, e.g. `ssg: sshd_disable_root_login`.
+    #[serde(default)]
+    pub references: BTreeMap<String, String>,
+}
