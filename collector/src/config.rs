@@ -1,1 +1,170 @@
-//! Collector configuration (see `deploy/local/collector.yaml` for an example).
+//! Collector configuration: one YAML file, overridable by environment
+//! variables `DRIFTWATCH_COLLECTOR__SECTION__KEY` (see
+//! `driftwatch_schemas::settings`). Every field has a default that works
+//! with `deploy/local/services`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole collector configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    pub kafka: KafkaConfig,
+    pub clickhouse: ClickHouseConfig,
+    /// Directory of policy packs.
+    pub policies: PathBuf,
+    pub batch: BatchConfig,
+    pub alerts: AlertsConfig,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            kafka: KafkaConfig::default(),
+            clickhouse: ClickHouseConfig::default(),
+            policies: PathBuf::from("policies"),
+            batch: BatchConfig::default(),
+            alerts: AlertsConfig::default(),
+        }
+    }
+}
+
+/// Kafka consumer settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Comma-separated bootstrap servers.
+    pub brokers: String,
+    /// Consumer group; every collector of one deployment uses the same.
+    pub group_id: String,
+    pub topics: TopicsConfig,
+    /// Extra librdkafka properties (e.g. `security.protocol`, `sasl.*`).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "driftwatch-collector".into(),
+            topics: TopicsConfig::default(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Topic names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    pub snapshots: String,
+    pub audit: String,
+    pub sla: String,
+    /// Where undecodable messages go, with the reason in a header.
+    pub dead_letter: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            snapshots: "driftwatch.snapshots".into(),
+            audit: "driftwatch.audit".into(),
+            sla: "driftwatch.sla".into(),
+            dead_letter: "driftwatch.dead-letter".into(),
+        }
+    }
+}
+
+/// ClickHouse connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    /// HTTP endpoint.
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    /// Never logged.
+    pub password: Option<String>,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig { url: "http://127.0.0.1:8123".into(), database: "driftwatch".into(), user: "default".into(), password: None }
+    }
+}
+
+/// How many messages make a batch, and how long one may wait.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub max_messages: usize,
+    pub max_wait_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_messages: 5_000, max_wait_ms: 500 }
+    }
+}
+
+/// Alert delivery.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Generic JSON webhooks that receive every violation opened/resolved.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// One generic webhook receiver.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts before a notification is given up (and logged as failed).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+fn default_attempts() -> u32 {
+    8
+}
+
+impl CollectorConfig {
+    /// Loads and validates the configuration.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let cfg: CollectorConfig = driftwatch_schemas::settings::load(path, "DRIFTWATCH_COLLECTOR", std::env::vars())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        if self.kafka.brokers.trim().is_empty() {
+            problems.push("kafka.brokers: must name at least one broker".to_string());
+        }
+        if self.batch.max_messages == 0 {
+            problems.push("batch.max_messages: must be at least 1".to_string());
+        }
+        if !(self.clickhouse.url.starts_with("http://") || self.clickhouse.url.starts_with("https://")) {
+            problems.push(format!("clickhouse.url: {:?} is not an http(s) URL", self.clickhouse.url));
+        }
+        for (i, w) in self.alerts.webhooks.iter().enumerate() {
+            if reqwest::Url::parse(&w.url).is_err() {
+                problems.push(format!("alerts.webhooks[{i}].url: {:?} is not a URL", w.url));
+            }
+            if w.max_attempts == 0 {
+                problems.push(format!("alerts.webhooks[{i}].max_attempts: must be at least 1"));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  ")) }
+    }
+}

@@ -5,6 +5,9 @@
 //! controls, posture, violations) → [`store`] (ClickHouse) and [`alert`]
 //! (webhooks). [`policy`] loads and compiles the controls that [`eval`] runs.
 
+pub mod alert;
 pub mod config;
 pub mod eval;
+pub mod ingest;
 pub mod policy;
+pub mod store;

@@ -1,1 +1,167 @@
-fn main(){}
+//! `driftwatch-collector`: the command line. Each subcommand is a thin
+//! edge over the library; errors here carry context for the operator.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use driftwatch_collector::{alert, config::CollectorConfig, eval, ingest, policy, store};
+use driftwatch_schemas::ConfigSnapshot;
+
+#[derive(Parser)]
+#[command(name = "driftwatch-collector", version, about = "Consumes Driftwatch agent streams, evaluates compliance controls, stores to ClickHouse and raises alerts.")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "DRIFTWATCH_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume the three topics, evaluate, store and alert until stopped (SIGINT/SIGTERM).
+    Run {
+        /// Configuration file (YAML); env DRIFTWATCH_COLLECTOR__SECTION__KEY overrides.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Evaluate one snapshot (JSON, as `driftwatch-agent snapshot --format json` prints) and print per-control results as JSON.
+    Evaluate {
+        /// Snapshot file; `-` reads standard input.
+        #[arg(long)]
+        snapshot: PathBuf,
+        /// Directory of policy packs.
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+    },
+    /// Create the Driftwatch topics (and the dead-letter topic) if missing.
+    Topics {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+        #[arg(long, default_value_t = 1)]
+        replication: i32,
+        /// Configuration file, for topic names.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Work with policy packs.
+    Policies {
+        #[command(subcommand)]
+        command: PoliciesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PoliciesCommand {
+    /// Validate packs: report every error with file:line; exit 1 if any.
+    Check {
+        /// Directory of policy packs.
+        dir: PathBuf,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DRIFTWATCH_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match dispatch(cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("driftwatch-collector: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
+    match cmd {
+        Command::Run { config } => run(config.as_deref()).await?,
+        Command::Evaluate { snapshot, policies } => evaluate(&snapshot, &policies)?,
+        Command::Topics { brokers, partitions, replication, config } => {
+            let cfg = CollectorConfig::load(config.as_deref())?;
+            let t = &cfg.kafka.topics;
+            let names = [t.snapshots.as_str(), t.audit.as_str(), t.sla.as_str(), t.dead_letter.as_str()];
+            let created = ingest::topics::ensure(&brokers, &names, partitions, replication).await?;
+            eprintln!("topics ready on {brokers}: {} (created now: {})", names.join(", "), if created.is_empty() { "none".into() } else { created.join(", ") });
+        }
+        Command::Policies { command: PoliciesCommand::Check { dir } } => match policy::load_dir(&dir) {
+            Ok(set) => println!("{}: {} controls OK", dir.display(), set.controls.len()),
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{} error(s)", errors.0.len());
+                return Ok(std::process::ExitCode::from(1));
+            }
+        },
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn load_policies(dir: &Path) -> anyhow::Result<policy::PolicySet> {
+    policy::load_dir(dir).map_err(|e| anyhow::anyhow!("policy packs in {} are invalid:\n{e}", dir.display()))
+}
+
+fn evaluate(snapshot: &Path, policies: &Path) -> anyhow::Result<()> {
+    let text = if snapshot == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading the snapshot from standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(snapshot).with_context(|| format!("reading {}", snapshot.display()))?
+    };
+    let snap: ConfigSnapshot = serde_json::from_str(&text).with_context(|| format!("{}: not a snapshot", snapshot.display()))?;
+    let set = load_policies(policies)?;
+    let facts = snap.facts.iter().map(|f| (f.path.clone(), f.value.clone())).collect();
+    let results = eval::evaluate_all(&set, &snap.asset, &facts, &snap.snapshot_id, snap.sequence, snap.collected_at);
+    println!("{}", serde_json::to_string_pretty(&results)?);
+    Ok(())
+}
+
+async fn run(config: Option<&Path>) -> anyhow::Result<()> {
+    let cfg = CollectorConfig::load(config)?;
+    let policies = Arc::new(load_policies(&cfg.policies)?);
+    tracing::info!(controls = policies.controls.len(), dir = %cfg.policies.display(), "policies loaded");
+    let store = store::clickhouse::ClickHouseStore::connect(&cfg.clickhouse)
+        .await
+        .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))?;
+    let alerter = alert::Alerter::start(&cfg.alerts)?;
+    let pipeline = ingest::Pipeline::start(policies, store, alerter).await.context("restoring posture")?;
+
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing the current batch");
+        let _ = tx.send(true);
+    });
+    ingest::kafka::run(&cfg.kafka, &cfg.batch, pipeline, rx).await
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

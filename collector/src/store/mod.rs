@@ -1,0 +1,65 @@
+//! Storage of everything the collector receives and derives.
+//!
+//! [`Batch`] is the unit of writing: the collector commits Kafka offsets
+//! only after the store acknowledged the whole batch. [`clickhouse`] is the
+//! distributed-mode store.
+
+pub mod clickhouse;
+pub mod rows;
+
+use chrono::{DateTime, Utc};
+use driftwatch_schemas::{AuditEvent, ConfigSnapshot, SlaMeasurement};
+
+use crate::eval::{Evaluation, Transition};
+use rows::*;
+
+/// Rows for every table, gathered from one consumer batch.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub batch_id: String,
+    pub snapshots: Vec<SnapshotRow>,
+    pub facts: Vec<FactRow>,
+    pub audit: Vec<AuditRow>,
+    pub sla: Vec<SlaRow>,
+    pub evaluations: Vec<EvaluationRow>,
+    pub violations: Vec<ViolationRow>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Batch { batch_id: uuid::Uuid::now_v7().to_string(), ..Default::default() }
+    }
+
+    pub fn add_snapshot(&mut self, s: &ConfigSnapshot, now: &DateTime<Utc>) {
+        let (snap, facts) = snapshot_rows(s, &self.batch_id, now);
+        self.snapshots.push(snap);
+        self.facts.extend(facts);
+    }
+
+    pub fn add_audit(&mut self, a: &AuditEvent) {
+        self.audit.push(audit_row(a, &self.batch_id));
+    }
+
+    pub fn add_sla(&mut self, m: &SlaMeasurement) {
+        self.sla.push(sla_row(m, &self.batch_id));
+    }
+
+    pub fn add_evaluations(&mut self, evs: &[Evaluation], transitions: &[Transition]) {
+        self.evaluations.extend(evs.iter().map(|e| evaluation_row(e, &self.batch_id)));
+        self.violations.extend(transitions.iter().map(|t| violation_row(t, &self.batch_id)));
+    }
+
+    /// Total rows in the batch.
+    pub fn rows(&self) -> usize {
+        self.snapshots.len() + self.facts.len() + self.audit.len() + self.sla.len() + self.evaluations.len() + self.violations.len()
+    }
+}
+
+/// Why the store failed; the caller retries the same batch.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("ClickHouse at {url}: {source}")]
+    ClickHouse { url: String, source: ::clickhouse::error::Error },
+    #[error("migration {name}: {message}")]
+    Migration { name: String, message: String },
+}

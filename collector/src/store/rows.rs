@@ -1,0 +1,256 @@
+//! ClickHouse rows: one struct per table, built from the domain types.
+//! Field order matches the columns of `schemas/clickhouse/*.sql` (RowBinary
+//! is positional by the names listed in the INSERT).
+
+use chrono::{DateTime, Utc};
+use clickhouse::Row;
+use driftwatch_schemas::{AuditEvent, ConfigSnapshot, SlaMeasurement};
+use serde::{Deserialize, Serialize};
+
+use crate::eval::{Evaluation, Transition};
+
+fn secs(t: &DateTime<Utc>) -> u32 {
+    t.timestamp().clamp(0, i64::from(u32::MAX)) as u32
+}
+
+fn millis(t: &DateTime<Utc>) -> u16 {
+    t.timestamp_subsec_millis().min(999) as u16
+}
+
+#[derive(Debug, Row, Serialize)]
+pub struct SnapshotRow {
+    pub asset_id: String,
+    pub asset_kind: String,
+    pub hostname: String,
+    pub label_keys: Vec<String>,
+    pub label_values: Vec<String>,
+    pub agent_id: String,
+    pub agent_version: String,
+    pub snapshot_id: String,
+    pub sequence: i64,
+    pub kind: String,
+    pub collected_at: u32,
+    pub received_at: u32,
+    pub fact_count: u32,
+    pub removed_paths: Vec<String>,
+    pub batch_id: String,
+}
+
+#[derive(Debug, Row, Serialize)]
+pub struct FactRow {
+    pub asset_id: String,
+    pub snapshot_id: String,
+    pub sequence: i64,
+    pub snapshot_kind: String,
+    pub collected_at: u32,
+    pub path: String,
+    pub value_type: String,
+    pub value: String,
+    pub batch_id: String,
+}
+
+#[derive(Debug, Row, Serialize)]
+pub struct AuditRow {
+    pub event_id: String,
+    pub asset_id: String,
+    pub hostname: String,
+    pub source: String,
+    pub timestamp: u32,
+    pub timestamp_ms: u16,
+    pub actor_user: String,
+    pub actor_uid: Option<i64>,
+    pub actor_auid: String,
+    pub actor_groups: Vec<String>,
+    pub action: String,
+    pub object: String,
+    pub outcome: String,
+    pub source_address: String,
+    pub raw: String,
+    pub extra_keys: Vec<String>,
+    pub extra_values: Vec<String>,
+    pub batch_id: String,
+}
+
+#[derive(Debug, Row, Serialize)]
+pub struct SlaRow {
+    pub asset_id: String,
+    pub probe_id: String,
+    pub target: String,
+    pub kind: String,
+    pub timestamp: u32,
+    pub timestamp_ms: u16,
+    pub success: u8,
+    pub latency_us: i64,
+    pub status_code: Option<i32>,
+    pub error: String,
+    pub cpu_percent: Option<f64>,
+    pub memory_used_bytes: Option<i64>,
+    pub memory_total_bytes: Option<i64>,
+    pub disk_used_percent: Option<f64>,
+    pub load1: Option<f64>,
+    pub batch_id: String,
+}
+
+#[derive(Debug, Row, Serialize)]
+pub struct EvaluationRow {
+    pub asset_id: String,
+    pub control_id: String,
+    pub status: String,
+    pub severity: String,
+    pub evaluated_at: u32,
+    pub snapshot_id: String,
+    pub sequence: i64,
+    pub frameworks: Vec<String>,
+    pub evidence: String,
+    pub message: String,
+    pub batch_id: String,
+}
+
+#[derive(Debug, Row, Serialize)]
+pub struct ViolationRow {
+    pub violation_id: String,
+    pub asset_id: String,
+    pub control_id: String,
+    pub title: String,
+    pub severity: String,
+    pub event: String,
+    pub at: u32,
+    pub frameworks: Vec<String>,
+    pub evidence: String,
+    pub batch_id: String,
+}
+
+/// Latest posture per (asset, control), read back at start.
+#[derive(Debug, Row, Deserialize)]
+pub struct PostureRow {
+    pub asset_id: String,
+    pub control_id: String,
+    pub status: String,
+    pub since: u32,
+    pub violation_id: String,
+}
+
+pub fn snapshot_rows(s: &ConfigSnapshot, batch_id: &str, now: &DateTime<Utc>) -> (SnapshotRow, Vec<FactRow>) {
+    let kind = match s.kind {
+        driftwatch_schemas::SnapshotKind::Full => "full",
+        driftwatch_schemas::SnapshotKind::Delta => "delta",
+    };
+    let snap = SnapshotRow {
+        asset_id: s.asset.id.clone(),
+        asset_kind: s.asset.kind.as_str().to_string(),
+        hostname: s.asset.hostname.clone(),
+        label_keys: s.asset.labels.keys().cloned().collect(),
+        label_values: s.asset.labels.values().cloned().collect(),
+        agent_id: s.agent_id.clone(),
+        agent_version: s.agent_version.clone(),
+        snapshot_id: s.snapshot_id.clone(),
+        sequence: s.sequence,
+        kind: kind.to_string(),
+        collected_at: secs(&s.collected_at),
+        received_at: secs(now),
+        fact_count: s.facts.len() as u32,
+        removed_paths: s.removed_paths.clone(),
+        batch_id: batch_id.to_string(),
+    };
+    let facts = s
+        .facts
+        .iter()
+        .map(|f| FactRow {
+            asset_id: s.asset.id.clone(),
+            snapshot_id: s.snapshot_id.clone(),
+            sequence: s.sequence,
+            snapshot_kind: kind.to_string(),
+            collected_at: secs(&s.collected_at),
+            path: f.path.clone(),
+            value_type: f.value.type_name().to_string(),
+            value: f.value.to_json(),
+            batch_id: batch_id.to_string(),
+        })
+        .collect();
+    (snap, facts)
+}
+
+pub fn audit_row(a: &AuditEvent, batch_id: &str) -> AuditRow {
+    AuditRow {
+        event_id: a.event_id.clone(),
+        asset_id: a.asset_id.clone(),
+        hostname: a.hostname.clone(),
+        source: a.source.as_str().to_string(),
+        timestamp: secs(&a.timestamp),
+        timestamp_ms: millis(&a.timestamp),
+        actor_user: a.actor.user.clone().unwrap_or_default(),
+        actor_uid: a.actor.uid,
+        actor_auid: a.actor.auid.clone().unwrap_or_default(),
+        actor_groups: a.actor.groups.clone(),
+        action: a.action.clone(),
+        object: a.object.clone().unwrap_or_default(),
+        outcome: a.outcome.as_str().to_string(),
+        source_address: a.source_address.clone().unwrap_or_default(),
+        raw: a.raw.clone(),
+        extra_keys: a.extra.keys().cloned().collect(),
+        extra_values: a.extra.values().cloned().collect(),
+        batch_id: batch_id.to_string(),
+    }
+}
+
+pub fn sla_row(m: &SlaMeasurement, batch_id: &str) -> SlaRow {
+    let hm = m.host_metrics.as_ref();
+    SlaRow {
+        asset_id: m.asset_id.clone(),
+        probe_id: m.probe_id.clone(),
+        target: m.target.clone(),
+        kind: m.kind.as_str().to_string(),
+        timestamp: secs(&m.timestamp),
+        timestamp_ms: millis(&m.timestamp),
+        success: u8::from(m.success),
+        latency_us: m.latency_us,
+        status_code: m.status_code,
+        error: m.error.clone().unwrap_or_default(),
+        cpu_percent: hm.map(|h| h.cpu_percent),
+        memory_used_bytes: hm.map(|h| h.memory_used_bytes),
+        memory_total_bytes: hm.map(|h| h.memory_total_bytes),
+        disk_used_percent: hm.map(|h| h.disk_used_percent),
+        load1: hm.map(|h| h.load1),
+        batch_id: batch_id.to_string(),
+    }
+}
+
+fn framework_ids(e: &Evaluation) -> Vec<String> {
+    e.frameworks.iter().flat_map(|(f, ids)| ids.iter().map(move |id| format!("{f}:{id}"))).collect()
+}
+
+fn evidence_json(e: &Evaluation) -> String {
+    serde_json::to_string(&e.evidence).unwrap_or_default()
+}
+
+pub fn evaluation_row(e: &Evaluation, batch_id: &str) -> EvaluationRow {
+    EvaluationRow {
+        asset_id: e.asset_id.clone(),
+        control_id: e.control_id.clone(),
+        status: e.status.as_str().to_string(),
+        severity: e.severity.as_str().to_string(),
+        evaluated_at: secs(&e.evaluated_at),
+        snapshot_id: e.snapshot_id.clone(),
+        sequence: e.sequence,
+        frameworks: framework_ids(e),
+        evidence: evidence_json(e),
+        message: e.message.clone().unwrap_or_default(),
+        batch_id: batch_id.to_string(),
+    }
+}
+
+pub fn violation_row(t: &Transition, batch_id: &str) -> ViolationRow {
+    let e = &t.evaluation;
+    ViolationRow {
+        violation_id: t.violation_id.clone(),
+        asset_id: e.asset_id.clone(),
+        control_id: e.control_id.clone(),
+        title: e.title.clone(),
+        severity: e.severity.as_str().to_string(),
+        event: t.kind.as_str().to_string(),
+        at: secs(&e.evaluated_at),
+        frameworks: framework_ids(e),
+        evidence: evidence_json(e),
+        batch_id: batch_id.to_string(),
+    }
+}
