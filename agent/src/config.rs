@@ -1,0 +1,225 @@
+//! Agent configuration: one YAML file, overridable by environment
+//! variables `DRIFTWATCH_AGENT__SECTION__KEY`. Every field has a default;
+//! an empty file is a valid configuration for a host with a local broker.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use driftwatch_schemas::AssetKind;
+use serde::Deserialize;
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Where the host's filesystem is mounted (`/`, or `/host` in a pod).
+    pub root: PathBuf,
+    /// Offsets, sequence numbers and the agent id are kept here.
+    pub state_dir: PathBuf,
+    pub asset: AssetConfig,
+    pub kafka: KafkaConfig,
+    pub facts: FactsConfig,
+    pub snapshots: SnapshotConfig,
+    pub audit: AuditConfig,
+    pub probes: Vec<ProbeConfig>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            root: PathBuf::from("/"),
+            state_dir: PathBuf::from("/var/lib/driftwatch-agent"),
+            asset: AssetConfig::default(),
+            kafka: KafkaConfig::default(),
+            facts: FactsConfig::default(),
+            snapshots: SnapshotConfig::default(),
+            audit: AuditConfig::default(),
+            probes: Vec::new(),
+        }
+    }
+}
+
+/// Identity of the asset this agent reports on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssetConfig {
+    /// Asset id; default: the host's `/etc/machine-id`, else its hostname.
+    pub id: Option<String>,
+    /// Hostname; default: the host's `/etc/hostname`, else the agent's.
+    pub hostname: Option<String>,
+    pub kind: AssetKind,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for AssetConfig {
+    fn default() -> Self {
+        AssetConfig { id: None, hostname: None, kind: AssetKind::Host, labels: BTreeMap::new() }
+    }
+}
+
+/// Kafka producer settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub topics: TopicsConfig,
+    /// Extra librdkafka properties (`security.protocol`, `sasl.*`, `ssl.*`).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig { brokers: "127.0.0.1:9092".into(), topics: TopicsConfig::default(), properties: BTreeMap::new() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    pub snapshots: String,
+    pub audit: String,
+    pub sla: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig { snapshots: "driftwatch.snapshots".into(), audit: "driftwatch.audit".into(), sla: "driftwatch.sla".into() }
+    }
+}
+
+/// What facts to collect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FactsConfig {
+    /// Sensitive files whose owner, group and mode are reported.
+    pub files: Vec<String>,
+}
+
+impl Default for FactsConfig {
+    fn default() -> Self {
+        FactsConfig { files: crate::facts::files::DEFAULT_FILES.iter().map(|s| s.to_string()).collect() }
+    }
+}
+
+/// When to snapshot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotConfig {
+    /// Seconds between full snapshots.
+    pub full_interval_secs: u64,
+    /// Watch the files facts were read from and send deltas on change.
+    pub watch: bool,
+    /// Quiet time after a change before the delta is collected.
+    pub debounce_ms: u64,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig { full_interval_secs: 3600, watch: true, debounce_ms: 500 }
+    }
+}
+
+/// Audit log sources.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Auth logs (sshd, sudo, su, …) as host paths; missing files are
+    /// waited for.
+    pub authlog: Vec<String>,
+    /// How often the logs are checked for new lines.
+    pub poll_ms: u64,
+    /// Read a log from its start the first time (default: from its end).
+    pub from_start: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { authlog: vec!["/var/log/auth.log".into(), "/var/log/secure".into()], poll_ms: 500, from_start: false }
+    }
+}
+
+/// One SLA probe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    pub id: String,
+    #[serde(flatten)]
+    pub kind: ProbeKindConfig,
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_interval() -> u64 {
+    30
+}
+fn default_timeout() -> u64 {
+    5_000
+}
+
+/// Probe kinds and their settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ProbeKindConfig {
+    /// HTTP(S) GET; success when the status is `expect_status` (default: any 2xx).
+    Http {
+        url: String,
+        #[serde(default)]
+        expect_status: Option<u16>,
+    },
+}
+
+impl AgentConfig {
+    /// Loads and validates.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let cfg: AgentConfig = driftwatch_schemas::settings::load(path, "DRIFTWATCH_AGENT", std::env::vars())?;
+        let problems = cfg.problems();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            anyhow::bail!("{}: invalid configuration:\n  {}", path.map(|p| p.display().to_string()).unwrap_or_else(|| "<defaults>".into()), problems.join("\n  "))
+        }
+    }
+
+    /// Every problem, each naming its field.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.kafka.brokers.trim().is_empty() {
+            p.push("kafka.brokers: must name at least one broker".into());
+        }
+        if self.snapshots.full_interval_secs == 0 {
+            p.push("snapshots.full_interval_secs: must be at least 1".into());
+        }
+        if self.audit.poll_ms == 0 {
+            p.push("audit.poll_ms: must be at least 1".into());
+        }
+        for (i, f) in self.facts.files.iter().enumerate() {
+            if !f.starts_with('/') {
+                p.push(format!("facts.files[{i}]: {f:?} must be an absolute host path"));
+            }
+        }
+        for (i, f) in self.audit.authlog.iter().enumerate() {
+            if !f.starts_with('/') {
+                p.push(format!("audit.authlog[{i}]: {f:?} must be an absolute host path"));
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, pr) in self.probes.iter().enumerate() {
+            if !ids.insert(&pr.id) {
+                p.push(format!("probes[{i}].id: duplicate probe id {:?}", pr.id));
+            }
+            if pr.interval_secs == 0 {
+                p.push(format!("probes[{i}].interval_secs: must be at least 1"));
+            }
+            match &pr.kind {
+                ProbeKindConfig::Http { url, .. } => {
+                    if !matches!(reqwest::Url::parse(url), Ok(u) if u.scheme() == "http" || u.scheme() == "https") {
+                        p.push(format!("probes[{i}].url: {url:?} is not an http(s) URL"));
+                    }
+                }
+            }
+        }
+        p
+    }
+}

@@ -1,0 +1,61 @@
+//! Configuration facts: one module per fact family. Each family reads the
+//! host through [`HostRoot`] and adds facts under its own root path
+//! (`sshd.…`, `files[…]…`, `os.…`). A family that cannot read something
+//! records an error fact (`<family>.errors`) instead of failing the snapshot.
+
+pub mod files;
+pub mod os;
+pub mod sshd;
+
+use std::collections::BTreeMap;
+
+use driftwatch_schemas::{Fact, FactPath, FactValue};
+
+use crate::config::FactsConfig;
+use crate::root::HostRoot;
+
+/// The facts of one collection, keyed by textual path.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Facts(pub BTreeMap<String, FactValue>);
+
+impl Facts {
+    pub fn set(&mut self, path: &FactPath, value: impl Into<FactValue>) {
+        self.0.insert(path.to_string(), value.into());
+    }
+
+    /// Records that `family` could not read something; controls that need
+    /// the missing facts become not applicable, and the error is visible.
+    pub fn error(&mut self, family: &str, message: String) {
+        let key = FactPath::new([family, "errors"]).to_string();
+        match self.0.entry(key).or_insert_with(|| FactValue::List(Vec::new())) {
+            FactValue::List(l) => l.push(message),
+            other => *other = FactValue::List(vec![message]),
+        }
+    }
+
+    pub fn to_wire(&self) -> Vec<Fact> {
+        self.0.iter().map(|(p, v)| Fact { path: p.clone(), value: v.clone() }).collect()
+    }
+
+    /// What changed from `old` to `self`: changed or added facts, and
+    /// removed paths.
+    pub fn diff(&self, old: &Facts) -> (Vec<Fact>, Vec<String>) {
+        let changed = self
+            .0
+            .iter()
+            .filter(|(p, v)| old.0.get(*p) != Some(*v))
+            .map(|(p, v)| Fact { path: p.clone(), value: v.clone() })
+            .collect();
+        let removed = old.0.keys().filter(|p| !self.0.contains_key(*p)).cloned().collect();
+        (changed, removed)
+    }
+}
+
+/// Collects every fact family.
+pub fn collect(root: &HostRoot, cfg: &FactsConfig) -> Facts {
+    let mut facts = Facts::default();
+    os::collect(root, &mut facts);
+    sshd::collect(root, &mut facts);
+    files::collect(root, &cfg.files, &mut facts);
+    facts
+}

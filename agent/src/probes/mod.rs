@@ -1,0 +1,33 @@
+//! SLA probes: each runs on its own interval and yields a measurement,
+//! success or not, with the latency as measured.
+
+pub mod http;
+
+use std::time::Duration;
+
+use driftwatch_schemas::Message;
+use tokio::sync::mpsc;
+
+use crate::config::{ProbeConfig, ProbeKindConfig};
+
+/// Runs one probe forever (until the channel closes).
+pub async fn run(asset_id: String, probe: ProbeConfig, out: mpsc::Sender<Message>) {
+    let client = match http::client(Duration::from_millis(probe.timeout_ms)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(probe = %probe.id, error = %e, "cannot build the HTTP client; probe disabled");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(probe.interval_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let m = match &probe.kind {
+            ProbeKindConfig::Http { url, expect_status } => http::probe(&client, &asset_id, &probe.id, url, *expect_status).await,
+        };
+        if out.send(Message::Sla(m)).await.is_err() {
+            return;
+        }
+    }
+}

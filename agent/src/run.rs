@@ -1,0 +1,102 @@
+//! `driftwatch-agent run`: wires the sources to the shipper and runs until
+//! SIGINT/SIGTERM.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use driftwatch_schemas::Message;
+use tokio::sync::{mpsc, watch as tokio_watch};
+
+use crate::config::AgentConfig;
+use crate::root::HostRoot;
+use crate::snapshot::{self, Snapshotter};
+use crate::{audit, probes, ship, watch};
+
+/// Messages waiting for the shipper. Sources wait when it is full.
+const QUEUE: usize = 10_000;
+
+pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating state directory {}", cfg.state_dir.display()))?;
+    let root = Arc::new(HostRoot::new(&cfg.root));
+    let asset = snapshot::asset(&cfg, &root);
+    let agent_id = snapshot::agent_id(&cfg.state_dir);
+    tracing::info!(asset = %asset.id, hostname = %asset.hostname, root = %cfg.root.display(), brokers = %cfg.kafka.brokers, "agent starting");
+
+    let (tx, rx) = mpsc::channel::<Message>(QUEUE);
+    let producer = ship::producer::producer(&cfg.kafka)?;
+    let shipper = tokio::spawn(ship::producer::run(cfg.kafka.clone(), producer, rx));
+
+    let mut tasks = Vec::new();
+    {
+        let (root, paths, state, asset, tx) = (root.clone(), cfg.audit.authlog.clone(), cfg.state_dir.clone(), asset.clone(), tx.clone());
+        let (from_start, poll) = (cfg.audit.from_start, Duration::from_millis(cfg.audit.poll_ms));
+        tasks.push(tokio::spawn(async move { audit::run_authlog(&root, &paths, &state, from_start, poll, asset, tx).await }));
+    }
+    for p in cfg.probes.clone() {
+        tasks.push(tokio::spawn(probes::run(asset.id.clone(), p, tx.clone())));
+    }
+
+    let mut snapshotter = Snapshotter::new(asset, agent_id, Some(&cfg.state_dir));
+    let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);
+    let mut watcher = if cfg.snapshots.watch {
+        Some(watch::FileWatcher::new(changed_tx).context("starting the file watcher")?)
+    } else {
+        None
+    };
+    let mut full_tick = tokio::time::interval(Duration::from_secs(cfg.snapshots.full_interval_secs));
+    let debounce = Duration::from_millis(cfg.snapshots.debounce_ms);
+    loop {
+        let full = tokio::select! {
+            _ = full_tick.tick() => true,
+            Some(()) = changed_rx.recv() => {
+                // Debounce: wait for a quiet moment, absorbing further events.
+                loop {
+                    tokio::select! {
+                        Some(()) = changed_rx.recv() => continue,
+                        _ = tokio::time::sleep(debounce) => break,
+                    }
+                }
+                false
+            }
+            _ = shutdown.changed() => break,
+        };
+        let (facts, reads) = collect(&root, &cfg).await?;
+        let snap = if full { Some(snapshotter.full(facts)) } else { snapshotter.delta(facts) };
+        if let Some(w) = watcher.as_mut() {
+            w.set_paths(&reads);
+        }
+        if let Some(s) = snap {
+            tracing::info!(kind = ?s.kind, sequence = s.sequence, facts = s.facts.len(), removed = s.removed_paths.len(), "snapshot");
+            if tx.send(Message::Snapshot(s)).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    tracing::info!("shutting down: sending what is queued");
+    for t in tasks {
+        t.abort();
+    }
+    drop(tx);
+    match tokio::time::timeout(Duration::from_secs(10), shipper).await {
+        Ok(r) => r??,
+        Err(_) => tracing::warn!("shipper did not drain within 10 s"),
+    }
+    Ok(())
+}
+
+/// Collects facts off the async threads; returns them with the real paths
+/// that were read (what the watcher watches).
+async fn collect(root: &Arc<HostRoot>, cfg: &AgentConfig) -> anyhow::Result<(crate::facts::Facts, BTreeSet<PathBuf>)> {
+    let (root, cfg) = (root.clone(), cfg.clone());
+    tokio::task::spawn_blocking(move || {
+        let facts = snapshot::collect(&root, &cfg);
+        let reads = root.take_reads().iter().map(|p| root.path(p)).collect();
+        (facts, reads)
+    })
+    .await
+    .context("fact collection panicked")
+}

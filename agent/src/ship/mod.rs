@@ -1,0 +1,3 @@
+//! Shipping: encode messages and produce them to Kafka.
+
+pub mod producer;
