@@ -138,17 +138,30 @@ impl Default for AuditConfig {
     }
 }
 
-/// One SLA probe.
+/// One SLA probe. Fields beyond `id` and `kind` depend on the kind.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeConfig {
     pub id: String,
-    #[serde(flatten)]
-    pub kind: ProbeKindConfig,
+    pub kind: ProbeKind,
+    /// http: the URL to GET.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// http: the status that counts as success (default: any 2xx).
+    #[serde(default)]
+    pub expect_status: Option<u16>,
     #[serde(default = "default_interval")]
     pub interval_secs: u64,
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+}
+
+/// Probe kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// HTTP(S) GET.
+    Http,
 }
 
 fn default_interval() -> u64 {
@@ -156,18 +169,6 @@ fn default_interval() -> u64 {
 }
 fn default_timeout() -> u64 {
     5_000
-}
-
-/// Probe kinds and their settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ProbeKindConfig {
-    /// HTTP(S) GET; success when the status is `expect_status` (default: any 2xx).
-    Http {
-        url: String,
-        #[serde(default)]
-        expect_status: Option<u16>,
-    },
 }
 
 impl AgentConfig {
@@ -212,14 +213,43 @@ impl AgentConfig {
             if pr.interval_secs == 0 {
                 p.push(format!("probes[{i}].interval_secs: must be at least 1"));
             }
-            match &pr.kind {
-                ProbeKindConfig::Http { url, .. } => {
-                    if !matches!(reqwest::Url::parse(url), Ok(u) if u.scheme() == "http" || u.scheme() == "https") {
-                        p.push(format!("probes[{i}].url: {url:?} is not an http(s) URL"));
+            match pr.kind {
+                ProbeKind::Http => match &pr.url {
+                    None => p.push(format!("probes[{i}].url: required for an http probe")),
+                    Some(url) if !matches!(reqwest::Url::parse(url), Ok(u) if u.scheme() == "http" || u.scheme() == "https") => {
+                        p.push(format!("probes[{i}].url: {url:?} is not an http(s) URL"))
                     }
-                }
+                    Some(_) => {}
+                },
             }
         }
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<AgentConfig, String> {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        AgentConfig::load(Some(f.path())).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn probes_parse_and_unknown_fields_are_located() {
+        let c = load("probes:\n  - id: web\n    kind: http\n    url: http://127.0.0.1/\n    interval_secs: 5\n").unwrap();
+        assert_eq!((c.probes[0].kind, c.probes[0].interval_secs), (ProbeKind::Http, 5));
+        let e = load("probes:\n  - id: web\n    kind: http\n    url: http://x/\n    intervall: 5\n").unwrap_err();
+        assert!(e.contains(":5:") && e.contains("intervall"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field() {
+        let e = load("facts:\n  files: [etc/shadow]\nprobes:\n  - {id: a, kind: http}\n  - {id: a, kind: http, url: 'ftp://x'}\n").unwrap_err();
+        for want in ["facts.files[0]", "probes[0].url: required", "probes[1].id: duplicate", "probes[1].url: \"ftp://x\""] {
+            assert!(e.contains(want), "{want} in {e}");
+        }
     }
 }

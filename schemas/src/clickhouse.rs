@@ -18,6 +18,9 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "0002_evaluations", sql: include_str!("../clickhouse/0002_evaluations.sql") },
 ];
 
+/// Latest posture per (asset, control) with its open violation.
+pub const LATEST_POSTURE_SQL: &str = include_str!("../clickhouse/queries/latest_posture.sql");
+
 /// The table that records applied migrations (created before any migration).
 pub const MIGRATIONS_TABLE_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
     version UInt32, name String, checksum String, applied_at DateTime) \

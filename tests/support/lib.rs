@@ -1,0 +1,228 @@
+//! Helpers for tests against the real services: start them with the
+//! project's own script, run the real binaries, receive webhooks, query
+//! ClickHouse.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BROKERS: &str = "127.0.0.1:9092";
+pub const CLICKHOUSE: &str = "http://127.0.0.1:8123";
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Starts (or checks) Kafka and ClickHouse with `deploy/local/services up`
+/// and builds the binaries, once per test process.
+pub fn services_up() {
+    static UP: OnceLock<()> = OnceLock::new();
+    UP.get_or_init(|| {
+        let out = Command::new(repo().join("deploy/local/services")).arg("up").output().expect("running deploy/local/services");
+        assert!(out.status.success(), "services up failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "driftwatch-agent", "-p", "driftwatch-collector"])
+            .current_dir(repo())
+            .output()
+            .expect("running cargo build");
+        assert!(out.status.success(), "building the binaries failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    });
+}
+
+/// Path of a workspace binary (built by [`services_up`]).
+pub fn bin(name: &str) -> PathBuf {
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target dir").join(name)
+}
+
+/// A name unique to this test run, for databases, topics and groups.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple().to_string().get(..12).unwrap_or("x"))
+}
+
+/// A child process killed when dropped; its output goes to a log file
+/// that is printed if the test fails.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command, log_dir: &Path) -> Proc {
+        let log = log_dir.join(format!("{name}.log"));
+        let f = std::fs::File::create(&log).expect("log file");
+        let child = cmd
+            .stdout(Stdio::from(f.try_clone().expect("dup")))
+            .stderr(Stdio::from(f))
+            .env("DRIFTWATCH_LOG", "info,driftwatch_collector=debug")
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        Proc { name: name.into(), child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let exited = self.child.try_wait().ok().flatten();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let how = exited.map(|s| format!("exited early: {s}")).unwrap_or_else(|| "was running".into());
+            eprintln!("----- {} log ({how}; {}) -----\n{}", self.name, self.log.display(), self.log());
+        }
+    }
+}
+
+/// A local HTTP server that records every JSON body POSTed to it and
+/// answers 200 to GET (a probe target).
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Receiver {
+    pub async fn start() -> (Receiver, SocketAddr) {
+        let r = Receiver::default();
+        let bodies = r.bodies.clone();
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+                    let bodies = bodies.clone();
+                    async move {
+                        bodies.lock().expect("lock").push(v);
+                        "ok"
+                    }
+                }),
+            )
+            .route("/health", axum::routing::get(|| async { "ok" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (r, addr)
+    }
+
+    pub fn all(&self) -> Vec<Value> {
+        self.bodies.lock().expect("lock").clone()
+    }
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, or panics after `secs`.
+pub async fn wait_for<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out after {secs}s waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs a query on ClickHouse and returns the rows (JSONEachRow); panics
+/// with ClickHouse's message on error.
+pub async fn query(sql: &str) -> Vec<Value> {
+    try_query(sql).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`query`], but an error (e.g. a table not created yet) is returned.
+pub async fn try_query(sql: &str) -> Result<Vec<Value>, String> {
+    try_exec(&format!("{sql} FORMAT JSONEachRow")).await
+}
+
+/// Runs a statement on ClickHouse; panics on error.
+pub async fn exec(sql: &str) -> Vec<Value> {
+    try_exec(sql).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn try_exec(sql: &str) -> Result<Vec<Value>, String> {
+    let resp = reqwest::Client::new().post(CLICKHOUSE).body(sql.to_string()).send().await.map_err(|e| format!("ClickHouse unreachable: {e}"))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| format!("ClickHouse body: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("ClickHouse: {sql}\n{text}"));
+    }
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).map_err(|e| format!("row {l:?}: {e}"))).collect()
+}
+
+/// Creates the topics with the collector's own command.
+pub fn create_topics(collector_config: &Path) {
+    let out = Command::new(bin("driftwatch-collector"))
+        .args(["topics", "--brokers", BROKERS, "--partitions", "3", "--config"])
+        .arg(collector_config)
+        .output()
+        .expect("driftwatch-collector topics");
+    assert!(out.status.success(), "topics: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Names for one isolated pipeline: its own topics, group and database.
+pub struct Names {
+    pub prefix: String,
+    pub database: String,
+    pub group: String,
+}
+
+impl Names {
+    pub fn new() -> Names {
+        let prefix = unique("e2e");
+        Names { database: format!("dw_{prefix}"), group: format!("{prefix}.collector"), prefix }
+    }
+
+    pub fn topic(&self, stream: &str) -> String {
+        format!("{}.{stream}", self.prefix)
+    }
+
+    /// The `kafka.topics` section of a config (agent: without dead_letter).
+    pub fn topics_yaml(&self, with_dead_letter: bool) -> String {
+        let mut s = format!(
+            "    snapshots: {}\n    audit: {}\n    sla: {}\n",
+            self.topic("snapshots"),
+            self.topic("audit"),
+            self.topic("sla")
+        );
+        if with_dead_letter {
+            s.push_str(&format!("    dead_letter: {}\n", self.topic("dead-letter")));
+        }
+        s
+    }
+
+    /// A collector config for these names.
+    pub fn collector_config(&self, dir: &Path, webhook: &str) -> PathBuf {
+        let path = dir.join("collector.yaml");
+        let text = format!(
+            "kafka:\n  brokers: {BROKERS}\n  group_id: {}\n  topics:\n{}clickhouse:\n  url: {CLICKHOUSE}\n  database: {}\npolicies: {}\nbatch:\n  max_messages: 500\n  max_wait_ms: 200\nalerts:\n  webhooks:\n    - name: test\n      url: {webhook}\n",
+            self.group,
+            self.topics_yaml(true),
+            self.database,
+            repo().join("policies").display()
+        );
+        std::fs::write(&path, text).expect("write collector config");
+        path
+    }
+
+    pub async fn drop_database(&self) {
+        exec(&format!("DROP DATABASE IF EXISTS {}", self.database)).await;
+    }
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names::new()
+    }
+}

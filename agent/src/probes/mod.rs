@@ -8,7 +8,7 @@ use std::time::Duration;
 use driftwatch_schemas::Message;
 use tokio::sync::mpsc;
 
-use crate::config::{ProbeConfig, ProbeKindConfig};
+use crate::config::{ProbeConfig, ProbeKind};
 
 /// Runs one probe forever (until the channel closes).
 pub async fn run(asset_id: String, probe: ProbeConfig, out: mpsc::Sender<Message>) {
@@ -23,8 +23,8 @@ pub async fn run(asset_id: String, probe: ProbeConfig, out: mpsc::Sender<Message
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let m = match &probe.kind {
-            ProbeKindConfig::Http { url, expect_status } => http::probe(&client, &asset_id, &probe.id, url, *expect_status).await,
+        let m = match probe.kind {
+            ProbeKind::Http => http::probe(&client, &asset_id, &probe.id, probe.url.as_deref().unwrap_or_default(), probe.expect_status).await,
         };
         if out.send(Message::Sla(m)).await.is_err() {
             return;

@@ -118,17 +118,7 @@ impl ClickHouseStore {
 
     /// The latest posture of every (asset, control) and its open violation.
     pub async fn load_posture(&self) -> Result<Vec<(String, String, PostureEntry)>, StoreError> {
-        // Portable SQL (18.16+): argMax over the evaluation time; the open
-        // violation is the one whose latest event is "opened".
-        let sql = "SELECT asset_id, control_id, status, since, violation_id FROM \
-              (SELECT asset_id, control_id, argMax(status, evaluated_at) AS status, max(evaluated_at) AS since \
-               FROM evaluations GROUP BY asset_id, control_id) \
-            ANY LEFT JOIN \
-              (SELECT asset_id, control_id, violation_id FROM \
-                 (SELECT asset_id, control_id, violation_id, argMax(event, at) AS last_event \
-                  FROM violations GROUP BY asset_id, control_id, violation_id) \
-               WHERE last_event = 'opened') \
-            USING (asset_id, control_id)";
+        let sql = driftwatch_schemas::clickhouse::LATEST_POSTURE_SQL;
         let rows = self.client.query(sql).fetch_all::<PostureRow>().await.map_err(|e| self.err(e))?;
         Ok(rows
             .into_iter()

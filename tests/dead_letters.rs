@@ -1,0 +1,83 @@
+//! Bad records never stop the collector: garbage, a record written with an
+//! unknown schema, and an empty record go to the dead-letter topic with the
+//! reason in a header; a good record after them is still processed.
+
+use std::process::Command;
+use std::time::Duration;
+
+use driftwatch_schemas::{Asset, AssetKind, ConfigSnapshot, Encoder, Fact, Message, SnapshotKind};
+use driftwatch_tests::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message as _;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let (_receiver, addr) = Receiver::start().await;
+    let names = Names::new();
+    let cfg = names.collector_config(work.path(), &format!("http://{addr}/hook"));
+    create_topics(&cfg);
+    let mut collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
+
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
+    let topic = names.topic("snapshots");
+    let mut unknown_schema = vec![0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8];
+    unknown_schema.extend_from_slice(b"datum");
+    let asset = unique("asset");
+    let good = Encoder::new()
+        .unwrap()
+        .encode(&Message::Snapshot(ConfigSnapshot {
+            asset: Asset { id: asset.clone(), kind: AssetKind::Host, hostname: "h".into(), labels: Default::default() },
+            agent_id: "t".into(),
+            agent_version: "0".into(),
+            snapshot_id: unique("s"),
+            sequence: 1,
+            collected_at: chrono::Utc::now(),
+            kind: SnapshotKind::Full,
+            facts: vec![Fact { path: "sshd.config.permitrootlogin".into(), value: "no".into() }],
+            removed_paths: vec![],
+        }))
+        .unwrap();
+    let bad: [&[u8]; 3] = [b"{\"not\": \"avro\"}", &unknown_schema, &good[..good.len() / 2]];
+    for payload in bad.iter().chain([&&good[..]]) {
+        producer.send(FutureRecord::to(&topic).key(asset.as_str()).payload(*payload), Duration::from_secs(10)).await.unwrap();
+    }
+
+    // The good record after the bad ones is stored and evaluated.
+    let db = names.database.clone();
+    let a = asset.clone();
+    wait_for("the good snapshot to be evaluated", 60, async || {
+        let rows = try_query(&format!("SELECT status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = 'linux.sshd.root_login_disabled'")).await.ok()?;
+        rows.first().filter(|r| r["status"] == "pass").cloned()
+    })
+    .await;
+    assert!(collector.alive(), "collector survived bad records");
+
+    // The dead-letter topic holds the three bad records with their reasons.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BROKERS)
+        .set("group.id", unique("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&names.topic("dead-letter")]).unwrap();
+    let mut reasons = Vec::new();
+    while reasons.len() < 3 {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await.expect("dead letters arrive").unwrap();
+        let headers = m.headers().expect("headers");
+        let reason = headers.iter().find(|h| h.key == "driftwatch.reason").and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap();
+        let origin = headers.iter().find(|h| h.key == "driftwatch.topic").and_then(|h| h.value).unwrap();
+        assert_eq!(origin, topic.as_bytes());
+        reasons.push(reason);
+    }
+    reasons.sort();
+    assert!(reasons[0].starts_with("Avro datum does not decode"), "{reasons:?}");
+    assert!(reasons[1].starts_with("message does not start with the Avro single-object marker"), "{reasons:?}");
+    assert!(reasons[2].starts_with("unknown writer schema fingerprint 0807060504030201"), "{reasons:?}");
+    assert!(collector.log().contains("record dead-lettered"));
+    names.drop_database().await;
+}
