@@ -3,9 +3,11 @@
 //! (`sshd.…`, `files[…]…`, `os.…`). A family that cannot read something
 //! records an error fact (`<family>.errors`) instead of failing the snapshot.
 
+pub mod accounts;
 pub mod files;
 pub mod os;
 pub mod sshd;
+pub mod sudo;
 
 use std::collections::BTreeMap;
 
@@ -55,7 +57,9 @@ impl Facts {
 pub fn collect(root: &HostRoot, cfg: &FactsConfig) -> Facts {
     let mut facts = Facts::default();
     os::collect(root, &mut facts);
+    accounts::collect(root, &mut facts);
     sshd::collect(root, &mut facts);
+    sudo::collect(root, &mut facts);
     files::collect(root, &cfg.files, &mut facts);
     facts
 }
