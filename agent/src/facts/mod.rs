@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod files;
+pub mod kernel;
 pub mod os;
 pub mod sshd;
 pub mod sudo;
@@ -61,5 +62,6 @@ pub fn collect(root: &HostRoot, cfg: &FactsConfig) -> Facts {
     sshd::collect(root, &mut facts);
     sudo::collect(root, &mut facts);
     files::collect(root, &cfg.files, &mut facts);
+    kernel::collect(root, &mut facts);
     facts
 }
