@@ -7,6 +7,8 @@ pub mod accounts;
 pub mod files;
 pub mod kernel;
 pub mod os;
+pub mod packages;
+pub mod services;
 pub mod sshd;
 pub mod sudo;
 
@@ -63,5 +65,7 @@ pub fn collect(root: &HostRoot, cfg: &FactsConfig) -> Facts {
     sudo::collect(root, &mut facts);
     files::collect(root, &cfg.files, &mut facts);
     kernel::collect(root, &mut facts);
+    packages::collect(root, &mut facts);
+    services::collect(root, &mut facts);
     facts
 }
