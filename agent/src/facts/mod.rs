@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod files;
 pub mod kernel;
+pub mod mounts;
 pub mod os;
 pub mod packages;
 pub mod services;
@@ -65,6 +66,7 @@ pub fn collect(root: &HostRoot, cfg: &FactsConfig) -> Facts {
     sudo::collect(root, &mut facts);
     files::collect(root, &cfg.files, &mut facts);
     kernel::collect(root, &mut facts);
+    mounts::collect(root, &mut facts);
     packages::collect(root, &mut facts);
     services::collect(root, &mut facts);
     facts
