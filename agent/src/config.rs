@@ -22,6 +22,16 @@ pub struct AgentConfig {
     pub snapshots: SnapshotConfig,
     pub audit: AuditConfig,
     pub probes: Vec<ProbeConfig>,
+    pub redact: RedactConfig,
+}
+
+/// Redaction of secrets before anything is shipped (built-in patterns are
+/// always on; see `redact.rs`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedactConfig {
+    /// Extra regular expressions; every match is replaced.
+    pub patterns: Vec<String>,
 }
 
 impl Default for AgentConfig {
@@ -35,6 +45,7 @@ impl Default for AgentConfig {
             snapshots: SnapshotConfig::default(),
             audit: AuditConfig::default(),
             probes: Vec::new(),
+            redact: RedactConfig::default(),
         }
     }
 }
@@ -93,11 +104,15 @@ impl Default for TopicsConfig {
 pub struct FactsConfig {
     /// Sensitive files whose owner, group and mode are reported.
     pub files: Vec<String>,
+    /// Report `host.*` facts of the machine the agent runs on. Default:
+    /// only when `root` is `/`; set `true` in a pod that shares the host's
+    /// PID namespace and reads the host at `/host`.
+    pub live_host: Option<bool>,
 }
 
 impl Default for FactsConfig {
     fn default() -> Self {
-        FactsConfig { files: crate::facts::files::DEFAULT_FILES.iter().map(|s| s.to_string()).collect() }
+        FactsConfig { files: crate::facts::files::DEFAULT_FILES.iter().map(|s| s.to_string()).collect(), live_host: None }
     }
 }
 
@@ -130,11 +145,22 @@ pub struct AuditConfig {
     pub poll_ms: u64,
     /// Read a log from its start the first time (default: from its end).
     pub from_start: bool,
+    /// Events per second per source before lines are dropped (and the
+    /// drop reported as an `events_dropped` event).
+    pub rate_limit_per_sec: u32,
+    /// Events a source may send at once above the rate.
+    pub burst: u32,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { authlog: vec!["/var/log/auth.log".into(), "/var/log/secure".into()], poll_ms: 500, from_start: false }
+        AuditConfig {
+            authlog: vec!["/var/log/auth.log".into(), "/var/log/secure".into()],
+            poll_ms: 500,
+            from_start: false,
+            rate_limit_per_sec: 500,
+            burst: 2_000,
+        }
     }
 }
 
@@ -194,6 +220,15 @@ impl AgentConfig {
         }
         if self.audit.poll_ms == 0 {
             p.push("audit.poll_ms: must be at least 1".into());
+        }
+        if self.audit.rate_limit_per_sec == 0 {
+            p.push("audit.rate_limit_per_sec: must be at least 1".into());
+        }
+        if self.audit.burst == 0 {
+            p.push("audit.burst: must be at least 1".into());
+        }
+        if let Err(e) = crate::redact::Redactor::new(&self.redact.patterns) {
+            p.push(e);
         }
         for (i, f) in self.facts.files.iter().enumerate() {
             if !f.starts_with('/') {

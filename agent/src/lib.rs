@@ -9,6 +9,7 @@ pub mod audit;
 pub mod config;
 pub mod facts;
 pub mod probes;
+pub mod redact;
 pub mod root;
 pub mod run;
 pub mod ship;

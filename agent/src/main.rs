@@ -96,7 +96,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             let host = HostRoot::new(&cfg.root);
             let asset = snapshot::asset(&cfg, &host);
             let mut s = Snapshotter::new(asset, "snapshot-cli".into(), None);
-            let snap = s.full(snapshot::collect(&host, &cfg));
+            let mut snap = driftwatch_schemas::Message::Snapshot(s.full(snapshot::collect(&host, &cfg)));
+            driftwatch_agent::redact::Redactor::new(&cfg.redact.patterns).map_err(anyhow::Error::msg)?.message(&mut snap);
+            let driftwatch_schemas::Message::Snapshot(snap) = snap else { unreachable!("built as a snapshot") };
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&snap).context("encoding the snapshot")?),
                 Format::Text => {

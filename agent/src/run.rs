@@ -27,13 +27,14 @@ pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) ->
 
     let (tx, rx) = mpsc::channel::<Message>(QUEUE);
     let producer = ship::producer::producer(&cfg.kafka)?;
-    let shipper = tokio::spawn(ship::producer::run(cfg.kafka.clone(), producer, rx));
+    let redactor = crate::redact::Redactor::new(&cfg.redact.patterns).map_err(anyhow::Error::msg)?;
+    let shipper = tokio::spawn(ship::producer::run(cfg.kafka.clone(), producer, redactor, rx));
 
     let mut tasks = Vec::new();
     {
         let (root, paths, state, asset, tx) = (root.clone(), cfg.audit.authlog.clone(), cfg.state_dir.clone(), asset.clone(), tx.clone());
-        let (from_start, poll) = (cfg.audit.from_start, Duration::from_millis(cfg.audit.poll_ms));
-        tasks.push(tokio::spawn(async move { audit::run_authlog(&root, &paths, &state, from_start, poll, asset, tx).await }));
+        let audit_cfg = cfg.audit.clone();
+        tasks.push(tokio::spawn(async move { audit::run_authlog(&root, &paths, &state, &audit_cfg, asset, tx).await }));
     }
     for p in cfg.probes.clone() {
         tasks.push(tokio::spawn(probes::run(asset.id.clone(), p, tx.clone())));

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod files;
+pub mod host;
 pub mod kernel;
 pub mod mounts;
 pub mod os;
@@ -69,5 +70,8 @@ pub fn collect(root: &HostRoot, cfg: &FactsConfig) -> Facts {
     mounts::collect(root, &mut facts);
     packages::collect(root, &mut facts);
     services::collect(root, &mut facts);
+    if cfg.live_host.unwrap_or(root.root() == std::path::Path::new("/")) {
+        host::collect(&mut facts);
+    }
     facts
 }

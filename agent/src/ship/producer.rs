@@ -1,4 +1,4 @@
-//! The Kafka producer: idempotent, `acks=all`, keyed by asset id so each
+//! The Kafka producer: redacts (see `redact.rs`), then idempotent, `acks=all`, keyed by asset id so each
 //! asset's messages stay in order on one partition. Messages are encoded
 //! here (Avro single-object encoding) and sent one at a time in arrival
 //! order; a failed send is retried with backoff, never skipped.
@@ -11,6 +11,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::mpsc;
 
 use crate::config::KafkaConfig;
+use crate::redact::Redactor;
 
 pub fn producer(cfg: &KafkaConfig) -> anyhow::Result<FutureProducer> {
     let mut c = ClientConfig::new();
@@ -33,10 +34,12 @@ fn topic(cfg: &KafkaConfig, s: Stream) -> &str {
     }
 }
 
-/// Sends every message from `rx` until it closes.
-pub async fn run(cfg: KafkaConfig, producer: FutureProducer, mut rx: mpsc::Receiver<Message>) -> anyhow::Result<()> {
+/// Redacts, encodes and sends every message from `rx` until it closes.
+pub async fn run(cfg: KafkaConfig, producer: FutureProducer, redactor: Redactor, mut rx: mpsc::Receiver<Message>) -> anyhow::Result<()> {
     let mut encoder = Encoder::new()?;
-    while let Some(msg) = rx.recv().await {
+    while let Some(mut msg) = rx.recv().await {
+        // The one place every message passes: nothing leaves unredacted.
+        redactor.message(&mut msg);
         let payload = match encoder.encode(&msg) {
             Ok(p) => p,
             Err(e) => {
