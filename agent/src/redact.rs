@@ -33,8 +33,8 @@ static SECRET_PAIR: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Keys that look secret but are not: the working directory variables
-/// that sudo and shells log.
-const NOT_SECRET: [&str; 2] = ["PWD", "OLDPWD"];
+/// that sudo and shells log, and sudoers' password tags (`NOPASSWD: ALL`).
+const NOT_SECRET: [&str; 4] = ["PWD", "OLDPWD", "NOPASSWD", "PASSWD"];
 
 /// Redacts with the built-in patterns and any extra ones.
 #[derive(Debug, Clone, Default)]
@@ -140,7 +140,13 @@ mod tests {
     #[test]
     fn harmless_lines_are_untouched() {
         let r = Redactor::default();
-        for s in ["Accepted publickey for alice from 192.0.2.1 port 22 ssh2", "PermitRootLogin no", "sudo: alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/ls"] {
+        for s in [
+            "Accepted publickey for alice from 192.0.2.1 port 22 ssh2",
+            "PermitRootLogin no",
+            "sudo: alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/ls",
+            "bob ALL=(ALL) NOPASSWD: ALL",
+            "%admin ALL=(ALL) PASSWD: /usr/bin/apt",
+        ] {
             assert_eq!(r.text(s), s);
         }
     }
