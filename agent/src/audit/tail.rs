@@ -168,8 +168,7 @@ impl Tailer {
         let Some(file) = self.file.as_mut() else { return Ok(out) };
         file.seek(SeekFrom::Start(read_from))?;
         let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            let Some(file) = self.file.as_mut() else { break };
+        while let Some(file) = self.file.as_mut() {
             let n = file.read(&mut buf)?;
             if n == 0 {
                 break;

@@ -240,15 +240,7 @@ mod tests {
     use super::*;
 
     fn facts(files: &[(&str, &str)]) -> Facts {
-        let d = tempfile::tempdir().unwrap();
-        for (p, text) in files {
-            let real = d.path().join(p.trim_start_matches('/'));
-            std::fs::create_dir_all(real.parent().unwrap()).unwrap();
-            std::fs::write(real, text).unwrap();
-        }
-        let mut f = Facts::default();
-        collect(&HostRoot::new(d.path()), &mut f);
-        f
+        crate::facts::testing::collect_with(files, collect)
     }
 
     const HASH: &str = "$6$salt$hashhashhashhashhash";

@@ -66,14 +66,20 @@ pub fn collect(root: &HostRoot, facts: &mut Facts) {
             facts.set(&p.child("source"), source.as_str());
         }
         if live {
-            // Reading /proc is not watched: it changes without file events.
             let path = format!("/proc/sys/{}", key.replace('.', "/"));
-            if let Ok(Some(v)) = std::fs::read_to_string(root.path(&path)).map(Some).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(None) } else { Err(e) }) {
+            if let Some(v) = read_proc(root, &path) {
                 facts.set(&p.child("running"), typed(&normalise(&v)));
             }
         }
     }
     modules(root, facts);
+}
+
+/// Reads a `/proc` file under the root. Not through `HostRoot`'s tracked
+/// reads: `/proc` changes without file events, so watching it is useless;
+/// the periodic full snapshot refreshes these values.
+fn read_proc(root: &HostRoot, path: &str) -> Option<String> {
+    std::fs::read_to_string(root.path(path)).ok()
 }
 
 fn normalise(v: &str) -> String {
@@ -141,7 +147,7 @@ fn modules(root: &HostRoot, facts: &mut Facts) {
     }
     facts.set(&FactPath::new(["kernel", "modules_disabled"]), disabled);
     facts.set(&FactPath::new(["kernel", "modules_blacklisted"]), blacklisted);
-    if let Ok(Some(text)) = std::fs::read_to_string(root.path("/proc/modules")).map(Some).or_else(|_| Ok::<_, std::io::Error>(None)) {
+    if let Some(text) = read_proc(root, "/proc/modules") {
         let mut loaded: Vec<String> = text.lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect();
         loaded.sort();
         facts.set(&FactPath::new(["kernel", "modules_loaded"]), loaded);
@@ -153,15 +159,7 @@ mod tests {
     use super::*;
 
     fn facts(files: &[(&str, &str)]) -> Facts {
-        let d = tempfile::tempdir().unwrap();
-        for (p, text) in files {
-            let real = d.path().join(p.trim_start_matches('/'));
-            std::fs::create_dir_all(real.parent().unwrap()).unwrap();
-            std::fs::write(real, text).unwrap();
-        }
-        let mut f = Facts::default();
-        collect(&HostRoot::new(d.path()), &mut f);
-        f
+        crate::facts::testing::collect_with(files, collect)
     }
 
     #[test]

@@ -75,3 +75,30 @@ pub fn collect(root: &HostRoot, cfg: &FactsConfig) -> Facts {
     }
     facts
 }
+
+/// Test support: temporary host trees.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Facts;
+    use crate::root::HostRoot;
+
+    /// A temporary host tree holding `files` (host path, contents).
+    pub fn tree(files: &[(&str, &str)]) -> (tempfile::TempDir, HostRoot) {
+        let d = tempfile::tempdir().expect("temp dir");
+        for (p, text) in files {
+            let real = d.path().join(p.trim_start_matches('/'));
+            std::fs::create_dir_all(real.parent().expect("a parent")).expect("mkdir");
+            std::fs::write(real, text).expect("write");
+        }
+        let root = HostRoot::new(d.path());
+        (d, root)
+    }
+
+    /// Runs one family's `collect` on such a tree.
+    pub fn collect_with(files: &[(&str, &str)], collect: impl Fn(&HostRoot, &mut Facts)) -> Facts {
+        let (_d, root) = tree(files);
+        let mut f = Facts::default();
+        collect(&root, &mut f);
+        f
+    }
+}

@@ -268,22 +268,8 @@ fn split_line(line: &str) -> Option<(String, Vec<String>)> {
 mod tests {
     use super::*;
 
-    fn host(files: &[(&str, &str)]) -> (tempfile::TempDir, HostRoot) {
-        let d = tempfile::tempdir().unwrap();
-        for (p, text) in files {
-            let real = d.path().join(p.trim_start_matches('/'));
-            std::fs::create_dir_all(real.parent().unwrap()).unwrap();
-            std::fs::write(real, text).unwrap();
-        }
-        let r = HostRoot::new(d.path());
-        (d, r)
-    }
-
     fn facts(files: &[(&str, &str)]) -> Facts {
-        let (_d, r) = host(files);
-        let mut f = Facts::default();
-        collect(&r, &mut f);
-        f
+        crate::facts::testing::collect_with(files, collect)
     }
 
     fn get<'a>(f: &'a Facts, p: &str) -> Option<&'a FactValue> {

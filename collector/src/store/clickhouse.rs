@@ -91,9 +91,9 @@ impl ClickHouseStore {
         Ok(())
     }
 
-    async fn insert_all<T: Row + Serialize>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
+    async fn insert_all<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
     where
-        T: for<'a> Row<Value<'a> = T>,
+        T: Serialize + for<'a> Row<Value<'a> = T>,
     {
         if rows.is_empty() {
             return Ok(());
