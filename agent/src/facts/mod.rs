@@ -4,17 +4,20 @@
 //! records an error fact (`<family>.errors`) instead of failing the snapshot.
 
 pub mod accounts;
+pub mod apt;
 pub mod files;
 pub mod host;
 pub mod kernel;
+pub mod logging;
 pub mod mounts;
 pub mod os;
 pub mod packages;
 pub mod services;
 pub mod sshd;
 pub mod sudo;
+pub mod time;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use driftwatch_schemas::{Fact, FactPath, FactValue};
 
@@ -58,6 +61,23 @@ impl Facts {
     }
 }
 
+/// What other families found: installed packages and enabled units.
+pub struct Installed<'a> {
+    pub packages: &'a BTreeSet<String>,
+    pub enabled: &'a BTreeSet<String>,
+}
+
+impl Installed<'_> {
+    /// A package is installed, or one of its binaries exists.
+    pub fn has(&self, root: &HostRoot, package: &str, binaries: &[&str]) -> bool {
+        self.packages.contains(package) || binaries.iter().any(|b| matches!(root.metadata(b), Ok(Some(_))))
+    }
+
+    pub fn enabled(&self, units: &[&str]) -> bool {
+        units.iter().any(|u| self.enabled.contains(*u))
+    }
+}
+
 /// Collects every fact family.
 pub fn collect(root: &HostRoot, cfg: &FactsConfig) -> Facts {
     let mut facts = Facts::default();
@@ -68,8 +88,12 @@ pub fn collect(root: &HostRoot, cfg: &FactsConfig) -> Facts {
     files::collect(root, &cfg.files, &mut facts);
     kernel::collect(root, &mut facts);
     mounts::collect(root, &mut facts);
-    packages::collect(root, &mut facts);
-    services::collect(root, &mut facts);
+    let packages = packages::collect(root, &mut facts);
+    let enabled = services::collect(root, &mut facts);
+    let installed = Installed { packages: &packages, enabled: &enabled };
+    logging::collect(root, &installed, &mut facts);
+    time::collect(root, &installed, &mut facts);
+    apt::collect(root, &mut facts);
     if cfg.live_host.unwrap_or(root.root() == std::path::Path::new("/")) {
         host::collect(&mut facts);
     }

@@ -8,6 +8,8 @@
 //! The rpm database (SQLite since RPM 4.16) is not read yet: on rpm hosts
 //! `packages.manager` is `rpm` and `packages.errors` says so.
 
+use std::collections::BTreeSet;
+
 use driftwatch_schemas::FactPath;
 
 use super::Facts;
@@ -15,8 +17,10 @@ use crate::root::HostRoot;
 
 const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 
-pub fn collect(root: &HostRoot, facts: &mut Facts) {
+/// Returns the installed package names, for families that depend on them.
+pub fn collect(root: &HostRoot, facts: &mut Facts) -> BTreeSet<String> {
     let base = FactPath::new(["packages"]);
+    let mut names = BTreeSet::new();
     match root.read_to_string(DPKG_STATUS) {
         Ok(Some(text)) => {
             let pkgs = parse_dpkg_status(&text);
@@ -35,6 +39,7 @@ pub fn collect(root: &HostRoot, facts: &mut Facts) {
             }
             installed.sort();
             installed.dedup();
+            names.extend(installed.iter().cloned());
             facts.set(&base.child("installed"), installed);
             facts.set(&base.child("half_installed"), half);
         }
@@ -46,6 +51,7 @@ pub fn collect(root: &HostRoot, facts: &mut Facts) {
         }
         Err(e) => facts.error("packages", format!("{DPKG_STATUS}: {e}")),
     }
+    names
 }
 
 /// One stanza of the status file.
@@ -100,7 +106,7 @@ mod tests {
         std::fs::create_dir_all(d.path().join("var/lib/dpkg")).unwrap();
         std::fs::write(d.path().join("var/lib/dpkg/status"), text).unwrap();
         let mut f = Facts::default();
-        collect(&HostRoot::new(d.path()), &mut f);
+        let _ = collect(&HostRoot::new(d.path()), &mut f);
         assert_eq!(f.0["packages.installed"], vec!["openssh-server".to_string()].into());
         assert_eq!(f.0[r#"packages.version["openssh-server"]"#], "1:9.2p1-2+deb12u3".into());
         assert_eq!(f.0["packages.half_installed"], vec!["broken".to_string()].into());

@@ -23,12 +23,13 @@ const ADMIN_DIRS: [&str; 2] = ["/etc/systemd/system", "/run/systemd/system"];
 const VENDOR_DIRS: [&str; 4] = ["/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system", "/run/systemd/generator"];
 const UNIT_KINDS: [&str; 5] = ["service", "socket", "timer", "target", "mount"];
 
-pub fn collect(root: &HostRoot, facts: &mut Facts) {
+/// Returns the enabled unit names, for families that depend on them.
+pub fn collect(root: &HostRoot, facts: &mut Facts) -> BTreeSet<String> {
     let dirs: Vec<&str> = ADMIN_DIRS.iter().chain(VENDOR_DIRS.iter()).copied().collect();
     let present = dirs.iter().any(|d| matches!(root.metadata(d), Ok(Some(m)) if m.is_dir()));
     facts.set(&FactPath::new(["services", "present"]), present);
     if !present {
-        return;
+        return BTreeSet::new();
     }
     let mut installed = BTreeSet::new();
     let mut masked = BTreeSet::new();
@@ -54,11 +55,12 @@ pub fn collect(root: &HostRoot, facts: &mut Facts) {
             }
         }
     }
-    let enabled: Vec<String> = enabled.difference(&masked).cloned().collect();
+    let enabled: BTreeSet<String> = enabled.difference(&masked).cloned().collect();
     let base = FactPath::new(["services"]);
     facts.set(&base.child("installed"), installed.into_iter().collect::<Vec<_>>());
-    facts.set(&base.child("enabled"), enabled);
+    facts.set(&base.child("enabled"), enabled.iter().cloned().collect::<Vec<_>>());
     facts.set(&base.child("masked"), masked.into_iter().collect::<Vec<_>>());
+    enabled
 }
 
 #[cfg(test)]
@@ -80,7 +82,7 @@ mod tests {
         symlink("/lib/systemd/system/rsync.service", p("etc/systemd/system/multi-user.target.wants/rsync.service")).unwrap();
         symlink("/dev/null", p("etc/systemd/system/rsync.service")).unwrap();
         let mut f = Facts::default();
-        collect(&HostRoot::new(d.path()), &mut f);
+        let _ = collect(&HostRoot::new(d.path()), &mut f);
         assert_eq!(f.0["services.enabled"], FactValue::List(vec!["ssh.service".into()]));
         assert_eq!(f.0["services.masked"], FactValue::List(vec!["rsync.service".into()]));
         assert_eq!(f.0["services.installed"], FactValue::List(vec!["auditd.service".into(), "rsync.service".into(), "ssh.service".into(), "telnet.socket".into()]));
