@@ -10,6 +10,7 @@ pub mod host;
 pub mod kernel;
 pub mod logging;
 pub mod mounts;
+pub mod network;
 pub mod os;
 pub mod packages;
 pub mod services;
@@ -94,6 +95,7 @@ pub fn collect(root: &HostRoot, cfg: &FactsConfig) -> Facts {
     logging::collect(root, &installed, &mut facts);
     time::collect(root, &installed, &mut facts);
     apt::collect(root, &mut facts);
+    network::collect(root, &mut facts);
     if cfg.live_host.unwrap_or(root.root() == std::path::Path::new("/")) {
         host::collect(&mut facts);
     }
