@@ -141,6 +141,8 @@ pub struct AuditConfig {
     /// Auth logs (sshd, sudo, su, …) as host paths; missing files are
     /// waited for.
     pub authlog: Vec<String>,
+    /// auditd logs (records grouped into events); missing files are waited for.
+    pub auditd: Vec<String>,
     /// How often the logs are checked for new lines.
     pub poll_ms: u64,
     /// Read a log from its start the first time (default: from its end).
@@ -156,6 +158,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             authlog: vec!["/var/log/auth.log".into(), "/var/log/secure".into()],
+            auditd: vec!["/var/log/audit/audit.log".into()],
             poll_ms: 500,
             from_start: false,
             rate_limit_per_sec: 500,
@@ -235,9 +238,11 @@ impl AgentConfig {
                 p.push(format!("facts.files[{i}]: {f:?} must be an absolute host path"));
             }
         }
-        for (i, f) in self.audit.authlog.iter().enumerate() {
-            if !f.starts_with('/') {
-                p.push(format!("audit.authlog[{i}]: {f:?} must be an absolute host path"));
+        for (name, list) in [("authlog", &self.audit.authlog), ("auditd", &self.audit.auditd)] {
+            for (i, f) in list.iter().enumerate() {
+                if !f.starts_with('/') {
+                    p.push(format!("audit.{name}[{i}]: {f:?} must be an absolute host path"));
+                }
             }
         }
         let mut ids = std::collections::HashSet::new();

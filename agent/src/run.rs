@@ -32,9 +32,8 @@ pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) ->
 
     let mut tasks = Vec::new();
     {
-        let (root, paths, state, asset, tx) = (root.clone(), cfg.audit.authlog.clone(), cfg.state_dir.clone(), asset.clone(), tx.clone());
-        let audit_cfg = cfg.audit.clone();
-        tasks.push(tokio::spawn(async move { audit::run_authlog(&root, &paths, &state, &audit_cfg, asset, tx).await }));
+        let (root, state, asset, tx, audit_cfg) = (root.clone(), cfg.state_dir.clone(), asset.clone(), tx.clone(), cfg.audit.clone());
+        tasks.push(tokio::spawn(async move { audit::run(&root, &state, &audit_cfg, asset, tx).await }));
     }
     for p in cfg.probes.clone() {
         tasks.push(tokio::spawn(probes::run(asset.id.clone(), p, tx.clone())));

@@ -3,6 +3,7 @@
 //! are dropped and the count is sent as an `events_dropped` event. The read position is saved only after the events were
 //! handed to the shipper.
 
+pub mod auditd;
 pub mod authlog;
 pub mod tail;
 
@@ -34,29 +35,37 @@ pub fn event_id(asset_id: &str, path: &str, line: &Line) -> String {
     d[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Turns one auth log line into an event.
-pub fn authlog_event(asset: &Asset, path: &str, line: &Line) -> AuditEvent {
-    let now = Utc::now();
-    let p = authlog::parse(&line.text, now);
+/// Builds an event from a parsed line or record group.
+fn event(asset: &Asset, path: &str, source: AuditSource, first: &Line, truncated: bool, p: authlog::Parsed, raw: String) -> AuditEvent {
     let mut extra = p.extra;
     extra.insert("file".into(), path.to_string());
-    if line.truncated {
+    if truncated {
         extra.insert("truncated".into(), "true".into());
     }
     AuditEvent {
-        event_id: event_id(&asset.id, path, line),
+        event_id: event_id(&asset.id, path, first),
         asset_id: asset.id.clone(),
         hostname: asset.hostname.clone(),
-        source: AuditSource::Authlog,
-        timestamp: p.timestamp.unwrap_or(now),
+        source,
+        timestamp: p.timestamp.unwrap_or_else(Utc::now),
         actor: p.actor,
         action: p.action,
         object: p.object,
         outcome: p.outcome,
         source_address: p.source_address,
-        raw: line.text.clone(),
+        raw,
         extra,
     }
+}
+
+/// Turns one auth log line into an event.
+pub fn authlog_event(asset: &Asset, path: &str, line: &Line) -> AuditEvent {
+    event(asset, path, AuditSource::Authlog, line, line.truncated, authlog::parse(&line.text, Utc::now()), line.text.clone())
+}
+
+/// Turns one auditd record group into an event.
+pub fn auditd_event(asset: &Asset, path: &str, group: &auditd::Group, users: &auditd::Users) -> AuditEvent {
+    event(asset, path, AuditSource::Auditd, &group.first, group.first.truncated, auditd::to_event(group, users), group.raw.join("\n"))
 }
 
 /// An event saying a source dropped `count` lines to its rate limit.
@@ -77,32 +86,45 @@ pub fn dropped_event(asset: &Asset, path: &str, count: u64, line: &Line) -> Audi
     }
 }
 
-/// One followed file with its rate limit.
+/// How a followed file is parsed.
+enum Parser {
+    Authlog,
+    /// Records wait here until their event is complete.
+    Auditd(auditd::Assembler),
+}
+
+/// One followed file with its parser and rate limit.
 struct Source {
     path: String,
+    parser: Parser,
     tailer: Tailer,
     limiter: DefaultDirectRateLimiter,
 }
 
-/// Follows the configured auth logs until the channel closes.
-pub async fn run_authlog(root: &HostRoot, paths: &[String], state_dir: &Path, cfg: &AuditConfig, asset: Asset, out: mpsc::Sender<Message>) {
+/// Follows the configured auth logs and audit logs until the channel closes.
+pub async fn run(root: &HostRoot, state_dir: &Path, cfg: &AuditConfig, asset: Asset, out: mpsc::Sender<Message>) {
     let rate = NonZeroU32::new(cfg.rate_limit_per_sec).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(cfg.burst).unwrap_or(NonZeroU32::MIN);
-    let mut sources: Vec<Source> = paths
+    let source = |p: &String, parser: Parser| {
+        let state = state_dir.join(format!("tail-{}.json", p.trim_start_matches('/').replace('/', "_")));
+        Source {
+            path: p.clone(),
+            parser,
+            tailer: Tailer::new(root.path(p), Some(state), cfg.from_start),
+            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+        }
+    };
+    let mut sources: Vec<Source> = cfg
+        .authlog
         .iter()
-        .map(|p| {
-            let state = state_dir.join(format!("tail-{}.json", p.trim_start_matches('/').replace('/', "_")));
-            Source {
-                path: p.clone(),
-                tailer: Tailer::new(root.path(p), Some(state), cfg.from_start),
-                limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
-            }
-        })
+        .map(|p| source(p, Parser::Authlog))
+        .chain(cfg.auditd.iter().map(|p| source(p, Parser::Auditd(auditd::Assembler::default()))))
         .collect();
+    let mut users = auditd::Users::new();
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.poll_ms));
     loop {
         tick.tick().await;
-        for Source { path, tailer: t, limiter } in sources.iter_mut() {
+        for Source { path, parser, tailer: t, limiter } in sources.iter_mut() {
             let lines = match t.poll() {
                 Ok(l) => l,
                 Err(e) => {
@@ -110,27 +132,49 @@ pub async fn run_authlog(root: &HostRoot, paths: &[String], state_dir: &Path, cf
                     continue;
                 }
             };
-            if lines.is_empty() {
+            let events: Vec<AuditEvent> = match parser {
+                Parser::Authlog => lines.iter().map(|l| authlog_event(&asset, path, l)).collect(),
+                Parser::Auditd(asm) => {
+                    let mut groups: Vec<auditd::Group> = lines.iter().flat_map(|l| asm.push(l)).collect();
+                    // A quiet poll ends the event in progress.
+                    if lines.is_empty() {
+                        groups.extend(asm.flush());
+                    }
+                    if !groups.is_empty() {
+                        if let Ok(Some(text)) = root.read_to_string("/etc/passwd") {
+                            users = auditd::users_from_passwd(&text);
+                        }
+                    }
+                    groups.iter().map(|g| auditd_event(&asset, path, g, &users)).collect()
+                }
+            };
+            if events.is_empty() && lines.is_empty() {
                 continue;
             }
             let mut dropped = 0u64;
-            for line in &lines {
+            for e in events {
                 if limiter.check().is_err() {
                     dropped += 1;
                     continue;
                 }
-                if out.send(Message::Audit(authlog_event(&asset, path, line))).await.is_err() {
+                if out.send(Message::Audit(e)).await.is_err() {
                     return;
                 }
             }
             if dropped > 0 {
-                tracing::warn!(file = %path, dropped, "audit lines dropped by the rate limit");
-                let last = lines.last().expect("lines is not empty");
-                if out.send(Message::Audit(dropped_event(&asset, path, dropped, last))).await.is_err() {
+                tracing::warn!(file = %path, dropped, "audit events dropped by the rate limit");
+                let at = lines.last().cloned().unwrap_or(Line { text: String::new(), inode: 0, offset: 0, truncated: false });
+                if out.send(Message::Audit(dropped_event(&asset, path, dropped, &at))).await.is_err() {
                     return;
                 }
             }
-            if let Err(e) = t.save() {
+            // Records still held by the assembler are re-read after a
+            // restart: the saved position stops before the first of them.
+            let pending = match parser {
+                Parser::Auditd(asm) => asm.pending_first(),
+                Parser::Authlog => None,
+            };
+            if let Err(e) = t.save_before(pending) {
                 tracing::warn!(file = %t.path().display(), error = %e, "cannot save the audit log position");
             }
         }
@@ -142,29 +186,61 @@ mod tests {
     use super::*;
     use driftwatch_schemas::AssetKind;
 
+    fn asset() -> Asset {
+        Asset { id: "a".into(), kind: AssetKind::Host, hostname: "h".into(), labels: Default::default() }
+    }
+
+    /// Runs the sources over `files` until `n` events arrived.
+    async fn events(dir: &Path, cfg: AuditConfig, n: usize) -> Vec<AuditEvent> {
+        let root = HostRoot::new(dir);
+        let (tx, mut rx) = mpsc::channel(100);
+        let state = dir.to_path_buf();
+        let task = tokio::spawn(async move { run(&root, &state, &cfg, asset(), tx).await });
+        let mut got = Vec::new();
+        while got.len() < n {
+            match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+                Ok(Some(Message::Audit(e))) => got.push(e),
+                other => panic!("expected {n} events, got {} then {other:?}", got.len()),
+            }
+        }
+        task.abort();
+        got
+    }
+
     #[tokio::test]
     async fn floods_are_cut_to_the_rate_and_the_drop_is_reported() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("var/log")).unwrap();
         let lines: String = (0..10).map(|i| format!("Nov 22 19:22:{i:02} h sshd[1]: Invalid user u{i} from 192.0.2.1 port 22\n")).collect();
         std::fs::write(d.path().join("var/log/auth.log"), lines).unwrap();
-        let root = HostRoot::new(d.path());
-        let cfg = AuditConfig { from_start: true, poll_ms: 50, rate_limit_per_sec: 1, burst: 3, ..AuditConfig::default() };
-        let asset = Asset { id: "a".into(), kind: AssetKind::Host, hostname: "h".into(), labels: Default::default() };
-        let (tx, mut rx) = mpsc::channel(100);
-        let state = d.path().to_path_buf();
-        let task = tokio::spawn(async move { run_authlog(&root, &["/var/log/auth.log".into()], &state, &cfg, asset, tx).await });
-        let mut got = Vec::new();
-        while got.len() < 4 {
-            match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-                Ok(Some(Message::Audit(e))) => got.push(e),
-                other => panic!("expected events, got {other:?}"),
-            }
-        }
-        task.abort();
+        let cfg = AuditConfig { authlog: vec!["/var/log/auth.log".into()], auditd: vec![], from_start: true, poll_ms: 50, rate_limit_per_sec: 1, burst: 3, ..AuditConfig::default() };
+        let got = events(d.path(), cfg, 4).await;
         assert_eq!(got[..3].iter().map(|e| e.actor.user.clone().unwrap()).collect::<Vec<_>>(), vec!["u0", "u1", "u2"]);
         assert_eq!((got[3].action.as_str(), got[3].extra["dropped"].as_str()), ("events_dropped", "7"));
-        // Ids are stable per line: a second read of the same line gets the same id.
         assert_eq!(got[0].event_id.len(), 32);
+    }
+
+    #[tokio::test]
+    async fn auditd_events_survive_a_restart_in_the_middle_of_an_event() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("var/log/audit")).unwrap();
+        std::fs::create_dir_all(d.path().join("etc")).unwrap();
+        std::fs::write(d.path().join("etc/passwd"), "alice:x:1000:1000::/:/bin/sh\n").unwrap();
+        let log = d.path().join("var/log/audit/audit.log");
+        // One poll per run (the first tick is immediate; the next is far away).
+        let cfg = AuditConfig { authlog: vec![], auditd: vec!["/var/log/audit/audit.log".into()], from_start: true, poll_ms: 60_000, ..AuditConfig::default() };
+        // A complete event, then the first record of the next one.
+        std::fs::write(&log, "type=USER_CMD msg=audit(1700000000.000:1): pid=1 uid=1000 auid=1000 msg='cmd=6C73 exe=\"/usr/bin/sudo\" res=success'\ntype=SYSCALL msg=audit(1700000001.000:2): syscall=257 success=yes auid=1000 uid=0 comm=\"vi\" key=\"identity\"\n").unwrap();
+        let first = events(d.path(), cfg.clone(), 1).await;
+        assert_eq!((first[0].action.as_str(), first[0].actor.user.as_deref(), first[0].object.as_deref()), ("user_cmd", Some("alice"), Some("ls")));
+        // "Restart": the rest of event 2 arrives; a new run reads it whole.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        use std::io::Write;
+        f.write_all(b"type=PATH msg=audit(1700000001.000:2): item=0 name=\"/etc/shadow\" nametype=NORMAL\ntype=EOE msg=audit(1700000001.000:2):\n").unwrap();
+        let second = events(d.path(), AuditConfig { from_start: false, ..cfg }, 1).await;
+        assert_eq!(second[0].action, "syscall");
+        assert_eq!(second[0].object.as_deref(), Some("/etc/shadow"));
+        assert_eq!(second[0].extra["record_types"], "SYSCALL,PATH,EOE");
+        assert_eq!(second[0].source, AuditSource::Auditd);
     }
 }

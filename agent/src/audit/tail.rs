@@ -68,9 +68,20 @@ impl Tailer {
 
     /// Persists the position reached by the last [`poll`](Self::poll).
     pub fn save(&self) -> io::Result<()> {
+        self.save_before(None)
+    }
+
+    /// Persists a position that stops before `line` (when it is in the
+    /// current file), so a caller still holding it reads it again after a
+    /// restart; otherwise like [`save`](Self::save).
+    pub fn save_before(&self, line: Option<&Line>) -> io::Result<()> {
         let Some(f) = &self.state_file else { return Ok(()) };
+        let pos = match line {
+            Some(l) if l.inode == self.pos.inode && l.offset < self.pos.offset => Position { inode: l.inode, offset: l.offset },
+            _ => self.pos,
+        };
         let tmp = f.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&self.pos).unwrap_or_default())?;
+        std::fs::write(&tmp, serde_json::to_vec(&pos).unwrap_or_default())?;
         std::fs::rename(tmp, f)
     }
 
