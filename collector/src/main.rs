@@ -55,6 +55,11 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Validate a configuration file and the policy packs it names; report every error.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Work with policy packs.
     Policies {
         #[command(subcommand)]
@@ -103,6 +108,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
             let names = [t.snapshots.as_str(), t.audit.as_str(), t.sla.as_str(), t.dead_letter.as_str()];
             let created = ingest::topics::ensure(&brokers, &names, partitions, replication).await?;
             eprintln!("topics ready on {brokers}: {} (created now: {})", names.join(", "), if created.is_empty() { "none".into() } else { created.join(", ") });
+        }
+        Command::CheckConfig { config } => {
+            let cfg = CollectorConfig::load(Some(&config))?;
+            let set = load_policies(&cfg.policies)?;
+            println!("{}: OK ({} controls in {})", config.display(), set.controls.len(), cfg.policies.display());
         }
         Command::Policies { command: PoliciesCommand::Check { dir } } => match policy::load_dir(&dir) {
             Ok(set) => println!("{}: {} controls OK", dir.display(), set.controls.len()),
