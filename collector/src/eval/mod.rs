@@ -147,6 +147,9 @@ struct AssetState {
     asset: Asset,
     facts: FactMap,
     sequence: i64,
+    /// Set when a delta skipped sequence numbers (deltas were lost): the
+    /// facts may be wrong until the next full snapshot.
+    stale_since: Option<(i64, i64)>,
 }
 
 /// What applying one snapshot produced.
@@ -174,6 +177,11 @@ impl Engine {
         self.posture.insert((asset_id.to_string(), control_id.to_string()), entry);
     }
 
+    /// Whether lost deltas make the asset's facts unreliable.
+    pub fn is_stale(&self, asset_id: &str) -> bool {
+        self.assets.get(asset_id).is_some_and(|a| a.stale_since.is_some())
+    }
+
     pub fn posture(&self, asset_id: &str, control_id: &str) -> Option<&PostureEntry> {
         self.posture.get(&(asset_id.to_string(), control_id.to_string()))
     }
@@ -185,14 +193,22 @@ impl Engine {
             asset: snap.asset.clone(),
             facts: FactMap::new(),
             sequence: 0,
+            stale_since: None,
         });
         match snap.kind {
             SnapshotKind::Full => {
                 state.facts = snap.facts.iter().map(|f| (f.path.clone(), f.value.clone())).collect();
+                if let Some((from, to)) = state.stale_since.take() {
+                    tracing::info!(asset = %snap.asset.id, sequence = snap.sequence, "full snapshot received; asset no longer stale (gap was {from}→{to})");
+                }
             }
             SnapshotKind::Delta => {
                 if snap.sequence <= state.sequence {
                     return Applied::default();
+                }
+                if state.sequence > 0 && snap.sequence > state.sequence + 1 && state.stale_since.is_none() {
+                    tracing::warn!(asset = %snap.asset.id, last = state.sequence, got = snap.sequence, "sequence gap: deltas lost; asset stale until the next full snapshot");
+                    state.stale_since = Some((state.sequence, snap.sequence));
                 }
                 for f in &snap.facts {
                     state.facts.insert(f.path.clone(), f.value.clone());
@@ -204,8 +220,17 @@ impl Engine {
         }
         state.asset = snap.asset.clone();
         state.sequence = snap.sequence;
-        let evaluations =
+        let mut evaluations =
             evaluate_all(&self.policies, &state.asset, &state.facts, &snap.snapshot_id, snap.sequence, snap.collected_at);
+        if let Some((from, to)) = state.stale_since {
+            let note = format!("asset stale: deltas {}..{} were lost; results may be wrong until the next full snapshot", from + 1, to - 1);
+            for e in &mut evaluations {
+                e.message = Some(match e.message.take() {
+                    Some(m) => format!("{note}; {m}"),
+                    None => note.clone(),
+                });
+            }
+        }
         let mut transitions = Vec::new();
         for ev in &evaluations {
             if let Some(t) = self.track(ev) {
@@ -327,6 +352,19 @@ controls:
         assert!(e.apply(&snap(4, SnapshotKind::Delta, &[(r#"files["/etc/shadow"].mode"#, "0777".into())], &[])).evaluations.is_empty());
         let a = e.apply(&snap(6, SnapshotKind::Delta, &[], &[r#"files["/etc/shadow"].mode"#]));
         assert_eq!(status(&a, "shadow"), Status::NotApplicable);
+    }
+
+    #[test]
+    fn a_sequence_gap_marks_the_asset_stale_until_a_full_snapshot() {
+        let mut e = Engine::new(policies());
+        e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
+        e.apply(&snap(2, SnapshotKind::Delta, &[], &[]));
+        assert!(!e.is_stale("a"));
+        let a = e.apply(&snap(5, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "no".into())], &[]));
+        assert!(e.is_stale("a"));
+        assert!(a.evaluations[0].message.as_deref().unwrap().starts_with("asset stale: deltas 3..4 were lost"));
+        e.apply(&snap(6, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
+        assert!(!e.is_stale("a"));
     }
 
     #[test]
