@@ -96,7 +96,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             let host = HostRoot::new(&cfg.root);
             let asset = snapshot::asset(&cfg, &host);
             let mut s = Snapshotter::new(asset, "snapshot-cli".into(), None);
-            let mut snap = driftwatch_schemas::Message::Snapshot(s.full(snapshot::collect(&host, &cfg)));
+            let mut snap = driftwatch_schemas::Message::Snapshot(s.full(snapshot::collect(&host, &cfg, None)));
             driftwatch_agent::redact::Redactor::new(&cfg.redact.patterns).map_err(anyhow::Error::msg)?.message(&mut snap);
             let driftwatch_schemas::Message::Snapshot(snap) = snap else { unreachable!("built as a snapshot") };
             match format {

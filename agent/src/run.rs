@@ -63,7 +63,8 @@ pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) ->
             }
             _ = shutdown.changed() => break,
         };
-        let (facts, reads) = collect(&root, &cfg).await?;
+        let previous = if full { None } else { snapshotter.last().cloned() };
+        let (facts, reads) = collect(&root, &cfg, previous).await?;
         let snap = if full { Some(snapshotter.full(facts)) } else { snapshotter.delta(facts) };
         if let Some(w) = watcher.as_mut() {
             w.set_paths(&reads);
@@ -90,10 +91,10 @@ pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) ->
 
 /// Collects facts off the async threads; returns them with the real paths
 /// that were read (what the watcher watches).
-async fn collect(root: &Arc<HostRoot>, cfg: &AgentConfig) -> anyhow::Result<(crate::facts::Facts, BTreeSet<PathBuf>)> {
+async fn collect(root: &Arc<HostRoot>, cfg: &AgentConfig, previous: Option<crate::facts::Facts>) -> anyhow::Result<(crate::facts::Facts, BTreeSet<PathBuf>)> {
     let (root, cfg) = (root.clone(), cfg.clone());
     tokio::task::spawn_blocking(move || {
-        let facts = snapshot::collect(&root, &cfg);
+        let facts = snapshot::collect(&root, &cfg, previous.as_ref());
         let reads = root.take_reads().iter().map(|p| root.path(p)).collect();
         (facts, reads)
     })

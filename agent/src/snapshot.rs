@@ -50,6 +50,11 @@ impl Snapshotter {
         Snapshotter { asset, agent_id, sequence, state_file, last: None }
     }
 
+    /// The facts of the last snapshot.
+    pub fn last(&self) -> Option<&Facts> {
+        self.last.as_ref()
+    }
+
     pub fn asset(&self) -> &Asset {
         &self.asset
     }
@@ -99,9 +104,10 @@ impl Snapshotter {
     }
 }
 
-/// Collects all facts of the host.
-pub fn collect(root: &HostRoot, cfg: &AgentConfig) -> Facts {
-    facts::collect(root, &cfg.facts)
+/// Collects all facts of the host; with `previous`, the expensive file
+/// scan is carried over instead of repeated (delta collections).
+pub fn collect(root: &HostRoot, cfg: &AgentConfig, previous: Option<&Facts>) -> Facts {
+    facts::collect(root, &cfg.facts, previous)
 }
 
 /// The agent's own id, created once and kept in the state directory.

@@ -13,13 +13,43 @@ use driftwatch_schemas::FactPath;
 use super::Facts;
 use crate::root::HostRoot;
 
-/// Files inspected when the configuration names none.
-pub const DEFAULT_FILES: &[&str] = &["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/ssh/sshd_config"];
+/// Files inspected when the configuration names none (globs allowed).
+pub const DEFAULT_FILES: &[&str] = &[
+    "/etc/passwd",
+    "/etc/passwd-",
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/group",
+    "/etc/group-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/ssh/sshd_config",
+    "/etc/sudoers",
+    "/etc/crontab",
+    "/etc/cron.hourly",
+    "/etc/cron.daily",
+    "/etc/cron.weekly",
+    "/etc/cron.monthly",
+    "/etc/cron.d",
+    "/etc/cron.allow",
+    "/etc/at.allow",
+    "/boot/grub/grub.cfg",
+    "/boot/System.map-*",
+    "/etc/issue",
+    "/etc/issue.net",
+    "/etc/motd",
+    "/var/log",
+];
 
-pub fn collect(root: &HostRoot, paths: &[String], facts: &mut Facts) {
+pub fn collect(root: &HostRoot, patterns: &[String], facts: &mut Facts) {
     let users = id_names(root, "/etc/passwd");
     let groups = id_names(root, "/etc/group");
-    for p in paths {
+    // A glob names every match (and nothing when none matches).
+    let paths: Vec<String> = patterns
+        .iter()
+        .flat_map(|p| if p.contains(['*', '?', '[']) { root.glob(p) } else { vec![p.clone()] })
+        .collect();
+    for p in &paths {
         let base = FactPath::new(["files", p.as_str()]);
         match root.metadata(p) {
             Ok(None) => facts.set(&base.child("exists"), false),

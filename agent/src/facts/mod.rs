@@ -13,6 +13,7 @@ pub mod mounts;
 pub mod network;
 pub mod os;
 pub mod packages;
+pub mod scan;
 pub mod services;
 pub mod sshd;
 pub mod sudo;
@@ -79,8 +80,9 @@ impl Installed<'_> {
     }
 }
 
-/// Collects every fact family.
-pub fn collect(root: &HostRoot, cfg: &FactsConfig) -> Facts {
+/// Collects every fact family. With `previous` (a delta collection), the
+/// file scan is not run again: its facts are carried over from `previous`.
+pub fn collect(root: &HostRoot, cfg: &FactsConfig, previous: Option<&Facts>) -> Facts {
     let mut facts = Facts::default();
     os::collect(root, &mut facts);
     accounts::collect(root, &mut facts);
@@ -96,6 +98,14 @@ pub fn collect(root: &HostRoot, cfg: &FactsConfig) -> Facts {
     time::collect(root, &installed, &mut facts);
     apt::collect(root, &mut facts);
     network::collect(root, &mut facts);
+    match previous {
+        None => scan::collect(root, &cfg.scan, &mut facts),
+        Some(prev) => {
+            for (k, v) in prev.0.range("files_scan.".to_string()..).take_while(|(k, _)| k.starts_with("files_scan.")) {
+                facts.0.insert(k.clone(), v.clone());
+            }
+        }
+    }
     if cfg.live_host.unwrap_or(root.root() == std::path::Path::new("/")) {
         host::collect(&mut facts);
     }
