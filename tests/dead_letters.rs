@@ -21,7 +21,8 @@ async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
     let names = Names::new();
     let cfg = names.collector_config(work.path(), &format!("http://{addr}/hook"));
     create_topics(&cfg);
-    let mut collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
+    let mut collector =
+        Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
 
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
     let topic = names.topic("snapshots");
@@ -51,7 +52,11 @@ async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
     let db = names.database.clone();
     let a = asset.clone();
     wait_for("the good snapshot to be evaluated", 60, async || {
-        let rows = try_query(&format!("SELECT status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = 'linux.sshd.root_login_disabled'")).await.ok()?;
+        let rows = try_query(&format!(
+            "SELECT status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = 'linux.sshd.root_login_disabled'"
+        ))
+        .await
+        .ok()?;
         rows.first().filter(|r| r["status"] == "pass").cloned()
     })
     .await;
@@ -69,7 +74,12 @@ async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
     while reasons.len() < 3 {
         let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await.expect("dead letters arrive").unwrap();
         let headers = m.headers().expect("headers");
-        let reason = headers.iter().find(|h| h.key == "driftwatch.reason").and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap();
+        let reason = headers
+            .iter()
+            .find(|h| h.key == "driftwatch.reason")
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap();
         let origin = headers.iter().find(|h| h.key == "driftwatch.topic").and_then(|h| h.value).unwrap();
         assert_eq!(origin, topic.as_bytes());
         reasons.push(reason);

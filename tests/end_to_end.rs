@@ -53,7 +53,8 @@ async fn violation_opens_on_bad_sshd_config_and_resolves_when_fixed() {
     )
     .unwrap();
 
-    let mut collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&collector_cfg), work.path());
+    let mut collector =
+        Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&collector_cfg), work.path());
     let mut agent = Proc::spawn("agent", Command::new(bin("driftwatch-agent")).arg("run").arg("--config").arg(&agent_cfg), work.path());
 
     // 1. The violation arrives at the webhook.
@@ -81,29 +82,50 @@ async fn violation_opens_on_bad_sshd_config_and_resolves_when_fixed() {
     assert_eq!(resolved["previous_status"], "fail");
     assert!(collector.alive() && agent.alive(), "both processes keep running");
     let alerts = receiver.all();
-    assert_eq!(alerts.iter().filter(|b| b["asset_id"] == asset.as_str() && b["control_id"] == CONTROL).count(), 2, "exactly one trigger and one resolve: {alerts:#?}");
+    assert_eq!(
+        alerts.iter().filter(|b| b["asset_id"] == asset.as_str() && b["control_id"] == CONTROL).count(),
+        2,
+        "exactly one trigger and one resolve: {alerts:#?}"
+    );
 
     // 4. Everything is in ClickHouse.
     let db = &names.database;
     let a = asset.as_str();
-    let facts = query(&format!("SELECT snapshot_kind, value FROM {db}.facts WHERE asset_id = '{a}' AND path = 'sshd.config.permitrootlogin' ORDER BY sequence")).await;
-    assert_eq!(facts.iter().map(|r| (r["snapshot_kind"].as_str().unwrap(), r["value"].as_str().unwrap())).collect::<Vec<_>>(), vec![("full", "\"yes\""), ("delta", "\"no\"")]);
-    let snaps = query(&format!("SELECT kind, sequence, label_keys, label_values FROM {db}.snapshots WHERE asset_id = '{a}' ORDER BY sequence")).await;
+    let facts = query(&format!(
+        "SELECT snapshot_kind, value FROM {db}.facts WHERE asset_id = '{a}' AND path = 'sshd.config.permitrootlogin' ORDER BY sequence"
+    ))
+    .await;
+    assert_eq!(
+        facts.iter().map(|r| (r["snapshot_kind"].as_str().unwrap(), r["value"].as_str().unwrap())).collect::<Vec<_>>(),
+        vec![("full", "\"yes\""), ("delta", "\"no\"")]
+    );
+    let snaps =
+        query(&format!("SELECT kind, sequence, label_keys, label_values FROM {db}.snapshots WHERE asset_id = '{a}' ORDER BY sequence"))
+            .await;
     assert_eq!(snaps[0]["kind"], "full");
     assert_eq!(snaps[0]["label_keys"][0], "env");
     assert!(snaps.iter().any(|s| s["kind"] == "delta"));
-    let evals = query(&format!("SELECT status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = '{CONTROL}' ORDER BY evaluated_at, sequence")).await;
+    let evals = query(&format!(
+        "SELECT status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = '{CONTROL}' ORDER BY evaluated_at, sequence"
+    ))
+    .await;
     assert_eq!(evals.first().unwrap()["status"], "fail");
     assert_eq!(evals.last().unwrap()["status"], "pass");
-    let others = query(&format!("SELECT control_id, status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = 'linux.sshd.empty_passwords_refused'")).await;
+    let others = query(&format!(
+        "SELECT control_id, status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = 'linux.sshd.empty_passwords_refused'"
+    ))
+    .await;
     assert!(others.iter().all(|r| r["status"] == "pass"), "{others:?}");
-    let gshadow = query(&format!("SELECT status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = 'linux.files.gshadow_protected'")).await;
+    let gshadow =
+        query(&format!("SELECT status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = 'linux.files.gshadow_protected'"))
+            .await;
     assert!(gshadow.iter().all(|r| r["status"] == "not_applicable"), "missing file is not applicable: {gshadow:?}");
     let viol = query(&format!("SELECT event FROM {db}.violations WHERE violation_id = '{violation_id}' ORDER BY at, event DESC")).await;
     assert_eq!(viol.iter().map(|r| r["event"].as_str().unwrap()).collect::<Vec<_>>(), vec!["opened", "resolved"]);
 
     let audit = wait_for("the sudo audit event", 30, async || {
-        let rows = try_query(&format!("SELECT action, actor_user, object, outcome FROM {db}.audit_events WHERE asset_id = '{a}'")).await.ok()?;
+        let rows =
+            try_query(&format!("SELECT action, actor_user, object, outcome FROM {db}.audit_events WHERE asset_id = '{a}'")).await.ok()?;
         rows.into_iter().find(|r| r["action"] == "sudo")
     })
     .await;
@@ -112,7 +134,11 @@ async fn violation_opens_on_bad_sshd_config_and_resolves_when_fixed() {
     assert_eq!(audit["outcome"], "success");
 
     let sla = wait_for("probe measurements", 30, async || {
-        let rows = try_query(&format!("SELECT success, status_code, latency_us FROM {db}.sla_measurements WHERE asset_id = '{a}' AND probe_id = 'receiver'")).await.ok()?;
+        let rows = try_query(&format!(
+            "SELECT success, status_code, latency_us FROM {db}.sla_measurements WHERE asset_id = '{a}' AND probe_id = 'receiver'"
+        ))
+        .await
+        .ok()?;
         (!rows.is_empty()).then_some(rows)
     })
     .await;

@@ -51,7 +51,8 @@ fn evaluate(snapshot_json: &str) -> BTreeMap<String, String> {
 fn check_expected(name: &str, text: &str) {
     let expected = std::fs::read_to_string(repo().join(format!("tests/fixtures/hosts/{name}.expected"))).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let missing: Vec<&str> = expected.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).filter(|l| !lines.contains(l)).collect();
+    let missing: Vec<&str> =
+        expected.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).filter(|l| !lines.contains(l)).collect();
     assert!(missing.is_empty(), "{name}: lines missing from the snapshot:\n{}\n--- snapshot ---\n{text}", missing.join("\n"));
     for hash in ["$y$", "$6$", "$1$", "hashvalue", "md5hash"] {
         assert!(!text.contains(hash), "{name}: a password hash leaked ({hash})");
@@ -64,7 +65,14 @@ fn hardened_host_facts_and_verdicts() {
     let (_d, root) = host("hardened", 0o640);
     check_expected("hardened", &snapshot(&root, "text"));
     let v = evaluate(&snapshot(&root, "json"));
-    for c in ["linux.sshd.root_login_disabled", "linux.sshd.empty_passwords_refused", "linux.sshd.max_auth_tries", "linux.sshd.x11_forwarding_disabled", "linux.files.passwd_protected", "linux.files.group_protected"] {
+    for c in [
+        "linux.sshd.root_login_disabled",
+        "linux.sshd.empty_passwords_refused",
+        "linux.sshd.max_auth_tries",
+        "linux.sshd.x11_forwarding_disabled",
+        "linux.files.passwd_protected",
+        "linux.files.group_protected",
+    ] {
         assert_eq!(v[c], "pass", "{c}: {v:#?}");
     }
     // Fixture files belong to whoever checked them out; uid 0 only as root.
@@ -79,7 +87,12 @@ fn sloppy_host_facts_and_verdicts() {
     let (_d, root) = host("sloppy", 0o644);
     check_expected("sloppy", &snapshot(&root, "text"));
     let v = evaluate(&snapshot(&root, "json"));
-    for c in ["linux.sshd.root_login_disabled", "linux.sshd.empty_passwords_refused", "linux.sshd.max_auth_tries", "linux.files.shadow_protected"] {
+    for c in [
+        "linux.sshd.root_login_disabled",
+        "linux.sshd.empty_passwords_refused",
+        "linux.sshd.max_auth_tries",
+        "linux.files.shadow_protected",
+    ] {
         assert_eq!(v[c], "fail", "{c}: {v:#?}");
     }
     assert_eq!(v["linux.sshd.x11_forwarding_disabled"], "pass", "absent keyword takes OpenSSH's default (no)");

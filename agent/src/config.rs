@@ -110,6 +110,8 @@ pub struct FactsConfig {
     pub live_host: Option<bool>,
     /// The world-writable / set-uid scan (full snapshots only).
     pub scan: ScanConfig,
+    /// Certificate files (globs allowed) reported under `tls.cert`.
+    pub tls: Vec<String>,
 }
 
 /// Bounds of the world-writable / set-uid scan.
@@ -136,7 +138,12 @@ impl Default for ScanConfig {
 
 impl Default for FactsConfig {
     fn default() -> Self {
-        FactsConfig { files: crate::facts::files::DEFAULT_FILES.iter().map(|s| s.to_string()).collect(), live_host: None, scan: ScanConfig::default() }
+        FactsConfig {
+            files: crate::facts::files::DEFAULT_FILES.iter().map(|s| s.to_string()).collect(),
+            live_host: None,
+            scan: ScanConfig::default(),
+            tls: crate::facts::tls::DEFAULT_PATHS.iter().map(|s| s.to_string()).collect(),
+        }
     }
 }
 
@@ -232,7 +239,11 @@ impl AgentConfig {
         if problems.is_empty() {
             Ok(cfg)
         } else {
-            anyhow::bail!("{}: invalid configuration:\n  {}", path.map(|p| p.display().to_string()).unwrap_or_else(|| "<defaults>".into()), problems.join("\n  "))
+            anyhow::bail!(
+                "{}: invalid configuration:\n  {}",
+                path.map(|p| p.display().to_string()).unwrap_or_else(|| "<defaults>".into()),
+                problems.join("\n  ")
+            )
         }
     }
 
@@ -311,7 +322,8 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_its_field() {
-        let e = load("facts:\n  files: [etc/shadow]\nprobes:\n  - {id: a, kind: http}\n  - {id: a, kind: http, url: 'ftp://x'}\n").unwrap_err();
+        let e =
+            load("facts:\n  files: [etc/shadow]\nprobes:\n  - {id: a, kind: http}\n  - {id: a, kind: http, url: 'ftp://x'}\n").unwrap_err();
         for want in ["facts.files[0]", "probes[0].url: required", "probes[1].id: duplicate", "probes[1].url: \"ftp://x\""] {
             assert!(e.contains(want), "{want} in {e}");
         }

@@ -9,7 +9,11 @@ use driftwatch_agent::root::HostRoot;
 use driftwatch_agent::snapshot::{self, Snapshotter};
 
 #[derive(Parser)]
-#[command(name = "driftwatch-agent", version, about = "Collects configuration facts, audit events and SLA probes on a host and ships them to Kafka.")]
+#[command(
+    name = "driftwatch-agent",
+    version,
+    about = "Collects configuration facts, audit events and SLA probes on a host and ships them to Kafka."
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text", env = "DRIFTWATCH_LOG_FORMAT")]

@@ -62,9 +62,16 @@ impl Redactor {
         }
         if SECRET_PAIR.is_match(&out) {
             out = SECRET_PAIR
-                .replace_all(&out, |c: &regex::Captures| {
-                    if NOT_SECRET.contains(&&c[1]) { c[0].to_string() } else { format!("{}{}{MARKER}", &c[1], &c[2]) }
-                })
+                .replace_all(
+                    &out,
+                    |c: &regex::Captures| {
+                        if NOT_SECRET.contains(&&c[1]) {
+                            c[0].to_string()
+                        } else {
+                            format!("{}{}{MARKER}", &c[1], &c[2])
+                        }
+                    },
+                )
                 .into_owned();
         }
         for re in &self.extra {

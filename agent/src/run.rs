@@ -41,11 +41,8 @@ pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) ->
 
     let mut snapshotter = Snapshotter::new(asset, agent_id, Some(&cfg.state_dir));
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);
-    let mut watcher = if cfg.snapshots.watch {
-        Some(watch::FileWatcher::new(changed_tx).context("starting the file watcher")?)
-    } else {
-        None
-    };
+    let mut watcher =
+        if cfg.snapshots.watch { Some(watch::FileWatcher::new(changed_tx).context("starting the file watcher")?) } else { None };
     let mut full_tick = tokio::time::interval(Duration::from_secs(cfg.snapshots.full_interval_secs));
     let debounce = Duration::from_millis(cfg.snapshots.debounce_ms);
     loop {
@@ -91,7 +88,11 @@ pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) ->
 
 /// Collects facts off the async threads; returns them with the real paths
 /// that were read (what the watcher watches).
-async fn collect(root: &Arc<HostRoot>, cfg: &AgentConfig, previous: Option<crate::facts::Facts>) -> anyhow::Result<(crate::facts::Facts, BTreeSet<PathBuf>)> {
+async fn collect(
+    root: &Arc<HostRoot>,
+    cfg: &AgentConfig,
+    previous: Option<crate::facts::Facts>,
+) -> anyhow::Result<(crate::facts::Facts, BTreeSet<PathBuf>)> {
     let (root, cfg) = (root.clone(), cfg.clone());
     tokio::task::spawn_blocking(move || {
         let facts = snapshot::collect(&root, &cfg, previous.as_ref());

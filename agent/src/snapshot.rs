@@ -42,11 +42,7 @@ impl Snapshotter {
     /// starts at 1 and keeps nothing.
     pub fn new(asset: Asset, agent_id: String, state_dir: Option<&Path>) -> Self {
         let state_file = state_dir.map(|d| d.join("sequence"));
-        let sequence = state_file
-            .as_ref()
-            .and_then(|f| std::fs::read_to_string(f).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
+        let sequence = state_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         Snapshotter { asset, agent_id, sequence, state_file, last: None }
     }
 

@@ -24,7 +24,10 @@ impl FileWatcher {
             if event.kind.is_access() {
                 return;
             }
-            let hit = seen.read().map(|set| event.paths.iter().any(|p| set.contains(p) || p.parent().is_some_and(|d| set.contains(d)))).unwrap_or(true);
+            let hit = seen
+                .read()
+                .map(|set| event.paths.iter().any(|p| set.contains(p) || p.parent().is_some_and(|d| set.contains(d))))
+                .unwrap_or(true);
             if hit {
                 let _ = changed.try_send(());
             }

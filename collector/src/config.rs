@@ -165,6 +165,10 @@ impl CollectorConfig {
                 problems.push(format!("alerts.webhooks[{i}].max_attempts: must be at least 1"));
             }
         }
-        if problems.is_empty() { Ok(()) } else { anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  ")) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "))
+        }
     }
 }

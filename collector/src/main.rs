@@ -11,7 +11,11 @@ use driftwatch_collector::{alert, config::CollectorConfig, eval, ingest, policy,
 use driftwatch_schemas::ConfigSnapshot;
 
 #[derive(Parser)]
-#[command(name = "driftwatch-collector", version, about = "Consumes Driftwatch agent streams, evaluates compliance controls, stores to ClickHouse and raises alerts.")]
+#[command(
+    name = "driftwatch-collector",
+    version,
+    about = "Consumes Driftwatch agent streams, evaluates compliance controls, stores to ClickHouse and raises alerts."
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text", env = "DRIFTWATCH_LOG_FORMAT")]
@@ -107,7 +111,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
             let t = &cfg.kafka.topics;
             let names = [t.snapshots.as_str(), t.audit.as_str(), t.sla.as_str(), t.dead_letter.as_str()];
             let created = ingest::topics::ensure(&brokers, &names, partitions, replication).await?;
-            eprintln!("topics ready on {brokers}: {} (created now: {})", names.join(", "), if created.is_empty() { "none".into() } else { created.join(", ") });
+            eprintln!(
+                "topics ready on {brokers}: {} (created now: {})",
+                names.join(", "),
+                if created.is_empty() { "none".into() } else { created.join(", ") }
+            );
         }
         Command::CheckConfig { config } => {
             let cfg = CollectorConfig::load(Some(&config))?;

@@ -82,8 +82,7 @@ impl Encoder {
         let mut writers = HashMap::new();
         for stream in Stream::ALL {
             let schema = current_schema(stream)?;
-            let w = GenericSingleObjectWriter::new_with_capacity(&schema, 1024)
-                .map_err(|e| CodecError::Schema(e.to_string()))?;
+            let w = GenericSingleObjectWriter::new_with_capacity(&schema, 1024).map_err(|e| CodecError::Schema(e.to_string()))?;
             writers.insert(stream, w);
         }
         Ok(Encoder { writers })
@@ -96,14 +95,9 @@ impl Encoder {
             Message::Audit(a) => audit_to_value(a),
             Message::Sla(m) => sla_to_value(m),
         };
-        let writer = self
-            .writers
-            .get_mut(&message.stream())
-            .ok_or_else(|| CodecError::Schema("no writer for stream".into()))?;
+        let writer = self.writers.get_mut(&message.stream()).ok_or_else(|| CodecError::Schema("no writer for stream".into()))?;
         let mut out = Vec::with_capacity(256);
-        writer
-            .write_value_ref(&value, &mut out)
-            .map_err(|e| CodecError::Datum(e.to_string()))?;
+        writer.write_value_ref(&value, &mut out).map_err(|e| CodecError::Datum(e.to_string()))?;
         Ok(out)
     }
 }
@@ -174,10 +168,7 @@ impl Decoder {
         if writer.stream != expected {
             return Err(CodecError::WrongStream { fingerprint: fp, expected, found: writer.stream });
         }
-        let reader_schema = self
-            .readers
-            .get(&expected)
-            .ok_or_else(|| CodecError::Schema("no reader schema".into()))?;
+        let reader_schema = self.readers.get(&expected).ok_or_else(|| CodecError::Schema("no reader schema".into()))?;
         let reader = GenericDatumReader::builder(&writer.schema)
             .reader_schema(reader_schema)
             .build()
@@ -248,11 +239,7 @@ fn snapshot_to_value(x: &ConfigSnapshot) -> Value {
         ("hostname", s(&x.asset.hostname)),
         ("labels", str_map(&x.asset.labels)),
     ]);
-    let facts = x
-        .facts
-        .iter()
-        .map(|f| rec(vec![("path", s(&f.path)), ("value", fact_value(&f.value))]))
-        .collect();
+    let facts = x.facts.iter().map(|f| rec(vec![("path", s(&f.path)), ("value", fact_value(&f.value))])).collect();
     rec(vec![
         ("asset", asset),
         ("agent_id", s(&x.agent_id)),
@@ -346,16 +333,15 @@ impl<'a> Fields<'a> {
     }
 
     fn name(&self, f: &str) -> String {
-        if self.path.is_empty() { f.to_string() } else { format!("{}.{f}", self.path) }
+        if self.path.is_empty() {
+            f.to_string()
+        } else {
+            format!("{}.{f}", self.path)
+        }
     }
 
     fn get(&self, f: &str) -> Result<&'a Value, CodecError> {
-        let v = self
-            .fields
-            .iter()
-            .find(|(k, _)| k == f)
-            .map(|(_, v)| v)
-            .ok_or_else(|| field_err(&self.name(f), "missing"))?;
+        let v = self.fields.iter().find(|(k, _)| k == f).map(|(_, v)| v).ok_or_else(|| field_err(&self.name(f), "missing"))?;
         // Unions resolve to their branch; nulls stay Null.
         Ok(match v {
             Value::Union(_, inner) => inner,
@@ -408,9 +394,7 @@ impl<'a> Fields<'a> {
             Value::TimestampMillis(x) | Value::Long(x) => *x,
             other => return Err(field_err(&self.name(f), format!("expected timestamp-millis, found {other:?}"))),
         };
-        Utc.timestamp_millis_opt(ms)
-            .single()
-            .ok_or_else(|| field_err(&self.name(f), format!("timestamp {ms} out of range")))
+        Utc.timestamp_millis_opt(ms).single().ok_or_else(|| field_err(&self.name(f), format!("timestamp {ms} out of range")))
     }
 
     fn symbol(&self, f: &str) -> Result<String, CodecError> {
@@ -450,11 +434,7 @@ fn string_item(field: &str, v: &Value) -> Result<String, CodecError> {
 }
 
 fn parse_symbol<T: Copy>(field: &str, sym: &str, symbols: &[&str], values: &[T]) -> Result<T, CodecError> {
-    symbols
-        .iter()
-        .position(|x| *x == sym)
-        .map(|i| values[i])
-        .ok_or_else(|| field_err(field, format!("unknown symbol {sym:?}")))
+    symbols.iter().position(|x| *x == sym).map(|i| values[i]).ok_or_else(|| field_err(field, format!("unknown symbol {sym:?}")))
 }
 
 fn fact_value_from(field: &str, v: &Value) -> Result<FactValue, CodecError> {

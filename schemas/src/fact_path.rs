@@ -71,9 +71,7 @@ impl FactPath {
             match bytes[i] {
                 b'.' => {
                     let start = i + 1;
-                    if start >= bytes.len()
-                        || !(bytes[start].is_ascii_alphabetic() || bytes[start] == b'_')
-                    {
+                    if start >= bytes.len() || !(bytes[start].is_ascii_alphabetic() || bytes[start] == b'_') {
                         return Err(err(start, "expected an identifier after '.'"));
                     }
                     let end = ident_end(start);
@@ -114,8 +112,7 @@ impl FactPath {
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl fmt::Display for FactPath {

@@ -68,7 +68,11 @@ pub fn load<T: DeserializeOwned>(
 }
 
 fn text_or_empty(text: &str) -> String {
-    if text.trim().is_empty() { "{}".to_string() } else { text.to_string() }
+    if text.trim().is_empty() {
+        "{}".to_string()
+    } else {
+        text.to_string()
+    }
 }
 
 fn invalid(path: &Path, e: &serde_yaml::Error) -> SettingsError {

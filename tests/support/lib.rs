@@ -152,7 +152,8 @@ pub async fn exec(sql: &str) -> Vec<Value> {
 }
 
 async fn try_exec(sql: &str) -> Result<Vec<Value>, String> {
-    let resp = reqwest::Client::new().post(CLICKHOUSE).body(sql.to_string()).send().await.map_err(|e| format!("ClickHouse unreachable: {e}"))?;
+    let resp =
+        reqwest::Client::new().post(CLICKHOUSE).body(sql.to_string()).send().await.map_err(|e| format!("ClickHouse unreachable: {e}"))?;
     let status = resp.status();
     let text = resp.text().await.map_err(|e| format!("ClickHouse body: {e}"))?;
     if !status.is_success() {
@@ -190,12 +191,8 @@ impl Names {
 
     /// The `kafka.topics` section of a config (agent: without dead_letter).
     pub fn topics_yaml(&self, with_dead_letter: bool) -> String {
-        let mut s = format!(
-            "    snapshots: {}\n    audit: {}\n    sla: {}\n",
-            self.topic("snapshots"),
-            self.topic("audit"),
-            self.topic("sla")
-        );
+        let mut s =
+            format!("    snapshots: {}\n    audit: {}\n    sla: {}\n", self.topic("snapshots"), self.topic("audit"), self.topic("sla"));
         if with_dead_letter {
             s.push_str(&format!("    dead_letter: {}\n", self.topic("dead-letter")));
         }

@@ -54,7 +54,8 @@ pub fn parse_record(line: &str) -> Option<Record> {
 /// Fields auditd may hex-encode (untrusted strings); numbers and syscall
 /// registers never are. `aN` are strings only in EXECVE records.
 fn is_encoded_field(key: &str, execve: bool) -> bool {
-    const STRINGS: [&str; 14] = ["name", "cmd", "proctitle", "cwd", "exe", "comm", "acct", "path", "data", "key", "dir", "watch", "ocomm", "old-disk"];
+    const STRINGS: [&str; 14] =
+        ["name", "cmd", "proctitle", "cwd", "exe", "comm", "acct", "path", "data", "key", "dir", "watch", "ocomm", "old-disk"];
     STRINGS.contains(&key) || (execve && key.len() > 1 && key.starts_with('a') && key[1..].bytes().all(|c| c.is_ascii_digit()))
 }
 
@@ -268,7 +269,9 @@ pub fn to_event(group: &Group, users: &Users) -> Parsed {
     p.actor.uid = first.fields.get("uid").and_then(|u| u.parse().ok());
     p.actor.user = match first.kind.as_str() {
         // For logins and authentication, acct is who logged in.
-        "USER_LOGIN" | "USER_AUTH" | "USER_ACCT" | "USER_START" | "USER_END" | "CRED_ACQ" | "USER_ERR" => acct.clone().or_else(|| p.actor.auid.clone()),
+        "USER_LOGIN" | "USER_AUTH" | "USER_ACCT" | "USER_START" | "USER_END" | "CRED_ACQ" | "USER_ERR" => {
+            acct.clone().or_else(|| p.actor.auid.clone())
+        }
         _ => p.actor.auid.clone().or_else(|| user_of(first, "uid", "UID", users)),
     };
     p.object = match first.kind.as_str() {
@@ -339,7 +342,10 @@ garbage line";
         let g = groups(log);
         assert_eq!(g.len(), 4);
         let login = to_event(&g[0], &users());
-        assert_eq!((login.action.as_str(), login.outcome, login.source_address.as_deref()), ("user_login", Outcome::Failure, Some("192.0.2.9")));
+        assert_eq!(
+            (login.action.as_str(), login.outcome, login.source_address.as_deref()),
+            ("user_login", Outcome::Failure, Some("192.0.2.9"))
+        );
         let add = to_event(&g[1], &users());
         assert_eq!((add.action.as_str(), add.object.as_deref(), add.actor.user.as_deref()), ("add_user", Some("mallory"), Some("alice")));
         let cmd = to_event(&g[2], &users());
@@ -350,7 +356,8 @@ garbage line";
 
     #[test]
     fn unset_auid_and_unknown_uid() {
-        let g = groups("type=SYSCALL msg=audit(1.0:1): syscall=2 success=no auid=4294967295 uid=4321 comm=\"x\"\ntype=EOE msg=audit(1.0:1):");
+        let g =
+            groups("type=SYSCALL msg=audit(1.0:1): syscall=2 success=no auid=4294967295 uid=4321 comm=\"x\"\ntype=EOE msg=audit(1.0:1):");
         let e = to_event(&g[0], &users());
         assert_eq!(e.actor.auid, None);
         assert_eq!(e.actor.user.as_deref(), Some("4321"));

@@ -96,10 +96,15 @@ pub fn parse(line: &str, now: DateTime<Utc>) -> Parsed {
 }
 
 fn bsd_time(s: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let parse = |year: i32| NaiveDateTime::parse_from_str(&format!("{year} {s}"), "%Y %b %e %H:%M:%S").ok().map(|t| Utc.from_utc_datetime(&t));
+    let parse =
+        |year: i32| NaiveDateTime::parse_from_str(&format!("{year} {s}"), "%Y %b %e %H:%M:%S").ok().map(|t| Utc.from_utc_datetime(&t));
     let t = parse(now.year())?;
     // A date more than a day ahead is from last year (logs around 1 January).
-    if t > now + chrono::Duration::days(1) { parse(now.year() - 1) } else { Some(t) }
+    if t > now + chrono::Duration::days(1) {
+        parse(now.year() - 1)
+    } else {
+        Some(t)
+    }
 }
 
 fn sshd(msg: &str, p: &mut Parsed) {
@@ -196,11 +201,21 @@ mod tests {
 
     #[test]
     fn ssh_accepted_failed_invalid() {
-        let a = parse("Nov 22 19:22:18 web1 sshd[811]: Accepted publickey for alice from 192.0.2.7 port 52113 ssh2: ED25519 SHA256:x", now());
-        assert_eq!((a.action.as_str(), a.outcome, a.actor.user.as_deref(), a.source_address.as_deref()), ("ssh_login", Outcome::Success, Some("alice"), Some("192.0.2.7")));
+        let a =
+            parse("Nov 22 19:22:18 web1 sshd[811]: Accepted publickey for alice from 192.0.2.7 port 52113 ssh2: ED25519 SHA256:x", now());
+        assert_eq!(
+            (a.action.as_str(), a.outcome, a.actor.user.as_deref(), a.source_address.as_deref()),
+            ("ssh_login", Outcome::Success, Some("alice"), Some("192.0.2.7"))
+        );
         assert_eq!(a.timestamp, Some(Utc.with_ymd_and_hms(2026, 11, 22, 19, 22, 18).unwrap()));
-        let f = parse("2026-11-22T19:22:18.123456+01:00 web1 sshd[9]: Failed password for invalid user bob from 198.51.100.2 port 4 ssh2", now());
-        assert_eq!((f.action.as_str(), f.outcome, f.extra.get("invalid_user").map(String::as_str)), ("ssh_login_failed", Outcome::Failure, Some("true")));
+        let f = parse(
+            "2026-11-22T19:22:18.123456+01:00 web1 sshd[9]: Failed password for invalid user bob from 198.51.100.2 port 4 ssh2",
+            now(),
+        );
+        assert_eq!(
+            (f.action.as_str(), f.outcome, f.extra.get("invalid_user").map(String::as_str)),
+            ("ssh_login_failed", Outcome::Failure, Some("true"))
+        );
         assert_eq!(f.timestamp.unwrap().timestamp_subsec_millis(), 123);
         let i = parse("Nov  2 01:02:03 web1 sshd[9]: Invalid user admin from 203.0.113.9 port 22", now());
         assert_eq!((i.action.as_str(), i.actor.user.as_deref()), ("ssh_invalid_user", Some("admin")));
@@ -220,7 +235,10 @@ mod tests {
     fn su_accounts_passwords() {
         let s = parse("Nov 22 19:30:00 web1 su[5]: FAILED SU (to root) bob on pts/2", now());
         assert_eq!((s.action.as_str(), s.outcome, s.object.as_deref()), ("su", Outcome::Failure, Some("root")));
-        let u = parse("Nov 22 19:30:00 web1 useradd[5]: new user: name=mallory, UID=1002, GID=1002, home=/home/mallory, shell=/bin/bash", now());
+        let u = parse(
+            "Nov 22 19:30:00 web1 useradd[5]: new user: name=mallory, UID=1002, GID=1002, home=/home/mallory, shell=/bin/bash",
+            now(),
+        );
         assert_eq!((u.action.as_str(), u.object.as_deref()), ("user_add", Some("mallory")));
         let p = parse("Nov 22 19:30:00 web1 passwd[5]: pam_unix(passwd:chauthtok): password changed for alice", now());
         assert_eq!((p.action.as_str(), p.object.as_deref()), ("password_change", Some("alice")));

@@ -213,7 +213,15 @@ mod tests {
         std::fs::create_dir_all(d.path().join("var/log")).unwrap();
         let lines: String = (0..10).map(|i| format!("Nov 22 19:22:{i:02} h sshd[1]: Invalid user u{i} from 192.0.2.1 port 22\n")).collect();
         std::fs::write(d.path().join("var/log/auth.log"), lines).unwrap();
-        let cfg = AuditConfig { authlog: vec!["/var/log/auth.log".into()], auditd: vec![], from_start: true, poll_ms: 50, rate_limit_per_sec: 1, burst: 3, ..AuditConfig::default() };
+        let cfg = AuditConfig {
+            authlog: vec!["/var/log/auth.log".into()],
+            auditd: vec![],
+            from_start: true,
+            poll_ms: 50,
+            rate_limit_per_sec: 1,
+            burst: 3,
+            ..AuditConfig::default()
+        };
         let got = events(d.path(), cfg, 4).await;
         assert_eq!(got[..3].iter().map(|e| e.actor.user.clone().unwrap()).collect::<Vec<_>>(), vec!["u0", "u1", "u2"]);
         assert_eq!((got[3].action.as_str(), got[3].extra["dropped"].as_str()), ("events_dropped", "7"));
@@ -228,15 +236,27 @@ mod tests {
         std::fs::write(d.path().join("etc/passwd"), "alice:x:1000:1000::/:/bin/sh\n").unwrap();
         let log = d.path().join("var/log/audit/audit.log");
         // One poll per run (the first tick is immediate; the next is far away).
-        let cfg = AuditConfig { authlog: vec![], auditd: vec!["/var/log/audit/audit.log".into()], from_start: true, poll_ms: 60_000, ..AuditConfig::default() };
+        let cfg = AuditConfig {
+            authlog: vec![],
+            auditd: vec!["/var/log/audit/audit.log".into()],
+            from_start: true,
+            poll_ms: 60_000,
+            ..AuditConfig::default()
+        };
         // A complete event, then the first record of the next one.
         std::fs::write(&log, "type=USER_CMD msg=audit(1700000000.000:1): pid=1 uid=1000 auid=1000 msg='cmd=6C73 exe=\"/usr/bin/sudo\" res=success'\ntype=SYSCALL msg=audit(1700000001.000:2): syscall=257 success=yes auid=1000 uid=0 comm=\"vi\" key=\"identity\"\n").unwrap();
         let first = events(d.path(), cfg.clone(), 1).await;
-        assert_eq!((first[0].action.as_str(), first[0].actor.user.as_deref(), first[0].object.as_deref()), ("user_cmd", Some("alice"), Some("ls")));
+        assert_eq!(
+            (first[0].action.as_str(), first[0].actor.user.as_deref(), first[0].object.as_deref()),
+            ("user_cmd", Some("alice"), Some("ls"))
+        );
         // "Restart": the rest of event 2 arrives; a new run reads it whole.
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         use std::io::Write;
-        f.write_all(b"type=PATH msg=audit(1700000001.000:2): item=0 name=\"/etc/shadow\" nametype=NORMAL\ntype=EOE msg=audit(1700000001.000:2):\n").unwrap();
+        f.write_all(
+            b"type=PATH msg=audit(1700000001.000:2): item=0 name=\"/etc/shadow\" nametype=NORMAL\ntype=EOE msg=audit(1700000001.000:2):\n",
+        )
+        .unwrap();
         let second = events(d.path(), AuditConfig { from_start: false, ..cfg }, 1).await;
         assert_eq!(second[0].action, "syscall");
         assert_eq!(second[0].object.as_deref(), Some("/etc/shadow"));

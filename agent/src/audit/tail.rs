@@ -55,11 +55,19 @@ impl Tailer {
     /// Follows `path`. With no saved position the file is read from its
     /// start if `from_start`, else from its current end.
     pub fn new(path: PathBuf, state_file: Option<PathBuf>, from_start: bool) -> Self {
-        let saved = state_file
-            .as_ref()
-            .and_then(|f| std::fs::read_to_string(f).ok())
-            .and_then(|t| serde_json::from_str::<Position>(&t).ok());
-        Tailer { path, state_file, file: None, pos: Position::default(), saved, from_start, opened_before: false, partial: Vec::new(), partial_len: 0 }
+        let saved =
+            state_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()).and_then(|t| serde_json::from_str::<Position>(&t).ok());
+        Tailer {
+            path,
+            state_file,
+            file: None,
+            pos: Position::default(),
+            saved,
+            from_start,
+            opened_before: false,
+            partial: Vec::new(),
+            partial_len: 0,
+        }
     }
 
     pub fn path(&self) -> &PathBuf {

@@ -181,7 +181,9 @@ fn login_defs(root: &HostRoot, facts: &mut Facts) {
                     facts.set(&base.child(k.to_ascii_lowercase()), n);
                 }
             }
-            "UMASK" | "ENCRYPT_METHOD" | "SHA_CRYPT_MIN_ROUNDS" | "YESCRYPT_COST_FACTOR" => facts.set(&base.child(k.to_ascii_lowercase()), v),
+            "UMASK" | "ENCRYPT_METHOD" | "SHA_CRYPT_MIN_ROUNDS" | "YESCRYPT_COST_FACTOR" => {
+                facts.set(&base.child(k.to_ascii_lowercase()), v)
+            }
             _ => {}
         }
     }
@@ -197,7 +199,10 @@ fn pam(root: &HostRoot, facts: &mut Facts) {
         }
     }
     let uses = |module: &str| {
-        text.lines().map(str::trim).filter(|l| !l.starts_with('#')).any(|l| l.split_whitespace().any(|w| w == module || w.ends_with(&format!("/{module}"))))
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#'))
+            .any(|l| l.split_whitespace().any(|w| w == module || w.ends_with(&format!("/{module}"))))
     };
     let pam = FactPath::new(["accounts", "pam"]);
     if !text.is_empty() {

@@ -13,7 +13,15 @@ use super::Facts;
 use crate::root::HostRoot;
 
 /// Hosts of official Debian and Ubuntu archives.
-const OFFICIAL: &[&str] = &["deb.debian.org", "security.debian.org", "ftp.debian.org", "archive.ubuntu.com", "security.ubuntu.com", "ports.ubuntu.com", "debian-security"];
+const OFFICIAL: &[&str] = &[
+    "deb.debian.org",
+    "security.debian.org",
+    "ftp.debian.org",
+    "archive.ubuntu.com",
+    "security.ubuntu.com",
+    "ports.ubuntu.com",
+    "debian-security",
+];
 
 pub fn collect(root: &HostRoot, facts: &mut Facts) {
     if !matches!(root.metadata("/etc/apt"), Ok(Some(m)) if m.is_dir()) {
@@ -107,8 +115,14 @@ mod tests {
             ],
             collect,
         );
-        assert_eq!(f.0["apt.unofficial_sources"], FactValue::List(vec!["http://repo.example.com/apt".into(), "https://pkgs.vendor.io/deb".into()]));
-        assert_eq!(f.0["apt.trusted_sources"], FactValue::List(vec!["http://repo.example.com/apt".into(), "https://pkgs.vendor.io/deb".into()]));
+        assert_eq!(
+            f.0["apt.unofficial_sources"],
+            FactValue::List(vec!["http://repo.example.com/apt".into(), "https://pkgs.vendor.io/deb".into()])
+        );
+        assert_eq!(
+            f.0["apt.trusted_sources"],
+            FactValue::List(vec!["http://repo.example.com/apt".into(), "https://pkgs.vendor.io/deb".into()])
+        );
         assert_eq!(f.0["apt.allow_unauthenticated"], FactValue::Bool(true));
         let FactValue::List(all) = &f.0["apt.sources"] else { panic!() };
         assert_eq!(all.len(), 4);

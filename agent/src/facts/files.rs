@@ -45,10 +45,8 @@ pub fn collect(root: &HostRoot, patterns: &[String], facts: &mut Facts) {
     let users = id_names(root, "/etc/passwd");
     let groups = id_names(root, "/etc/group");
     // A glob names every match (and nothing when none matches).
-    let paths: Vec<String> = patterns
-        .iter()
-        .flat_map(|p| if p.contains(['*', '?', '[']) { root.glob(p) } else { vec![p.clone()] })
-        .collect();
+    let paths: Vec<String> =
+        patterns.iter().flat_map(|p| if p.contains(['*', '?', '[']) { root.glob(p) } else { vec![p.clone()] }).collect();
     for p in &paths {
         let base = FactPath::new(["files", p.as_str()]);
         match root.metadata(p) {

@@ -18,6 +18,7 @@ pub mod services;
 pub mod sshd;
 pub mod sudo;
 pub mod time;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -52,12 +53,8 @@ impl Facts {
     /// What changed from `old` to `self`: changed or added facts, and
     /// removed paths.
     pub fn diff(&self, old: &Facts) -> (Vec<Fact>, Vec<String>) {
-        let changed = self
-            .0
-            .iter()
-            .filter(|(p, v)| old.0.get(*p) != Some(*v))
-            .map(|(p, v)| Fact { path: p.clone(), value: v.clone() })
-            .collect();
+        let changed =
+            self.0.iter().filter(|(p, v)| old.0.get(*p) != Some(*v)).map(|(p, v)| Fact { path: p.clone(), value: v.clone() }).collect();
         let removed = old.0.keys().filter(|p| !self.0.contains_key(*p)).cloned().collect();
         (changed, removed)
     }
@@ -98,6 +95,7 @@ pub fn collect(root: &HostRoot, cfg: &FactsConfig, previous: Option<&Facts>) -> 
     time::collect(root, &installed, &mut facts);
     apt::collect(root, &mut facts);
     network::collect(root, &mut facts);
+    tls::collect(root, &cfg.tls, &mut facts);
     match previous {
         None => scan::collect(root, &cfg.scan, &mut facts),
         Some(prev) => {

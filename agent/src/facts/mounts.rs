@@ -36,10 +36,7 @@ pub fn collect(root: &HostRoot, facts: &mut Facts) {
     };
     // /proc is not watched (it has no file events); the periodic full
     // snapshot refreshes it.
-    let live = ["/proc/1/mounts", "/proc/mounts"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(root.path(p)).ok())
-        .map(|t| parse(&t));
+    let live = ["/proc/1/mounts", "/proc/mounts"].iter().find_map(|p| std::fs::read_to_string(root.path(p)).ok()).map(|t| parse(&t));
     emit(facts, "fstab", &fstab);
     if let Some(live) = &live {
         emit(facts, "live", live);
@@ -110,7 +107,10 @@ mod tests {
         std::fs::write(d.path().join("proc/1/mounts"), "/dev/vda / ext4 rw,relatime 0 0\ntmpfs /var/log tmpfs rw,nosuid 0 0\n").unwrap();
         let mut f = Facts::default();
         collect(&HostRoot::new(d.path()), &mut f);
-        assert_eq!(f.0[r#"mounts.fstab["/tmp"].options"#], FactValue::List(vec!["defaults".into(), "nodev".into(), "nosuid".into(), "noexec".into()]));
+        assert_eq!(
+            f.0[r#"mounts.fstab["/tmp"].options"#],
+            FactValue::List(vec!["defaults".into(), "nodev".into(), "nosuid".into(), "noexec".into()])
+        );
         assert_eq!(f.0[r#"mounts.fstab["/mnt/my disk"].type"#], "ext4".into());
         assert!(!f.0.keys().any(|k| k.contains("none")), "swap skipped");
         assert_eq!(f.0["mounts.separate"], FactValue::List(vec!["/var/log".into()]), "live table wins");

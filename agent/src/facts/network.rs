@@ -22,7 +22,9 @@ pub fn collect(root: &HostRoot, facts: &mut Facts) {
         t.contains("table ") && t.contains("hook ")
     });
     let ipt = ["/etc/iptables/rules.v4", "/etc/iptables/rules.v6", "/etc/sysconfig/iptables", "/etc/sysconfig/ip6tables"].iter().any(|p| {
-        read(p).is_some_and(|t| t.lines().any(|l| l.starts_with("-A ") || (l.starts_with(':') && (l.contains(" DROP") || l.contains(" REJECT")))))
+        read(p).is_some_and(|t| {
+            t.lines().any(|l| l.starts_with("-A ") || (l.starts_with(':') && (l.contains(" DROP") || l.contains(" REJECT"))))
+        })
     });
     let ufw = read("/etc/ufw/ufw.conf").is_some_and(|t| t.lines().any(|l| l.trim().eq_ignore_ascii_case("ENABLED=yes")));
     facts.set(&fw.child("nftables"), nft);
@@ -105,12 +107,16 @@ mod tests {
         assert_eq!(f.0["network.firewall.nftables"], FactValue::Bool(true));
         assert_eq!(f.0["network.firewall.ufw"], FactValue::Bool(false));
         assert_eq!(f.0["network.firewall.configured"], FactValue::Bool(true));
-        assert_eq!(f.0["network.listening"], FactValue::List(vec!["tcp:0.0.0.0:22".into(), "tcp:[::1]:22".into(), "udp:0.0.0.0:68".into()]));
+        assert_eq!(
+            f.0["network.listening"],
+            FactValue::List(vec!["tcp:0.0.0.0:22".into(), "tcp:[::1]:22".into(), "udp:0.0.0.0:68".into()])
+        );
     }
 
     #[test]
     fn commented_nftables_is_not_a_firewall() {
-        let f = crate::facts::testing::collect_with(&[("/etc/nftables.conf", "# table inet filter { hook input }\nflush ruleset\n")], collect);
+        let f =
+            crate::facts::testing::collect_with(&[("/etc/nftables.conf", "# table inet filter { hook input }\nflush ruleset\n")], collect);
         assert_eq!(f.0["network.firewall.configured"], FactValue::Bool(false));
         assert!(!f.0.contains_key("network.listening"));
     }

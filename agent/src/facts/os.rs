@@ -43,7 +43,11 @@ pub fn parse_os_release(text: &str) -> Vec<(String, String)> {
             }
             let (k, v) = l.split_once('=')?;
             let v = v.trim();
-            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\''))).unwrap_or(v);
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
             Some((k.trim().to_string(), v.replace("\\\"", "\"")))
         })
         .collect()

@@ -7,7 +7,7 @@
 //! stops at `max_files` entries or `max_seconds`; `files_scan.complete`
 //! says whether it saw everything.
 //!
-//! Facts: `files_scan.world_writable` (regular files), 
+//! Facts: `files_scan.world_writable` (regular files),
 //! `files_scan.world_writable_dirs` (without the sticky bit), `files_scan.suid`,
 //! `files_scan.sgid` (host paths, sorted, at most [`MAX_LISTED`] each),
 //! `files_scan.scanned`, `files_scan.complete`.

@@ -20,7 +20,8 @@ use super::Facts;
 use crate::root::HostRoot;
 
 const ADMIN_DIRS: [&str; 2] = ["/etc/systemd/system", "/run/systemd/system"];
-const VENDOR_DIRS: [&str; 4] = ["/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system", "/run/systemd/generator"];
+const VENDOR_DIRS: [&str; 4] =
+    ["/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system", "/run/systemd/generator"];
 const UNIT_KINDS: [&str; 5] = ["service", "socket", "timer", "target", "mount"];
 
 /// Returns the enabled unit names, for families that depend on them.
@@ -85,6 +86,9 @@ mod tests {
         let _ = collect(&HostRoot::new(d.path()), &mut f);
         assert_eq!(f.0["services.enabled"], FactValue::List(vec!["ssh.service".into()]));
         assert_eq!(f.0["services.masked"], FactValue::List(vec!["rsync.service".into()]));
-        assert_eq!(f.0["services.installed"], FactValue::List(vec!["auditd.service".into(), "rsync.service".into(), "ssh.service".into(), "telnet.socket".into()]));
+        assert_eq!(
+            f.0["services.installed"],
+            FactValue::List(vec!["auditd.service".into(), "rsync.service".into(), "ssh.service".into(), "telnet.socket".into()])
+        );
     }
 }

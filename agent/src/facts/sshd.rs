@@ -299,7 +299,10 @@ mod tests {
 
     #[test]
     fn match_blocks_are_kept_apart() {
-        let f = facts(&[(CONFIG, "PasswordAuthentication no\nMatch User bob Address 10.0.0.0/8\n  PasswordAuthentication yes\n  PermitRootLogin yes\n")]);
+        let f = facts(&[(
+            CONFIG,
+            "PasswordAuthentication no\nMatch User bob Address 10.0.0.0/8\n  PasswordAuthentication yes\n  PermitRootLogin yes\n",
+        )]);
         assert_eq!(get(&f, "sshd.config.passwordauthentication"), Some(&"no".into()));
         assert_eq!(get(&f, "sshd.config.permitrootlogin"), Some(&"prohibit-password".into()));
         assert_eq!(get(&f, r#"sshd.match["User bob Address 10.0.0.0/8"].permitrootlogin"#), Some(&"yes".into()));

@@ -113,7 +113,11 @@ fn directive<'a>(line: &'a str, word: &str) -> Option<&'a str> {
 }
 
 fn resolve(dir: &str, target: &str) -> String {
-    if target.starts_with('/') { target.to_string() } else { format!("{}/{target}", dir.trim_end_matches('/')) }
+    if target.starts_with('/') {
+        target.to_string()
+    } else {
+        format!("{}/{target}", dir.trim_end_matches('/'))
+    }
 }
 
 /// Joins `\`-continued lines; yields (first line number, text) with
@@ -220,14 +224,20 @@ mod tests {
             f.0["sudo.nopasswd_rules"],
             FactValue::List(vec!["deploy ALL=(root) NOPASSWD: /usr/bin/systemctl restart app, /usr/bin/journalctl".into()])
         );
-        assert_eq!(f.0["sudo.files"], FactValue::List(vec!["/etc/sudoers".into(), "/etc/sudoers.d/90-ops".into(), "/etc/sudoers.d/README".into()]));
+        assert_eq!(
+            f.0["sudo.files"],
+            FactValue::List(vec!["/etc/sudoers".into(), "/etc/sudoers.d/90-ops".into(), "/etc/sudoers.d/README".into()])
+        );
         assert_eq!(f.0["sudo.scoped_defaults"], FactValue::List(vec!["Defaults:alice !requiretty".into()]));
         assert!(!f.0.contains_key("sudo.errors"));
     }
 
     #[test]
     fn hash_include_and_authenticate_off() {
-        let f = facts(&[("/etc/sudoers", "#include sudoers.local\n#includedir-not a directive\n"), ("/etc/sudoers.local", "Defaults !authenticate\n")]);
+        let f = facts(&[
+            ("/etc/sudoers", "#include sudoers.local\n#includedir-not a directive\n"),
+            ("/etc/sudoers.local", "Defaults !authenticate\n"),
+        ]);
         assert_eq!(f.0["sudo.defaults.authenticate"], FactValue::Bool(false));
         assert_eq!(f.0["sudo.nopasswd"], FactValue::Bool(false));
     }

@@ -13,7 +13,12 @@ const DAEMONS: &[(&str, &str, &[&str], &[&str])] = &[
     ("chrony", "chrony", &["/usr/sbin/chronyd"], &["chrony.service", "chronyd.service"]),
     ("ntp", "ntp", &["/usr/sbin/ntpd"], &["ntp.service", "ntpd.service"]),
     ("ntpsec", "ntpsec", &["/usr/sbin/ntpd"], &["ntpsec.service"]),
-    ("systemd-timesyncd", "systemd-timesyncd", &["/lib/systemd/systemd-timesyncd", "/usr/lib/systemd/systemd-timesyncd"], &["systemd-timesyncd.service"]),
+    (
+        "systemd-timesyncd",
+        "systemd-timesyncd",
+        &["/lib/systemd/systemd-timesyncd", "/usr/lib/systemd/systemd-timesyncd"],
+        &["systemd-timesyncd.service"],
+    ),
 ];
 
 pub fn collect(root: &HostRoot, inst: &Installed, facts: &mut Facts) {
@@ -23,7 +28,12 @@ pub fn collect(root: &HostRoot, inst: &Installed, facts: &mut Facts) {
     facts.set(&base.child("active"), installed.iter().any(|i| enabled.contains(i)));
     facts.set(&base.child("installed"), installed);
     facts.set(&base.child("enabled"), enabled);
-    let files: Vec<String> = ["/etc/chrony/chrony.conf", "/etc/chrony.conf"].iter().map(|s| s.to_string()).chain(root.glob("/etc/chrony/conf.d/*.conf")).chain(root.glob("/etc/chrony/sources.d/*.sources")).collect();
+    let files: Vec<String> = ["/etc/chrony/chrony.conf", "/etc/chrony.conf"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(root.glob("/etc/chrony/conf.d/*.conf"))
+        .chain(root.glob("/etc/chrony/sources.d/*.sources"))
+        .collect();
     let mut sources = Vec::new();
     for f in files {
         if let Ok(Some(t)) = root.read_to_string(&f) {
@@ -50,11 +60,15 @@ mod tests {
     fn chrony_installed_enabled_with_sources() {
         let packages: BTreeSet<String> = ["chrony".to_string()].into();
         let enabled: BTreeSet<String> = ["chrony.service".to_string()].into();
-        let f = crate::facts::testing::collect_with(&[("/etc/chrony/chrony.conf", "# c\npool 2.debian.pool.ntp.org iburst\nserver  time.example.org\n")], |r, f| {
-            collect(r, &Installed { packages: &packages, enabled: &enabled }, f)
-        });
+        let f = crate::facts::testing::collect_with(
+            &[("/etc/chrony/chrony.conf", "# c\npool 2.debian.pool.ntp.org iburst\nserver  time.example.org\n")],
+            |r, f| collect(r, &Installed { packages: &packages, enabled: &enabled }, f),
+        );
         assert_eq!(f.0["time.sync.active"], FactValue::Bool(true));
         assert_eq!(f.0["time.sync.installed"], FactValue::List(vec!["chrony".into()]));
-        assert_eq!(f.0["time.chrony.sources"], FactValue::List(vec!["pool 2.debian.pool.ntp.org iburst".into(), "server time.example.org".into()]));
+        assert_eq!(
+            f.0["time.chrony.sources"],
+            FactValue::List(vec!["pool 2.debian.pool.ntp.org iburst".into(), "server time.example.org".into()])
+        );
     }
 }

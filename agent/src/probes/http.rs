@@ -22,7 +22,8 @@ pub async fn probe(client: &reqwest::Client, asset_id: &str, probe_id: &str, url
                 Some(code) => s.as_u16() == code,
                 None => s.is_success(),
             };
-            let err = (!ok).then(|| format!("status: got {}, expected {}", s.as_u16(), expect.map(|c| c.to_string()).unwrap_or_else(|| "2xx".into())));
+            let err = (!ok)
+                .then(|| format!("status: got {}, expected {}", s.as_u16(), expect.map(|c| c.to_string()).unwrap_or_else(|| "2xx".into())));
             (ok, Some(i32::from(s.as_u16())), err)
         }
         Err(e) => (false, None, Some(categorize(&e))),

@@ -24,7 +24,9 @@ pub async fn run(asset_id: String, probe: ProbeConfig, out: mpsc::Sender<Message
     loop {
         tick.tick().await;
         let m = match probe.kind {
-            ProbeKind::Http => http::probe(&client, &asset_id, &probe.id, probe.url.as_deref().unwrap_or_default(), probe.expect_status).await,
+            ProbeKind::Http => {
+                http::probe(&client, &asset_id, &probe.id, probe.url.as_deref().unwrap_or_default(), probe.expect_status).await
+            }
         };
         if out.send(Message::Sla(m)).await.is_err() {
             return;

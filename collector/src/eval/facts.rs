@@ -43,8 +43,7 @@ fn to_cel(node: Node) -> cel::Value {
     match node {
         Node::Leaf(v) => fact_to_cel(&v),
         Node::Branch(children) => {
-            let map: HashMap<Key, cel::Value> =
-                children.into_iter().map(|(k, n)| (Key::String(Arc::new(k)), to_cel(n))).collect();
+            let map: HashMap<Key, cel::Value> = children.into_iter().map(|(k, n)| (Key::String(Arc::new(k)), to_cel(n))).collect();
             cel::Value::Map(Map { map: Arc::new(map) })
         }
     }

@@ -220,8 +220,7 @@ impl Engine {
         }
         state.asset = snap.asset.clone();
         state.sequence = snap.sequence;
-        let mut evaluations =
-            evaluate_all(&self.policies, &state.asset, &state.facts, &snap.snapshot_id, snap.sequence, snap.collected_at);
+        let mut evaluations = evaluate_all(&self.policies, &state.asset, &state.facts, &snap.snapshot_id, snap.sequence, snap.collected_at);
         if let Some((from, to)) = state.stale_since {
             let note = format!("asset stale: deltas {}..{} were lost; results may be wrong until the next full snapshot", from + 1, to - 1);
             for e in &mut evaluations {
@@ -266,12 +265,7 @@ impl Engine {
             (_, open) => (open, None),
         };
         self.posture.insert(key, PostureEntry { status: ev.status, since, violation_id });
-        transition.map(|(violation_id, kind)| Transition {
-            violation_id,
-            kind,
-            previous: prev.map(|p| p.status),
-            evaluation: ev.clone(),
-        })
+        transition.map(|(violation_id, kind)| Transition { violation_id, kind, previous: prev.map(|p| p.status), evaluation: ev.clone() })
     }
 }
 

@@ -81,9 +81,5 @@ pub async fn dead_letter(
     if let Some(p) = payload {
         record = record.payload(p);
     }
-    producer
-        .send(record, Duration::from_secs(30))
-        .await
-        .map(|_| ())
-        .map_err(|(e, _)| anyhow::anyhow!("dead-letter topic {dlq_topic}: {e}"))
+    producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| anyhow::anyhow!("dead-letter topic {dlq_topic}: {e}"))
 }

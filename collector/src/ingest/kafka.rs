@@ -15,8 +15,8 @@ use tokio::sync::watch;
 
 use super::decode::{dead_letter, Origin, RecordDecoder};
 use super::Pipeline;
-use crate::config::KafkaConfig;
 use crate::config::BatchConfig;
+use crate::config::KafkaConfig;
 
 fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -76,7 +76,9 @@ pub async fn run(
                         Err(reason) => {
                             // Retry the dead-letter send until it lands: its
                             // offset must not be committed before.
-                            while let Err(e) = dead_letter(&dlq, &cfg.topics.dead_letter, &origin, m.key(), m.payload(), &reason, &decoder.stats).await {
+                            while let Err(e) =
+                                dead_letter(&dlq, &cfg.topics.dead_letter, &origin, m.key(), m.payload(), &reason, &decoder.stats).await
+                            {
                                 tracing::error!(error = %e, "dead-letter send failed; retrying");
                                 tokio::time::sleep(Duration::from_secs(1)).await;
                             }

@@ -14,8 +14,7 @@ pub async fn ensure(brokers: &str, topics: &[&str], partitions: i32, replication
         .set("bootstrap.servers", brokers)
         .create()
         .map_err(|e| anyhow::anyhow!("Kafka admin client for {brokers}: {e}"))?;
-    let new: Vec<NewTopic> =
-        topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication))).collect();
+    let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication))).collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin.create_topics(&new, &opts).await.map_err(|e| anyhow::anyhow!("creating topics on {brokers}: {e}"))?;
     let mut created = Vec::new();

@@ -110,8 +110,7 @@ pub fn root_context() -> Context<'static, 'static> {
 /// "permissions are 644 or more restrictive".
 fn mode_within(mode: Arc<String>, max: Arc<String>) -> Result<bool, ExecutionError> {
     let parse = |s: &str| {
-        u32::from_str_radix(s.trim(), 8)
-            .map_err(|_| ExecutionError::function_error("mode_within", format!("{s:?} is not an octal mode")))
+        u32::from_str_radix(s.trim(), 8).map_err(|_| ExecutionError::function_error("mode_within", format!("{s:?} is not an octal mode")))
     };
     let (m, x) = (parse(&mode)?, parse(&max)?);
     Ok(m & !x & 0o7777 == 0)

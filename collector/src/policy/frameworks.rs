@@ -15,12 +15,27 @@ pub struct Framework {
 }
 
 pub const FRAMEWORKS: &[Framework] = &[
-    Framework { key: "soc2", name: "SOC 2 (2017 TSC)", id_pattern: r"^(CC[1-9]\.[0-9]{1,2}|A1\.[1-3]|C1\.[12]|PI1\.[1-5]|P[1-8]\.[0-9])$", example: "CC6.1" },
+    Framework {
+        key: "soc2",
+        name: "SOC 2 (2017 TSC)",
+        id_pattern: r"^(CC[1-9]\.[0-9]{1,2}|A1\.[1-3]|C1\.[12]|PI1\.[1-5]|P[1-8]\.[0-9])$",
+        example: "CC6.1",
+    },
     Framework { key: "pci-dss", name: "PCI DSS v4.0", id_pattern: r"^(1[0-2]|[1-9])(\.[0-9]{1,2}){1,3}$", example: "8.3.6" },
-    Framework { key: "hipaa", name: "HIPAA Security Rule", id_pattern: r"^164\.3(0[2-9]|1[0-8])(\([a-z0-9]+\))*$", example: "164.312(a)(1)" },
+    Framework {
+        key: "hipaa",
+        name: "HIPAA Security Rule",
+        id_pattern: r"^164\.3(0[2-9]|1[0-8])(\([a-z0-9]+\))*$",
+        example: "164.312(a)(1)",
+    },
     Framework { key: "iso27001", name: "ISO/IEC 27001:2022 Annex A", id_pattern: r"^A\.[5-8]\.[0-9]{1,2}$", example: "A.8.5" },
     Framework { key: "nist-csf", name: "NIST CSF 2.0", id_pattern: r"^(GV|ID|PR|DE|RS|RC)\.[A-Z]{2}-[0-9]{2}$", example: "PR.AA-01" },
-    Framework { key: "nist-800-53", name: "NIST SP 800-53 rev. 5", id_pattern: r"^[A-Z]{2}-[0-9]{1,2}(\([0-9]{1,2}\))?$", example: "AC-2(3)" },
+    Framework {
+        key: "nist-800-53",
+        name: "NIST SP 800-53 rev. 5",
+        id_pattern: r"^[A-Z]{2}-[0-9]{1,2}(\([0-9]{1,2}\))?$",
+        example: "AC-2(3)",
+    },
     Framework { key: "cmmc", name: "CMMC 2.0", id_pattern: r"^[A-Z]{2}\.L[1-3]-3\.[0-9]{1,2}\.[0-9]{1,2}$", example: "AC.L2-3.1.1" },
     Framework { key: "nerc-cip", name: "NERC CIP", id_pattern: r"^CIP-0[0-9]{2}-[0-9]+ R[0-9]+(\.[0-9]+)?$", example: "CIP-007-6 R5" },
     Framework { key: "gdpr", name: "GDPR", id_pattern: r"^Art\. [0-9]{1,2}(\([0-9]\))?$", example: "Art. 32" },
@@ -49,7 +64,15 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_rejected() {
-        for (k, bad) in [("soc2", "CC6"), ("pci-dss", "8.3.6a"), ("hipaa", "164.312a"), ("iso27001", "A.9.1"), ("nist-csf", "PR.AA-1"), ("nist-800-53", "AC2"), ("gdpr", "Article 32")] {
+        for (k, bad) in [
+            ("soc2", "CC6"),
+            ("pci-dss", "8.3.6a"),
+            ("hipaa", "164.312a"),
+            ("iso27001", "A.9.1"),
+            ("nist-csf", "PR.AA-1"),
+            ("nist-800-53", "AC2"),
+            ("gdpr", "Article 32"),
+        ] {
             assert!(!framework(k).unwrap().1.is_match(bad), "{k} {bad}");
         }
     }

@@ -30,17 +30,12 @@ impl CompiledControl {
     /// Whether the control applies to an asset of `kind` with `labels`.
     pub fn applies_to(&self, kind: AssetKind, labels: &std::collections::BTreeMap<String, String>) -> bool {
         let a = &self.control.applies_to;
-        (a.kinds.is_empty() || a.kinds.iter().any(|k| k == kind.as_str()))
-            && a.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        (a.kinds.is_empty() || a.kinds.iter().any(|k| k == kind.as_str())) && a.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
     }
 
     /// `framework:id` strings, e.g. `soc2:CC6.1`.
     pub fn framework_ids(&self) -> Vec<String> {
-        self.control
-            .frameworks
-            .iter()
-            .flat_map(|(f, ids)| ids.iter().map(move |id| format!("{f}:{id}")))
-            .collect()
+        self.control.frameworks.iter().flat_map(|(f, ids)| ids.iter().map(move |id| format!("{f}:{id}"))).collect()
     }
 }
 
@@ -89,7 +84,8 @@ const ASSET_KINDS: [&str; 3] = ["host", "k8s-node", "k8s-cluster"];
 /// Files under a folder named `fixtures` are test data, not packs.
 pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
     let mut files = Vec::new();
-    collect_files(dir, &mut files).map_err(|e| PolicyErrors(vec![PolicyError { file: dir.to_path_buf(), line: None, message: e.to_string() }]))?;
+    collect_files(dir, &mut files)
+        .map_err(|e| PolicyErrors(vec![PolicyError { file: dir.to_path_buf(), line: None, message: e.to_string() }]))?;
     files.sort();
     let mut errors = Vec::new();
     let mut set = PolicySet::default();
@@ -111,7 +107,11 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
                             Some(l) => format!("{}:{l}", f.display()),
                             None => f.display().to_string(),
                         };
-                        errors.push(PolicyError { file: file.clone(), line, message: format!("duplicate control id {:?} (first declared at {at})", c.control.id) });
+                        errors.push(PolicyError {
+                            file: file.clone(),
+                            line,
+                            message: format!("duplicate control id {:?} (first declared at {at})", c.control.id),
+                        });
                         continue;
                     }
                     seen.insert(c.control.id.clone(), (file.clone(), line));
@@ -123,7 +123,11 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
     }
     if errors.is_empty() {
         if set.controls.is_empty() {
-            return Err(PolicyErrors(vec![PolicyError { file: dir.to_path_buf(), line: None, message: "no controls found (expected *.yaml policy packs)".into() }]));
+            return Err(PolicyErrors(vec![PolicyError {
+                file: dir.to_path_buf(),
+                line: None,
+                message: "no controls found (expected *.yaml policy packs)".into(),
+            }]));
         }
         Ok(set)
     } else {
@@ -148,9 +152,8 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Parses and validates one pack file.
 pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<PolicyError>> {
-    let pack: model::PackFile = serde_yaml::from_str(text).map_err(|e| {
-        vec![PolicyError { file: file.to_path_buf(), line: e.location().map(|l| l.line()), message: e.to_string() }]
-    })?;
+    let pack: model::PackFile = serde_yaml::from_str(text)
+        .map_err(|e| vec![PolicyError { file: file.to_path_buf(), line: e.location().map(|l| l.line()), message: e.to_string() }])?;
     let mut errors = Vec::new();
     let mut out = Vec::new();
     for control in pack.controls {
@@ -194,15 +197,21 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
             }
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// The 1-based line where `id: <id>` is declared, for error messages.
 fn line_of_id(text: &str, id: &str) -> Option<usize> {
-    text.lines().position(|l| {
-        let t = l.trim_start().trim_start_matches("- ").trim_start();
-        t.strip_prefix("id:").is_some_and(|rest| rest.trim().trim_matches(|c| c == '"' || c == '\'') == id)
-    }).map(|i| i + 1)
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start().trim_start_matches("- ").trim_start();
+            t.strip_prefix("id:").is_some_and(|rest| rest.trim().trim_matches(|c| c == '"' || c == '\'') == id)
+        })
+        .map(|i| i + 1)
 }
 
 #[cfg(test)]
@@ -230,7 +239,10 @@ controls:
 
     #[test]
     fn errors_carry_file_and_line() {
-        let bad = GOOD.replace("CC6.1", "CC6").replace("== \"no\"", "== (").replace("soc2:", "soc2:\n      sox: [X]\n      pci-dss2: [\"1\"]\n      zzz:");
+        let bad = GOOD
+            .replace("CC6.1", "CC6")
+            .replace("== \"no\"", "== (")
+            .replace("soc2:", "soc2:\n      sox: [X]\n      pci-dss2: [\"1\"]\n      zzz:");
         let errs = load_text(Path::new("p.yaml"), &bad).unwrap_err();
         let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert!(text.iter().all(|t| t.starts_with("p.yaml:3: control t.one")), "{text:#?}");
@@ -248,7 +260,8 @@ controls:
 
     #[test]
     fn applies_to_kinds_and_labels() {
-        let text = GOOD.replace("    severity: high\n", "    severity: high\n    applies_to:\n      kinds: [k8s-node]\n      labels: {env: prod}\n");
+        let text = GOOD
+            .replace("    severity: high\n", "    severity: high\n    applies_to:\n      kinds: [k8s-node]\n      labels: {env: prod}\n");
         let c = &load_text(Path::new("p.yaml"), &text).unwrap()[0];
         let prod = [("env".to_string(), "prod".to_string())].into();
         assert!(c.applies_to(AssetKind::K8sNode, &prod));
