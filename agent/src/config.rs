@@ -174,6 +174,8 @@ pub struct AuditConfig {
     pub authlog: Vec<String>,
     /// auditd logs (records grouped into events); missing files are waited for.
     pub auditd: Vec<String>,
+    /// Kubernetes API-server audit logs (JSON lines), on control-plane nodes.
+    pub k8s_audit: Vec<String>,
     /// How often the logs are checked for new lines.
     pub poll_ms: u64,
     /// Read a log from its start the first time (default: from its end).
@@ -190,6 +192,7 @@ impl Default for AuditConfig {
         AuditConfig {
             authlog: vec!["/var/log/auth.log".into(), "/var/log/secure".into()],
             auditd: vec!["/var/log/audit/audit.log".into()],
+            k8s_audit: vec!["/var/log/kubernetes/audit/audit.log".into(), "/var/log/kube-apiserver/audit.log".into()],
             poll_ms: 500,
             from_start: false,
             rate_limit_per_sec: 500,
@@ -273,7 +276,7 @@ impl AgentConfig {
                 p.push(format!("facts.files[{i}]: {f:?} must be an absolute host path"));
             }
         }
-        for (name, list) in [("authlog", &self.audit.authlog), ("auditd", &self.audit.auditd)] {
+        for (name, list) in [("authlog", &self.audit.authlog), ("auditd", &self.audit.auditd), ("k8s_audit", &self.audit.k8s_audit)] {
             for (i, f) in list.iter().enumerate() {
                 if !f.starts_with('/') {
                     p.push(format!("audit.{name}[{i}]: {f:?} must be an absolute host path"));

@@ -5,6 +5,7 @@
 
 pub mod auditd;
 pub mod authlog;
+pub mod k8s;
 pub mod tail;
 
 use std::path::Path;
@@ -63,6 +64,11 @@ pub fn authlog_event(asset: &Asset, path: &str, line: &Line) -> AuditEvent {
     event(asset, path, AuditSource::Authlog, line, line.truncated, authlog::parse(&line.text, Utc::now()), line.text.clone())
 }
 
+/// Turns one Kubernetes API audit line into an event.
+pub fn k8s_event(asset: &Asset, path: &str, line: &Line) -> AuditEvent {
+    event(asset, path, AuditSource::K8sAudit, line, line.truncated, k8s::parse(&line.text), line.text.clone())
+}
+
 /// Turns one auditd record group into an event.
 pub fn auditd_event(asset: &Asset, path: &str, group: &auditd::Group, users: &auditd::Users) -> AuditEvent {
     event(asset, path, AuditSource::Auditd, &group.first, group.first.truncated, auditd::to_event(group, users), group.raw.join("\n"))
@@ -89,6 +95,7 @@ pub fn dropped_event(asset: &Asset, path: &str, count: u64, line: &Line) -> Audi
 /// How a followed file is parsed.
 enum Parser {
     Authlog,
+    K8sAudit,
     /// Records wait here until their event is complete.
     Auditd(auditd::Assembler),
 }
@@ -119,6 +126,7 @@ pub async fn run(root: &HostRoot, state_dir: &Path, cfg: &AuditConfig, asset: As
         .iter()
         .map(|p| source(p, Parser::Authlog))
         .chain(cfg.auditd.iter().map(|p| source(p, Parser::Auditd(auditd::Assembler::default()))))
+        .chain(cfg.k8s_audit.iter().map(|p| source(p, Parser::K8sAudit)))
         .collect();
     let mut users = auditd::Users::new();
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.poll_ms));
@@ -134,6 +142,8 @@ pub async fn run(root: &HostRoot, state_dir: &Path, cfg: &AuditConfig, asset: As
             };
             let events: Vec<AuditEvent> = match parser {
                 Parser::Authlog => lines.iter().map(|l| authlog_event(&asset, path, l)).collect(),
+                // Only the final stage of each request: earlier stages repeat it.
+                Parser::K8sAudit => lines.iter().filter(|l| k8s::is_final(&l.text)).map(|l| k8s_event(&asset, path, l)).collect(),
                 Parser::Auditd(asm) => {
                     let mut groups: Vec<auditd::Group> = lines.iter().flat_map(|l| asm.push(l)).collect();
                     // A quiet poll ends the event in progress.
@@ -172,7 +182,7 @@ pub async fn run(root: &HostRoot, state_dir: &Path, cfg: &AuditConfig, asset: As
             // restart: the saved position stops before the first of them.
             let pending = match parser {
                 Parser::Auditd(asm) => asm.pending_first(),
-                Parser::Authlog => None,
+                Parser::Authlog | Parser::K8sAudit => None,
             };
             if let Err(e) = t.save_before(pending) {
                 tracing::warn!(file = %t.path().display(), error = %e, "cannot save the audit log position");
