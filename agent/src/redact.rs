@@ -163,3 +163,32 @@ mod tests {
         assert_eq!(Redactor::new(&["ok".into(), "(".into()]).unwrap_err().split(':').next(), Some("redact.patterns[1]"));
     }
 }
+
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+    use crate::audit::{authlog_event, tail::Line};
+    use driftwatch_schemas::{Asset, AssetKind, Message};
+
+    /// Every line of a log full of secrets, as the agent would ship it.
+    #[test]
+    fn no_secret_from_the_fixture_survives() {
+        let text = include_str!("../../tests/fixtures/logs/secrets-auth.log");
+        let asset = Asset { id: "a".into(), kind: AssetKind::Host, hostname: "h".into(), labels: Default::default() };
+        let r = Redactor::default();
+        let mut shipped = String::new();
+        for (i, l) in text.lines().enumerate() {
+            let mut m = Message::Audit(authlog_event(&asset, "/var/log/auth.log", &Line { text: l.into(), inode: 1, offset: i as u64, truncated: false }));
+            r.message(&mut m);
+            let Message::Audit(e) = m else { unreachable!() };
+            shipped.push_str(&format!("{} {:?} {:?}\n", e.raw, e.object, e.extra));
+        }
+        for secret in ["Sup3rS3cret", "tok_live_9f8e7d6c5b4a", "LeakedHashValue", "hunter2", "battery staple", "AKIAEXAMPLEKEY", "leakedkeymaterial"] {
+            assert!(!shipped.contains(secret), "{secret} leaked:\n{shipped}");
+        }
+        // What is not secret is kept: who, what, from where.
+        for kept in ["alice", "/usr/bin/mysql", "internal.example.org", "192.0.2.7", "PWD=/root"] {
+            assert!(shipped.contains(kept), "{kept} lost:\n{shipped}");
+        }
+    }
+}

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, TimeZone, Utc};
-use driftwatch_schemas::{Actor, Outcome};
+use driftwatch_schemas::Outcome;
 
 use super::authlog::Parsed;
 use super::tail::Line;
@@ -199,15 +199,7 @@ fn user_of(rec: &Record, key: &str, enriched: &str, users: &Users) -> Option<Str
 
 /// Turns a group into an event.
 pub fn to_event(group: &Group, users: &Users) -> Parsed {
-    let mut p = Parsed {
-        timestamp: None,
-        actor: Actor::default(),
-        action: "unparsed".into(),
-        object: None,
-        outcome: Outcome::Unknown,
-        source_address: None,
-        extra: BTreeMap::new(),
-    };
+    let mut p = Parsed::empty();
     let Some(first) = group.records.first() else {
         p.extra.insert("parse_error".into(), "not an audit record".into());
         return p;

@@ -50,15 +50,7 @@ static PASSWD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"password changed 
 
 /// Parses one line. `now` fixes the year of BSD timestamps.
 pub fn parse(line: &str, now: DateTime<Utc>) -> Parsed {
-    let mut p = Parsed {
-        timestamp: None,
-        actor: Actor::default(),
-        action: "unparsed".into(),
-        object: None,
-        outcome: Outcome::Unknown,
-        source_address: None,
-        extra: BTreeMap::new(),
-    };
+    let mut p = Parsed::empty();
     let Some(c) = SYSLOG.captures(line) else {
         p.extra.insert("parse_error".into(), "not a syslog line".into());
         return p;
@@ -71,28 +63,47 @@ pub fn parse(line: &str, now: DateTime<Utc>) -> Parsed {
     if p.timestamp.is_none() {
         p.extra.insert("parse_error".into(), "unreadable timestamp".into());
     }
-    let prog = c["prog"].to_string();
-    let msg = &c["msg"];
-    p.extra.insert("program".into(), prog.clone());
-    if let Some(pid) = c.name("pid") {
-        p.extra.insert("pid".into(), pid.as_str().into());
-    }
     p.extra.insert("host".into(), c["host"].to_string());
+    parse_message(&c["prog"], c.name("pid").map(|m| m.as_str()), &c["msg"], &mut p);
+    p
+}
+
+impl Parsed {
+    /// Nothing known yet: action `unparsed`, outcome unknown.
+    pub fn empty() -> Parsed {
+        Parsed {
+            timestamp: None,
+            actor: Actor::default(),
+            action: "unparsed".into(),
+            object: None,
+            outcome: Outcome::Unknown,
+            source_address: None,
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+/// Interprets one program's message (the part after `prog[pid]: `); shared
+/// by the auth log and journald, which carry the same messages.
+pub fn parse_message(prog: &str, pid: Option<&str>, msg: &str, p: &mut Parsed) {
+    let prog = prog.to_string();
+    p.extra.insert("program".into(), prog.clone());
+    if let Some(pid) = pid {
+        p.extra.insert("pid".into(), pid.into());
+    }
     p.action = prog.clone();
     match prog.as_str() {
-        "sshd" => sshd(msg, &mut p),
-        "sudo" => sudo(msg, &mut p),
-        "su" => su(msg, &mut p),
-        "useradd" | "userdel" | "usermod" | "groupadd" | "groupdel" | "groupmod" => accounts(&prog, msg, &mut p),
+        "sshd" => sshd(msg, p),
+        "sudo" => sudo(msg, p),
+        "su" => su(msg, p),
+        "useradd" | "userdel" | "usermod" | "groupadd" | "groupdel" | "groupmod" => accounts(&prog, msg, p),
         _ => {}
     }
-    if PASSWD.is_match(msg) {
-        let c = PASSWD.captures(msg).expect("matched");
+    if let Some(c) = PASSWD.captures(msg) {
         p.action = "password_change".into();
         p.object = Some(c["name"].to_string());
         p.outcome = Outcome::Success;
     }
-    p
 }
 
 fn bsd_time(s: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {

@@ -5,10 +5,8 @@
 //! the first source IP. Events at stage other than `ResponseComplete` /
 //! `Panic` are skipped by the caller's choice ([`is_final`]).
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
-use driftwatch_schemas::{Actor, Outcome};
+use driftwatch_schemas::Outcome;
 use serde::Deserialize;
 
 use super::authlog::Parsed;
@@ -63,15 +61,7 @@ pub fn is_final(line: &str) -> bool {
 }
 
 pub fn parse(line: &str) -> Parsed {
-    let mut p = Parsed {
-        timestamp: None,
-        actor: Actor::default(),
-        action: "unparsed".into(),
-        object: None,
-        outcome: Outcome::Unknown,
-        source_address: None,
-        extra: BTreeMap::new(),
-    };
+    let mut p = Parsed::empty();
     let e: Event = match serde_json::from_str(line) {
         Ok(e) => e,
         Err(err) => {

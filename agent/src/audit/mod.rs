@@ -5,6 +5,7 @@
 
 pub mod auditd;
 pub mod authlog;
+pub mod journald;
 pub mod k8s;
 pub mod tail;
 
@@ -26,12 +27,17 @@ use tail::{Line, Tailer};
 /// A stable event id: the same line of the same file always gets the same
 /// id, so a re-sent event is recognisable downstream.
 pub fn event_id(asset_id: &str, path: &str, line: &Line) -> String {
+    stable_id(&[asset_id, path, &line.inode.to_string(), &line.offset.to_string()])
+}
+
+/// 128 bits of SHA-256 over the parts, as hex: an id that is the same
+/// every time the same thing is read.
+pub fn stable_id(parts: &[&str]) -> String {
     let mut h = Sha256::new();
-    h.update(asset_id.as_bytes());
-    h.update([0]);
-    h.update(path.as_bytes());
-    h.update(line.inode.to_le_bytes());
-    h.update(line.offset.to_le_bytes());
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
     let d = h.finalize();
     d[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -128,6 +134,15 @@ pub async fn run(root: &HostRoot, state_dir: &Path, cfg: &AuditConfig, asset: As
         .chain(cfg.auditd.iter().map(|p| source(p, Parser::Auditd(auditd::Assembler::default()))))
         .chain(cfg.k8s_audit.iter().map(|p| source(p, Parser::K8sAudit)))
         .collect();
+    if journald::should_run(&cfg.journald, root, &cfg.authlog) {
+        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        let (jcfg, out, asset, from_start) = (cfg.journald.clone(), out.clone(), asset.clone(), cfg.from_start);
+        let (root_dir, state) = (root.root().to_path_buf(), state_dir.to_path_buf());
+        tokio::spawn(async move {
+            let root = HostRoot::new(root_dir);
+            journald::run(&jcfg, &root, &state, from_start, &limiter, &asset, &out).await
+        });
+    }
     let mut users = auditd::Users::new();
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.poll_ms));
     loop {
