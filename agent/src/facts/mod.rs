@@ -83,12 +83,12 @@ pub fn collect(root: &HostRoot, cfg: &FactsConfig, previous: Option<&Facts>) -> 
     let mut facts = Facts::default();
     os::collect(root, &mut facts);
     accounts::collect(root, &mut facts);
-    sshd::collect(root, &mut facts);
     sudo::collect(root, &mut facts);
     files::collect(root, &cfg.files, &mut facts);
     kernel::collect(root, &mut facts);
     mounts::collect(root, &mut facts);
     let packages = packages::collect(root, &mut facts);
+    sshd::collect(root, &packages, &mut facts);
     let enabled = services::collect(root, &mut facts);
     let installed = Installed { packages: &packages, enabled: &enabled };
     logging::collect(root, &installed, &mut facts);

@@ -10,7 +10,7 @@
 //! - absent keywords take OpenSSH's defaults; `sshd.explicit` lists the
 //!   keywords that were set in the files.
 //!
-//! Facts: `sshd.installed`, `sshd.config.<keyword>`, `sshd.explicit`,
+//! Facts: `sshd.installed` (the openssh-server package or an sshd binary), `sshd.config.<keyword>`, `sshd.explicit`,
 //! `sshd.matches`, `sshd.match["<criteria>"].<keyword>`, `sshd.errors`.
 
 use std::collections::BTreeMap;
@@ -95,8 +95,10 @@ pub struct SshdConfig {
     pub errors: Vec<String>,
 }
 
-pub fn collect(root: &HostRoot, facts: &mut Facts) {
-    let installed = ["/usr/sbin/sshd", "/usr/bin/sshd"].iter().any(|p| matches!(root.metadata(p), Ok(Some(_))));
+/// `packages`: installed package names (openssh-server counts as sshd).
+pub fn collect(root: &HostRoot, packages: &std::collections::BTreeSet<String>, facts: &mut Facts) {
+    let installed = ["openssh-server", "openssh-server-pam"].iter().any(|p| packages.contains(*p))
+        || ["/usr/sbin/sshd", "/usr/bin/sshd"].iter().any(|p| matches!(root.metadata(p), Ok(Some(_))));
     facts.set(&FactPath::new(["sshd", "installed"]), installed);
     let exists = matches!(root.metadata(CONFIG), Ok(Some(_)));
     if !installed && !exists {
@@ -269,7 +271,7 @@ mod tests {
     use super::*;
 
     fn facts(files: &[(&str, &str)]) -> Facts {
-        crate::facts::testing::collect_with(files, collect)
+        crate::facts::testing::collect_with(files, |r, f| collect(r, &Default::default(), f))
     }
 
     fn get<'a>(f: &'a Facts, p: &str) -> Option<&'a FactValue> {
@@ -321,6 +323,14 @@ mod tests {
         let f = facts(&[("/etc/hostname", "h")]);
         assert_eq!(get(&f, "sshd.installed"), Some(&FactValue::Bool(false)));
         assert!(get(&f, "sshd.config.permitrootlogin").is_none());
+    }
+
+    #[test]
+    fn the_package_alone_means_installed() {
+        let pkgs = ["openssh-server".to_string()].into();
+        let f = crate::facts::testing::collect_with(&[("/etc/hostname", "h")], |r, f| collect(r, &pkgs, f));
+        assert_eq!(get(&f, "sshd.installed"), Some(&FactValue::Bool(true)));
+        assert_eq!(get(&f, "sshd.config.permitrootlogin"), Some(&"prohibit-password".into()), "defaults apply");
     }
 
     #[test]
