@@ -178,12 +178,18 @@ mod fixture_tests {
         let r = Redactor::default();
         let mut shipped = String::new();
         for (i, l) in text.lines().enumerate() {
-            let mut m = Message::Audit(authlog_event(&asset, "/var/log/auth.log", &Line { text: l.into(), inode: 1, offset: i as u64, truncated: false }));
+            let mut m = Message::Audit(authlog_event(
+                &asset,
+                "/var/log/auth.log",
+                &Line { text: l.into(), inode: 1, offset: i as u64, truncated: false },
+            ));
             r.message(&mut m);
             let Message::Audit(e) = m else { unreachable!() };
             shipped.push_str(&format!("{} {:?} {:?}\n", e.raw, e.object, e.extra));
         }
-        for secret in ["Sup3rS3cret", "tok_live_9f8e7d6c5b4a", "LeakedHashValue", "hunter2", "battery staple", "AKIAEXAMPLEKEY", "leakedkeymaterial"] {
+        for secret in
+            ["Sup3rS3cret", "tok_live_9f8e7d6c5b4a", "LeakedHashValue", "hunter2", "battery staple", "AKIAEXAMPLEKEY", "leakedkeymaterial"]
+        {
             assert!(!shipped.contains(secret), "{secret} leaked:\n{shipped}");
         }
         // What is not secret is kept: who, what, from where.

@@ -13,6 +13,7 @@ pub mod mounts;
 pub mod network;
 pub mod os;
 pub mod packages;
+pub mod rpm;
 pub mod scan;
 pub mod services;
 pub mod sshd;

@@ -5,8 +5,9 @@
 //! `packages.version["<name>"]`, `packages.half_installed` (names in any
 //! other state but `not-installed` / `config-files`).
 //!
-//! The rpm database (SQLite since RPM 4.16) is not read yet: on rpm hosts
-//! `packages.manager` is `rpm` and `packages.errors` says so.
+//! On rpm hosts, the SQLite rpm database (RPM ≥ 4.16, see `rpm.rs`) gives
+//! `packages.installed` and `packages.version`; the older Berkeley DB
+//! format is reported in `packages.errors`.
 
 use std::collections::BTreeSet;
 
@@ -44,9 +45,29 @@ pub fn collect(root: &HostRoot, facts: &mut Facts) -> BTreeSet<String> {
             facts.set(&base.child("half_installed"), half);
         }
         Ok(None) => {
-            if ["/var/lib/rpm/rpmdb.sqlite", "/var/lib/rpm/Packages"].iter().any(|p| matches!(root.metadata(p), Ok(Some(_)))) {
+            for db in ["/var/lib/rpm/rpmdb.sqlite", "/usr/lib/sysimage/rpm/rpmdb.sqlite"] {
+                if !matches!(root.metadata(db), Ok(Some(_))) {
+                    continue;
+                }
                 facts.set(&base.child("manager"), "rpm");
-                facts.error("packages", "the rpm database is not read yet; package facts are missing".into());
+                match super::rpm::read_db(&root.path(db)) {
+                    Ok(pkgs) => {
+                        let mut installed: Vec<String> = pkgs.iter().map(|p| p.name.clone()).collect();
+                        for p in &pkgs {
+                            facts.set(&base.child("version").child(p.name.as_str()), p.version.as_str());
+                        }
+                        installed.sort();
+                        installed.dedup();
+                        names.extend(installed.iter().cloned());
+                        facts.set(&base.child("installed"), installed);
+                    }
+                    Err(e) => facts.error("packages", e),
+                }
+                return names;
+            }
+            if matches!(root.metadata("/var/lib/rpm/Packages"), Ok(Some(_))) {
+                facts.set(&base.child("manager"), "rpm");
+                facts.error("packages", "/var/lib/rpm/Packages: the Berkeley DB rpm database (RPM < 4.16) is not supported".into());
             }
         }
         Err(e) => facts.error("packages", format!("{DPKG_STATUS}: {e}")),
@@ -95,6 +116,23 @@ pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rpm_hosts_read_the_sqlite_database() {
+        use crate::facts::rpm::tests::{package, write_db};
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("var/lib/rpm")).unwrap();
+        write_db(
+            &d.path().join("var/lib/rpm/rpmdb.sqlite"),
+            &[package("openssh-server", "8.7p1", "38.el9", None), package("audit", "3.0.7", "104.el9", None)],
+        );
+        let mut f = Facts::default();
+        let names = collect(&HostRoot::new(d.path()), &mut f);
+        assert_eq!(f.0["packages.manager"], "rpm".into());
+        assert_eq!(f.0["packages.installed"], vec!["audit".to_string(), "openssh-server".to_string()].into());
+        assert_eq!(f.0[r#"packages.version["openssh-server"]"#], "8.7p1-38.el9".into());
+        assert!(names.contains("audit"));
+    }
 
     #[test]
     fn parses_status_stanzas() {
