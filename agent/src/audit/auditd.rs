@@ -108,7 +108,7 @@ fn split_fields(s: &str) -> Vec<(String, String, bool)> {
 /// value is unquoted, even-length, upper-case hex. Applied only to
 /// unquoted values.
 pub fn decode_hex(v: &str) -> String {
-    if v.len() >= 2 && v.len() % 2 == 0 && v.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()) {
+    if v.len() >= 2 && v.len().is_multiple_of(2) && v.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()) {
         let bytes: Option<Vec<u8>> = (0..v.len()).step_by(2).map(|i| u8::from_str_radix(&v[i..i + 2], 16).ok()).collect();
         if let Some(bytes) = bytes {
             // Command lines separate arguments with NUL.

@@ -172,23 +172,9 @@ fn save(file: &Path, cursor: Option<String>) {
 }
 
 fn event(asset: &Asset, e: &Entry) -> AuditEvent {
-    let p = e.parsed.clone();
-    let mut extra = p.extra;
-    extra.insert("cursor".into(), e.cursor.clone());
-    AuditEvent {
-        event_id: super::stable_id(&[&asset.id, "journald", &e.cursor]),
-        asset_id: asset.id.clone(),
-        hostname: asset.hostname.clone(),
-        source: AuditSource::Journald,
-        timestamp: p.timestamp.unwrap_or_else(Utc::now),
-        actor: p.actor,
-        action: p.action,
-        object: p.object,
-        outcome: p.outcome,
-        source_address: p.source_address,
-        raw: e.message.clone(),
-        extra,
-    }
+    let mut p = e.parsed.clone();
+    p.extra.insert("cursor".into(), e.cursor.clone());
+    super::build_event(asset, super::stable_id(&[&asset.id, "journald", &e.cursor]), AuditSource::Journald, p, e.message.clone())
 }
 
 fn dropped_event(asset: &Asset, count: u64) -> AuditEvent {

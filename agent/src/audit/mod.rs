@@ -42,15 +42,19 @@ pub fn stable_id(parts: &[&str]) -> String {
     d[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Builds an event from a parsed line or record group.
-fn event(asset: &Asset, path: &str, source: AuditSource, first: &Line, truncated: bool, p: authlog::Parsed, raw: String) -> AuditEvent {
-    let mut extra = p.extra;
-    extra.insert("file".into(), path.to_string());
+/// Builds an event from a parsed line or record group of a file.
+fn event(asset: &Asset, path: &str, source: AuditSource, first: &Line, truncated: bool, mut p: authlog::Parsed, raw: String) -> AuditEvent {
+    p.extra.insert("file".into(), path.to_string());
     if truncated {
-        extra.insert("truncated".into(), "true".into());
+        p.extra.insert("truncated".into(), "true".into());
     }
+    build_event(asset, event_id(&asset.id, path, first), source, p, raw)
+}
+
+/// Builds an event from what a parser found; every source ends here.
+pub fn build_event(asset: &Asset, event_id: String, source: AuditSource, p: authlog::Parsed, raw: String) -> AuditEvent {
     AuditEvent {
-        event_id: event_id(&asset.id, path, first),
+        event_id,
         asset_id: asset.id.clone(),
         hostname: asset.hostname.clone(),
         source,
@@ -61,7 +65,7 @@ fn event(asset: &Asset, path: &str, source: AuditSource, first: &Line, truncated
         outcome: p.outcome,
         source_address: p.source_address,
         raw,
-        extra,
+        extra: p.extra,
     }
 }
 
