@@ -8,8 +8,9 @@
 //! *masked* when `/etc/systemd/system/<unit>` (or `/run/…`) links to
 //! `/dev/null` or is empty.
 //!
-//! Facts: `services.installed`, `services.enabled`, `services.masked`
-//! (unit names, sorted), `services.present` (true when systemd unit
+//! Facts: `services.installed`, `services.enabled`, `services.disabled`
+//! (installed, neither enabled nor masked), `services.masked` (unit names,
+//! sorted), `services.present` (true when systemd unit
 //! directories exist at all).
 
 use std::collections::BTreeSet;
@@ -57,7 +58,10 @@ pub fn collect(root: &HostRoot, facts: &mut Facts) -> BTreeSet<String> {
         }
     }
     let enabled: BTreeSet<String> = enabled.difference(&masked).cloned().collect();
+    // Installed, neither enabled nor masked (static units included).
+    let disabled: Vec<String> = installed.iter().filter(|u| !enabled.contains(*u) && !masked.contains(*u)).cloned().collect();
     let base = FactPath::new(["services"]);
+    facts.set(&base.child("disabled"), disabled);
     facts.set(&base.child("installed"), installed.into_iter().collect::<Vec<_>>());
     facts.set(&base.child("enabled"), enabled.iter().cloned().collect::<Vec<_>>());
     facts.set(&base.child("masked"), masked.into_iter().collect::<Vec<_>>());
@@ -86,6 +90,7 @@ mod tests {
         let _ = collect(&HostRoot::new(d.path()), &mut f);
         assert_eq!(f.0["services.enabled"], FactValue::List(vec!["ssh.service".into()]));
         assert_eq!(f.0["services.masked"], FactValue::List(vec!["rsync.service".into()]));
+        assert_eq!(f.0["services.disabled"], FactValue::List(vec!["auditd.service".into(), "telnet.socket".into()]));
         assert_eq!(
             f.0["services.installed"],
             FactValue::List(vec!["auditd.service".into(), "rsync.service".into(), "ssh.service".into(), "telnet.socket".into()])
