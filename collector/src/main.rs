@@ -78,6 +78,11 @@ enum PoliciesCommand {
         /// Directory of policy packs.
         dir: PathBuf,
     },
+    /// Run every control's fixture cases (`fixtures/*.yaml` beside the packs); exit 1 on any failure.
+    Test {
+        /// Directory of policy packs.
+        dir: PathBuf,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -121,6 +126,17 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
             let cfg = CollectorConfig::load(Some(&config))?;
             let set = load_policies(&cfg.policies)?;
             println!("{}: OK ({} controls in {})", config.display(), set.controls.len(), cfg.policies.display());
+        }
+        Command::Policies { command: PoliciesCommand::Test { dir } } => {
+            let set = load_policies(&dir)?;
+            let report = policy::testing::run(&dir, &set);
+            for f in &report.failures {
+                eprintln!("{f}");
+            }
+            println!("{} passed, {} failed", report.passed, report.failures.len());
+            if !report.failures.is_empty() {
+                return Ok(std::process::ExitCode::from(1));
+            }
         }
         Command::Policies { command: PoliciesCommand::Check { dir } } => match policy::load_dir(&dir) {
             Ok(set) => println!("{}: {} controls OK", dir.display(), set.controls.len()),

@@ -18,7 +18,7 @@ use crate::policy::{CompiledControl, PolicySet};
 use facts::FactMap;
 
 /// The result of one control on one asset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pass,

@@ -7,6 +7,7 @@
 pub mod cel;
 pub mod frameworks;
 pub mod model;
+pub mod testing;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
