@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use driftwatch_schemas::{Asset, ConfigSnapshot, FactValue, SnapshotKind};
+use driftwatch_schemas::{Asset, ConfigSnapshot, FactPath, FactValue, SnapshotKind};
 use serde::Serialize;
 
 use crate::policy::{CompiledControl, PolicySet};
@@ -70,14 +70,32 @@ pub fn evaluate_all(
     sequence: i64,
     at: DateTime<Utc>,
 ) -> Vec<Evaluation> {
+    let all: Vec<usize> = (0..policies.controls.len()).collect();
+    evaluate_some(policies, &all, asset, facts, snapshot_id, sequence, at)
+}
+
+/// Evaluates the controls at `which` (indexes into `policies.controls`)
+/// that apply to `asset`.
+pub fn evaluate_some(
+    policies: &PolicySet,
+    which: &[usize],
+    asset: &Asset,
+    facts: &FactMap,
+    snapshot_id: &str,
+    sequence: i64,
+    at: DateTime<Utc>,
+) -> Vec<Evaluation> {
+    if which.is_empty() {
+        return Vec::new();
+    }
     let root = crate::policy::cel::root_context();
     let mut ctx = root.new_inner_scope();
     for (name, value) in facts::to_cel_variables(facts) {
         ctx.add_variable_from_value(name, value);
     }
-    policies
-        .controls
+    which
         .iter()
+        .filter_map(|i| policies.controls.get(*i))
         .filter(|c| c.applies_to(asset.kind, &asset.labels))
         .map(|c| {
             let (status, message) = run_check(c, &ctx);
@@ -195,6 +213,9 @@ impl Engine {
             sequence: 0,
             stale_since: None,
         });
+        // A full snapshot re-evaluates everything; a delta only the controls
+        // that read a changed or removed path.
+        let mut which: Option<Vec<usize>> = None;
         match snap.kind {
             SnapshotKind::Full => {
                 state.facts = snap.facts.iter().map(|f| (f.path.clone(), f.value.clone())).collect();
@@ -216,11 +237,22 @@ impl Engine {
                 for p in &snap.removed_paths {
                     state.facts.remove(p);
                 }
+                let changed: Vec<FactPath> = snap
+                    .facts
+                    .iter()
+                    .map(|f| f.path.as_str())
+                    .chain(snap.removed_paths.iter().map(String::as_str))
+                    .filter_map(|p| FactPath::parse(p).ok())
+                    .collect();
+                which = Some(self.policies.affected(&changed));
             }
         }
         state.asset = snap.asset.clone();
         state.sequence = snap.sequence;
-        let mut evaluations = evaluate_all(&self.policies, &state.asset, &state.facts, &snap.snapshot_id, snap.sequence, snap.collected_at);
+        let mut evaluations = match &which {
+            None => evaluate_all(&self.policies, &state.asset, &state.facts, &snap.snapshot_id, snap.sequence, snap.collected_at),
+            Some(w) => evaluate_some(&self.policies, w, &state.asset, &state.facts, &snap.snapshot_id, snap.sequence, snap.collected_at),
+        };
         if let Some((from, to)) = state.stale_since {
             let note = format!("asset stale: deltas {}..{} were lost; results may be wrong until the next full snapshot", from + 1, to - 1);
             for e in &mut evaluations {
@@ -294,7 +326,7 @@ controls:
     check: sshd.config.permitrootlogin + 1 == 2
     frameworks: {soc2: [CC6.1], pci-dss: ["7.2.1"]}
 "#;
-        Arc::new(PolicySet { controls: crate::policy::load_text(Path::new("t.yaml"), text).unwrap() })
+        Arc::new(PolicySet::new(crate::policy::load_text(Path::new("t.yaml"), text).unwrap()))
     }
 
     fn snap(seq: i64, kind: SnapshotKind, facts: &[(&str, FactValue)], removed: &[&str]) -> ConfigSnapshot {
@@ -337,6 +369,17 @@ controls:
         assert_eq!(c.transitions[0].kind, TransitionKind::Resolved);
         assert_eq!(c.transitions[0].violation_id, a.transitions[0].violation_id);
         assert_eq!(c.transitions[0].previous, Some(Status::Fail));
+    }
+
+    #[test]
+    fn a_delta_evaluates_only_the_controls_that_read_what_changed() {
+        let mut e = Engine::new(policies());
+        assert_eq!(e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[])).evaluations.len(), 3);
+        let d = e.apply(&snap(2, SnapshotKind::Delta, &[(r#"files["/etc/shadow"].mode"#, "0640".into())], &[]));
+        assert_eq!(d.evaluations.iter().map(|x| x.control_id.as_str()).collect::<Vec<_>>(), vec!["shadow"]);
+        let n = e.apply(&snap(3, SnapshotKind::Delta, &[("os.id", "debian".into())], &[]));
+        assert!(n.evaluations.is_empty(), "nothing reads os.id");
+        assert_eq!(e.posture("a", "root").unwrap().status, Status::Fail, "untouched posture stays");
     }
 
     #[test]

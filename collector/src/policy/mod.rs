@@ -44,6 +44,45 @@ impl CompiledControl {
 #[derive(Debug, Default)]
 pub struct PolicySet {
     pub controls: Vec<CompiledControl>,
+    /// Root variable (first path segment) → (control index, paths it reads
+    /// under that root). Built by [`PolicySet::new`].
+    index: HashMap<String, Vec<(usize, Vec<FactPath>)>>,
+}
+
+impl PolicySet {
+    /// Indexes the controls by the fact paths they read.
+    pub fn new(controls: Vec<CompiledControl>) -> Self {
+        let mut index: HashMap<String, Vec<(usize, Vec<FactPath>)>> = HashMap::new();
+        for (i, c) in controls.iter().enumerate() {
+            let mut by_root: HashMap<&str, Vec<FactPath>> = HashMap::new();
+            for p in &c.reads {
+                by_root.entry(p.segments()[0].as_str()).or_default().push(p.clone());
+            }
+            for (root, paths) in by_root {
+                index.entry(root.to_string()).or_default().push((i, paths));
+            }
+        }
+        PolicySet { controls, index }
+    }
+
+    /// Indexes (into `controls`) of the controls whose result may change
+    /// when the facts at `changed` change: a control reading `p` is affected
+    /// by a change at, below, or above `p` (a check may read a whole map).
+    /// Sorted, without duplicates.
+    pub fn affected<'a>(&self, changed: impl IntoIterator<Item = &'a FactPath>) -> Vec<usize> {
+        let mut out = Vec::new();
+        for c in changed {
+            let Some(entries) = self.index.get(&c.segments()[0]) else { continue };
+            for (i, reads) in entries {
+                if reads.iter().any(|r| c.starts_with(r) || r.starts_with(c)) {
+                    out.push(*i);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// One problem in a pack, located.
@@ -89,7 +128,7 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
         .map_err(|e| PolicyErrors(vec![PolicyError { file: dir.to_path_buf(), line: None, message: e.to_string() }]))?;
     files.sort();
     let mut errors = Vec::new();
-    let mut set = PolicySet::default();
+    let mut all = Vec::new();
     let mut seen: HashMap<String, (PathBuf, Option<usize>)> = HashMap::new();
     for file in files {
         let text = match std::fs::read_to_string(&file) {
@@ -116,21 +155,21 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
                         continue;
                     }
                     seen.insert(c.control.id.clone(), (file.clone(), line));
-                    set.controls.push(c);
+                    all.push(c);
                 }
             }
             Err(mut e) => errors.append(&mut e),
         }
     }
     if errors.is_empty() {
-        if set.controls.is_empty() {
+        if all.is_empty() {
             return Err(PolicyErrors(vec![PolicyError {
                 file: dir.to_path_buf(),
                 line: None,
                 message: "no controls found (expected *.yaml policy packs)".into(),
             }]));
         }
-        Ok(set)
+        Ok(PolicySet::new(all))
     } else {
         Err(PolicyErrors(errors))
     }
@@ -257,6 +296,24 @@ controls:
         let errs = load_text(Path::new("p.yaml"), &bad).unwrap_err();
         assert_eq!(errs[0].line, Some(5), "{:?}", errs);
         assert!(errs[0].message.contains("severty"));
+    }
+
+    #[test]
+    fn the_index_finds_controls_by_what_they_read() {
+        let text = r#"pack: t
+controls:
+  - {id: a, title: a, severity: low, check: 'sshd.config.permitrootlogin == "no"', frameworks: {soc2: [CC6.1]}}
+  - {id: b, title: b, severity: low, check: 'sshd.config.maxauthtries <= 4', frameworks: {soc2: [CC6.1]}}
+  - {id: c, title: c, severity: low, check: 'size(sshd.matches) == 0 && files["/etc/shadow"].mode == "0640"', frameworks: {soc2: [CC6.1]}}
+  - {id: d, title: d, severity: low, check: 'true', frameworks: {soc2: [CC6.1]}}
+"#;
+        let set = PolicySet::new(load_text(Path::new("t.yaml"), text).unwrap());
+        let p = |s: &str| FactPath::parse(s).unwrap();
+        assert_eq!(set.affected([&p("sshd.config.permitrootlogin")]), vec![0]);
+        assert_eq!(set.affected([&p("sshd.config")]), vec![0, 1], "a change above what is read");
+        assert_eq!(set.affected([&p(r#"files["/etc/shadow"].mode"#), &p("sshd.config.maxauthtries")]), vec![1, 2]);
+        assert_eq!(set.affected([&p("sshd.matches")]), vec![2]);
+        assert!(set.affected([&p("os.id"), &p(r#"files["/etc/passwd"].mode"#)]).is_empty());
     }
 
     #[test]
