@@ -76,3 +76,125 @@ pub fn facts_under(facts: &FactMap, prefix: &FactPath) -> Vec<(String, FactValue
     }
     out
 }
+
+/// An asset's facts as CEL variables, kept between snapshots so that a
+/// delta patches them instead of rebuilding every map.
+#[derive(Debug, Default, Clone)]
+pub struct CelFacts {
+    roots: HashMap<String, cel::Value>,
+}
+
+impl CelFacts {
+    pub fn build(facts: &FactMap) -> Self {
+        CelFacts { roots: to_cel_variables(facts).into_iter().collect() }
+    }
+
+    /// The variables, to add to an evaluation context.
+    pub fn variables(&self) -> impl Iterator<Item = (&String, &cel::Value)> {
+        self.roots.iter()
+    }
+
+    /// Brings the variables up to date after `changed` paths were set or
+    /// removed in `facts` (which already holds the new state).
+    pub fn update(&mut self, facts: &FactMap, changed: &[FactPath], removed: bool) {
+        let mut rebuild: Vec<&str> = Vec::new();
+        for path in changed {
+            let root = path.segments()[0].as_str();
+            if removed || !self.set_in_place(path, facts) {
+                rebuild.push(root);
+            }
+        }
+        rebuild.sort_unstable();
+        rebuild.dedup();
+        for root in rebuild {
+            self.rebuild_root(root, facts);
+        }
+    }
+
+    /// Rebuilds one root variable from the facts under it.
+    fn rebuild_root(&mut self, root: &str, facts: &FactMap) {
+        let under: FactMap = facts
+            .range(root.to_string()..)
+            .take_while(|(k, _)| k.starts_with(root))
+            .filter(|(k, _)| k.len() == root.len() || matches!(k.as_bytes()[root.len()], b'.' | b'['))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        match to_cel_variables(&under).into_iter().next() {
+            Some((_, v)) => {
+                self.roots.insert(root.to_string(), v);
+            }
+            None => {
+                self.roots.remove(root);
+            }
+        }
+    }
+
+    /// Sets one leaf by walking (and copy-on-write cloning) the maps on its
+    /// path. Returns false when the shape changes (a leaf where a map is, or
+    /// the reverse): the caller rebuilds the root.
+    fn set_in_place(&mut self, path: &FactPath, facts: &FactMap) -> bool {
+        let Some(value) = facts.get(&path.to_string()) else { return false };
+        let segs = path.segments();
+        if segs.len() == 1 {
+            return false;
+        }
+        let Some(mut node) = self.roots.get_mut(&segs[0]) else { return false };
+        for (i, seg) in segs[1..].iter().enumerate() {
+            let cel::Value::Map(m) = node else { return false };
+            let map = Arc::make_mut(&mut m.map);
+            let key = Key::String(Arc::new(seg.clone()));
+            let last = i + 2 == segs.len();
+            if last {
+                if matches!(map.get(&key), Some(cel::Value::Map(_))) {
+                    return false;
+                }
+                map.insert(key, fact_to_cel(value));
+                return true;
+            }
+            node = map.entry(key).or_insert_with(|| cel::Value::Map(Map { map: Arc::new(HashMap::new()) }));
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(pairs: &[(&str, FactValue)]) -> FactMap {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    /// Patched variables equal variables built from scratch.
+    #[test]
+    fn updates_match_a_rebuild() {
+        let mut f = facts(&[("a.x.y", 1i64.into()), ("a.z", "s".into()), ("b", true.into()), (r#"c["/etc/x"].mode"#, "0640".into())]);
+        let mut cel = CelFacts::build(&f);
+        let check = |f: &FactMap, cel: &CelFacts| {
+            let fresh = CelFacts::build(f);
+            assert_eq!(cel.roots, fresh.roots);
+        };
+        // (changes: path → new value or None for removal, any removal?)
+        type Step<'a> = (Vec<(&'a str, Option<FactValue>)>, bool);
+        let steps: Vec<Step> = vec![
+            (vec![("a.x.y", Some(2i64.into()))], false),
+            (vec![("a.new.deep", Some("n".into()))], false),
+            (vec![(r#"c["/etc/x"].mode"#, Some("0600".into()))], false),
+            (vec![("d.fresh", Some(1i64.into()))], false),
+            (vec![("a.z", None)], true),
+            (vec![("a.x", Some("leaf".into()))], false),
+        ];
+        for (changes, removal) in steps {
+            let mut paths = Vec::new();
+            for (p, v) in changes {
+                match v {
+                    Some(v) => f.insert(p.to_string(), v),
+                    None => f.remove(p),
+                };
+                paths.push(FactPath::parse(p).unwrap());
+            }
+            cel.update(&f, &paths, removal);
+            check(&f, &cel);
+        }
+    }
+}

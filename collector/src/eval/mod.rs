@@ -88,10 +88,28 @@ pub fn evaluate_some(
     if which.is_empty() {
         return Vec::new();
     }
+    evaluate_prepared(policies, which, asset, &facts::CelFacts::build(facts), facts, snapshot_id, sequence, at)
+}
+
+/// Like [`evaluate_some`], with the facts already as CEL variables.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_prepared(
+    policies: &PolicySet,
+    which: &[usize],
+    asset: &Asset,
+    vars: &facts::CelFacts,
+    facts: &FactMap,
+    snapshot_id: &str,
+    sequence: i64,
+    at: DateTime<Utc>,
+) -> Vec<Evaluation> {
+    if which.is_empty() {
+        return Vec::new();
+    }
     let root = crate::policy::cel::root_context();
     let mut ctx = root.new_inner_scope();
-    for (name, value) in facts::to_cel_variables(facts) {
-        ctx.add_variable_from_value(name, value);
+    for (name, value) in vars.variables() {
+        ctx.add_variable_from_value(name.clone(), value.clone());
     }
     which
         .iter()
@@ -164,6 +182,8 @@ pub struct PostureEntry {
 struct AssetState {
     asset: Asset,
     facts: FactMap,
+    /// `facts` as CEL variables, patched by deltas.
+    cel: facts::CelFacts,
     sequence: i64,
     /// Set when a delta skipped sequence numbers (deltas were lost): the
     /// facts may be wrong until the next full snapshot.
@@ -210,6 +230,7 @@ impl Engine {
         let state = self.assets.entry(snap.asset.id.clone()).or_insert_with(|| AssetState {
             asset: snap.asset.clone(),
             facts: FactMap::new(),
+            cel: facts::CelFacts::default(),
             sequence: 0,
             stale_since: None,
         });
@@ -219,6 +240,7 @@ impl Engine {
         match snap.kind {
             SnapshotKind::Full => {
                 state.facts = snap.facts.iter().map(|f| (f.path.clone(), f.value.clone())).collect();
+                state.cel = facts::CelFacts::build(&state.facts);
                 if let Some((from, to)) = state.stale_since.take() {
                     tracing::info!(asset = %snap.asset.id, sequence = snap.sequence, "full snapshot received; asset no longer stale (gap was {from}→{to})");
                 }
@@ -244,15 +266,30 @@ impl Engine {
                     .chain(snap.removed_paths.iter().map(String::as_str))
                     .filter_map(|p| FactPath::parse(p).ok())
                     .collect();
+                state.cel.update(&state.facts, &changed, !snap.removed_paths.is_empty());
                 which = Some(self.policies.affected(&changed));
             }
         }
         state.asset = snap.asset.clone();
         state.sequence = snap.sequence;
-        let mut evaluations = match &which {
-            None => evaluate_all(&self.policies, &state.asset, &state.facts, &snap.snapshot_id, snap.sequence, snap.collected_at),
-            Some(w) => evaluate_some(&self.policies, w, &state.asset, &state.facts, &snap.snapshot_id, snap.sequence, snap.collected_at),
+        let all: Vec<usize>;
+        let w = match &which {
+            Some(w) => w,
+            None => {
+                all = (0..self.policies.controls.len()).collect();
+                &all
+            }
         };
+        let mut evaluations = evaluate_prepared(
+            &self.policies,
+            w,
+            &state.asset,
+            &state.cel,
+            &state.facts,
+            &snap.snapshot_id,
+            snap.sequence,
+            snap.collected_at,
+        );
         if let Some((from, to)) = state.stale_since {
             let note = format!("asset stale: deltas {}..{} were lost; results may be wrong until the next full snapshot", from + 1, to - 1);
             for e in &mut evaluations {

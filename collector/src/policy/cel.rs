@@ -96,10 +96,14 @@ pub fn is_missing_fact(e: &ExecutionError) -> bool {
     matches!(e, ExecutionError::NoSuchKey(_) | ExecutionError::UndeclaredReference(_))
 }
 
+/// CEL's standard environment, built once: building it is most of the
+/// cost of an evaluation context.
+static STDLIB: std::sync::LazyLock<Arc<cel::Env>> = std::sync::LazyLock::new(|| Arc::new(cel::Env::stdlib()));
+
 /// A root context with Driftwatch's functions, to which each evaluation adds
 /// the asset's facts in an inner scope.
 pub fn root_context() -> Context<'static, 'static> {
-    let mut ctx = Context::default();
+    let mut ctx = Context::with_env(STDLIB.clone());
     // Names are Driftwatch's own; none clashes with the standard library.
     let _ = ctx.add_function("mode_within", mode_within);
     ctx
