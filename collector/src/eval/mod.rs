@@ -70,32 +70,16 @@ pub fn evaluate_all(
     sequence: i64,
     at: DateTime<Utc>,
 ) -> Vec<Evaluation> {
-    let all: Vec<usize> = (0..policies.controls.len()).collect();
-    evaluate_some(policies, &all, asset, facts, snapshot_id, sequence, at)
+    evaluate(policies, None, asset, &facts::CelFacts::build(facts), facts, snapshot_id, sequence, at)
 }
 
-/// Evaluates the controls at `which` (indexes into `policies.controls`)
-/// that apply to `asset`.
-pub fn evaluate_some(
-    policies: &PolicySet,
-    which: &[usize],
-    asset: &Asset,
-    facts: &FactMap,
-    snapshot_id: &str,
-    sequence: i64,
-    at: DateTime<Utc>,
-) -> Vec<Evaluation> {
-    if which.is_empty() {
-        return Vec::new();
-    }
-    evaluate_prepared(policies, which, asset, &facts::CelFacts::build(facts), facts, snapshot_id, sequence, at)
-}
-
-/// Like [`evaluate_some`], with the facts already as CEL variables.
+/// Evaluates the controls at `which` (indexes into `policies.controls`;
+/// `None`: all) that apply to `asset`, with the facts already prepared as
+/// CEL variables (`vars`) and as a map (`facts`, for evidence).
 #[allow(clippy::too_many_arguments)]
-fn evaluate_prepared(
+fn evaluate(
     policies: &PolicySet,
-    which: &[usize],
+    which: Option<&[usize]>,
     asset: &Asset,
     vars: &facts::CelFacts,
     facts: &FactMap,
@@ -103,17 +87,17 @@ fn evaluate_prepared(
     sequence: i64,
     at: DateTime<Utc>,
 ) -> Vec<Evaluation> {
-    if which.is_empty() {
-        return Vec::new();
-    }
+    let controls: Box<dyn Iterator<Item = &CompiledControl>> = match which {
+        Some([]) => return Vec::new(),
+        Some(w) => Box::new(w.iter().filter_map(|i| policies.controls.get(*i))),
+        None => Box::new(policies.controls.iter()),
+    };
     let root = crate::policy::cel::root_context();
     let mut ctx = root.new_inner_scope();
     for (name, value) in vars.variables() {
         ctx.add_variable_from_value(name.clone(), value.clone());
     }
-    which
-        .iter()
-        .filter_map(|i| policies.controls.get(*i))
+    controls
         .filter(|c| c.applies_to(asset.kind, &asset.labels))
         .map(|c| {
             let (status, message) = run_check(c, &ctx);
@@ -272,17 +256,9 @@ impl Engine {
         }
         state.asset = snap.asset.clone();
         state.sequence = snap.sequence;
-        let all: Vec<usize>;
-        let w = match &which {
-            Some(w) => w,
-            None => {
-                all = (0..self.policies.controls.len()).collect();
-                &all
-            }
-        };
-        let mut evaluations = evaluate_prepared(
+        let mut evaluations = evaluate(
             &self.policies,
-            w,
+            which.as_deref(),
             &state.asset,
             &state.cel,
             &state.facts,
