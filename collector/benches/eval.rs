@@ -68,7 +68,7 @@ fn main() {
     println!("{:>9} {:>16} {:>16} {:>8}", "controls", "one-fact delta", "full snapshot", "ratio");
     for n in [100, 500, 1_000, 5_000] {
         let set = policies(n);
-        let mut engine = Engine::new(set.clone());
+        let mut engine = Engine::new(set.clone(), chrono::Duration::minutes(10));
         engine.apply(&snapshot(1, SnapshotKind::Full, full_facts()));
         let mut seq = 1;
         let delta = time(Duration::from_millis(800), || {
@@ -91,7 +91,7 @@ fn main() {
         );
     }
     let set = policies(500);
-    let mut engine = Engine::new(set);
+    let mut engine = Engine::new(set, chrono::Duration::minutes(10));
     let facts = full_facts();
     let mut seq = 0;
     let full = time(Duration::from_secs(2), || {

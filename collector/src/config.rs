@@ -17,6 +17,7 @@ pub struct CollectorConfig {
     /// Directory of policy packs.
     pub policies: PathBuf,
     pub batch: BatchConfig,
+    pub evaluation: EvaluationConfig,
     pub alerts: AlertsConfig,
 }
 
@@ -27,6 +28,7 @@ impl Default for CollectorConfig {
             clickhouse: ClickHouseConfig::default(),
             policies: PathBuf::from("policies"),
             batch: BatchConfig::default(),
+            evaluation: EvaluationConfig::default(),
             alerts: AlertsConfig::default(),
         }
     }
@@ -110,6 +112,32 @@ impl Default for BatchConfig {
     }
 }
 
+/// Continuous evaluation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluationConfig {
+    /// How far before a drift an audit event may be and still be named as
+    /// its likely cause.
+    pub attribution_window_secs: u64,
+    /// How often detection windows are aged (and detections resolved) when
+    /// no records arrive.
+    pub tick_ms: u64,
+    /// Reload the policy packs when a file under `policies` changes.
+    pub reload_policies: bool,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        EvaluationConfig { attribution_window_secs: 600, tick_ms: 5_000, reload_policies: true }
+    }
+}
+
+impl EvaluationConfig {
+    pub fn attribution_window(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.attribution_window_secs.min(i64::MAX as u64) as i64)
+    }
+}
+
 /// Alert delivery.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -153,6 +181,9 @@ impl CollectorConfig {
         }
         if self.batch.max_messages == 0 {
             problems.push("batch.max_messages: must be at least 1".to_string());
+        }
+        if self.evaluation.tick_ms == 0 {
+            problems.push("evaluation.tick_ms: must be at least 1".to_string());
         }
         if !(self.clickhouse.url.starts_with("http://") || self.clickhouse.url.starts_with("https://")) {
             problems.push(format!("clickhouse.url: {:?} is not an http(s) URL", self.clickhouse.url));

@@ -10,4 +10,5 @@ pub mod config;
 pub mod eval;
 pub mod ingest;
 pub mod policy;
+pub mod score;
 pub mod store;

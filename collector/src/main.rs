@@ -178,7 +178,14 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))?;
     let alerter = alert::Alerter::start(&cfg.alerts)?;
-    let pipeline = ingest::Pipeline::start(policies, store, alerter).await.context("restoring posture")?;
+    let pipeline = ingest::Pipeline::start(policies, store, alerter, &cfg.evaluation).await.context("restoring posture")?;
+    // The watcher must live as long as the consumer.
+    let (reloads, _watcher) = if cfg.evaluation.reload_policies {
+        let (rx, w) = ingest::reload::watch(&cfg.policies).with_context(|| format!("watching {} for changes", cfg.policies.display()))?;
+        (Some(rx), Some(w))
+    } else {
+        (None, None)
+    };
 
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -186,7 +193,13 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing the current batch");
         let _ = tx.send(true);
     });
-    ingest::kafka::run(&cfg.kafka, &cfg.batch, pipeline, rx).await
+    let opts = ingest::kafka::Options {
+        kafka: &cfg.kafka,
+        batch: &cfg.batch,
+        tick: std::time::Duration::from_millis(cfg.evaluation.tick_ms),
+        reloads,
+    };
+    ingest::kafka::run(opts, pipeline, rx).await
 }
 
 async fn shutdown_signal() {

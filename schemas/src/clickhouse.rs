@@ -16,6 +16,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_streams", sql: include_str!("../clickhouse/0001_streams.sql") },
     Migration { version: 2, name: "0002_evaluations", sql: include_str!("../clickhouse/0002_evaluations.sql") },
+    Migration { version: 3, name: "0003_drift", sql: include_str!("../clickhouse/0003_drift.sql") },
 ];
 
 /// Latest posture per (asset, control) with its open violation.

@@ -1,17 +1,21 @@
 //! Evaluation: applies snapshots to each asset's facts, runs the controls
 //! that apply, and tracks posture per (asset, control). A change of posture
-//! into or out of `fail` opens or resolves a violation.
+//! into or out of `fail` opens or resolves a violation; any change of a
+//! fact check's status is a [`drift::DriftEvent`]. Detections ([`detect`])
+//! count audit and probe records in sliding windows.
 //!
 //! The engine is synchronous and owned by one task; it does no I/O. What
 //! it returns is written to the store and sent to the alerter by the caller.
 
+pub mod detect;
+pub mod drift;
 pub mod facts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use driftwatch_schemas::{Asset, ConfigSnapshot, FactPath, FactValue, SnapshotKind};
+use driftwatch_schemas::{Asset, ConfigSnapshot, FactPath, FactValue, Message, SnapshotKind};
 use serde::Serialize;
 
 use crate::policy::{CompiledControl, PolicySet};
@@ -92,6 +96,8 @@ fn evaluate(
         Some(w) => Box::new(w.iter().filter_map(|i| policies.controls.get(*i))),
         None => Box::new(policies.controls.iter()),
     };
+    // Detections run on records (see `detect`), never on facts.
+    let controls = controls.filter(|c| c.detect.is_none());
     let root = crate::policy::cel::root_context();
     let mut ctx = root.new_inner_scope();
     for (name, value) in vars.variables() {
@@ -174,11 +180,20 @@ struct AssetState {
     stale_since: Option<(i64, i64)>,
 }
 
-/// What applying one snapshot produced.
+/// What applying one snapshot or record produced.
 #[derive(Debug, Default)]
 pub struct Applied {
     pub evaluations: Vec<Evaluation>,
     pub transitions: Vec<Transition>,
+    pub drifts: Vec<drift::DriftEvent>,
+}
+
+/// The facts before a snapshot was applied, for drift's before values.
+enum Before {
+    /// A full snapshot replaced them all.
+    All(FactMap),
+    /// A delta changed these paths, which held these facts.
+    Changed(Vec<FactPath>, FactMap),
 }
 
 /// The continuous engine: current facts and posture of every asset.
@@ -186,17 +201,162 @@ pub struct Engine {
     policies: Arc<PolicySet>,
     assets: HashMap<String, AssetState>,
     posture: HashMap<(String, String), PostureEntry>,
+    detector: detect::Detector,
+    attributor: drift::Attributor,
+    /// Detections failing (restored or fired) on an asset, so that ageing
+    /// resolves them without scanning all posture.
+    detections_failing: std::collections::HashSet<(String, usize)>,
 }
 
 impl Engine {
-    pub fn new(policies: Arc<PolicySet>) -> Self {
-        Engine { policies, assets: HashMap::new(), posture: HashMap::new() }
+    pub fn new(policies: Arc<PolicySet>, attribution_window: chrono::Duration) -> Self {
+        Engine {
+            policies,
+            assets: HashMap::new(),
+            posture: HashMap::new(),
+            detector: detect::Detector::default(),
+            attributor: drift::Attributor::new(attribution_window),
+            detections_failing: Default::default(),
+        }
+    }
+
+    pub fn policies(&self) -> &Arc<PolicySet> {
+        &self.policies
     }
 
     /// Seeds posture restored from the store, so that a restarted collector
     /// neither re-opens open violations nor misses resolving them.
     pub fn restore(&mut self, asset_id: &str, control_id: &str, entry: PostureEntry) {
+        if let Some((i, c)) = self.policies.get(control_id) {
+            if c.detect.is_some() && entry.status == Status::Fail {
+                self.detections_failing.insert((asset_id.to_string(), i));
+            }
+        }
         self.posture.insert((asset_id.to_string(), control_id.to_string()), entry);
+    }
+
+    /// Replaces all posture by what the store holds (after a consumer-group
+    /// rebalance: the store has everything this collector processed, and
+    /// what the previous owners of newly assigned partitions did).
+    pub fn replace_posture(&mut self, entries: impl IntoIterator<Item = (String, String, PostureEntry)>) {
+        self.posture.clear();
+        self.detections_failing.clear();
+        for (asset, control, entry) in entries {
+            self.restore(&asset, &control, entry);
+        }
+    }
+
+    /// Swaps in a new policy set and evaluates every known asset against
+    /// it. Posture of controls that no longer exist is dropped.
+    pub fn replace_policies(&mut self, policies: Arc<PolicySet>, at: DateTime<Utc>) -> Applied {
+        self.policies = policies;
+        self.detector.clear();
+        let p = self.policies.clone();
+        self.posture.retain(|(_, control), _| p.get(control).is_some());
+        self.detections_failing.clear();
+        let failing: Vec<(String, usize)> = self
+            .posture
+            .iter()
+            .filter(|(_, e)| e.status == Status::Fail)
+            .filter_map(|((a, c), _)| p.get(c).filter(|(_, c)| c.detect.is_some()).map(|(i, _)| (a.clone(), i)))
+            .collect();
+        self.detections_failing.extend(failing);
+        let mut out = Applied::default();
+        let ids: Vec<String> = self.assets.keys().cloned().collect();
+        for id in ids {
+            let state = &self.assets[&id];
+            let evaluations = evaluate(&self.policies, None, &state.asset, &state.cel, &state.facts, "policy-reload", state.sequence, at);
+            let before = Before::Changed(Vec::new(), FactMap::new());
+            self.track_all(evaluations, &before, &mut out);
+        }
+        out
+    }
+
+    /// Counts an audit event or probe result in the detections, and keeps
+    /// audit events for drift attribution.
+    pub fn observe(&mut self, msg: &Message) -> Applied {
+        let record = match msg {
+            Message::Audit(e) => {
+                self.attributor.record(e);
+                detect::Record::audit(e)
+            }
+            Message::Sla(m) => detect::Record::sla(m),
+            Message::Snapshot(_) => return Applied::default(),
+        };
+        // An asset not seen in a snapshot yet: only its kind is unknown,
+        // and the record is evidence enough; selectors on labels still hold.
+        let asset = self.assets.get(&record.asset_id).map(|s| &s.asset);
+        let changes = self.detector.observe(&self.policies, &record, |c| match asset {
+            Some(a) => c.applies_to(a.kind, &a.labels),
+            None => c.control.applies_to.labels.is_empty(),
+        });
+        self.apply_detections(changes)
+    }
+
+    /// Ages detection windows to `now`, resolving detections that no longer
+    /// hold (including failing ones restored from the store, whose windows
+    /// were lost with the previous process).
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Applied {
+        let mut changes = self.detector.expire(&self.policies, now);
+        for (asset, i) in self.detections_failing.clone() {
+            let Some(c) = self.policies.controls.get(i) else { continue };
+            let Some(d) = &c.detect else { continue };
+            if self.detector.is_firing(&asset, i) || changes.iter().any(|x| x.asset_id == asset && x.control == i) {
+                continue;
+            }
+            let since = self.posture.get(&(asset.clone(), c.control.id.clone())).map(|p| p.since);
+            if since.is_none_or(|s| now - s > d.window) {
+                changes.push(detect::Change {
+                    control: i,
+                    asset_id: asset.clone(),
+                    firing: false,
+                    record_id: None,
+                    evidence: Default::default(),
+                    message: "window elapsed since the detection fired".into(),
+                    at: now,
+                });
+            }
+        }
+        self.apply_detections(changes)
+    }
+
+    fn apply_detections(&mut self, changes: Vec<detect::Change>) -> Applied {
+        let mut out = Applied::default();
+        for ch in changes {
+            let Some(c) = self.policies.controls.get(ch.control) else { continue };
+            let evaluation = Evaluation {
+                asset_id: ch.asset_id.clone(),
+                control_id: c.control.id.clone(),
+                title: c.control.title.clone(),
+                severity: c.control.severity,
+                status: if ch.firing { Status::Fail } else { Status::Pass },
+                frameworks: c.control.frameworks.clone(),
+                evidence: ch.evidence,
+                message: Some(ch.message),
+                evaluated_at: ch.at,
+                snapshot_id: ch.record_id.unwrap_or_else(|| format!("window-expired@{}", ch.at.timestamp())),
+                sequence: 0,
+            };
+            if ch.firing {
+                self.detections_failing.insert((ch.asset_id, ch.control));
+            } else {
+                self.detections_failing.remove(&(ch.asset_id, ch.control));
+            }
+            if let Some(t) = self.track(&evaluation) {
+                out.transitions.push(t);
+            }
+            out.evaluations.push(evaluation);
+        }
+        out
+    }
+
+    /// Names the likely causing audit event of each drift that has none
+    /// yet. Called when a batch is complete, so that an audit event that
+    /// arrived after its snapshot (another topic) still counts.
+    pub fn attribute(&self, drifts: &mut [drift::DriftEvent]) {
+        for d in drifts {
+            self.attributor.attribute(d);
+        }
     }
 
     /// Whether lost deltas make the asset's facts unreliable.
@@ -221,13 +381,14 @@ impl Engine {
         // A full snapshot re-evaluates everything; a delta only the controls
         // that read a changed or removed path.
         let mut which: Option<Vec<usize>> = None;
-        match snap.kind {
+        let before = match snap.kind {
             SnapshotKind::Full => {
-                state.facts = snap.facts.iter().map(|f| (f.path.clone(), f.value.clone())).collect();
+                let old = std::mem::replace(&mut state.facts, snap.facts.iter().map(|f| (f.path.clone(), f.value.clone())).collect());
                 state.cel = facts::CelFacts::build(&state.facts);
                 if let Some((from, to)) = state.stale_since.take() {
                     tracing::info!(asset = %snap.asset.id, sequence = snap.sequence, "full snapshot received; asset no longer stale (gap was {from}→{to})");
                 }
+                Before::All(old)
             }
             SnapshotKind::Delta => {
                 if snap.sequence <= state.sequence {
@@ -237,12 +398,6 @@ impl Engine {
                     tracing::warn!(asset = %snap.asset.id, last = state.sequence, got = snap.sequence, "sequence gap: deltas lost; asset stale until the next full snapshot");
                     state.stale_since = Some((state.sequence, snap.sequence));
                 }
-                for f in &snap.facts {
-                    state.facts.insert(f.path.clone(), f.value.clone());
-                }
-                for p in &snap.removed_paths {
-                    state.facts.remove(p);
-                }
                 let changed: Vec<FactPath> = snap
                     .facts
                     .iter()
@@ -250,10 +405,20 @@ impl Engine {
                     .chain(snap.removed_paths.iter().map(String::as_str))
                     .filter_map(|p| FactPath::parse(p).ok())
                     .collect();
+                // What the changed paths held, for drift's before values.
+                let old: FactMap =
+                    changed.iter().flat_map(|p| facts::facts_under(&state.facts, p)).filter(|(_, v)| *v != FactValue::Null).collect();
+                for f in &snap.facts {
+                    state.facts.insert(f.path.clone(), f.value.clone());
+                }
+                for p in &snap.removed_paths {
+                    state.facts.remove(p);
+                }
                 state.cel.update(&state.facts, &changed, !snap.removed_paths.is_empty());
                 which = Some(self.policies.affected(&changed));
+                Before::Changed(changed, old)
             }
-        }
+        };
         state.asset = snap.asset.clone();
         state.sequence = snap.sequence;
         let mut evaluations = evaluate(
@@ -275,13 +440,28 @@ impl Engine {
                 });
             }
         }
-        let mut transitions = Vec::new();
+        let mut out = Applied::default();
+        self.track_all(evaluations, &before, &mut out);
+        out
+    }
+
+    /// Tracks posture for fact-check evaluations, collecting transitions
+    /// and drift events into `out`.
+    fn track_all(&mut self, evaluations: Vec<Evaluation>, before: &Before, out: &mut Applied) {
         for ev in &evaluations {
+            let from = self.posture.get(&(ev.asset_id.clone(), ev.control_id.clone())).map(|p| p.status);
             if let Some(t) = self.track(ev) {
-                transitions.push(t);
+                out.transitions.push(t);
             }
+            let Some(from) = from.filter(|f| *f != ev.status) else { continue };
+            let Some((_, c)) = self.policies.get(&ev.control_id) else { continue };
+            let before = match before {
+                Before::All(old) => c.reads.iter().flat_map(|p| facts::facts_under(old, p)).collect(),
+                Before::Changed(changed, old) => drift::before_evidence(&ev.evidence, changed, old, &c.reads),
+            };
+            out.drifts.push(drift::DriftEvent::new(from, ev.clone(), before));
         }
-        Applied { evaluations, transitions }
+        out.evaluations.extend(evaluations);
     }
 
     /// Updates posture with one evaluation; returns a transition if a
@@ -362,7 +542,7 @@ controls:
 
     #[test]
     fn fail_opens_pass_resolves_and_missing_is_not_applicable() {
-        let mut e = Engine::new(policies());
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
         let a = e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
         assert_eq!(status(&a, "root"), Status::Fail);
         assert_eq!(status(&a, "shadow"), Status::NotApplicable);
@@ -386,7 +566,7 @@ controls:
 
     #[test]
     fn a_delta_evaluates_only_the_controls_that_read_what_changed() {
-        let mut e = Engine::new(policies());
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
         assert_eq!(e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[])).evaluations.len(), 3);
         let d = e.apply(&snap(2, SnapshotKind::Delta, &[(r#"files["/etc/shadow"].mode"#, "0640".into())], &[]));
         assert_eq!(d.evaluations.iter().map(|x| x.control_id.as_str()).collect::<Vec<_>>(), vec!["shadow"]);
@@ -397,7 +577,7 @@ controls:
 
     #[test]
     fn stale_deltas_are_ignored_and_removed_paths_apply() {
-        let mut e = Engine::new(policies());
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
         e.apply(&snap(5, SnapshotKind::Full, &[(r#"files["/etc/shadow"].mode"#, "0640".into())], &[]));
         assert!(e.apply(&snap(4, SnapshotKind::Delta, &[(r#"files["/etc/shadow"].mode"#, "0777".into())], &[])).evaluations.is_empty());
         let a = e.apply(&snap(6, SnapshotKind::Delta, &[], &[r#"files["/etc/shadow"].mode"#]));
@@ -406,7 +586,7 @@ controls:
 
     #[test]
     fn a_sequence_gap_marks_the_asset_stale_until_a_full_snapshot() {
-        let mut e = Engine::new(policies());
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
         e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
         e.apply(&snap(2, SnapshotKind::Delta, &[], &[]));
         assert!(!e.is_stale("a"));
@@ -419,11 +599,135 @@ controls:
 
     #[test]
     fn restored_posture_prevents_a_second_open() {
-        let mut e = Engine::new(policies());
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
         e.restore("a", "root", PostureEntry { status: Status::Fail, since: Utc::now(), violation_id: Some("v1".into()) });
         let a = e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
         assert!(a.transitions.is_empty());
         let b = e.apply(&snap(2, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
         assert_eq!(b.transitions[0].violation_id, "v1");
+    }
+
+    fn detections() -> Arc<PolicySet> {
+        let text = r#"pack: d
+controls:
+  - id: root
+    title: root login off
+    severity: high
+    check: sshd.config.permitrootlogin == "no"
+    frameworks: {soc2: [CC6.1], pci-dss: ["2.2.6"]}
+  - id: brute
+    title: brute force
+    severity: high
+    detect: {stream: audit, match: 'event.action == "ssh_login_failed"', group_by: [event.actor.user], threshold: 2, window: 1m}
+    frameworks: {soc2: [CC7.2], pci-dss: ["10.2.1"]}
+"#;
+        Arc::new(PolicySet::new(crate::policy::load_text(Path::new("d.yaml"), text).unwrap()))
+    }
+
+    fn failed_login(id: &str, at: DateTime<Utc>) -> Message {
+        Message::Audit(driftwatch_schemas::AuditEvent {
+            event_id: id.into(),
+            asset_id: "a".into(),
+            hostname: "h".into(),
+            source: driftwatch_schemas::AuditSource::Authlog,
+            timestamp: at,
+            actor: driftwatch_schemas::Actor { user: Some("alice".into()), ..Default::default() },
+            action: "ssh_login_failed".into(),
+            object: None,
+            outcome: driftwatch_schemas::Outcome::Failure,
+            source_address: Some("203.0.113.9".into()),
+            raw: String::new(),
+            extra: Default::default(),
+        })
+    }
+
+    #[test]
+    fn a_detection_opens_on_threshold_and_resolves_when_the_window_passes() {
+        let mut e = Engine::new(detections(), chrono::Duration::minutes(10));
+        let t0 = Utc::now() - chrono::Duration::seconds(30);
+        assert!(e.observe(&failed_login("e1", t0)).evaluations.is_empty());
+        assert!(e.observe(&failed_login("e1", t0)).evaluations.is_empty(), "a redelivered event counts once");
+        let fired = e.observe(&failed_login("e2", t0 + chrono::Duration::seconds(5)));
+        assert_eq!(fired.transitions.len(), 1);
+        assert_eq!(fired.transitions[0].kind, TransitionKind::Opened);
+        let ev = &fired.evaluations[0];
+        assert_eq!((ev.control_id.as_str(), ev.status, ev.snapshot_id.as_str()), ("brute", Status::Fail, "e2"));
+        assert_eq!(ev.evidence.get("detect.group"), Some(&FactValue::from("alice")));
+        assert!(fired.drifts.is_empty(), "detections are not configuration drift");
+        assert!(e.tick(Utc::now()).transitions.is_empty(), "still inside the window");
+        let later = e.tick(Utc::now() + chrono::Duration::minutes(2));
+        assert_eq!(later.transitions.len(), 1);
+        assert_eq!(later.transitions[0].kind, TransitionKind::Resolved);
+        assert_eq!(later.transitions[0].violation_id, fired.transitions[0].violation_id);
+    }
+
+    #[test]
+    fn a_restored_failing_detection_resolves_after_its_window() {
+        let mut e = Engine::new(detections(), chrono::Duration::minutes(10));
+        let since = Utc::now() - chrono::Duration::seconds(30);
+        e.replace_posture([(
+            "a".to_string(),
+            "brute".to_string(),
+            PostureEntry { status: Status::Fail, since, violation_id: Some("v".into()) },
+        )]);
+        assert!(e.tick(Utc::now()).transitions.is_empty());
+        let t = e.tick(Utc::now() + chrono::Duration::minutes(1));
+        assert_eq!(t.transitions[0].violation_id, "v");
+    }
+
+    #[test]
+    fn drift_carries_before_and_after_and_its_cause() {
+        let mut e = Engine::new(detections(), chrono::Duration::minutes(10));
+        let t0 = Utc::now();
+        e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
+        let mut edit = driftwatch_schemas::AuditEvent {
+            event_id: "edit".into(),
+            asset_id: "a".into(),
+            hostname: "h".into(),
+            source: driftwatch_schemas::AuditSource::Auditd,
+            timestamp: t0,
+            actor: driftwatch_schemas::Actor { user: Some("mallory".into()), ..Default::default() },
+            action: "syscall".into(),
+            object: Some("/etc/ssh/sshd_config".into()),
+            outcome: driftwatch_schemas::Outcome::Success,
+            source_address: None,
+            raw: String::new(),
+            extra: Default::default(),
+        };
+        e.observe(&Message::Audit(edit.clone()));
+        let mut a = e.apply(&snap(2, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
+        assert_eq!(a.drifts.len(), 1);
+        let d = &mut a.drifts[0];
+        assert_eq!((d.from, d.evaluation.status, d.direction()), (Status::Pass, Status::Fail, "regressed"));
+        assert_eq!(d.before.get("sshd.config.permitrootlogin"), Some(&FactValue::from("no")));
+        assert_eq!(d.evaluation.evidence.get("sshd.config.permitrootlogin"), Some(&FactValue::from("yes")));
+        e.attribute(std::slice::from_mut(d));
+        assert_eq!(d.cause.as_ref().map(|c| (c.event_id.as_str(), c.user.as_deref())), Some(("edit", Some("mallory"))));
+
+        // A full snapshot that fixes it: remediated, before from the old facts.
+        edit.event_id = "fix".into();
+        let b = e.apply(&snap(3, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
+        assert_eq!(b.drifts[0].direction(), "remediated");
+        assert_eq!(b.drifts[0].before.get("sshd.config.permitrootlogin"), Some(&FactValue::from("yes")));
+    }
+
+    #[test]
+    fn replacing_policies_reevaluates_known_assets_and_drops_removed_controls() {
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
+        e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
+        assert!(e.posture("a", "shadow").is_some());
+        let stricter = r#"pack: t
+controls:
+  - id: root
+    title: root login off
+    severity: high
+    check: sshd.config.permitrootlogin == "yes"
+    frameworks: {soc2: [CC6.1], pci-dss: ["2.2.6"]}
+"#;
+        let set = Arc::new(PolicySet::new(crate::policy::load_text(Path::new("t.yaml"), stricter).unwrap()));
+        let r = e.replace_policies(set, Utc::now());
+        assert_eq!(r.evaluations.len(), 1);
+        assert_eq!(r.transitions[0].kind, TransitionKind::Resolved);
+        assert!(e.posture("a", "shadow").is_none());
     }
 }

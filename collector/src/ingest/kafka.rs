@@ -5,18 +5,21 @@
 //! fold the duplicates).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::decode::{dead_letter, Origin, RecordDecoder};
-use super::Pipeline;
-use crate::config::BatchConfig;
-use crate::config::KafkaConfig;
+use super::{Pending, Pipeline};
+use crate::config::{BatchConfig, KafkaConfig};
+use crate::policy::PolicySet;
 
 fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -27,21 +30,51 @@ fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// Notes partition assignments, so that the loop restores posture before
+/// it evaluates a record of a newly assigned partition.
+#[derive(Default)]
+struct RebalanceContext {
+    assigned: AtomicBool,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                self.assigned.store(true, Ordering::SeqCst);
+            }
+            Rebalance::Revoke(tpl) => tracing::info!(partitions = tpl.count(), "partitions revoked"),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+type Offsets = HashMap<(String, i32), i64>;
+
+/// What the consumer loop needs besides the pipeline.
+pub struct Options<'a> {
+    pub kafka: &'a KafkaConfig,
+    pub batch: &'a BatchConfig,
+    /// How often detection windows are aged while idle.
+    pub tick: Duration,
+    /// Reloaded policy sets (see [`super::reload`]).
+    pub reloads: Option<mpsc::Receiver<Arc<PolicySet>>>,
+}
+
 /// Consumes until `shutdown` turns true; the batch in hand is finished and
 /// committed first.
-pub async fn run(
-    cfg: &KafkaConfig,
-    batch_cfg: &BatchConfig,
-    mut pipeline: Pipeline,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let consumer: StreamConsumer = client_config(cfg)
+pub async fn run(opts: Options<'_>, mut pipeline: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let cfg = opts.kafka;
+    let consumer: StreamConsumer<RebalanceContext> = client_config(cfg)
         .set("group.id", &cfg.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .create()
+        .create_with_context(RebalanceContext::default())
         .map_err(|e| anyhow::anyhow!("Kafka consumer for {}: {e}", cfg.brokers))?;
     let dlq: FutureProducer = client_config(cfg)
         .set("enable.idempotence", "true")
@@ -52,16 +85,34 @@ pub async fn run(
     consumer.subscribe(&topics).map_err(|e| anyhow::anyhow!("subscribing to {topics:?}: {e}"))?;
     tracing::info!(brokers = %cfg.brokers, group = %cfg.group_id, ?topics, "consuming");
     let decoder = RecordDecoder::new(&cfg.topics)?;
-    let max_wait = Duration::from_millis(batch_cfg.max_wait_ms);
+    let max_wait = Duration::from_millis(opts.batch.max_wait_ms);
+    let mut reloads = opts.reloads;
+    let mut ticker = tokio::time::interval(opts.tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     while !*shutdown.borrow() {
-        // Wait for the first record of a batch, or shutdown.
+        // Wait for the first record of a batch; meanwhile age detections,
+        // swap in reloaded policies, or stop.
         let first = tokio::select! {
             r = consumer.recv() => r,
             _ = shutdown.changed() => break,
+            _ = ticker.tick() => {
+                let mut pending = Pipeline::new_pending();
+                pipeline.tick(&mut pending);
+                if !pending.is_empty() {
+                    pipeline.flush(pending).await;
+                }
+                continue;
+            }
+            Some(set) = next_reload(&mut reloads) => {
+                let mut pending = Pipeline::new_pending();
+                pipeline.reload(set, &mut pending);
+                pipeline.flush(pending).await;
+                continue;
+            }
         };
         let mut pending = Pipeline::new_pending();
-        let mut next_offsets: HashMap<(String, i32), i64> = HashMap::new();
+        let mut next_offsets = Offsets::new();
         let deadline = Instant::now() + max_wait;
         let mut count = 0usize;
         let mut record = Some(first);
@@ -69,6 +120,15 @@ pub async fn run(
             match r {
                 Err(e) => tracing::warn!(error = %e, "Kafka consumer error"),
                 Ok(m) => {
+                    if consumer.context().assigned.swap(false, Ordering::SeqCst) {
+                        // New partitions: what is in hand is stored and
+                        // committed, then posture is read back (it now
+                        // includes what the partitions' previous owner
+                        // stored) before this record is evaluated.
+                        let done = std::mem::replace(&mut pending, Pipeline::new_pending());
+                        finish(&consumer, &mut pipeline, done, std::mem::take(&mut next_offsets)).await;
+                        restore(&mut pipeline).await;
+                    }
                     count += 1;
                     let origin = Origin { topic: m.topic(), partition: m.partition(), offset: m.offset() };
                     match decoder.decode(m.topic(), m.payload()) {
@@ -87,7 +147,7 @@ pub async fn run(
                     next_offsets.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
                 }
             }
-            if count >= batch_cfg.max_messages {
+            if count >= opts.batch.max_messages {
                 break;
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -96,20 +156,48 @@ pub async fn run(
             }
             record = tokio::time::timeout(left, consumer.recv()).await.ok();
         }
-        if next_offsets.is_empty() {
-            continue;
-        }
-        pipeline.flush(pending).await;
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in &next_offsets {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
-        }
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-            // The batch is stored; a failed commit only means redelivery,
-            // which the store folds.
-            tracing::warn!(error = %e, "offset commit failed; records will be redelivered");
-        }
+        finish(&consumer, &mut pipeline, pending, next_offsets).await;
     }
     tracing::info!("consumer stopped");
     Ok(())
+}
+
+async fn next_reload(r: &mut Option<mpsc::Receiver<Arc<PolicySet>>>) -> Option<Arc<PolicySet>> {
+    match r {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Stores the batch, then commits the offsets of every record in it.
+async fn finish(consumer: &StreamConsumer<RebalanceContext>, pipeline: &mut Pipeline, pending: Pending, offsets: Offsets) {
+    if offsets.is_empty() && pending.is_empty() {
+        return;
+    }
+    pipeline.flush(pending).await;
+    if offsets.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in &offsets {
+        if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            tracing::warn!(error = %e, topic, partition, "cannot commit this offset");
+        }
+    }
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+        // The batch is stored; a failed commit (e.g. the partition was
+        // revoked meanwhile) only means redelivery, which the store folds.
+        tracing::warn!(error = %e, "offset commit failed; records will be redelivered");
+    }
+}
+
+/// Restores posture from the store, retrying until it answers: evaluating
+/// without it could raise false alerts.
+async fn restore(pipeline: &mut Pipeline) {
+    let mut wait = Duration::from_millis(250);
+    while let Err(e) = pipeline.restore_posture().await {
+        tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "restoring posture after a rebalance failed");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
 }

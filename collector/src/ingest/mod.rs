@@ -5,6 +5,7 @@
 
 pub mod decode;
 pub mod kafka;
+pub mod reload;
 pub mod topics;
 
 use std::sync::Arc;
@@ -13,7 +14,9 @@ use chrono::Utc;
 use driftwatch_schemas::Message;
 
 use crate::alert::{Alert, Alerter};
-use crate::eval::{Engine, Transition};
+use crate::config::EvaluationConfig;
+use crate::eval::drift::DriftEvent;
+use crate::eval::{Applied, Engine, Transition};
 use crate::policy::PolicySet;
 use crate::store::clickhouse::ClickHouseStore;
 use crate::store::{Batch, StoreError};
@@ -30,23 +33,48 @@ pub struct Pipeline {
 pub struct Pending {
     pub batch: Batch,
     pub transitions: Vec<Transition>,
+    /// Attributed and added to the batch at [`Pipeline::flush`].
+    pub drifts: Vec<DriftEvent>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.batch.rows() == 0 && self.drifts.is_empty()
+    }
+
+    fn add(&mut self, applied: Applied) {
+        self.batch.add_evaluations(&applied.evaluations, &applied.transitions);
+        self.transitions.extend(applied.transitions);
+        self.drifts.extend(applied.drifts);
+    }
 }
 
 impl Pipeline {
     /// Builds the pipeline and restores posture from the store, so that a
     /// restart raises no false alerts.
-    pub async fn start(policies: Arc<PolicySet>, store: ClickHouseStore, alerter: Alerter) -> Result<Self, StoreError> {
-        let mut engine = Engine::new(policies);
-        let restored = store.load_posture().await?;
+    pub async fn start(
+        policies: Arc<PolicySet>,
+        store: ClickHouseStore,
+        alerter: Alerter,
+        cfg: &EvaluationConfig,
+    ) -> Result<Self, StoreError> {
+        let mut pipeline = Pipeline { engine: Engine::new(policies, cfg.attribution_window()), store, alerter };
+        pipeline.restore_posture().await?;
+        Ok(pipeline)
+    }
+
+    /// Replaces the engine's posture by the store's (at start, and after a
+    /// consumer-group rebalance, before any record of a newly assigned
+    /// partition is evaluated).
+    pub async fn restore_posture(&mut self) -> Result<(), StoreError> {
+        let restored = self.store.load_posture().await?;
         tracing::info!(entries = restored.len(), "restored posture from the store");
-        for (asset, control, entry) in restored {
-            engine.restore(&asset, &control, entry);
-        }
-        Ok(Pipeline { engine, store, alerter })
+        self.engine.replace_posture(restored);
+        Ok(())
     }
 
     pub fn new_pending() -> Pending {
-        Pending { batch: Batch::new(), transitions: Vec::new() }
+        Pending { batch: Batch::new(), transitions: Vec::new(), drifts: Vec::new() }
     }
 
     /// Evaluates one message into the pending batch.
@@ -55,18 +83,36 @@ impl Pipeline {
         match msg {
             Message::Snapshot(s) => {
                 pending.batch.add_snapshot(s, &now);
-                let applied = self.engine.apply(s);
-                pending.batch.add_evaluations(&applied.evaluations, &applied.transitions);
-                pending.transitions.extend(applied.transitions);
+                pending.add(self.engine.apply(s));
             }
-            Message::Audit(a) => pending.batch.add_audit(a),
-            Message::Sla(m) => pending.batch.add_sla(m),
+            Message::Audit(a) => {
+                pending.batch.add_audit(a);
+                pending.add(self.engine.observe(msg));
+            }
+            Message::Sla(m) => {
+                pending.batch.add_sla(m);
+                pending.add(self.engine.observe(msg));
+            }
         }
     }
 
-    /// Stores the batch, retrying with backoff until ClickHouse takes it,
-    /// then queues its alerts. Returns once the batch is durable.
-    pub async fn flush(&self, pending: Pending) {
+    /// Ages detection windows (resolving detections that no longer hold).
+    pub fn tick(&mut self, pending: &mut Pending) {
+        pending.add(self.engine.tick(Utc::now()));
+    }
+
+    /// Swaps in reloaded policy packs and re-evaluates every known asset.
+    pub fn reload(&mut self, policies: Arc<PolicySet>, pending: &mut Pending) {
+        tracing::info!(controls = policies.controls.len(), "policy packs reloaded; re-evaluating known assets");
+        pending.add(self.engine.replace_policies(policies, Utc::now()));
+    }
+
+    /// Attributes drifts, stores the batch (retrying with backoff until
+    /// ClickHouse takes it), then queues its alerts. Returns once the batch
+    /// is durable.
+    pub async fn flush(&mut self, mut pending: Pending) {
+        self.engine.attribute(&mut pending.drifts);
+        pending.batch.add_drifts(&pending.drifts);
         let mut wait = std::time::Duration::from_millis(250);
         loop {
             match self.store.write(&pending.batch).await {

@@ -14,17 +14,30 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use driftwatch_schemas::{AssetKind, FactPath};
-pub use model::{Control, Severity};
+pub use model::{Control, DetectStream, Severity};
 
 /// A control ready to evaluate.
 #[derive(Debug)]
 pub struct CompiledControl {
     pub control: Control,
+    /// The check, or for a detection its `match`.
     pub program: ::cel::Program,
-    /// The fact paths the check reads; the evidence of a result.
+    /// The fact paths the check reads; the evidence of a result. Empty for
+    /// detections, which read records, not facts.
     pub reads: BTreeSet<FactPath>,
+    /// Set for a detection over the audit or SLA stream.
+    pub detect: Option<CompiledDetect>,
     /// Where the control was declared.
     pub source: PathBuf,
+}
+
+/// A detection's compiled parts (see [`model::Detect`]).
+#[derive(Debug)]
+pub struct CompiledDetect {
+    pub stream: DetectStream,
+    pub group_by: Vec<::cel::Program>,
+    pub threshold: u32,
+    pub window: chrono::Duration,
 }
 
 impl CompiledControl {
@@ -47,6 +60,8 @@ pub struct PolicySet {
     /// Root variable (first path segment) → (control index, paths it reads
     /// under that root). Built by [`PolicySet::new`].
     index: HashMap<String, Vec<(usize, Vec<FactPath>)>>,
+    /// Control id → index.
+    by_id: HashMap<String, usize>,
 }
 
 impl PolicySet {
@@ -62,7 +77,13 @@ impl PolicySet {
                 index.entry(root.to_string()).or_default().push((i, paths));
             }
         }
-        PolicySet { controls, index }
+        let by_id = controls.iter().enumerate().map(|(i, c)| (c.control.id.clone(), i)).collect();
+        PolicySet { controls, index, by_id }
+    }
+
+    /// The control with `id`.
+    pub fn get(&self, id: &str) -> Option<(usize, &CompiledControl)> {
+        self.by_id.get(id).map(|&i| (i, &self.controls[i]))
     }
 
     /// Indexes (into `controls`) of the controls whose result may change
@@ -229,12 +250,30 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
                 }
             }
         }
-        match cel::compile(&control.check) {
-            Err(e) => err(format!("control {}: check does not compile: {e}", control.id)),
-            Ok(program) => {
-                let reads = cel::fact_paths(&program);
-                out.push(CompiledControl { control, program, reads, source: file.to_path_buf() });
+        match (&control.check, &control.detect) {
+            (Some(check), None) => match cel::compile(check) {
+                Err(e) => err(format!("control {}: check does not compile: {e}", control.id)),
+                Ok(program) => {
+                    let reads = cel::fact_paths(&program);
+                    out.push(CompiledControl { control, program, reads, detect: None, source: file.to_path_buf() });
+                }
+            },
+            (None, Some(d)) => {
+                if let Some(detect) = compile_detect(&control.id, d, &mut err) {
+                    match cel::compile(&d.matches) {
+                        Err(e) => err(format!("control {}: detect.match does not compile: {e}", control.id)),
+                        Ok(program) => out.push(CompiledControl {
+                            control,
+                            program,
+                            reads: BTreeSet::new(),
+                            detect: Some(detect),
+                            source: file.to_path_buf(),
+                        }),
+                    }
+                }
             }
+            (Some(_), Some(_)) => err(format!("control {}: has both `check` and `detect`; give one", control.id)),
+            (None, None) => err(format!("control {}: has neither `check` (over facts) nor `detect` (over a stream)", control.id)),
         }
     }
     if errors.is_empty() {
@@ -242,6 +281,46 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
     } else {
         Err(errors)
     }
+}
+
+/// Compiles a detection's group keys and parses its window.
+fn compile_detect(id: &str, d: &model::Detect, err: &mut impl FnMut(String)) -> Option<CompiledDetect> {
+    let mut ok = true;
+    let window = match humantime::parse_duration(&d.window) {
+        Ok(w) if !w.is_zero() => chrono::Duration::from_std(w).ok(),
+        Ok(_) => None,
+        Err(e) => {
+            err(format!("control {id}: detect.window {:?}: {e} (e.g. \"5m\", \"1h\")", d.window));
+            ok = false;
+            None
+        }
+    };
+    if window.is_none() && ok {
+        err(format!("control {id}: detect.window {:?} must be a positive duration", d.window));
+        ok = false;
+    }
+    if d.threshold == 0 {
+        err(format!("control {id}: detect.threshold must be at least 1"));
+        ok = false;
+    }
+    let mut group_by = Vec::new();
+    for g in &d.group_by {
+        match cel::compile(g) {
+            Ok(p) => group_by.push(p),
+            Err(e) => {
+                err(format!("control {id}: detect.group_by {g:?} does not compile: {e}"));
+                ok = false;
+            }
+        }
+    }
+    let var = d.stream.variable();
+    if let Ok(p) = cel::compile(&d.matches) {
+        if let Some(other) = cel::fact_paths(&p).iter().map(|p| p.segments()[0].clone()).find(|r| r != var) {
+            err(format!("control {id}: detect.match reads {other:?}; a {:?} detection sees only `{var}`", d.stream));
+            ok = false;
+        }
+    }
+    Some(CompiledDetect { stream: d.stream, group_by, threshold: d.threshold, window: window? }).filter(|_| ok)
 }
 
 /// The 1-based line where `id: <id>` is declared, for error messages.

@@ -63,8 +63,13 @@ pub struct Control {
     pub severity: Severity,
     #[serde(default)]
     pub applies_to: AppliesTo,
-    /// A CEL expression over the asset's facts that is `true` when compliant.
-    pub check: String,
+    /// A CEL expression over the asset's facts that is `true` when
+    /// compliant. Exactly one of `check` and `detect` is given.
+    #[serde(default)]
+    pub check: Option<String>,
+    /// A detection over the audit or SLA stream instead of a fact check.
+    #[serde(default)]
+    pub detect: Option<Detect>,
     #[serde(default)]
     pub remediation: String,
     /// Framework → requirement ids this control gives evidence for.
@@ -72,4 +77,55 @@ pub struct Control {
     /// Equivalent rules elsewhere, e.g. `ssg: sshd_disable_root_login`.
     #[serde(default)]
     pub references: BTreeMap<String, String>,
+}
+
+/// The stream a detection watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectStream {
+    /// Audit events, as the CEL variable `event`.
+    Audit,
+    /// Probe results, as the CEL variable `probe`.
+    Sla,
+}
+
+impl DetectStream {
+    /// The CEL variable the stream's record is bound to.
+    pub fn variable(self) -> &'static str {
+        match self {
+            DetectStream::Audit => "event",
+            DetectStream::Sla => "probe",
+        }
+    }
+}
+
+/// A detection: the control fails while at least `threshold` records
+/// matching `match` fall within a sliding `window`, counted per `group_by`
+/// key (e.g. 5 failed SSH logins for one user in 5 minutes), and passes
+/// again once the window holds fewer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Detect {
+    pub stream: DetectStream,
+    /// CEL over the record (`event` or `probe`); `true` counts it.
+    #[serde(rename = "match")]
+    pub matches: String,
+    /// CEL expressions over the record whose values form the group key;
+    /// empty: one group per asset.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Matching records within the window that make the control fail.
+    #[serde(default = "one")]
+    pub threshold: u32,
+    /// Sliding window, e.g. `5m`, `1h`, `30s`.
+    #[serde(default = "five_minutes")]
+    pub window: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn five_minutes() -> String {
+    "5m".into()
 }

@@ -11,15 +11,33 @@
 //!   facts:
 //!     sshd.config.permitrootlogin: "yes"
 //! ```
+//!
+//! A detection's case lists the records it sees, in order; each is `after`
+//! the previous one (default `1s`) and may `repeat`. The expected status is
+//! the detection's at the end: `fail` if firing, else `pass`.
+//!
+//! ```yaml
+//! - control: audit.ssh.brute_force
+//!   expect: fail
+//!   events:
+//!     - {action: ssh_login_failed, outcome: failure, user: alice, repeat: 5, after: 20s}
+//! - control: sla.probe.failing
+//!   expect: pass
+//!   probes:
+//!     - {id: web, success: false, after: 10m, repeat: 3}
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
-use driftwatch_schemas::{Asset, AssetKind, FactPath, FactValue};
+use chrono::{DateTime, Utc};
+use driftwatch_schemas::{
+    Actor, Asset, AssetKind, AuditEvent, AuditSource, FactPath, FactValue, HostMetrics, Outcome, ProbeKind, SlaMeasurement,
+};
 use serde::Deserialize;
 
 use super::{PolicyError, PolicySet};
+use crate::eval::detect::{Detector, Record};
 use crate::eval::{evaluate_all, Status};
 
 #[derive(Debug, Deserialize)]
@@ -33,10 +51,167 @@ struct Case {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     facts: BTreeMap<String, FactValue>,
+    #[serde(default)]
+    events: Vec<CaseEvent>,
+    #[serde(default)]
+    probes: Vec<CaseProbe>,
 }
 
 fn host() -> AssetKind {
     AssetKind::Host
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// An audit event in a case; unset fields take neutral defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseEvent {
+    after: Option<String>,
+    #[serde(default = "one")]
+    repeat: u32,
+    #[serde(default = "auditd")]
+    source: AuditSource,
+    action: String,
+    #[serde(default = "unknown")]
+    outcome: Outcome,
+    user: Option<String>,
+    uid: Option<i64>,
+    auid: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    object: Option<String>,
+    source_address: Option<String>,
+    #[serde(default)]
+    extra: BTreeMap<String, String>,
+}
+
+fn auditd() -> AuditSource {
+    AuditSource::Auditd
+}
+
+fn unknown() -> Outcome {
+    Outcome::Unknown
+}
+
+/// A probe result in a case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseProbe {
+    after: Option<String>,
+    #[serde(default = "one")]
+    repeat: u32,
+    #[serde(default = "probe_id")]
+    id: String,
+    #[serde(default)]
+    target: String,
+    #[serde(default = "http")]
+    kind: ProbeKind,
+    #[serde(default = "yes")]
+    success: bool,
+    #[serde(default)]
+    latency_ms: f64,
+    status_code: Option<i32>,
+    error: Option<String>,
+    /// Host metrics (a `host` probe): all four or none.
+    cpu_percent: Option<f64>,
+    memory_used_percent: Option<f64>,
+    disk_used_percent: Option<f64>,
+    load1: Option<f64>,
+}
+
+fn probe_id() -> String {
+    "probe".into()
+}
+fn http() -> ProbeKind {
+    ProbeKind::Http
+}
+fn yes() -> bool {
+    true
+}
+
+/// The records of a case, stamped from a fixed start.
+fn records(case: &Case) -> Result<Vec<Record>, String> {
+    let mut at = DateTime::<Utc>::from_timestamp(1_767_225_600, 0).unwrap_or_default(); // 2026-01-01
+    let step = |after: &Option<String>| -> Result<chrono::Duration, String> {
+        let text = after.as_deref().unwrap_or("1s");
+        let d = humantime::parse_duration(text).map_err(|e| format!("after {text:?}: {e}"))?;
+        chrono::Duration::from_std(d).map_err(|e| format!("after {text:?}: {e}"))
+    };
+    let mut out = Vec::new();
+    for e in &case.events {
+        for _ in 0..e.repeat {
+            at += step(&e.after)?;
+            let ev = AuditEvent {
+                event_id: format!("case-event-{}", out.len() + 1),
+                asset_id: "policy-test".into(),
+                hostname: "policy-test".into(),
+                source: e.source,
+                timestamp: at,
+                actor: Actor { user: e.user.clone(), uid: e.uid, auid: e.auid.clone(), groups: e.groups.clone() },
+                action: e.action.clone(),
+                object: e.object.clone(),
+                outcome: e.outcome,
+                source_address: e.source_address.clone(),
+                raw: String::new(),
+                extra: e.extra.clone(),
+            };
+            out.push(Record::audit(&ev));
+        }
+    }
+    for p in &case.probes {
+        for _ in 0..p.repeat {
+            at += step(&p.after)?;
+            let host_metrics = match (p.cpu_percent, p.memory_used_percent, p.disk_used_percent, p.load1) {
+                (Some(cpu), Some(mem), Some(disk), Some(load1)) => Some(HostMetrics {
+                    cpu_percent: cpu,
+                    memory_used_bytes: (mem * 1e6) as i64,
+                    memory_total_bytes: 100_000_000,
+                    disk_used_percent: disk,
+                    load1,
+                }),
+                (None, None, None, None) => None,
+                _ => return Err("host metrics need all of cpu_percent, memory_used_percent, disk_used_percent and load1".into()),
+            };
+            let m = SlaMeasurement {
+                asset_id: "policy-test".into(),
+                probe_id: p.id.clone(),
+                target: p.target.clone(),
+                kind: p.kind,
+                timestamp: at,
+                success: p.success,
+                latency_us: (p.latency_ms * 1000.0) as i64,
+                status_code: p.status_code,
+                error: p.error.clone(),
+                host_metrics,
+            };
+            out.push(Record::sla(&m));
+        }
+    }
+    Ok(out)
+}
+
+/// The status a case yields for control `id`, `None` if it doesn't apply.
+fn outcome(set: &PolicySet, id: &str, case: &Case) -> Result<Option<(Status, Option<String>)>, String> {
+    let Some((index, control)) = set.get(id) else { return Ok(None) };
+    let asset = Asset { id: "policy-test".into(), kind: case.kind, hostname: "policy-test".into(), labels: case.labels.clone() };
+    if control.detect.is_none() {
+        let results = evaluate_all(set, &asset, &case.facts, "policy-test", 1, Utc::now());
+        return Ok(results.into_iter().find(|r| r.control_id == id).map(|r| (r.status, r.message)));
+    }
+    if !control.applies_to(asset.kind, &asset.labels) {
+        return Ok(None);
+    }
+    let mut detector = Detector::default();
+    let mut last = None;
+    for r in records(case)? {
+        if let Some(c) = detector.observe(set, &r, |c| c.applies_to(asset.kind, &asset.labels)).into_iter().find(|c| c.control == index) {
+            last = Some(c.message);
+        }
+    }
+    Ok(Some(if detector.is_firing("policy-test", index) { (Status::Fail, last) } else { (Status::Pass, None) }))
 }
 
 /// The outcome of running every case.
@@ -81,9 +256,13 @@ pub fn run(dir: &Path, set: &PolicySet) -> Report {
                 report.failures.push(fail(format!("case {}: {bad:?} is not a fact path", i + 1)));
                 continue;
             }
-            let asset = Asset { id: "policy-test".into(), kind: case.kind, hostname: "policy-test".into(), labels: case.labels };
-            let results = evaluate_all(set, &asset, &case.facts, "policy-test", 1, Utc::now());
-            let got = results.iter().find(|r| r.control_id == id).map(|r| (r.status, r.message.clone()));
+            let got = match outcome(set, id, &case) {
+                Ok(g) => g,
+                Err(e) => {
+                    report.failures.push(fail(format!("case {}: {e}", i + 1)));
+                    continue;
+                }
+            };
             let got_status = got.as_ref().map(|g| g.0);
             if got_status == Some(case.expect) {
                 report.passed += 1;
@@ -158,5 +337,48 @@ mod tests {
         assert!(msgs[0].ends_with("fixtures/t.yaml:4: case 2: t.root: expected pass, got fail"), "{msgs:#?}");
         assert!(msgs[1].contains(":7: case 3: no control \"nope\""), "{msgs:#?}");
         assert!(msgs[2].contains("control t.root has no case expecting fail"), "{msgs:#?}");
+    }
+
+    #[test]
+    fn detection_cases_count_records_in_the_window() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "audit/p.yaml",
+            r#"pack: a
+controls:
+  - id: a.brute
+    title: brute force
+    severity: high
+    detect:
+      stream: audit
+      match: event.action == "ssh_login_failed"
+      group_by: [event.actor.user]
+      threshold: 3
+      window: 1m
+    frameworks: {soc2: [CC6.1], pci-dss: ["10.2.1"]}
+"#,
+        );
+        write(
+            d.path(),
+            "audit/fixtures/p.yaml",
+            r#"- control: a.brute
+  expect: fail
+  events: [{action: ssh_login_failed, user: alice, repeat: 3, after: 10s}]
+- control: a.brute
+  expect: pass
+  events: [{action: ssh_login_failed, user: alice, repeat: 3, after: 40s}]
+- control: a.brute
+  expect: pass
+  events: [{action: ssh_login_failed, user: alice, repeat: 2}, {action: ssh_login_failed, user: bob}]
+- control: a.brute
+  expect: fail
+  events: [{action: ssh_login_failed, user: alice, repeat: 2}, {action: sudo, user: alice}, {action: ssh_login_failed, user: alice}]
+"#,
+        );
+        let set = super::super::load_dir(d.path()).unwrap();
+        let r = run(d.path(), &set);
+        assert!(r.failures.is_empty(), "{:#?}", r.failures);
+        assert_eq!(r.passed, 4);
     }
 }

@@ -113,6 +113,7 @@ impl ClickHouseStore {
         self.insert_all("sla_measurements", &b.sla).await?;
         self.insert_all("evaluations", &b.evaluations).await?;
         self.insert_all("violations", &b.violations).await?;
+        self.insert_all("drift_events", &b.drifts).await?;
         Ok(())
     }
 

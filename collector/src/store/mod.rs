@@ -10,6 +10,7 @@ pub mod rows;
 use chrono::{DateTime, Utc};
 use driftwatch_schemas::{AuditEvent, ConfigSnapshot, SlaMeasurement};
 
+use crate::eval::drift::DriftEvent;
 use crate::eval::{Evaluation, Transition};
 use rows::*;
 
@@ -23,6 +24,7 @@ pub struct Batch {
     pub sla: Vec<SlaRow>,
     pub evaluations: Vec<EvaluationRow>,
     pub violations: Vec<ViolationRow>,
+    pub drifts: Vec<DriftRow>,
 }
 
 impl Batch {
@@ -49,9 +51,19 @@ impl Batch {
         self.violations.extend(transitions.iter().map(|t| violation_row(t, &self.batch_id)));
     }
 
+    pub fn add_drifts(&mut self, drifts: &[DriftEvent]) {
+        self.drifts.extend(drifts.iter().map(|d| drift_row(d, &self.batch_id)));
+    }
+
     /// Total rows in the batch.
     pub fn rows(&self) -> usize {
-        self.snapshots.len() + self.facts.len() + self.audit.len() + self.sla.len() + self.evaluations.len() + self.violations.len()
+        self.snapshots.len()
+            + self.facts.len()
+            + self.audit.len()
+            + self.sla.len()
+            + self.evaluations.len()
+            + self.violations.len()
+            + self.drifts.len()
     }
 }
 

@@ -7,6 +7,7 @@ use clickhouse::Row;
 use driftwatch_schemas::{AuditEvent, ConfigSnapshot, SlaMeasurement};
 use serde::{Deserialize, Serialize};
 
+use crate::eval::drift::DriftEvent;
 use crate::eval::{Evaluation, Transition};
 
 fn secs(t: &DateTime<Utc>) -> u32 {
@@ -117,6 +118,33 @@ pub struct ViolationRow {
     pub at: u32,
     pub frameworks: Vec<String>,
     pub evidence: String,
+    pub batch_id: String,
+}
+
+#[derive(Debug, Row, Serialize)]
+pub struct DriftRow {
+    pub drift_id: String,
+    pub asset_id: String,
+    pub control_id: String,
+    pub title: String,
+    pub severity: String,
+    pub direction: String,
+    pub from_status: String,
+    pub to_status: String,
+    pub at: u32,
+    pub frameworks: Vec<String>,
+    pub before: String,
+    pub after: String,
+    pub changed: Vec<String>,
+    pub cause_event_id: String,
+    pub cause_source: String,
+    pub cause_action: String,
+    pub cause_user: String,
+    pub cause_object: String,
+    pub cause_at: u32,
+    pub cause_matched: String,
+    pub snapshot_id: String,
+    pub sequence: i64,
     pub batch_id: String,
 }
 
@@ -251,6 +279,36 @@ pub fn violation_row(t: &Transition, batch_id: &str) -> ViolationRow {
         at: secs(&e.evaluated_at),
         frameworks: framework_ids(e),
         evidence: evidence_json(e),
+        batch_id: batch_id.to_string(),
+    }
+}
+
+pub fn drift_row(d: &DriftEvent, batch_id: &str) -> DriftRow {
+    let e = &d.evaluation;
+    let c = d.cause.as_ref();
+    DriftRow {
+        drift_id: d.drift_id.clone(),
+        asset_id: e.asset_id.clone(),
+        control_id: e.control_id.clone(),
+        title: e.title.clone(),
+        severity: e.severity.as_str().to_string(),
+        direction: d.direction().to_string(),
+        from_status: d.from.as_str().to_string(),
+        to_status: e.status.as_str().to_string(),
+        at: secs(&e.evaluated_at),
+        frameworks: framework_ids(e),
+        before: serde_json::to_string(&d.before).unwrap_or_default(),
+        after: evidence_json(e),
+        changed: d.changed.clone(),
+        cause_event_id: c.map(|c| c.event_id.clone()).unwrap_or_default(),
+        cause_source: c.map(|c| c.source.clone()).unwrap_or_default(),
+        cause_action: c.map(|c| c.action.clone()).unwrap_or_default(),
+        cause_user: c.and_then(|c| c.user.clone()).unwrap_or_default(),
+        cause_object: c.and_then(|c| c.object.clone()).unwrap_or_default(),
+        cause_at: c.map(|c| secs(&c.at)).unwrap_or(0),
+        cause_matched: c.map(|c| c.matched.clone()).unwrap_or_default(),
+        snapshot_id: e.snapshot_id.clone(),
+        sequence: e.sequence,
         batch_id: batch_id.to_string(),
     }
 }

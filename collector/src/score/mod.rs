@@ -1,0 +1,281 @@
+//! Scores, gaps and operating effectiveness: what the posture means per
+//! framework requirement. Pure functions over results; the store supplies
+//! them (latest posture, evaluation history) and the CLI and API print them.
+//!
+//! A requirement's status within a scope (an asset, a label group, the
+//! fleet) comes from every applicable result of every check mapped to it:
+//! all pass → `pass`; some pass → `partial`; none → `fail`. Errors count as
+//! not passing; `not_applicable` results are left out, and a requirement
+//! with no applicable result is left out of the score:
+//! score = (pass + 0.5 × partial) / applicable × 100.
+
+pub mod effectiveness;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::eval::Status;
+use crate::policy::{PolicySet, Severity};
+
+/// The latest result of one control on one asset.
+#[derive(Debug, Clone)]
+pub struct Result {
+    pub asset_id: String,
+    pub labels: BTreeMap<String, String>,
+    pub control_id: String,
+    pub status: Status,
+    /// Since when the control has had this status.
+    pub since: DateTime<Utc>,
+}
+
+/// How results are grouped into scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupBy {
+    Fleet,
+    Asset,
+    /// By the value of a label; assets without it form the group `(none)`.
+    Label(String),
+}
+
+impl std::str::FromStr for GroupBy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "fleet" => Ok(GroupBy::Fleet),
+            "asset" => Ok(GroupBy::Asset),
+            _ => match s.strip_prefix("label:") {
+                Some(k) if !k.is_empty() => Ok(GroupBy::Label(k.to_string())),
+                _ => Err(format!("{s:?}: expected fleet, asset or label:KEY")),
+            },
+        }
+    }
+}
+
+impl GroupBy {
+    fn group_of(&self, r: &Result) -> String {
+        match self {
+            GroupBy::Fleet => "fleet".into(),
+            GroupBy::Asset => r.asset_id.clone(),
+            GroupBy::Label(k) => r.labels.get(k).cloned().unwrap_or_else(|| "(none)".into()),
+        }
+    }
+}
+
+/// A requirement's status within a scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequirementStatus {
+    Pass,
+    Partial,
+    Fail,
+}
+
+/// The score of one framework in one scope.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Score {
+    pub framework: String,
+    pub group: String,
+    pub applicable: usize,
+    pub passing: usize,
+    pub partial: usize,
+    pub failing: usize,
+    /// 0–100.
+    pub score: f64,
+}
+
+/// Each requirement's mapped results, per framework and group.
+type Tally<'a> = BTreeMap<(String, String), BTreeMap<String, Vec<&'a Result>>>;
+
+fn tally<'a>(policies: &PolicySet, results: &'a [Result], framework: Option<&str>, by: &GroupBy) -> Tally<'a> {
+    let mut t: Tally<'a> = BTreeMap::new();
+    for r in results {
+        if r.status == Status::NotApplicable {
+            continue;
+        }
+        let Some((_, c)) = policies.get(&r.control_id) else { continue };
+        for (fw, ids) in &c.control.frameworks {
+            if framework.is_some_and(|f| f != fw) {
+                continue;
+            }
+            let reqs = t.entry((fw.clone(), by.group_of(r))).or_default();
+            for id in ids {
+                reqs.entry(id.clone()).or_default().push(r);
+            }
+        }
+    }
+    t
+}
+
+fn requirement_status(results: &[&Result]) -> RequirementStatus {
+    let passing = results.iter().filter(|r| r.status == Status::Pass).count();
+    if passing == results.len() {
+        RequirementStatus::Pass
+    } else if passing > 0 {
+        RequirementStatus::Partial
+    } else {
+        RequirementStatus::Fail
+    }
+}
+
+/// Scores per framework (or only `framework`) and group.
+pub fn scores(policies: &PolicySet, results: &[Result], framework: Option<&str>, by: &GroupBy) -> Vec<Score> {
+    tally(policies, results, framework, by)
+        .into_iter()
+        .map(|((fw, group), reqs)| {
+            let (mut passing, mut partial, mut failing) = (0, 0, 0);
+            for rs in reqs.values() {
+                match requirement_status(rs) {
+                    RequirementStatus::Pass => passing += 1,
+                    RequirementStatus::Partial => partial += 1,
+                    RequirementStatus::Fail => failing += 1,
+                }
+            }
+            let applicable = reqs.len();
+            let score = if applicable == 0 { 100.0 } else { (passing as f64 + 0.5 * partial as f64) / applicable as f64 * 100.0 };
+            Score { framework: fw, group, applicable, passing, partial, failing, score: (score * 100.0).round() / 100.0 }
+        })
+        .collect()
+}
+
+/// A requirement not (fully) met.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Gap {
+    pub framework: String,
+    pub requirement: String,
+    pub status: RequirementStatus,
+    /// The highest severity among the failing checks.
+    pub severity: Severity,
+    /// `owner` (or else `team`) labels of the failing assets.
+    pub owners: Vec<String>,
+    pub failing_controls: Vec<String>,
+    pub failing_assets: usize,
+    /// When the earliest of the failing results started failing.
+    pub first_seen: DateTime<Utc>,
+    /// `first_seen` plus the remediation time of its severity.
+    pub due: DateTime<Utc>,
+    pub overdue: bool,
+}
+
+/// Days to remediate a gap of each severity.
+pub fn remediation_days(s: Severity) -> i64 {
+    match s {
+        Severity::Critical => 7,
+        Severity::High => 30,
+        Severity::Medium => 60,
+        Severity::Low => 90,
+    }
+}
+
+/// Every failing or partial requirement fleet-wide, most urgent first.
+pub fn gaps(policies: &PolicySet, results: &[Result], framework: Option<&str>, now: DateTime<Utc>) -> Vec<Gap> {
+    let mut out = Vec::new();
+    for ((fw, _), reqs) in tally(policies, results, framework, &GroupBy::Fleet) {
+        for (req, rs) in reqs {
+            let status = requirement_status(&rs);
+            if status == RequirementStatus::Pass {
+                continue;
+            }
+            let failing: Vec<&&Result> = rs.iter().filter(|r| r.status != Status::Pass).collect();
+            let severity =
+                failing.iter().filter_map(|r| policies.get(&r.control_id)).map(|(_, c)| c.control.severity).max().unwrap_or(Severity::Low);
+            let first_seen = failing.iter().map(|r| r.since).min().unwrap_or(now);
+            let due = first_seen + Duration::days(remediation_days(severity));
+            let owners: BTreeSet<String> =
+                failing.iter().filter_map(|r| r.labels.get("owner").or_else(|| r.labels.get("team")).cloned()).collect();
+            let controls: BTreeSet<String> = failing.iter().map(|r| r.control_id.clone()).collect();
+            let assets: BTreeSet<&str> = failing.iter().map(|r| r.asset_id.as_str()).collect();
+            out.push(Gap {
+                framework: fw.clone(),
+                requirement: req,
+                status,
+                severity,
+                owners: owners.into_iter().collect(),
+                failing_controls: controls.into_iter().collect(),
+                failing_assets: assets.len(),
+                first_seen,
+                due,
+                overdue: due < now,
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        a.due.cmp(&b.due).then(b.severity.cmp(&a.severity)).then(a.framework.cmp(&b.framework)).then(a.requirement.cmp(&b.requirement))
+    });
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::path::Path;
+
+    pub(crate) fn policies() -> PolicySet {
+        let text = r#"pack: t
+controls:
+  - {id: a, title: a, severity: high, check: 'x.a', frameworks: {soc2: [CC6.1, CC6.6], pci-dss: ["2.2.6"]}}
+  - {id: b, title: b, severity: critical, check: 'x.b', frameworks: {soc2: [CC6.1], pci-dss: ["8.3.1"]}}
+  - {id: c, title: c, severity: low, check: 'x.c', frameworks: {soc2: [CC7.2]}}
+"#;
+        PolicySet::new(crate::policy::load_text(Path::new("t.yaml"), text).unwrap())
+    }
+
+    pub(crate) fn r(asset: &str, team: &str, control: &str, status: Status, days_ago: i64) -> Result {
+        Result {
+            asset_id: asset.into(),
+            labels: [("team".to_string(), team.to_string())].into(),
+            control_id: control.into(),
+            status,
+            since: Utc::now() - Duration::days(days_ago),
+        }
+    }
+
+    #[test]
+    fn requirements_pass_partially_or_fail_and_score_by_the_formula() {
+        let p = policies();
+        let rs = vec![
+            r("h1", "web", "a", Status::Pass, 1),
+            r("h1", "web", "b", Status::Fail, 3),
+            r("h1", "web", "c", Status::NotApplicable, 1),
+            r("h2", "db", "a", Status::Pass, 1),
+            r("h2", "db", "b", Status::Pass, 1),
+            r("h2", "db", "c", Status::Error, 1),
+        ];
+        let fleet = scores(&p, &rs, Some("soc2"), &GroupBy::Fleet);
+        // CC6.1: a,a,b pass and b fails → partial; CC6.6: pass; CC7.2: error only → fail.
+        assert_eq!(
+            fleet,
+            vec![Score { framework: "soc2".into(), group: "fleet".into(), applicable: 3, passing: 1, partial: 1, failing: 1, score: 50.0 }]
+        );
+        let by_team = scores(&p, &rs, Some("pci-dss"), &GroupBy::Label("team".into()));
+        assert_eq!(by_team.iter().map(|s| (s.group.as_str(), s.score)).collect::<Vec<_>>(), vec![("db", 100.0), ("web", 50.0)]);
+        let by_asset = scores(&p, &rs, None, &GroupBy::Asset);
+        assert_eq!(by_asset.len(), 4, "two frameworks × two assets");
+        let h1_soc2 = by_asset.iter().find(|s| s.group == "h1" && s.framework == "soc2").unwrap();
+        // h1: CC6.1 partial, CC6.6 pass (c is not applicable, so CC7.2 is out).
+        assert_eq!((h1_soc2.applicable, h1_soc2.score), (2, 75.0));
+    }
+
+    #[test]
+    fn gaps_have_severity_owner_and_due_date() {
+        let p = policies();
+        let rs = vec![r("h1", "web", "a", Status::Pass, 1), r("h1", "web", "b", Status::Fail, 10), r("h2", "db", "c", Status::Fail, 2)];
+        let g = gaps(&p, &rs, None, Utc::now());
+        let ids: Vec<(&str, &str)> = g.iter().map(|g| (g.framework.as_str(), g.requirement.as_str())).collect();
+        // b is critical (7 days) and failing for 10: overdue, first.
+        assert_eq!(ids, vec![("pci-dss", "8.3.1"), ("soc2", "CC6.1"), ("soc2", "CC7.2")]);
+        assert!(g[0].overdue);
+        assert_eq!(g[1].status, RequirementStatus::Partial);
+        assert_eq!(g[1].owners, vec!["web"]);
+        assert_eq!(g[2].severity, Severity::Low);
+        assert_eq!(g[2].due - g[2].first_seen, Duration::days(90));
+        assert!(!g[2].overdue);
+    }
+
+    #[test]
+    fn group_by_parses() {
+        assert_eq!("label:env".parse::<GroupBy>(), Ok(GroupBy::Label("env".into())));
+        assert!("label:".parse::<GroupBy>().is_err());
+    }
+}
