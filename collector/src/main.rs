@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use driftwatch_collector::{alert, config::CollectorConfig, eval, ingest, policy, store};
+use driftwatch_collector::{alert, config::CollectorConfig, eval, ingest, policy, score, store};
 use driftwatch_schemas::ConfigSnapshot;
 
 #[derive(Parser)]
@@ -64,11 +64,57 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Compliance scores per framework, from the stored posture: (passing + 0.5 × partial) / applicable requirements.
+    Posture {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only this framework (e.g. soc2, pci-dss).
+        #[arg(long)]
+        framework: Option<String>,
+        /// Scope of each score: fleet, asset, or label:KEY (e.g. label:env).
+        #[arg(long, default_value = "fleet")]
+        by: score::GroupBy,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Failing and partially met requirements with severity, owner, first seen and due date.
+    Gaps {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        framework: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Operating effectiveness over [from, to]: per asset, each control's and requirement's share of time passing, and when it did not.
+    Effectiveness {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        framework: Option<String>,
+        /// Start, RFC 3339 (e.g. 2026-01-01T00:00:00Z).
+        #[arg(long)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// End, RFC 3339; default now.
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this asset.
+        #[arg(long)]
+        asset: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
     /// Work with policy packs.
     Policies {
         #[command(subcommand)]
         command: PoliciesCommand,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -127,6 +173,68 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
             let set = load_policies(&cfg.policies)?;
             println!("{}: OK ({} controls in {})", config.display(), set.controls.len(), cfg.policies.display());
         }
+        Command::Posture { config, framework, by, format } => {
+            let (set, store) = open_store(config.as_deref()).await?;
+            let results = store.current_results().await.context("reading the current posture")?;
+            let scores = score::scores(&set, &results, framework.as_deref(), &by);
+            print_out(format, &scores, || {
+                let mut t = String::from("FRAMEWORK     GROUP                         SCORE  PASS  PARTIAL  FAIL  APPLICABLE\n");
+                for s in &scores {
+                    t += &format!(
+                        "{:<13} {:<28} {:>6.1}  {:>4}  {:>7}  {:>4}  {:>10}\n",
+                        s.framework, s.group, s.score, s.passing, s.partial, s.failing, s.applicable
+                    );
+                }
+                t
+            })?;
+        }
+        Command::Gaps { config, framework, format } => {
+            let (set, store) = open_store(config.as_deref()).await?;
+            let results = store.current_results().await.context("reading the current posture")?;
+            let gaps = score::gaps(&set, &results, framework.as_deref(), chrono::Utc::now());
+            print_out(format, &gaps, || {
+                let mut t =
+                    String::from("DUE         SEVERITY  FRAMEWORK     REQUIREMENT             STATUS   ASSETS  OWNERS / CONTROLS\n");
+                for g in &gaps {
+                    t += &format!(
+                        "{}{} {:<9} {:<13} {:<23} {:<8} {:>6}  {} / {}\n",
+                        g.due.format("%Y-%m-%d"),
+                        if g.overdue { "!" } else { " " },
+                        g.severity.as_str(),
+                        g.framework,
+                        g.requirement,
+                        format!("{:?}", g.status).to_lowercase(),
+                        g.failing_assets,
+                        if g.owners.is_empty() { "-".to_string() } else { g.owners.join(",") },
+                        g.failing_controls.join(",")
+                    );
+                }
+                t
+            })?;
+        }
+        Command::Effectiveness { config, framework, from, to, asset, format } => {
+            let to = to.unwrap_or_else(chrono::Utc::now);
+            anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
+            let (set, store) = open_store(config.as_deref()).await?;
+            let mut histories = store.histories(from, to).await.context("reading the evaluation history")?;
+            if let Some(a) = &asset {
+                histories.retain(|h| &h.asset_id == a);
+            }
+            let eff = score::effectiveness::compute(&set, &histories, framework.as_deref(), from, to);
+            print_out(format, &eff, || {
+                let mut t = String::from("ASSET                     SUBJECT                                     PASSING  NOT PASSING\n");
+                for e in &eff {
+                    let share = e.pass_share.map(|s| format!("{:6.2}%", s * 100.0)).unwrap_or_else(|| "    n/a".into());
+                    let gaps: Vec<String> = e
+                        .not_passing
+                        .iter()
+                        .map(|i| format!("{} {}→{}", i.status.as_str(), i.from.to_rfc3339(), i.to.to_rfc3339()))
+                        .collect();
+                    t += &format!("{:<25} {:<43} {}  {}\n", e.asset_id, e.subject, share, gaps.join("; "));
+                }
+                t
+            })?;
+        }
         Command::Policies { command: PoliciesCommand::Test { dir } } => {
             let set = load_policies(&dir)?;
             let report = policy::testing::run(&dir, &set);
@@ -148,6 +256,25 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
         },
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The configured policies and a connection to the configured store.
+async fn open_store(config: Option<&Path>) -> anyhow::Result<(policy::PolicySet, store::clickhouse::ClickHouseStore)> {
+    let cfg = CollectorConfig::load(config)?;
+    let set = load_policies(&cfg.policies)?;
+    let store = store::clickhouse::ClickHouseStore::connect(&cfg.clickhouse)
+        .await
+        .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))?;
+    Ok((set, store))
+}
+
+/// Prints `value` as JSON, or the text `table` renders.
+fn print_out<T: serde::Serialize>(format: OutputFormat, value: &T, table: impl FnOnce() -> String) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        OutputFormat::Text => print!("{}", table()),
+    }
+    Ok(())
 }
 
 fn load_policies(dir: &Path) -> anyhow::Result<policy::PolicySet> {

@@ -22,6 +22,13 @@ pub const MIGRATIONS: &[Migration] = &[
 /// Latest posture per (asset, control) with its open violation.
 pub const LATEST_POSTURE_SQL: &str = include_str!("../clickhouse/queries/latest_posture.sql");
 
+/// Latest result per (asset, control) with labels and violation age.
+pub const CURRENT_RESULTS_SQL: &str = include_str!("../clickhouse/queries/current_results.sql");
+/// Status per (asset, control) at an instant (`?` = seconds).
+pub const STATUS_AT_SQL: &str = include_str!("../clickhouse/queries/status_at.sql");
+/// Evaluations in (from, to] in order (`?`, `?` = seconds).
+pub const STATUS_HISTORY_SQL: &str = include_str!("../clickhouse/queries/status_history.sql");
+
 /// The table that records applied migrations (created before any migration).
 pub const MIGRATIONS_TABLE_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
     version UInt32, name String, checksum String, applied_at DateTime) \

@@ -199,15 +199,20 @@ impl Names {
         s
     }
 
-    /// A collector config for these names.
+    /// A collector config for these names, with the repository's packs.
     pub fn collector_config(&self, dir: &Path, webhook: &str) -> PathBuf {
+        self.collector_config_with_policies(dir, webhook, &repo().join("policies"))
+    }
+
+    /// A collector config for these names, with the packs in `policies`.
+    pub fn collector_config_with_policies(&self, dir: &Path, webhook: &str, policies: &Path) -> PathBuf {
         let path = dir.join("collector.yaml");
         let text = format!(
             "kafka:\n  brokers: {BROKERS}\n  group_id: {}\n  topics:\n{}clickhouse:\n  url: {CLICKHOUSE}\n  database: {}\npolicies: {}\nbatch:\n  max_messages: 500\n  max_wait_ms: 200\nalerts:\n  webhooks:\n    - name: test\n      url: {webhook}\n",
             self.group,
             self.topics_yaml(true),
             self.database,
-            repo().join("policies").display()
+            policies.display()
         );
         std::fs::write(&path, text).expect("write collector config");
         path

@@ -117,7 +117,7 @@ fn summarize(asset_id: &str, subject: String, segs: &[Segment]) -> Effectiveness
 fn combine(statuses: &[Option<Status>]) -> Option<Status> {
     let known: Vec<Status> = statuses.iter().flatten().copied().filter(|s| *s != Status::NotApplicable).collect();
     if known.is_empty() {
-        return if statuses.iter().any(|s| *s == Some(Status::NotApplicable)) { Some(Status::NotApplicable) } else { None };
+        return if statuses.contains(&Some(Status::NotApplicable)) { Some(Status::NotApplicable) } else { None };
     }
     if known.contains(&Status::Fail) {
         Some(Status::Fail)

@@ -2,16 +2,18 @@
 //! RowBinary inserts without schema validation (old servers lack the
 //! metadata the validator reads), the database chosen per client.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use ::clickhouse::{Client, Row};
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use driftwatch_schemas::clickhouse::{MIGRATIONS, MIGRATIONS_TABLE_DDL};
 use serde::{Deserialize, Serialize};
 
-use super::{rows::PostureRow, Batch, StoreError};
+use super::rows::{CurrentRow, HistoryRow, PostureRow, StatusAtRow};
+use super::{Batch, StoreError};
 use crate::config::ClickHouseConfig;
 use crate::eval::{PostureEntry, Status};
+use crate::score::effectiveness::History;
 
 /// A connection to one ClickHouse database.
 #[derive(Clone)]
@@ -130,6 +132,76 @@ impl ClickHouseStore {
                 Some((r.asset_id, r.control_id, PostureEntry { status, since, violation_id }))
             })
             .collect())
+    }
+
+    /// The latest result of every (asset, control) with the asset's labels;
+    /// `since` is when a failing control's violation opened, else its last
+    /// evaluation.
+    pub async fn current_results(&self) -> Result<Vec<crate::score::Result>, StoreError> {
+        let rows = self
+            .client
+            .query(driftwatch_schemas::clickhouse::CURRENT_RESULTS_SQL)
+            .fetch_all::<CurrentRow>()
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let status = Status::parse(&r.status)?;
+                let since = if r.opened_at > 0 && status == Status::Fail { r.opened_at } else { r.last_evaluated };
+                Some(crate::score::Result {
+                    labels: r.label_keys.into_iter().zip(r.label_values).collect(),
+                    asset_id: r.asset_id,
+                    control_id: r.control_id,
+                    status,
+                    since: Utc.timestamp_opt(i64::from(since), 0).single()?,
+                })
+            })
+            .collect())
+    }
+
+    /// Every (asset, control)'s status at `from` and its evaluations in
+    /// (from, to], for operating effectiveness.
+    pub async fn histories(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<History>, StoreError> {
+        let secs = |t: DateTime<Utc>| t.timestamp().clamp(0, i64::from(u32::MAX)) as u32;
+        let initial = self
+            .client
+            .query(driftwatch_schemas::clickhouse::STATUS_AT_SQL)
+            .bind(secs(from))
+            .fetch_all::<StatusAtRow>()
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut map: BTreeMap<(String, String), History> = BTreeMap::new();
+        for r in initial {
+            let initial = Status::parse(&r.status);
+            map.insert(
+                (r.asset_id.clone(), r.control_id.clone()),
+                History { asset_id: r.asset_id, control_id: r.control_id, initial, changes: Vec::new() },
+            );
+        }
+        let mut cursor = self
+            .client
+            .query(driftwatch_schemas::clickhouse::STATUS_HISTORY_SQL)
+            .bind(secs(from))
+            .bind(secs(to))
+            .fetch::<HistoryRow>()
+            .map_err(|e| self.err(e))?;
+        while let Some(r) = cursor.next().await.map_err(|e| self.err(e))? {
+            let (Some(status), Some(at)) = (Status::parse(&r.status), Utc.timestamp_opt(i64::from(r.evaluated_at), 0).single()) else {
+                continue;
+            };
+            let h = map.entry((r.asset_id.clone(), r.control_id.clone())).or_insert_with(|| History {
+                asset_id: r.asset_id,
+                control_id: r.control_id,
+                initial: None,
+                changes: Vec::new(),
+            });
+            // Keep change points only: the history of a long period stays small.
+            if h.changes.last().map(|c| c.1).or(h.initial) != Some(status) {
+                h.changes.push((at, status));
+            }
+        }
+        Ok(map.into_values().collect())
     }
 }
 

@@ -312,3 +312,32 @@ pub fn drift_row(d: &DriftEvent, batch_id: &str) -> DriftRow {
         batch_id: batch_id.to_string(),
     }
 }
+
+/// A row of `queries/current_results.sql`.
+#[derive(Debug, Row, Deserialize)]
+pub struct CurrentRow {
+    pub asset_id: String,
+    pub control_id: String,
+    pub status: String,
+    pub last_evaluated: u32,
+    pub opened_at: u32,
+    pub label_keys: Vec<String>,
+    pub label_values: Vec<String>,
+}
+
+/// A row of `queries/status_at.sql`.
+#[derive(Debug, Row, Deserialize)]
+pub struct StatusAtRow {
+    pub asset_id: String,
+    pub control_id: String,
+    pub status: String,
+}
+
+/// A row of `queries/status_history.sql`.
+#[derive(Debug, Row, Deserialize)]
+pub struct HistoryRow {
+    pub asset_id: String,
+    pub control_id: String,
+    pub evaluated_at: u32,
+    pub status: String,
+}

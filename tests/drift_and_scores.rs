@@ -1,0 +1,188 @@
+//! Drift, detections, hot reload and scores against the real broker and
+//! ClickHouse: a configuration change preceded by an audit event becomes a
+//! drift row naming that event; three failed logins open a detection; a
+//! broken pack is rejected while a valid one is swapped in live; and the
+//! `posture`, `gaps` and `effectiveness` commands compute from what was
+//! stored.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::Utc;
+use driftwatch_schemas::{
+    Actor, Asset, AssetKind, AuditEvent, AuditSource, ConfigSnapshot, Encoder, Fact, Message, Outcome, SnapshotKind, Stream,
+};
+use driftwatch_tests::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+
+fn snapshot(asset: &str, seq: i64, kind: SnapshotKind, facts: &[(&str, &str)]) -> Message {
+    Message::Snapshot(ConfigSnapshot {
+        asset: Asset {
+            id: asset.into(),
+            kind: AssetKind::Host,
+            hostname: "web-1".into(),
+            labels: [("team".to_string(), "web".to_string())].into(),
+        },
+        agent_id: "test".into(),
+        agent_version: "0".into(),
+        snapshot_id: format!("{asset}-{seq}"),
+        sequence: seq,
+        collected_at: Utc::now(),
+        kind,
+        facts: facts.iter().map(|(p, v)| Fact { path: p.to_string(), value: (*v).into() }).collect(),
+        removed_paths: vec![],
+    })
+}
+
+fn audit(asset: &str, id: &str, action: &str, user: &str, object: Option<&str>) -> Message {
+    Message::Audit(AuditEvent {
+        event_id: id.into(),
+        asset_id: asset.into(),
+        hostname: "web-1".into(),
+        source: AuditSource::Auditd,
+        timestamp: Utc::now(),
+        actor: Actor { user: Some(user.into()), ..Default::default() },
+        action: action.into(),
+        object: object.map(String::from),
+        outcome: Outcome::Failure,
+        source_address: None,
+        raw: String::new(),
+        extra: Default::default(),
+    })
+}
+
+async fn send(p: &FutureProducer, names: &Names, msg: &Message) {
+    let stream = match msg.stream() {
+        Stream::Snapshots => "snapshots",
+        Stream::Audit => "audit",
+        Stream::Sla => "sla",
+    };
+    let topic = names.topic(stream);
+    let payload = Encoder::new().unwrap().encode(msg).unwrap();
+    p.send(FutureRecord::to(&topic).key(msg.asset_id()).payload(&payload), Duration::from_secs(10)).await.unwrap();
+}
+
+fn cli(args: &[&str], cfg: &Path) -> Value {
+    let out = Command::new(bin("driftwatch-collector")).args(args).arg("--config").arg(cfg).args(["--format", "json"]).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_detections_reload_and_scores() {
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let packs = work.path().join("policies");
+    std::fs::create_dir_all(&packs).unwrap();
+    let fixtures = repo().join("tests/fixtures/packs/drift");
+    std::fs::copy(fixtures.join("pack.yaml"), packs.join("pack.yaml")).unwrap();
+    let (_receiver, addr) = Receiver::start().await;
+    let names = Names::new();
+    let cfg = names.collector_config_with_policies(work.path(), &format!("http://{addr}/hook"), &packs);
+    create_topics(&cfg);
+    let started = Utc::now() - chrono::Duration::seconds(2);
+    let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
+    let asset = unique("web");
+    let db = names.database.clone();
+
+    // 1. Passing, then someone edits sshd_config (auditd saw it), then the delta.
+    send(
+        &producer,
+        &names,
+        &snapshot(&asset, 1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no"), ("sshd.config.x11forwarding", "no")]),
+    )
+    .await;
+    let a = asset.clone();
+    wait_for("the first evaluation", 60, async || {
+        let rows =
+            try_query(&format!("SELECT status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = 't.root_login'")).await.ok()?;
+        rows.first().cloned()
+    })
+    .await;
+    send(&producer, &names, &audit(&asset, "edit-1", "syscall", "mallory", Some("/etc/ssh/sshd_config"))).await;
+    send(&producer, &names, &snapshot(&asset, 2, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "yes")])).await;
+    let drift = wait_for("the drift event", 60, async || {
+        let rows = try_query(&format!(
+            "SELECT direction, from_status, to_status, before, after, changed, cause_event_id, cause_user, cause_matched \
+             FROM {db}.drift_events WHERE asset_id = '{a}'"
+        ))
+        .await
+        .ok()?;
+        rows.into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        (drift["direction"].as_str(), drift["from_status"].as_str(), drift["to_status"].as_str()),
+        (Some("regressed"), Some("pass"), Some("fail"))
+    );
+    assert_eq!(drift["before"], r#"{"sshd.config.permitrootlogin":"no"}"#);
+    assert_eq!(drift["after"], r#"{"sshd.config.permitrootlogin":"yes"}"#);
+    assert_eq!(drift["changed"], serde_json::json!(["sshd.config.permitrootlogin"]));
+    assert_eq!((drift["cause_event_id"].as_str(), drift["cause_user"].as_str()), (Some("edit-1"), Some("mallory")));
+    assert_eq!(drift["cause_matched"], "/etc/ssh/sshd_config");
+
+    // 2. Three failed logins for one user: the detection opens a violation.
+    for i in 0..3 {
+        send(&producer, &names, &audit(&asset, &format!("fail-{i}"), "ssh_login_failed", "alice", None)).await;
+    }
+    let det = wait_for("the detection's violation", 60, async || {
+        let rows =
+            try_query(&format!("SELECT event, evidence FROM {db}.violations WHERE asset_id = '{a}' AND control_id = 't.brute_force'"))
+                .await
+                .ok()?;
+        rows.into_iter().next()
+    })
+    .await;
+    assert_eq!(det["event"], "opened");
+    assert!(det["evidence"].as_str().unwrap().contains(r#""detect.group":"alice""#), "{det}");
+
+    // 3. A broken pack is rejected whole; the running set stays.
+    std::fs::write(
+        packs.join("broken.yaml"),
+        "pack: broken\ncontrols:\n  - id: b\n    title: b\n    severity: high\n    check: 'x =='\n    frameworks: {soc2: [CC6.1]}\n",
+    )
+    .unwrap();
+    wait_for("the broken pack to be rejected", 30, async || collector.log().contains("invalid; keeping the running set").then_some(()))
+        .await;
+    assert!(collector.log().contains("broken.yaml:3: control b: check does not compile"), "{}", collector.log());
+    // ... and once fixed (removed) with a new pack added, the new control runs on the known asset.
+    std::fs::remove_file(packs.join("broken.yaml")).unwrap();
+    std::fs::copy(fixtures.join("extra.yaml.later"), packs.join("extra.yaml")).unwrap();
+    wait_for("the reloaded control to evaluate the known asset", 60, async || {
+        let rows =
+            try_query(&format!("SELECT status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = 't.x11_off'")).await.ok()?;
+        rows.first().filter(|r| r["status"] == "pass").cloned()
+    })
+    .await;
+
+    // 4. Scores: soc2 CC6.1 fail (root), CC7.2 fail (brute force), CC6.6 pass (x11) → 33.33;
+    //    pci-dss 2.2.6 partial (root fails, x11 passes), 10.2.1 fail → 25.
+    let posture = cli(&["posture"], &cfg);
+    let score = |fw: &str| posture.as_array().unwrap().iter().find(|s| s["framework"] == fw).map(|s| s["score"].as_f64().unwrap());
+    assert_eq!((score("soc2"), score("pci-dss")), (Some(33.33), Some(25.0)), "{posture:#}");
+    let by_team = cli(&["posture", "--by", "label:team", "--framework", "soc2"], &cfg);
+    assert_eq!(by_team[0]["group"], "web");
+
+    let gaps = cli(&["gaps", "--framework", "soc2"], &cfg);
+    let cc61 = gaps.as_array().unwrap().iter().find(|g| g["requirement"] == "CC6.1").expect("CC6.1 gap");
+    assert_eq!((cc61["severity"].as_str(), cc61["owners"][0].as_str()), (Some("high"), Some("web")));
+    let (first, due) = (cc61["first_seen"].as_str().unwrap(), cc61["due"].as_str().unwrap());
+    let days = chrono::DateTime::parse_from_rfc3339(due).unwrap() - chrono::DateTime::parse_from_rfc3339(first).unwrap();
+    assert_eq!(days.num_days(), 30, "high severity: 30 days");
+
+    let from = started.to_rfc3339();
+    let eff = cli(&["effectiveness", "--from", &from, "--asset", &asset, "--framework", "soc2"], &cfg);
+    let root = eff.as_array().unwrap().iter().find(|e| e["subject"] == "t.root_login").expect("root login effectiveness");
+    let intervals = root["not_passing"].as_array().unwrap();
+    assert_eq!(intervals.len(), 1, "{root:#}");
+    assert_eq!(intervals[0]["status"], "fail");
+    assert!(root["pass_share"].as_f64().unwrap() < 1.0);
+    assert!(eff.as_array().unwrap().iter().any(|e| e["subject"] == "soc2:CC6.1"));
+
+    drop(collector);
+    names.drop_database().await;
+}
