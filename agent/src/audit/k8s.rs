@@ -26,6 +26,8 @@ struct Event {
     response_status: Option<Status>,
     stage_timestamp: Option<DateTime<Utc>>,
     request_received_timestamp: Option<DateTime<Utc>>,
+    /// Present at the `Request` / `RequestResponse` audit levels.
+    request_object: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -101,6 +103,9 @@ pub fn parse(line: &str) -> Parsed {
         p.outcome = if s.code > 0 && s.code < 400 { Outcome::Success } else { Outcome::Failure };
         p.extra.insert("response_code".into(), s.code.to_string());
     }
+    if let Some(obj) = &e.request_object {
+        request_object_facts(obj, &mut p.extra);
+    }
     if let Some(i) = e.impersonated_user {
         p.extra.insert("impersonated_user".into(), i.username);
     }
@@ -110,6 +115,68 @@ pub fn parse(line: &str) -> Parsed {
         }
     }
     p
+}
+
+/// What detections need from a created or updated object, as `extra`
+/// fields: a workload's pod security settings (`privileged`,
+/// `host_namespaces`, `host_path`, `added_capabilities`, each only when
+/// present) and a binding's `role_ref` (`ClusterRole/cluster-admin`).
+fn request_object_facts(obj: &serde_json::Value, extra: &mut std::collections::BTreeMap<String, String>) {
+    // A Pod has its spec at `spec`; Deployments, DaemonSets, Jobs… at
+    // `spec.template.spec`; CronJobs one level deeper.
+    let spec = [
+        obj.pointer("/spec/jobTemplate/spec/template/spec"),
+        obj.pointer("/spec/template/spec"),
+        obj.get("spec").filter(|s| s.get("containers").is_some()),
+    ]
+    .into_iter()
+    .flatten()
+    .next();
+    if let Some(spec) = spec {
+        let containers: Vec<&serde_json::Value> = ["containers", "initContainers", "ephemeralContainers"]
+            .iter()
+            .filter_map(|k| spec.get(*k).and_then(|c| c.as_array()))
+            .flatten()
+            .collect();
+        let name = |c: &serde_json::Value| c.get("name").and_then(|n| n.as_str()).unwrap_or("?").to_string();
+        let privileged: Vec<String> = containers
+            .iter()
+            .filter(|c| c.pointer("/securityContext/privileged").and_then(|v| v.as_bool()) == Some(true))
+            .map(|c| name(c))
+            .collect();
+        if !privileged.is_empty() {
+            extra.insert("privileged".into(), privileged.join(","));
+        }
+        let host: Vec<&str> =
+            ["hostNetwork", "hostPID", "hostIPC"].into_iter().filter(|k| spec.get(*k).and_then(|v| v.as_bool()) == Some(true)).collect();
+        if !host.is_empty() {
+            extra.insert("host_namespaces".into(), host.join(","));
+        }
+        let host_paths: Vec<&str> = spec
+            .get("volumes")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.pointer("/hostPath/path").and_then(|p| p.as_str()))
+            .collect();
+        if !host_paths.is_empty() {
+            extra.insert("host_path".into(), host_paths.join(","));
+        }
+        let caps: Vec<&str> = containers
+            .iter()
+            .filter_map(|c| c.pointer("/securityContext/capabilities/add").and_then(|a| a.as_array()))
+            .flatten()
+            .filter_map(|c| c.as_str())
+            .collect();
+        if !caps.is_empty() {
+            extra.insert("added_capabilities".into(), caps.join(","));
+        }
+    }
+    if let (Some(kind), Some(name)) =
+        (obj.pointer("/roleRef/kind").and_then(|v| v.as_str()), obj.pointer("/roleRef/name").and_then(|v| v.as_str()))
+    {
+        extra.insert("role_ref".into(), format!("{kind}/{name}"));
+    }
 }
 
 #[cfg(test)]
@@ -139,5 +206,22 @@ mod tests {
         assert!(is_final(line));
         assert!(is_final("{not json"));
         assert!(parse("{not json").extra["parse_error"].starts_with("not a Kubernetes audit event"));
+    }
+
+    #[test]
+    fn pod_security_and_role_refs_from_the_request_object() {
+        let pod = r#"{"stage":"ResponseComplete","verb":"create","user":{"username":"dev"},"objectRef":{"resource":"pods","namespace":"prod","name":"x"},"responseStatus":{"code":201},
+            "requestObject":{"kind":"Pod","spec":{"hostPID":true,"containers":[{"name":"a","securityContext":{"privileged":true,"capabilities":{"add":["SYS_ADMIN"]}}},{"name":"b"}],
+            "volumes":[{"name":"root","hostPath":{"path":"/"}}]}}}"#;
+        let p = parse(&pod.replace('\n', ""));
+        assert_eq!(p.extra["privileged"], "a");
+        assert_eq!(p.extra["host_namespaces"], "hostPID");
+        assert_eq!(p.extra["host_path"], "/");
+        assert_eq!(p.extra["added_capabilities"], "SYS_ADMIN");
+        let deploy = r#"{"verb":"create","objectRef":{"resource":"deployments"},"requestObject":{"spec":{"template":{"spec":{"containers":[{"name":"c","securityContext":{"privileged":true}}]}}}}}"#;
+        assert_eq!(parse(deploy).extra["privileged"], "c");
+        let binding = r#"{"verb":"create","objectRef":{"resource":"clusterrolebindings"},"requestObject":{"roleRef":{"kind":"ClusterRole","name":"cluster-admin"},"subjects":[{"kind":"User","name":"eve"}]}}"#;
+        assert_eq!(parse(binding).extra["role_ref"], "ClusterRole/cluster-admin");
+        assert!(!parse(SECRET_GET).extra.contains_key("privileged"));
     }
 }

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use driftwatch_schemas::{AuditEvent, FactValue, SlaMeasurement};
 use serde::Serialize;
 
+use super::facts::CelFacts;
 use crate::policy::{CompiledControl, DetectStream, PolicySet};
 
 /// `event` as detections see it: absent optional fields are absent (so
@@ -157,10 +158,21 @@ pub struct Detector {
 
 impl Detector {
     /// Counts `record` in every detection of its stream that matches it;
-    /// `applies` says whether a control applies to the record's asset.
-    pub fn observe(&mut self, policies: &PolicySet, record: &Record, applies: impl Fn(&CompiledControl) -> bool) -> Vec<Change> {
+    /// `applies` says whether a control applies to the record's asset, and
+    /// `facts` (the asset's, when known) are visible to `match` and
+    /// `group_by` beside the record (e.g. `accounts.group["sudo"].members`).
+    pub fn observe(
+        &mut self,
+        policies: &PolicySet,
+        record: &Record,
+        facts: Option<&CelFacts>,
+        applies: impl Fn(&CompiledControl) -> bool,
+    ) -> Vec<Change> {
         let root = crate::policy::cel::root_context();
         let mut ctx = root.new_inner_scope();
+        for (name, value) in facts.into_iter().flat_map(|f| f.variables()) {
+            ctx.add_variable_from_value(name.clone(), value.clone());
+        }
         ctx.add_variable_from_value(record.stream.variable(), record.value.clone());
         let mut out = Vec::new();
         for (i, c) in policies.controls.iter().enumerate() {
@@ -171,8 +183,9 @@ impl Detector {
             match c.program.execute(&ctx) {
                 Ok(cel::Value::Bool(true)) => {}
                 Ok(cel::Value::Bool(false)) => continue,
-                // A record without the fields a match reads doesn't match.
-                Err(e) if crate::policy::cel::is_missing_fact(&e) => continue,
+                // A record (or asset) without the fields a match reads
+                // doesn't match.
+                Err(e) if crate::policy::cel::is_missing_fact(&e, d.roots.iter().map(String::as_str)) => continue,
                 Ok(other) => {
                     tracing::warn!(control = %c.control.id, record = %record.id, "detect.match returned {other:?}, not a boolean");
                     continue;

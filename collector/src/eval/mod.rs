@@ -130,7 +130,9 @@ fn run_check(c: &CompiledControl, ctx: &cel::Context) -> (Status, Option<String>
         Ok(cel::Value::Bool(true)) => (Status::Pass, None),
         Ok(cel::Value::Bool(false)) => (Status::Fail, None),
         Ok(other) => (Status::Error, Some(format!("check returned {other:?}, not a boolean"))),
-        Err(e) if crate::policy::cel::is_missing_fact(&e) => (Status::NotApplicable, Some(format!("facts not collected: {e}"))),
+        Err(e) if crate::policy::cel::is_missing_fact(&e, c.reads.iter().map(|p| p.segments()[0].as_str())) => {
+            (Status::NotApplicable, Some(format!("facts not collected: {e}")))
+        }
         Err(e) => (Status::Error, Some(e.to_string())),
     }
 }
@@ -285,8 +287,9 @@ impl Engine {
         };
         // An asset not seen in a snapshot yet: only its kind is unknown,
         // and the record is evidence enough; selectors on labels still hold.
-        let asset = self.assets.get(&record.asset_id).map(|s| &s.asset);
-        let changes = self.detector.observe(&self.policies, &record, |c| match asset {
+        let state = self.assets.get(&record.asset_id);
+        let asset = state.map(|s| &s.asset);
+        let changes = self.detector.observe(&self.policies, &record, state.map(|s| &s.cel), |c| match asset {
             Some(a) => c.applies_to(a.kind, &a.labels),
             None => c.control.applies_to.labels.is_empty(),
         });

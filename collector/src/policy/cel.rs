@@ -8,9 +8,11 @@ use cel::common::ast::{EntryExpr, Expr, LiteralValue};
 use cel::{Context, ExecutionError, IdedExpr, Program};
 use driftwatch_schemas::FactPath;
 
-/// Compiles a check. The error text is CEL's own, with positions.
+/// Compiles a check against Driftwatch's environment (the standard library
+/// and the strings extension: `split`, `lowerAscii`, `trim`, …). The error
+/// text is CEL's own, with positions.
 pub fn compile(source: &str) -> Result<Program, String> {
-    Program::compile(source).map_err(|e| e.to_string())
+    STDLIB.compile(source).map_err(|e| e.to_string())
 }
 
 /// The fact paths `program` reads: every maximal chain of field selections
@@ -91,14 +93,26 @@ fn chain(e: &IdedExpr) -> Option<FactPath> {
 }
 
 /// Whether an evaluation error means "the facts this check needs are not
-/// there" (the control is then not applicable) rather than a broken check.
-pub fn is_missing_fact(e: &ExecutionError) -> bool {
-    matches!(e, ExecutionError::NoSuchKey(_) | ExecutionError::UndeclaredReference(_))
+/// there" (the control is then not applicable) rather than a broken check:
+/// a missing map key, or an undeclared variable that is one of the fact
+/// roots the check reads (`roots`) — an unknown function is an error.
+pub fn is_missing_fact<'a>(e: &ExecutionError, mut roots: impl Iterator<Item = &'a str>) -> bool {
+    match e {
+        ExecutionError::NoSuchKey(_) => true,
+        ExecutionError::UndeclaredReference(name) => roots.any(|r| r == name.as_str()),
+        _ => false,
+    }
 }
 
 /// CEL's standard environment, built once: building it is most of the
 /// cost of an evaluation context.
-static STDLIB: std::sync::LazyLock<Arc<cel::Env>> = std::sync::LazyLock::new(|| Arc::new(cel::Env::stdlib()));
+static STDLIB: std::sync::LazyLock<Arc<cel::Env>> = std::sync::LazyLock::new(|| {
+    let mut env = cel::Env::stdlib();
+    // The strings extension ships with the crate; failing to add it is a
+    // bug in this build, not a runtime condition.
+    env.add_extension(cel::extensions::strings).expect("CEL strings extension");
+    Arc::new(env)
+});
 
 /// A root context with Driftwatch's functions, to which each evaluation adds
 /// the asset's facts in an inner scope.

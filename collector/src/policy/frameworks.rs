@@ -25,7 +25,7 @@ pub const FRAMEWORKS: &[Framework] = &[
     Framework {
         key: "hipaa",
         name: "HIPAA Security Rule",
-        id_pattern: r"^164\.3(0[2-9]|1[0-8])(\([a-z0-9]+\))*$",
+        id_pattern: r"^164\.3(0[2-9]|1[0-8])(\(([a-z]+|[0-9]+|[A-Z])\))*$",
         example: "164.312(a)(1)",
     },
     Framework { key: "iso27001", name: "ISO/IEC 27001:2022 Annex A", id_pattern: r"^A\.[5-8]\.[0-9]{1,2}$", example: "A.8.5" },

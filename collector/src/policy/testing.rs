@@ -38,6 +38,7 @@ use serde::Deserialize;
 
 use super::{PolicyError, PolicySet};
 use crate::eval::detect::{Detector, Record};
+use crate::eval::facts::CelFacts;
 use crate::eval::{evaluate_all, Status};
 
 #[derive(Debug, Deserialize)]
@@ -206,8 +207,11 @@ fn outcome(set: &PolicySet, id: &str, case: &Case) -> Result<Option<(Status, Opt
     }
     let mut detector = Detector::default();
     let mut last = None;
+    let facts = CelFacts::build(&case.facts);
     for r in records(case)? {
-        if let Some(c) = detector.observe(set, &r, |c| c.applies_to(asset.kind, &asset.labels)).into_iter().find(|c| c.control == index) {
+        if let Some(c) =
+            detector.observe(set, &r, Some(&facts), |c| c.applies_to(asset.kind, &asset.labels)).into_iter().find(|c| c.control == index)
+        {
             last = Some(c.message);
         }
     }
