@@ -7,35 +7,13 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use chrono::Utc;
-use driftwatch_schemas::{
-    Actor, Asset, AssetKind, AuditEvent, AuditSource, ConfigSnapshot, Encoder, Fact, Message, Outcome, SnapshotKind, Stream,
-};
+use driftwatch_schemas::{Actor, AuditEvent, AuditSource, Message, Outcome, SnapshotKind};
 use driftwatch_tests::*;
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use serde_json::Value;
-
-fn snapshot(asset: &str, seq: i64, kind: SnapshotKind, facts: &[(&str, &str)]) -> Message {
-    Message::Snapshot(ConfigSnapshot {
-        asset: Asset {
-            id: asset.into(),
-            kind: AssetKind::Host,
-            hostname: "web-1".into(),
-            labels: [("team".to_string(), "web".to_string())].into(),
-        },
-        agent_id: "test".into(),
-        agent_version: "0".into(),
-        snapshot_id: format!("{asset}-{seq}"),
-        sequence: seq,
-        collected_at: Utc::now(),
-        kind,
-        facts: facts.iter().map(|(p, v)| Fact { path: p.to_string(), value: (*v).into() }).collect(),
-        removed_paths: vec![],
-    })
-}
 
 fn audit(asset: &str, id: &str, action: &str, user: &str, object: Option<&str>) -> Message {
     Message::Audit(AuditEvent {
@@ -52,17 +30,6 @@ fn audit(asset: &str, id: &str, action: &str, user: &str, object: Option<&str>) 
         raw: String::new(),
         extra: Default::default(),
     })
-}
-
-async fn send(p: &FutureProducer, names: &Names, msg: &Message) {
-    let stream = match msg.stream() {
-        Stream::Snapshots => "snapshots",
-        Stream::Audit => "audit",
-        Stream::Sla => "sla",
-    };
-    let topic = names.topic(stream);
-    let payload = Encoder::new().unwrap().encode(msg).unwrap();
-    p.send(FutureRecord::to(&topic).key(msg.asset_id()).payload(&payload), Duration::from_secs(10)).await.unwrap();
 }
 
 fn cli(args: &[&str], cfg: &Path) -> Value {
@@ -90,7 +57,7 @@ async fn drift_detections_reload_and_scores() {
     let db = names.database.clone();
 
     // 1. Passing, then someone edits sshd_config (auditd saw it), then the delta.
-    send(
+    produce(
         &producer,
         &names,
         &snapshot(&asset, 1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no"), ("sshd.config.x11forwarding", "no")]),
@@ -103,8 +70,8 @@ async fn drift_detections_reload_and_scores() {
         rows.first().cloned()
     })
     .await;
-    send(&producer, &names, &audit(&asset, "edit-1", "syscall", "mallory", Some("/etc/ssh/sshd_config"))).await;
-    send(&producer, &names, &snapshot(&asset, 2, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "yes")])).await;
+    produce(&producer, &names, &audit(&asset, "edit-1", "syscall", "mallory", Some("/etc/ssh/sshd_config"))).await;
+    produce(&producer, &names, &snapshot(&asset, 2, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "yes")])).await;
     let drift = wait_for("the drift event", 60, async || {
         let rows = try_query(&format!(
             "SELECT direction, from_status, to_status, before, after, changed, cause_event_id, cause_user, cause_matched \
@@ -127,7 +94,7 @@ async fn drift_detections_reload_and_scores() {
 
     // 2. Three failed logins for one user: the detection opens a violation.
     for i in 0..3 {
-        send(&producer, &names, &audit(&asset, &format!("fail-{i}"), "ssh_login_failed", "alice", None)).await;
+        produce(&producer, &names, &audit(&asset, &format!("fail-{i}"), "ssh_login_failed", "alice", None)).await;
     }
     let det = wait_for("the detection's violation", 60, async || {
         let rows =

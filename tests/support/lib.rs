@@ -71,6 +71,21 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Stops the process with SIGTERM (a graceful stop: a collector
+    /// finishes its batch and leaves its consumer group) and waits up to
+    /// `secs` for it to exit; true if it did.
+    pub fn terminate(&mut self, secs: u64) -> bool {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if !self.alive() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -227,4 +242,41 @@ impl Default for Names {
     fn default() -> Self {
         Names::new()
     }
+}
+
+/// A snapshot of a host labelled `team=web` with string facts.
+pub fn snapshot(asset: &str, seq: i64, kind: driftwatch_schemas::SnapshotKind, facts: &[(&str, &str)]) -> driftwatch_schemas::Message {
+    use driftwatch_schemas::{Asset, AssetKind, ConfigSnapshot, Fact, Message};
+    Message::Snapshot(ConfigSnapshot {
+        asset: Asset {
+            id: asset.into(),
+            kind: AssetKind::Host,
+            hostname: "web-1".into(),
+            labels: [("team".to_string(), "web".to_string())].into(),
+        },
+        agent_id: "test".into(),
+        agent_version: "0".into(),
+        snapshot_id: format!("{asset}-{seq}"),
+        sequence: seq,
+        collected_at: chrono::Utc::now(),
+        kind,
+        facts: facts.iter().map(|(p, v)| Fact { path: p.to_string(), value: (*v).into() }).collect(),
+        removed_paths: vec![],
+    })
+}
+
+/// Encodes `msg` and produces it to its stream's topic for `names`, keyed
+/// by asset id (as the agent does).
+pub async fn produce(p: &rdkafka::producer::FutureProducer, names: &Names, msg: &driftwatch_schemas::Message) {
+    use driftwatch_schemas::Stream;
+    let stream = match msg.stream() {
+        Stream::Snapshots => "snapshots",
+        Stream::Audit => "audit",
+        Stream::Sla => "sla",
+    };
+    let topic = names.topic(stream);
+    let payload = driftwatch_schemas::Encoder::new().expect("encoder").encode(msg).expect("encode");
+    p.send(rdkafka::producer::FutureRecord::to(&topic).key(msg.asset_id()).payload(&payload), std::time::Duration::from_secs(10))
+        .await
+        .expect("produce");
 }

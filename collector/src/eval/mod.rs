@@ -166,7 +166,9 @@ impl TransitionKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PostureEntry {
     pub status: Status,
+    /// Since when the control has had this status.
     pub since: DateTime<Utc>,
+    pub last_evaluated: DateTime<Utc>,
     /// The open violation, while the control fails.
     pub violation_id: Option<String>,
 }
@@ -492,7 +494,7 @@ impl Engine {
             // not evidence of compliance.
             (_, open) => (open, None),
         };
-        self.posture.insert(key, PostureEntry { status: ev.status, since, violation_id });
+        self.posture.insert(key, PostureEntry { status: ev.status, since, last_evaluated: ev.evaluated_at, violation_id });
         transition.map(|(violation_id, kind)| Transition { violation_id, kind, previous: prev.map(|p| p.status), evaluation: ev.clone() })
     }
 }
@@ -603,7 +605,11 @@ controls:
     #[test]
     fn restored_posture_prevents_a_second_open() {
         let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
-        e.restore("a", "root", PostureEntry { status: Status::Fail, since: Utc::now(), violation_id: Some("v1".into()) });
+        e.restore(
+            "a",
+            "root",
+            PostureEntry { status: Status::Fail, since: Utc::now(), last_evaluated: Utc::now(), violation_id: Some("v1".into()) },
+        );
         let a = e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
         assert!(a.transitions.is_empty());
         let b = e.apply(&snap(2, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
@@ -671,7 +677,7 @@ controls:
         e.replace_posture([(
             "a".to_string(),
             "brute".to_string(),
-            PostureEntry { status: Status::Fail, since, violation_id: Some("v".into()) },
+            PostureEntry { status: Status::Fail, since, last_evaluated: since, violation_id: Some("v".into()) },
         )]);
         assert!(e.tick(Utc::now()).transitions.is_empty());
         let t = e.tick(Utc::now() + chrono::Duration::minutes(1));

@@ -129,7 +129,8 @@ impl ClickHouseStore {
                 let status = Status::parse(&r.status)?;
                 let violation_id = (!r.violation_id.is_empty()).then_some(r.violation_id);
                 let since = Utc.timestamp_opt(i64::from(r.since), 0).single()?;
-                Some((r.asset_id, r.control_id, PostureEntry { status, since, violation_id }))
+                let last_evaluated = Utc.timestamp_opt(i64::from(r.last_evaluated), 0).single()?;
+                Some((r.asset_id, r.control_id, PostureEntry { status, since, last_evaluated, violation_id }))
             })
             .collect())
     }

@@ -154,6 +154,7 @@ pub struct PostureRow {
     pub asset_id: String,
     pub control_id: String,
     pub status: String,
+    pub last_evaluated: u32,
     pub since: u32,
     pub violation_id: String,
 }
