@@ -20,8 +20,10 @@ fn write(root: &Path, host_path: &str, text: &str, mode: u32) {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-fn alert_for<'a>(bodies: &'a [Value], asset: &str, status: &str) -> Option<&'a Value> {
-    bodies.iter().find(|b| b["asset_id"] == asset && b["control_id"] == CONTROL && b["status"] == status)
+fn alert_for(bodies: &[Value], asset: &str, status: &str) -> Option<Value> {
+    notified_alerts(bodies)
+        .into_iter()
+        .find(|b| b["alertname"] == "violation" && b["asset_id"] == asset && b["control_id"] == CONTROL && b["status"] == status)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,12 +60,12 @@ async fn violation_opens_on_bad_sshd_config_and_resolves_when_fixed() {
     let mut agent = Proc::spawn("agent", Command::new(bin("driftwatch-agent")).arg("run").arg("--config").arg(&agent_cfg), work.path());
 
     // 1. The violation arrives at the webhook.
-    let opened = wait_for("the violation alert", 90, async || alert_for(&receiver.all(), &asset, "firing").cloned()).await;
+    let opened = wait_for("the violation alert", 90, async || alert_for(&receiver.all(), &asset, "firing")).await;
     assert_eq!(opened["severity"], "high");
-    assert_eq!(opened["evidence"]["sshd.config.permitrootlogin"], "yes");
-    assert_eq!(opened["frameworks"]["soc2"][0], "CC6.1");
-    assert_eq!(opened["frameworks"]["pci-dss"][0], "2.2.6");
-    let violation_id = opened["violation_id"].as_str().unwrap().to_string();
+    assert!(opened["annotations"]["evidence"].as_str().unwrap().contains(r#"sshd.config.permitrootlogin = "yes""#), "{opened}");
+    let frameworks = opened["frameworks"].as_str().unwrap();
+    assert!(frameworks.contains("soc2:CC6.1") && frameworks.contains("pci-dss:2.2.6"), "{frameworks}");
+    let violation_id = opened["instance"].as_str().unwrap().to_string();
 
     // 2. Someone edits the file with sudo: the audit event is stored.
     let log = host.join("var/log/auth.log");
@@ -76,17 +78,21 @@ async fn violation_opens_on_bad_sshd_config_and_resolves_when_fixed() {
     std::fs::write(&tmp, "PermitRootLogin no\nPermitEmptyPasswords no\n").unwrap();
     std::fs::rename(&tmp, &cfg).unwrap();
 
-    let resolved = wait_for("the resolve alert", 60, async || alert_for(&receiver.all(), &asset, "resolved").cloned()).await;
-    assert_eq!(resolved["violation_id"], violation_id.as_str());
-    assert_eq!(resolved["evidence"]["sshd.config.permitrootlogin"], "no");
-    assert_eq!(resolved["previous_status"], "fail");
+    let resolved = wait_for("the resolve alert", 60, async || alert_for(&receiver.all(), &asset, "resolved")).await;
+    assert_eq!(resolved["instance"], violation_id.as_str());
+    assert!(resolved["annotations"]["evidence"].as_str().unwrap().contains(r#"sshd.config.permitrootlogin = "no""#), "{resolved}");
     assert!(collector.alive() && agent.alive(), "both processes keep running");
-    let alerts = receiver.all();
+    let alerts = notified_alerts(&receiver.all());
     assert_eq!(
-        alerts.iter().filter(|b| b["asset_id"] == asset.as_str() && b["control_id"] == CONTROL).count(),
+        alerts.iter().filter(|b| b["alertname"] == "violation" && b["asset_id"] == asset.as_str() && b["control_id"] == CONTROL).count(),
         2,
         "exactly one trigger and one resolve: {alerts:#?}"
     );
+    // The fix is also a drift event (high severity: alerted once, no resolve).
+    let drift: Vec<&Value> =
+        alerts.iter().filter(|b| b["alertname"] == "drift" && b["asset_id"] == asset.as_str() && b["control_id"] == CONTROL).collect();
+    assert_eq!(drift.len(), 1, "{alerts:#?}");
+    assert!(drift[0]["annotations"]["diff"].as_str().unwrap().contains(r#"sshd.config.permitrootlogin: "yes" → "no""#), "{drift:?}");
 
     // 4. Everything is in ClickHouse.
     let db = &names.database;

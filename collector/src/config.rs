@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::alert::mute::{InhibitRule, MaintenanceWindow};
+use crate::alert::receivers::ReceiverConfig;
+use crate::alert::route::{Route, RouteConfig};
+
 /// The whole collector configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -138,32 +142,83 @@ impl EvaluationConfig {
     }
 }
 
-/// Alert delivery.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Alerting: receivers, the routing tree, inhibition and maintenance
+/// windows (silences live in the store; see `driftwatch-collector silence`).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
-    /// Generic JSON webhooks that receive every violation opened/resolved.
-    pub webhooks: Vec<WebhookConfig>,
+    /// Base URL of the collector's UI, for links in notifications.
+    pub external_url: String,
+    /// Drift events of at least this severity become alerts (`null`: none).
+    pub drift_min_severity: Option<crate::policy::Severity>,
+    pub receivers: Vec<ReceiverConfig>,
+    /// The routing tree; without one, every receiver gets every alert.
+    pub route: Option<RouteConfig>,
+    pub inhibit_rules: Vec<InhibitRule>,
+    pub maintenance_windows: Vec<MaintenanceWindow>,
+    /// How often silences are re-read from the store.
+    pub silence_refresh_secs: u64,
 }
 
-/// One generic webhook receiver.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    pub name: String,
-    pub url: String,
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Attempts before a notification is given up (and logged as failed).
-    #[serde(default = "default_attempts")]
-    pub max_attempts: u32,
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            external_url: "http://127.0.0.1:8080".into(),
+            drift_min_severity: Some(crate::policy::Severity::High),
+            receivers: Vec::new(),
+            route: None,
+            inhibit_rules: Vec::new(),
+            maintenance_windows: Vec::new(),
+            silence_refresh_secs: 10,
+        }
+    }
 }
 
-fn default_timeout_ms() -> u64 {
-    5_000
-}
-fn default_attempts() -> u32 {
-    8
+impl AlertsConfig {
+    /// The routing tree: the configured one, or one that sends every alert
+    /// to every receiver (grouped by asset).
+    pub fn route_config(&self) -> Option<RouteConfig> {
+        if let Some(r) = &self.route {
+            return Some(r.clone());
+        }
+        let (first, rest) = self.receivers.split_first()?;
+        Some(RouteConfig {
+            receiver: Some(first.name.clone()),
+            group_by: Some(vec!["asset".into()]),
+            routes: rest
+                .iter()
+                .map(|r| RouteConfig { receiver: Some(r.name.clone()), continue_matching: true, ..Default::default() })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, r) in self.receivers.iter().enumerate() {
+            problems.extend(r.validate(&format!("alerts.receivers[{i}]")));
+            if !names.insert(r.name.clone()) {
+                problems.push(format!("alerts.receivers[{i}].name: {:?} is used twice", r.name));
+            }
+        }
+        if let Some(route) = self.route_config() {
+            let names: Vec<String> = names.into_iter().collect();
+            if let Err(errors) = Route::compile(&route, &names) {
+                problems.extend(errors);
+            }
+        } else if self.route.is_some() {
+            problems.push("alerts.route: no receivers are configured".into());
+        }
+        for (i, w) in self.maintenance_windows.iter().enumerate() {
+            problems.extend(w.validate(&format!("alerts.maintenance_windows[{i}]")));
+        }
+        if reqwest::Url::parse(&self.external_url).is_err() {
+            problems.push(format!("alerts.external_url: {:?} is not a URL", self.external_url));
+        }
+        if self.silence_refresh_secs == 0 {
+            problems.push("alerts.silence_refresh_secs: must be at least 1".into());
+        }
+    }
 }
 
 impl CollectorConfig {
@@ -188,14 +243,7 @@ impl CollectorConfig {
         if !(self.clickhouse.url.starts_with("http://") || self.clickhouse.url.starts_with("https://")) {
             problems.push(format!("clickhouse.url: {:?} is not an http(s) URL", self.clickhouse.url));
         }
-        for (i, w) in self.alerts.webhooks.iter().enumerate() {
-            if reqwest::Url::parse(&w.url).is_err() {
-                problems.push(format!("alerts.webhooks[{i}].url: {:?} is not a URL", w.url));
-            }
-            if w.max_attempts == 0 {
-                problems.push(format!("alerts.webhooks[{i}].max_attempts: must be at least 1"));
-            }
-        }
+        self.alerts.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

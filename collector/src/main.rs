@@ -304,8 +304,10 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     let store = store::clickhouse::ClickHouseStore::connect(&cfg.clickhouse)
         .await
         .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))?;
-    let alerter = alert::Alerter::start(&cfg.alerts)?;
-    let pipeline = ingest::Pipeline::start(policies, store, alerter, &cfg.evaluation).await.context("restoring posture")?;
+    let alerting = alert::runner::Alerting::start(&cfg.alerts, store.clone()).await.context("starting alerting")?;
+    let pipeline = ingest::Pipeline::start(policies, store, alerting, &cfg.evaluation, cfg.alerts.drift_min_severity)
+        .await
+        .context("restoring posture")?;
     // The watcher must live as long as the consumer.
     let (reloads, _watcher) = if cfg.evaluation.reload_policies {
         let (rx, w) = ingest::reload::watch(&cfg.policies).with_context(|| format!("watching {} for changes", cfg.policies.display()))?;

@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_streams", sql: include_str!("../clickhouse/0001_streams.sql") },
     Migration { version: 2, name: "0002_evaluations", sql: include_str!("../clickhouse/0002_evaluations.sql") },
     Migration { version: 3, name: "0003_drift", sql: include_str!("../clickhouse/0003_drift.sql") },
+    Migration { version: 4, name: "0004_alerting", sql: include_str!("../clickhouse/0004_alerting.sql") },
 ];
 
 /// Latest posture per (asset, control) with its open violation.
@@ -28,6 +29,13 @@ pub const CURRENT_RESULTS_SQL: &str = include_str!("../clickhouse/queries/curren
 pub const STATUS_AT_SQL: &str = include_str!("../clickhouse/queries/status_at.sql");
 /// Evaluations in (from, to] in order (`?`, `?` = seconds).
 pub const STATUS_HISTORY_SQL: &str = include_str!("../clickhouse/queries/status_history.sql");
+
+/// The last notification per (receiver, group) of the past 30 days.
+pub const NOTIFICATION_LOG_SQL: &str = include_str!("../clickhouse/queries/notification_log.sql");
+/// Silences not yet ended, latest version each.
+pub const SILENCES_SQL: &str = include_str!("../clickhouse/queries/silences.sql");
+/// Open violations with their alert details and asset labels.
+pub const OPEN_VIOLATIONS_SQL: &str = include_str!("../clickhouse/queries/open_violations.sql");
 
 /// The table that records applied migrations (created before any migration).
 pub const MIGRATIONS_TABLE_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

@@ -223,7 +223,7 @@ impl Names {
     pub fn collector_config_with_policies(&self, dir: &Path, webhook: &str, policies: &Path) -> PathBuf {
         let path = dir.join("collector.yaml");
         let text = format!(
-            "kafka:\n  brokers: {BROKERS}\n  group_id: {}\n  topics:\n{}clickhouse:\n  url: {CLICKHOUSE}\n  database: {}\npolicies: {}\nbatch:\n  max_messages: 500\n  max_wait_ms: 200\nalerts:\n  webhooks:\n    - name: test\n      url: {webhook}\n",
+            "kafka:\n  brokers: {BROKERS}\n  group_id: {}\n  topics:\n{}clickhouse:\n  url: {CLICKHOUSE}\n  database: {}\npolicies: {}\nbatch:\n  max_messages: 500\n  max_wait_ms: 200\nalerts:\n  receivers:\n    - name: test\n      webhook: {{url: \"{webhook}\"}}\n  route:\n    receiver: test\n    group_by: [\"...\"]\n    group_wait: 0s\n    group_interval: 1s\n",
             self.group,
             self.topics_yaml(true),
             self.database,
@@ -279,4 +279,28 @@ pub async fn produce(p: &rdkafka::producer::FutureProducer, names: &Names, msg: 
     p.send(rdkafka::producer::FutureRecord::to(&topic).key(msg.asset_id()).payload(&payload), std::time::Duration::from_secs(10))
         .await
         .expect("produce");
+}
+
+/// The alerts in webhook notifications (Alertmanager's shape), one JSON
+/// object each: `status`, `asset_id`, `control_id`, `severity`,
+/// `frameworks`, `instance` (the violation id), `annotations`, `receiver`.
+pub fn notified_alerts(bodies: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    bodies
+        .iter()
+        .flat_map(|b| {
+            b["alerts"].as_array().cloned().unwrap_or_default().into_iter().map(move |a| {
+                serde_json::json!({
+                    "status": a["status"],
+                    "asset_id": a["labels"]["asset"],
+                    "control_id": a["labels"]["control"],
+                    "severity": a["labels"]["severity"],
+                    "frameworks": a["labels"]["frameworks"],
+                    "alertname": a["labels"]["alertname"],
+                    "instance": a["instance"],
+                    "annotations": a["annotations"],
+                    "receiver": b["receiver"],
+                })
+            })
+        })
+        .collect()
 }

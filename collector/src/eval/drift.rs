@@ -37,6 +37,9 @@ pub struct DriftEvent {
     /// Paths whose value differs between `before` and `evaluation.evidence`.
     pub changed: Vec<String>,
     pub cause: Option<Cause>,
+    /// The asset's labels (for routing the drift's alert).
+    #[serde(skip)]
+    pub asset_labels: BTreeMap<String, String>,
 }
 
 impl DriftEvent {
@@ -55,7 +58,7 @@ impl DriftEvent {
             .as_bytes(),
         )
         .to_string();
-        DriftEvent { drift_id, from, evaluation, before, changed, cause: None }
+        DriftEvent { drift_id, from, evaluation, before, changed, cause: None, asset_labels: BTreeMap::new() }
     }
 
     /// `regressed` (pass → fail), `remediated` (fail → pass), or `changed`.

@@ -144,6 +144,8 @@ pub struct Transition {
     pub kind: TransitionKind,
     pub previous: Option<Status>,
     pub evaluation: Evaluation,
+    /// The asset's labels (for routing alerts by team, env, …).
+    pub asset_labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -464,7 +466,9 @@ impl Engine {
                 Before::All(old) => c.reads.iter().flat_map(|p| facts::facts_under(old, p)).collect(),
                 Before::Changed(changed, old) => drift::before_evidence(&ev.evidence, changed, old, &c.reads),
             };
-            out.drifts.push(drift::DriftEvent::new(from, ev.clone(), before));
+            let mut d = drift::DriftEvent::new(from, ev.clone(), before);
+            d.asset_labels = self.assets.get(&ev.asset_id).map(|a| a.asset.labels.clone()).unwrap_or_default();
+            out.drifts.push(d);
         }
         out.evaluations.extend(evaluations);
     }
@@ -495,7 +499,14 @@ impl Engine {
             (_, open) => (open, None),
         };
         self.posture.insert(key, PostureEntry { status: ev.status, since, last_evaluated: ev.evaluated_at, violation_id });
-        transition.map(|(violation_id, kind)| Transition { violation_id, kind, previous: prev.map(|p| p.status), evaluation: ev.clone() })
+        let asset_labels = self.assets.get(&ev.asset_id).map(|a| a.asset.labels.clone()).unwrap_or_default();
+        transition.map(|(violation_id, kind)| Transition {
+            violation_id,
+            kind,
+            previous: prev.map(|p| p.status),
+            evaluation: ev.clone(),
+            asset_labels,
+        })
     }
 }
 

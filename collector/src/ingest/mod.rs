@@ -13,11 +13,13 @@ use std::sync::Arc;
 use chrono::Utc;
 use driftwatch_schemas::Message;
 
-use crate::alert::{Alert, Alerter};
+use crate::alert::model::Alert;
+use crate::alert::runner::Alerting;
 use crate::config::EvaluationConfig;
 use crate::eval::drift::DriftEvent;
 use crate::eval::{Applied, Engine, Transition};
 use crate::policy::PolicySet;
+use crate::policy::Severity;
 use crate::store::clickhouse::ClickHouseStore;
 use crate::store::{Batch, StoreError};
 
@@ -26,7 +28,9 @@ use crate::store::{Batch, StoreError};
 pub struct Pipeline {
     pub engine: Engine,
     pub store: ClickHouseStore,
-    pub alerter: Alerter,
+    pub alerting: Alerting,
+    /// Drift events at least this severe are alerted.
+    pub drift_min_severity: Option<Severity>,
 }
 
 /// A batch ready to store, and the alerts to send once it is stored.
@@ -55,10 +59,11 @@ impl Pipeline {
     pub async fn start(
         policies: Arc<PolicySet>,
         store: ClickHouseStore,
-        alerter: Alerter,
+        alerting: Alerting,
         cfg: &EvaluationConfig,
+        drift_min_severity: Option<Severity>,
     ) -> Result<Self, StoreError> {
-        let mut pipeline = Pipeline { engine: Engine::new(policies, cfg.attribution_window()), store, alerter };
+        let mut pipeline = Pipeline { engine: Engine::new(policies, cfg.attribution_window()), store, alerting, drift_min_severity };
         pipeline.restore_posture().await?;
         Ok(pipeline)
     }
@@ -126,7 +131,10 @@ impl Pipeline {
         }
         tracing::debug!(rows = pending.batch.rows(), batch = %pending.batch.batch_id, "batch stored");
         for t in &pending.transitions {
-            self.alerter.send(&Alert::from(t));
+            self.alerting.send(Alert::from_transition(t, &t.asset_labels));
+        }
+        for d in pending.drifts.iter().filter(|d| self.drift_min_severity.is_some_and(|min| d.evaluation.severity >= min)) {
+            self.alerting.send(Alert::from_drift(d, &d.asset_labels));
         }
     }
 }

@@ -93,6 +93,22 @@ impl ClickHouseStore {
         Ok(())
     }
 
+    /// Runs a query and reads every row.
+    pub(crate) async fn fetch<T>(&self, sql: &str) -> Result<Vec<T>, StoreError>
+    where
+        T: ::clickhouse::RowOwned + ::clickhouse::RowRead,
+    {
+        self.client.query(sql).fetch_all::<T>().await.map_err(|e| self.err(e))
+    }
+
+    /// Inserts rows into `table` (nothing for none).
+    pub(crate) async fn insert_rows<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
+    where
+        T: Serialize + for<'a> Row<Value<'a> = T>,
+    {
+        self.insert_all(table, rows).await
+    }
+
     async fn insert_all<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
     where
         T: Serialize + for<'a> Row<Value<'a> = T>,

@@ -4,6 +4,7 @@
 //! only after the store acknowledged the whole batch. [`clickhouse`] is the
 //! distributed-mode store.
 
+pub mod alerting;
 pub mod clickhouse;
 pub mod rows;
 

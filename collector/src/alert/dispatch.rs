@@ -1,0 +1,373 @@
+//! The dispatcher: alerts in, notifications out — Alertmanager's model.
+//!
+//! Each alert is routed ([`Route::matching`]) into groups (one per route and
+//! value of its `group_by` labels). A new group waits `group_wait` for
+//! company, then notifies; afterwards it is looked at every
+//! `group_interval` and notifies again only if its firing set changed or
+//! alerts resolved — or, unchanged and still firing, once `repeat_interval`
+//! has passed since the last notification. Silenced, in-maintenance and
+//! inhibited alerts are left out of notifications; a resolve is only sent
+//! for an alert that was notified firing. A route's escalation sends the
+//! group to a further receiver once it has fired that long, and its resolve
+//! too.
+//!
+//! [`Dispatcher`] is synchronous and takes the time as an argument, so its
+//! behaviour is tested without clocks; `runner.rs` drives it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::matcher::Labels;
+use super::model::Alert;
+use super::mute::{InhibitRule, MaintenanceWindow, Silence};
+use super::receivers::Notification;
+use super::route::Route;
+
+/// What was last sent for a group, as the notification log keeps it.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub receiver: String,
+    pub group_key: String,
+    pub at: DateTime<Utc>,
+    /// Fingerprints notified firing.
+    pub firing: BTreeSet<String>,
+    /// The alerts notified firing (to resolve them after a restart).
+    pub alerts: Vec<Alert>,
+    pub escalation: bool,
+}
+
+#[derive(Debug)]
+struct Group {
+    receiver: String,
+    labels: Labels,
+    group_interval: Duration,
+    repeat_interval: Duration,
+    escalate: Option<(Duration, String)>,
+    alerts: BTreeMap<String, Alert>,
+    next_flush: DateTime<Utc>,
+    notified: BTreeSet<String>,
+    last_sent: Option<DateTime<Utc>>,
+    escalated: bool,
+}
+
+fn dur(d: std::time::Duration) -> Duration {
+    Duration::from_std(d).unwrap_or(Duration::MAX)
+}
+
+/// Groups and their state.
+pub struct Dispatcher {
+    route: Route,
+    inhibit: Vec<InhibitRule>,
+    windows: Vec<MaintenanceWindow>,
+    external_url: String,
+    groups: HashMap<String, Group>,
+    /// Firing alerts by fingerprint (sources for inhibition).
+    firing: HashMap<String, Alert>,
+}
+
+impl Dispatcher {
+    pub fn new(route: Route, inhibit: Vec<InhibitRule>, windows: Vec<MaintenanceWindow>, external_url: String) -> Self {
+        Dispatcher { route, inhibit, windows, external_url, groups: HashMap::new(), firing: HashMap::new() }
+    }
+
+    /// Takes in a new or updated alert (a resolve carries `ends_at`).
+    pub fn add(&mut self, alert: Alert, now: DateTime<Utc>) {
+        let fp = alert.fingerprint();
+        if alert.is_resolved() || alert.one_shot {
+            self.firing.remove(&fp);
+        } else {
+            self.firing.insert(fp.clone(), alert.clone());
+        }
+        let routes: Vec<Route> = self.route.matching(&alert.labels).into_iter().cloned().collect();
+        for route in routes {
+            let (key, labels) = route.group(&alert.labels);
+            if alert.is_resolved() && !self.groups.get(&key).is_some_and(|g| g.alerts.contains_key(&fp)) {
+                continue; // never seen firing here: nothing to resolve
+            }
+            let g = self.groups.entry(key).or_insert_with(|| Group {
+                receiver: route.receiver.clone(),
+                labels,
+                group_interval: dur(route.group_interval),
+                repeat_interval: dur(route.repeat_interval),
+                escalate: route.escalate.as_ref().map(|(d, r)| (dur(*d), r.clone())),
+                alerts: BTreeMap::new(),
+                next_flush: now + dur(route.group_wait),
+                notified: BTreeSet::new(),
+                last_sent: None,
+                escalated: false,
+            });
+            // A group already notified is looked at again after
+            // group_interval, not sooner.
+            if let Some(last) = g.last_sent {
+                g.next_flush = g.next_flush.min((last + g.group_interval).max(now));
+            }
+            g.alerts.insert(fp.clone(), alert.clone());
+        }
+    }
+
+    /// Restores what the notification log says was sent, so a restart
+    /// neither repeats a notification nor forgets a resolve: notified
+    /// alerts that are no longer firing are resolved.
+    pub fn restore(&mut self, sent: Vec<Sent>, now: DateTime<Utc>) {
+        for s in sent {
+            if s.escalation {
+                if let Some(g) = self.groups.values_mut().find(|g| g.escalate.as_ref().is_some_and(|(_, r)| *r == s.receiver)) {
+                    g.escalated = !s.firing.is_empty();
+                }
+                continue;
+            }
+            // Alerts notified firing but not firing now were resolved while
+            // the collector was down (one-shots just happened).
+            for a in &s.alerts {
+                let fp = a.fingerprint();
+                if !a.one_shot && s.firing.contains(&fp) && !self.firing.contains_key(&fp) {
+                    let mut resolved = a.clone();
+                    resolved.ends_at = Some(now);
+                    for route in self.route.matching(&a.labels) {
+                        let (key, labels) = route.group(&a.labels);
+                        if key != s.group_key {
+                            continue;
+                        }
+                        let g = self.groups.entry(key).or_insert_with(|| Group {
+                            receiver: route.receiver.clone(),
+                            labels,
+                            group_interval: dur(route.group_interval),
+                            repeat_interval: dur(route.repeat_interval),
+                            escalate: route.escalate.as_ref().map(|(d, r)| (dur(*d), r.clone())),
+                            alerts: BTreeMap::new(),
+                            next_flush: now,
+                            notified: BTreeSet::new(),
+                            last_sent: None,
+                            escalated: false,
+                        });
+                        g.alerts.insert(fp.clone(), resolved.clone());
+                    }
+                }
+            }
+            if let Some(g) = self.groups.get_mut(&s.group_key) {
+                g.notified = s.firing.clone();
+                g.last_sent = Some(s.at);
+                g.next_flush = g.next_flush.max(now).min(now);
+            }
+        }
+    }
+
+    fn muted(&self, a: &Alert, silences: &[Silence], now: DateTime<Utc>) -> bool {
+        silences.iter().any(|s| s.mutes(&a.labels, now))
+            || self.windows.iter().any(|w| w.mutes(&a.labels, now))
+            || self.inhibit.iter().any(|r| {
+                self.firing.values().any(|src| !silences.iter().any(|s| s.mutes(&src.labels, now)) && r.inhibits(&src.labels, &a.labels))
+            })
+    }
+
+    /// The notifications due at `now`.
+    pub fn flush(&mut self, now: DateTime<Utc>, silences: &[Silence]) -> Vec<Notification> {
+        let mut out = Vec::new();
+        let keys: Vec<String> = self.groups.keys().cloned().collect();
+        for key in keys {
+            let (due, alerts) = {
+                let g = &self.groups[&key];
+                (g.next_flush <= now, g.alerts.values().cloned().collect::<Vec<_>>())
+            };
+            let firing: Vec<Alert> = alerts.iter().filter(|a| !a.is_resolved() && !self.muted(a, silences, now)).cloned().collect();
+            let g = self.groups.get_mut(&key).expect("key taken from the map");
+            // Escalation runs on its own clock.
+            if let Some((after, receiver)) = g.escalate.clone() {
+                let since = firing.iter().filter(|a| !a.one_shot).map(|a| a.starts_at).min();
+                if !g.escalated && since.is_some_and(|s| now - s >= after) {
+                    g.escalated = true;
+                    out.push(self_notification(&receiver, &key, g, firing.clone(), Vec::new(), true, &self.external_url));
+                } else if g.escalated && since.is_none() && due {
+                    g.escalated = false;
+                    let resolved: Vec<Alert> = alerts.iter().filter(|a| a.is_resolved()).cloned().collect();
+                    out.push(self_notification(&receiver, &key, g, Vec::new(), resolved, true, &self.external_url));
+                }
+            }
+            if !due {
+                continue;
+            }
+            let resolved: Vec<Alert> =
+                alerts.iter().filter(|a| a.is_resolved() && g.notified.contains(&a.fingerprint())).cloned().collect();
+            let now_firing: BTreeSet<String> = firing.iter().filter(|a| !a.one_shot).map(|a| a.fingerprint()).collect();
+            let changed = now_firing != g.notified || !resolved.is_empty() || firing.iter().any(|a| a.one_shot);
+            let repeat = !firing.is_empty() && g.last_sent.is_some_and(|t| now - t >= g.repeat_interval);
+            if (changed || repeat) && !(firing.is_empty() && resolved.is_empty()) {
+                let receiver = g.receiver.clone();
+                out.push(self_notification(&receiver, &key, g, firing, resolved, false, &self.external_url));
+                g.last_sent = Some(now);
+            }
+            g.notified = now_firing;
+            g.alerts.retain(|_, a| !a.is_resolved() && !a.one_shot);
+            g.next_flush = now + g.group_interval;
+            if g.alerts.is_empty() && !g.escalated {
+                self.groups.remove(&key);
+            }
+        }
+        out
+    }
+
+    /// Groups currently held (for tests and metrics).
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+}
+
+fn self_notification(
+    receiver: &str,
+    key: &str,
+    g: &Group,
+    firing: Vec<Alert>,
+    resolved: Vec<Alert>,
+    escalation: bool,
+    external_url: &str,
+) -> Notification {
+    Notification {
+        receiver: receiver.to_string(),
+        group_key: key.to_string(),
+        group_labels: g.labels.clone(),
+        firing,
+        resolved,
+        escalation,
+        external_url: external_url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::matcher::Matcher;
+    use crate::alert::receivers::tests::alert;
+    use crate::alert::route::RouteConfig;
+
+    fn dispatcher(yaml: &str) -> Dispatcher {
+        let cfg: RouteConfig = serde_yaml::from_str(yaml).unwrap();
+        let names = ["slack", "pager", "boss"].iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Dispatcher::new(Route::compile(&cfg, &names).unwrap(), Vec::new(), Vec::new(), "http://x".into())
+    }
+
+    const TREE: &str = "receiver: slack\ngroup_by: [asset]\ngroup_wait: 30s\ngroup_interval: 5m\nrepeat_interval: 4h\nroutes:\n  - matchers: [severity=critical]\n    receiver: pager\n    continue: true\n    escalate: {after: 30m, receiver: boss}\n";
+
+    fn s(n: i64) -> Duration {
+        Duration::seconds(n)
+    }
+
+    fn at(t0: DateTime<Utc>, mut a: Alert) -> Alert {
+        a.starts_at = t0;
+        a
+    }
+
+    fn control(mut a: Alert, c: &str) -> Alert {
+        a.labels.insert("control".into(), c.into());
+        a
+    }
+
+    #[test]
+    fn one_notification_per_group_after_group_wait_then_resolve() {
+        let mut d = dispatcher(TREE);
+        let t0 = Utc::now();
+        d.add(at(t0, alert("web-1", "high", false)), t0);
+        d.add(at(t0, control(alert("web-1", "high", false), "other")), t0 + s(5));
+        assert!(d.flush(t0 + s(10), &[]).is_empty(), "group_wait");
+        let n = d.flush(t0 + s(31), &[]);
+        assert_eq!(n.len(), 1);
+        assert_eq!((n[0].receiver.as_str(), n[0].firing.len()), ("slack", 2));
+        assert!(d.flush(t0 + s(400), &[]).is_empty(), "unchanged: nothing until repeat_interval");
+        // One resolves: notified at the next group_interval.
+        let mut r = at(t0, alert("web-1", "high", false));
+        r.ends_at = Some(t0 + s(500));
+        d.add(r, t0 + s(500));
+        let n = d.flush(t0 + s(631), &[]);
+        assert_eq!((n.len(), n[0].firing.len(), n[0].resolved.len()), (1, 1, 1));
+        assert!(d.flush(t0 + s(4 * 3600 + 700), &[]).len() == 1, "repeat_interval");
+    }
+
+    #[test]
+    fn silence_and_resolves_of_unnotified_alerts() {
+        let mut d = dispatcher(TREE);
+        let t0 = Utc::now();
+        let silence = Silence {
+            id: "s1".into(),
+            matchers: vec![Matcher::parse("asset=web-1").unwrap()],
+            starts_at: t0,
+            ends_at: t0 + s(3600),
+            created_by: "alice".into(),
+            comment: "maintenance".into(),
+        };
+        d.add(at(t0, alert("web-1", "high", false)), t0);
+        assert!(d.flush(t0 + s(60), std::slice::from_ref(&silence)).is_empty(), "silenced");
+        let mut r = alert("web-1", "high", false);
+        r.ends_at = Some(t0 + s(120));
+        d.add(r, t0 + s(120));
+        assert!(d.flush(t0 + s(4000), &[]).is_empty(), "resolved before anyone heard of it: no resolve");
+        assert_eq!(d.group_count(), 0);
+    }
+
+    #[test]
+    fn critical_pages_and_escalates_once_then_resolves_there_too() {
+        let mut d = dispatcher(TREE);
+        let t0 = Utc::now();
+        d.add(at(t0, alert("db-1", "critical", false)), t0);
+        let first = d.flush(t0 + s(31), &[]);
+        let receivers: Vec<&str> = first.iter().map(|n| n.receiver.as_str()).collect();
+        // As in Alertmanager: the root is the fallback when no child
+        // matches; `continue` lets later siblings match too.
+        assert_eq!(receivers, vec!["pager"]);
+        let esc = d.flush(t0 + s(1801), &[]);
+        assert_eq!(esc.iter().filter(|n| n.escalation && n.receiver == "boss").count(), 1);
+        assert!(d.flush(t0 + s(1900), &[]).iter().all(|n| !n.escalation), "once");
+        let mut r = at(t0, alert("db-1", "critical", false));
+        r.ends_at = Some(t0 + s(2000));
+        d.add(r, t0 + s(2000));
+        let end = d.flush(t0 + s(2500), &[]);
+        assert!(end.iter().any(|n| n.escalation && n.receiver == "boss" && n.status() == "resolved"), "{end:?}");
+        assert!(end.iter().any(|n| !n.escalation && n.receiver == "pager" && n.status() == "resolved"));
+    }
+
+    #[test]
+    fn inhibition_mutes_targets_while_the_source_fires() {
+        let cfg: RouteConfig = serde_yaml::from_str("receiver: slack\ngroup_by: ['...']\ngroup_wait: 0s").unwrap();
+        let rule: InhibitRule =
+            serde_yaml::from_str("{source_matchers: [alertname=host_down], target_matchers: [alertname=violation], equal: [asset]}")
+                .unwrap();
+        let mut d = Dispatcher::new(Route::compile(&cfg, &["slack".to_string()]).unwrap(), vec![rule], Vec::new(), "http://x".into());
+        let t0 = Utc::now();
+        let mut down = alert("web-1", "critical", false);
+        down.labels.insert("alertname".into(), "host_down".into());
+        d.add(down, t0);
+        d.add(alert("web-1", "high", false), t0);
+        d.add(alert("web-2", "high", false), t0);
+        let n = d.flush(t0, &[]);
+        let assets: BTreeSet<(String, String)> =
+            n.iter().flat_map(|n| n.firing.iter().map(|a| (a.labels["alertname"].clone(), a.labels["asset"].clone()))).collect();
+        assert_eq!(
+            assets,
+            [("host_down".to_string(), "web-1".to_string()), ("violation".to_string(), "web-2".to_string())].into_iter().collect(),
+            "web-1's violation is inhibited by its host_down"
+        );
+    }
+
+    #[test]
+    fn a_restart_neither_repeats_nor_forgets() {
+        let mut d = dispatcher(TREE);
+        let t0 = Utc::now();
+        let still = at(t0, alert("web-1", "high", false));
+        let gone = at(t0, alert("web-2", "high", false));
+        // Before the restart both were notified; now only web-1 fires.
+        d.add(still.clone(), t0 + s(100));
+        let (k1, _) = d.route.group(&still.labels);
+        let (k2, _) = d.route.group(&gone.labels);
+        let sent = |k: &str, a: &Alert| Sent {
+            receiver: "slack".into(),
+            group_key: k.into(),
+            at: t0 + s(31),
+            firing: [a.fingerprint()].into(),
+            alerts: vec![a.clone()],
+            escalation: false,
+        };
+        d.restore(vec![sent(&k1, &still), sent(&k2, &gone)], t0 + s(100));
+        let n = d.flush(t0 + s(200), &[]);
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert_eq!((n[0].status(), n[0].resolved[0].labels["asset"].as_str()), ("resolved", "web-2"));
+    }
+}

@@ -1,0 +1,337 @@
+//! Receivers: where notifications go. Each kind (`slack.rs`,
+//! `pagerduty.rs`, `webhook.rs`) turns a [`Notification`] into one HTTP
+//! request; this module delivers it: a per-receiver rate limit (governor),
+//! retries with exponential backoff and full jitter on network errors,
+//! timeouts, 429 and 5xx (honouring `Retry-After`), and no retry on other
+//! 4xx (the payload will never be accepted). Every outcome is logged and
+//! counted; a delivered notification is recorded in the notification log.
+
+pub mod pagerduty;
+pub mod slack;
+pub mod webhook;
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use serde::Deserialize;
+
+use super::matcher::Labels;
+use super::model::Alert;
+
+const BASE_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// One receiver, as configured: a name and exactly one kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverConfig {
+    pub name: String,
+    pub slack: Option<slack::SlackConfig>,
+    pub pagerduty: Option<pagerduty::PagerDutyConfig>,
+    pub webhook: Option<webhook::WebhookConfig>,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts before a notification is given up (and logged as failed).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Notifications per minute at most (bursts up to this many).
+    #[serde(default = "default_rate")]
+    pub rate_limit_per_minute: u32,
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+fn default_attempts() -> u32 {
+    8
+}
+fn default_rate() -> u32 {
+    60
+}
+
+impl ReceiverConfig {
+    /// Problems, each naming its field under `at`.
+    pub fn validate(&self, at: &str) -> Vec<String> {
+        let mut e = Vec::new();
+        let kinds = [self.slack.is_some(), self.pagerduty.is_some(), self.webhook.is_some()].iter().filter(|k| **k).count();
+        if kinds != 1 {
+            e.push(format!("{at}: give exactly one of slack, pagerduty, webhook (found {kinds})"));
+        }
+        if self.max_attempts == 0 {
+            e.push(format!("{at}.max_attempts: must be at least 1"));
+        }
+        if self.rate_limit_per_minute == 0 {
+            e.push(format!("{at}.rate_limit_per_minute: must be at least 1"));
+        }
+        let url = |field: &str, u: &str, e: &mut Vec<String>| {
+            if reqwest::Url::parse(u).is_err() {
+                e.push(format!("{at}.{field}: {u:?} is not a URL"));
+            }
+        };
+        if let Some(s) = &self.slack {
+            url("slack.url", &s.url, &mut e);
+        }
+        if let Some(p) = &self.pagerduty {
+            url("pagerduty.url", &p.url, &mut e);
+            if p.routing_key.len() != 32 {
+                e.push(format!("{at}.pagerduty.routing_key: must be the 32-character integration key"));
+            }
+        }
+        if let Some(w) = &self.webhook {
+            url("webhook.url", &w.url, &mut e);
+        }
+        e
+    }
+}
+
+/// What is sent to a receiver about one alert group.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub receiver: String,
+    pub group_key: String,
+    pub group_labels: Labels,
+    /// Alerts firing now (not muted).
+    pub firing: Vec<Alert>,
+    /// Alerts resolved since the group was last notified.
+    pub resolved: Vec<Alert>,
+    /// Sent because the group stayed unresolved past its route's
+    /// escalation time.
+    pub escalation: bool,
+    /// Base URL for links (the collector's UI).
+    pub external_url: String,
+}
+
+impl Notification {
+    /// `firing` while any alert fires, else `resolved`.
+    pub fn status(&self) -> &'static str {
+        if self.firing.is_empty() {
+            "resolved"
+        } else {
+            "firing"
+        }
+    }
+
+    /// Labels every alert of the notification shares.
+    pub fn common_labels(&self) -> Labels {
+        let mut all = self.firing.iter().chain(&self.resolved);
+        let Some(first) = all.next() else { return Labels::new() };
+        let mut common = first.labels.clone();
+        for a in all {
+            common.retain(|k, v| a.labels.get(k) == Some(v));
+        }
+        common
+    }
+
+    /// The highest severity among the firing (else resolved) alerts.
+    pub fn severity(&self) -> &str {
+        let rank = |s: &str| match s {
+            "critical" => 4,
+            "high" => 3,
+            "medium" => 2,
+            "low" => 1,
+            _ => 0,
+        };
+        let alerts = if self.firing.is_empty() { &self.resolved } else { &self.firing };
+        alerts.iter().map(|a| a.severity()).max_by_key(|s| rank(s)).unwrap_or("none")
+    }
+
+    /// A one-line summary.
+    pub fn title(&self) -> String {
+        let alerts = if self.firing.is_empty() { &self.resolved } else { &self.firing };
+        let what = match alerts.as_slice() {
+            [one] => one.annotations.get("summary").cloned().unwrap_or_else(|| one.fingerprint()),
+            many => format!("{} alerts ({})", many.len(), label_text(&self.group_labels)),
+        };
+        format!("{}{}: {what}", if self.escalation { "[ESCALATED] " } else { "" }, self.status().to_uppercase())
+    }
+
+    /// Link to the first alert's asset in the collector's UI.
+    pub fn link(&self) -> Option<String> {
+        let a = self.firing.first().or(self.resolved.first())?;
+        let asset = a.labels.get("asset")?;
+        Some(format!("{}/assets/{asset}", self.external_url.trim_end_matches('/')))
+    }
+}
+
+fn label_text(l: &Labels) -> String {
+    l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Delivery counters of one receiver.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    pub retried: AtomicU64,
+}
+
+/// The kinds' common shape: one request per notification.
+pub trait Kind: Send + Sync {
+    fn request(&self, client: &reqwest::Client, n: &Notification) -> reqwest::RequestBuilder;
+}
+
+/// A receiver ready to deliver.
+pub struct Receiver {
+    pub name: String,
+    kind: Box<dyn Kind>,
+    client: reqwest::Client,
+    max_attempts: u32,
+    limiter: DefaultDirectRateLimiter,
+    pub stats: Arc<Stats>,
+}
+
+/// The outcome of one attempt.
+enum Attempt {
+    Delivered,
+    Retry { after: Option<Duration>, reason: String },
+    GiveUp(String),
+}
+
+impl Receiver {
+    pub fn new(cfg: &ReceiverConfig) -> anyhow::Result<Self> {
+        let kind: Box<dyn Kind> = match (&cfg.slack, &cfg.pagerduty, &cfg.webhook) {
+            (Some(s), None, None) => Box::new(slack::Slack::new(s)),
+            (None, Some(p), None) => Box::new(pagerduty::PagerDuty::new(p)),
+            (None, None, Some(w)) => Box::new(webhook::Webhook::new(w)),
+            _ => anyhow::bail!("receiver {}: give exactly one of slack, pagerduty, webhook", cfg.name),
+        };
+        let client = reqwest::Client::builder().timeout(Duration::from_millis(cfg.timeout_ms)).build()?;
+        let per_minute = NonZeroU32::new(cfg.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
+        Ok(Receiver {
+            name: cfg.name.clone(),
+            kind,
+            client,
+            max_attempts: cfg.max_attempts.max(1),
+            limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    /// Delivers one notification; true once the receiver accepted it.
+    pub async fn deliver(&self, n: &Notification) -> bool {
+        for attempt in 1..=self.max_attempts {
+            self.limiter.until_ready().await;
+            match self.attempt(n).await {
+                Attempt::Delivered => {
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(receiver = %self.name, group = %n.group_key, status = n.status(), firing = n.firing.len(), resolved = n.resolved.len(), attempt, "notification delivered");
+                    return true;
+                }
+                Attempt::GiveUp(reason) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(receiver = %self.name, group = %n.group_key, %reason, "notification rejected by the receiver; not retried");
+                    return false;
+                }
+                Attempt::Retry { after, reason } => {
+                    if attempt == self.max_attempts {
+                        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(receiver = %self.name, group = %n.group_key, %reason, attempts = attempt, "notification delivery failed; giving up");
+                        return false;
+                    }
+                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    let wait = after.unwrap_or_else(|| backoff(attempt));
+                    tracing::warn!(receiver = %self.name, group = %n.group_key, %reason, attempt, wait_ms = wait.as_millis() as u64, "notification delivery failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        false
+    }
+
+    async fn attempt(&self, n: &Notification) -> Attempt {
+        let resp = match self.kind.request(&self.client, n).send().await {
+            Ok(r) => r,
+            Err(e) => return Attempt::Retry { after: None, reason: e.to_string() },
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return Attempt::Delivered;
+        }
+        let after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s).min(MAX_BACKOFF * 4));
+        let body = resp.text().await.unwrap_or_default();
+        let reason = format!("HTTP {status}: {}", body.chars().take(200).collect::<String>());
+        if status.as_u16() == 429 || status.is_server_error() {
+            Attempt::Retry { after, reason }
+        } else {
+            Attempt::GiveUp(reason)
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in [0, min(max, base·2^n)].
+fn backoff(attempt: u32) -> Duration {
+    let cap = BASE_BACKOFF.saturating_mul(1 << attempt.min(16)).min(MAX_BACKOFF);
+    Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    pub fn alert(asset: &str, severity: &str, resolved: bool) -> Alert {
+        let labels: Labels = [
+            ("alertname", "violation"),
+            ("asset", asset),
+            ("control", "linux.sshd.root_login_disabled"),
+            ("severity", severity),
+            ("frameworks", "soc2:CC6.1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Alert {
+            labels,
+            annotations: [
+                ("summary".to_string(), format!("SSH root login is disabled on {asset}")),
+                ("diff".to_string(), "sshd.config.permitrootlogin: \"no\" → \"yes\"".to_string()),
+            ]
+            .into(),
+            starts_at: Utc::now(),
+            ends_at: resolved.then(Utc::now),
+            instance: format!("v-{asset}"),
+            one_shot: false,
+        }
+    }
+
+    pub fn notification(firing: Vec<Alert>, resolved: Vec<Alert>) -> Notification {
+        Notification {
+            receiver: "r".into(),
+            group_key: "0.1:abc".into(),
+            group_labels: [("asset".to_string(), "web-1".to_string())].into(),
+            firing,
+            resolved,
+            escalation: false,
+            external_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+
+    #[test]
+    fn backoff_is_capped_and_grows() {
+        for n in 1..40 {
+            assert!(backoff(n) <= MAX_BACKOFF);
+        }
+        assert!((0..50).map(|_| backoff(1)).all(|d| d <= Duration::from_millis(400)));
+    }
+
+    #[test]
+    fn status_severity_and_common_labels() {
+        let n = notification(vec![alert("web-1", "medium", false), alert("web-1", "critical", false)], vec![]);
+        assert_eq!((n.status(), n.severity()), ("firing", "critical"));
+        assert_eq!(n.common_labels().get("asset").map(String::as_str), Some("web-1"));
+        assert!(!n.common_labels().contains_key("severity"));
+        assert!(n.title().starts_with("FIRING: 2 alerts"));
+        let r = notification(vec![], vec![alert("web-1", "high", true)]);
+        assert_eq!(r.status(), "resolved");
+        assert_eq!(r.link().as_deref(), Some("http://127.0.0.1:8080/assets/web-1"));
+    }
+}

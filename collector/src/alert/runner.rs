@@ -1,0 +1,164 @@
+//! The alerting task: feeds alerts to the [`Dispatcher`], flushes it every
+//! second, hands notifications to one delivery task per receiver (so a
+//! slow receiver delays only itself and each keeps its order), and records
+//! every delivered notification in the notification log.
+//!
+//! At start it takes the firing alerts of every open violation and the
+//! notification log from the store: groups already notified are not
+//! notified again, and alerts notified firing that are no longer open are
+//! resolved — a restart neither repeats nor loses a page.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, RwLock};
+
+use super::dispatch::{Dispatcher, Sent};
+use super::model::Alert;
+use super::mute::Silence;
+use super::receivers::{Notification, Receiver, Stats};
+use super::route::Route;
+use crate::config::AlertsConfig;
+use crate::store::clickhouse::ClickHouseStore;
+
+/// Alerts waiting for the dispatcher. Past it, alerts are dropped with an
+/// error log rather than stalling ingestion.
+const QUEUE: usize = 100_000;
+/// Notifications waiting per receiver.
+const RECEIVER_QUEUE: usize = 10_000;
+
+/// The handle the pipeline sends alerts through.
+#[derive(Clone)]
+pub struct Alerting {
+    tx: Option<mpsc::Sender<Alert>>,
+    /// Delivery counters per receiver.
+    pub stats: Arc<HashMap<String, Arc<Stats>>>,
+}
+
+impl Alerting {
+    /// Alerting that only logs (no receivers configured).
+    pub fn disabled() -> Self {
+        Alerting { tx: None, stats: Arc::new(HashMap::new()) }
+    }
+
+    /// Starts the dispatcher and the receivers, restoring state from `store`.
+    pub async fn start(cfg: &AlertsConfig, store: ClickHouseStore) -> anyhow::Result<Self> {
+        let Some(route_cfg) = cfg.route_config() else {
+            tracing::warn!("no alert receivers configured: violations are stored but nobody is notified");
+            return Ok(Self::disabled());
+        };
+        let names: Vec<String> = cfg.receivers.iter().map(|r| r.name.clone()).collect();
+        let route = Route::compile(&route_cfg, &names).map_err(|e| anyhow::anyhow!("alerts.route: {}", e.join("; ")))?;
+        let mut dispatcher = Dispatcher::new(route, cfg.inhibit_rules.clone(), cfg.maintenance_windows.clone(), cfg.external_url.clone());
+
+        // Restore: open violations fire; the log says what was notified.
+        let now = Utc::now();
+        let open = store.open_violation_alerts().await?;
+        let sent = store.notification_log().await?;
+        tracing::info!(open_violations = open.len(), notified_groups = sent.len(), "alerting state restored");
+        for a in open {
+            dispatcher.add(a, now);
+        }
+        dispatcher.restore(sent, now);
+
+        let (log_tx, log_rx) = mpsc::channel::<(Sent, &'static str)>(RECEIVER_QUEUE);
+        tokio::spawn(write_log(store.clone(), log_rx));
+        let mut queues = HashMap::new();
+        let mut stats = HashMap::new();
+        for rc in &cfg.receivers {
+            let receiver = Receiver::new(rc)?;
+            stats.insert(rc.name.clone(), receiver.stats.clone());
+            let (tx, rx) = mpsc::channel(RECEIVER_QUEUE);
+            tokio::spawn(deliver(receiver, rx, log_tx.clone()));
+            queues.insert(rc.name.clone(), tx);
+        }
+        let silences = Arc::new(RwLock::new(store.silences().await?));
+        tokio::spawn(refresh_silences(store, silences.clone(), Duration::from_secs(cfg.silence_refresh_secs.max(1))));
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(dispatcher, rx, queues, silences));
+        Ok(Alerting { tx: Some(tx), stats: Arc::new(stats) })
+    }
+
+    /// Queues an alert for routing.
+    pub fn send(&self, alert: Alert) {
+        let Some(tx) = &self.tx else {
+            tracing::info!(alert = ?alert.labels, resolved = alert.is_resolved(), "alert (no receivers configured)");
+            return;
+        };
+        if let Err(e) = tx.try_send(alert) {
+            tracing::error!(error = %e, "alert dropped: dispatcher queue full or stopped");
+        }
+    }
+}
+
+async fn run(
+    mut dispatcher: Dispatcher,
+    mut rx: mpsc::Receiver<Alert>,
+    queues: HashMap<String, mpsc::Sender<Notification>>,
+    silences: Arc<RwLock<Vec<Silence>>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            a = rx.recv() => match a {
+                Some(a) => dispatcher.add(a, Utc::now()),
+                None => break,
+            },
+            _ = tick.tick() => {
+                let s = silences.read().await.clone();
+                for n in dispatcher.flush(Utc::now(), &s) {
+                    match queues.get(&n.receiver) {
+                        Some(q) => {
+                            if let Err(e) = q.try_send(n) {
+                                tracing::error!(error = %e, "notification dropped: receiver queue full");
+                            }
+                        }
+                        None => tracing::error!(receiver = %n.receiver, "notification for an unknown receiver"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn deliver(receiver: Receiver, mut rx: mpsc::Receiver<Notification>, log: mpsc::Sender<(Sent, &'static str)>) {
+    while let Some(n) = rx.recv().await {
+        if receiver.deliver(&n).await {
+            let sent = Sent {
+                receiver: n.receiver.clone(),
+                group_key: n.group_key.clone(),
+                at: Utc::now(),
+                firing: n.firing.iter().filter(|a| !a.one_shot).map(|a| a.fingerprint()).collect(),
+                alerts: n.firing.iter().filter(|a| !a.one_shot).cloned().collect(),
+                escalation: n.escalation,
+            };
+            let _ = log.send((sent, n.status())).await;
+        }
+    }
+}
+
+/// Writes delivered notifications to the log, retrying while the store is
+/// down (the log only prevents repeats; delivery never waits for it).
+async fn write_log(store: ClickHouseStore, mut rx: mpsc::Receiver<(Sent, &'static str)>) {
+    while let Some((sent, status)) = rx.recv().await {
+        let mut wait = Duration::from_millis(250);
+        while let Err(e) = store.record_notification(&sent, status).await {
+            tracing::warn!(error = %e, "recording a notification failed; retrying");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+    }
+}
+
+async fn refresh_silences(store: ClickHouseStore, silences: Arc<RwLock<Vec<Silence>>>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        match store.silences().await {
+            Ok(s) => *silences.write().await = s,
+            Err(e) => tracing::warn!(error = %e, "reading silences failed; keeping the previous ones"),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! What alerting keeps in ClickHouse: the notification log, silences, and
+//! the open violations a (re)started collector alerts from.
+
+use std::collections::BTreeMap;
+
+use ::clickhouse::Row;
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::clickhouse::ClickHouseStore;
+use super::StoreError;
+use crate::alert::dispatch::Sent;
+use crate::alert::matcher::{Labels, Matcher};
+use crate::alert::model::Alert;
+use crate::alert::mute::Silence;
+
+fn secs(t: &DateTime<Utc>) -> u32 {
+    t.timestamp().clamp(0, i64::from(u32::MAX)) as u32
+}
+
+fn time(s: u32) -> DateTime<Utc> {
+    Utc.timestamp_opt(i64::from(s), 0).single().unwrap_or_default()
+}
+
+#[derive(Debug, Row, Serialize, Deserialize)]
+struct NotificationRow {
+    receiver: String,
+    group_key: String,
+    sent_at: u32,
+    status: String,
+    escalation: u8,
+    firing: Vec<String>,
+    alerts: String,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct LastNotificationRow {
+    receiver: String,
+    group_key: String,
+    last_sent: u32,
+    last_escalation: u8,
+    last_firing: Vec<String>,
+    last_alerts: String,
+}
+
+#[derive(Debug, Row, Serialize, Deserialize)]
+struct SilenceRow {
+    silence_id: String,
+    matchers: Vec<String>,
+    starts_at: u32,
+    ends_at: u32,
+    created_by: String,
+    comment: String,
+}
+
+#[derive(Debug, Row, Serialize)]
+struct SilenceWriteRow {
+    silence_id: String,
+    matchers: Vec<String>,
+    starts_at: u32,
+    ends_at: u32,
+    created_by: String,
+    comment: String,
+    updated_at: u32,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct OpenViolationRow {
+    violation_id: String,
+    asset_id: String,
+    control_id: String,
+    title: String,
+    severity: String,
+    frameworks: Vec<String>,
+    evidence: String,
+    opened_at: u32,
+    label_keys: Vec<String>,
+    label_values: Vec<String>,
+}
+
+impl ClickHouseStore {
+    /// Records a delivered notification.
+    pub async fn record_notification(&self, s: &Sent, status: &str) -> Result<(), StoreError> {
+        let row = NotificationRow {
+            receiver: s.receiver.clone(),
+            group_key: s.group_key.clone(),
+            sent_at: secs(&s.at),
+            status: status.to_string(),
+            escalation: u8::from(s.escalation),
+            firing: s.firing.iter().cloned().collect(),
+            alerts: serde_json::to_string(&s.alerts).unwrap_or_default(),
+        };
+        self.insert_rows("notification_log", &[row]).await
+    }
+
+    /// The last notification of every (receiver, group).
+    pub async fn notification_log(&self) -> Result<Vec<Sent>, StoreError> {
+        let rows: Vec<LastNotificationRow> = self.fetch(driftwatch_schemas::clickhouse::NOTIFICATION_LOG_SQL).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Sent {
+                receiver: r.receiver,
+                group_key: r.group_key,
+                at: time(r.last_sent),
+                firing: r.last_firing.into_iter().collect(),
+                // A log row this version can't read only loses its resolve.
+                alerts: serde_json::from_str(&r.last_alerts).unwrap_or_default(),
+                escalation: r.last_escalation != 0,
+            })
+            .collect())
+    }
+
+    /// Silences not yet ended. A stored matcher that no longer parses is
+    /// skipped with an error log (the silence then mutes nothing).
+    pub async fn silences(&self) -> Result<Vec<Silence>, StoreError> {
+        let rows: Vec<SilenceRow> = self.fetch(driftwatch_schemas::clickhouse::SILENCES_SQL).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let matchers: Result<Vec<Matcher>, String> = r.matchers.iter().map(|m| Matcher::parse(m)).collect();
+                match matchers {
+                    Ok(matchers) => Some(Silence {
+                        id: r.silence_id,
+                        matchers,
+                        starts_at: time(r.starts_at),
+                        ends_at: time(r.ends_at),
+                        created_by: r.created_by,
+                        comment: r.comment,
+                    }),
+                    Err(e) => {
+                        tracing::error!(silence = %r.silence_id, error = %e, "stored silence has a bad matcher; ignored");
+                        None
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// Creates or updates a silence (the latest version wins).
+    pub async fn put_silence(&self, s: &Silence) -> Result<(), StoreError> {
+        let row = SilenceWriteRow {
+            silence_id: s.id.clone(),
+            matchers: s.matchers.iter().map(|m| m.to_string()).collect(),
+            starts_at: secs(&s.starts_at),
+            ends_at: secs(&s.ends_at),
+            created_by: s.created_by.clone(),
+            comment: s.comment.clone(),
+            updated_at: secs(&Utc::now()).max(secs(&s.starts_at)),
+        };
+        self.insert_rows("silences", &[row]).await
+    }
+
+    /// Firing alerts for every open violation.
+    pub async fn open_violation_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        let rows: Vec<OpenViolationRow> = self.fetch(driftwatch_schemas::clickhouse::OPEN_VIOLATIONS_SQL).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let mut labels: Labels = r.label_keys.into_iter().zip(r.label_values).collect();
+                labels.insert("alertname".into(), "violation".into());
+                labels.insert("asset".into(), r.asset_id.clone());
+                labels.insert("control".into(), r.control_id);
+                labels.insert("severity".into(), r.severity);
+                let mut fw = r.frameworks;
+                fw.sort();
+                labels.insert("frameworks".into(), fw.join(","));
+                let evidence: BTreeMap<String, serde_json::Value> = serde_json::from_str(&r.evidence).unwrap_or_default();
+                let mut annotations = BTreeMap::new();
+                annotations.insert("summary".into(), format!("{} on {}", r.title, r.asset_id));
+                annotations.insert("title".into(), r.title);
+                annotations.insert("evidence".into(), evidence.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join("\n"));
+                Alert { labels, annotations, starts_at: time(r.opened_at), ends_at: None, instance: r.violation_id, one_shot: false }
+            })
+            .collect())
+    }
+}
