@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS silences (
     ends_at DateTime,
     created_by String,
     comment String,
-    updated_at DateTime
-) ENGINE = ReplacingMergeTree(updated_at)
+    updated_at DateTime,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(starts_at)
 ORDER BY silence_id;

@@ -109,19 +109,25 @@ impl Drop for Proc {
 #[derive(Clone, Default)]
 pub struct Receiver {
     pub bodies: Arc<Mutex<Vec<Value>>>,
+    /// Each request's headers (lower-case names) and raw body.
+    pub raw: Arc<Mutex<Vec<(std::collections::BTreeMap<String, String>, Vec<u8>)>>>,
 }
 
 impl Receiver {
     pub async fn start() -> (Receiver, SocketAddr) {
         let r = Receiver::default();
-        let bodies = r.bodies.clone();
+        let (bodies, raw) = (r.bodies.clone(), r.raw.clone());
         let app = axum::Router::new()
             .route(
                 "/hook",
-                axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
-                    let bodies = bodies.clone();
+                axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let (bodies, raw) = (bodies.clone(), raw.clone());
                     async move {
-                        bodies.lock().expect("lock").push(v);
+                        let h = headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string())).collect();
+                        raw.lock().expect("lock").push((h, body.to_vec()));
+                        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                            bodies.lock().expect("lock").push(v);
+                        }
                         "ok"
                     }
                 }),
@@ -303,4 +309,200 @@ pub fn notified_alerts(bodies: &[serde_json::Value]) -> Vec<serde_json::Value> {
             })
         })
         .collect()
+}
+
+/// A local stand-in for Slack's incoming webhooks or PagerDuty's Events API
+/// v2 that holds to their contracts: it validates each payload as the real
+/// service would (rejecting an invalid one with the service's status and
+/// error body), answers with the service's success response, and can be
+/// scripted to fail first (429 with `Retry-After`, 5xx, or a stall past the
+/// client's timeout).
+#[derive(Clone, Default)]
+pub struct ContractServer {
+    /// Every request accepted (valid and answered with success).
+    pub accepted: Arc<Mutex<Vec<Value>>>,
+    /// Every request, with the status it was answered.
+    pub seen: Arc<Mutex<Vec<(u16, Value)>>>,
+    /// Validation errors of rejected payloads.
+    pub invalid: Arc<Mutex<Vec<String>>>,
+    /// Answers to use before succeeding: (status, Retry-After seconds,
+    /// stall seconds).
+    pub script: Arc<Mutex<std::collections::VecDeque<(u16, Option<u64>, u64)>>>,
+}
+
+/// Which contract a [`ContractServer`] holds to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    Slack,
+    PagerDuty,
+}
+
+impl ContractServer {
+    /// Serves `POST /` under `contract`.
+    pub async fn start(contract: Contract) -> (ContractServer, SocketAddr) {
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        let s = ContractServer::default();
+        let state = s.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let st = state.clone();
+                async move {
+                    let v: Value = match serde_json::from_slice(&body) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            st.invalid.lock().expect("lock").push(format!("not JSON: {e}"));
+                            return (StatusCode::BAD_REQUEST, "invalid_payload").into_response();
+                        }
+                    };
+                    let problems = match contract {
+                        Contract::Slack => slack_problems(&v),
+                        Contract::PagerDuty => pagerduty_problems(&v),
+                    };
+                    if !problems.is_empty() {
+                        st.invalid.lock().expect("lock").extend(problems.clone());
+                        st.seen.lock().expect("lock").push((400, v));
+                        return match contract {
+                            Contract::Slack => (StatusCode::BAD_REQUEST, "invalid_blocks").into_response(),
+                            Contract::PagerDuty => (
+                                StatusCode::BAD_REQUEST,
+                                axum::Json(serde_json::json!({"status": "invalid event", "message": "Event object is invalid", "errors": problems})),
+                            )
+                                .into_response(),
+                        };
+                    }
+                    let scripted = st.script.lock().expect("lock").pop_front();
+                    if let Some((status, retry_after, stall)) = scripted {
+                        if stall > 0 {
+                            tokio::time::sleep(Duration::from_secs(stall)).await;
+                        }
+                        st.seen.lock().expect("lock").push((status, v));
+                        let mut resp = (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "rate_limited").into_response();
+                        if let Some(s) = retry_after {
+                            resp.headers_mut().insert("retry-after", s.to_string().parse().expect("header"));
+                        }
+                        return resp;
+                    }
+                    st.seen.lock().expect("lock").push((if contract == Contract::Slack { 200 } else { 202 }, v.clone()));
+                    st.accepted.lock().expect("lock").push(v.clone());
+                    match contract {
+                        Contract::Slack => (StatusCode::OK, "ok").into_response(),
+                        Contract::PagerDuty => (
+                            StatusCode::ACCEPTED,
+                            axum::Json(serde_json::json!({"status": "success", "message": "Event processed", "dedup_key": v["dedup_key"]})),
+                        )
+                            .into_response(),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (s, addr)
+    }
+
+    pub fn accepted(&self) -> Vec<Value> {
+        self.accepted.lock().expect("lock").clone()
+    }
+
+    pub fn seen(&self) -> Vec<(u16, Value)> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    pub fn invalid(&self) -> Vec<String> {
+        self.invalid.lock().expect("lock").clone()
+    }
+
+    /// Answers the next requests with these (status, Retry-After, stall).
+    pub fn fail_next(&self, answers: &[(u16, Option<u64>, u64)]) {
+        self.script.lock().expect("lock").extend(answers.iter().copied());
+    }
+}
+
+/// What Slack would reject in an incoming-webhook message (Block Kit
+/// limits: ≤ 50 blocks, header plain_text ≤ 150, section text ≤ 3000, ≤ 10
+/// fields of ≤ 2000, ≤ 10 context elements; text or blocks required).
+pub fn slack_problems(v: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let has_text = v["text"].as_str().is_some_and(|t| !t.is_empty());
+    let mut blocks: Vec<Value> = v["blocks"].as_array().cloned().unwrap_or_default();
+    for a in v["attachments"].as_array().into_iter().flatten() {
+        if let Some(c) = a.get("color") {
+            if !c.as_str().is_some_and(|c| c.starts_with('#') && c.len() == 7 || ["good", "warning", "danger"].contains(&c)) {
+                p.push(format!("attachment color {c}"));
+            }
+        }
+        blocks.extend(a["blocks"].as_array().cloned().unwrap_or_default());
+    }
+    if !has_text && blocks.is_empty() {
+        p.push("no_text".into());
+    }
+    if blocks.len() > 50 {
+        p.push(format!("{} blocks > 50", blocks.len()));
+    }
+    let len = |x: &Value| x.as_str().map(|s| s.chars().count()).unwrap_or(0);
+    for b in &blocks {
+        match b["type"].as_str() {
+            Some("header") => {
+                if b["text"]["type"] != "plain_text" || len(&b["text"]["text"]) == 0 || len(&b["text"]["text"]) > 150 {
+                    p.push("header must be plain_text of 1-150 characters".into());
+                }
+            }
+            Some("section") => {
+                let text_ok = b["text"].is_null()
+                    || (["mrkdwn", "plain_text"].contains(&b["text"]["type"].as_str().unwrap_or("")) && len(&b["text"]["text"]) <= 3000);
+                let fields = b["fields"].as_array().map(|f| f.len()).unwrap_or(0);
+                let fields_ok = fields <= 10 && b["fields"].as_array().into_iter().flatten().all(|f| len(&f["text"]) <= 2000);
+                if !text_ok || !fields_ok || (b["text"].is_null() && fields == 0) {
+                    p.push(format!("bad section block {b}"));
+                }
+            }
+            Some("context") => {
+                if b["elements"].as_array().is_none_or(|e| e.is_empty() || e.len() > 10) {
+                    p.push("context needs 1-10 elements".into());
+                }
+            }
+            Some("divider" | "actions" | "image") => {}
+            other => p.push(format!("unknown block type {other:?}")),
+        }
+    }
+    p
+}
+
+/// What PagerDuty's Events API v2 would reject.
+pub fn pagerduty_problems(v: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    if v["routing_key"].as_str().is_none_or(|k| k.len() != 32) {
+        p.push("routing_key must be 32 characters".into());
+    }
+    let action = v["event_action"].as_str().unwrap_or("");
+    if !["trigger", "acknowledge", "resolve"].contains(&action) {
+        p.push(format!("event_action {action:?}"));
+    }
+    if v["dedup_key"].as_str().is_some_and(|k| k.len() > 255) {
+        p.push("dedup_key longer than 255".into());
+    }
+    if action != "trigger" && v["dedup_key"].as_str().is_none_or(|k| k.is_empty()) {
+        p.push("dedup_key is required to acknowledge or resolve".into());
+    }
+    if action == "trigger" {
+        let pl = &v["payload"];
+        if pl["summary"].as_str().is_none_or(|s| s.is_empty() || s.len() > 1024) {
+            p.push("payload.summary must be 1-1024 characters".into());
+        }
+        if pl["source"].as_str().is_none_or(|s| s.is_empty()) {
+            p.push("payload.source is required".into());
+        }
+        if !["critical", "error", "warning", "info"].contains(&pl["severity"].as_str().unwrap_or("")) {
+            p.push(format!("payload.severity {}", pl["severity"]));
+        }
+        if let Some(t) = pl["timestamp"].as_str() {
+            if chrono::DateTime::parse_from_rfc3339(t).is_err() {
+                p.push("payload.timestamp is not ISO 8601".into());
+            }
+        }
+    }
+    p
 }

@@ -62,6 +62,7 @@ struct SilenceWriteRow {
     created_by: String,
     comment: String,
     updated_at: u32,
+    version: u64,
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -145,7 +146,9 @@ impl ClickHouseStore {
             ends_at: secs(&s.ends_at),
             created_by: s.created_by.clone(),
             comment: s.comment.clone(),
-            updated_at: secs(&Utc::now()).max(secs(&s.starts_at)),
+            updated_at: secs(&Utc::now()),
+            // Milliseconds: an expiry right after creation still wins.
+            version: Utc::now().timestamp_millis().max(0) as u64,
         };
         self.insert_rows("silences", &[row]).await
     }
