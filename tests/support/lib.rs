@@ -104,13 +104,19 @@ impl Drop for Proc {
     }
 }
 
+/// A request's headers (lower-case names) and raw body.
+pub type RawRequest = (std::collections::BTreeMap<String, String>, Vec<u8>);
+
+/// A scripted answer: status, `Retry-After` seconds, seconds to stall first.
+pub type ScriptedAnswer = (u16, Option<u64>, u64);
+
 /// A local HTTP server that records every JSON body POSTed to it and
 /// answers 200 to GET (a probe target).
 #[derive(Clone, Default)]
 pub struct Receiver {
     pub bodies: Arc<Mutex<Vec<Value>>>,
     /// Each request's headers (lower-case names) and raw body.
-    pub raw: Arc<Mutex<Vec<(std::collections::BTreeMap<String, String>, Vec<u8>)>>>,
+    pub raw: Arc<Mutex<Vec<RawRequest>>>,
 }
 
 impl Receiver {
@@ -327,7 +333,7 @@ pub struct ContractServer {
     pub invalid: Arc<Mutex<Vec<String>>>,
     /// Answers to use before succeeding: (status, Retry-After seconds,
     /// stall seconds).
-    pub script: Arc<Mutex<std::collections::VecDeque<(u16, Option<u64>, u64)>>>,
+    pub script: Arc<Mutex<std::collections::VecDeque<ScriptedAnswer>>>,
 }
 
 /// Which contract a [`ContractServer`] holds to.
@@ -416,7 +422,7 @@ impl ContractServer {
     }
 
     /// Answers the next requests with these (status, Retry-After, stall).
-    pub fn fail_next(&self, answers: &[(u16, Option<u64>, u64)]) {
+    pub fn fail_next(&self, answers: &[ScriptedAnswer]) {
         self.script.lock().expect("lock").extend(answers.iter().copied());
     }
 }
