@@ -23,6 +23,8 @@ pub struct CollectorConfig {
     pub batch: BatchConfig,
     pub evaluation: EvaluationConfig,
     pub alerts: AlertsConfig,
+    /// Service-level objectives over the agents' probe results.
+    pub slo: crate::slo::runner::SloSettings,
 }
 
 impl Default for CollectorConfig {
@@ -34,6 +36,7 @@ impl Default for CollectorConfig {
             batch: BatchConfig::default(),
             evaluation: EvaluationConfig::default(),
             alerts: AlertsConfig::default(),
+            slo: Default::default(),
         }
     }
 }
@@ -244,6 +247,7 @@ impl CollectorConfig {
             problems.push(format!("clickhouse.url: {:?} is not an http(s) URL", self.clickhouse.url));
         }
         self.alerts.validate(&mut problems);
+        self.slo.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

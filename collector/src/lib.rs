@@ -11,4 +11,5 @@ pub mod eval;
 pub mod ingest;
 pub mod policy;
 pub mod score;
+pub mod slo;
 pub mod store;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use driftwatch_collector::{alert, config::CollectorConfig, eval, ingest, policy, score, store};
+use driftwatch_collector::{alert, config::CollectorConfig, eval, ingest, policy, score, slo, store};
 use driftwatch_schemas::ConfigSnapshot;
 
 #[derive(Parser)]
@@ -101,6 +101,13 @@ enum Command {
         /// Only this asset.
         #[arg(long)]
         asset: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// SLO status: SLI, error budget left, burn rates, SLA breach and credit, per configured objective.
+    Slo {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
     },
@@ -276,6 +283,42 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
             })?;
         }
         Command::Silence { config, command } => silence(config.as_deref(), command).await?,
+        Command::Slo { config, format } => {
+            let cfg = CollectorConfig::load(config.as_deref())?;
+            let store = store::clickhouse::ClickHouseStore::connect(&cfg.clickhouse)
+                .await
+                .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))?;
+            let now = chrono::Utc::now();
+            store
+                .refresh_sla_rollups(now - chrono::Duration::minutes(15), now + chrono::Duration::minutes(1))
+                .await
+                .context("refreshing rollups")?;
+            let statuses: Vec<slo::Status> =
+                slo::runner::statuses(&cfg.slo, &store, now).await.context("computing SLOs")?.into_iter().map(|(_, s)| s).collect();
+            let pct = |v: Option<f64>| v.map(|v| format!("{v:.3}%")).unwrap_or_else(|| "no data".into());
+            print_out(format, &statuses, || {
+                let mut t = String::from("SERVICE          SLI        OBJECTIVE  WINDOW  BUDGET LEFT  BURNING                SLA\n");
+                for s in &statuses {
+                    let burning: Vec<String> = s.burning.iter().map(|(w, a)| format!("{w} {a}")).collect();
+                    let sla = if s.sla_breached {
+                        format!("BREACHED, credit {}", s.credit_due.map(|c| format!("{c}%")).unwrap_or_else(|| "none".into()))
+                    } else {
+                        "ok".into()
+                    };
+                    t += &format!(
+                        "{:<16} {:<10} {:>8}%  {:<7} {:>11}  {:<22} {}\n",
+                        s.service,
+                        pct(s.sli),
+                        s.objective,
+                        s.window,
+                        s.budget_remaining.map(|b| format!("{:.1}%", b * 100.0)).unwrap_or_else(|| "-".into()),
+                        if burning.is_empty() { "-".into() } else { burning.join(", ") },
+                        sla
+                    );
+                }
+                t
+            })?;
+        }
         Command::Policies { command: PoliciesCommand::Test { dir } } => {
             let set = load_policies(&dir)?;
             let report = policy::testing::run(&dir, &set);
@@ -400,6 +443,8 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))?;
     let alerting = alert::runner::Alerting::start(&cfg.alerts, store.clone()).await.context("starting alerting")?;
+    let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(slo::runner::run(cfg.slo.clone(), store.clone(), alerting.clone(), leader.clone()));
     let pipeline = ingest::Pipeline::start(policies, store, alerting, &cfg.evaluation, cfg.alerts.drift_min_severity)
         .await
         .context("restoring posture")?;
@@ -422,6 +467,7 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         batch: &cfg.batch,
         tick: std::time::Duration::from_millis(cfg.evaluation.tick_ms),
         reloads,
+        leader,
     };
     ingest::kafka::run(opts, pipeline, rx).await
 }

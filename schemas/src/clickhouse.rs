@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "0002_evaluations", sql: include_str!("../clickhouse/0002_evaluations.sql") },
     Migration { version: 3, name: "0003_drift", sql: include_str!("../clickhouse/0003_drift.sql") },
     Migration { version: 4, name: "0004_alerting", sql: include_str!("../clickhouse/0004_alerting.sql") },
+    Migration { version: 5, name: "0005_slo", sql: include_str!("../clickhouse/0005_slo.sql") },
 ];
 
 /// Latest posture per (asset, control) with its open violation.
@@ -36,6 +37,15 @@ pub const NOTIFICATION_LOG_SQL: &str = include_str!("../clickhouse/queries/notif
 pub const SILENCES_SQL: &str = include_str!("../clickhouse/queries/silences.sql");
 /// Open violations with their alert details and asset labels.
 pub const OPEN_VIOLATIONS_SQL: &str = include_str!("../clickhouse/queries/open_violations.sql");
+
+/// Recomputes minute rollups (`?` version, from, to).
+pub const SLA_ROLLUP_SQL: &str = include_str!("../clickhouse/queries/sla_rollup.sql");
+/// Per-minute totals of probes since an instant (`?` probe ids, from).
+pub const SLO_MINUTES_SQL: &str = include_str!("../clickhouse/queries/slo_minutes.sql");
+/// Last minute each probe reported (`?` probe ids).
+pub const PROBE_LAST_SEEN_SQL: &str = include_str!("../clickhouse/queries/probe_last_seen.sql");
+/// Last time each asset sent anything.
+pub const ASSET_LAST_SEEN_SQL: &str = include_str!("../clickhouse/queries/asset_last_seen.sql");
 
 /// The table that records applied migrations (created before any migration).
 pub const MIGRATIONS_TABLE_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

@@ -31,6 +31,25 @@ def statements(text):
     return out
 
 
+def split_params(text):
+    # Commas inside [...] or quotes don't split.
+    out, cur, depth, quote = [], "", 0, False
+    for ch in text:
+        if ch == "'":
+            quote = not quote
+        if not quote and ch == "[":
+            depth += 1
+        if not quote and ch == "]":
+            depth -= 1
+        if ch == "," and depth == 0 and not quote:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return out
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -51,10 +70,20 @@ def main():
         version = str(s.query("SELECT version()", "CSV")).strip().strip('"')
         failures = 0
         for path in migrations + [Path(p) for p in sys.argv[2:]]:
-            for stmt in statements(path.read_text()):
+            text = path.read_text()
+            params = None
+            for line in text.splitlines():
+                if line.startswith("-- test-params:"):
+                    params = [p.strip() for p in split_params(line.split(":", 1)[1])]
+            for stmt in statements(text):
                 # Queries bind their parameters with `?` (the Rust client's
-                # placeholders): an instant in seconds fits every one.
-                stmt = stmt.replace("?", "1767225600")
+                # placeholders): a file's `-- test-params:` line gives
+                # values in order; otherwise an instant in seconds fits.
+                if params is not None:
+                    parts = stmt.split("?")
+                    stmt = parts[0] + "".join(params[i] + parts[i + 1] for i in range(len(parts) - 1))
+                else:
+                    stmt = stmt.replace("?", "1767225600")
                 try:
                     s.query(stmt)
                 except Exception as e:  # chdb raises a plain RuntimeError

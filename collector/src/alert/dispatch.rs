@@ -64,11 +64,15 @@ pub struct Dispatcher {
     groups: HashMap<String, Group>,
     /// Firing alerts by fingerprint (sources for inhibition).
     firing: HashMap<String, Alert>,
+    /// Logged notifications of groups that don't exist yet: applied when
+    /// their first alert arrives (alerts whose source re-sends them after a
+    /// restart, e.g. SLO conditions).
+    restored: HashMap<String, Sent>,
 }
 
 impl Dispatcher {
     pub fn new(route: Route, inhibit: Vec<InhibitRule>, windows: Vec<MaintenanceWindow>, external_url: String) -> Self {
-        Dispatcher { route, inhibit, windows, external_url, groups: HashMap::new(), firing: HashMap::new() }
+        Dispatcher { route, inhibit, windows, external_url, groups: HashMap::new(), firing: HashMap::new(), restored: HashMap::new() }
     }
 
     /// Takes in a new or updated alert (a resolve carries `ends_at`).
@@ -85,6 +89,7 @@ impl Dispatcher {
             if alert.is_resolved() && !self.groups.get(&key).is_some_and(|g| g.alerts.contains_key(&fp)) {
                 continue; // never seen firing here: nothing to resolve
             }
+            let restored = self.restored.remove(&key);
             let g = self.groups.entry(key).or_insert_with(|| Group {
                 receiver: route.receiver.clone(),
                 labels,
@@ -93,8 +98,8 @@ impl Dispatcher {
                 escalate: route.escalate.as_ref().map(|(d, r)| (dur(*d), r.clone())),
                 alerts: BTreeMap::new(),
                 next_flush: now + dur(route.group_wait),
-                notified: BTreeSet::new(),
-                last_sent: None,
+                notified: restored.as_ref().map(|s| s.firing.clone()).unwrap_or_default(),
+                last_sent: restored.as_ref().map(|s| s.at),
                 escalated: false,
             });
             // A group already notified is looked at again after
@@ -108,7 +113,9 @@ impl Dispatcher {
 
     /// Restores what the notification log says was sent, so a restart
     /// neither repeats a notification nor forgets a resolve: notified
-    /// alerts that are no longer firing are resolved.
+    /// violations that are no longer open are resolved (call after adding
+    /// the open ones); groups of other alerts (SLO conditions, which their
+    /// source re-sends) get their state when their first alert arrives.
     pub fn restore(&mut self, sent: Vec<Sent>, now: DateTime<Utc>) {
         for s in sent {
             if s.escalation {
@@ -121,7 +128,8 @@ impl Dispatcher {
             // the collector was down (one-shots just happened).
             for a in &s.alerts {
                 let fp = a.fingerprint();
-                if !a.one_shot && s.firing.contains(&fp) && !self.firing.contains_key(&fp) {
+                let violation = a.labels.get("alertname").is_some_and(|n| n == "violation");
+                if violation && !a.one_shot && s.firing.contains(&fp) && !self.firing.contains_key(&fp) {
                     let mut resolved = a.clone();
                     resolved.ends_at = Some(now);
                     for route in self.route.matching(&a.labels) {
@@ -148,7 +156,9 @@ impl Dispatcher {
             if let Some(g) = self.groups.get_mut(&s.group_key) {
                 g.notified = s.firing.clone();
                 g.last_sent = Some(s.at);
-                g.next_flush = g.next_flush.max(now).min(now);
+                g.next_flush = now;
+            } else {
+                self.restored.insert(s.group_key.clone(), s);
             }
         }
     }

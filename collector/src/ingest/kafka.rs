@@ -32,9 +32,11 @@ fn client_config(cfg: &KafkaConfig) -> ClientConfig {
 
 /// Notes partition assignments, so that the loop restores posture before
 /// it evaluates a record of a newly assigned partition.
-#[derive(Default)]
 struct RebalanceContext {
     assigned: AtomicBool,
+    /// Partition 0 of this topic decides who runs fleet-wide work (SLOs).
+    leader_topic: String,
+    leader: Arc<AtomicBool>,
 }
 
 impl ClientContext for RebalanceContext {}
@@ -45,8 +47,17 @@ impl ConsumerContext for RebalanceContext {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
                 self.assigned.store(true, Ordering::SeqCst);
+                if tpl.elements().iter().any(|e| e.topic() == self.leader_topic && e.partition() == 0) {
+                    tracing::info!(topic = %self.leader_topic, "this collector now runs fleet-wide work (SLOs)");
+                    self.leader.store(true, Ordering::SeqCst);
+                }
             }
-            Rebalance::Revoke(tpl) => tracing::info!(partitions = tpl.count(), "partitions revoked"),
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                if tpl.elements().iter().any(|e| e.topic() == self.leader_topic && e.partition() == 0) {
+                    self.leader.store(false, Ordering::SeqCst);
+                }
+            }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
     }
@@ -62,6 +73,8 @@ pub struct Options<'a> {
     pub tick: Duration,
     /// Reloaded policy sets (see [`super::reload`]).
     pub reloads: Option<mpsc::Receiver<Arc<PolicySet>>>,
+    /// Set while this collector owns partition 0 of the SLA topic.
+    pub leader: Arc<AtomicBool>,
 }
 
 /// Consumes until `shutdown` turns true; the batch in hand is finished and
@@ -74,7 +87,11 @@ pub async fn run(opts: Options<'_>, mut pipeline: Pipeline, mut shutdown: watch:
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .create_with_context(RebalanceContext::default())
+        .create_with_context(RebalanceContext {
+            assigned: AtomicBool::new(false),
+            leader_topic: cfg.topics.sla.clone(),
+            leader: opts.leader.clone(),
+        })
         .map_err(|e| anyhow::anyhow!("Kafka consumer for {}: {e}", cfg.brokers))?;
     let dlq: FutureProducer = client_config(cfg)
         .set("enable.idempotence", "true")

@@ -101,6 +101,27 @@ impl ClickHouseStore {
         self.client.query(sql).fetch_all::<T>().await.map_err(|e| self.err(e))
     }
 
+    /// Runs a query with bound parameters and reads every row.
+    pub(crate) async fn fetch_bound<T>(
+        &self,
+        sql: &str,
+        bind: impl FnOnce(::clickhouse::query::Query) -> ::clickhouse::query::Query,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: ::clickhouse::RowOwned + ::clickhouse::RowRead,
+    {
+        bind(self.client.query(sql)).fetch_all::<T>().await.map_err(|e| self.err(e))
+    }
+
+    /// Runs a statement with bound parameters.
+    pub(crate) async fn execute_bound(
+        &self,
+        sql: &str,
+        bind: impl FnOnce(::clickhouse::query::Query) -> ::clickhouse::query::Query,
+    ) -> Result<(), StoreError> {
+        bind(self.client.query(sql)).execute().await.map_err(|e| self.err(e))
+    }
+
     /// Inserts rows into `table` (nothing for none).
     pub(crate) async fn insert_rows<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
     where

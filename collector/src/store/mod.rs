@@ -7,6 +7,7 @@
 pub mod alerting;
 pub mod clickhouse;
 pub mod rows;
+pub mod slo;
 
 use chrono::{DateTime, Utc};
 use driftwatch_schemas::{AuditEvent, ConfigSnapshot, SlaMeasurement};
