@@ -88,8 +88,9 @@ async fn groups_retries_escalation_restart_silence_and_resolve() {
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
     let (web, db) = (unique("web"), unique("db"));
 
-    // Slack throttles the first request and fails the second.
-    slack.fail_next(&[(429, Some(1), 0), (503, None, 0)]);
+    // Slack throttles the first request, fails the second and stalls the
+    // third past the client's 2 s timeout.
+    slack.fail_next(&[(429, Some(1), 0), (503, None, 0), (200, None, 3)]);
 
     // 1. Two failing controls on one asset: one Slack message for the group
     //    (both alerts), one PagerDuty trigger for the high one.
@@ -105,7 +106,8 @@ async fn groups_retries_escalation_restart_silence_and_resolve() {
     assert_eq!(first["attachments"][0]["color"], "#E8912D", "high severity colour");
     assert!(text.contains("soc2:CC6.1"), "requirement ids: {text}");
     let statuses: Vec<u16> = slack.seen().iter().map(|(s, _)| *s).collect();
-    assert_eq!(statuses, vec![429, 503, 200], "429 with Retry-After and 503 retried");
+    assert_eq!(statuses, vec![429, 503, 200, 200], "429 with Retry-After, 503 and a timeout retried");
+    assert_eq!(slack.accepted().len(), 1, "the timed-out attempt is not counted as delivered");
     let trigger = wait_for("the PagerDuty trigger", 30, async || pd.accepted().first().cloned()).await;
     assert_eq!((trigger["event_action"].as_str(), trigger["payload"]["severity"].as_str()), (Some("trigger"), Some("error")));
     let dedup = trigger["dedup_key"].as_str().unwrap().to_string();

@@ -33,6 +33,8 @@ pub const STATUS_HISTORY_SQL: &str = include_str!("../clickhouse/queries/status_
 
 /// The last notification per (receiver, group) of the past 30 days.
 pub const NOTIFICATION_LOG_SQL: &str = include_str!("../clickhouse/queries/notification_log.sql");
+/// The last notification of given groups (`?` group keys).
+pub const NOTIFICATION_LOG_GROUPS_SQL: &str = include_str!("../clickhouse/queries/notification_log_groups.sql");
 /// Silences not yet ended, latest version each.
 pub const SILENCES_SQL: &str = include_str!("../clickhouse/queries/silences.sql");
 /// Open violations with their alert details and asset labels.

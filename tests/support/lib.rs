@@ -380,10 +380,10 @@ impl ContractServer {
                     }
                     let scripted = st.script.lock().expect("lock").pop_front();
                     if let Some((status, retry_after, stall)) = scripted {
+                        st.seen.lock().expect("lock").push((status, v));
                         if stall > 0 {
                             tokio::time::sleep(Duration::from_secs(stall)).await;
                         }
-                        st.seen.lock().expect("lock").push((status, v));
                         let mut resp = (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "rate_limited").into_response();
                         if let Some(s) = retry_after {
                             resp.headers_mut().insert("retry-after", s.to_string().parse().expect("header"));

@@ -86,8 +86,10 @@ impl Dispatcher {
         let routes: Vec<Route> = self.route.matching(&alert.labels).into_iter().cloned().collect();
         for route in routes {
             let (key, labels) = route.group(&alert.labels);
-            if alert.is_resolved() && !self.groups.get(&key).is_some_and(|g| g.alerts.contains_key(&fp)) {
-                continue; // never seen firing here: nothing to resolve
+            let known = self.groups.get(&key).is_some_and(|g| g.alerts.contains_key(&fp) || g.notified.contains(&fp))
+                || self.restored.get(&key).is_some_and(|s| s.firing.contains(&fp));
+            if alert.is_resolved() && !known {
+                continue; // never notified firing: nothing to resolve
             }
             let restored = self.restored.remove(&key);
             let g = self.groups.entry(key).or_insert_with(|| Group {
@@ -107,6 +109,11 @@ impl Dispatcher {
             if let Some(last) = g.last_sent {
                 g.next_flush = g.next_flush.min((last + g.group_interval).max(now));
             }
+            // The same alert as a new incident (its previous one closed
+            // elsewhere, e.g. under another collector): notify it anew.
+            if g.alerts.get(&fp).is_some_and(|old| old.instance != alert.instance && !old.is_resolved() && !alert.is_resolved()) {
+                g.notified.remove(&fp);
+            }
             g.alerts.insert(fp.clone(), alert.clone());
         }
     }
@@ -117,6 +124,12 @@ impl Dispatcher {
     /// the open ones); groups of other alerts (SLO conditions, which their
     /// source re-sends) get their state when their first alert arrives.
     pub fn restore(&mut self, sent: Vec<Sent>, now: DateTime<Utc>) {
+        self.restore_with(sent, now, true)
+    }
+
+    /// [`Self::restore`]; `resolve_closed`: also resolve notified violations
+    /// that are not firing here (only right after adding every open one).
+    pub fn restore_with(&mut self, sent: Vec<Sent>, now: DateTime<Utc>, resolve_closed: bool) {
         for s in sent {
             if s.escalation {
                 if let Some(g) = self.groups.values_mut().find(|g| g.escalate.as_ref().is_some_and(|(_, r)| *r == s.receiver)) {
@@ -129,7 +142,7 @@ impl Dispatcher {
             for a in &s.alerts {
                 let fp = a.fingerprint();
                 let violation = a.labels.get("alertname").is_some_and(|n| n == "violation");
-                if violation && !a.one_shot && s.firing.contains(&fp) && !self.firing.contains_key(&fp) {
+                if resolve_closed && violation && !a.one_shot && s.firing.contains(&fp) && !self.firing.contains_key(&fp) {
                     let mut resolved = a.clone();
                     resolved.ends_at = Some(now);
                     for route in self.route.matching(&a.labels) {
@@ -215,6 +228,22 @@ impl Dispatcher {
             }
         }
         out
+    }
+
+    /// Group keys of a resolved alert that this dispatcher knows nothing
+    /// about (no group, no restored log entry): its firing was notified by
+    /// another collector or before a restart, and the log must be read
+    /// before the resolve can be sent.
+    pub fn unknown_groups(&self, alert: &Alert) -> Vec<String> {
+        if !alert.is_resolved() {
+            return Vec::new();
+        }
+        self.route
+            .matching(&alert.labels)
+            .into_iter()
+            .map(|r| r.group(&alert.labels).0)
+            .filter(|k| !self.groups.contains_key(k) && !self.restored.contains_key(k))
+            .collect()
     }
 
     /// Groups currently held (for tests and metrics).
@@ -355,6 +384,33 @@ mod tests {
             [("host_down".to_string(), "web-1".to_string()), ("violation".to_string(), "web-2".to_string())].into_iter().collect(),
             "web-1's violation is inhibited by its host_down"
         );
+    }
+
+    #[test]
+    fn a_resolve_for_a_group_notified_elsewhere_is_sent_once_its_log_is_read() {
+        let mut d = dispatcher(TREE);
+        let t0 = Utc::now();
+        let a = at(t0, alert("web-1", "high", false));
+        let mut r = a.clone();
+        r.ends_at = Some(t0 + s(60));
+        let keys = d.unknown_groups(&r);
+        assert_eq!(keys.len(), 1);
+        assert!(d.unknown_groups(&a).is_empty(), "only resolves need the log");
+        // Another collector notified it firing.
+        d.restore(
+            vec![Sent {
+                receiver: "slack".into(),
+                group_key: keys[0].clone(),
+                at: t0 + s(31),
+                firing: [a.fingerprint()].into(),
+                alerts: vec![a.clone()],
+                escalation: false,
+            }],
+            t0 + s(60),
+        );
+        d.add(r, t0 + s(60));
+        let n = d.flush(t0 + s(61), &[]);
+        assert_eq!((n.len(), n[0].status()), (1, "resolved"), "{n:?}");
     }
 
     #[test]

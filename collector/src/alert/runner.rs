@@ -3,10 +3,18 @@
 //! slow receiver delays only itself and each keeps its order), and records
 //! every delivered notification in the notification log.
 //!
-//! At start it takes the firing alerts of every open violation and the
-//! notification log from the store: groups already notified are not
-//! notified again, and alerts notified firing that are no longer open are
-//! resolved — a restart neither repeats nor loses a page.
+//! At start it takes the open violations and the notification log: an
+//! open violation never notified (its page was lost in a crash) is sent, a
+//! notified one is not sent again, and one notified but no longer open is
+//! resolved. A resolve for a group this collector holds nothing about (it
+//! was notified by another collector of the group) reads that group's log
+//! first; an alert that comes back as a new incident (a new violation) is
+//! notified anew even if an older incident of it was held here. So a
+//! restart or a rebalance neither repeats nor loses a page.
+//!
+//! Known limit: groups of assets whose partitions moved to another
+//! collector stay here until they change, so their repeat or escalation
+//! timers may fire from both collectors.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,7 +61,9 @@ impl Alerting {
         let route = Route::compile(&route_cfg, &names).map_err(|e| anyhow::anyhow!("alerts.route: {}", e.join("; ")))?;
         let mut dispatcher = Dispatcher::new(route, cfg.inhibit_rules.clone(), cfg.maintenance_windows.clone(), cfg.external_url.clone());
 
-        // Restore: open violations fire; the log says what was notified.
+        // Restore: open violations fire; the log says what was notified
+        // (so nothing is sent twice, a page lost in a crash is sent, and a
+        // notified violation no longer open is resolved).
         let now = Utc::now();
         let open = store.open_violation_alerts().await?;
         let sent = store.notification_log().await?;
@@ -75,9 +85,9 @@ impl Alerting {
             queues.insert(rc.name.clone(), tx);
         }
         let silences = Arc::new(RwLock::new(store.silences().await?));
-        tokio::spawn(refresh_silences(store, silences.clone(), Duration::from_secs(cfg.silence_refresh_secs.max(1))));
+        tokio::spawn(refresh_silences(store.clone(), silences.clone(), Duration::from_secs(cfg.silence_refresh_secs.max(1))));
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(dispatcher, rx, queues, silences));
+        tokio::spawn(run(dispatcher, rx, queues, silences, store));
         Ok(Alerting { tx: Some(tx), stats: Arc::new(stats) })
     }
 
@@ -98,13 +108,25 @@ async fn run(
     mut rx: mpsc::Receiver<Alert>,
     queues: HashMap<String, mpsc::Sender<Notification>>,
     silences: Arc<RwLock<Vec<Silence>>>,
+    store: ClickHouseStore,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             a = rx.recv() => match a {
-                Some(a) => dispatcher.add(a, Utc::now()),
+                Some(a) => {
+                    // A resolve of a group notified elsewhere (another
+                    // collector, before a restart): read its log first.
+                    let unknown = dispatcher.unknown_groups(&a);
+                    if !unknown.is_empty() {
+                        match store.notification_log_for(&unknown).await {
+                            Ok(sent) => dispatcher.restore_with(sent, Utc::now(), false),
+                            Err(e) => tracing::warn!(error = %e, "reading the notification log for a resolve failed; it may not be sent"),
+                        }
+                    }
+                    dispatcher.add(a, Utc::now())
+                }
                 None => break,
             },
             _ = tick.tick() => {

@@ -97,8 +97,20 @@ impl ClickHouseStore {
     /// The last notification of every (receiver, group).
     pub async fn notification_log(&self) -> Result<Vec<Sent>, StoreError> {
         let rows: Vec<LastNotificationRow> = self.fetch(driftwatch_schemas::clickhouse::NOTIFICATION_LOG_SQL).await?;
-        Ok(rows
-            .into_iter()
+        Ok(to_sent(rows))
+    }
+
+    /// The last notification of the groups `keys`.
+    pub async fn notification_log_for(&self, keys: &[String]) -> Result<Vec<Sent>, StoreError> {
+        let rows: Vec<LastNotificationRow> =
+            self.fetch_bound(driftwatch_schemas::clickhouse::NOTIFICATION_LOG_GROUPS_SQL, |q| q.bind(keys.to_vec())).await?;
+        Ok(to_sent(rows))
+    }
+}
+
+fn to_sent(rows: Vec<LastNotificationRow>) -> Vec<Sent> {
+    {
+        rows.into_iter()
             .map(|r| Sent {
                 receiver: r.receiver,
                 group_key: r.group_key,
@@ -108,9 +120,11 @@ impl ClickHouseStore {
                 alerts: serde_json::from_str(&r.last_alerts).unwrap_or_default(),
                 escalation: r.last_escalation != 0,
             })
-            .collect())
+            .collect()
     }
+}
 
+impl ClickHouseStore {
     /// Silences not yet ended. A stored matcher that no longer parses is
     /// skipped with an error log (the silence then mutes nothing).
     pub async fn silences(&self) -> Result<Vec<Silence>, StoreError> {
