@@ -68,11 +68,27 @@ pub struct Dispatcher {
     /// their first alert arrives (alerts whose source re-sends them after a
     /// restart, e.g. SLO conditions).
     restored: HashMap<String, Sent>,
+    /// Assets this collector processed since its partitions were last
+    /// assigned: only their violation and drift groups may page, repeat or
+    /// escalate here (the others belong to another collector of the group).
+    owned: std::collections::HashSet<String>,
+    /// Groups the log says were escalated (applied when they appear).
+    restored_escalations: std::collections::HashSet<String>,
 }
 
 impl Dispatcher {
     pub fn new(route: Route, inhibit: Vec<InhibitRule>, windows: Vec<MaintenanceWindow>, external_url: String) -> Self {
-        Dispatcher { route, inhibit, windows, external_url, groups: HashMap::new(), firing: HashMap::new(), restored: HashMap::new() }
+        Dispatcher {
+            route,
+            inhibit,
+            windows,
+            external_url,
+            groups: HashMap::new(),
+            firing: HashMap::new(),
+            restored: HashMap::new(),
+            owned: Default::default(),
+            restored_escalations: Default::default(),
+        }
     }
 
     /// Takes in a new or updated alert (a resolve carries `ends_at`).
@@ -92,6 +108,7 @@ impl Dispatcher {
                 continue; // never notified firing: nothing to resolve
             }
             let restored = self.restored.remove(&key);
+            let escalated = self.restored_escalations.remove(&key);
             let g = self.groups.entry(key).or_insert_with(|| Group {
                 receiver: route.receiver.clone(),
                 labels,
@@ -102,7 +119,7 @@ impl Dispatcher {
                 next_flush: now + dur(route.group_wait),
                 notified: restored.as_ref().map(|s| s.firing.clone()).unwrap_or_default(),
                 last_sent: restored.as_ref().map(|s| s.at),
-                escalated: false,
+                escalated,
             });
             // A group already notified is looked at again after
             // group_interval, not sooner.
@@ -132,8 +149,12 @@ impl Dispatcher {
     pub fn restore_with(&mut self, sent: Vec<Sent>, now: DateTime<Utc>, resolve_closed: bool) {
         for s in sent {
             if s.escalation {
-                if let Some(g) = self.groups.values_mut().find(|g| g.escalate.as_ref().is_some_and(|(_, r)| *r == s.receiver)) {
-                    g.escalated = !s.firing.is_empty();
+                match self.groups.get_mut(&s.group_key) {
+                    Some(g) => g.escalated = !s.firing.is_empty(),
+                    None if !s.firing.is_empty() => {
+                        self.restored_escalations.insert(s.group_key.clone());
+                    }
+                    None => {}
                 }
                 continue;
             }
@@ -194,7 +215,13 @@ impl Dispatcher {
                 (g.next_flush <= now, g.alerts.values().cloned().collect::<Vec<_>>())
             };
             let firing: Vec<Alert> = alerts.iter().filter(|a| !a.is_resolved() && !self.muted(a, silences, now)).cloned().collect();
+            let owned = self.owns(&alerts);
             let g = self.groups.get_mut(&key).expect("key taken from the map");
+            // A group of another collector's assets: only a pure resolve is
+            // sent from here; anything firing waits until it is ours.
+            if !owned && !firing.is_empty() {
+                continue;
+            }
             // Escalation runs on its own clock.
             if let Some((after, receiver)) = g.escalate.clone() {
                 let since = firing.iter().filter(|a| !a.one_shot).map(|a| a.starts_at).min();
@@ -228,6 +255,26 @@ impl Dispatcher {
             }
         }
         out
+    }
+
+    /// Marks assets as processed here (their groups may notify).
+    pub fn own(&mut self, assets: impl IntoIterator<Item = String>) {
+        self.owned.extend(assets);
+    }
+
+    /// Partitions were reassigned: no asset is known to be ours until its
+    /// records arrive again.
+    pub fn disown_all(&mut self) {
+        self.owned.clear();
+    }
+
+    /// Whether every asset-bound alert of a group is on an asset owned
+    /// here (SLO conditions are owned by the collector that raised them).
+    fn owns(&self, alerts: &[Alert]) -> bool {
+        alerts.iter().all(|a| {
+            let bound = a.labels.get("alertname").is_some_and(|n| n == "violation" || n == "drift");
+            !bound || a.labels.get("asset").is_some_and(|x| self.owned.contains(x))
+        })
     }
 
     /// Group keys of a resolved alert that this dispatcher knows nothing
@@ -282,7 +329,9 @@ mod tests {
     fn dispatcher(yaml: &str) -> Dispatcher {
         let cfg: RouteConfig = serde_yaml::from_str(yaml).unwrap();
         let names = ["slack", "pager", "boss"].iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        Dispatcher::new(Route::compile(&cfg, &names).unwrap(), Vec::new(), Vec::new(), "http://x".into())
+        let mut d = Dispatcher::new(Route::compile(&cfg, &names).unwrap(), Vec::new(), Vec::new(), "http://x".into());
+        d.own(["web-1", "web-2", "db-1"].map(String::from));
+        d
     }
 
     const TREE: &str = "receiver: slack\ngroup_by: [asset]\ngroup_wait: 30s\ngroup_interval: 5m\nrepeat_interval: 4h\nroutes:\n  - matchers: [severity=critical]\n    receiver: pager\n    continue: true\n    escalate: {after: 30m, receiver: boss}\n";
@@ -370,6 +419,7 @@ mod tests {
             serde_yaml::from_str("{source_matchers: [alertname=host_down], target_matchers: [alertname=violation], equal: [asset]}")
                 .unwrap();
         let mut d = Dispatcher::new(Route::compile(&cfg, &["slack".to_string()]).unwrap(), vec![rule], Vec::new(), "http://x".into());
+        d.own(["web-1", "web-2"].map(String::from));
         let t0 = Utc::now();
         let mut down = alert("web-1", "critical", false);
         down.labels.insert("alertname".into(), "host_down".into());
@@ -411,6 +461,24 @@ mod tests {
         d.add(r, t0 + s(60));
         let n = d.flush(t0 + s(61), &[]);
         assert_eq!((n.len(), n[0].status()), (1, "resolved"), "{n:?}");
+    }
+
+    #[test]
+    fn only_the_owner_of_an_asset_pages_repeats_or_escalates() {
+        let mut d = dispatcher(TREE);
+        d.disown_all();
+        let t0 = Utc::now();
+        d.add(at(t0, alert("db-1", "critical", false)), t0);
+        assert!(d.flush(t0 + s(3 * 3600), &[]).is_empty(), "not ours: no page, no escalation");
+        d.own(["db-1".to_string()]);
+        let n = d.flush(t0 + s(3 * 3600 + 1), &[]);
+        assert_eq!(n.len(), 2, "ours now: the page and the overdue escalation: {n:?}");
+        d.disown_all();
+        let mut r = at(t0, alert("db-1", "critical", false));
+        r.ends_at = Some(t0 + s(4 * 3600));
+        d.add(r, t0 + s(4 * 3600));
+        let n = d.flush(t0 + s(5 * 3600), &[]);
+        assert!(!n.is_empty() && n.iter().all(|n| n.status() == "resolved"), "a pure resolve is sent by anyone: {n:?}");
     }
 
     #[test]

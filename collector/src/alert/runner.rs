@@ -12,9 +12,11 @@
 //! notified anew even if an older incident of it was held here. So a
 //! restart or a rebalance neither repeats nor loses a page.
 //!
-//! Known limit: groups of assets whose partitions moved to another
-//! collector stay here until they change, so their repeat or escalation
-//! timers may fire from both collectors.
+//! In a group of collectors, each asset's alerts are sent by the collector
+//! that processes its records: the pipeline reports the assets of every
+//! batch, and a rebalance forgets them until their records arrive again.
+//! Groups of other collectors' assets stay quiet here (only a pure resolve
+//! may be sent), so repeats and escalations fire once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,10 +39,20 @@ const QUEUE: usize = 100_000;
 /// Notifications waiting per receiver.
 const RECEIVER_QUEUE: usize = 10_000;
 
+/// What the pipeline tells the dispatcher, in order.
+#[derive(Debug)]
+enum Input {
+    Alert(Alert),
+    /// Assets whose records this collector just processed.
+    Owned(Vec<String>),
+    /// Partitions were reassigned.
+    Reassigned,
+}
+
 /// The handle the pipeline sends alerts through.
 #[derive(Clone)]
 pub struct Alerting {
-    tx: Option<mpsc::Sender<Alert>>,
+    tx: Option<mpsc::Sender<Input>>,
     /// Delivery counters per receiver.
     pub stats: Arc<HashMap<String, Arc<Stats>>>,
 }
@@ -93,19 +105,37 @@ impl Alerting {
 
     /// Queues an alert for routing.
     pub fn send(&self, alert: Alert) {
-        let Some(tx) = &self.tx else {
+        if self.tx.is_none() {
             tracing::info!(alert = ?alert.labels, resolved = alert.is_resolved(), "alert (no receivers configured)");
-            return;
-        };
-        if let Err(e) = tx.try_send(alert) {
-            tracing::error!(error = %e, "alert dropped: dispatcher queue full or stopped");
+        }
+        self.input(Input::Alert(alert));
+    }
+
+    /// Tells the dispatcher which assets this collector processes (their
+    /// alerts are its to send); call before sending their alerts.
+    pub fn owned(&self, assets: Vec<String>) {
+        if !assets.is_empty() {
+            self.input(Input::Owned(assets));
+        }
+    }
+
+    /// Tells the dispatcher that partitions were reassigned.
+    pub fn reassigned(&self) {
+        self.input(Input::Reassigned);
+    }
+
+    fn input(&self, i: Input) {
+        if let Some(tx) = &self.tx {
+            if let Err(e) = tx.try_send(i) {
+                tracing::error!(error = %e, "alerting input dropped: dispatcher queue full or stopped");
+            }
         }
     }
 }
 
 async fn run(
     mut dispatcher: Dispatcher,
-    mut rx: mpsc::Receiver<Alert>,
+    mut rx: mpsc::Receiver<Input>,
     queues: HashMap<String, mpsc::Sender<Notification>>,
     silences: Arc<RwLock<Vec<Silence>>>,
     store: ClickHouseStore,
@@ -114,8 +144,10 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            a = rx.recv() => match a {
-                Some(a) => {
+            input = rx.recv() => match input {
+                Some(Input::Owned(assets)) => dispatcher.own(assets),
+                Some(Input::Reassigned) => dispatcher.disown_all(),
+                Some(Input::Alert(a)) => {
                     // A resolve of a group notified elsewhere (another
                     // collector, before a restart): read its log first.
                     let unknown = dispatcher.unknown_groups(&a);

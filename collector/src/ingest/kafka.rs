@@ -144,6 +144,7 @@ pub async fn run(opts: Options<'_>, mut pipeline: Pipeline, mut shutdown: watch:
                         // stored) before this record is evaluated.
                         let done = std::mem::replace(&mut pending, Pipeline::new_pending());
                         finish(&consumer, &mut pipeline, done, std::mem::take(&mut next_offsets)).await;
+                        pipeline.alerting.reassigned();
                         restore(&mut pipeline).await;
                     }
                     count += 1;

@@ -39,6 +39,8 @@ pub struct Pending {
     pub transitions: Vec<Transition>,
     /// Attributed and added to the batch at [`Pipeline::flush`].
     pub drifts: Vec<DriftEvent>,
+    /// Assets whose records are in the batch (this collector owns them).
+    pub assets: std::collections::BTreeSet<String>,
 }
 
 impl Pending {
@@ -79,12 +81,15 @@ impl Pipeline {
     }
 
     pub fn new_pending() -> Pending {
-        Pending { batch: Batch::new(), transitions: Vec::new(), drifts: Vec::new() }
+        Pending { batch: Batch::new(), transitions: Vec::new(), drifts: Vec::new(), assets: Default::default() }
     }
 
     /// Evaluates one message into the pending batch.
     pub fn process(&mut self, msg: &Message, pending: &mut Pending) {
         let now = Utc::now();
+        if !pending.assets.contains(msg.asset_id()) {
+            pending.assets.insert(msg.asset_id().to_string());
+        }
         match msg {
             Message::Snapshot(s) => {
                 pending.batch.add_snapshot(s, &now);
@@ -130,6 +135,7 @@ impl Pipeline {
             }
         }
         tracing::debug!(rows = pending.batch.rows(), batch = %pending.batch.batch_id, "batch stored");
+        self.alerting.owned(std::mem::take(&mut pending.assets).into_iter().collect());
         for t in &pending.transitions {
             self.alerting.send(Alert::from_transition(t, &t.asset_labels));
         }
