@@ -55,6 +55,24 @@ fn dur(d: std::time::Duration) -> Duration {
     Duration::from_std(d).unwrap_or(Duration::MAX)
 }
 
+impl Group {
+    /// An empty group of `route`, first looked at `next_flush`.
+    fn new(route: &Route, labels: Labels, next_flush: DateTime<Utc>) -> Group {
+        Group {
+            receiver: route.receiver.clone(),
+            labels,
+            group_interval: dur(route.group_interval),
+            repeat_interval: dur(route.repeat_interval),
+            escalate: route.escalate.as_ref().map(|(d, r)| (dur(*d), r.clone())),
+            alerts: BTreeMap::new(),
+            next_flush,
+            notified: BTreeSet::new(),
+            last_sent: None,
+            escalated: false,
+        }
+    }
+}
+
 /// Groups and their state.
 pub struct Dispatcher {
     route: Route,
@@ -109,17 +127,12 @@ impl Dispatcher {
             }
             let restored = self.restored.remove(&key);
             let escalated = self.restored_escalations.remove(&key);
-            let g = self.groups.entry(key).or_insert_with(|| Group {
-                receiver: route.receiver.clone(),
-                labels,
-                group_interval: dur(route.group_interval),
-                repeat_interval: dur(route.repeat_interval),
-                escalate: route.escalate.as_ref().map(|(d, r)| (dur(*d), r.clone())),
-                alerts: BTreeMap::new(),
-                next_flush: now + dur(route.group_wait),
-                notified: restored.as_ref().map(|s| s.firing.clone()).unwrap_or_default(),
-                last_sent: restored.as_ref().map(|s| s.at),
-                escalated,
+            let g = self.groups.entry(key).or_insert_with(|| {
+                let mut g = Group::new(&route, labels, now + dur(route.group_wait));
+                g.notified = restored.as_ref().map(|s| s.firing.clone()).unwrap_or_default();
+                g.last_sent = restored.as_ref().map(|s| s.at);
+                g.escalated = escalated;
+                g
             });
             // A group already notified is looked at again after
             // group_interval, not sooner.
@@ -171,18 +184,7 @@ impl Dispatcher {
                         if key != s.group_key {
                             continue;
                         }
-                        let g = self.groups.entry(key).or_insert_with(|| Group {
-                            receiver: route.receiver.clone(),
-                            labels,
-                            group_interval: dur(route.group_interval),
-                            repeat_interval: dur(route.repeat_interval),
-                            escalate: route.escalate.as_ref().map(|(d, r)| (dur(*d), r.clone())),
-                            alerts: BTreeMap::new(),
-                            next_flush: now,
-                            notified: BTreeSet::new(),
-                            last_sent: None,
-                            escalated: false,
-                        });
+                        let g = self.groups.entry(key).or_insert_with(|| Group::new(route, labels, now));
                         g.alerts.insert(fp.clone(), resolved.clone());
                     }
                 }
