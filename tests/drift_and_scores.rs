@@ -49,6 +49,10 @@ async fn drift_detections_reload_and_scores() {
     let (_receiver, addr) = Receiver::start().await;
     let names = Names::new();
     let cfg = names.collector_config_with_policies(work.path(), &format!("http://{addr}/hook"), &packs);
+    // Record scores every second (the posture dashboard's history).
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("evaluation:\n  score_interval_secs: 1\n");
+    std::fs::write(&cfg, text).unwrap();
     create_topics(&cfg);
     let started = Utc::now() - chrono::Duration::seconds(2);
     let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
@@ -133,6 +137,17 @@ async fn drift_detections_reload_and_scores() {
     assert_eq!((score("soc2"), score("pci-dss")), (Some(33.33), Some(25.0)), "{posture:#}");
     let by_team = cli(&["posture", "--by", "label:team", "--framework", "soc2"], &cfg);
     assert_eq!(by_team[0]["group"], "web");
+    // The same numbers are recorded over time for the dashboards.
+    let recorded = wait_for("recorded scores", 30, async || {
+        let rows = try_query(&format!(
+            "SELECT scope, label_key, group_value, score FROM {db}.scores WHERE framework = 'soc2' ORDER BY at DESC, scope LIMIT 2"
+        ))
+        .await
+        .ok()?;
+        (rows.len() == 2 && rows.iter().all(|r| r["score"].as_f64() == Some(33.33))).then_some(rows)
+    })
+    .await;
+    assert!(recorded.iter().any(|r| r["scope"] == "label" && r["label_key"] == "team" && r["group_value"] == "web"), "{recorded:?}");
 
     let gaps = cli(&["gaps", "--framework", "soc2"], &cfg);
     let cc61 = gaps.as_array().unwrap().iter().find(|g| g["requirement"] == "CC6.1").expect("CC6.1 gap");

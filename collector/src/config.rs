@@ -131,11 +131,13 @@ pub struct EvaluationConfig {
     pub tick_ms: u64,
     /// Reload the policy packs when a file under `policies` changes.
     pub reload_policies: bool,
+    /// How often compliance scores are recorded for the dashboards.
+    pub score_interval_secs: u64,
 }
 
 impl Default for EvaluationConfig {
     fn default() -> Self {
-        EvaluationConfig { attribution_window_secs: 600, tick_ms: 5_000, reload_policies: true }
+        EvaluationConfig { attribution_window_secs: 600, tick_ms: 5_000, reload_policies: true, score_interval_secs: 300 }
     }
 }
 
@@ -239,6 +241,9 @@ impl CollectorConfig {
         }
         if self.batch.max_messages == 0 {
             problems.push("batch.max_messages: must be at least 1".to_string());
+        }
+        if self.evaluation.score_interval_secs == 0 {
+            problems.push("evaluation.score_interval_secs: must be at least 1".to_string());
         }
         if self.evaluation.tick_ms == 0 {
             problems.push("evaluation.tick_ms: must be at least 1".to_string());

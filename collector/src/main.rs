@@ -445,6 +445,12 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     let alerting = alert::runner::Alerting::start(&cfg.alerts, store.clone()).await.context("starting alerting")?;
     let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(slo::runner::run(cfg.slo.clone(), store.clone(), alerting.clone(), leader.clone()));
+    tokio::spawn(score::recorder::run(
+        cfg.policies.clone(),
+        store.clone(),
+        std::time::Duration::from_secs(cfg.evaluation.score_interval_secs),
+        leader.clone(),
+    ));
     let pipeline = ingest::Pipeline::start(policies, store, alerting, &cfg.evaluation, cfg.alerts.drift_min_severity)
         .await
         .context("restoring posture")?;

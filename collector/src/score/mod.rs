@@ -10,6 +10,7 @@
 //! score = (pass + 0.5 × partial) / applicable × 100.
 
 pub mod effectiveness;
+pub mod recorder;
 
 use std::collections::{BTreeMap, BTreeSet};
 
