@@ -4,7 +4,7 @@
 # `user: "0"` with the host mounted read-only; Kubernetes: the DaemonSet's
 # securityContext).
 #   docker build -f deploy/docker/agent.Dockerfile -t driftwatch/agent:0.1.0 .
-FROM rust:1.91-bookworm AS build
+FROM rust:1.95-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends cmake libssl-dev pkg-config && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

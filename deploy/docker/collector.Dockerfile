@@ -1,6 +1,6 @@
 # driftwatch-collector: multi-stage build, small non-root runtime image.
 #   docker build -f deploy/docker/collector.Dockerfile -t driftwatch/collector:0.1.0 .
-FROM rust:1.91-bookworm AS build
+FROM rust:1.95-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends cmake libssl-dev pkg-config && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
