@@ -121,3 +121,15 @@ fn dockerfiles_are_multi_stage_and_run_unprivileged() {
     let collector = std::fs::read_to_string(repo().join("deploy/docker/collector.Dockerfile")).unwrap();
     assert!(collector.contains("COPY policies /etc/driftwatch/policies"), "the collector image ships the policy packs");
 }
+
+#[test]
+fn cluster_schema_is_current() {
+    driftwatch_tests::services_up();
+    let out = Command::new(bin("driftwatch-collector")).args(["schema", "--cluster", "driftwatch"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = std::fs::read_to_string(repo().join("deploy/clickhouse/cluster.sql")).unwrap();
+    assert!(
+        file == String::from_utf8_lossy(&out.stdout),
+        "deploy/clickhouse/cluster.sql is stale: run `driftwatch-collector schema --cluster driftwatch > deploy/clickhouse/cluster.sql`"
+    );
+}

@@ -97,11 +97,20 @@ pub struct ClickHouseConfig {
     pub user: String,
     /// Never logged.
     pub password: Option<String>,
+    /// Create the database and apply migrations at start. Off for a
+    /// cluster whose schema was applied from `deploy/clickhouse/cluster.sql`.
+    pub migrate: bool,
 }
 
 impl Default for ClickHouseConfig {
     fn default() -> Self {
-        ClickHouseConfig { url: "http://127.0.0.1:8123".into(), database: "driftwatch".into(), user: "default".into(), password: None }
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+            database: "driftwatch".into(),
+            user: "default".into(),
+            password: None,
+            migrate: true,
+        }
     }
 }
 

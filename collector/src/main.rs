@@ -47,6 +47,12 @@ enum Command {
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
     },
+    /// Print the ClickHouse schema: the migrations in order, or with --cluster the replicated + Distributed form for a cluster.
+    Schema {
+        /// Cluster name (as in the servers' remote_servers).
+        #[arg(long)]
+        cluster: Option<String>,
+    },
     /// Create the Driftwatch topics (and the dead-letter topic) if missing.
     Topics {
         #[arg(long, default_value = "127.0.0.1:9092")]
@@ -204,6 +210,17 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
         Command::Run { config } => run(config.as_deref()).await?,
         Command::Evaluate { snapshot, policies } => evaluate(&snapshot, &policies)?,
+        Command::Schema { cluster } => match cluster {
+            Some(c) => print!("{}", driftwatch_schemas::clickhouse::cluster_ddl(&c).map_err(|e| anyhow::anyhow!(e))?),
+            None => {
+                for m in driftwatch_schemas::clickhouse::MIGRATIONS {
+                    println!("-- {}", m.name);
+                    for s in m.statements() {
+                        println!("{s};");
+                    }
+                }
+            }
+        },
         Command::Topics { brokers, partitions, replication, config } => {
             let cfg = CollectorConfig::load(config.as_deref())?;
             let t = &cfg.kafka.topics;

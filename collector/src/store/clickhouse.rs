@@ -36,10 +36,14 @@ struct MigrationRow {
 }
 
 impl ClickHouseStore {
-    /// Connects, creates the database if needed and applies migrations.
+    /// Connects, creates the database if needed and applies migrations
+    /// (unless `migrate` is off: a cluster's schema is applied by hand).
     pub async fn connect(cfg: &ClickHouseConfig) -> Result<Self, StoreError> {
         let base = base_client(cfg);
         let store = ClickHouseStore { client: base.clone().with_database(&cfg.database), url: cfg.url.clone() };
+        if !cfg.migrate {
+            return Ok(store);
+        }
         base.query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database.replace('`', "")))
             .execute()
             .await
