@@ -68,12 +68,19 @@ async fn drift_detections_reload_and_scores() {
     )
     .await;
     let a = asset.clone();
-    wait_for("the first evaluation", 60, async || {
-        let rows =
-            try_query(&format!("SELECT status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = 't.root_login'")).await.ok()?;
+    let first = wait_for("the first evaluation", 60, async || {
+        let rows = try_query(&format!(
+            "SELECT status, toUInt32(evaluated_at) AS at FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = 't.root_login'"
+        ))
+        .await
+        .ok()?;
         rows.first().cloned()
     })
     .await;
+    let first_at = first["at"].as_u64().or_else(|| first["at"].as_str().and_then(|s| s.parse().ok())).unwrap() as i64;
+    // The regression comes at least a second later (DateTime resolution),
+    // so the posture at the first evaluation is the passing one.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     produce(&producer, &names, &audit(&asset, "edit-1", "syscall", "mallory", Some("/etc/ssh/sshd_config"))).await;
     produce(&producer, &names, &snapshot(&asset, 2, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "yes")])).await;
     let drift = wait_for("the drift event", 60, async || {
@@ -148,6 +155,12 @@ async fn drift_detections_reload_and_scores() {
     })
     .await;
     assert!(recorded.iter().any(|r| r["scope"] == "label" && r["label_key"] == "team" && r["group_value"] == "web"), "{recorded:?}");
+
+    // Point in time: at the first evaluation root login passed, and no
+    // other soc2 check had a result: 100.
+    let then = chrono::DateTime::from_timestamp(first_at, 0).unwrap().to_rfc3339();
+    let past = cli(&["posture", "--framework", "soc2", "--at", &then], &cfg);
+    assert_eq!((past[0]["score"].as_f64(), past[0]["applicable"].as_u64()), (Some(100.0), Some(1)), "{past:#}");
 
     let gaps = cli(&["gaps", "--framework", "soc2"], &cfg);
     let cc61 = gaps.as_array().unwrap().iter().find(|g| g["requirement"] == "CC6.1").expect("CC6.1 gap");

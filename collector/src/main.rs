@@ -80,6 +80,9 @@ enum Command {
         /// Scope of each score: fleet, asset, or label:KEY (e.g. label:env).
         #[arg(long, default_value = "fleet")]
         by: score::GroupBy,
+        /// The posture at a past instant (RFC 3339): the last evaluation of each asset and control at or before it.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
     },
@@ -237,9 +240,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
             let set = load_policies(&cfg.policies)?;
             println!("{}: OK ({} controls in {})", config.display(), set.controls.len(), cfg.policies.display());
         }
-        Command::Posture { config, framework, by, format } => {
+        Command::Posture { config, framework, by, at, format } => {
             let (set, store) = open_store(config.as_deref()).await?;
-            let results = store.current_results().await.context("reading the current posture")?;
+            let results = match at {
+                Some(at) => store.results_at(at).await.with_context(|| format!("reading the posture at {at}"))?,
+                None => store.current_results().await.context("reading the current posture")?,
+            };
             let scores = score::scores(&set, &results, framework.as_deref(), &by);
             print_out(format, &scores, || {
                 let mut t = String::from("FRAMEWORK     GROUP                         SCORE  PASS  PARTIAL  FAIL  APPLICABLE\n");

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use driftwatch_schemas::clickhouse::{MIGRATIONS, MIGRATIONS_TABLE_DDL};
 use serde::{Deserialize, Serialize};
 
-use super::rows::{CurrentRow, HistoryRow, PostureRow, StatusAtRow};
+use super::rows::{CurrentRow, HistoryRow, PostureRow, ResultAtRow, StatusAtRow};
 use super::{Batch, StoreError};
 use crate::config::ClickHouseConfig;
 use crate::eval::{PostureEntry, Status};
@@ -197,6 +197,25 @@ impl ClickHouseStore {
                     control_id: r.control_id,
                     status,
                     since: Utc.timestamp_opt(i64::from(since), 0).single()?,
+                })
+            })
+            .collect())
+    }
+
+    /// The posture at an instant (the last evaluation at or before it),
+    /// with the assets' labels as of then; `since` is that evaluation's time.
+    pub async fn results_at(&self, at: DateTime<Utc>) -> Result<Vec<crate::score::Result>, StoreError> {
+        let secs = at.timestamp().clamp(0, i64::from(u32::MAX)) as u32;
+        let rows: Vec<ResultAtRow> = self.fetch_bound(driftwatch_schemas::clickhouse::RESULTS_AT_SQL, |q| q.bind(secs).bind(secs)).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(crate::score::Result {
+                    status: Status::parse(&r.status)?,
+                    since: Utc.timestamp_opt(i64::from(r.last_evaluated), 0).single()?,
+                    labels: r.label_keys.into_iter().zip(r.label_values).collect(),
+                    asset_id: r.asset_id,
+                    control_id: r.control_id,
                 })
             })
             .collect())

@@ -342,3 +342,14 @@ pub struct HistoryRow {
     pub evaluated_at: u32,
     pub status: String,
 }
+
+/// A row of `queries/results_at.sql`.
+#[derive(Debug, Row, Deserialize)]
+pub struct ResultAtRow {
+    pub asset_id: String,
+    pub control_id: String,
+    pub status: String,
+    pub last_evaluated: u32,
+    pub label_keys: Vec<String>,
+    pub label_values: Vec<String>,
+}

@@ -1,0 +1,19 @@
+-- The posture at an instant: the last evaluation of every (asset, control)
+-- at or before it, with the asset's labels as of then. Parameters: the
+-- instant (seconds), twice.
+SELECT asset_id, control_id, status, last_evaluated, label_keys, label_values
+FROM
+(
+    SELECT asset_id, control_id, argMax(status, evaluated_at) AS status, max(evaluated_at) AS last_evaluated
+    FROM evaluations
+    WHERE evaluated_at <= toDateTime(?)
+    GROUP BY asset_id, control_id
+) AS e
+ANY LEFT JOIN
+(
+    SELECT asset_id, argMax(label_keys, received_at) AS label_keys, argMax(label_values, received_at) AS label_values
+    FROM snapshots
+    WHERE received_at <= toDateTime(?)
+    GROUP BY asset_id
+) AS l
+USING (asset_id)
