@@ -50,6 +50,8 @@ fn config(names: &Names, dir: &Path, slack: &str, pd: &str, escalation: &str) ->
         continue: true
         escalate: {{after: 6s, receiver: manager}}
       - receiver: slack
+api:
+  listen: null
 "#
     );
     std::fs::write(&cfg, format!("{base}{alerts}")).unwrap();

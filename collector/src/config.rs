@@ -25,6 +25,8 @@ pub struct CollectorConfig {
     pub alerts: AlertsConfig,
     /// Service-level objectives over the agents' probe results.
     pub slo: crate::slo::runner::SloSettings,
+    /// The HTTP API.
+    pub api: crate::api::ApiConfig,
 }
 
 impl Default for CollectorConfig {
@@ -37,6 +39,7 @@ impl Default for CollectorConfig {
             evaluation: EvaluationConfig::default(),
             alerts: AlertsConfig::default(),
             slo: Default::default(),
+            api: Default::default(),
         }
     }
 }
@@ -262,6 +265,7 @@ impl CollectorConfig {
         }
         self.alerts.validate(&mut problems);
         self.slo.validate(&mut problems);
+        self.api.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

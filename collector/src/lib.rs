@@ -6,6 +6,7 @@
 //! (webhooks). [`policy`] loads and compiles the controls that [`eval`] runs.
 
 pub mod alert;
+pub mod api;
 pub mod config;
 pub mod eval;
 pub mod ingest;

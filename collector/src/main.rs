@@ -468,6 +468,7 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     let alerting = alert::runner::Alerting::start(&cfg.alerts, store.clone()).await.context("starting alerting")?;
     let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(slo::runner::run(cfg.slo.clone(), store.clone(), alerting.clone(), leader.clone()));
+    driftwatch_collector::api::start(&cfg.api, store.clone()).await?;
     tokio::spawn(score::recorder::run(
         cfg.policies.clone(),
         store.clone(),

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "0004_alerting", sql: include_str!("../clickhouse/0004_alerting.sql") },
     Migration { version: 5, name: "0005_slo", sql: include_str!("../clickhouse/0005_slo.sql") },
     Migration { version: 6, name: "0006_scores", sql: include_str!("../clickhouse/0006_scores.sql") },
+    Migration { version: 7, name: "0007_api_audit", sql: include_str!("../clickhouse/0007_api_audit.sql") },
 ];
 
 /// Latest posture per (asset, control) with its open violation.

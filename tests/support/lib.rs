@@ -235,7 +235,7 @@ impl Names {
     pub fn collector_config_with_policies(&self, dir: &Path, webhook: &str, policies: &Path) -> PathBuf {
         let path = dir.join("collector.yaml");
         let text = format!(
-            "kafka:\n  brokers: {BROKERS}\n  group_id: {}\n  topics:\n{}clickhouse:\n  url: {CLICKHOUSE}\n  database: {}\npolicies: {}\nbatch:\n  max_messages: 500\n  max_wait_ms: 200\nalerts:\n  receivers:\n    - name: test\n      webhook: {{url: \"{webhook}\"}}\n  route:\n    receiver: test\n    group_by: [\"...\"]\n    group_wait: 0s\n    group_interval: 1s\n",
+            "kafka:\n  brokers: {BROKERS}\n  group_id: {}\n  topics:\n{}clickhouse:\n  url: {CLICKHOUSE}\n  database: {}\npolicies: {}\nbatch:\n  max_messages: 500\n  max_wait_ms: 200\nalerts:\n  receivers:\n    - name: test\n      webhook: {{url: \"{webhook}\"}}\n  route:\n    receiver: test\n    group_by: [\"...\"]\n    group_wait: 0s\n    group_interval: 1s\napi:\n  listen: null\n",
             self.group,
             self.topics_yaml(true),
             self.database,

@@ -65,6 +65,16 @@ struct SilenceWriteRow {
     version: u64,
 }
 
+#[derive(Debug, Row, Serialize)]
+struct ApiAuditRow {
+    at: u32,
+    key_name: String,
+    method: String,
+    path: String,
+    status: u16,
+    detail: String,
+}
+
 #[derive(Debug, Row, Deserialize)]
 struct OpenViolationRow {
     violation_id: String,
@@ -165,6 +175,19 @@ impl ClickHouseStore {
             version: Utc::now().timestamp_millis().max(0) as u64,
         };
         self.insert_rows("silences", &[row]).await
+    }
+
+    /// Records a write through the API (who, what, when, outcome).
+    pub async fn record_api_write(&self, key: &str, method: &str, path: &str, status: u16, detail: &str) -> Result<(), StoreError> {
+        let row = ApiAuditRow {
+            at: secs(&Utc::now()),
+            key_name: key.into(),
+            method: method.into(),
+            path: path.into(),
+            status,
+            detail: detail.into(),
+        };
+        self.insert_rows("api_audit", &[row]).await
     }
 
     /// Firing alerts for every open violation.

@@ -52,6 +52,11 @@ impl ClickHouseStore {
         Ok(store)
     }
 
+    /// Whether ClickHouse answers (for readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client.query("SELECT 1").execute().await.map_err(|e| self.err(e))
+    }
+
     /// The client, for queries of other rooms (tests, reports).
     pub fn client(&self) -> &Client {
         &self.client

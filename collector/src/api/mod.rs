@@ -1,0 +1,101 @@
+//! The collector's HTTP API (axum): health and readiness, and the first
+//! resources of `/api/v1/` — silences. Authentication by API key
+//! (`Authorization: Bearer <key>` or `X-API-Key: <key>`), keys stored only
+//! as SHA-256 hashes in the configuration, with scopes (`read` < `write` <
+//! `admin`); a rate limit per key; every write recorded in `api_audit`.
+
+pub mod auth;
+mod silences;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get};
+use axum::Router;
+use serde::Deserialize;
+
+use crate::store::clickhouse::ClickHouseStore;
+
+/// The `api` section of the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address to listen on; `null` turns the API off.
+    pub listen: Option<String>,
+    pub keys: Vec<auth::KeyConfig>,
+    /// Requests per minute per key.
+    pub rate_limit_per_minute: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: Some("127.0.0.1:8080".into()), keys: Vec::new(), rate_limit_per_minute: 600 }
+    }
+}
+
+impl ApiConfig {
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if let Some(l) = &self.listen {
+            if l.parse::<SocketAddr>().is_err() {
+                problems.push(format!("api.listen: {l:?} is not an address such as 127.0.0.1:8080"));
+            }
+        }
+        for (i, k) in self.keys.iter().enumerate() {
+            problems.extend(k.validate(&format!("api.keys[{i}]")));
+        }
+        if self.rate_limit_per_minute == 0 {
+            problems.push("api.rate_limit_per_minute: must be at least 1".into());
+        }
+    }
+}
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: ClickHouseStore,
+    pub auth: Arc<auth::Auth>,
+}
+
+/// The router (separate from serving, for tests).
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/silences", get(silences::list).post(silences::create))
+        .route("/silences/{id}", delete(silences::expire))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::middleware));
+    Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(ready)).nest("/api/v1", v1).with_state(state)
+}
+
+async fn ready(axum::extract::State(s): axum::extract::State<AppState>) -> impl IntoResponse {
+    match s.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready".to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("ClickHouse: {e}")),
+    }
+}
+
+/// Binds the API's address (a failure stops the collector at start) and
+/// returns the task that serves it; `None` when the API is off.
+pub async fn start(cfg: &ApiConfig, store: ClickHouseStore) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(listen) = &cfg.listen else { return Ok(None) };
+    if cfg.keys.is_empty() {
+        tracing::warn!("api.keys is empty: /api/v1 answers 401 to every request");
+    }
+    let state = AppState { store, auth: Arc::new(auth::Auth::new(&cfg.keys, cfg.rate_limit_per_minute)) };
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("api.listen {listen}: {e}"))?;
+    tracing::info!(%listen, "API listening");
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router(state)).await {
+            tracing::error!(error = %e, "the API stopped");
+        }
+    })))
+}
+
+/// An error answer: status and a JSON `{"error": …}` body.
+pub struct ApiError(pub StatusCode, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        (self.0, axum::Json(serde_json::json!({"error": self.1}))).into_response()
+    }
+}

@@ -1,0 +1,98 @@
+//! The collector's API: health and readiness, API keys (hashed, scoped,
+//! rate-limited), silences created, listed and expired over HTTP, and every
+//! write in the audit table.
+
+use std::process::Command;
+
+use driftwatch_tests::*;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+fn sha(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_scopes_silences_audit_and_rate_limit() {
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let names = Names::new();
+    let cfg = names.collector_config(work.path(), "http://127.0.0.1:9/hook");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "api:\n  listen: null\n",
+        &format!(
+            "api:\n  listen: 127.0.0.1:{port}\n  rate_limit_per_minute: 5\n  keys:\n    - {{name: ops, sha256: {}, scope: write}}\n    - {{name: viewer, sha256: {}, scope: read}}\n",
+            sha("ops-key"),
+            sha("viewer-key")
+        ),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    create_topics(&cfg);
+    let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_for("the API", 60, async || http.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status() == 200)).await;
+    assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+
+    let silences = format!("{base}/api/v1/silences");
+    assert_eq!(http.get(&silences).send().await.unwrap().status(), 401, "no key");
+    assert_eq!(http.get(&silences).bearer_auth("nope").send().await.unwrap().status(), 401, "unknown key");
+    let body = json!({"matchers": ["asset=web-1", "severity=~\"low|medium\""], "duration": "2h", "comment": "CHG-42 patching"});
+    let r = http.post(&silences).header("x-api-key", "viewer-key").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 403, "a read key cannot write");
+
+    let r = http.post(&silences).bearer_auth("ops-key").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(r.headers().get("x-driftwatch-audit").is_none(), "internal header stays internal");
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["created_by"], "ops");
+    let id = created["id"].as_str().unwrap().to_string();
+    let bad = http
+        .post(&silences)
+        .bearer_auth("ops-key")
+        .json(&json!({"matchers": ["severity"], "duration": "1h", "comment": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("matchers[0]"), "the error names the field");
+
+    let listed: Value = http.get(&silences).header("x-api-key", "viewer-key").send().await.unwrap().json().await.unwrap();
+    assert!(listed.as_array().unwrap().iter().any(|s| s["id"] == id.as_str()), "{listed}");
+    // The CLI sees the same silences.
+    let out =
+        Command::new(bin("driftwatch-collector")).args(["silence", "list", "--format", "json", "--config"]).arg(&cfg).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+
+    assert_eq!(http.delete(format!("{silences}/{id}")).bearer_auth("ops-key").send().await.unwrap().status(), 204);
+    let listed: Value = http.get(&silences).header("x-api-key", "viewer-key").send().await.unwrap().json().await.unwrap();
+    assert!(!listed.as_array().unwrap().iter().any(|s| s["id"] == id.as_str()), "expired: {listed}");
+
+    // Every write is in the audit table, with the key's name.
+    let db = names.database.clone();
+    let audit = wait_for("the audit rows", 30, async || {
+        let rows =
+            try_query(&format!("SELECT key_name, method, path, status, detail FROM {db}.api_audit ORDER BY at, method DESC")).await.ok()?;
+        (rows.len() >= 3).then_some(rows)
+    })
+    .await;
+    let summary: Vec<(String, String, u64)> = audit
+        .iter()
+        .map(|r| (r["key_name"].as_str().unwrap().to_string(), r["method"].as_str().unwrap().to_string(), r["status"].as_u64().unwrap()))
+        .collect();
+    assert!(summary.contains(&("ops".into(), "POST".into(), 201)), "{summary:?}");
+    assert!(summary.contains(&("ops".into(), "POST".into(), 400)), "{summary:?}");
+    assert!(summary.contains(&("ops".into(), "DELETE".into(), 204)), "{summary:?}");
+    assert!(audit.iter().any(|r| r["detail"].as_str().unwrap().starts_with(&format!("silence {id} created"))));
+
+    // The viewer key has used 4 of its 5 requests a minute.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = http.get(&silences).header("x-api-key", "viewer-key").send().await.unwrap();
+        statuses.push((r.status().as_u16(), r.headers().get("retry-after").is_some()));
+    }
+    assert!(statuses.contains(&(429, true)), "rate limited with Retry-After: {statuses:?}");
+    drop(collector);
+    names.drop_database().await;
+}
