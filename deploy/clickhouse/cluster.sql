@@ -206,3 +206,16 @@ CREATE TABLE IF NOT EXISTS scores_local ON CLUSTER 'driftwatch' (
 PARTITION BY toYYYYMM(at)
 ORDER BY (framework, scope, label_key, group_value, at);
 CREATE TABLE IF NOT EXISTS scores ON CLUSTER 'driftwatch' AS scores_local ENGINE = Distributed('driftwatch', currentDatabase(), scores_local, rand());
+
+-- 0007_api_audit
+CREATE TABLE IF NOT EXISTS api_audit_local ON CLUSTER 'driftwatch' (
+    at DateTime,
+    key_name String,
+    method String,
+    path String,
+    status UInt16,
+    detail String
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(at)
+ORDER BY (at, key_name);
+CREATE TABLE IF NOT EXISTS api_audit ON CLUSTER 'driftwatch' AS api_audit_local ENGINE = Distributed('driftwatch', currentDatabase(), api_audit_local, rand());
