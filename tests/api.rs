@@ -34,6 +34,10 @@ async fn keys_scopes_silences_audit_and_rate_limit() {
     let http = reqwest::Client::new();
     wait_for("the API", 60, async || http.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status() == 200)).await;
     assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    for m in ["driftwatch_batches_stored_total", "driftwatch_rows_stored_total", "driftwatch_store_seconds_bucket"] {
+        assert!(metrics.contains(m), "/metrics lacks {m}:\n{metrics}");
+    }
 
     let silences = format!("{base}/api/v1/silences");
     assert_eq!(http.get(&silences).send().await.unwrap().status(), 401, "no key");

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, RwLock};
 use super::dispatch::{Dispatcher, Sent};
 use super::model::Alert;
 use super::mute::Silence;
-use super::receivers::{Notification, Receiver, Stats};
+use super::receivers::{Notification, Receiver};
 use super::route::Route;
 use crate::config::AlertsConfig;
 use crate::store::clickhouse::ClickHouseStore;
@@ -53,14 +53,12 @@ enum Input {
 #[derive(Clone)]
 pub struct Alerting {
     tx: Option<mpsc::Sender<Input>>,
-    /// Delivery counters per receiver.
-    pub stats: Arc<HashMap<String, Arc<Stats>>>,
 }
 
 impl Alerting {
     /// Alerting that only logs (no receivers configured).
     pub fn disabled() -> Self {
-        Alerting { tx: None, stats: Arc::new(HashMap::new()) }
+        Alerting { tx: None }
     }
 
     /// Starts the dispatcher and the receivers, restoring state from `store`.
@@ -88,10 +86,8 @@ impl Alerting {
         let (log_tx, log_rx) = mpsc::channel::<(Sent, &'static str)>(RECEIVER_QUEUE);
         tokio::spawn(write_log(store.clone(), log_rx));
         let mut queues = HashMap::new();
-        let mut stats = HashMap::new();
         for rc in &cfg.receivers {
             let receiver = Receiver::new(rc)?;
-            stats.insert(rc.name.clone(), receiver.stats.clone());
             let (tx, rx) = mpsc::channel(RECEIVER_QUEUE);
             tokio::spawn(deliver(receiver, rx, log_tx.clone()));
             queues.insert(rc.name.clone(), tx);
@@ -100,7 +96,7 @@ impl Alerting {
         tokio::spawn(refresh_silences(store.clone(), silences.clone(), Duration::from_secs(cfg.silence_refresh_secs.max(1))));
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(dispatcher, rx, queues, silences, store));
-        Ok(Alerting { tx: Some(tx), stats: Arc::new(stats) })
+        Ok(Alerting { tx: Some(tx) })
     }
 
     /// Queues an alert for routing.

@@ -1,4 +1,5 @@
-//! The collector's HTTP API (axum): health and readiness, and the first
+//! The collector's HTTP API (axum): health, readiness, Prometheus metrics
+//! (`/metrics`, unauthenticated like `/healthz`), and the first
 //! resources of `/api/v1/` — silences. Authentication by API key
 //! (`Authorization: Bearer <key>` or `X-API-Key: <key>`), keys stored only
 //! as SHA-256 hashes in the configuration, with scopes (`read` < `write` <

@@ -3,7 +3,6 @@
 //! stops the collector.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use driftwatch_schemas::{Decoder, Message, Stream};
@@ -12,18 +11,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::config::TopicsConfig;
 
-/// Counters of what was decoded and dead-lettered, per topic.
-#[derive(Debug, Default)]
-pub struct DecodeStats {
-    pub decoded: AtomicU64,
-    pub dead_lettered: AtomicU64,
-}
-
 /// Maps topics to streams and decodes.
 pub struct RecordDecoder {
     decoder: Decoder,
     topics: BTreeMap<String, Stream>,
-    pub stats: DecodeStats,
 }
 
 /// Where a record came from, for dead-letter headers and logs.
@@ -40,7 +31,7 @@ impl RecordDecoder {
             (topics.audit.clone(), Stream::Audit),
             (topics.sla.clone(), Stream::Sla),
         ]);
-        Ok(RecordDecoder { decoder: Decoder::new()?, topics: map, stats: DecodeStats::default() })
+        Ok(RecordDecoder { decoder: Decoder::new()?, topics: map })
     }
 
     /// Decodes a record, or says why not.
@@ -48,7 +39,7 @@ impl RecordDecoder {
         let stream = *self.topics.get(topic).ok_or_else(|| format!("topic {topic} is not a Driftwatch stream"))?;
         let bytes = payload.ok_or_else(|| "empty record (no payload)".to_string())?;
         let m = self.decoder.decode(stream, bytes).map_err(|e| e.to_string())?;
-        self.stats.decoded.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::METRICS.records.with_label_values(&[topic, "decoded"]).inc();
         Ok(m)
     }
 }
@@ -63,9 +54,8 @@ pub async fn dead_letter(
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
     reason: &str,
-    stats: &DecodeStats,
 ) -> anyhow::Result<()> {
-    stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::METRICS.records.with_label_values(&[origin.topic, "dead_lettered"]).inc();
     tracing::warn!(topic = origin.topic, partition = origin.partition, offset = origin.offset, %reason, "record dead-lettered");
     let partition = origin.partition.to_string();
     let offset = origin.offset.to_string();

@@ -154,9 +154,7 @@ pub async fn run(opts: Options<'_>, mut pipeline: Pipeline, mut shutdown: watch:
                         Err(reason) => {
                             // Retry the dead-letter send until it lands: its
                             // offset must not be committed before.
-                            while let Err(e) =
-                                dead_letter(&dlq, &cfg.topics.dead_letter, &origin, m.key(), m.payload(), &reason, &decoder.stats).await
-                            {
+                            while let Err(e) = dead_letter(&dlq, &cfg.topics.dead_letter, &origin, m.key(), m.payload(), &reason).await {
                                 tracing::error!(error = %e, "dead-letter send failed; retrying");
                                 tokio::time::sleep(Duration::from_secs(1)).await;
                             }

@@ -93,7 +93,10 @@ impl Pipeline {
         match msg {
             Message::Snapshot(s) => {
                 pending.batch.add_snapshot(s, &now);
-                pending.add(self.engine.apply(s));
+                let timer = crate::metrics::METRICS.evaluate_seconds.start_timer();
+                let applied = self.engine.apply(s);
+                timer.observe_duration();
+                pending.add(applied);
             }
             Message::Audit(a) => {
                 pending.batch.add_audit(a);
@@ -124,6 +127,7 @@ impl Pipeline {
         self.engine.attribute(&mut pending.drifts);
         pending.batch.add_drifts(&pending.drifts);
         let mut wait = std::time::Duration::from_millis(250);
+        let timer = crate::metrics::METRICS.store_seconds.start_timer();
         loop {
             match self.store.write(&pending.batch).await {
                 Ok(()) => break,
@@ -134,6 +138,9 @@ impl Pipeline {
                 }
             }
         }
+        timer.observe_duration();
+        crate::metrics::METRICS.batches_stored.inc();
+        crate::metrics::METRICS.rows_stored.inc_by(pending.batch.rows() as u64);
         tracing::debug!(rows = pending.batch.rows(), batch = %pending.batch.batch_id, "batch stored");
         self.alerting.owned(std::mem::take(&mut pending.assets).into_iter().collect());
         for t in &pending.transitions {

@@ -4,15 +4,14 @@
 //! retries with exponential backoff and full jitter on network errors,
 //! timeouts, 429 and 5xx (honouring `Retry-After`), and no retry on other
 //! 4xx (the payload will never be accepted). Every outcome is logged and
-//! counted; a delivered notification is recorded in the notification log.
+//! counted (`driftwatch_notifications_total`); a delivered notification is
+//! recorded in the notification log.
 
 pub mod pagerduty;
 pub mod slack;
 pub mod webhook;
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -161,14 +160,6 @@ fn label_text(l: &Labels) -> String {
     l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
 }
 
-/// Delivery counters of one receiver.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub delivered: AtomicU64,
-    pub failed: AtomicU64,
-    pub retried: AtomicU64,
-}
-
 /// The kinds' common shape: one request per notification.
 pub trait Kind: Send + Sync {
     fn request(&self, client: &reqwest::Client, n: &Notification) -> reqwest::RequestBuilder;
@@ -181,7 +172,6 @@ pub struct Receiver {
     client: reqwest::Client,
     max_attempts: u32,
     limiter: DefaultDirectRateLimiter,
-    pub stats: Arc<Stats>,
 }
 
 /// The outcome of one attempt.
@@ -207,8 +197,11 @@ impl Receiver {
             client,
             max_attempts: cfg.max_attempts.max(1),
             limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
-            stats: Arc::new(Stats::default()),
         })
+    }
+
+    fn count(&self, outcome: &str) {
+        crate::metrics::METRICS.notifications.with_label_values(&[self.name.as_str(), outcome]).inc();
     }
 
     /// Delivers one notification; true once the receiver accepted it.
@@ -217,22 +210,22 @@ impl Receiver {
             self.limiter.until_ready().await;
             match self.attempt(n).await {
                 Attempt::Delivered => {
-                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    self.count("delivered");
                     tracing::info!(receiver = %self.name, group = %n.group_key, status = n.status(), firing = n.firing.len(), resolved = n.resolved.len(), attempt, "notification delivered");
                     return true;
                 }
                 Attempt::GiveUp(reason) => {
-                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    self.count("failed");
                     tracing::error!(receiver = %self.name, group = %n.group_key, %reason, "notification rejected by the receiver; not retried");
                     return false;
                 }
                 Attempt::Retry { after, reason } => {
                     if attempt == self.max_attempts {
-                        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        self.count("failed");
                         tracing::error!(receiver = %self.name, group = %n.group_key, %reason, attempts = attempt, "notification delivery failed; giving up");
                         return false;
                     }
-                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    self.count("retried");
                     let wait = after.unwrap_or_else(|| backoff(attempt));
                     tracing::warn!(receiver = %self.name, group = %n.group_key, %reason, attempt, wait_ms = wait.as_millis() as u64, "notification delivery failed; retrying");
                     tokio::time::sleep(wait).await;
