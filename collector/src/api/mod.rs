@@ -65,7 +65,12 @@ pub fn router(state: AppState) -> Router {
         .route("/silences", get(silences::list).post(silences::create))
         .route("/silences/{id}", delete(silences::expire))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::middleware));
-    Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(ready)).nest("/api/v1", v1).with_state(state)
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(|| async { ([("content-type", "text/plain; version=0.0.4")], crate::metrics::render()) }))
+        .nest("/api/v1", v1)
+        .with_state(state)
 }
 
 async fn ready(axum::extract::State(s): axum::extract::State<AppState>) -> impl IntoResponse {
