@@ -308,9 +308,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Silence { config, command } => silence(config.as_deref(), command).await?,
         Command::Slo { config, format } => {
             let cfg = CollectorConfig::load(config.as_deref())?;
-            let store = store::clickhouse::ClickHouseStore::connect(&cfg.clickhouse)
-                .await
-                .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))?;
+            let store = connect(&cfg).await?;
             let now = chrono::Utc::now();
             store
                 .refresh_sla_rollups(now - chrono::Duration::minutes(15), now + chrono::Duration::minutes(1))
@@ -369,9 +367,7 @@ async fn silence(config: Option<&Path>, command: SilenceCommand) -> anyhow::Resu
     use alert::matcher::Matcher;
     use alert::mute::Silence;
     let cfg = CollectorConfig::load(config)?;
-    let store = store::clickhouse::ClickHouseStore::connect(&cfg.clickhouse)
-        .await
-        .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))?;
+    let store = connect(&cfg).await?;
     match command {
         SilenceCommand::Add { matchers, duration, starts, ends, author, comment } => {
             let matchers =
@@ -419,13 +415,18 @@ async fn silence(config: Option<&Path>, command: SilenceCommand) -> anyhow::Resu
     Ok(())
 }
 
+/// Connects to the configured ClickHouse (and migrates it, unless off).
+async fn connect(cfg: &CollectorConfig) -> anyhow::Result<store::clickhouse::ClickHouseStore> {
+    store::clickhouse::ClickHouseStore::connect(&cfg.clickhouse)
+        .await
+        .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))
+}
+
 /// The configured policies and a connection to the configured store.
 async fn open_store(config: Option<&Path>) -> anyhow::Result<(policy::PolicySet, store::clickhouse::ClickHouseStore)> {
     let cfg = CollectorConfig::load(config)?;
     let set = load_policies(&cfg.policies)?;
-    let store = store::clickhouse::ClickHouseStore::connect(&cfg.clickhouse)
-        .await
-        .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))?;
+    let store = connect(&cfg).await?;
     Ok((set, store))
 }
 
@@ -462,9 +463,7 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     let cfg = CollectorConfig::load(config)?;
     let policies = Arc::new(load_policies(&cfg.policies)?);
     tracing::info!(controls = policies.controls.len(), dir = %cfg.policies.display(), "policies loaded");
-    let store = store::clickhouse::ClickHouseStore::connect(&cfg.clickhouse)
-        .await
-        .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))?;
+    let store = connect(&cfg).await?;
     let alerting = alert::runner::Alerting::start(&cfg.alerts, store.clone()).await.context("starting alerting")?;
     let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(slo::runner::run(cfg.slo.clone(), store.clone(), alerting.clone(), leader.clone()));
