@@ -516,15 +516,17 @@ mod tests {
     use driftwatch_schemas::{AssetKind, Fact};
     use std::path::Path;
 
-    fn policies() -> Arc<PolicySet> {
-        let text = r#"pack: t
-controls:
-  - id: root
+    /// The `root` control both test packs start with.
+    const ROOT: &str = r#"  - id: root
     title: root login off
     severity: high
     check: sshd.config.permitrootlogin == "no"
     frameworks: {soc2: [CC6.1], pci-dss: ["2.2.6"]}
-  - id: shadow
+"#;
+
+    fn policies() -> Arc<PolicySet> {
+        let text = format!("pack: t\ncontrols:\n{ROOT}")
+            + r#"  - id: shadow
     title: shadow private
     severity: medium
     check: mode_within(files["/etc/shadow"].mode, "0640")
@@ -535,7 +537,7 @@ controls:
     check: sshd.config.permitrootlogin + 1 == 2
     frameworks: {soc2: [CC6.1], pci-dss: ["7.2.1"]}
 "#;
-        Arc::new(PolicySet::new(crate::policy::load_text(Path::new("t.yaml"), text).unwrap()))
+        Arc::new(PolicySet::new(crate::policy::load_text(Path::new("t.yaml"), &text).unwrap()))
     }
 
     fn snap(seq: i64, kind: SnapshotKind, facts: &[(&str, FactValue)], removed: &[&str]) -> ConfigSnapshot {
@@ -628,37 +630,36 @@ controls:
     }
 
     fn detections() -> Arc<PolicySet> {
-        let text = r#"pack: d
-controls:
-  - id: root
-    title: root login off
-    severity: high
-    check: sshd.config.permitrootlogin == "no"
-    frameworks: {soc2: [CC6.1], pci-dss: ["2.2.6"]}
-  - id: brute
+        let text = format!("pack: d\ncontrols:\n{ROOT}")
+            + r#"  - id: brute
     title: brute force
     severity: high
     detect: {stream: audit, match: 'event.action == "ssh_login_failed"', group_by: [event.actor.user], threshold: 2, window: 1m}
     frameworks: {soc2: [CC7.2], pci-dss: ["10.2.1"]}
 "#;
-        Arc::new(PolicySet::new(crate::policy::load_text(Path::new("d.yaml"), text).unwrap()))
+        Arc::new(PolicySet::new(crate::policy::load_text(Path::new("d.yaml"), &text).unwrap()))
     }
 
-    fn failed_login(id: &str, at: DateTime<Utc>) -> Message {
+    /// An audit event of asset `a`.
+    fn audit(id: &str, action: &str, user: &str, object: Option<&str>, at: DateTime<Utc>) -> Message {
         Message::Audit(driftwatch_schemas::AuditEvent {
             event_id: id.into(),
             asset_id: "a".into(),
             hostname: "h".into(),
-            source: driftwatch_schemas::AuditSource::Authlog,
+            source: driftwatch_schemas::AuditSource::Auditd,
             timestamp: at,
-            actor: driftwatch_schemas::Actor { user: Some("alice".into()), ..Default::default() },
-            action: "ssh_login_failed".into(),
-            object: None,
-            outcome: driftwatch_schemas::Outcome::Failure,
-            source_address: Some("203.0.113.9".into()),
+            actor: driftwatch_schemas::Actor { user: Some(user.into()), ..Default::default() },
+            action: action.into(),
+            object: object.map(String::from),
+            outcome: driftwatch_schemas::Outcome::Unknown,
+            source_address: None,
             raw: String::new(),
             extra: Default::default(),
         })
+    }
+
+    fn failed_login(id: &str, at: DateTime<Utc>) -> Message {
+        audit(id, "ssh_login_failed", "alice", None, at)
     }
 
     #[test]
@@ -700,21 +701,7 @@ controls:
         let mut e = Engine::new(detections(), chrono::Duration::minutes(10));
         let t0 = Utc::now();
         e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
-        let mut edit = driftwatch_schemas::AuditEvent {
-            event_id: "edit".into(),
-            asset_id: "a".into(),
-            hostname: "h".into(),
-            source: driftwatch_schemas::AuditSource::Auditd,
-            timestamp: t0,
-            actor: driftwatch_schemas::Actor { user: Some("mallory".into()), ..Default::default() },
-            action: "syscall".into(),
-            object: Some("/etc/ssh/sshd_config".into()),
-            outcome: driftwatch_schemas::Outcome::Success,
-            source_address: None,
-            raw: String::new(),
-            extra: Default::default(),
-        };
-        e.observe(&Message::Audit(edit.clone()));
+        e.observe(&audit("edit", "syscall", "mallory", Some("/etc/ssh/sshd_config"), t0));
         let mut a = e.apply(&snap(2, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
         assert_eq!(a.drifts.len(), 1);
         let d = &mut a.drifts[0];
@@ -725,7 +712,6 @@ controls:
         assert_eq!(d.cause.as_ref().map(|c| (c.event_id.as_str(), c.user.as_deref())), Some(("edit", Some("mallory"))));
 
         // A full snapshot that fixes it: remediated, before from the old facts.
-        edit.event_id = "fix".into();
         let b = e.apply(&snap(3, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
         assert_eq!(b.drifts[0].direction(), "remediated");
         assert_eq!(b.drifts[0].before.get("sshd.config.permitrootlogin"), Some(&FactValue::from("yes")));
