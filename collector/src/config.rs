@@ -27,6 +27,8 @@ pub struct CollectorConfig {
     pub slo: crate::slo::runner::SloSettings,
     /// The HTTP API.
     pub api: crate::api::ApiConfig,
+    /// Waivers: how often they are re-read, when expiry is reminded.
+    pub waivers: crate::waiver::runner::WaiverSettings,
 }
 
 impl Default for CollectorConfig {
@@ -40,6 +42,7 @@ impl Default for CollectorConfig {
             alerts: AlertsConfig::default(),
             slo: Default::default(),
             api: Default::default(),
+            waivers: Default::default(),
         }
     }
 }
@@ -145,17 +148,35 @@ pub struct EvaluationConfig {
     pub reload_policies: bool,
     /// How often compliance scores are recorded for the dashboards.
     pub score_interval_secs: u64,
+    /// An asset with neither a snapshot nor a heartbeat for this long has
+    /// its results marked `unknown` (0: never). Keep it above the agents'
+    /// full-snapshot and heartbeat intervals.
+    pub unknown_after_secs: u64,
+    /// How often silent assets are looked for.
+    pub evidence_check_secs: u64,
 }
 
 impl Default for EvaluationConfig {
     fn default() -> Self {
-        EvaluationConfig { attribution_window_secs: 600, tick_ms: 5_000, reload_policies: true, score_interval_secs: 300 }
+        EvaluationConfig {
+            attribution_window_secs: 600,
+            tick_ms: 5_000,
+            reload_policies: true,
+            score_interval_secs: 300,
+            unknown_after_secs: 7_200,
+            evidence_check_secs: 60,
+        }
     }
 }
 
 impl EvaluationConfig {
     pub fn attribution_window(&self) -> chrono::Duration {
         chrono::Duration::seconds(self.attribution_window_secs.min(i64::MAX as u64) as i64)
+    }
+
+    /// `unknown_after_secs` as a duration (`None`: off).
+    pub fn unknown_after(&self) -> Option<chrono::Duration> {
+        (self.unknown_after_secs > 0).then(|| chrono::Duration::seconds(self.unknown_after_secs.min(i64::MAX as u64 / 1000) as i64))
     }
 }
 
@@ -259,6 +280,12 @@ impl CollectorConfig {
         }
         if self.evaluation.tick_ms == 0 {
             problems.push("evaluation.tick_ms: must be at least 1".to_string());
+        }
+        if self.evaluation.evidence_check_secs == 0 {
+            problems.push("evaluation.evidence_check_secs: must be at least 1".to_string());
+        }
+        if self.waivers.refresh_secs == 0 {
+            problems.push("waivers.refresh_secs: must be at least 1".to_string());
         }
         if !(self.clickhouse.url.starts_with("http://") || self.clickhouse.url.starts_with("https://")) {
             problems.push(format!("clickhouse.url: {:?} is not an http(s) URL", self.clickhouse.url));

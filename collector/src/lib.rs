@@ -15,3 +15,4 @@ pub mod policy;
 pub mod score;
 pub mod slo;
 pub mod store;
+pub mod waiver;

@@ -5,9 +5,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use driftwatch_collector::{alert, config::CollectorConfig, eval, ingest, policy, score, slo, store};
+use driftwatch_collector::{alert, config::CollectorConfig, eval, ingest, policy, score, slo, store, waiver};
 use driftwatch_schemas::ConfigSnapshot;
 
 #[derive(Parser)]
@@ -128,6 +130,14 @@ enum Command {
         #[command(subcommand)]
         command: SilenceCommand,
     },
+    /// Waivers: exempt a failing control or requirement for a scope until an expiry date.
+    Waiver {
+        /// Configuration file (for the ClickHouse connection and the policy directory).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: cli::waiver::WaiverCommand,
+    },
     /// Work with policy packs.
     Policies {
         #[command(subcommand)]
@@ -136,7 +146,7 @@ enum Command {
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
-enum OutputFormat {
+pub(crate) enum OutputFormat {
     Text,
     Json,
 }
@@ -238,30 +248,42 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::CheckConfig { config } => {
             let cfg = CollectorConfig::load(Some(&config))?;
             let set = load_policies(&cfg.policies)?;
-            println!("{}: OK ({} controls in {})", config.display(), set.controls.len(), cfg.policies.display());
+            let waivers = check_waivers(&cfg.policies, &set)?;
+            println!(
+                "{}: OK ({} controls, {waivers} declared waivers in {})",
+                config.display(),
+                set.controls.len(),
+                cfg.policies.display()
+            );
         }
         Command::Posture { config, framework, by, at, format } => {
-            let (set, store) = open_store(config.as_deref()).await?;
+            let (cfg, set, store) = open_store(config.as_deref()).await?;
+            let waivers = load_waivers(&cfg.policies, &store).await?;
             let results = match at {
                 Some(at) => store.results_at(at).await.with_context(|| format!("reading the posture at {at}"))?,
                 None => store.current_results().await.context("reading the current posture")?,
             };
-            let scores = score::scores(&set, &results, framework.as_deref(), &by);
+            let w = score::WaiversAt { waivers: &waivers, at: at.unwrap_or_else(chrono::Utc::now) };
+            let scores = score::scores(&set, &results, framework.as_deref(), &by, w);
             print_out(format, &scores, || {
-                let mut t = String::from("FRAMEWORK     GROUP                         SCORE  PASS  PARTIAL  FAIL  APPLICABLE\n");
+                let mut t = String::from(
+                    "FRAMEWORK     GROUP                         SCORE  W/O WAIVERS  PASS  WAIVED  PARTIAL  FAIL  APPLICABLE\n",
+                );
                 for s in &scores {
                     t += &format!(
-                        "{:<13} {:<28} {:>6.1}  {:>4}  {:>7}  {:>4}  {:>10}\n",
-                        s.framework, s.group, s.score, s.passing, s.partial, s.failing, s.applicable
+                        "{:<13} {:<28} {:>6.1}  {:>11.1}  {:>4}  {:>6}  {:>7}  {:>4}  {:>10}\n",
+                        s.framework, s.group, s.score, s.score_without_waivers, s.passing, s.waived, s.partial, s.failing, s.applicable
                     );
                 }
                 t
             })?;
         }
         Command::Gaps { config, framework, format } => {
-            let (set, store) = open_store(config.as_deref()).await?;
+            let (cfg, set, store) = open_store(config.as_deref()).await?;
+            let waivers = load_waivers(&cfg.policies, &store).await?;
             let results = store.current_results().await.context("reading the current posture")?;
-            let gaps = score::gaps(&set, &results, framework.as_deref(), chrono::Utc::now());
+            let now = chrono::Utc::now();
+            let gaps = score::gaps(&set, &results, framework.as_deref(), score::WaiversAt { waivers: &waivers, at: now }, now);
             print_out(format, &gaps, || {
                 let mut t =
                     String::from("DUE         SEVERITY  FRAMEWORK     REQUIREMENT             STATUS   ASSETS  OWNERS / CONTROLS\n");
@@ -285,7 +307,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Effectiveness { config, framework, from, to, asset, format } => {
             let to = to.unwrap_or_else(chrono::Utc::now);
             anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
-            let (set, store) = open_store(config.as_deref()).await?;
+            let (_, set, store) = open_store(config.as_deref()).await?;
             let mut histories = store.histories(from, to).await.context("reading the evaluation history")?;
             if let Some(a) = &asset {
                 histories.retain(|h| &h.asset_id == a);
@@ -306,6 +328,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
             })?;
         }
         Command::Silence { config, command } => silence(config.as_deref(), command).await?,
+        Command::Waiver { config, command } => {
+            let (cfg, _, store) = open_store(config.as_deref()).await?;
+            cli::waiver::run(&store, &load_waivers(&cfg.policies, &store).await?, command).await?;
+        }
         Command::Slo { config, format } => {
             let cfg = CollectorConfig::load(config.as_deref())?;
             let store = connect(&cfg).await?;
@@ -351,14 +377,21 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
                 return Ok(std::process::ExitCode::from(1));
             }
         }
-        Command::Policies { command: PoliciesCommand::Check { dir } } => match policy::load_dir(&dir) {
-            Ok(set) => println!("{}: {} controls OK", dir.display(), set.controls.len()),
-            Err(errors) => {
-                eprintln!("{errors}");
-                eprintln!("{} error(s)", errors.0.len());
+        Command::Policies { command: PoliciesCommand::Check { dir } } => {
+            let mut errors = Vec::new();
+            let set = policy::load_dir(&dir).map_err(|e| errors.extend(e.0)).ok();
+            let waivers = waiver::load_dir(&dir).map_err(|e| errors.extend(e.0)).ok();
+            if !errors.is_empty() {
+                eprintln!("{}", policy::PolicyErrors(errors.clone()));
+                eprintln!("{} error(s)", errors.len());
                 return Ok(std::process::ExitCode::from(1));
             }
-        },
+            let (set, waivers) = (set.unwrap_or_default(), waivers.unwrap_or_default());
+            for f in waiver::flags(&waivers, &set) {
+                eprintln!("warning: {f}");
+            }
+            println!("{}: {} controls, {} waivers OK", dir.display(), set.controls.len(), waivers.len());
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -422,21 +455,38 @@ async fn connect(cfg: &CollectorConfig) -> anyhow::Result<store::clickhouse::Cli
         .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))
 }
 
-/// The configured policies and a connection to the configured store.
-async fn open_store(config: Option<&Path>) -> anyhow::Result<(policy::PolicySet, store::clickhouse::ClickHouseStore)> {
+/// The configuration, its policies and a connection to its store.
+async fn open_store(config: Option<&Path>) -> anyhow::Result<(CollectorConfig, policy::PolicySet, store::clickhouse::ClickHouseStore)> {
     let cfg = CollectorConfig::load(config)?;
     let set = load_policies(&cfg.policies)?;
     let store = connect(&cfg).await?;
-    Ok((set, store))
+    Ok((cfg, set, store))
 }
 
 /// Prints `value` as JSON, or the text `table` renders.
-fn print_out<T: serde::Serialize>(format: OutputFormat, value: &T, table: impl FnOnce() -> String) -> anyhow::Result<()> {
+pub(crate) fn print_out<T: serde::Serialize>(format: OutputFormat, value: &T, table: impl FnOnce() -> String) -> anyhow::Result<()> {
     match format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(value)?),
         OutputFormat::Text => print!("{}", table()),
     }
     Ok(())
+}
+
+/// The waivers: those declared beside the packs, and those stored.
+async fn load_waivers(dir: &Path, store: &store::clickhouse::ClickHouseStore) -> anyhow::Result<waiver::Waivers> {
+    let declared = waiver::load_dir(dir).map_err(|e| anyhow::anyhow!("waiver files in {} are invalid:\n{e}", dir.display()))?;
+    let stored = store.waivers().await.context("reading stored waivers")?;
+    Ok(waiver::Waivers::new(waiver::runner::merge(&declared, &stored)))
+}
+
+/// Validates the declared waivers (an error fails, a flag warns); returns
+/// how many there are.
+fn check_waivers(dir: &Path, set: &policy::PolicySet) -> anyhow::Result<usize> {
+    let declared = waiver::load_dir(dir).map_err(|e| anyhow::anyhow!("waiver files in {} are invalid:\n{e}", dir.display()))?;
+    for f in waiver::flags(&declared, set) {
+        eprintln!("warning: {f}");
+    }
+    Ok(declared.len())
 }
 
 fn load_policies(dir: &Path) -> anyhow::Result<policy::PolicySet> {
@@ -460,29 +510,60 @@ fn evaluate(snapshot: &Path, policies: &Path) -> anyhow::Result<()> {
 }
 
 async fn run(config: Option<&Path>) -> anyhow::Result<()> {
+    use std::time::Duration;
     let cfg = CollectorConfig::load(config)?;
     let policies = Arc::new(load_policies(&cfg.policies)?);
     tracing::info!(controls = policies.controls.len(), dir = %cfg.policies.display(), "policies loaded");
     let store = connect(&cfg).await?;
+    // Waivers are in force before the first record is evaluated.
+    let waivers = Arc::new(load_waivers(&cfg.policies, &store).await?);
+    for f in waiver::flags(&waivers.list, &policies) {
+        tracing::warn!("{f}");
+    }
+    let (policies_tx, policies_rx) = tokio::sync::watch::channel(policies.clone());
+    let (waivers_tx, waivers_rx) = tokio::sync::watch::channel(waivers.clone());
     let alerting = alert::runner::Alerting::start(&cfg.alerts, store.clone()).await.context("starting alerting")?;
     let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(slo::runner::run(cfg.slo.clone(), store.clone(), alerting.clone(), leader.clone()));
     driftwatch_collector::api::start(&cfg.api, store.clone()).await?;
     tokio::spawn(score::recorder::run(
-        cfg.policies.clone(),
+        policies_rx.clone(),
+        waivers_rx.clone(),
         store.clone(),
-        std::time::Duration::from_secs(cfg.evaluation.score_interval_secs),
+        Duration::from_secs(cfg.evaluation.score_interval_secs),
         leader.clone(),
     ));
-    let pipeline = ingest::Pipeline::start(policies, store, alerting, &cfg.evaluation, cfg.alerts.drift_min_severity)
+    if let Some(after) = cfg.evaluation.unknown_after() {
+        let every = Duration::from_secs(cfg.evaluation.evidence_check_secs);
+        tokio::spawn(eval::silence::run(policies_rx.clone(), store.clone(), after, every, leader.clone()));
+    }
+    tokio::spawn(
+        waiver::runner::Runner {
+            dir: cfg.policies.clone(),
+            store: store.clone(),
+            policies: policies_rx.clone(),
+            publish: waivers_tx,
+            settings: cfg.waivers.clone(),
+            alerting: alerting.clone(),
+            leader: leader.clone(),
+        }
+        .run(),
+    );
+    let mut pipeline = ingest::Pipeline::start(policies, store, alerting, &cfg.evaluation, cfg.alerts.drift_min_severity)
         .await
         .context("restoring posture")?;
+    // Waivers that started or ended while the collector was down.
+    let mut pending = ingest::Pipeline::new_pending();
+    pipeline.replace_waivers(waivers, &mut pending);
+    pipeline.flush(pending).await;
     // The watcher must live as long as the consumer.
-    let (reloads, _watcher) = if cfg.evaluation.reload_policies {
-        let (rx, w) = ingest::reload::watch(&cfg.policies).with_context(|| format!("watching {} for changes", cfg.policies.display()))?;
-        (Some(rx), Some(w))
+    let _watcher = if cfg.evaluation.reload_policies {
+        Some(
+            ingest::reload::watch(&cfg.policies, policies_tx)
+                .with_context(|| format!("watching {} for changes", cfg.policies.display()))?,
+        )
     } else {
-        (None, None)
+        None
     };
 
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -494,8 +575,9 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     let opts = ingest::kafka::Options {
         kafka: &cfg.kafka,
         batch: &cfg.batch,
-        tick: std::time::Duration::from_millis(cfg.evaluation.tick_ms),
-        reloads,
+        tick: Duration::from_millis(cfg.evaluation.tick_ms),
+        policies: policies_rx,
+        waivers: waivers_rx,
         leader,
     };
     ingest::kafka::run(opts, pipeline, rx).await

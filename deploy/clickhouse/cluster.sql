@@ -219,3 +219,30 @@ CREATE TABLE IF NOT EXISTS api_audit_local ON CLUSTER 'driftwatch' (
 PARTITION BY toYYYYMM(at)
 ORDER BY (at, key_name);
 CREATE TABLE IF NOT EXISTS api_audit ON CLUSTER 'driftwatch' AS api_audit_local ENGINE = Distributed('driftwatch', currentDatabase(), api_audit_local, rand());
+
+-- 0008_waivers
+CREATE TABLE IF NOT EXISTS waivers_local ON CLUSTER 'driftwatch' (
+    waiver_id String,
+    control_id String,
+    requirement String,
+    scope String,
+    justification String,
+    approver String,
+    risk String,
+    ticket String,
+    starts_at DateTime,
+    expires_at DateTime,
+    revoked_at DateTime,
+    revoked_by String,
+    created_by String,
+    source String,
+    updated_at DateTime,
+    version UInt64
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', version)
+PARTITION BY toYYYYMM(starts_at)
+ORDER BY waiver_id;
+CREATE TABLE IF NOT EXISTS waivers ON CLUSTER 'driftwatch' AS waivers_local ENGINE = Distributed('driftwatch', currentDatabase(), waivers_local, rand());
+ALTER TABLE evaluations_local ON CLUSTER 'driftwatch' ADD COLUMN evaluated_ms UInt16 DEFAULT 0;
+ALTER TABLE evaluations ON CLUSTER 'driftwatch' ADD COLUMN evaluated_ms UInt16 DEFAULT 0;
+ALTER TABLE scores_local ON CLUSTER 'driftwatch' ADD COLUMN waived UInt32 DEFAULT 0, ADD COLUMN score_without_waivers Float64 DEFAULT score;
+ALTER TABLE scores ON CLUSTER 'driftwatch' ADD COLUMN waived UInt32 DEFAULT 0, ADD COLUMN score_without_waivers Float64 DEFAULT score;

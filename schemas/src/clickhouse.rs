@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "0005_slo", sql: include_str!("../clickhouse/0005_slo.sql") },
     Migration { version: 6, name: "0006_scores", sql: include_str!("../clickhouse/0006_scores.sql") },
     Migration { version: 7, name: "0007_api_audit", sql: include_str!("../clickhouse/0007_api_audit.sql") },
+    Migration { version: 8, name: "0008_waivers", sql: include_str!("../clickhouse/0008_waivers.sql") },
 ];
 
 /// Latest posture per (asset, control) with its open violation.
@@ -50,6 +51,12 @@ pub const SLA_ROLLUP_SQL: &str = include_str!("../clickhouse/queries/sla_rollup.
 pub const SLO_MINUTES_SQL: &str = include_str!("../clickhouse/queries/slo_minutes.sql");
 /// Last minute each probe reported (`?` probe ids).
 pub const PROBE_LAST_SEEN_SQL: &str = include_str!("../clickhouse/queries/probe_last_seen.sql");
+/// Every waiver, latest version each.
+pub const WAIVERS_SQL: &str = include_str!("../clickhouse/queries/waivers.sql");
+/// Latest results of assets silent since an instant (`?`, `?` = seconds).
+pub const SILENT_RESULTS_SQL: &str = include_str!("../clickhouse/queries/silent_results.sql");
+/// The latest labels of every asset seen in the past week.
+pub const ASSET_LABELS_SQL: &str = include_str!("../clickhouse/queries/asset_labels.sql");
 /// Last time each asset sent anything.
 pub const ASSET_LAST_SEEN_SQL: &str = include_str!("../clickhouse/queries/asset_last_seen.sql");
 
@@ -72,8 +79,23 @@ pub fn cluster_ddl(cluster: &str) -> Result<String, String> {
     for m in MIGRATIONS {
         out.push_str(&format!("\n-- {}\n", m.name));
         for stmt in m.statements() {
+            // A column change applies to the replicated table and its
+            // Distributed twin alike.
+            if let Some(rest) = stmt.strip_prefix("ALTER TABLE ") {
+                let (name, change) = rest.split_once(' ').ok_or_else(|| format!("{}: ALTER without a table", m.name))?;
+                if !change.trim_start().starts_with("ADD COLUMN") {
+                    return Err(format!("{}: only ALTER TABLE … ADD COLUMN can be clustered: {stmt}", m.name));
+                }
+                out.push_str(&format!("ALTER TABLE {name}_local ON CLUSTER '{cluster}' {change};\n"));
+                out.push_str(&format!("ALTER TABLE {name} ON CLUSTER '{cluster}' {change};\n"));
+                continue;
+            }
             let rest = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS ").ok_or_else(|| {
-                format!("{}: only CREATE TABLE statements can be clustered: {}", m.name, stmt.lines().next().unwrap_or_default())
+                format!(
+                    "{}: only CREATE TABLE and ALTER TABLE … ADD COLUMN statements can be clustered: {}",
+                    m.name,
+                    stmt.lines().next().unwrap_or_default()
+                )
             })?;
             let (name, rest) = rest.split_once(' ').ok_or_else(|| format!("{}: no table name", m.name))?;
             let at = rest.find(") ENGINE = ").ok_or_else(|| format!("{}: {name}: no ENGINE", m.name))?;
@@ -148,7 +170,7 @@ mod tests {
             let stmts = m.statements();
             assert!(!stmts.is_empty());
             for s in stmts {
-                assert!(s.starts_with("CREATE TABLE IF NOT EXISTS"), "{s}");
+                assert!(s.starts_with("CREATE TABLE IF NOT EXISTS") || s.starts_with("ALTER TABLE "), "{s}");
                 assert!(!s.contains(';'));
             }
         }
@@ -169,7 +191,13 @@ mod tests {
         let ddl = super::cluster_ddl("dw").unwrap();
         for m in super::MIGRATIONS {
             for stmt in m.statements() {
-                let name = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS ").unwrap().split_whitespace().next().unwrap();
+                let Some(create) = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS ") else {
+                    let name = stmt.strip_prefix("ALTER TABLE ").unwrap().split_whitespace().next().unwrap();
+                    assert!(ddl.contains(&format!("ALTER TABLE {name}_local ON CLUSTER 'dw' ADD COLUMN")), "{name}");
+                    assert!(ddl.contains(&format!("ALTER TABLE {name} ON CLUSTER 'dw' ADD COLUMN")), "{name}");
+                    continue;
+                };
+                let name = create.split_whitespace().next().unwrap();
                 assert!(ddl.contains(&format!("CREATE TABLE IF NOT EXISTS {name}_local ON CLUSTER 'dw'")), "{name}");
                 assert!(ddl.contains(&format!("AS {name}_local ENGINE = Distributed('dw', currentDatabase(), {name}_local,")), "{name}");
             }

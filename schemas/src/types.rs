@@ -238,6 +238,11 @@ pub struct HostMetrics {
     pub load1: f64,
 }
 
+/// The probe id of an agent's heartbeat (an SLA measurement of kind
+/// `host`): proof that the agent is alive even when nothing changes, so
+/// that its assets' evidence stays current.
+pub const HEARTBEAT_PROBE_ID: &str = "heartbeat";
+
 /// One probe result: the `driftwatch.sla` stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SlaMeasurement {

@@ -200,6 +200,7 @@ pub fn create_topics(collector_config: &Path) {
 }
 
 /// Names for one isolated pipeline: its own topics, group and database.
+#[derive(Clone)]
 pub struct Names {
     pub prefix: String,
     pub database: String,
@@ -295,7 +296,8 @@ pub async fn produce(p: &rdkafka::producer::FutureProducer, names: &Names, msg: 
 
 /// The alerts in webhook notifications (Alertmanager's shape), one JSON
 /// object each: `status`, `asset_id`, `control_id`, `severity`,
-/// `frameworks`, `instance` (the violation id), `annotations`, `receiver`.
+/// `frameworks`, `alertname`, `labels` (all), `instance` (the violation
+/// id), `annotations`, `receiver`.
 pub fn notified_alerts(bodies: &[serde_json::Value]) -> Vec<serde_json::Value> {
     bodies
         .iter()
@@ -308,6 +310,7 @@ pub fn notified_alerts(bodies: &[serde_json::Value]) -> Vec<serde_json::Value> {
                     "severity": a["labels"]["severity"],
                     "frameworks": a["labels"]["frameworks"],
                     "alertname": a["labels"]["alertname"],
+                    "labels": a["labels"],
                     "instance": a["instance"],
                     "annotations": a["annotations"],
                     "receiver": b["receiver"],

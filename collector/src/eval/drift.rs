@@ -61,9 +61,15 @@ impl DriftEvent {
         DriftEvent { drift_id, from, evaluation, before, changed, cause: None, asset_labels: BTreeMap::new() }
     }
 
-    /// `regressed` (pass → fail), `remediated` (fail → pass), or `changed`.
+    /// The control that drifted.
+    pub fn control(&self) -> &str {
+        &self.evaluation.control_id
+    }
+
+    /// `regressed` (pass → fail, waived or not), `remediated` (fail →
+    /// pass), or `changed`.
     pub fn direction(&self) -> &'static str {
-        match (self.from, self.evaluation.status) {
+        match (self.from, self.evaluation.checked.unwrap_or(self.evaluation.status)) {
             (Status::Pass, Status::Fail) => "regressed",
             (Status::Fail, Status::Pass) => "remediated",
             _ => "changed",
@@ -270,6 +276,7 @@ mod tests {
             evaluated_at: now,
             snapshot_id: "s2".into(),
             sequence: 2,
+            checked: Some(Status::Fail),
         };
         DriftEvent::new(Status::Pass, ev, [(path.to_string(), FactValue::from(before))].into())
     }

@@ -4,12 +4,20 @@
 //! fact check's status is a [`drift::DriftEvent`]. Detections ([`detect`])
 //! count audit and probe records in sliding windows.
 //!
+//! A result is only as good as its evidence: when the facts a check needs
+//! could not be read (the family's error fact), or deltas were lost (a
+//! sequence gap) and no full snapshot has come since, the result is
+//! `unknown`, with the reason first in its message (`fact_unreadable: …`,
+//! `sequence_gap: …`; `asset_silent: …` is written by [`silence`]). A
+//! failing control exempted by a waiver in force is `waived`.
+//!
 //! The engine is synchronous and owned by one task; it does no I/O. What
 //! it returns is written to the store and sent to the alerter by the caller.
 
 pub mod detect;
 pub mod drift;
 pub mod facts;
+pub mod silence;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -29,6 +37,10 @@ pub enum Status {
     Fail,
     Error,
     NotApplicable,
+    /// The evidence is missing or untrustworthy; counts against the score.
+    Unknown,
+    /// Failing, but exempted by a waiver in force.
+    Waived,
 }
 
 impl Status {
@@ -38,11 +50,25 @@ impl Status {
             Status::Fail => "fail",
             Status::Error => "error",
             Status::NotApplicable => "not_applicable",
+            Status::Unknown => "unknown",
+            Status::Waived => "waived",
         }
     }
 
     pub fn parse(s: &str) -> Option<Status> {
-        [Status::Pass, Status::Fail, Status::Error, Status::NotApplicable].into_iter().find(|x| x.as_str() == s)
+        [Status::Pass, Status::Fail, Status::Error, Status::NotApplicable, Status::Unknown, Status::Waived]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+
+    /// What the check itself said, as far as a stored status tells: a
+    /// waived control fails; an unknown one said nothing trustworthy.
+    pub fn checked(self) -> Option<Status> {
+        match self {
+            Status::Unknown => None,
+            Status::Waived => Some(Status::Fail),
+            s => Some(s),
+        }
     }
 }
 
@@ -63,6 +89,10 @@ pub struct Evaluation {
     pub evaluated_at: DateTime<Utc>,
     pub snapshot_id: String,
     pub sequence: i64,
+    /// What the check said on trustworthy facts (`status` before a waiver;
+    /// `None` when the result is unknown). Drift compares these.
+    #[serde(skip)]
+    pub checked: Option<Status>,
 }
 
 /// Evaluates every control that applies to `asset` against `facts`.
@@ -74,23 +104,33 @@ pub fn evaluate_all(
     sequence: i64,
     at: DateTime<Utc>,
 ) -> Vec<Evaluation> {
-    evaluate(policies, None, asset, &facts::CelFacts::build(facts), facts, snapshot_id, sequence, at)
+    let input = Input { asset, vars: &facts::CelFacts::build(facts), facts, stale: None, waivers: &crate::waiver::Waivers::default() };
+    evaluate(policies, None, &input, snapshot_id, sequence, at)
+}
+
+/// What a check runs on: the asset, its facts (as CEL variables and as a
+/// map, for evidence), whether lost deltas make them untrustworthy, and
+/// the waivers.
+struct Input<'a> {
+    asset: &'a Asset,
+    vars: &'a facts::CelFacts,
+    facts: &'a FactMap,
+    /// The sequence gap (last applied, first after) while stale.
+    stale: Option<(i64, i64)>,
+    waivers: &'a crate::waiver::Waivers,
 }
 
 /// Evaluates the controls at `which` (indexes into `policies.controls`;
-/// `None`: all) that apply to `asset`, with the facts already prepared as
-/// CEL variables (`vars`) and as a map (`facts`, for evidence).
-#[allow(clippy::too_many_arguments)]
+/// `None`: all) that apply to the input's asset.
 fn evaluate(
     policies: &PolicySet,
     which: Option<&[usize]>,
-    asset: &Asset,
-    vars: &facts::CelFacts,
-    facts: &FactMap,
+    input: &Input,
     snapshot_id: &str,
     sequence: i64,
     at: DateTime<Utc>,
 ) -> Vec<Evaluation> {
+    let Input { asset, vars, facts, stale, waivers } = *input;
     let controls: Box<dyn Iterator<Item = &CompiledControl>> = match which {
         Some([]) => return Vec::new(),
         Some(w) => Box::new(w.iter().filter_map(|i| policies.controls.get(*i))),
@@ -106,7 +146,24 @@ fn evaluate(
     controls
         .filter(|c| c.applies_to(asset.kind, &asset.labels))
         .map(|c| {
-            let (status, message) = run_check(c, &ctx);
+            let (mut status, mut message) = run_check(c, &ctx, facts);
+            let mut checked = Some(status).filter(|s| *s != Status::Unknown);
+            if let Some((from, to)) = stale {
+                status = Status::Unknown;
+                checked = None;
+                message = Some(format!(
+                    "sequence_gap: deltas {}..{} were lost; unknown until the next full snapshot{}",
+                    from + 1,
+                    to - 1,
+                    message.map(|m| format!(" ({m})")).unwrap_or_default()
+                ));
+            }
+            if status == Status::Fail {
+                if let Some(w) = waivers.for_control(&c.control.id, &asset.id, &asset.labels, at) {
+                    status = Status::Waived;
+                    message = Some(w.describe());
+                }
+            }
             let evidence = c.reads.iter().flat_map(|p| facts::facts_under(facts, p)).collect();
             Evaluation {
                 asset_id: asset.id.clone(),
@@ -120,18 +177,40 @@ fn evaluate(
                 evaluated_at: at,
                 snapshot_id: snapshot_id.to_string(),
                 sequence,
+                checked,
             }
         })
         .collect()
 }
 
-fn run_check(c: &CompiledControl, ctx: &cel::Context) -> (Status, Option<String>) {
+/// Runs a check. Facts that are missing because their family could not
+/// read them (its `<family>.errors` fact) make the result `unknown`; facts
+/// simply not collected (no such software) make it `not_applicable`.
+fn run_check(c: &CompiledControl, ctx: &cel::Context, facts: &FactMap) -> (Status, Option<String>) {
     match c.program.execute(ctx) {
         Ok(cel::Value::Bool(true)) => (Status::Pass, None),
         Ok(cel::Value::Bool(false)) => (Status::Fail, None),
         Ok(other) => (Status::Error, Some(format!("check returned {other:?}, not a boolean"))),
         Err(e) if crate::policy::cel::is_missing_fact(&e, c.reads.iter().map(|p| p.segments()[0].as_str())) => {
-            (Status::NotApplicable, Some(format!("facts not collected: {e}")))
+            let roots: std::collections::BTreeSet<&str> = c.reads.iter().map(|p| p.segments()[0].as_str()).collect();
+            // Errors of the families read; when the check reads files by
+            // path, only errors that name one of them.
+            let paths: Vec<&str> =
+                c.reads.iter().flat_map(|p| p.segments()[1..].iter()).map(String::as_str).filter(|s| s.contains('/')).collect();
+            let errors: Vec<String> = roots
+                .iter()
+                .filter_map(|root| facts.get(&FactPath::new([*root, "errors"]).to_string()))
+                .flat_map(|v| match v {
+                    FactValue::List(l) => l.clone(),
+                    other => vec![other.to_json()],
+                })
+                .filter(|e| paths.is_empty() || paths.iter().any(|p| e.contains(p)))
+                .collect();
+            if errors.is_empty() {
+                (Status::NotApplicable, Some(format!("facts not collected: {e}")))
+            } else {
+                (Status::Unknown, Some(format!("fact_unreadable: {}", errors.join("; "))))
+            }
         }
         Err(e) => (Status::Error, Some(e.to_string())),
     }
@@ -173,6 +252,16 @@ pub struct PostureEntry {
     pub last_evaluated: DateTime<Utc>,
     /// The open violation, while the control fails.
     pub violation_id: Option<String>,
+    /// The last trustworthy check result (through `unknown` spells; a
+    /// waived control's is `fail`): what drift compares.
+    pub checked: Option<Status>,
+}
+
+impl PostureEntry {
+    /// An entry as restored from a stored status.
+    pub fn restored(status: Status, since: DateTime<Utc>, last_evaluated: DateTime<Utc>, violation_id: Option<String>) -> Self {
+        PostureEntry { status, since, last_evaluated, violation_id, checked: status.checked() }
+    }
 }
 
 struct AssetState {
@@ -184,6 +273,8 @@ struct AssetState {
     /// Set when a delta skipped sequence numbers (deltas were lost): the
     /// facts may be wrong until the next full snapshot.
     stale_since: Option<(i64, i64)>,
+    /// The last snapshot's collection time, or the last heartbeat.
+    last_seen: DateTime<Utc>,
 }
 
 /// What applying one snapshot or record produced.
@@ -212,6 +303,13 @@ pub struct Engine {
     /// Detections failing (restored or fired) on an asset, so that ageing
     /// resolves them without scanning all posture.
     detections_failing: std::collections::HashSet<(String, usize)>,
+    waivers: Arc<crate::waiver::Waivers>,
+    /// (waiver id, control id) of the control waivers in force when last
+    /// looked at; a change re-evaluates those controls.
+    waivers_in_force: std::collections::BTreeSet<(String, String)>,
+    /// An asset silent this long is not re-evaluated on its old facts
+    /// (policy reloads, waiver changes); [`silence`] marks it unknown.
+    unknown_after: Option<chrono::Duration>,
 }
 
 impl Engine {
@@ -223,7 +321,95 @@ impl Engine {
             detector: detect::Detector::default(),
             attributor: drift::Attributor::new(attribution_window),
             detections_failing: Default::default(),
+            waivers: Default::default(),
+            waivers_in_force: Default::default(),
+            unknown_after: None,
         }
+    }
+
+    /// Sets how long an asset may be silent before its facts are too old to
+    /// evaluate again (`None`: never).
+    pub fn with_unknown_after(mut self, d: Option<chrono::Duration>) -> Self {
+        self.unknown_after = d;
+        self
+    }
+
+    /// Assets whose facts are recent enough to evaluate again at `at`.
+    fn current_assets(&self, at: DateTime<Utc>) -> Vec<String> {
+        self.assets.iter().filter(|(_, s)| self.unknown_after.is_none_or(|d| at - s.last_seen <= d)).map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Swaps in a new set of waivers and re-evaluates what it changes.
+    pub fn replace_waivers(&mut self, waivers: Arc<crate::waiver::Waivers>, now: DateTime<Utc>) -> Applied {
+        self.waivers = waivers;
+        self.refresh_waivers(now)
+    }
+
+    /// Re-evaluates the controls whose waivers came into force, expired or
+    /// were revoked since last looked at: a waived failure becomes `waived`
+    /// (its violation resolves), and an expired waiver's control fails
+    /// again (a new violation opens and is alerted).
+    fn refresh_waivers(&mut self, now: DateTime<Utc>) -> Applied {
+        let in_force = self.waivers.control_waivers_in_force(now);
+        let mut out = Applied::default();
+        if in_force == self.waivers_in_force {
+            return out;
+        }
+        let changed: std::collections::BTreeSet<String> =
+            in_force.symmetric_difference(&self.waivers_in_force).map(|(_, control)| control.clone()).collect();
+        self.waivers_in_force = in_force;
+        let p = self.policies.clone();
+        let which: Vec<usize> = changed.iter().filter_map(|c| p.get(c)).filter(|(_, c)| c.detect.is_none()).map(|(i, _)| i).collect();
+        // Fact checks of assets whose facts are here: evaluate again.
+        let change_id = format!("waiver-change@{}", now.timestamp());
+        let ids = self.current_assets(now);
+        for id in &ids {
+            let state = &self.assets[id];
+            let input =
+                Input { asset: &state.asset, vars: &state.cel, facts: &state.facts, stale: state.stale_since, waivers: &self.waivers };
+            let evaluations = evaluate(&p, Some(&which), &input, &change_id, state.sequence, now);
+            self.track_all(evaluations, &Before::Changed(Vec::new(), FactMap::new()), &mut out);
+        }
+        // Detections, and fact checks of assets not seen since a restart:
+        // their failure is known, so waived ⇄ fail follows the waivers.
+        let entries: Vec<((String, String), PostureEntry)> = self
+            .posture
+            .iter()
+            .filter(|((a, c), e)| {
+                changed.contains(c)
+                    && matches!(e.status, Status::Fail | Status::Waived)
+                    && !(self.assets.contains_key(a) && which.iter().any(|i| p.controls[*i].control.id == *c))
+            })
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        for ((asset_id, control_id), entry) in entries {
+            let Some((_, c)) = p.get(&control_id) else { continue };
+            let labels = self.assets.get(&asset_id).map(|a| a.asset.labels.clone()).unwrap_or_default();
+            let waiver = self.waivers.for_control(&control_id, &asset_id, &labels, now);
+            let status = if waiver.is_some() { Status::Waived } else { Status::Fail };
+            if status == entry.status {
+                continue;
+            }
+            let evaluation = Evaluation {
+                asset_id,
+                control_id,
+                title: c.control.title.clone(),
+                severity: c.control.severity,
+                status,
+                frameworks: c.control.frameworks.clone(),
+                evidence: Default::default(),
+                message: Some(waiver.map(|w| w.describe()).unwrap_or_else(|| "waiver no longer in force; the control still fails".into())),
+                evaluated_at: now,
+                snapshot_id: change_id.clone(),
+                sequence: 0,
+                checked: Some(Status::Fail),
+            };
+            if let Some(t) = self.track(&evaluation) {
+                out.transitions.push(t);
+            }
+            out.evaluations.push(evaluation);
+        }
+        out
     }
 
     pub fn policies(&self) -> &Arc<PolicySet> {
@@ -268,10 +454,11 @@ impl Engine {
             .collect();
         self.detections_failing.extend(failing);
         let mut out = Applied::default();
-        let ids: Vec<String> = self.assets.keys().cloned().collect();
-        for id in ids {
+        for id in self.current_assets(at) {
             let state = &self.assets[&id];
-            let evaluations = evaluate(&self.policies, None, &state.asset, &state.cel, &state.facts, "policy-reload", state.sequence, at);
+            let input =
+                Input { asset: &state.asset, vars: &state.cel, facts: &state.facts, stale: state.stale_since, waivers: &self.waivers };
+            let evaluations = evaluate(&self.policies, None, &input, "policy-reload", state.sequence, at);
             let before = Before::Changed(Vec::new(), FactMap::new());
             self.track_all(evaluations, &before, &mut out);
         }
@@ -286,7 +473,14 @@ impl Engine {
                 self.attributor.record(e);
                 detect::Record::audit(e)
             }
-            Message::Sla(m) => detect::Record::sla(m),
+            Message::Sla(m) => {
+                if m.probe_id == driftwatch_schemas::HEARTBEAT_PROBE_ID {
+                    if let Some(s) = self.assets.get_mut(&m.asset_id) {
+                        s.last_seen = s.last_seen.max(m.timestamp);
+                    }
+                }
+                detect::Record::sla(m)
+            }
             Message::Snapshot(_) => return Applied::default(),
         };
         // An asset not seen in a snapshot yet: only its kind is unknown,
@@ -324,25 +518,37 @@ impl Engine {
                 });
             }
         }
-        self.apply_detections(changes)
+        let mut out = self.apply_detections(changes);
+        let w = self.refresh_waivers(now);
+        out.evaluations.extend(w.evaluations);
+        out.transitions.extend(w.transitions);
+        out.drifts.extend(w.drifts);
+        out
     }
 
     fn apply_detections(&mut self, changes: Vec<detect::Change>) -> Applied {
         let mut out = Applied::default();
         for ch in changes {
             let Some(c) = self.policies.controls.get(ch.control) else { continue };
+            let labels = self.assets.get(&ch.asset_id).map(|a| a.asset.labels.clone()).unwrap_or_default();
+            let waiver = if ch.firing { self.waivers.for_control(&c.control.id, &ch.asset_id, &labels, ch.at) } else { None };
+            let checked = if ch.firing { Status::Fail } else { Status::Pass };
             let evaluation = Evaluation {
                 asset_id: ch.asset_id.clone(),
                 control_id: c.control.id.clone(),
                 title: c.control.title.clone(),
                 severity: c.control.severity,
-                status: if ch.firing { Status::Fail } else { Status::Pass },
+                status: if waiver.is_some() { Status::Waived } else { checked },
                 frameworks: c.control.frameworks.clone(),
                 evidence: ch.evidence,
-                message: Some(ch.message),
+                message: Some(match waiver {
+                    Some(w) => format!("{}; {}", w.describe(), ch.message),
+                    None => ch.message,
+                }),
                 evaluated_at: ch.at,
                 snapshot_id: ch.record_id.unwrap_or_else(|| format!("window-expired@{}", ch.at.timestamp())),
                 sequence: 0,
+                checked: Some(checked),
             };
             if ch.firing {
                 self.detections_failing.insert((ch.asset_id, ch.control));
@@ -384,7 +590,9 @@ impl Engine {
             cel: facts::CelFacts::default(),
             sequence: 0,
             stale_since: None,
+            last_seen: snap.collected_at,
         });
+        state.last_seen = state.last_seen.max(snap.collected_at);
         // A full snapshot re-evaluates everything; a delta only the controls
         // that read a changed or removed path.
         let mut which: Option<Vec<usize>> = None;
@@ -401,7 +609,8 @@ impl Engine {
                 if snap.sequence <= state.sequence {
                     return Applied::default();
                 }
-                if state.sequence > 0 && snap.sequence > state.sequence + 1 && state.stale_since.is_none() {
+                let gap = state.sequence > 0 && snap.sequence > state.sequence + 1 && state.stale_since.is_none();
+                if gap {
                     tracing::warn!(asset = %snap.asset.id, last = state.sequence, got = snap.sequence, "sequence gap: deltas lost; asset stale until the next full snapshot");
                     state.stale_since = Some((state.sequence, snap.sequence));
                 }
@@ -422,31 +631,17 @@ impl Engine {
                     state.facts.remove(p);
                 }
                 state.cel.update(&state.facts, &changed, !snap.removed_paths.is_empty());
-                which = Some(self.policies.affected(&changed));
+                // A gap makes every result unknown, not only the changed ones.
+                if !gap {
+                    which = Some(self.policies.affected(&changed));
+                }
                 Before::Changed(changed, old)
             }
         };
         state.asset = snap.asset.clone();
         state.sequence = snap.sequence;
-        let mut evaluations = evaluate(
-            &self.policies,
-            which.as_deref(),
-            &state.asset,
-            &state.cel,
-            &state.facts,
-            &snap.snapshot_id,
-            snap.sequence,
-            snap.collected_at,
-        );
-        if let Some((from, to)) = state.stale_since {
-            let note = format!("asset stale: deltas {}..{} were lost; results may be wrong until the next full snapshot", from + 1, to - 1);
-            for e in &mut evaluations {
-                e.message = Some(match e.message.take() {
-                    Some(m) => format!("{note}; {m}"),
-                    None => note.clone(),
-                });
-            }
-        }
+        let input = Input { asset: &state.asset, vars: &state.cel, facts: &state.facts, stale: state.stale_since, waivers: &self.waivers };
+        let evaluations = evaluate(&self.policies, which.as_deref(), &input, &snap.snapshot_id, snap.sequence, snap.collected_at);
         let mut out = Applied::default();
         self.track_all(evaluations, &before, &mut out);
         out
@@ -456,11 +651,14 @@ impl Engine {
     /// and drift events into `out`.
     fn track_all(&mut self, evaluations: Vec<Evaluation>, before: &Before, out: &mut Applied) {
         for ev in &evaluations {
-            let from = self.posture.get(&(ev.asset_id.clone(), ev.control_id.clone())).map(|p| p.status);
+            // Drift is a change of what the check said on trustworthy facts:
+            // unknown spells and waivers do not count.
+            let from = self.posture.get(&(ev.asset_id.clone(), ev.control_id.clone())).and_then(|p| p.checked);
             if let Some(t) = self.track(ev) {
                 out.transitions.push(t);
             }
-            let Some(from) = from.filter(|f| *f != ev.status) else { continue };
+            let Some(to) = ev.checked else { continue };
+            let Some(from) = from.filter(|f| *f != to) else { continue };
             let Some((_, c)) = self.policies.get(&ev.control_id) else { continue };
             let before = match before {
                 Before::All(old) => c.reads.iter().flat_map(|p| facts::facts_under(old, p)).collect(),
@@ -493,12 +691,15 @@ impl Engine {
                 .to_string();
                 (Some(id.clone()), Some((id, TransitionKind::Opened)))
             }
-            (Status::Pass, Some(id)) => (None, Some((id, TransitionKind::Resolved))),
-            // Errors and missing facts neither open nor resolve: they are
-            // not evidence of compliance.
+            // A waiver accepts the failure: the violation closes, and opens
+            // anew when the waiver ends.
+            (Status::Pass | Status::Waived, Some(id)) => (None, Some((id, TransitionKind::Resolved))),
+            // Errors, unknown and missing facts neither open nor resolve:
+            // they are not evidence either way.
             (_, open) => (open, None),
         };
-        self.posture.insert(key, PostureEntry { status: ev.status, since, last_evaluated: ev.evaluated_at, violation_id });
+        let checked = ev.checked.or(prev.as_ref().and_then(|p| p.checked));
+        self.posture.insert(key, PostureEntry { status: ev.status, since, last_evaluated: ev.evaluated_at, violation_id, checked });
         let asset_labels = self.assets.get(&ev.asset_id).map(|a| a.asset.labels.clone()).unwrap_or_default();
         transition.map(|(violation_id, kind)| Transition {
             violation_id,
@@ -603,26 +804,114 @@ mod tests {
     }
 
     #[test]
-    fn a_sequence_gap_marks_the_asset_stale_until_a_full_snapshot() {
+    fn a_sequence_gap_makes_every_result_unknown_until_a_full_snapshot() {
         let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
-        e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
+        let first = e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
+        let opened = first.transitions[0].violation_id.clone();
         e.apply(&snap(2, SnapshotKind::Delta, &[], &[]));
         assert!(!e.is_stale("a"));
         let a = e.apply(&snap(5, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "no".into())], &[]));
         assert!(e.is_stale("a"));
-        assert!(a.evaluations[0].message.as_deref().unwrap().starts_with("asset stale: deltas 3..4 were lost"));
-        e.apply(&snap(6, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
+        assert_eq!(a.evaluations.len(), 3, "every control, not only those reading what changed");
+        assert!(a.evaluations.iter().all(|x| x.status == Status::Unknown));
+        assert!(a.evaluations[0].message.as_deref().unwrap().starts_with("sequence_gap: deltas 3..4 were lost"), "{:?}", a.evaluations[0]);
+        assert!(a.transitions.is_empty() && a.drifts.is_empty(), "unknown neither resolves nor drifts");
+        assert_eq!(e.posture("a", "root").unwrap().violation_id.as_deref(), Some(opened.as_str()));
+        let full = e.apply(&snap(6, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
         assert!(!e.is_stale("a"));
+        assert_eq!(status(&full, "root"), Status::Pass);
+        assert_eq!(full.transitions[0].kind, TransitionKind::Resolved);
+        // Drift compares trustworthy results: fail (before the gap) → pass.
+        assert_eq!(full.drifts.iter().map(|d| (d.control(), d.from)).collect::<Vec<_>>(), vec![("root", Status::Fail)]);
+    }
+
+    #[test]
+    fn facts_a_family_could_not_read_make_the_result_unknown() {
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
+        let errors = FactValue::List(vec!["/etc/shadow: Permission denied (os error 13)".into()]);
+        let a = e.apply(&snap(1, SnapshotKind::Full, &[("files.errors", errors)], &[]));
+        assert_eq!(status(&a, "shadow"), Status::Unknown);
+        let msg = a.evaluations.iter().find(|x| x.control_id == "shadow").unwrap().message.clone().unwrap();
+        assert_eq!(msg, "fact_unreadable: /etc/shadow: Permission denied (os error 13)");
+        assert_eq!(status(&a, "root"), Status::NotApplicable, "no sshd error: simply not collected");
+        let other = FactValue::List(vec!["/etc/gshadow: Permission denied".into()]);
+        let b = e.apply(&snap(2, SnapshotKind::Full, &[("files.errors", other)], &[]));
+        assert_eq!(status(&b, "shadow"), Status::NotApplicable, "an error about another file says nothing of this one");
+    }
+
+    fn waivers(text: &str) -> Arc<crate::waiver::Waivers> {
+        Arc::new(crate::waiver::Waivers::new(crate::waiver::load_text(Path::new("w.yaml"), text).unwrap()))
+    }
+
+    fn root_waiver(starts: DateTime<Utc>, expires: DateTime<Utc>) -> Arc<crate::waiver::Waivers> {
+        waivers(&format!(
+            "waivers:\n  - id: w\n    control: root\n    scope: {{assets: [a]}}\n    justification: legacy\n    approver: ciso\n    risk: high\n    starts: {}\n    expires: {}\n",
+            starts.to_rfc3339(),
+            expires.to_rfc3339()
+        ))
+    }
+
+    #[test]
+    fn a_waived_failure_is_waived_and_fails_again_when_the_waiver_expires() {
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
+        let now = Utc::now();
+        e.replace_waivers(root_waiver(now - chrono::Duration::hours(1), now + chrono::Duration::minutes(5)), now);
+        let a = e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
+        assert_eq!(status(&a, "root"), Status::Waived);
+        assert!(a.transitions.is_empty(), "no violation while waived");
+        assert!(a.evaluations[0].message.as_deref().unwrap().starts_with("waived by w until"));
+        assert!(e.tick(now + chrono::Duration::minutes(1)).transitions.is_empty());
+        let expired = e.tick(now + chrono::Duration::minutes(6));
+        assert_eq!(status(&expired, "root"), Status::Fail);
+        assert_eq!(expired.transitions.len(), 1);
+        assert_eq!(expired.transitions[0].kind, TransitionKind::Opened);
+        assert!(expired.drifts.is_empty(), "the configuration did not change");
+        assert!(e.tick(now + chrono::Duration::minutes(7)).evaluations.is_empty(), "once");
+    }
+
+    #[test]
+    fn a_waiver_coming_into_force_closes_the_violation() {
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
+        let now = Utc::now();
+        let a = e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
+        let opened = a.transitions[0].violation_id.clone();
+        let w = e.replace_waivers(root_waiver(now + chrono::Duration::minutes(1), now + chrono::Duration::days(30)), now);
+        assert!(w.evaluations.is_empty(), "not started yet");
+        let started = e.tick(now + chrono::Duration::minutes(2));
+        assert_eq!(status(&started, "root"), Status::Waived);
+        assert_eq!(
+            (started.transitions[0].kind, started.transitions[0].violation_id.as_str()),
+            (TransitionKind::Resolved, opened.as_str())
+        );
+        // A waiver for another asset or control changes nothing.
+        let other = waivers("waivers:\n  - id: o\n    control: root\n    scope: {assets: [b]}\n    justification: j\n    approver: a\n    risk: low\n    expires: 2100-01-01T00:00:00Z\n");
+        let mut f = Engine::new(policies(), chrono::Duration::minutes(10));
+        f.replace_waivers(other, now);
+        let b = f.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
+        assert_eq!(status(&b, "root"), Status::Fail);
+    }
+
+    #[test]
+    fn a_waived_detection_is_waived_and_fails_when_revoked() {
+        let mut e = Engine::new(detections(), chrono::Duration::minutes(10));
+        let now = Utc::now();
+        let w = waivers("waivers:\n  - id: pentest\n    control: brute\n    scope: {fleet: true}\n    justification: pentest\n    approver: a\n    risk: low\n    expires: 2100-01-01T00:00:00Z\n");
+        e.replace_waivers(w.clone(), now);
+        e.observe(&failed_login("e1", now));
+        let fired = e.observe(&failed_login("e2", now));
+        assert_eq!(fired.evaluations[0].status, Status::Waived);
+        assert!(fired.transitions.is_empty());
+        let mut revoked = (*w).clone();
+        revoked.list[0].revoked_at = Some(now);
+        let r = e.replace_waivers(Arc::new(revoked), now + chrono::Duration::seconds(1));
+        assert_eq!(r.evaluations[0].status, Status::Fail);
+        assert_eq!(r.transitions[0].kind, TransitionKind::Opened);
     }
 
     #[test]
     fn restored_posture_prevents_a_second_open() {
         let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
-        e.restore(
-            "a",
-            "root",
-            PostureEntry { status: Status::Fail, since: Utc::now(), last_evaluated: Utc::now(), violation_id: Some("v1".into()) },
-        );
+        e.restore("a", "root", PostureEntry::restored(Status::Fail, Utc::now(), Utc::now(), Some("v1".into())));
         let a = e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
         assert!(a.transitions.is_empty());
         let b = e.apply(&snap(2, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
@@ -686,11 +975,7 @@ mod tests {
     fn a_restored_failing_detection_resolves_after_its_window() {
         let mut e = Engine::new(detections(), chrono::Duration::minutes(10));
         let since = Utc::now() - chrono::Duration::seconds(30);
-        e.replace_posture([(
-            "a".to_string(),
-            "brute".to_string(),
-            PostureEntry { status: Status::Fail, since, last_evaluated: since, violation_id: Some("v".into()) },
-        )]);
+        e.replace_posture([("a".to_string(), "brute".to_string(), PostureEntry::restored(Status::Fail, since, since, Some("v".into())))]);
         assert!(e.tick(Utc::now()).transitions.is_empty());
         let t = e.tick(Utc::now() + chrono::Duration::minutes(1));
         assert_eq!(t.transitions[0].violation_id, "v");

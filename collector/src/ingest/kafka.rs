@@ -14,12 +14,13 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::decode::{dead_letter, Origin, RecordDecoder};
 use super::{Pending, Pipeline};
 use crate::config::{BatchConfig, KafkaConfig};
 use crate::policy::PolicySet;
+use crate::waiver::Waivers;
 
 fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -71,8 +72,11 @@ pub struct Options<'a> {
     pub batch: &'a BatchConfig,
     /// How often detection windows are aged while idle.
     pub tick: Duration,
-    /// Reloaded policy sets (see [`super::reload`]).
-    pub reloads: Option<mpsc::Receiver<Arc<PolicySet>>>,
+    /// The policy set in force (see [`super::reload`]); a new one is
+    /// swapped in between batches.
+    pub policies: watch::Receiver<Arc<PolicySet>>,
+    /// The waivers in force (see [`crate::waiver::runner`]).
+    pub waivers: watch::Receiver<Arc<Waivers>>,
     /// Set while this collector owns partition 0 of the SLA topic.
     pub leader: Arc<AtomicBool>,
 }
@@ -103,13 +107,13 @@ pub async fn run(opts: Options<'_>, mut pipeline: Pipeline, mut shutdown: watch:
     tracing::info!(brokers = %cfg.brokers, group = %cfg.group_id, ?topics, "consuming");
     let decoder = RecordDecoder::new(&cfg.topics)?;
     let max_wait = Duration::from_millis(opts.batch.max_wait_ms);
-    let mut reloads = opts.reloads;
+    let (mut policies, mut waivers) = (opts.policies, opts.waivers);
     let mut ticker = tokio::time::interval(opts.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     while !*shutdown.borrow() {
         // Wait for the first record of a batch; meanwhile age detections,
-        // swap in reloaded policies, or stop.
+        // swap in reloaded policies or changed waivers, or stop.
         let first = tokio::select! {
             r = consumer.recv() => r,
             _ = shutdown.changed() => break,
@@ -121,9 +125,17 @@ pub async fn run(opts: Options<'_>, mut pipeline: Pipeline, mut shutdown: watch:
                 }
                 continue;
             }
-            Some(set) = next_reload(&mut reloads) => {
+            Ok(()) = policies.changed() => {
+                let set = policies.borrow_and_update().clone();
                 let mut pending = Pipeline::new_pending();
                 pipeline.reload(set, &mut pending);
+                pipeline.flush(pending).await;
+                continue;
+            }
+            Ok(()) = waivers.changed() => {
+                let set = waivers.borrow_and_update().clone();
+                let mut pending = Pipeline::new_pending();
+                pipeline.replace_waivers(set, &mut pending);
                 pipeline.flush(pending).await;
                 continue;
             }
@@ -176,13 +188,6 @@ pub async fn run(opts: Options<'_>, mut pipeline: Pipeline, mut shutdown: watch:
     }
     tracing::info!("consumer stopped");
     Ok(())
-}
-
-async fn next_reload(r: &mut Option<mpsc::Receiver<Arc<PolicySet>>>) -> Option<Arc<PolicySet>> {
-    match r {
-        Some(r) => r.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Stores the batch, then commits the offsets of every record in it.

@@ -65,7 +65,8 @@ impl Pipeline {
         cfg: &EvaluationConfig,
         drift_min_severity: Option<Severity>,
     ) -> Result<Self, StoreError> {
-        let mut pipeline = Pipeline { engine: Engine::new(policies, cfg.attribution_window()), store, alerting, drift_min_severity };
+        let engine = Engine::new(policies, cfg.attribution_window()).with_unknown_after(cfg.unknown_after());
+        let mut pipeline = Pipeline { engine, store, alerting, drift_min_severity };
         pipeline.restore_posture().await?;
         Ok(pipeline)
     }
@@ -118,6 +119,12 @@ impl Pipeline {
     pub fn reload(&mut self, policies: Arc<PolicySet>, pending: &mut Pending) {
         tracing::info!(controls = policies.controls.len(), "policy packs reloaded; re-evaluating known assets");
         pending.add(self.engine.replace_policies(policies, Utc::now()));
+    }
+
+    /// Swaps in changed waivers: what they waive or stop waiving is
+    /// evaluated again.
+    pub fn replace_waivers(&mut self, waivers: Arc<crate::waiver::Waivers>, pending: &mut Pending) {
+        pending.add(self.engine.replace_waivers(waivers, Utc::now()));
     }
 
     /// Attributes drifts, stores the batch (retrying with backoff until

@@ -1,14 +1,16 @@
 //! Policy hot-reload: a change under the policy directory reloads every
 //! pack. A set with any error is rejected whole — logged with each file:line
-//! — and the running set stays; a valid set is sent to the consumer loop,
-//! which swaps it in between batches.
+//! — and the running set stays; a valid set is published on a watch
+//! channel: the consumer loop swaps it in between batches, and the tasks
+//! that read policies (scores, silent assets, waivers, API) take the
+//! latest.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 
 use crate::policy::{self, PolicySet};
 
@@ -16,9 +18,9 @@ use crate::policy::{self, PolicySet};
 /// several steps).
 const DEBOUNCE: Duration = Duration::from_millis(500);
 
-/// Watches `dir`; returns the receiving end of reloaded sets. The watcher
+/// Watches `dir`, publishing each valid reloaded set on `tx`. The watcher
 /// lives as long as the returned guard.
-pub fn watch(dir: &Path) -> notify::Result<(mpsc::Receiver<Arc<PolicySet>>, notify::RecommendedWatcher)> {
+pub fn watch(dir: &Path, tx: watch::Sender<Arc<PolicySet>>) -> notify::Result<notify::RecommendedWatcher> {
     let (raw_tx, raw_rx) = std::sync::mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if ev.is_ok_and(|e| !e.kind.is_access()) {
@@ -26,7 +28,6 @@ pub fn watch(dir: &Path) -> notify::Result<(mpsc::Receiver<Arc<PolicySet>>, noti
         }
     })?;
     watcher.watch(dir, RecursiveMode::Recursive)?;
-    let (tx, rx) = mpsc::channel(1);
     let dir: PathBuf = dir.to_path_buf();
     std::thread::Builder::new()
         .name("policy-reload".into())
@@ -37,8 +38,8 @@ pub fn watch(dir: &Path) -> notify::Result<(mpsc::Receiver<Arc<PolicySet>>, noti
                 match policy::load_dir(&dir) {
                     Ok(set) => {
                         tracing::info!(dir = %dir.display(), controls = set.controls.len(), "policy packs changed and are valid");
-                        if tx.blocking_send(Arc::new(set)).is_err() {
-                            return; // the consumer stopped
+                        if tx.send(Arc::new(set)).is_err() {
+                            return; // everything reading policies stopped
                         }
                     }
                     Err(errors) => {
@@ -48,5 +49,5 @@ pub fn watch(dir: &Path) -> notify::Result<(mpsc::Receiver<Arc<PolicySet>>, noti
             }
         })
         .map_err(|e| notify::Error::generic(&e.to_string()))?;
-    Ok((rx, watcher))
+    Ok(watcher)
 }

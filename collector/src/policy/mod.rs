@@ -145,7 +145,8 @@ impl fmt::Display for PolicyErrors {
 const ASSET_KINDS: [&str; 3] = ["host", "k8s-node", "k8s-cluster"];
 
 /// Loads every `*.yaml` / `*.yml` under `dir` (recursively, in name order).
-/// Files under a folder named `fixtures` are test data, not packs.
+/// Files under a folder named `fixtures` are test data, not packs; files
+/// whose top-level key is `waivers:` are waivers ([`crate::waiver`]).
 pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
     let mut files = Vec::new();
     collect_files(dir, &mut files)
@@ -162,6 +163,9 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
                 continue;
             }
         };
+        if crate::waiver::is_waiver_file(&text) {
+            continue; // waivers, loaded by `crate::waiver::load_dir`
+        }
         match load_text(&file, &text) {
             Ok(controls) => {
                 for c in controls {
@@ -199,7 +203,7 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
     }
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+pub(crate) fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
@@ -323,7 +327,7 @@ fn compile_detect(id: &str, d: &model::Detect, err: &mut impl FnMut(String)) -> 
 }
 
 /// The 1-based line where `id: <id>` is declared, for error messages.
-fn line_of_id(text: &str, id: &str) -> Option<usize> {
+pub(crate) fn line_of_id(text: &str, id: &str) -> Option<usize> {
     text.lines()
         .position(|l| {
             let t = l.trim_start().trim_start_matches("- ").trim_start();

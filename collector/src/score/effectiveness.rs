@@ -5,7 +5,8 @@
 //!
 //! Time before the first evaluation is "no evidence" and time a control
 //! was not applicable is neither passing nor failing: both are left out of
-//! the share and reported apart.
+//! the share and reported apart. Time `unknown` (evidence missing) or
+//! `waived` is not passing time.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -119,13 +120,8 @@ fn combine(statuses: &[Option<Status>]) -> Option<Status> {
     if known.is_empty() {
         return if statuses.contains(&Some(Status::NotApplicable)) { Some(Status::NotApplicable) } else { None };
     }
-    if known.contains(&Status::Fail) {
-        Some(Status::Fail)
-    } else if known.contains(&Status::Error) {
-        Some(Status::Error)
-    } else {
-        Some(Status::Pass)
-    }
+    // The worst status wins; waived and unknown time is not passing time.
+    [Status::Fail, Status::Unknown, Status::Error, Status::Waived].into_iter().find(|s| known.contains(s)).or(Some(Status::Pass))
 }
 
 /// Per asset: every control's effectiveness, then every requirement's (of

@@ -4,10 +4,14 @@
 //!
 //! A requirement's status within a scope (an asset, a label group, the
 //! fleet) comes from every applicable result of every check mapped to it:
-//! all pass → `pass`; some pass → `partial`; none → `fail`. Errors count as
-//! not passing; `not_applicable` results are left out, and a requirement
-//! with no applicable result is left out of the score:
-//! score = (pass + 0.5 × partial) / applicable × 100.
+//! all pass → `pass`; all pass or waived → `waived`; some pass → `partial`;
+//! none → `fail`. Errors and `unknown` (missing evidence) count as not
+//! passing; `not_applicable` results are left out, and a requirement with
+//! no applicable result is left out of the score:
+//! score = (pass + waived + 0.5 × partial) / applicable × 100, and
+//! `score_without_waivers` the same with every waived result failing.
+//! A result is waived by its control's waiver (stored as `waived`) or by a
+//! waiver of the requirement in force at the instant scored.
 
 pub mod effectiveness;
 pub mod recorder;
@@ -19,6 +23,7 @@ use serde::Serialize;
 
 use crate::eval::Status;
 use crate::policy::{PolicySet, Severity};
+use crate::waiver::Waivers;
 
 /// The latest result of one control on one asset.
 #[derive(Debug, Clone)]
@@ -69,6 +74,8 @@ impl GroupBy {
 #[serde(rename_all = "snake_case")]
 pub enum RequirementStatus {
     Pass,
+    /// Met only thanks to waivers.
+    Waived,
     Partial,
     Fail,
 }
@@ -82,14 +89,29 @@ pub struct Score {
     pub passing: usize,
     pub partial: usize,
     pub failing: usize,
-    /// 0–100.
+    /// Requirements met only thanks to waivers.
+    pub waived: usize,
+    /// 0–100, waived requirements counted as met.
     pub score: f64,
+    /// 0–100, waived results counted as failing.
+    pub score_without_waivers: f64,
 }
 
-/// Each requirement's mapped results, per framework and group.
-type Tally<'a> = BTreeMap<(String, String), BTreeMap<String, Vec<&'a Result>>>;
+/// The waivers to apply, and the instant they must be in force at.
+#[derive(Clone, Copy)]
+pub struct WaiversAt<'a> {
+    pub waivers: &'a Waivers,
+    pub at: DateTime<Utc>,
+}
 
-fn tally<'a>(policies: &PolicySet, results: &'a [Result], framework: Option<&str>, by: &GroupBy) -> Tally<'a> {
+/// One result as it counts for one requirement (waived by a requirement
+/// waiver, or as stored).
+type Counted<'a> = (&'a Result, Status);
+
+/// Each requirement's mapped results, per framework and group.
+type Tally<'a> = BTreeMap<(String, String), BTreeMap<String, Vec<Counted<'a>>>>;
+
+fn tally<'a>(policies: &PolicySet, results: &'a [Result], framework: Option<&str>, by: &GroupBy, w: WaiversAt) -> Tally<'a> {
     let mut t: Tally<'a> = BTreeMap::new();
     for r in results {
         if r.status == Status::NotApplicable {
@@ -102,40 +124,66 @@ fn tally<'a>(policies: &PolicySet, results: &'a [Result], framework: Option<&str
             }
             let reqs = t.entry((fw.clone(), by.group_of(r))).or_default();
             for id in ids {
-                reqs.entry(id.clone()).or_default().push(r);
+                let waived = !matches!(r.status, Status::Pass | Status::Waived)
+                    && w.waivers.for_requirement(fw, id, &r.asset_id, &r.labels, w.at).is_some();
+                reqs.entry(id.clone()).or_default().push((r, if waived { Status::Waived } else { r.status }));
             }
         }
     }
     t
 }
 
-fn requirement_status(results: &[&Result]) -> RequirementStatus {
-    let passing = results.iter().filter(|r| r.status == Status::Pass).count();
+fn requirement_status(results: &[Counted], honour_waivers: bool) -> RequirementStatus {
+    let passing = results.iter().filter(|(_, s)| *s == Status::Pass).count();
+    let waived = if honour_waivers { results.iter().filter(|(_, s)| *s == Status::Waived).count() } else { 0 };
     if passing == results.len() {
         RequirementStatus::Pass
-    } else if passing > 0 {
+    } else if passing + waived == results.len() {
+        RequirementStatus::Waived
+    } else if passing + waived > 0 {
         RequirementStatus::Partial
     } else {
         RequirementStatus::Fail
     }
 }
 
+fn percent(met: f64, applicable: usize) -> f64 {
+    let score = if applicable == 0 { 100.0 } else { met / applicable as f64 * 100.0 };
+    (score * 100.0).round() / 100.0
+}
+
 /// Scores per framework (or only `framework`) and group.
-pub fn scores(policies: &PolicySet, results: &[Result], framework: Option<&str>, by: &GroupBy) -> Vec<Score> {
-    tally(policies, results, framework, by)
+pub fn scores(policies: &PolicySet, results: &[Result], framework: Option<&str>, by: &GroupBy, w: WaiversAt) -> Vec<Score> {
+    tally(policies, results, framework, by, w)
         .into_iter()
         .map(|((fw, group), reqs)| {
-            let (mut passing, mut partial, mut failing) = (0, 0, 0);
+            let (mut passing, mut partial, mut failing, mut waived) = (0, 0, 0, 0);
+            let mut met_without = 0.0;
             for rs in reqs.values() {
-                match requirement_status(rs) {
+                match requirement_status(rs, true) {
                     RequirementStatus::Pass => passing += 1,
+                    RequirementStatus::Waived => waived += 1,
                     RequirementStatus::Partial => partial += 1,
                     RequirementStatus::Fail => failing += 1,
                 }
+                met_without += match requirement_status(rs, false) {
+                    RequirementStatus::Pass => 1.0,
+                    RequirementStatus::Partial => 0.5,
+                    _ => 0.0,
+                };
             }
             let applicable = reqs.len();
-            let score = if applicable == 0 { 100.0 } else { (passing as f64 + 0.5 * partial as f64) / applicable as f64 * 100.0 };
-            Score { framework: fw, group, applicable, passing, partial, failing, score: (score * 100.0).round() / 100.0 }
+            Score {
+                framework: fw,
+                group,
+                applicable,
+                passing,
+                partial,
+                failing,
+                waived,
+                score: percent(passing as f64 + waived as f64 + 0.5 * partial as f64, applicable),
+                score_without_waivers: percent(met_without, applicable),
+            }
         })
         .collect()
 }
@@ -169,16 +217,17 @@ pub fn remediation_days(s: Severity) -> i64 {
     }
 }
 
-/// Every failing or partial requirement fleet-wide, most urgent first.
-pub fn gaps(policies: &PolicySet, results: &[Result], framework: Option<&str>, now: DateTime<Utc>) -> Vec<Gap> {
+/// Every failing or partial requirement fleet-wide, most urgent first
+/// (a requirement met thanks to waivers is not a gap).
+pub fn gaps(policies: &PolicySet, results: &[Result], framework: Option<&str>, w: WaiversAt, now: DateTime<Utc>) -> Vec<Gap> {
     let mut out = Vec::new();
-    for ((fw, _), reqs) in tally(policies, results, framework, &GroupBy::Fleet) {
+    for ((fw, _), reqs) in tally(policies, results, framework, &GroupBy::Fleet, w) {
         for (req, rs) in reqs {
-            let status = requirement_status(&rs);
-            if status == RequirementStatus::Pass {
+            let status = requirement_status(&rs, true);
+            if matches!(status, RequirementStatus::Pass | RequirementStatus::Waived) {
                 continue;
             }
-            let failing: Vec<&&Result> = rs.iter().filter(|r| r.status != Status::Pass).collect();
+            let failing: Vec<&Result> = rs.iter().filter(|(_, s)| !matches!(s, Status::Pass | Status::Waived)).map(|(r, _)| *r).collect();
             let severity =
                 failing.iter().filter_map(|r| policies.get(&r.control_id)).map(|(_, c)| c.control.severity).max().unwrap_or(Severity::Low);
             let first_seen = failing.iter().map(|r| r.since).min().unwrap_or(now);
@@ -222,6 +271,12 @@ controls:
         PolicySet::new(crate::policy::load_text(Path::new("t.yaml"), text).unwrap())
     }
 
+    /// No waivers.
+    pub(crate) fn none() -> WaiversAt<'static> {
+        static NONE: std::sync::OnceLock<Waivers> = std::sync::OnceLock::new();
+        WaiversAt { waivers: NONE.get_or_init(Waivers::default), at: Utc::now() }
+    }
+
     pub(crate) fn r(asset: &str, team: &str, control: &str, status: Status, days_ago: i64) -> Result {
         Result {
             asset_id: asset.into(),
@@ -243,15 +298,25 @@ controls:
             r("h2", "db", "b", Status::Pass, 1),
             r("h2", "db", "c", Status::Error, 1),
         ];
-        let fleet = scores(&p, &rs, Some("soc2"), &GroupBy::Fleet);
+        let fleet = scores(&p, &rs, Some("soc2"), &GroupBy::Fleet, none());
         // CC6.1: a,a,b pass and b fails → partial; CC6.6: pass; CC7.2: error only → fail.
         assert_eq!(
             fleet,
-            vec![Score { framework: "soc2".into(), group: "fleet".into(), applicable: 3, passing: 1, partial: 1, failing: 1, score: 50.0 }]
+            vec![Score {
+                framework: "soc2".into(),
+                group: "fleet".into(),
+                applicable: 3,
+                passing: 1,
+                partial: 1,
+                failing: 1,
+                waived: 0,
+                score: 50.0,
+                score_without_waivers: 50.0
+            }]
         );
-        let by_team = scores(&p, &rs, Some("pci-dss"), &GroupBy::Label("team".into()));
+        let by_team = scores(&p, &rs, Some("pci-dss"), &GroupBy::Label("team".into()), none());
         assert_eq!(by_team.iter().map(|s| (s.group.as_str(), s.score)).collect::<Vec<_>>(), vec![("db", 100.0), ("web", 50.0)]);
-        let by_asset = scores(&p, &rs, None, &GroupBy::Asset);
+        let by_asset = scores(&p, &rs, None, &GroupBy::Asset, none());
         assert_eq!(by_asset.len(), 4, "two frameworks × two assets");
         let h1_soc2 = by_asset.iter().find(|s| s.group == "h1" && s.framework == "soc2").unwrap();
         // h1: CC6.1 partial, CC6.6 pass (c is not applicable, so CC7.2 is out).
@@ -262,7 +327,7 @@ controls:
     fn gaps_have_severity_owner_and_due_date() {
         let p = policies();
         let rs = vec![r("h1", "web", "a", Status::Pass, 1), r("h1", "web", "b", Status::Fail, 10), r("h2", "db", "c", Status::Fail, 2)];
-        let g = gaps(&p, &rs, None, Utc::now());
+        let g = gaps(&p, &rs, None, none(), Utc::now());
         let ids: Vec<(&str, &str)> = g.iter().map(|g| (g.framework.as_str(), g.requirement.as_str())).collect();
         // b is critical (7 days) and failing for 10: overdue, first.
         assert_eq!(ids, vec![("pci-dss", "8.3.1"), ("soc2", "CC6.1"), ("soc2", "CC7.2")]);

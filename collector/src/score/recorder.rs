@@ -1,10 +1,10 @@
 //! Records compliance scores over time (the `scores` table, read by the
 //! posture dashboard): every `evaluation.score_interval_secs`, fleet-wide
 //! and per value of every asset label, computed exactly as the `posture`
-//! command does. Only the collector running fleet-wide work records them.
+//! command does, with and without waivers. Only the collector running
+//! fleet-wide work records them.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +12,12 @@ use std::time::Duration;
 use ::clickhouse::Row;
 use chrono::Utc;
 use serde::Serialize;
+use tokio::sync::watch;
 
-use super::{scores, GroupBy};
+use super::{scores, GroupBy, WaiversAt};
+use crate::policy::PolicySet;
 use crate::store::clickhouse::ClickHouseStore;
+use crate::waiver::Waivers;
 
 #[derive(Debug, Row, Serialize)]
 struct ScoreRow {
@@ -28,11 +31,18 @@ struct ScoreRow {
     partial: u32,
     failing: u32,
     applicable: u32,
+    waived: u32,
+    score_without_waivers: f64,
 }
 
-/// Runs until the process ends. Packs are re-read each time (so a reload
-/// is followed); an invalid set is skipped with a warning.
-pub async fn run(policies: PathBuf, store: ClickHouseStore, every: Duration, leader: Arc<AtomicBool>) {
+/// Runs until the process ends, with the packs and waivers in force.
+pub async fn run(
+    policies: watch::Receiver<Arc<PolicySet>>,
+    waivers: watch::Receiver<Arc<Waivers>>,
+    store: ClickHouseStore,
+    every: Duration,
+    leader: Arc<AtomicBool>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -40,17 +50,19 @@ pub async fn run(policies: PathBuf, store: ClickHouseStore, every: Duration, lea
         if !leader.load(Ordering::SeqCst) {
             continue;
         }
-        if let Err(e) = record(&policies, &store).await {
+        let (set, w) = (policies.borrow().clone(), waivers.borrow().clone());
+        if let Err(e) = record(&set, &w, &store).await {
             tracing::warn!(error = %e, "recording scores failed; trying again next interval");
         }
     }
 }
 
 /// One recording; returns the rows written.
-pub async fn record(policies: &std::path::Path, store: &ClickHouseStore) -> anyhow::Result<usize> {
-    let set = crate::policy::load_dir(policies).map_err(|e| anyhow::anyhow!("policy packs invalid, scores not recorded: {e}"))?;
+pub async fn record(set: &PolicySet, waivers: &Waivers, store: &ClickHouseStore) -> anyhow::Result<usize> {
     let results = store.current_results().await?;
-    let at = Utc::now().timestamp().clamp(0, i64::from(u32::MAX)) as u32;
+    let now = Utc::now();
+    let w = WaiversAt { waivers, at: now };
+    let at = crate::store::secs(&now);
     let mut rows = Vec::new();
     let mut push = |scope: &str, key: &str, s: super::Score| {
         rows.push(ScoreRow {
@@ -64,14 +76,16 @@ pub async fn record(policies: &std::path::Path, store: &ClickHouseStore) -> anyh
             partial: s.partial as u32,
             failing: s.failing as u32,
             applicable: s.applicable as u32,
+            waived: s.waived as u32,
+            score_without_waivers: s.score_without_waivers,
         })
     };
-    for s in scores(&set, &results, None, &GroupBy::Fleet) {
+    for s in scores(set, &results, None, &GroupBy::Fleet, w) {
         push("fleet", "", s);
     }
     let keys: BTreeSet<String> = results.iter().flat_map(|r| r.labels.keys().cloned()).collect();
     for k in keys {
-        for s in scores(&set, &results, None, &GroupBy::Label(k.clone())) {
+        for s in scores(set, &results, None, &GroupBy::Label(k.clone()), w) {
             push("label", &k, s);
         }
     }

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{SloConfig, Status};
+use crate::alert::conditions::Conditions;
 use crate::alert::matcher::Labels;
 use crate::alert::model::Alert;
 use crate::alert::runner::Alerting;
@@ -169,22 +170,7 @@ pub async fn run(settings: SloSettings, store: ClickHouseStore, alerting: Alerti
     if settings.objectives.is_empty() && settings.silent_after_secs == 0 {
         return;
     }
-    // Conditions notified before a restart are where we start from.
-    let mut active: HashMap<String, Alert> = match store.notification_log().await {
-        Ok(sent) => sent
-            .into_iter()
-            .flat_map(|s| s.alerts)
-            .filter(|a| a.labels.get("alertname").is_some_and(|n| ALERTNAMES.contains(&n.as_str())))
-            .map(|a| (a.fingerprint(), a))
-            .collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "reading the notification log failed; SLO conditions start from none");
-            HashMap::new()
-        }
-    };
-    for a in active.values() {
-        alerting.send(a.clone());
-    }
+    let mut conditions = Conditions::restore(&store, &ALERTNAMES, &alerting).await;
     let mut tick = tokio::time::interval(Duration::from_secs(settings.interval_secs.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -193,25 +179,7 @@ pub async fn run(settings: SloSettings, store: ClickHouseStore, alerting: Alerti
             continue;
         }
         match evaluate(&settings, &store).await {
-            Ok(now_holding) => {
-                let now = Utc::now();
-                let holding: HashMap<String, Alert> = now_holding.into_iter().map(|a| (a.fingerprint(), a)).collect();
-                for (fp, a) in &holding {
-                    if !active.contains_key(fp) {
-                        tracing::warn!(alert = ?a.labels, "SLO condition holds");
-                        alerting.send(a.clone());
-                        active.insert(fp.clone(), a.clone());
-                    }
-                }
-                let cleared: Vec<String> = active.keys().filter(|fp| !holding.contains_key(*fp)).cloned().collect();
-                for fp in cleared {
-                    if let Some(mut a) = active.remove(&fp) {
-                        tracing::info!(alert = ?a.labels, "SLO condition cleared");
-                        a.ends_at = Some(now);
-                        alerting.send(a);
-                    }
-                }
-            }
+            Ok(holding) => conditions.update(holding, &alerting, Utc::now()),
             Err(e) => tracing::warn!(error = %e, "SLO evaluation failed; conditions unchanged until the next try"),
         }
     }

@@ -4,23 +4,15 @@
 use std::collections::BTreeMap;
 
 use ::clickhouse::Row;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::clickhouse::ClickHouseStore;
-use super::StoreError;
+use super::{secs, time, StoreError};
 use crate::alert::dispatch::Sent;
 use crate::alert::matcher::{Labels, Matcher};
 use crate::alert::model::Alert;
 use crate::alert::mute::Silence;
-
-fn secs(t: &DateTime<Utc>) -> u32 {
-    t.timestamp().clamp(0, i64::from(u32::MAX)) as u32
-}
-
-fn time(s: u32) -> DateTime<Utc> {
-    Utc.timestamp_opt(i64::from(s), 0).single().unwrap_or_default()
-}
 
 #[derive(Debug, Row, Serialize, Deserialize)]
 struct NotificationRow {

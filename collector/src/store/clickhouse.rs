@@ -176,7 +176,7 @@ impl ClickHouseStore {
                 let violation_id = (!r.violation_id.is_empty()).then_some(r.violation_id);
                 let since = Utc.timestamp_opt(i64::from(r.since), 0).single()?;
                 let last_evaluated = Utc.timestamp_opt(i64::from(r.last_evaluated), 0).single()?;
-                Some((r.asset_id, r.control_id, PostureEntry { status, since, last_evaluated, violation_id }))
+                Some((r.asset_id, r.control_id, PostureEntry::restored(status, since, last_evaluated, violation_id)))
             })
             .collect())
     }

@@ -8,6 +8,7 @@ pub mod alerting;
 pub mod clickhouse;
 pub mod rows;
 pub mod slo;
+pub mod waivers;
 
 use chrono::{DateTime, Utc};
 use driftwatch_schemas::{AuditEvent, ConfigSnapshot, SlaMeasurement};
@@ -67,6 +68,17 @@ impl Batch {
             + self.violations.len()
             + self.drifts.len()
     }
+}
+
+/// Seconds since the epoch, as ClickHouse `DateTime` columns take them.
+pub(crate) fn secs(t: &DateTime<Utc>) -> u32 {
+    t.timestamp().clamp(0, i64::from(u32::MAX)) as u32
+}
+
+/// A ClickHouse `DateTime` (0: the epoch).
+pub(crate) fn time(s: u32) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.timestamp_opt(i64::from(s), 0).single().unwrap_or_default()
 }
 
 /// Why the store failed; the caller retries the same batch.

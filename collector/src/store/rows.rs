@@ -7,12 +7,9 @@ use clickhouse::Row;
 use driftwatch_schemas::{AuditEvent, ConfigSnapshot, SlaMeasurement};
 use serde::{Deserialize, Serialize};
 
+use super::secs;
 use crate::eval::drift::DriftEvent;
 use crate::eval::{Evaluation, Transition};
-
-fn secs(t: &DateTime<Utc>) -> u32 {
-    t.timestamp().clamp(0, i64::from(u32::MAX)) as u32
-}
 
 fn millis(t: &DateTime<Utc>) -> u16 {
     t.timestamp_subsec_millis().min(999) as u16
@@ -105,6 +102,7 @@ pub struct EvaluationRow {
     pub evidence: String,
     pub message: String,
     pub batch_id: String,
+    pub evaluated_ms: u16,
 }
 
 #[derive(Debug, Row, Serialize)]
@@ -265,6 +263,7 @@ pub fn evaluation_row(e: &Evaluation, batch_id: &str) -> EvaluationRow {
         evidence: evidence_json(e),
         message: e.message.clone().unwrap_or_default(),
         batch_id: batch_id.to_string(),
+        evaluated_ms: millis(&e.evaluated_at),
     }
 }
 

@@ -1,11 +1,11 @@
 //! SLO reads and the minute rollups they come from.
 
 use ::clickhouse::Row;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::clickhouse::ClickHouseStore;
-use super::StoreError;
+use super::{secs, time, StoreError};
 use crate::slo::{Minute, SliKind, SloConfig};
 
 #[derive(Debug, Row, Deserialize)]
@@ -34,25 +34,17 @@ struct AssetSeenRow {
     last_seen: u32,
 }
 
-fn secs(t: DateTime<Utc>) -> u32 {
-    t.timestamp().clamp(0, i64::from(u32::MAX)) as u32
-}
-
-fn time(s: u32) -> DateTime<Utc> {
-    Utc.timestamp_opt(i64::from(s), 0).single().unwrap_or_default()
-}
-
 impl ClickHouseStore {
     /// Recomputes the minute rollups of [from, to) from the raw results.
     pub async fn refresh_sla_rollups(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), StoreError> {
         let version = Utc::now().timestamp_millis().max(0) as u64;
-        self.execute_bound(driftwatch_schemas::clickhouse::SLA_ROLLUP_SQL, |q| q.bind(version).bind(secs(from)).bind(secs(to))).await
+        self.execute_bound(driftwatch_schemas::clickhouse::SLA_ROLLUP_SQL, |q| q.bind(version).bind(secs(&from)).bind(secs(&to))).await
     }
 
     /// The SLO's minutes since `from`: total probes and good ones (by its SLI).
     pub async fn slo_minutes(&self, slo: &SloConfig, from: DateTime<Utc>) -> Result<Vec<Minute>, StoreError> {
         let rows: Vec<MinuteRow> =
-            self.fetch_bound(driftwatch_schemas::clickhouse::SLO_MINUTES_SQL, |q| q.bind(slo.sli.probes.clone()).bind(secs(from))).await?;
+            self.fetch_bound(driftwatch_schemas::clickhouse::SLO_MINUTES_SQL, |q| q.bind(slo.sli.probes.clone()).bind(secs(&from))).await?;
         Ok(rows
             .into_iter()
             .map(|r| {

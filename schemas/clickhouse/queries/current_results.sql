@@ -7,7 +7,7 @@ FROM
     SELECT asset_id, control_id, status, last_evaluated, opened_at
     FROM
     (
-        SELECT asset_id, control_id, argMax(status, evaluated_at) AS status, max(evaluated_at) AS last_evaluated
+        SELECT asset_id, control_id, argMax(status, (evaluated_at, evaluated_ms)) AS status, max(evaluated_at) AS last_evaluated
         FROM evaluations
         GROUP BY asset_id, control_id
     ) AS e

@@ -19,7 +19,7 @@ FROM
         SELECT asset_id, control_id, status, last_evaluated, first_evaluated, changed_at
         FROM
         (
-            SELECT asset_id, control_id, argMax(status, evaluated_at) AS status,
+            SELECT asset_id, control_id, argMax(status, (evaluated_at, evaluated_ms)) AS status,
                    max(evaluated_at) AS last_evaluated, min(evaluated_at) AS first_evaluated
             FROM evaluations
             GROUP BY asset_id, control_id

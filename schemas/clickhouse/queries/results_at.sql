@@ -4,7 +4,7 @@
 SELECT asset_id, control_id, status, last_evaluated, label_keys, label_values
 FROM
 (
-    SELECT asset_id, control_id, argMax(status, evaluated_at) AS status, max(evaluated_at) AS last_evaluated
+    SELECT asset_id, control_id, argMax(status, (evaluated_at, evaluated_ms)) AS status, max(evaluated_at) AS last_evaluated
     FROM evaluations
     WHERE evaluated_at <= toDateTime(?)
     GROUP BY asset_id, control_id

@@ -4,4 +4,4 @@
 SELECT asset_id, control_id, evaluated_at, status
 FROM evaluations
 WHERE evaluated_at > toDateTime(?) AND evaluated_at <= toDateTime(?)
-ORDER BY asset_id, control_id, evaluated_at
+ORDER BY asset_id, control_id, evaluated_at, evaluated_ms
