@@ -12,6 +12,7 @@ pub mod eval;
 pub mod ingest;
 pub mod metrics;
 pub mod policy;
+pub mod report;
 pub mod score;
 pub mod slo;
 pub mod store;

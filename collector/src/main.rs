@@ -115,6 +115,25 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
     },
+    /// An audit-ready report for one framework over a period: summary and trend, requirements with their checks, operating effectiveness, gaps, waivers.
+    Report {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The framework (e.g. soc2, pci-dss, iso27001).
+        #[arg(long)]
+        framework: String,
+        /// Start, RFC 3339.
+        #[arg(long)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// End, RFC 3339; default now.
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value = "html")]
+        format: driftwatch_collector::report::render::Format,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// SLO status: SLI, error budget left, burn rates, SLA breach and credit, per configured objective.
     Slo {
         #[arg(long, short)]
@@ -328,6 +347,24 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
             })?;
         }
         Command::Silence { config, command } => silence(config.as_deref(), command).await?,
+        Command::Report { config, framework, from, to, format, output } => {
+            use driftwatch_collector::report;
+            let to = to.unwrap_or_else(chrono::Utc::now);
+            anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
+            anyhow::ensure!(
+                policy::frameworks::framework(&framework).is_some(),
+                "--framework {framework:?}: unknown (known: {})",
+                policy::frameworks::FRAMEWORKS.iter().map(|f| f.key).collect::<Vec<_>>().join(", ")
+            );
+            let (cfg, set, store) = open_store(config.as_deref()).await?;
+            let waivers = load_waivers(&cfg.policies, &store).await?;
+            let inputs = report::gather(&store, &set, &waivers, &framework, from, to).await.context("reading the period's results")?;
+            let bytes = report::render::render(&report::build(&inputs, chrono::Utc::now()), format);
+            match output {
+                Some(path) => std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::Write::write_all(&mut std::io::stdout(), &bytes).context("writing the report")?,
+            }
+        }
         Command::Waiver { config, command } => {
             let (cfg, _, store) = open_store(config.as_deref()).await?;
             cli::waiver::run(&store, &load_waivers(&cfg.policies, &store).await?, command).await?;

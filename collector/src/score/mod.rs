@@ -34,6 +34,9 @@ pub struct Result {
     pub status: Status,
     /// Since when the control has had this status.
     pub since: DateTime<Utc>,
+    /// When the asset's latest snapshot was collected: the age of the
+    /// evidence behind a fact check (`None`: no snapshot).
+    pub evidence_at: Option<DateTime<Utc>>,
 }
 
 /// How results are grouped into scopes.
@@ -106,7 +109,7 @@ pub struct WaiversAt<'a> {
 
 /// One result as it counts for one requirement (waived by a requirement
 /// waiver, or as stored).
-type Counted<'a> = (&'a Result, Status);
+pub type Counted<'a> = (&'a Result, Status);
 
 /// Each requirement's mapped results, per framework and group.
 type Tally<'a> = BTreeMap<(String, String), BTreeMap<String, Vec<Counted<'a>>>>;
@@ -185,6 +188,21 @@ pub fn scores(policies: &PolicySet, results: &[Result], framework: Option<&str>,
                 score_without_waivers: percent(met_without, applicable),
             }
         })
+        .collect()
+}
+
+/// Every requirement of `framework` (fleet-wide) with its status and the
+/// results behind it, as counted (a requirement waiver shows as `waived`).
+pub fn requirements<'a>(
+    policies: &PolicySet,
+    results: &'a [Result],
+    framework: &str,
+    w: WaiversAt,
+) -> BTreeMap<String, (RequirementStatus, Vec<Counted<'a>>)> {
+    tally(policies, results, Some(framework), &GroupBy::Fleet, w)
+        .into_values()
+        .flatten()
+        .map(|(req, rs)| (req, (requirement_status(&rs, true), rs)))
         .collect()
 }
 
@@ -284,6 +302,7 @@ controls:
             control_id: control.into(),
             status,
             since: Utc::now() - Duration::days(days_ago),
+            evidence_at: None,
         }
     }
 

@@ -202,6 +202,7 @@ impl ClickHouseStore {
                     control_id: r.control_id,
                     status,
                     since: Utc.timestamp_opt(i64::from(since), 0).single()?,
+                    evidence_at: (r.evidence_at > 0).then(|| super::time(r.evidence_at)),
                 })
             })
             .collect())
@@ -218,6 +219,7 @@ impl ClickHouseStore {
                 Some(crate::score::Result {
                     status: Status::parse(&r.status)?,
                     since: Utc.timestamp_opt(i64::from(r.last_evaluated), 0).single()?,
+                    evidence_at: (r.evidence_at > 0).then(|| super::time(r.evidence_at)),
                     labels: r.label_keys.into_iter().zip(r.label_values).collect(),
                     asset_id: r.asset_id,
                     control_id: r.control_id,

@@ -323,6 +323,7 @@ pub struct CurrentRow {
     pub opened_at: u32,
     pub label_keys: Vec<String>,
     pub label_values: Vec<String>,
+    pub evidence_at: u32,
 }
 
 /// A row of `queries/status_at.sql`.
@@ -351,4 +352,5 @@ pub struct ResultAtRow {
     pub last_evaluated: u32,
     pub label_keys: Vec<String>,
     pub label_values: Vec<String>,
+    pub evidence_at: u32,
 }

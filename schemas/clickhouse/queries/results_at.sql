@@ -1,7 +1,7 @@
 -- The posture at an instant: the last evaluation of every (asset, control)
--- at or before it, with the asset's labels as of then. Parameters: the
--- instant (seconds), twice.
-SELECT asset_id, control_id, status, last_evaluated, label_keys, label_values
+-- at or before it, with the asset's labels and latest snapshot's collection
+-- time as of then. Parameters: the instant (seconds), twice.
+SELECT asset_id, control_id, status, last_evaluated, label_keys, label_values, evidence_at
 FROM
 (
     SELECT asset_id, control_id, argMax(status, (evaluated_at, evaluated_ms)) AS status, max(evaluated_at) AS last_evaluated
@@ -11,7 +11,8 @@ FROM
 ) AS e
 ANY LEFT JOIN
 (
-    SELECT asset_id, argMax(label_keys, received_at) AS label_keys, argMax(label_values, received_at) AS label_values
+    SELECT asset_id, argMax(label_keys, received_at) AS label_keys, argMax(label_values, received_at) AS label_values,
+           max(collected_at) AS evidence_at
     FROM snapshots
     WHERE received_at <= toDateTime(?)
     GROUP BY asset_id

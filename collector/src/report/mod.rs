@@ -1,0 +1,279 @@
+//! Audit-ready reports for one framework over a period: an executive
+//! summary (score now and at the start, with and without waivers), every
+//! requirement with the checks behind it, operating effectiveness over the
+//! period, gaps with due dates, and every waiver in force during the
+//! period with its justification and approver. Built from stored results
+//! only ([`build`] is pure; [`gather`] reads the store), so a report for a
+//! past period shows what the live view showed then. [`render`] writes it
+//! as JSON, CSV, self-contained HTML or PDF.
+
+pub mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::eval::Status;
+use crate::policy::{PolicySet, Severity};
+use crate::score::effectiveness::{self, History};
+use crate::score::{self, Gap, RequirementStatus, WaiversAt};
+use crate::store::clickhouse::ClickHouseStore;
+use crate::store::StoreError;
+use crate::waiver::{Waiver, Waivers};
+
+/// One report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub framework: String,
+    pub framework_name: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub generated_at: DateTime<Utc>,
+    pub summary: Summary,
+    pub requirements: Vec<Requirement>,
+    pub gaps: Vec<Gap>,
+    /// Waivers in force at any time during the period that touch the
+    /// framework (a waived control mapped to it, or one of its requirements).
+    pub waivers: Vec<Waiver>,
+}
+
+/// The executive summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// At the end of the period; waived requirements count as met.
+    pub score: f64,
+    pub score_without_waivers: f64,
+    /// At the start of the period (`None`: no results then).
+    pub score_at_start: Option<f64>,
+    /// `score - score_at_start`.
+    pub trend: Option<f64>,
+    pub requirements: usize,
+    pub passing: usize,
+    pub waived: usize,
+    pub partial: usize,
+    pub failing: usize,
+    /// Assets with a result for the framework at the end of the period.
+    pub assets: usize,
+    /// Results with missing evidence at the end of the period.
+    pub unknown_results: usize,
+    /// The oldest snapshot behind a result at the end of the period.
+    pub oldest_evidence: Option<DateTime<Utc>>,
+    /// Share of evaluated time the framework's requirements were met over
+    /// the period, fleet-wide (operating effectiveness).
+    pub effectiveness: Option<f64>,
+}
+
+/// One requirement at the end of the period.
+#[derive(Debug, Clone, Serialize)]
+pub struct Requirement {
+    pub id: String,
+    /// `None`: no applicable result.
+    pub status: Option<RequirementStatus>,
+    /// Share of evaluated time it was met over the period.
+    pub effectiveness: Option<f64>,
+    pub checks: Vec<Check>,
+}
+
+/// One check behind a requirement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub control_id: String,
+    pub title: String,
+    pub severity: Severity,
+    /// Status → number of assets, at the end of the period (as counted for
+    /// this requirement).
+    pub results: BTreeMap<Status, usize>,
+    /// Assets where it did not pass.
+    pub not_passing: Vec<String>,
+    pub oldest_evidence: Option<DateTime<Utc>>,
+}
+
+/// What a report is built from.
+pub struct Inputs<'a> {
+    pub policies: &'a PolicySet,
+    pub waivers: &'a Waivers,
+    pub framework: &'a str,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Results at `from` and at `to`.
+    pub at_start: Vec<score::Result>,
+    pub at_end: Vec<score::Result>,
+    /// Evaluation histories over [from, to].
+    pub histories: Vec<History>,
+}
+
+/// Reads what a report needs from the store.
+pub async fn gather<'a>(
+    store: &ClickHouseStore,
+    policies: &'a PolicySet,
+    waivers: &'a Waivers,
+    framework: &'a str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Inputs<'a>, StoreError> {
+    Ok(Inputs {
+        policies,
+        waivers,
+        framework,
+        from,
+        to,
+        at_start: store.results_at(from).await?,
+        at_end: store.results_at(to).await?,
+        histories: store.histories(from, to).await?,
+    })
+}
+
+/// Builds the report. `framework` must be known (see
+/// [`crate::policy::frameworks`]).
+pub fn build(i: &Inputs, generated_at: DateTime<Utc>) -> Report {
+    let fw = i.framework;
+    let end = WaiversAt { waivers: i.waivers, at: i.to };
+    let fleet = |results: &[score::Result], at: DateTime<Utc>| {
+        score::scores(i.policies, results, Some(fw), &score::GroupBy::Fleet, WaiversAt { waivers: i.waivers, at }).into_iter().next()
+    };
+    let now = fleet(&i.at_end, i.to);
+    let start = fleet(&i.at_start, i.from);
+
+    // Effectiveness: per requirement, time met over time evaluated, summed
+    // over assets.
+    let mut eff: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for e in effectiveness::compute(i.policies, &i.histories, Some(fw), i.from, i.to) {
+        if let Some(req) = e.subject.strip_prefix(&format!("{fw}:")) {
+            let x = eff.entry(req.to_string()).or_default();
+            x.0 += e.passing_seconds;
+            x.1 += e.evaluated_seconds;
+        }
+    }
+    let share = |(p, e): (i64, i64)| (e > 0).then(|| p as f64 / e as f64);
+
+    let counted = score::requirements(i.policies, &i.at_end, fw, end);
+    // Every requirement some check maps to, with or without results.
+    let mut ids: BTreeSet<String> =
+        i.policies.controls.iter().flat_map(|c| c.control.frameworks.get(fw).cloned().unwrap_or_default()).collect();
+    ids.extend(counted.keys().cloned());
+    let requirements = ids
+        .into_iter()
+        .map(|id| {
+            let (status, rs) = match counted.get(&id) {
+                Some((s, rs)) => (Some(*s), rs.as_slice()),
+                None => (None, &[][..]),
+            };
+            let mut checks: BTreeMap<String, Check> = BTreeMap::new();
+            for c in i.policies.controls.iter().filter(|c| c.control.frameworks.get(fw).is_some_and(|r| r.contains(&id))) {
+                checks.insert(
+                    c.control.id.clone(),
+                    Check {
+                        control_id: c.control.id.clone(),
+                        title: c.control.title.clone(),
+                        severity: c.control.severity,
+                        results: BTreeMap::new(),
+                        not_passing: Vec::new(),
+                        oldest_evidence: None,
+                    },
+                );
+            }
+            for (r, s) in rs {
+                let Some(check) = checks.get_mut(&r.control_id) else { continue };
+                *check.results.entry(*s).or_default() += 1;
+                if *s != Status::Pass {
+                    check.not_passing.push(r.asset_id.clone());
+                }
+                if let Some(e) = r.evidence_at {
+                    check.oldest_evidence = Some(check.oldest_evidence.map_or(e, |o| o.min(e)));
+                }
+            }
+            Requirement { effectiveness: eff.get(&id).copied().and_then(share), id, status, checks: checks.into_values().collect() }
+        })
+        .collect();
+
+    let in_framework: Vec<&score::Result> =
+        i.at_end.iter().filter(|r| i.policies.get(&r.control_id).is_some_and(|(_, c)| c.control.frameworks.contains_key(fw))).collect();
+    let total = eff.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let summary = Summary {
+        score: now.as_ref().map_or(100.0, |s| s.score),
+        score_without_waivers: now.as_ref().map_or(100.0, |s| s.score_without_waivers),
+        score_at_start: start.as_ref().map(|s| s.score),
+        trend: match (&now, &start) {
+            (Some(n), Some(s)) => Some(((n.score - s.score) * 100.0).round() / 100.0),
+            _ => None,
+        },
+        requirements: now.as_ref().map_or(0, |s| s.applicable),
+        passing: now.as_ref().map_or(0, |s| s.passing),
+        waived: now.as_ref().map_or(0, |s| s.waived),
+        partial: now.as_ref().map_or(0, |s| s.partial),
+        failing: now.as_ref().map_or(0, |s| s.failing),
+        assets: in_framework.iter().map(|r| r.asset_id.as_str()).collect::<BTreeSet<_>>().len(),
+        unknown_results: in_framework.iter().filter(|r| r.status == Status::Unknown).count(),
+        oldest_evidence: in_framework.iter().filter_map(|r| r.evidence_at).min(),
+        effectiveness: share(total),
+    };
+
+    let touches = |w: &Waiver| match (&w.spec.control, w.requirement()) {
+        (Some(c), _) => i.policies.get(c).is_some_and(|(_, c)| c.control.frameworks.contains_key(fw)),
+        (None, Some((f, _))) => f == fw,
+        _ => false,
+    };
+    let waivers = i.waivers.list.iter().filter(|w| w.in_force_during(i.from, i.to) && touches(w)).cloned().collect();
+
+    Report {
+        framework: fw.to_string(),
+        framework_name: crate::policy::frameworks::framework(fw).map(|(f, _)| f.name.to_string()).unwrap_or_else(|| fw.to_string()),
+        from: i.from,
+        to: i.to,
+        generated_at,
+        summary,
+        requirements,
+        gaps: score::gaps(i.policies, &i.at_end, Some(fw), end, i.to),
+        waivers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::tests::{policies, r};
+
+    #[test]
+    fn a_report_lists_requirements_checks_waivers_and_the_trend() {
+        let p = policies();
+        let now = Utc::now();
+        let wtext = format!(
+            "waivers:\n  - id: w-b\n    control: b\n    scope: {{assets: [h1]}}\n    justification: compensating control\n    approver: ciso\n    risk: medium\n    starts: {}\n    expires: {}\n  - id: w-other\n    requirement: pci-dss:8.3.1\n    scope: {{fleet: true}}\n    justification: j\n    approver: a\n    risk: low\n    expires: {}\n",
+            (now - chrono::Duration::days(3)).to_rfc3339(),
+            (now + chrono::Duration::days(3)).to_rfc3339(),
+            (now + chrono::Duration::days(3)).to_rfc3339(),
+        );
+        let waivers = Waivers::new(crate::waiver::load_text(std::path::Path::new("w.yaml"), &wtext).unwrap());
+        let inputs = Inputs {
+            policies: &p,
+            waivers: &waivers,
+            framework: "soc2",
+            from: now - chrono::Duration::days(7),
+            to: now,
+            at_start: vec![r("h1", "web", "a", Status::Fail, 9), r("h1", "web", "b", Status::Fail, 9)],
+            at_end: vec![
+                r("h1", "web", "a", Status::Pass, 1),
+                r("h1", "web", "b", Status::Waived, 1),
+                r("h1", "web", "c", Status::Unknown, 1),
+            ],
+            histories: vec![],
+        };
+        let rep = build(&inputs, now);
+        // CC6.1: a pass + b waived → waived; CC6.6: a pass; CC7.2: c unknown → fail.
+        assert_eq!((rep.summary.passing, rep.summary.waived, rep.summary.failing), (1, 1, 1));
+        assert_eq!(rep.summary.score, 66.67);
+        assert_eq!(rep.summary.score_without_waivers, 50.0, "CC6.1 partial without the waiver");
+        assert_eq!((rep.summary.score_at_start, rep.summary.trend), (Some(0.0), Some(66.67)));
+        assert_eq!(rep.summary.unknown_results, 1);
+        let ids: Vec<&str> = rep.requirements.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, vec!["CC6.1", "CC6.6", "CC7.2"]);
+        let cc61 = &rep.requirements[0];
+        assert_eq!(cc61.status, Some(RequirementStatus::Waived));
+        assert_eq!(cc61.checks.iter().map(|c| c.control_id.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(cc61.checks[1].not_passing, vec!["h1"]);
+        // Only waivers that touch soc2: w-b (control b maps to soc2); w-other is pci-dss.
+        assert_eq!(rep.waivers.iter().map(|w| w.id()).collect::<Vec<_>>(), vec!["w-b"]);
+        assert_eq!(rep.gaps.iter().map(|g| g.requirement.as_str()).collect::<Vec<_>>(), vec!["CC7.2"]);
+    }
+}
