@@ -100,3 +100,96 @@ async fn keys_scopes_silences_audit_and_rate_limit() {
     drop(collector);
     names.drop_database().await;
 }
+
+/// Waivers, posture and results over HTTP: a waiver posted through the API
+/// turns a failing result into `waived` at once, posture shows both scores
+/// (now and before), results carry the age of their evidence, and revoking
+/// it makes the control fail again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waivers_posture_and_results() {
+    use driftwatch_schemas::SnapshotKind;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::FutureProducer;
+
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let names = Names::new();
+    let packs = repo().join("tests/fixtures/packs/drift");
+    let cfg = names.collector_config_with_policies(work.path(), "http://127.0.0.1:9/hook", &packs);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "api:\n  listen: null\n",
+        &format!("api:\n  listen: 127.0.0.1:{port}\n  keys:\n    - {{name: ops, sha256: {}, scope: write}}\n", sha("ops-key")),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    create_topics(&cfg);
+    let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
+    let base = format!("{}/api/v1", format_args!("http://127.0.0.1:{port}"));
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(path).bearer_auth("ops-key").send().await.ok()?;
+            (r.status() == 200).then_some(())?;
+            r.json::<Value>().await.ok()
+        }
+    };
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
+    let asset = unique("api");
+    produce(&producer, &names, &snapshot(&asset, 1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes")])).await;
+    let results = format!("{base}/results?asset={asset}&control=t.root_login");
+    let failing =
+        wait_for("the failing result over HTTP", 60, async || get(results.clone()).await.filter(|v| v[0]["status"] == "fail")).await;
+    assert!(failing[0]["evidence_at"].is_string() && failing[0]["evidence_age_secs"].as_i64().unwrap() >= 0, "{failing}");
+    assert_eq!(failing[0]["labels"]["team"], "web");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let before = chrono::Utc::now().to_rfc3339();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    let bad = http
+        .post(format!("{base}/waivers"))
+        .bearer_auth("ops-key")
+        .json(&json!({"control": "t.root_login", "scope": {"assets": [asset]}, "justification": "x", "approver": "", "risk": "low", "expires": "2100-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("approver: required"));
+    let body = json!({"control": "t.root_login", "scope": {"assets": [asset]}, "justification": "appliance", "approver": "ciso@example.com",
+                      "risk": "high", "ticket": "SEC-9", "expires": "2100-01-01T00:00:00Z"});
+    let r = http.post(format!("{base}/waivers")).bearer_auth("ops-key").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["created_by"], "api:ops");
+
+    wait_for("the waived result", 30, async || get(results.clone()).await.filter(|v| v[0]["status"] == "waived")).await;
+    let now = get(format!("{base}/posture?framework=soc2")).await.unwrap();
+    assert_eq!((now[0]["score"].as_f64(), now[0]["score_without_waivers"].as_f64()), (Some(100.0), Some(0.0)), "{now}");
+    let then = get(format!("{base}/posture?framework=soc2&at={}", urlencode(&before))).await.unwrap();
+    assert_eq!(then[0]["score"].as_f64(), Some(0.0), "{then}");
+    let listed = get(format!("{base}/waivers")).await.unwrap();
+    let w = listed["waivers"].as_array().unwrap().iter().find(|w| w["id"] == id.as_str()).cloned().unwrap();
+    assert_eq!(w["state"], "in_force");
+
+    assert_eq!(http.delete(format!("{base}/waivers/{id}")).bearer_auth("ops-key").send().await.unwrap().status(), 204);
+    assert_eq!(http.delete(format!("{base}/waivers/{id}")).bearer_auth("ops-key").send().await.unwrap().status(), 409, "already revoked");
+    wait_for("the control to fail again", 30, async || get(results.clone()).await.filter(|v| v[0]["status"] == "fail")).await;
+
+    let db = names.database.clone();
+    let audit = wait_for("the audit rows", 30, async || {
+        let rows = try_query(&format!("SELECT method, status, detail FROM {db}.api_audit WHERE path LIKE '/api/v1/waivers%' ORDER BY at"))
+            .await
+            .ok()?;
+        (rows.len() >= 4).then_some(rows)
+    })
+    .await;
+    assert!(audit.iter().any(|r| r["detail"].as_str().unwrap().starts_with(&format!("waiver {id} created for t.root_login"))), "{audit:?}");
+    assert!(audit.iter().any(|r| r["detail"] == format!("waiver {id} revoked").as_str()), "{audit:?}");
+    drop(collector);
+    names.drop_database().await;
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}

@@ -562,7 +562,14 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     let alerting = alert::runner::Alerting::start(&cfg.alerts, store.clone()).await.context("starting alerting")?;
     let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(slo::runner::run(cfg.slo.clone(), store.clone(), alerting.clone(), leader.clone()));
-    driftwatch_collector::api::start(&cfg.api, store.clone()).await?;
+    let waivers_tx = Arc::new(waivers_tx);
+    let shared = driftwatch_collector::api::Shared {
+        store: store.clone(),
+        policies: policies_rx.clone(),
+        waivers: waivers_rx.clone(),
+        publish_waivers: Some(waivers_tx.clone()),
+    };
+    driftwatch_collector::api::start(&cfg.api, shared).await?;
     tokio::spawn(score::recorder::run(
         policies_rx.clone(),
         waivers_rx.clone(),

@@ -29,7 +29,7 @@ pub const LATEST_POSTURE_SQL: &str = include_str!("../clickhouse/queries/latest_
 
 /// Latest result per (asset, control) with labels and violation age.
 pub const CURRENT_RESULTS_SQL: &str = include_str!("../clickhouse/queries/current_results.sql");
-/// Results with labels as of an instant (`?`, `?` = seconds).
+/// Results with labels as of an instant (`?` seconds, seconds, milliseconds, seconds).
 pub const RESULTS_AT_SQL: &str = include_str!("../clickhouse/queries/results_at.sql");
 /// Status per (asset, control) at an instant (`?` = seconds).
 pub const STATUS_AT_SQL: &str = include_str!("../clickhouse/queries/status_at.sql");

@@ -112,7 +112,9 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         return ApiError(StatusCode::FORBIDDEN, format!("key {:?} has scope {:?}; this needs {:?}", caller.name, caller.scope, need))
             .into_response();
     }
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    // The full path (`/api/v1/…`), not the one inside the nested router.
+    let path = req.extensions().get::<axum::extract::OriginalUri>().map_or_else(|| req.uri().path(), |u| u.0.path()).to_string();
+    let method = req.method().clone();
     req.extensions_mut().insert(caller.clone());
     let mut resp = next.run(req).await;
     // Handlers describe a write in this header; it is for the audit table,

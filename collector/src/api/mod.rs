@@ -1,12 +1,15 @@
 //! The collector's HTTP API (axum): health, readiness, Prometheus metrics
-//! (`/metrics`, unauthenticated like `/healthz`), and the first
-//! resources of `/api/v1/` — silences. Authentication by API key
+//! (`/metrics`, unauthenticated like `/healthz`), and the resources of
+//! `/api/v1/`: posture and results (`posture.rs`), silences, waivers.
+//! Authentication by API key
 //! (`Authorization: Bearer <key>` or `X-API-Key: <key>`), keys stored only
 //! as SHA-256 hashes in the configuration, with scopes (`read` < `write` <
 //! `admin`); a rate limit per key; every write recorded in `api_audit`.
 
 pub mod auth;
+mod posture;
 mod silences;
+mod waivers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,8 +19,11 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get};
 use axum::Router;
 use serde::Deserialize;
+use tokio::sync::watch;
 
+use crate::policy::PolicySet;
 use crate::store::clickhouse::ClickHouseStore;
+use crate::waiver::Waivers;
 
 /// The `api` section of the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,11 +58,37 @@ impl ApiConfig {
     }
 }
 
+/// What the API reads besides its configuration: the store, and the
+/// policies and waivers in force.
+#[derive(Clone)]
+pub struct Shared {
+    pub store: ClickHouseStore,
+    pub policies: watch::Receiver<Arc<PolicySet>>,
+    pub waivers: watch::Receiver<Arc<Waivers>>,
+    /// Publishes a waiver change to the engine at once.
+    pub publish_waivers: Option<Arc<watch::Sender<Arc<Waivers>>>>,
+}
+
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub store: ClickHouseStore,
     pub auth: Arc<auth::Auth>,
+    pub policies: watch::Receiver<Arc<PolicySet>>,
+    pub waivers: watch::Receiver<Arc<Waivers>>,
+    pub publish_waivers: Option<Arc<watch::Sender<Arc<Waivers>>>>,
+}
+
+impl AppState {
+    pub fn new(shared: Shared, auth: auth::Auth) -> Self {
+        AppState {
+            store: shared.store,
+            auth: Arc::new(auth),
+            policies: shared.policies,
+            waivers: shared.waivers,
+            publish_waivers: shared.publish_waivers,
+        }
+    }
 }
 
 /// The router (separate from serving, for tests).
@@ -64,6 +96,10 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/silences", get(silences::list).post(silences::create))
         .route("/silences/{id}", delete(silences::expire))
+        .route("/waivers", get(waivers::list).post(waivers::create))
+        .route("/waivers/{id}", delete(waivers::revoke))
+        .route("/posture", get(posture::posture))
+        .route("/results", get(posture::results_list))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::middleware));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -82,12 +118,12 @@ async fn ready(axum::extract::State(s): axum::extract::State<AppState>) -> impl 
 
 /// Binds the API's address (a failure stops the collector at start) and
 /// returns the task that serves it; `None` when the API is off.
-pub async fn start(cfg: &ApiConfig, store: ClickHouseStore) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+pub async fn start(cfg: &ApiConfig, shared: Shared) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(listen) = &cfg.listen else { return Ok(None) };
     if cfg.keys.is_empty() {
         tracing::warn!("api.keys is empty: /api/v1 answers 401 to every request");
     }
-    let state = AppState { store, auth: Arc::new(auth::Auth::new(&cfg.keys, cfg.rate_limit_per_minute)) };
+    let state = AppState::new(shared, auth::Auth::new(&cfg.keys, cfg.rate_limit_per_minute));
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("api.listen {listen}: {e}"))?;
     tracing::info!(%listen, "API listening");
     Ok(Some(tokio::spawn(async move {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use driftwatch_collector::policy::Severity;
 use driftwatch_collector::store::clickhouse::ClickHouseStore;
-use driftwatch_collector::waiver::{runner::DECLARED_BY, Scope, Waiver, WaiverSpec, Waivers};
+use driftwatch_collector::waiver::{Scope, Waiver, WaiverSpec, Waivers};
 
 // Parsed once per process: the size of a variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -113,7 +113,7 @@ pub async fn run(store: &ClickHouseStore, waivers: &Waivers, command: WaiverComm
             let risk: Severity = serde_json::from_value(serde_json::Value::String(risk.clone()))
                 .map_err(|_| anyhow::anyhow!("--risk {risk:?}: expected low, medium, high or critical"))?;
             let spec = WaiverSpec {
-                id: id.unwrap_or_else(|| format!("w-{}", uuid::Uuid::now_v7().simple())),
+                id: id.unwrap_or_default(),
                 control,
                 requirement,
                 scope: Scope { assets, labels: parse_labels(&labels)?, cluster, namespace, fleet },
@@ -121,14 +121,12 @@ pub async fn run(store: &ClickHouseStore, waivers: &Waivers, command: WaiverComm
                 approver,
                 risk,
                 ticket,
-                starts: Some(starts.unwrap_or(now)),
+                starts,
                 expires,
             };
-            let problems = spec.problems();
-            anyhow::ensure!(problems.is_empty(), "invalid waiver:\n  {}", problems.join("\n  "));
             anyhow::ensure!(!by.trim().is_empty(), "--by must name who creates the waiver");
-            anyhow::ensure!(waivers.get(&spec.id).is_none(), "a waiver {} already exists", spec.id);
-            let w = Waiver { spec, source: "cli".into(), created_by: format!("cli:{by}"), revoked_at: None, revoked_by: String::new() };
+            let w = driftwatch_collector::waiver::request(spec, "cli", format!("cli:{by}"), waivers, now)
+                .map_err(|p| anyhow::anyhow!("invalid waiver:\n  {}", p.join("\n  ")))?;
             store.put_waiver(&w).await.context("storing the waiver")?;
             audit(store, &by, &format!("waiver add {}", w.spec.id), &serde_json::to_string(&w)?).await?;
             println!("{}", w.spec.id);
@@ -168,12 +166,8 @@ pub async fn run(store: &ClickHouseStore, waivers: &Waivers, command: WaiverComm
             })?;
         }
         WaiverCommand::Revoke { id, by } => {
-            let mut w = waivers.get(&id).cloned().with_context(|| format!("no waiver {id}"))?;
-            anyhow::ensure!(w.created_by != DECLARED_BY, "waiver {id} is declared in {}: remove it there", w.source);
-            anyhow::ensure!(w.revoked_at.is_none(), "waiver {id} was already revoked by {}", w.revoked_by);
             anyhow::ensure!(!by.trim().is_empty(), "--by must name who revokes the waiver");
-            w.revoked_at = Some(now);
-            w.revoked_by = format!("cli:{by}");
+            let w = driftwatch_collector::waiver::revoke(waivers, &id, format!("cli:{by}"), now)?;
             store.put_waiver(&w).await.context("storing the revocation")?;
             audit(store, &by, &format!("waiver revoke {id}"), "").await?;
             println!("revoked {id}");

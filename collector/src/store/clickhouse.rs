@@ -212,7 +212,9 @@ impl ClickHouseStore {
     /// with the assets' labels as of then; `since` is that evaluation's time.
     pub async fn results_at(&self, at: DateTime<Utc>) -> Result<Vec<crate::score::Result>, StoreError> {
         let secs = at.timestamp().clamp(0, i64::from(u32::MAX)) as u32;
-        let rows: Vec<ResultAtRow> = self.fetch_bound(driftwatch_schemas::clickhouse::RESULTS_AT_SQL, |q| q.bind(secs).bind(secs)).await?;
+        let ms = super::rows::millis(&at);
+        let rows: Vec<ResultAtRow> =
+            self.fetch_bound(driftwatch_schemas::clickhouse::RESULTS_AT_SQL, |q| q.bind(secs).bind(secs).bind(ms).bind(secs)).await?;
         Ok(rows
             .into_iter()
             .filter_map(|r| {

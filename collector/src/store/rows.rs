@@ -11,7 +11,7 @@ use super::secs;
 use crate::eval::drift::DriftEvent;
 use crate::eval::{Evaluation, Transition};
 
-fn millis(t: &DateTime<Utc>) -> u16 {
+pub(crate) fn millis(t: &DateTime<Utc>) -> u16 {
     t.timestamp_subsec_millis().min(999) as u16
 }
 

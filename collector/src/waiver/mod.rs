@@ -212,6 +212,59 @@ impl Waivers {
     }
 }
 
+/// A waiver requested through the CLI or the API: a generated id unless
+/// given, in force from `now` unless it says otherwise, checked (each
+/// problem names its field), with its provenance.
+pub fn request(
+    mut spec: WaiverSpec,
+    source: &str,
+    created_by: String,
+    existing: &Waivers,
+    now: DateTime<Utc>,
+) -> Result<Waiver, Vec<String>> {
+    if spec.id.is_empty() {
+        spec.id = format!("w-{}", uuid::Uuid::now_v7().simple());
+    }
+    spec.starts = Some(spec.starts.unwrap_or(now));
+    let mut problems = spec.problems();
+    if existing.get(&spec.id).is_some() {
+        problems.push(format!("id {:?}: a waiver with this id exists", spec.id));
+    }
+    if created_by.trim().is_empty() {
+        problems.push("who creates the waiver must be named".into());
+    }
+    if problems.is_empty() {
+        Ok(Waiver { spec, source: source.into(), created_by, revoked_at: None, revoked_by: String::new() })
+    } else {
+        Err(problems)
+    }
+}
+
+/// Why a waiver cannot be revoked.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RevokeError {
+    #[error("no waiver {0}")]
+    NotFound(String),
+    #[error("waiver {0} is declared in {1}: remove it there")]
+    Declared(String, String),
+    #[error("waiver {0} was already revoked by {1}")]
+    AlreadyRevoked(String, String),
+}
+
+/// The waiver `id` revoked at `now` by `by` (to be stored).
+pub fn revoke(existing: &Waivers, id: &str, by: String, now: DateTime<Utc>) -> Result<Waiver, RevokeError> {
+    let mut w = existing.get(id).cloned().ok_or_else(|| RevokeError::NotFound(id.into()))?;
+    if w.created_by == runner::DECLARED_BY {
+        return Err(RevokeError::Declared(id.into(), w.source));
+    }
+    if w.revoked_at.is_some() {
+        return Err(RevokeError::AlreadyRevoked(id.into(), w.revoked_by));
+    }
+    w.revoked_at = Some(now);
+    w.revoked_by = by;
+    Ok(w)
+}
+
 /// Flags for waivers that cannot take effect against `policies`: a control
 /// that no longer exists, a requirement no check maps to.
 pub fn flags(waivers: &[Waiver], policies: &PolicySet) -> Vec<String> {

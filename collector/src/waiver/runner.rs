@@ -156,7 +156,7 @@ pub struct Runner {
     pub dir: PathBuf,
     pub store: ClickHouseStore,
     pub policies: watch::Receiver<Arc<PolicySet>>,
-    pub publish: watch::Sender<Arc<Waivers>>,
+    pub publish: Arc<watch::Sender<Arc<Waivers>>>,
     pub settings: WaiverSettings,
     pub alerting: Alerting,
     pub leader: Arc<AtomicBool>,

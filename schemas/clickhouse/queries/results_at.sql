@@ -1,12 +1,14 @@
 -- The posture at an instant: the last evaluation of every (asset, control)
 -- at or before it, with the asset's labels and latest snapshot's collection
--- time as of then. Parameters: the instant (seconds), twice.
+-- time as of then. Parameters: the instant's seconds, the same seconds and
+-- its milliseconds, then the seconds again.
+-- test-params: 1767225600, 1767225600, 500, 1767225600
 SELECT asset_id, control_id, status, last_evaluated, label_keys, label_values, evidence_at
 FROM
 (
     SELECT asset_id, control_id, argMax(status, (evaluated_at, evaluated_ms)) AS status, max(evaluated_at) AS last_evaluated
     FROM evaluations
-    WHERE evaluated_at <= toDateTime(?)
+    WHERE evaluated_at < toDateTime(?) OR (evaluated_at = toDateTime(?) AND evaluated_ms <= ?)
     GROUP BY asset_id, control_id
 ) AS e
 ANY LEFT JOIN
