@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod eval;
 pub mod ingest;
+pub mod live;
 pub mod metrics;
 pub mod policy;
 pub mod report;

@@ -568,7 +568,9 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         policies: policies_rx.clone(),
         waivers: waivers_rx.clone(),
         publish_waivers: Some(waivers_tx.clone()),
+        hub: driftwatch_collector::live::Hub::default(),
     };
+    let hub = shared.hub.clone();
     driftwatch_collector::api::start(&cfg.api, shared).await?;
     tokio::spawn(score::recorder::run(
         policies_rx.clone(),
@@ -596,6 +598,7 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     let mut pipeline = ingest::Pipeline::start(policies, store, alerting, &cfg.evaluation, cfg.alerts.drift_min_severity)
         .await
         .context("restoring posture")?;
+    pipeline.live = hub;
     // Waivers that started or ended while the collector was down.
     let mut pending = ingest::Pipeline::new_pending();
     pipeline.replace_waivers(waivers, &mut pending);

@@ -51,6 +51,8 @@ pub const SLA_ROLLUP_SQL: &str = include_str!("../clickhouse/queries/sla_rollup.
 pub const SLO_MINUTES_SQL: &str = include_str!("../clickhouse/queries/slo_minutes.sql");
 /// Last minute each probe reported (`?` probe ids).
 pub const PROBE_LAST_SEEN_SQL: &str = include_str!("../clickhouse/queries/probe_last_seen.sql");
+/// The latest drift events, of one asset or all (`?` asset twice, limit).
+pub const RECENT_DRIFT_SQL: &str = include_str!("../clickhouse/queries/recent_drift.sql");
 /// Every waiver, latest version each.
 pub const WAIVERS_SQL: &str = include_str!("../clickhouse/queries/waivers.sql");
 /// Latest results of assets silent since an instant (`?`, `?` = seconds).

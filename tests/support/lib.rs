@@ -2,6 +2,8 @@
 //! project's own script, run the real binaries, receive webhooks, query
 //! ClickHouse.
 
+pub mod browser;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,12 +1,14 @@
 //! The collector's HTTP API (axum): health, readiness, Prometheus metrics
 //! (`/metrics`, unauthenticated like `/healthz`), and the resources of
-//! `/api/v1/`: posture and results (`posture.rs`), silences, waivers.
+//! `/api/v1/`: posture and results (`posture.rs`), silences, waivers, drift
+//! (recent and live); and the live drift view's page at `/ui`.
 //! Authentication by API key
 //! (`Authorization: Bearer <key>` or `X-API-Key: <key>`), keys stored only
 //! as SHA-256 hashes in the configuration, with scopes (`read` < `write` <
 //! `admin`); a rate limit per key; every write recorded in `api_audit`.
 
 pub mod auth;
+mod live;
 mod posture;
 mod silences;
 mod waivers;
@@ -67,6 +69,8 @@ pub struct Shared {
     pub waivers: watch::Receiver<Arc<Waivers>>,
     /// Publishes a waiver change to the engine at once.
     pub publish_waivers: Option<Arc<watch::Sender<Arc<Waivers>>>>,
+    /// Drift events as they are stored, for the live view.
+    pub hub: crate::live::Hub,
 }
 
 /// What handlers share.
@@ -77,6 +81,7 @@ pub struct AppState {
     pub policies: watch::Receiver<Arc<PolicySet>>,
     pub waivers: watch::Receiver<Arc<Waivers>>,
     pub publish_waivers: Option<Arc<watch::Sender<Arc<Waivers>>>>,
+    pub hub: crate::live::Hub,
 }
 
 impl AppState {
@@ -87,6 +92,7 @@ impl AppState {
             policies: shared.policies,
             waivers: shared.waivers,
             publish_waivers: shared.publish_waivers,
+            hub: shared.hub,
         }
     }
 }
@@ -100,8 +106,12 @@ pub fn router(state: AppState) -> Router {
         .route("/waivers/{id}", delete(waivers::revoke))
         .route("/posture", get(posture::posture))
         .route("/results", get(posture::results_list))
+        .route("/drift", get(live::recent))
+        .route("/live", get(live::stream))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::middleware));
     Router::new()
+        .route("/", get(|| async { axum::response::Redirect::to("/ui") }))
+        .route("/ui", get(live::page))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(|| async { ([("content-type", "text/plain; version=0.0.4")], crate::metrics::render()) }))

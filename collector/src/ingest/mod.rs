@@ -31,6 +31,8 @@ pub struct Pipeline {
     pub alerting: Alerting,
     /// Drift events at least this severe are alerted.
     pub drift_min_severity: Option<Severity>,
+    /// Stored drift events go to the live view's pages.
+    pub live: crate::live::Hub,
 }
 
 /// A batch ready to store, and the alerts to send once it is stored.
@@ -66,7 +68,7 @@ impl Pipeline {
         drift_min_severity: Option<Severity>,
     ) -> Result<Self, StoreError> {
         let engine = Engine::new(policies, cfg.attribution_window()).with_unknown_after(cfg.unknown_after());
-        let mut pipeline = Pipeline { engine, store, alerting, drift_min_severity };
+        let mut pipeline = Pipeline { engine, store, alerting, drift_min_severity, live: Default::default() };
         pipeline.restore_posture().await?;
         Ok(pipeline)
     }
@@ -149,6 +151,7 @@ impl Pipeline {
         crate::metrics::METRICS.batches_stored.inc();
         crate::metrics::METRICS.rows_stored.inc_by(pending.batch.rows() as u64);
         tracing::debug!(rows = pending.batch.rows(), batch = %pending.batch.batch_id, "batch stored");
+        self.live.publish(&pending.drifts);
         self.alerting.owned(std::mem::take(&mut pending.assets).into_iter().collect());
         for t in &pending.transitions {
             self.alerting.send(Alert::from_transition(t, &t.asset_labels));

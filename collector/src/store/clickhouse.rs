@@ -208,6 +208,12 @@ impl ClickHouseStore {
             .collect())
     }
 
+    /// The latest drift events, newest first, of `asset` or of all.
+    pub async fn recent_drifts(&self, asset: Option<&str>, limit: u32) -> Result<Vec<super::rows::DriftRow>, StoreError> {
+        let a = asset.unwrap_or_default().to_string();
+        self.fetch_bound(driftwatch_schemas::clickhouse::RECENT_DRIFT_SQL, |q| q.bind(a.clone()).bind(a.clone()).bind(limit)).await
+    }
+
     /// The posture at an instant (the last evaluation at or before it),
     /// with the assets' labels as of then; `since` is that evaluation's time.
     pub async fn results_at(&self, at: DateTime<Utc>) -> Result<Vec<crate::score::Result>, StoreError> {

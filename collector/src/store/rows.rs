@@ -119,7 +119,7 @@ pub struct ViolationRow {
     pub batch_id: String,
 }
 
-#[derive(Debug, Row, Serialize)]
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
 pub struct DriftRow {
     pub drift_id: String,
     pub asset_id: String,

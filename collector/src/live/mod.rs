@@ -1,0 +1,138 @@
+//! The live drift view: a page the collector serves at `/ui` (one file,
+//! styles and script inline, nothing from a CDN) showing the fleet's
+//! posture per framework and drift events as they happen, with filters, and
+//! an asset page with its drift timeline, each change's diff, and its
+//! results with the age of their evidence.
+//!
+//! [`Hub`] fans the drift events of each stored batch out to every open
+//! page (server-sent events at `/api/v1/live`); a page that falls behind
+//! skips what it missed and says so. History comes from the store
+//! (`/api/v1/drift`), so the page shows the same events as the dashboards.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::eval::drift::DriftEvent;
+use crate::store::rows::{drift_row, DriftRow};
+
+/// The page.
+pub const PAGE: &str = include_str!("index.html");
+
+/// Events buffered per slow page before it skips ahead.
+const BUFFER: usize = 1024;
+
+/// One drift event as the page (and `/api/v1/drift`) shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DriftView {
+    pub drift_id: String,
+    pub asset_id: String,
+    pub control_id: String,
+    pub title: String,
+    pub severity: String,
+    /// `regressed`, `remediated` or `changed`.
+    pub direction: String,
+    pub from: String,
+    pub to: String,
+    pub at: DateTime<Utc>,
+    /// `framework:requirement`.
+    pub frameworks: Vec<String>,
+    pub before: BTreeMap<String, Value>,
+    pub after: BTreeMap<String, Value>,
+    pub changed: Vec<String>,
+    pub cause: Option<Cause>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The audit event held responsible.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Cause {
+    pub event_id: String,
+    pub source: String,
+    pub action: String,
+    pub user: String,
+    pub object: String,
+    pub at: DateTime<Utc>,
+    pub matched: String,
+}
+
+impl DriftView {
+    /// From a stored row (the asset's labels joined by the caller).
+    pub fn from_row(r: DriftRow, labels: BTreeMap<String, String>) -> Self {
+        let json = |s: &str| serde_json::from_str(s).unwrap_or_default();
+        DriftView {
+            before: json(&r.before),
+            after: json(&r.after),
+            cause: (!r.cause_event_id.is_empty()).then(|| Cause {
+                event_id: r.cause_event_id,
+                source: r.cause_source,
+                action: r.cause_action,
+                user: r.cause_user,
+                object: r.cause_object,
+                at: crate::store::time(r.cause_at),
+                matched: r.cause_matched,
+            }),
+            drift_id: r.drift_id,
+            asset_id: r.asset_id,
+            control_id: r.control_id,
+            title: r.title,
+            severity: r.severity,
+            direction: r.direction,
+            from: r.from_status,
+            to: r.to_status,
+            at: crate::store::time(r.at),
+            frameworks: r.frameworks,
+            changed: r.changed,
+            labels,
+        }
+    }
+
+    /// From a drift event just stored.
+    pub fn from_event(d: &DriftEvent) -> Self {
+        Self::from_row(drift_row(d, ""), d.asset_labels.clone())
+    }
+}
+
+/// Fans drift events out to every open page.
+#[derive(Clone)]
+pub struct Hub {
+    tx: broadcast::Sender<DriftView>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub { tx: broadcast::channel(BUFFER).0 }
+    }
+}
+
+impl Hub {
+    /// Publishes the drift events of a stored batch (none listening: dropped).
+    pub fn publish(&self, drifts: &[DriftEvent]) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        for d in drifts {
+            let _ = self.tx.send(DriftView::from_event(d));
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<DriftView> {
+        self.tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_is_self_contained() {
+        assert!(PAGE.starts_with("<!doctype html>"));
+        for external in ["http://", "https://", "<script src", "<link"] {
+            assert!(!PAGE.contains(external), "the page loads nothing from elsewhere ({external})");
+        }
+    }
+}

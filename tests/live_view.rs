@@ -1,0 +1,119 @@
+//! The live drift view in headless Chromium: a real agent watches a fixture
+//! host, a real collector serves the page; the test changes sshd_config on
+//! the fixture host and sees the drift appear on the open page (no reload),
+//! filters it, and opens the asset's page with its timeline, the diff and
+//! the age of the evidence behind each result.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use driftwatch_tests::browser::Browser;
+use driftwatch_tests::*;
+use sha2::{Digest, Sha256};
+
+fn write(root: &Path, host_path: &str, text: &str, mode: u32) {
+    let p = root.join(host_path.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_file_appears_on_the_live_page() {
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let host = work.path().join("host");
+    let asset = unique("live");
+    write(&host, "/etc/machine-id", &format!("{asset}\n"), 0o444);
+    write(&host, "/etc/hostname", "live-host\n", 0o644);
+    write(&host, "/etc/ssh/sshd_config", "PermitRootLogin no\n", 0o600);
+
+    let names = Names::new();
+    let packs = repo().join("tests/fixtures/packs/drift");
+    let cfg = names.collector_config_with_policies(work.path(), "http://127.0.0.1:9/hook", &packs);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sha = hex::encode(Sha256::digest(b"view-key"));
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "api:\n  listen: null\n",
+        &format!("api:\n  listen: 127.0.0.1:{port}\n  keys:\n    - {{name: viewer, sha256: {sha}, scope: read}}\n"),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    create_topics(&cfg);
+    let agent_cfg = work.path().join("agent.yaml");
+    std::fs::write(
+        &agent_cfg,
+        format!(
+            "root: {}\nstate_dir: {}\nasset:\n  labels: {{team: web}}\nkafka:\n  brokers: {BROKERS}\n  topics:\n{}snapshots:\n  debounce_ms: 200\n",
+            host.display(),
+            work.path().join("state").display(),
+            names.topics_yaml(false)
+        ),
+    )
+    .unwrap();
+    let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
+    let agent = Proc::spawn("agent", Command::new(bin("driftwatch-agent")).arg("run").arg("--config").arg(&agent_cfg), work.path());
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_for("the API", 60, async || http.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status() == 200)).await;
+    let page = http.get(format!("{base}/ui")).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("https://") && !page.contains("<script src"), "the page loads nothing from elsewhere");
+
+    let browser = Browser::start(work.path()).await;
+    browser.goto(&format!("{base}/ui#key=view-key")).await;
+    browser
+        .wait_for("the posture on the page", 90, r#"return document.querySelector('#posture tr[data-framework="soc2"]') !== null && document.getElementById('conn').textContent === 'live'"#)
+        .await;
+    assert!(!browser.eval("return location.href").await.as_str().unwrap().contains("view-key"), "the key leaves the URL");
+
+    // Someone changes the file on the host; the page shows the drift by itself.
+    let tmp = host.join("etc/ssh/.sshd_config.new");
+    std::fs::write(&tmp, "PermitRootLogin yes\n").unwrap();
+    std::fs::rename(&tmp, host.join("etc/ssh/sshd_config")).unwrap();
+    let item =
+        format!(r#"document.querySelector('#stream li[data-control="t.root_login"][data-asset="{asset}"][data-direction="regressed"]')"#);
+    let shown = browser.wait_for("the drift on the page", 90, &format!("const li = {item}; return li && li.innerText")).await;
+    let shown = shown.as_str().unwrap();
+    assert!(shown.contains("SSH root login is disabled") && shown.contains("pass → fail"), "{shown}");
+    assert!(shown.contains(r#"sshd.config.permitrootlogin: "no" → "yes""#), "the diff: {shown}");
+    assert!(shown.contains("soc2:CC6.1"), "{shown}");
+
+    // Filters: a severity it does not have hides it; the asset's label shows it.
+    let hidden = browser
+        .eval(&format!(
+            "const s = document.getElementById('f-severity'); s.value = 'low'; s.dispatchEvent(new Event('input')); return {item} === null"
+        ))
+        .await;
+    assert_eq!(hidden, true, "{}", browser.text().await);
+    let back = browser
+        .eval(&format!("document.getElementById('f-severity').value = ''; const l = document.getElementById('f-label'); l.value = 'team=web'; l.dispatchEvent(new Event('input')); return {item} !== null"))
+        .await;
+    assert_eq!(back, true, "{}", browser.text().await);
+
+    // The asset's page: its results with the age of their evidence, and its timeline.
+    browser.eval(&format!("location.hash = '#/asset/{asset}'; return true")).await;
+    let row = browser
+        .wait_for(
+            "the asset's results",
+            30,
+            r#"const r = document.querySelector('#asset-results tr[data-control="t.root_login"]'); return r && r.innerText"#,
+        )
+        .await;
+    assert!(row.as_str().unwrap().contains("fail"), "{row}");
+    let age =
+        browser.eval(r#"return document.querySelector('#asset-results tr[data-control="t.root_login"] td[data-age]').dataset.age"#).await;
+    assert!(age.as_str().and_then(|a| a.parse::<i64>().ok()).is_some_and(|a| a >= 0), "evidence age: {age}");
+    let timeline = browser
+        .wait_for(
+            "the timeline",
+            30,
+            r#"const li = document.querySelector('#timeline li[data-direction="regressed"]'); return li && li.innerText"#,
+        )
+        .await;
+    assert!(timeline.as_str().unwrap().contains(r#""no" → "yes""#), "{timeline}");
+
+    drop(browser);
+    drop(agent);
+    drop(collector);
+    names.drop_database().await;
+}
