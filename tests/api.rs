@@ -193,3 +193,119 @@ async fn waivers_posture_and_results() {
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
+
+/// Every schema named in the OpenAPI document, with the document's
+/// components so that references resolve.
+fn validator(doc: &Value, schema: &Value) -> jsonschema::Validator {
+    let mut root = schema.clone();
+    root["components"] = doc["components"].clone();
+    jsonschema::validator_for(&root).unwrap_or_else(|e| panic!("schema {schema}: {e}"))
+}
+
+fn check(doc: &Value, path: &str, schema: &Value, body: &Value) {
+    let v = validator(doc, schema);
+    let errors: Vec<String> = v.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "{path}: the answer does not match the OpenAPI document:\n{}\n{body:#}", errors.join("\n"));
+}
+
+/// The OpenAPI document at /api/v1/openapi.json describes what the API
+/// answers: every GET of the document is called (with real ids), and each
+/// answer, and each write's answer, is validated against its schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_answer() {
+    use driftwatch_schemas::SnapshotKind;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::FutureProducer;
+
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let names = Names::new();
+    let packs = repo().join("tests/fixtures/packs/drift");
+    let cfg = names.collector_config_with_policies(work.path(), "http://127.0.0.1:9/hook", &packs);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "api:\n  listen: null\n",
+        &format!("api:\n  listen: 127.0.0.1:{port}\n  keys:\n    - {{name: ops, sha256: {}, scope: write}}\n", sha("ops-key")),
+    );
+    std::fs::write(
+        &cfg,
+        text + "slo:\n  objectives:\n    - {service: web, sli: {kind: availability, probes: [web]}, objective: 99.9, window: 30d}\n",
+    )
+    .unwrap();
+    create_topics(&cfg);
+    let started = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
+    let asset = unique("oas");
+    produce(&producer, &names, &snapshot(&asset, 1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no")])).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    produce(&producer, &names, &snapshot(&asset, 2, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "yes")])).await;
+    let db = names.database.clone();
+    let a = asset.clone();
+    wait_for("the drift and violation", 60, async || {
+        let rows = try_query(&format!("SELECT count() AS n FROM {db}.drift_events WHERE asset_id = '{a}'")).await.ok()?;
+        (rows[0]["n"] != "0" && rows[0]["n"] != 0).then_some(())
+    })
+    .await;
+
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let http = reqwest::Client::new();
+    let doc: Value = http.get(format!("{base}/openapi.json")).bearer_auth("ops-key").send().await.unwrap().json().await.unwrap();
+    // Writes first, so the lists have something in them.
+    for (path, body) in [
+        ("/silences", json!({"matchers": [format!("asset={asset}")], "duration": "1h", "comment": "contract test"})),
+        (
+            "/waivers",
+            json!({"requirement": "pci-dss:10.2.1", "scope": {"assets": [asset]}, "justification": "contract test", "approver": "qa", "risk": "low", "expires": "2100-01-01T00:00:00Z"}),
+        ),
+    ] {
+        let r = http.post(format!("{base}{path}")).bearer_auth("ops-key").json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201, "{path}");
+        let schema = &doc["paths"][path]["post"]["responses"]["201"]["content"]["application/json"]["schema"];
+        check(&doc, path, schema, &r.json().await.unwrap());
+    }
+
+    let real = |name: &str| -> Option<String> {
+        match name {
+            "asset" => Some(asset.clone()),
+            "control" => Some("t.root_login".into()),
+            "framework" => Some("soc2".into()),
+            "from" => Some(started.to_rfc3339()),
+            _ => None,
+        }
+    };
+    let mut called = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let Some(op) = ops.get("get") else { continue };
+        let mut query: Vec<(String, String)> = Vec::new();
+        for p in op["parameters"].as_array().unwrap() {
+            let name = p["name"].as_str().unwrap();
+            // Required parameters, and the ones that select this test's data.
+            if p["required"] == true || ["asset", "framework"].contains(&name) && path != "/violations" {
+                let v =
+                    real(name).or_else(|| p["example"].as_str().map(String::from)).unwrap_or_else(|| panic!("{path}: no value for {name}"));
+                query.push((name.to_string(), v));
+            }
+        }
+        let r = http.get(format!("{base}{path}")).bearer_auth("ops-key").query(&query).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}?{query:?}");
+        let (ctype, schema) = op["responses"]["200"]["content"].as_object().unwrap().iter().next().unwrap();
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with(ctype.as_str()), "{path}: content type");
+        if ctype == "text/event-stream" {
+            continue; // a stream: its events are Drift objects, checked below
+        }
+        let body: Value = r.json().await.unwrap();
+        check(&doc, path, &schema["schema"], &body);
+        called += 1;
+        // The answers this test made sure are not empty.
+        if ["/results", "/assets", "/controls", "/frameworks", "/drift", "/posture", "/slos"].contains(&path.as_str()) {
+            assert!(!body.as_array().unwrap().is_empty(), "{path}: empty answer validates nothing");
+        }
+        if path == "/violations" {
+            assert!(body["total"].as_u64().unwrap() >= 1, "{body}");
+        }
+    }
+    assert!(called >= 14, "{called} GETs");
+    drop(collector);
+    names.drop_database().await;
+}

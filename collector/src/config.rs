@@ -29,6 +29,17 @@ pub struct CollectorConfig {
     pub api: crate::api::ApiConfig,
     /// Waivers: how often they are re-read, when expiry is reminded.
     pub waivers: crate::waiver::runner::WaiverSettings,
+    pub evidence: EvidenceConfig,
+}
+
+/// The evidence chain.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// This collector's chain. Unset: a new chain per process (host name and
+    /// start time). Set (unique per collector, e.g. the StatefulSet pod
+    /// name): the chain continues across restarts.
+    pub chain_id: Option<String>,
 }
 
 impl Default for CollectorConfig {
@@ -43,6 +54,7 @@ impl Default for CollectorConfig {
             slo: Default::default(),
             api: Default::default(),
             waivers: Default::default(),
+            evidence: Default::default(),
         }
     }
 }

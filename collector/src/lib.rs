@@ -9,6 +9,7 @@ pub mod alert;
 pub mod api;
 pub mod config;
 pub mod eval;
+pub mod evidence;
 pub mod ingest;
 pub mod live;
 pub mod metrics;

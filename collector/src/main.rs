@@ -134,6 +134,19 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Recompute the evidence chains from ClickHouse for a period and report every batch altered, inserted or deleted; exit 1 if any.
+    Verify {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Start, RFC 3339.
+        #[arg(long)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// End, RFC 3339; default now.
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
     /// SLO status: SLI, error budget left, burn rates, SLA breach and credit, per configured objective.
     Slo {
         #[arg(long, short)]
@@ -347,6 +360,28 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
             })?;
         }
         Command::Silence { config, command } => silence(config.as_deref(), command).await?,
+        Command::Verify { config, from, to, format } => {
+            let to = to.unwrap_or_else(chrono::Utc::now);
+            anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
+            let cfg = CollectorConfig::load(config.as_deref())?;
+            let store = connect(&cfg).await?;
+            let v = verify_evidence(&store, from, to).await.context("reading the evidence")?;
+            print_out(format, &v, || {
+                let mut t = format!("{} chains, {} links, {} rows, {} hourly roots checked: ", v.chains, v.links, v.rows, v.roots);
+                if v.intact() {
+                    t += "intact\n";
+                } else {
+                    t += &format!("{} problem(s)\n", v.findings.len());
+                    for f in &v.findings {
+                        t += &format!("  {f}\n");
+                    }
+                }
+                t
+            })?;
+            if !v.intact() {
+                return Ok(std::process::ExitCode::from(1));
+            }
+        }
         Command::Report { config, framework, from, to, format, output } => {
             use driftwatch_collector::report;
             let to = to.unwrap_or_else(chrono::Utc::now);
@@ -509,6 +544,23 @@ pub(crate) fn print_out<T: serde::Serialize>(format: OutputFormat, value: &T, ta
     Ok(())
 }
 
+/// Reads a period's links, rows and roots and verifies them.
+async fn verify_evidence(
+    store: &store::clickhouse::ClickHouseStore,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<driftwatch_collector::evidence::verify::Verification> {
+    let links = store.evidence_links(from, to).await?;
+    let batches: std::collections::BTreeSet<String> = links.iter().map(|l| l.batch_id.clone()).collect();
+    let rows = store.evidence_rows(&batches, from, to).await?;
+    // Rows of the period whose batches were chained just outside it.
+    let unknown: std::collections::BTreeSet<String> =
+        rows.iter().filter(|r| !batches.contains(&r.batch_id)).map(|r| r.batch_id.clone()).collect();
+    let outside = store.evidence_links_for(&unknown.into_iter().collect::<Vec<_>>()).await?;
+    let roots = store.evidence_roots(from, to).await?;
+    Ok(driftwatch_collector::evidence::verify::verify(&links, &outside, &rows, &roots))
+}
+
 /// The waivers: those declared beside the packs, and those stored.
 async fn load_waivers(dir: &Path, store: &store::clickhouse::ClickHouseStore) -> anyhow::Result<waiver::Waivers> {
     let declared = waiver::load_dir(dir).map_err(|e| anyhow::anyhow!("waiver files in {} are invalid:\n{e}", dir.display()))?;
@@ -569,6 +621,8 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         waivers: waivers_rx.clone(),
         publish_waivers: Some(waivers_tx.clone()),
         hub: driftwatch_collector::live::Hub::default(),
+        slo: cfg.slo.clone(),
+        unknown_after_secs: cfg.evaluation.unknown_after_secs,
     };
     let hub = shared.hub.clone();
     driftwatch_collector::api::start(&cfg.api, shared).await?;
@@ -595,9 +649,11 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         }
         .run(),
     );
-    let mut pipeline = ingest::Pipeline::start(policies, store, alerting, &cfg.evaluation, cfg.alerts.drift_min_severity)
-        .await
-        .context("restoring posture")?;
+    tokio::spawn(driftwatch_collector::evidence::roots::run(store.clone(), leader.clone()));
+    let mut pipeline =
+        ingest::Pipeline::start(policies, store, alerting, &cfg.evaluation, cfg.alerts.drift_min_severity, cfg.evidence.chain_id.clone())
+            .await
+            .context("restoring posture")?;
     pipeline.live = hub;
     // Waivers that started or ended while the collector was down.
     let mut pending = ingest::Pipeline::new_pending();

@@ -246,3 +246,30 @@ ALTER TABLE evaluations_local ON CLUSTER 'driftwatch' ADD COLUMN evaluated_ms UI
 ALTER TABLE evaluations ON CLUSTER 'driftwatch' ADD COLUMN evaluated_ms UInt16 DEFAULT 0;
 ALTER TABLE scores_local ON CLUSTER 'driftwatch' ADD COLUMN waived UInt32 DEFAULT 0, ADD COLUMN score_without_waivers Float64 DEFAULT score;
 ALTER TABLE scores ON CLUSTER 'driftwatch' ADD COLUMN waived UInt32 DEFAULT 0, ADD COLUMN score_without_waivers Float64 DEFAULT score;
+
+-- 0009_evidence
+CREATE TABLE IF NOT EXISTS evidence_chain_local ON CLUSTER 'driftwatch' (
+    chain_id String,
+    seq UInt64,
+    batch_id String,
+    at DateTime,
+    prev_hash String,
+    hash String,
+    row_tables Array(UInt8),
+    row_digests Array(FixedString(16))
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(at)
+ORDER BY (chain_id, seq);
+CREATE TABLE IF NOT EXISTS evidence_chain ON CLUSTER 'driftwatch' AS evidence_chain_local ENGINE = Distributed('driftwatch', currentDatabase(), evidence_chain_local, rand());
+CREATE TABLE IF NOT EXISTS evidence_roots_local ON CLUSTER 'driftwatch' (
+    chain_id String,
+    hour DateTime,
+    root String,
+    first_seq UInt64,
+    last_seq UInt64,
+    links UInt32,
+    computed_at DateTime
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(hour)
+ORDER BY (chain_id, hour);
+CREATE TABLE IF NOT EXISTS evidence_roots ON CLUSTER 'driftwatch' AS evidence_roots_local ENGINE = Distributed('driftwatch', currentDatabase(), evidence_roots_local, rand());

@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, name: "0006_scores", sql: include_str!("../clickhouse/0006_scores.sql") },
     Migration { version: 7, name: "0007_api_audit", sql: include_str!("../clickhouse/0007_api_audit.sql") },
     Migration { version: 8, name: "0008_waivers", sql: include_str!("../clickhouse/0008_waivers.sql") },
+    Migration { version: 9, name: "0009_evidence", sql: include_str!("../clickhouse/0009_evidence.sql") },
 ];
 
 /// Latest posture per (asset, control) with its open violation.
@@ -53,6 +54,20 @@ pub const SLO_MINUTES_SQL: &str = include_str!("../clickhouse/queries/slo_minute
 pub const PROBE_LAST_SEEN_SQL: &str = include_str!("../clickhouse/queries/probe_last_seen.sql");
 /// The latest drift events, of one asset or all (`?` asset twice, limit).
 pub const RECENT_DRIFT_SQL: &str = include_str!("../clickhouse/queries/recent_drift.sql");
+/// Chain links stored in a period (`?` from, to).
+pub const EVIDENCE_LINKS_SQL: &str = include_str!("../clickhouse/queries/evidence_links.sql");
+/// Chain links of given batches (`?` batch ids).
+pub const EVIDENCE_LINKS_FOR_SQL: &str = include_str!("../clickhouse/queries/evidence_links_for.sql");
+/// Per chain, the head of a period (`?` chain or '', chain, from, to).
+pub const EVIDENCE_HEADS_SQL: &str = include_str!("../clickhouse/queries/evidence_heads.sql");
+/// Hourly Merkle roots of a period (`?` from, to).
+pub const EVIDENCE_ROOTS_SQL: &str = include_str!("../clickhouse/queries/evidence_roots.sql");
+/// Every violation with its lifecycle and asset labels.
+pub const VIOLATIONS_SQL: &str = include_str!("../clickhouse/queries/violations.sql");
+/// Every asset with its last snapshot and heartbeat.
+pub const ASSETS_SQL: &str = include_str!("../clickhouse/queries/assets.sql");
+/// The evaluation behind a result (`?` asset, control, instant).
+pub const EVALUATION_AT_SQL: &str = include_str!("../clickhouse/queries/evaluation_at.sql");
 /// Every waiver, latest version each.
 pub const WAIVERS_SQL: &str = include_str!("../clickhouse/queries/waivers.sql");
 /// Latest results of assets silent since an instant (`?`, `?` = seconds).

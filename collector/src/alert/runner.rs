@@ -69,14 +69,25 @@ impl Alerting {
         };
         let names: Vec<String> = cfg.receivers.iter().map(|r| r.name.clone()).collect();
         let route = Route::compile(&route_cfg, &names).map_err(|e| anyhow::anyhow!("alerts.route: {}", e.join("; ")))?;
-        let mut dispatcher = Dispatcher::new(route, cfg.inhibit_rules.clone(), cfg.maintenance_windows.clone(), cfg.external_url.clone());
 
         // Restore: open violations fire; the log says what was notified
         // (so nothing is sent twice, a page lost in a crash is sent, and a
         // notified violation no longer open is resolved).
+        let mut open = store.open_violation_alerts().await?;
+        let mut sent = store.notification_log().await?;
+        // A collector that paged a moment ago may still be writing its log
+        // (a rebalance or restart right after a page): when an open
+        // violation looks never notified, look once more before taking it
+        // for a page lost in a crash.
+        let logged: std::collections::HashSet<&str> = sent.iter().map(|s| s.group_key.as_str()).collect();
+        let unlogged = open.iter().any(|a| route.matching(&a.labels).iter().any(|r| !logged.contains(r.group(&a.labels).0.as_str())));
+        if unlogged {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            open = store.open_violation_alerts().await?;
+            sent = store.notification_log().await?;
+        }
+        let mut dispatcher = Dispatcher::new(route, cfg.inhibit_rules.clone(), cfg.maintenance_windows.clone(), cfg.external_url.clone());
         let now = Utc::now();
-        let open = store.open_violation_alerts().await?;
-        let sent = store.notification_log().await?;
         tracing::info!(open_violations = open.len(), notified_groups = sent.len(), "alerting state restored");
         for a in open {
             dispatcher.add(a, now);

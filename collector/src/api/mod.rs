@@ -1,16 +1,23 @@
 //! The collector's HTTP API (axum): health, readiness, Prometheus metrics
 //! (`/metrics`, unauthenticated like `/healthz`), and the resources of
-//! `/api/v1/`: posture and results (`posture.rs`), silences, waivers, drift
+//! `/api/v1/` (described by `openapi.json`, served at
+//! `/api/v1/openapi.json`): posture and results (`posture.rs`), frameworks
+//! and controls (`catalog.rs`), assets, violations, gaps, effectiveness,
+//! evidence, reports and SLOs (`compliance.rs`), silences, waivers, drift
 //! (recent and live); and the live drift view's page at `/ui`.
 //! Authentication by API key
 //! (`Authorization: Bearer <key>` or `X-API-Key: <key>`), keys stored only
 //! as SHA-256 hashes in the configuration, with scopes (`read` < `write` <
 //! `admin`); a rate limit per key; every write recorded in `api_audit`.
 
+mod assets;
 pub mod auth;
+mod catalog;
+mod compliance;
 mod live;
 mod posture;
 mod silences;
+mod violations;
 mod waivers;
 
 use std::net::SocketAddr;
@@ -71,6 +78,9 @@ pub struct Shared {
     pub publish_waivers: Option<Arc<watch::Sender<Arc<Waivers>>>>,
     /// Drift events as they are stored, for the live view.
     pub hub: crate::live::Hub,
+    pub slo: crate::slo::runner::SloSettings,
+    /// `evaluation.unknown_after_secs`: when an asset counts as silent.
+    pub unknown_after_secs: u64,
 }
 
 /// What handlers share.
@@ -82,6 +92,8 @@ pub struct AppState {
     pub waivers: watch::Receiver<Arc<Waivers>>,
     pub publish_waivers: Option<Arc<watch::Sender<Arc<Waivers>>>>,
     pub hub: crate::live::Hub,
+    pub slo: crate::slo::runner::SloSettings,
+    pub unknown_after_secs: u64,
 }
 
 impl AppState {
@@ -93,6 +105,8 @@ impl AppState {
             waivers: shared.waivers,
             publish_waivers: shared.publish_waivers,
             hub: shared.hub,
+            slo: shared.slo,
+            unknown_after_secs: shared.unknown_after_secs,
         }
     }
 }
@@ -108,6 +122,16 @@ pub fn router(state: AppState) -> Router {
         .route("/results", get(posture::results_list))
         .route("/drift", get(live::recent))
         .route("/live", get(live::stream))
+        .route("/frameworks", get(catalog::frameworks))
+        .route("/controls", get(catalog::controls))
+        .route("/assets", get(assets::list))
+        .route("/violations", get(violations::list))
+        .route("/gaps", get(compliance::gaps))
+        .route("/effectiveness", get(compliance::effectiveness))
+        .route("/evidence", get(compliance::evidence))
+        .route("/reports", get(compliance::report))
+        .route("/slos", get(compliance::slos))
+        .route("/openapi.json", get(|| async { ([("content-type", "application/json")], OPENAPI) }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::middleware));
     Router::new()
         .route("/", get(|| async { axum::response::Redirect::to("/ui") }))
@@ -143,11 +167,74 @@ pub async fn start(cfg: &ApiConfig, shared: Shared) -> anyhow::Result<Option<tok
     })))
 }
 
+/// The OpenAPI document of `/api/v1`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route of `/api/v1` (method, path as in the OpenAPI document).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/posture"),
+    ("get", "/results"),
+    ("get", "/frameworks"),
+    ("get", "/controls"),
+    ("get", "/assets"),
+    ("get", "/violations"),
+    ("get", "/gaps"),
+    ("get", "/effectiveness"),
+    ("get", "/evidence"),
+    ("get", "/reports"),
+    ("get", "/slos"),
+    ("get", "/drift"),
+    ("get", "/live"),
+    ("get", "/silences"),
+    ("post", "/silences"),
+    ("delete", "/silences/{id}"),
+    ("get", "/waivers"),
+    ("post", "/waivers"),
+    ("delete", "/waivers/{id}"),
+    ("get", "/openapi.json"),
+];
+
+/// A store error as an answer.
+pub fn unavailable(e: crate::store::StoreError) -> ApiError {
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+/// A `key=value` label filter (none: everything matches).
+pub fn label_filter(label: Option<&str>) -> Result<impl Fn(&std::collections::BTreeMap<String, String>) -> bool, ApiError> {
+    let kv = match label {
+        None => None,
+        Some(l) => match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Some((k.to_string(), v.to_string())),
+            _ => return Err(ApiError(StatusCode::BAD_REQUEST, format!("label: {l:?} is not key=value"))),
+        },
+    };
+    Ok(move |labels: &std::collections::BTreeMap<String, String>| kv.as_ref().is_none_or(|(k, v)| labels.get(k) == Some(v)))
+}
+
 /// An error answer: status and a JSON `{"error": …}` body.
 pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> axum::response::Response {
         (self.0, axum::Json(serde_json::json!({"error": self.1}))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_names_every_route_and_only_those() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("openapi.json parses");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for method in ops.as_object().unwrap().keys() {
+                documented.push((method.clone(), path.clone()));
+            }
+        }
+        documented.sort();
+        let mut routes: Vec<(String, String)> = super::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        routes.sort();
+        assert_eq!(documented, routes);
     }
 }

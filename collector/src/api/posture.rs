@@ -27,7 +27,7 @@ async fn results(s: &AppState, at: Option<DateTime<Utc>>) -> Result<Vec<score::R
         Some(at) => s.store.results_at(at).await,
         None => s.store.current_results().await,
     };
-    r.map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+    r.map_err(super::unavailable)
 }
 
 pub async fn posture(State(s): State<AppState>, Query(q): Query<PostureQuery>) -> Result<Json<Vec<score::Score>>, ApiError> {

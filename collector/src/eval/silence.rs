@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use super::{Evaluation, Status};
+use crate::evidence::Chain;
 use crate::policy::PolicySet;
 use crate::store::clickhouse::ClickHouseStore;
 use crate::store::waivers::SilentResult;
@@ -56,10 +57,12 @@ pub fn unknown_results(policies: &PolicySet, silent: &[SilentResult], unknown_af
         .collect()
 }
 
-/// One pass: marks the results of assets silent at `now`; returns how many.
+/// One pass: marks the results of assets silent at `now`, as a batch of
+/// `chain` (this task's own evidence chain); returns how many.
 pub async fn mark(
     policies: &PolicySet,
     store: &ClickHouseStore,
+    chain: &mut Chain,
     unknown_after: chrono::Duration,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
@@ -70,7 +73,10 @@ pub async fn mark(
     }
     let mut batch = Batch::new();
     batch.add_evaluations(&evaluations, &[]);
+    let mut next = chain.clone();
+    batch.link = next.seal(&batch, now);
     store.write(&batch).await?;
+    *chain = next;
     tracing::warn!(
         results = evaluations.len(),
         assets = evaluations.iter().map(|e| e.asset_id.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
@@ -87,6 +93,7 @@ pub async fn run(
     every: Duration,
     leader: Arc<AtomicBool>,
 ) {
+    let mut chain = Chain::new(format!("{}/silence", Chain::default_id()));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -95,7 +102,7 @@ pub async fn run(
             continue;
         }
         let set = policies.borrow().clone();
-        if let Err(e) = mark(&set, &store, unknown_after, Utc::now()).await {
+        if let Err(e) = mark(&set, &store, &mut chain, unknown_after, Utc::now()).await {
             tracing::warn!(error = %e, "checking for silent assets failed; trying again next interval");
         }
     }

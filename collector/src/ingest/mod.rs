@@ -33,6 +33,8 @@ pub struct Pipeline {
     pub drift_min_severity: Option<Severity>,
     /// Stored drift events go to the live view's pages.
     pub live: crate::live::Hub,
+    /// Every stored batch is a link of this chain.
+    pub chain: crate::evidence::Chain,
 }
 
 /// A batch ready to store, and the alerts to send once it is stored.
@@ -66,9 +68,21 @@ impl Pipeline {
         alerting: Alerting,
         cfg: &EvaluationConfig,
         drift_min_severity: Option<Severity>,
+        chain_id: Option<String>,
     ) -> Result<Self, StoreError> {
         let engine = Engine::new(policies, cfg.attribution_window()).with_unknown_after(cfg.unknown_after());
-        let mut pipeline = Pipeline { engine, store, alerting, drift_min_severity, live: Default::default() };
+        let chain = match chain_id {
+            None => crate::evidence::Chain::new(crate::evidence::Chain::default_id()),
+            Some(id) => {
+                let epoch = chrono::DateTime::<Utc>::UNIX_EPOCH;
+                match store.evidence_heads(Some(&id), epoch, Utc::now() + chrono::Duration::days(1)).await?.into_iter().next() {
+                    Some(h) => crate::evidence::Chain::resume(id, h.last_seq, h.head),
+                    None => crate::evidence::Chain::new(id),
+                }
+            }
+        };
+        tracing::info!(chain = %chain.id, "evidence chain");
+        let mut pipeline = Pipeline { engine, store, alerting, drift_min_severity, live: Default::default(), chain };
         pipeline.restore_posture().await?;
         Ok(pipeline)
     }
@@ -135,6 +149,8 @@ impl Pipeline {
     pub async fn flush(&mut self, mut pending: Pending) {
         self.engine.attribute(&mut pending.drifts);
         pending.batch.add_drifts(&pending.drifts);
+        // Sealed once: a retried write stores the same link.
+        pending.batch.link = self.chain.seal(&pending.batch, Utc::now());
         let mut wait = std::time::Duration::from_millis(250);
         let timer = crate::metrics::METRICS.store_seconds.start_timer();
         loop {

@@ -2,7 +2,9 @@
 //! summary (score now and at the start, with and without waivers), every
 //! requirement with the checks behind it, operating effectiveness over the
 //! period, gaps with due dates, and every waiver in force during the
-//! period with its justification and approver. Built from stored results
+//! period with its justification and approver, and the head of each
+//! evidence chain for the period (see [`crate::evidence`]; `verify` checks
+//! it). Built from stored results
 //! only ([`build`] is pure; [`gather`] reads the store), so a report for a
 //! past period shows what the live view showed then. [`render`] writes it
 //! as JSON, CSV, self-contained HTML or PDF.
@@ -19,6 +21,7 @@ use crate::policy::{PolicySet, Severity};
 use crate::score::effectiveness::{self, History};
 use crate::score::{self, Gap, RequirementStatus, WaiversAt};
 use crate::store::clickhouse::ClickHouseStore;
+use crate::store::evidence::ChainHead;
 use crate::store::StoreError;
 use crate::waiver::{Waiver, Waivers};
 
@@ -36,6 +39,9 @@ pub struct Report {
     /// Waivers in force at any time during the period that touch the
     /// framework (a waived control mapped to it, or one of its requirements).
     pub waivers: Vec<Waiver>,
+    /// Per evidence chain, the links stored in the period and the last
+    /// link's hash: what `driftwatch-collector verify` proves intact.
+    pub evidence: Vec<ChainHead>,
 }
 
 /// The executive summary.
@@ -101,6 +107,7 @@ pub struct Inputs<'a> {
     pub at_end: Vec<score::Result>,
     /// Evaluation histories over [from, to].
     pub histories: Vec<History>,
+    pub evidence: Vec<ChainHead>,
 }
 
 /// Reads what a report needs from the store.
@@ -121,6 +128,7 @@ pub async fn gather<'a>(
         at_start: store.results_at(from).await?,
         at_end: store.results_at(to).await?,
         histories: store.histories(from, to).await?,
+        evidence: store.evidence_heads(None, from, to).await?,
     })
 }
 
@@ -226,6 +234,7 @@ pub fn build(i: &Inputs, generated_at: DateTime<Utc>) -> Report {
         requirements,
         gaps: score::gaps(i.policies, &i.at_end, Some(fw), end, i.to),
         waivers,
+        evidence: i.evidence.clone(),
     }
 }
 
@@ -258,6 +267,7 @@ mod tests {
                 r("h1", "web", "c", Status::Unknown, 1),
             ],
             histories: vec![],
+            evidence: vec![],
         };
         let rep = build(&inputs, now);
         // CC6.1: a pass + b waived → waived; CC6.6: a pass; CC7.2: c unknown → fail.

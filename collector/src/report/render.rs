@@ -221,6 +221,25 @@ th{{background:#f3f4f8}} .pass{{color:#137333}} .fail{{color:#b3261e}} .partial{
         }
         h.push_str("</table>");
     }
+    h.push_str("\n<h2>Evidence chain</h2>");
+    if r.evidence.is_empty() {
+        h.push_str("<p>No batches were stored in the period.</p>");
+    } else {
+        h.push_str("<p class=\"muted\">Every stored batch is chained (SHA-256); <code>driftwatch-collector verify</code> recomputes the chain and names any batch altered, inserted or deleted.</p>");
+        h.push_str("<table><tr><th>Chain</th><th>Links</th><th>Sequence</th><th>Head (last link's hash)</th></tr>\n");
+        for c in &r.evidence {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}–{}</td><td><code>{}</code></td></tr>",
+                esc(&c.chain_id),
+                c.links,
+                c.first_seq,
+                c.last_seq,
+                esc(&c.head)
+            );
+        }
+        h.push_str("</table>");
+    }
     h.push_str("\n</body></html>\n");
     h
 }
@@ -318,6 +337,14 @@ fn lines(r: &Report) -> Vec<(u8, bool, String)> {
             ),
         ));
         l.push((2, false, format!("Justification: {}", w.spec.justification)));
+    }
+    l.push((0, false, String::new()));
+    l.push((0, true, "Evidence chain".into()));
+    if r.evidence.is_empty() {
+        l.push((1, false, "No batches were stored in the period.".into()));
+    }
+    for c in &r.evidence {
+        l.push((1, false, format!("{}: {} links, {}-{}; head {}", c.chain_id, c.links, c.first_seq, c.last_seq, c.head)));
     }
     l
 }

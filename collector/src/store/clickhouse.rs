@@ -162,6 +162,9 @@ impl ClickHouseStore {
         self.insert_all("evaluations", &b.evaluations).await?;
         self.insert_all("violations", &b.violations).await?;
         self.insert_all("drift_events", &b.drifts).await?;
+        if let Some(link) = &b.link {
+            self.insert_all("evidence_chain", std::slice::from_ref(link)).await?;
+        }
         Ok(())
     }
 
@@ -218,7 +221,8 @@ impl ClickHouseStore {
     /// with the assets' labels as of then; `since` is that evaluation's time.
     pub async fn results_at(&self, at: DateTime<Utc>) -> Result<Vec<crate::score::Result>, StoreError> {
         let secs = at.timestamp().clamp(0, i64::from(u32::MAX)) as u32;
-        let ms = super::rows::millis(&at);
+        // An instant given to the second covers that whole second.
+        let ms = if at.timestamp_subsec_millis() == 0 { 999 } else { super::rows::millis(&at) };
         let rows: Vec<ResultAtRow> =
             self.fetch_bound(driftwatch_schemas::clickhouse::RESULTS_AT_SQL, |q| q.bind(secs).bind(secs).bind(ms).bind(secs)).await?;
         Ok(rows

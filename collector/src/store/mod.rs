@@ -6,8 +6,10 @@
 
 pub mod alerting;
 pub mod clickhouse;
+pub mod evidence;
 pub mod rows;
 pub mod slo;
+pub mod views;
 pub mod waivers;
 
 use chrono::{DateTime, Utc};
@@ -28,6 +30,8 @@ pub struct Batch {
     pub evaluations: Vec<EvaluationRow>,
     pub violations: Vec<ViolationRow>,
     pub drifts: Vec<DriftRow>,
+    /// The batch's link in its collector's evidence chain (written last).
+    pub link: Option<crate::evidence::LinkRow>,
 }
 
 impl Batch {

@@ -15,7 +15,7 @@ pub(crate) fn millis(t: &DateTime<Utc>) -> u16 {
     t.timestamp_subsec_millis().min(999) as u16
 }
 
-#[derive(Debug, Row, Serialize)]
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
 pub struct SnapshotRow {
     pub asset_id: String,
     pub asset_kind: String,
@@ -34,7 +34,7 @@ pub struct SnapshotRow {
     pub batch_id: String,
 }
 
-#[derive(Debug, Row, Serialize)]
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
 pub struct FactRow {
     pub asset_id: String,
     pub snapshot_id: String,
@@ -47,7 +47,7 @@ pub struct FactRow {
     pub batch_id: String,
 }
 
-#[derive(Debug, Row, Serialize)]
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
 pub struct AuditRow {
     pub event_id: String,
     pub asset_id: String,
@@ -69,7 +69,7 @@ pub struct AuditRow {
     pub batch_id: String,
 }
 
-#[derive(Debug, Row, Serialize)]
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
 pub struct SlaRow {
     pub asset_id: String,
     pub probe_id: String,
@@ -89,7 +89,7 @@ pub struct SlaRow {
     pub batch_id: String,
 }
 
-#[derive(Debug, Row, Serialize)]
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
 pub struct EvaluationRow {
     pub asset_id: String,
     pub control_id: String,
@@ -105,7 +105,7 @@ pub struct EvaluationRow {
     pub evaluated_ms: u16,
 }
 
-#[derive(Debug, Row, Serialize)]
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
 pub struct ViolationRow {
     pub violation_id: String,
     pub asset_id: String,

@@ -1,0 +1,65 @@
+//! Hourly Merkle roots: the collector doing fleet-wide work computes, for
+//! every chain and every completed hour of the past two days without one,
+//! the root over that hour's link hashes, and stores it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, Utc};
+
+use super::{merkle_root, LinkRow};
+use crate::store::clickhouse::ClickHouseStore;
+use crate::store::StoreError;
+
+/// Roots for the hours of `links` that end before `now` minus a margin
+/// and are not in `done` ((chain, hour) already stored): (chain, hour,
+/// root, first seq, last seq, links).
+pub fn due(links: &[LinkRow], done: &[(String, DateTime<Utc>)], now: DateTime<Utc>) -> Vec<(String, DateTime<Utc>, String, u64, u64, u32)> {
+    let mut hours: BTreeMap<(String, DateTime<Utc>), Vec<&LinkRow>> = BTreeMap::new();
+    for l in links {
+        let at = crate::store::time(l.at);
+        let hour = at.duration_trunc(chrono::Duration::hours(1)).unwrap_or(at);
+        hours.entry((l.chain_id.clone(), hour)).or_default().push(l);
+    }
+    hours
+        .into_iter()
+        .filter(|((chain, hour), _)| *hour + chrono::Duration::minutes(65) < now && !done.iter().any(|(c, h)| c == chain && h == hour))
+        .map(|((chain, hour), mut ls)| {
+            ls.sort_by_key(|l| l.seq);
+            let hashes: Vec<String> = ls.iter().map(|l| l.hash.clone()).collect();
+            let (first, last) = (ls[0].seq, ls[ls.len() - 1].seq);
+            (chain, hour, merkle_root(&hashes), first, last, ls.len() as u32)
+        })
+        .collect()
+}
+
+/// One pass; returns how many roots were stored.
+pub async fn record(store: &ClickHouseStore, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let from = (now - chrono::Duration::days(2)).duration_trunc(chrono::Duration::hours(1)).unwrap_or(now);
+    let links = store.evidence_links(from, now).await?;
+    let done: Vec<(String, DateTime<Utc>)> = store.evidence_roots(from, now).await?.into_iter().map(|r| (r.chain_id, r.hour)).collect();
+    let roots = due(&links, &done, now);
+    for (chain, hour, root, first, last, n) in &roots {
+        store.put_root(chain, *hour, root.clone(), *first, *last, *n).await?;
+    }
+    Ok(roots.len())
+}
+
+/// Runs until the process ends, while this collector runs fleet-wide work.
+pub async fn run(store: ClickHouseStore, leader: Arc<AtomicBool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !leader.load(Ordering::SeqCst) {
+            continue;
+        }
+        match record(&store, Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(roots = n, "hourly evidence roots recorded"),
+            Err(e) => tracing::warn!(error = %e, "recording evidence roots failed; trying again later"),
+        }
+    }
+}

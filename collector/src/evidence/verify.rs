@@ -1,0 +1,273 @@
+//! Verification: recompute every link of every chain in a period and
+//! compare the rows stored now with what the links say was stored. Pure:
+//! the store supplies links, roots and rows ([`crate::store::evidence`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use super::{merkle_root, LinkRow, RowDigest, GENESIS, TABLES};
+
+/// A stored row, as verification sees it.
+#[derive(Debug, Clone)]
+pub struct StoredRow {
+    /// Table code (1-based index into [`TABLES`]).
+    pub table: u8,
+    pub batch_id: String,
+    pub digest: RowDigest,
+    /// A few identifying fields, for the report.
+    pub key: String,
+}
+
+/// A stored hourly root.
+#[derive(Debug, Clone)]
+pub struct StoredRoot {
+    pub chain_id: String,
+    pub hour: chrono::DateTime<chrono::Utc>,
+    pub root: String,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+/// One problem found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Finding {
+    /// A link's stored hash is not the hash of its content.
+    LinkAltered { chain_id: String, seq: u64, batch_id: String },
+    /// A link does not follow the one before it.
+    ChainBroken { chain_id: String, seq: u64, batch_id: String },
+    /// Links are missing: batches deleted with their links.
+    LinksMissing { chain_id: String, after_seq: u64, before_seq: u64 },
+    /// Rows a link recorded are gone (all of them: the batch was deleted).
+    RowsDeleted { batch_id: String, table: String, rows: usize, of: usize },
+    /// Rows of a chained batch differ from what its link recorded.
+    RowsAltered { batch_id: String, table: String, rows: usize, keys: Vec<String> },
+    /// Rows no link recorded: a batch (or rows) inserted.
+    RowsInserted { batch_id: String, table: String, rows: usize, keys: Vec<String> },
+    /// An hourly root does not match its links.
+    RootMismatch { chain_id: String, hour: chrono::DateTime<chrono::Utc> },
+}
+
+/// What verification checked and found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub chains: usize,
+    pub links: usize,
+    pub rows: usize,
+    pub roots: usize,
+    pub findings: Vec<Finding>,
+}
+
+impl Verification {
+    pub fn intact(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+fn table(code: u8) -> String {
+    TABLES.get(usize::from(code).wrapping_sub(1)).copied().unwrap_or("unknown").to_string()
+}
+
+/// Verifies `links` (every chain, in a period), the `rows` stored for them
+/// and for the period, and the hourly `roots`. `outside` are links of
+/// batches chained outside the period whose rows fall in it: they vouch
+/// for those rows, and are not themselves checked.
+pub fn verify(links: &[LinkRow], outside: &[LinkRow], rows: &[StoredRow], roots: &[StoredRoot]) -> Verification {
+    let mut findings = Vec::new();
+    let mut chains: BTreeMap<&str, Vec<&LinkRow>> = BTreeMap::new();
+    for l in links {
+        chains.entry(&l.chain_id).or_default().push(l);
+    }
+    for (chain, ls) in &mut chains {
+        ls.sort_by_key(|l| l.seq);
+        let mut prev: Option<&LinkRow> = None;
+        for l in ls.iter() {
+            if l.expected_hash() != l.hash {
+                findings.push(Finding::LinkAltered { chain_id: chain.to_string(), seq: l.seq, batch_id: l.batch_id.clone() });
+            }
+            match prev {
+                Some(p) if l.seq > p.seq + 1 => {
+                    findings.push(Finding::LinksMissing { chain_id: chain.to_string(), after_seq: p.seq, before_seq: l.seq })
+                }
+                Some(p) if l.prev_hash != p.hash => {
+                    findings.push(Finding::ChainBroken { chain_id: chain.to_string(), seq: l.seq, batch_id: l.batch_id.clone() })
+                }
+                None if l.seq == 1 && l.prev_hash != GENESIS => {
+                    findings.push(Finding::ChainBroken { chain_id: chain.to_string(), seq: l.seq, batch_id: l.batch_id.clone() })
+                }
+                _ => {}
+            }
+            prev = Some(l);
+        }
+    }
+
+    // Rows: every recorded digest must still be stored (under any batch id:
+    // a redelivered copy may have replaced the original), and every stored
+    // row must be recorded by some link.
+    let stored: BTreeSet<(u8, RowDigest)> = rows.iter().map(|r| (r.table, r.digest)).collect();
+    let mut chained: BTreeSet<(u8, RowDigest)> = BTreeSet::new();
+    let batches: HashMap<&str, &LinkRow> = links.iter().chain(outside).map(|l| (l.batch_id.as_str(), l)).collect();
+    for l in outside {
+        chained.extend(l.row_tables.iter().copied().zip(l.row_digests.iter().copied()));
+    }
+    for l in links {
+        let mut per_table: BTreeMap<u8, (usize, usize)> = BTreeMap::new();
+        for (t, d) in l.row_tables.iter().zip(&l.row_digests) {
+            chained.insert((*t, *d));
+            let e = per_table.entry(*t).or_default();
+            e.1 += 1;
+            if !stored.contains(&(*t, *d)) {
+                e.0 += 1;
+            }
+        }
+        for (t, (missing, of)) in per_table {
+            if missing == 0 {
+                continue;
+            }
+            // Altered rows show up as unexpected ones below; rows simply gone are deletions.
+            let altered = rows.iter().filter(|r| r.batch_id == l.batch_id && r.table == t && !chained_in(l, t, &r.digest)).count();
+            if missing > altered {
+                findings.push(Finding::RowsDeleted { batch_id: l.batch_id.clone(), table: table(t), rows: missing - altered, of });
+            }
+        }
+    }
+    let mut unexpected: BTreeMap<(String, u8), Vec<&StoredRow>> = BTreeMap::new();
+    for r in rows {
+        if !chained.contains(&(r.table, r.digest)) {
+            unexpected.entry((r.batch_id.clone(), r.table)).or_default().push(r);
+        }
+    }
+    for ((batch_id, t), rs) in unexpected {
+        let keys = rs.iter().take(5).map(|r| r.key.clone()).collect();
+        findings.push(if batches.contains_key(batch_id.as_str()) {
+            Finding::RowsAltered { batch_id, table: table(t), rows: rs.len(), keys }
+        } else {
+            Finding::RowsInserted { batch_id, table: table(t), rows: rs.len(), keys }
+        });
+    }
+
+    for root in roots {
+        let Some(ls) = chains.get(root.chain_id.as_str()) else { continue };
+        let hashes: Vec<String> = ls.iter().filter(|l| l.seq >= root.first_seq && l.seq <= root.last_seq).map(|l| l.hash.clone()).collect();
+        if hashes.len() as u64 == root.last_seq - root.first_seq + 1 && merkle_root(&hashes) != root.root {
+            findings.push(Finding::RootMismatch { chain_id: root.chain_id.clone(), hour: root.hour });
+        }
+    }
+    Verification { chains: chains.len(), links: links.len(), rows: rows.len(), roots: roots.len(), findings }
+}
+
+fn chained_in(l: &LinkRow, t: u8, d: &RowDigest) -> bool {
+    l.row_tables.iter().zip(&l.row_digests).any(|(x, y)| *x == t && y == d)
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::LinkAltered { chain_id, seq, batch_id } => {
+                write!(f, "chain {chain_id} link {seq} (batch {batch_id}): its hash does not match its content")
+            }
+            Finding::ChainBroken { chain_id, seq, batch_id } => {
+                write!(f, "chain {chain_id} link {seq} (batch {batch_id}): does not follow the link before it")
+            }
+            Finding::LinksMissing { chain_id, after_seq, before_seq } => {
+                write!(f, "chain {chain_id}: links {}..{} are missing (batches deleted)", after_seq + 1, before_seq - 1)
+            }
+            Finding::RowsDeleted { batch_id, table, rows, of } => {
+                if rows == of {
+                    write!(f, "batch {batch_id}: deleted ({table}: all {of} rows gone)")
+                } else {
+                    write!(f, "batch {batch_id}: {rows} of {of} {table} rows deleted")
+                }
+            }
+            Finding::RowsAltered { batch_id, table, rows, keys } => {
+                write!(f, "batch {batch_id}: {rows} {table} row(s) altered: {}", keys.join("; "))
+            }
+            Finding::RowsInserted { batch_id, table, rows, keys } => {
+                write!(f, "batch {batch_id}: inserted, not in any chain ({rows} {table} row(s): {})", keys.join("; "))
+            }
+            Finding::RootMismatch { chain_id, hour } => write!(f, "chain {chain_id}: the Merkle root of {hour} does not match its links"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{batch_digests, Chain};
+    use super::*;
+    use crate::store::Batch;
+
+    fn batch(n: usize) -> Batch {
+        let mut b = Batch::new();
+        for i in 0..n {
+            b.violations.push(crate::store::rows::ViolationRow {
+                violation_id: format!("{}-v{i}", b.batch_id),
+                asset_id: "a".into(),
+                control_id: "c".into(),
+                title: "t".into(),
+                severity: "high".into(),
+                event: "opened".into(),
+                at: 1,
+                frameworks: vec![],
+                evidence: "{}".into(),
+                batch_id: b.batch_id.clone(),
+            });
+        }
+        b
+    }
+
+    fn stored(b: &Batch) -> Vec<StoredRow> {
+        batch_digests(b)
+            .into_iter()
+            .map(|(t, d)| StoredRow { table: t, batch_id: b.batch_id.clone(), digest: d, key: "k".into() })
+            .collect()
+    }
+
+    #[test]
+    fn an_intact_chain_verifies_and_each_tampering_is_named() {
+        let mut chain = Chain::new("c".into());
+        let bs: Vec<Batch> = (0..3).map(|_| batch(2)).collect();
+        let links: Vec<LinkRow> = bs.iter().map(|b| chain.seal(b, chrono::Utc::now()).unwrap()).collect();
+        let rows: Vec<StoredRow> = bs.iter().flat_map(stored).collect();
+        assert!(verify(&links, &[], &rows, &[]).intact());
+
+        // A row altered in batch 1.
+        let mut altered = rows.clone();
+        altered[2].digest[0] ^= 1;
+        let f = verify(&links, &[], &altered, &[]).findings;
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(matches!(&f[0], Finding::RowsAltered { batch_id, rows: 1, .. } if *batch_id == bs[1].batch_id), "{f:?}");
+
+        // Batch 2 deleted (its rows; the link stays).
+        let deleted: Vec<StoredRow> = rows.iter().filter(|r| r.batch_id != bs[2].batch_id).cloned().collect();
+        let f = verify(&links, &[], &deleted, &[]).findings;
+        assert_eq!(f, vec![Finding::RowsDeleted { batch_id: bs[2].batch_id.clone(), table: "violations".into(), rows: 2, of: 2 }]);
+
+        // Batch 1 deleted with its link.
+        let f = verify(&[links[0].clone(), links[2].clone()], &[], &deleted, &[]).findings;
+        assert!(f.contains(&Finding::LinksMissing { chain_id: "c".into(), after_seq: 1, before_seq: 3 }), "{f:?}");
+
+        // A whole batch inserted.
+        let fake = batch(1);
+        let mut inserted = rows.clone();
+        inserted.extend(stored(&fake).into_iter().map(|mut r| {
+            r.digest[1] ^= 7;
+            r
+        }));
+        let f = verify(&links, &[], &inserted, &[]).findings;
+        assert!(matches!(&f[..], [Finding::RowsInserted { batch_id, .. }] if *batch_id == fake.batch_id), "{f:?}");
+
+        // A redelivered copy under another batch id is not a finding.
+        let mut redelivered: Vec<StoredRow> = rows.iter().filter(|r| r.batch_id != bs[0].batch_id).cloned().collect();
+        redelivered.extend(stored(&bs[0]).into_iter().map(|mut r| {
+            r.batch_id = "later".into();
+            r
+        }));
+        assert!(verify(&links, &[], &redelivered, &[]).intact());
+
+        // A link rewritten to hide an alteration.
+        let mut forged = links.clone();
+        forged[1].row_digests[0][0] ^= 1;
+        assert!(verify(&forged, &[], &rows, &[]).findings.iter().any(|f| matches!(f, Finding::LinkAltered { seq: 2, .. })));
+    }
+}
