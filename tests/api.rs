@@ -229,7 +229,7 @@ async fn the_openapi_document_describes_every_answer() {
     );
     std::fs::write(
         &cfg,
-        text + "slo:\n  objectives:\n    - {service: web, sli: {kind: availability, probes: [web]}, objective: 99.9, window: 30d}\n",
+        text + "slo:\n  objectives:\n    - {service: web, sli: {kind: availability, probes: [web]}, objective: 99.9, window: 30d}\nevaluation:\n  score_interval_secs: 1\n",
     )
     .unwrap();
     create_topics(&cfg);
@@ -306,6 +306,17 @@ async fn the_openapi_document_describes_every_answer() {
         }
     }
     assert!(called >= 14, "{called} GETs");
+
+    // /metrics: scores per framework, open violations per severity, consumer lag.
+    let metrics = wait_for("scores, violations and lag in /metrics", 60, async || {
+        let m = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.ok()?.text().await.ok()?;
+        (m.contains(r#"driftwatch_compliance_score{framework="soc2",waivers="honoured"} 0"#)
+            && m.contains(r#"driftwatch_open_violations{severity="high"} 1"#)
+            && m.contains("driftwatch_consumer_lag{partition="))
+        .then_some(m)
+    })
+    .await;
+    assert!(metrics.contains(r#"driftwatch_compliance_score{framework="pci-dss",waivers="ignored"} 0"#), "{metrics}");
     drop(collector);
     names.drop_database().await;
 }

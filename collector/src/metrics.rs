@@ -1,12 +1,14 @@
 //! The collector's metrics, in one Prometheus registry served at
 //! `/metrics`: records consumed per topic and outcome, batches and rows
-//! stored and how long storing took, evaluation time, and notifications per
-//! receiver and outcome. Delivery failures are counted here as well as
+//! stored and how long storing took, evaluation time, notifications per
+//! receiver and outcome, consumer lag per partition, and — on the collector
+//! running fleet-wide work — compliance scores per framework and open
+//! violations per severity. Delivery failures are counted here as well as
 //! logged: never silent.
 
 use std::sync::LazyLock;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -18,6 +20,12 @@ pub struct Metrics {
     pub evaluate_seconds: Histogram,
     /// `receiver`, `outcome` (`delivered`, `failed`, `retried`).
     pub notifications: IntCounterVec,
+    /// `topic`, `partition`: messages not yet consumed.
+    pub consumer_lag: IntGaugeVec,
+    /// `framework`, `waivers` (`honoured`, `ignored`): fleet score, 0–100.
+    pub compliance_score: GaugeVec,
+    /// `severity`.
+    pub open_violations: IntGaugeVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -30,6 +38,18 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("metric definition");
     r.register(Box::new(c.clone())).expect("metric registered once");
     c
+}
+
+fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric definition");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("metric definition");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
@@ -59,6 +79,14 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5],
         ),
         notifications: counter_vec(&r, "notifications_total", "Alert notifications, by receiver and outcome.", &["receiver", "outcome"]),
+        consumer_lag: int_gauge_vec(&r, "consumer_lag", "Messages not yet consumed, by topic and partition.", &["topic", "partition"]),
+        compliance_score: gauge_vec(
+            &r,
+            "compliance_score",
+            "Fleet compliance score per framework (0-100), with waivers honoured or ignored.",
+            &["framework", "waivers"],
+        ),
+        open_violations: int_gauge_vec(&r, "open_violations", "Open violations by severity.", &["severity"]),
         registry: r,
     }
 });

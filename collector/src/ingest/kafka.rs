@@ -40,7 +40,21 @@ struct RebalanceContext {
     leader: Arc<AtomicBool>,
 }
 
-impl ClientContext for RebalanceContext {}
+impl ClientContext for RebalanceContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): consumer
+    /// lag per assigned partition, for `/metrics`.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (name, topic) in &statistics.topics {
+            for (id, p) in &topic.partitions {
+                // -1 is librdkafka's internal unassigned partition; a
+                // negative lag means not known yet.
+                if *id >= 0 && p.consumer_lag >= 0 {
+                    crate::metrics::METRICS.consumer_lag.with_label_values(&[name.as_str(), &id.to_string()]).set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for RebalanceContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -91,6 +105,7 @@ pub async fn run(opts: Options<'_>, mut pipeline: Pipeline, mut shutdown: watch:
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "10000")
         .create_with_context(RebalanceContext {
             assigned: AtomicBool::new(false),
             leader_topic: cfg.topics.sla.clone(),

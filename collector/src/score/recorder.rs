@@ -81,7 +81,20 @@ pub async fn record(set: &PolicySet, waivers: &Waivers, store: &ClickHouseStore)
         })
     };
     for s in scores(set, &results, None, &GroupBy::Fleet, w) {
+        let m = &crate::metrics::METRICS.compliance_score;
+        m.with_label_values(&[s.framework.as_str(), "honoured"]).set(s.score);
+        m.with_label_values(&[s.framework.as_str(), "ignored"]).set(s.score_without_waivers);
         push("fleet", "", s);
+    }
+    // Open violations: failing results (a waived one is closed).
+    let mut open: std::collections::BTreeMap<&str, i64> = ["low", "medium", "high", "critical"].into_iter().map(|s| (s, 0)).collect();
+    for r in results.iter().filter(|r| r.status == crate::eval::Status::Fail) {
+        if let Some((_, c)) = set.get(&r.control_id) {
+            *open.entry(c.control.severity.as_str()).or_default() += 1;
+        }
+    }
+    for (severity, n) in open {
+        crate::metrics::METRICS.open_violations.with_label_values(&[severity]).set(n);
     }
     let keys: BTreeSet<String> = results.iter().flat_map(|r| r.labels.keys().cloned()).collect();
     for k in keys {
