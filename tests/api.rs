@@ -320,3 +320,52 @@ async fn the_openapi_document_describes_every_answer() {
     drop(collector);
     names.drop_database().await;
 }
+
+/// HTTPS through rustls: with `api.tls`, the API answers over TLS with the
+/// configured certificate, and a missing certificate file is a clear
+/// configuration error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_https() {
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let names = Names::new();
+    let cfg = names.collector_config(work.path(), "http://127.0.0.1:9/hook");
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (work.path().join("api.crt"), work.path().join("api.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let api = format!(
+        "api:\n  listen: 127.0.0.1:{port}\n  tls: {{cert: {}, key: {}}}\n  keys:\n    - {{name: ops, sha256: {}, scope: read}}\n",
+        cert.display(),
+        key.display(),
+        sha("ops-key")
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("api:\n  listen: null\n", &api);
+    std::fs::write(&cfg, &text).unwrap();
+
+    // A missing file is named at start.
+    let broken = work.path().join("broken.yaml");
+    std::fs::write(&broken, text.replace("api.key", "missing.key")).unwrap();
+    let out = Command::new(bin("driftwatch-collector")).args(["check-config", "--config"]).arg(&broken).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api.tls.key:"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    create_topics(&cfg);
+    let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{port}");
+    wait_for("the API over HTTPS", 60, async || https.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status() == 200)).await;
+    let r = https.get(format!("{base}/api/v1/frameworks")).bearer_auth("ops-key").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Plain HTTP is not served.
+    let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/healthz")).send().await;
+    assert!(plain.map(|r| r.status() != 200).unwrap_or(true), "plain HTTP must not be answered");
+    // A client that does not trust the certificate is refused.
+    assert!(reqwest::Client::new().get(format!("{base}/healthz")).send().await.is_err());
+    drop(collector);
+    names.drop_database().await;
+}

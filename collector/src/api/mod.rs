@@ -43,11 +43,21 @@ pub struct ApiConfig {
     pub keys: Vec<auth::KeyConfig>,
     /// Requests per minute per key.
     pub rate_limit_per_minute: u32,
+    /// Serve HTTPS (rustls) with this certificate and key; unset: HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The API's certificate (chain) and private key, PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: Some("127.0.0.1:8080".into()), keys: Vec::new(), rate_limit_per_minute: 600 }
+        ApiConfig { listen: Some("127.0.0.1:8080".into()), keys: Vec::new(), rate_limit_per_minute: 600, tls: None }
     }
 }
 
@@ -63,6 +73,13 @@ impl ApiConfig {
         }
         if self.rate_limit_per_minute == 0 {
             problems.push("api.rate_limit_per_minute: must be at least 1".into());
+        }
+        if let Some(tls) = &self.tls {
+            for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+                if let Err(e) = std::fs::metadata(path) {
+                    problems.push(format!("api.tls.{field}: {}: {e}", path.display()));
+                }
+            }
         }
     }
 }
@@ -158,10 +175,27 @@ pub async fn start(cfg: &ApiConfig, shared: Shared) -> anyhow::Result<Option<tok
         tracing::warn!("api.keys is empty: /api/v1 answers 401 to every request");
     }
     let state = AppState::new(shared, auth::Auth::new(&cfg.keys, cfg.rate_limit_per_minute));
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("api.listen {listen}: {e}"))?;
-    tracing::info!(%listen, "API listening");
+    let Some(tls) = &cfg.tls else {
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("api.listen {listen}: {e}"))?;
+        tracing::info!(%listen, "API listening (HTTP)");
+        return Ok(Some(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router(state)).await {
+                tracing::error!(error = %e, "the API stopped");
+            }
+        })));
+    };
+    // rustls with ring (no other crypto provider is built in); installing
+    // it twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .map_err(|e| anyhow::anyhow!("api.tls: {} / {}: {e}", tls.cert.display(), tls.key.display()))?;
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("api.listen {listen}: {e}"))?;
+    listener.set_nonblocking(true)?;
+    let server = axum_server::from_tcp_rustls(listener, config)?;
+    tracing::info!(%listen, cert = %tls.cert.display(), "API listening (HTTPS)");
     Ok(Some(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router(state)).await {
+        if let Err(e) = server.serve(router(state).into_make_service()).await {
             tracing::error!(error = %e, "the API stopped");
         }
     })))
