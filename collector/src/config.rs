@@ -30,6 +30,8 @@ pub struct CollectorConfig {
     /// Waivers: how often they are re-read, when expiry is reminded.
     pub waivers: crate::waiver::runner::WaiverSettings,
     pub evidence: EvidenceConfig,
+    /// How long each table keeps its data.
+    pub retention: crate::store::retention::RetentionConfig,
 }
 
 /// The evidence chain.
@@ -55,6 +57,7 @@ impl Default for CollectorConfig {
             api: Default::default(),
             waivers: Default::default(),
             evidence: Default::default(),
+            retention: Default::default(),
         }
     }
 }
@@ -305,6 +308,7 @@ impl CollectorConfig {
         self.alerts.validate(&mut problems);
         self.slo.validate(&mut problems);
         self.api.validate(&mut problems);
+        self.retention.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

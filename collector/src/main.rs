@@ -147,6 +147,15 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
     },
+    /// Drop the monthly partitions every day of which is older than its table's retention (`retention.days`); --dry-run only lists them.
+    Retention {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
     /// SLO status: SLI, error budget left, burn rates, SLA breach and credit, per configured objective.
     Slo {
         #[arg(long, short)]
@@ -360,6 +369,22 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
             })?;
         }
         Command::Silence { config, command } => silence(config.as_deref(), command).await?,
+        Command::Retention { config, dry_run, format } => {
+            let cfg = CollectorConfig::load(config.as_deref())?;
+            let store = connect(&cfg).await?;
+            let expired = store.retention_plan(&cfg.retention, chrono::Utc::now()).await.context("reading partitions")?;
+            if !dry_run {
+                store.drop_partitions(&expired).await.context("dropping partitions")?;
+            }
+            print_out(format, &expired, || {
+                let verb = if dry_run { "would drop" } else { "dropped" };
+                let mut t = format!("{} partition(s) {verb}\n", expired.len());
+                for e in &expired {
+                    t += &format!("  {} {} ({} rows; kept {} days)\n", e.table, e.partition, e.rows, e.retention_days);
+                }
+                t
+            })?;
+        }
         Command::Verify { config, from, to, format } => {
             let to = to.unwrap_or_else(chrono::Utc::now);
             anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
@@ -650,6 +675,9 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         .run(),
     );
     tokio::spawn(driftwatch_collector::evidence::roots::run(store.clone(), leader.clone()));
+    if cfg.retention.enforce {
+        tokio::spawn(store::retention::run(store.clone(), cfg.retention.clone(), leader.clone()));
+    }
     let mut pipeline =
         ingest::Pipeline::start(policies, store, alerting, &cfg.evaluation, cfg.alerts.drift_min_severity, cfg.evidence.chain_id.clone())
             .await

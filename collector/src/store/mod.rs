@@ -7,6 +7,7 @@
 pub mod alerting;
 pub mod clickhouse;
 pub mod evidence;
+pub mod retention;
 pub mod rows;
 pub mod slo;
 pub mod views;
