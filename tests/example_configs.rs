@@ -35,3 +35,26 @@ fn errors_name_the_file_line_and_field() {
     assert!(!ok);
     assert!(text.contains(&format!("{}:3:", collector.display())) && text.contains("databse"), "{text}");
 }
+
+/// A secret given as a file reference reaches the component that uses it:
+/// here the ClickHouse database name, read from a file, is the one the
+/// collector creates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_read_secrets_from_files() {
+    services_up();
+    let d = tempfile::tempdir().unwrap();
+    let names = driftwatch_tests::Names::new();
+    let cfg = names.collector_config(d.path(), "http://127.0.0.1:9/hook");
+    let secret = d.path().join("database");
+    std::fs::write(&secret, format!("{}\n", names.database)).unwrap();
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&format!("database: {}", names.database), &format!("database: {{file: {}}}", secret.display()));
+    assert!(text.contains("{file:"), "{text}");
+    std::fs::write(&cfg, text).unwrap();
+    let out = Command::new(bin("driftwatch-collector")).args(["posture", "--format", "json", "--config"]).arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dbs = driftwatch_tests::query(&format!("SELECT name FROM system.databases WHERE name = '{}'", names.database)).await;
+    assert_eq!(dbs.len(), 1, "the database named in the file was created");
+    names.drop_database().await;
+}

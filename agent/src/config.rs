@@ -69,7 +69,7 @@ impl Default for AssetConfig {
 }
 
 /// Kafka producer settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     pub brokers: String,
@@ -81,6 +81,16 @@ pub struct KafkaConfig {
 impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig { brokers: "127.0.0.1:9092".into(), topics: TopicsConfig::default(), properties: BTreeMap::new() }
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topics", &self.topics)
+            .field("properties", &driftwatch_schemas::settings::masked(&self.properties))
+            .finish()
     }
 }
 

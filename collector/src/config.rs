@@ -63,7 +63,7 @@ impl Default for CollectorConfig {
 }
 
 /// Kafka consumer settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Comma-separated bootstrap servers.
@@ -83,6 +83,17 @@ impl Default for KafkaConfig {
             topics: TopicsConfig::default(),
             properties: BTreeMap::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("topics", &self.topics)
+            .field("properties", &driftwatch_schemas::settings::masked(&self.properties))
+            .finish()
     }
 }
 
@@ -109,7 +120,7 @@ impl Default for TopicsConfig {
 }
 
 /// ClickHouse connection.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseConfig {
     /// HTTP endpoint.
@@ -121,6 +132,18 @@ pub struct ClickHouseConfig {
     /// Create the database and apply migrations at start. Off for a
     /// cluster whose schema was applied from `deploy/clickhouse/cluster.sql`.
     pub migrate: bool,
+}
+
+impl std::fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("migrate", &self.migrate)
+            .finish()
+    }
 }
 
 impl Default for ClickHouseConfig {

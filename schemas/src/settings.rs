@@ -6,11 +6,28 @@
 //! levels, case-insensitive keys); the value is parsed as a YAML scalar, so
 //! `DRIFTWATCH_COLLECTOR__BATCH__MAX_ROWS=5000` sets an integer and
 //! `DRIFTWATCH_AGENT__KAFKA__BROKERS=host1:9092,host2:9092` a string.
+//!
+//! A secret may be given as a file reference instead of a value —
+//! `password: {file: /run/secrets/clickhouse}` — in the file or in an
+//! override: the file's content (without its trailing newline) is the
+//! value, so secrets stay out of the configuration and the environment.
 
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
+
+/// Whether a setting (e.g. a librdkafka property) holds a secret; its
+/// value is never shown in logs or debug output.
+pub fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "token", ".pem", "oauthbearer.config"].iter().any(|s| k.contains(s))
+}
+
+/// Properties with secret values masked, for debug output.
+pub fn masked(props: &std::collections::BTreeMap<String, String>) -> std::collections::BTreeMap<&str, &str> {
+    props.iter().map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() })).collect()
+}
 
 /// A configuration that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +71,14 @@ pub fn load<T: DeserializeOwned>(
         let value: Value = serde_yaml::from_str(raw).unwrap_or_else(|_| Value::String(raw.clone()));
         set_path(&mut doc, &keys, value).map_err(|message| SettingsError::Env { var: var.clone(), message })?;
     }
-    // Re-serialise so that errors after overrides still carry line numbers
-    // of the file where possible; overrides only replace scalars.
-    if overrides.is_empty() {
+    let references = resolve_files(&mut doc, &mut Vec::new()).map_err(|message| SettingsError::Invalid {
+        path: shown.clone(),
+        location: String::new(),
+        message,
+    })?;
+    // Without overrides or file references, deserialise the text itself so
+    // that errors carry line numbers.
+    if overrides.is_empty() && references == 0 {
         serde_yaml::from_str(&text_or_empty(&text)).map_err(|e| invalid(&shown, &e))
     } else {
         serde_yaml::from_value(doc).map_err(|e| SettingsError::Invalid {
@@ -64,6 +86,40 @@ pub fn load<T: DeserializeOwned>(
             location: " (after environment overrides)".into(),
             message: e.to_string(),
         })
+    }
+}
+
+/// Replaces every `{file: PATH}` mapping by the content of PATH; returns
+/// how many there were.
+fn resolve_files(v: &mut Value, at: &mut Vec<String>) -> Result<usize, String> {
+    match v {
+        Value::Mapping(m) => {
+            let file_ref = m.len() == 1 && m.get(Value::String("file".into())).is_some_and(Value::is_string);
+            if file_ref {
+                let path = m.get(Value::String("file".into())).and_then(Value::as_str).unwrap_or_default().to_string();
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| format!("{}: cannot read the secret file {path}: {e}", at.join(".")))?;
+                *v = Value::String(text.trim_end_matches(['\n', '\r']).to_string());
+                return Ok(1);
+            }
+            let mut n = 0;
+            for (k, child) in m.iter_mut() {
+                at.push(k.as_str().unwrap_or("?").to_string());
+                n += resolve_files(child, at)?;
+                at.pop();
+            }
+            Ok(n)
+        }
+        Value::Sequence(items) => {
+            let mut n = 0;
+            for (i, child) in items.iter_mut().enumerate() {
+                at.push(i.to_string());
+                n += resolve_files(child, at)?;
+                at.pop();
+            }
+            Ok(n)
+        }
+        _ => Ok(0),
     }
 }
 
@@ -156,6 +212,29 @@ mod tests {
         assert!(e.starts_with("/nonexistent/x.yaml: cannot read"), "{e}");
         let f = write("");
         assert_eq!(load::<Cfg>(Some(f.path()), "X", vec![]).unwrap().n, 0);
+    }
+
+    #[test]
+    fn secret_settings_are_masked() {
+        let p: std::collections::BTreeMap<String, String> = [("sasl.password", "p"), ("ssl.key.location", "/k"), ("sasl.username", "u")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        let m = masked(&p);
+        assert_eq!((m["sasl.password"], m["ssl.key.location"], m["sasl.username"]), ("***", "/k", "u"));
+    }
+
+    #[test]
+    fn secrets_are_read_from_file_references() {
+        let secret = write("s3cret\n");
+        let f = write(&format!("kafka:\n  brokers: {{file: {}}}\n", secret.path().display()));
+        let c: Cfg = load(Some(f.path()), "X", vec![]).unwrap();
+        assert_eq!(c.kafka.brokers, "s3cret");
+        let env = vec![("X__KAFKA__BROKERS".to_string(), format!("{{file: {}}}", secret.path().display()))];
+        let c: Cfg = load(None, "X", env).unwrap();
+        assert_eq!(c.kafka.brokers, "s3cret", "in an override too");
+        let f = write("kafka:\n  brokers: {file: /nonexistent/secret}\n");
+        let e = load::<Cfg>(Some(f.path()), "X", vec![]).unwrap_err().to_string();
+        assert!(e.contains("kafka.brokers: cannot read the secret file /nonexistent/secret"), "{e}");
     }
 
     #[test]
