@@ -63,3 +63,48 @@ pub async fn run(store: ClickHouseStore, leader: Arc<AtomicBool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::verify::{verify, Finding, StoredRoot};
+    use crate::evidence::Chain;
+    use crate::store::Batch;
+
+    fn batch(i: usize) -> Batch {
+        let mut b = Batch::new();
+        b.violations.push(crate::store::rows::ViolationRow {
+            violation_id: format!("v{i}"),
+            asset_id: "a".into(),
+            control_id: "c".into(),
+            title: "t".into(),
+            severity: "high".into(),
+            event: "opened".into(),
+            at: 1,
+            frameworks: vec![],
+            evidence: "{}".into(),
+            batch_id: b.batch_id.clone(),
+        });
+        b
+    }
+
+    #[test]
+    fn completed_hours_get_a_root_that_verify_checks() {
+        let hour = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().with_timezone(&Utc);
+        let mut chain = Chain::new("c".into());
+        let links: Vec<LinkRow> = (0..4).map(|i| chain.seal(&batch(i), hour + chrono::Duration::minutes(10 * i as i64)).unwrap()).collect();
+        assert!(due(&links, &[], hour + chrono::Duration::minutes(50)).is_empty(), "the hour is not over");
+        let roots = due(&links, &[], hour + chrono::Duration::hours(2));
+        assert_eq!(roots.len(), 1);
+        let (chain_id, h, root, first, last, n) = roots[0].clone();
+        assert_eq!((chain_id.as_str(), h, first, last, n), ("c", hour, 1, 4, 4));
+        assert!(due(&links, &[("c".into(), hour)], hour + chrono::Duration::hours(2)).is_empty(), "already stored");
+        let stored = StoredRoot { chain_id: "c".into(), hour, root: root.clone(), first_seq: 1, last_seq: 4 };
+        assert!(verify(&links, &[], &[], std::slice::from_ref(&stored))
+            .findings
+            .iter()
+            .all(|f| !matches!(f, Finding::RootMismatch { .. })));
+        let forged = StoredRoot { root: crate::evidence::GENESIS.into(), ..stored };
+        assert!(verify(&links, &[], &[], &[forged]).findings.iter().any(|f| matches!(f, Finding::RootMismatch { .. })));
+    }
+}
