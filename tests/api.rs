@@ -12,22 +12,35 @@ fn sha(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// A key's line under `api.keys`.
+fn key(name: &str, secret: &str, scope: &str) -> String {
+    format!("    - {{name: {name}, sha256: {}, scope: {scope}}}\n", sha(secret))
+}
+
+/// A collector configuration (with the drift test pack, or the shipped
+/// packs) whose API listens on a free loopback port, with `api` (keys,
+/// limits, TLS) under `api:` and `extra` sections appended.
+fn with_api(names: &Names, work: &std::path::Path, drift_pack: bool, api: &str, extra: &str) -> (std::path::PathBuf, u16) {
+    let hook = "http://127.0.0.1:9/hook";
+    let cfg = if drift_pack {
+        names.collector_config_with_policies(work, hook, &repo().join("tests/fixtures/packs/drift"))
+    } else {
+        names.collector_config(work, hook)
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replace("api:\n  listen: null\n", &format!("api:\n  listen: 127.0.0.1:{port}\n{api}"));
+    std::fs::write(&cfg, text + extra).unwrap();
+    (cfg, port)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_scopes_silences_audit_and_rate_limit() {
     services_up();
     let work = tempfile::tempdir().unwrap();
     let names = Names::new();
-    let cfg = names.collector_config(work.path(), "http://127.0.0.1:9/hook");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
-        "api:\n  listen: null\n",
-        &format!(
-            "api:\n  listen: 127.0.0.1:{port}\n  rate_limit_per_minute: 5\n  keys:\n    - {{name: ops, sha256: {}, scope: write}}\n    - {{name: viewer, sha256: {}, scope: read}}\n",
-            sha("ops-key"),
-            sha("viewer-key")
-        ),
-    );
-    std::fs::write(&cfg, text).unwrap();
+    let api = format!("  rate_limit_per_minute: 5\n  keys:\n{}{}", key("ops", "ops-key", "write"), key("viewer", "viewer-key", "read"));
+    let (cfg, port) = with_api(&names, work.path(), false, &api, "");
     create_topics(&cfg);
     let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
     let base = format!("http://127.0.0.1:{port}");
@@ -114,14 +127,7 @@ async fn waivers_posture_and_results() {
     services_up();
     let work = tempfile::tempdir().unwrap();
     let names = Names::new();
-    let packs = repo().join("tests/fixtures/packs/drift");
-    let cfg = names.collector_config_with_policies(work.path(), "http://127.0.0.1:9/hook", &packs);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
-        "api:\n  listen: null\n",
-        &format!("api:\n  listen: 127.0.0.1:{port}\n  keys:\n    - {{name: ops, sha256: {}, scope: write}}\n", sha("ops-key")),
-    );
-    std::fs::write(&cfg, text).unwrap();
+    let (cfg, port) = with_api(&names, work.path(), true, &format!("  keys:\n{}", key("ops", "ops-key", "write")), "");
     create_topics(&cfg);
     let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
     let base = format!("{}/api/v1", format_args!("http://127.0.0.1:{port}"));
@@ -220,18 +226,8 @@ async fn the_openapi_document_describes_every_answer() {
     services_up();
     let work = tempfile::tempdir().unwrap();
     let names = Names::new();
-    let packs = repo().join("tests/fixtures/packs/drift");
-    let cfg = names.collector_config_with_policies(work.path(), "http://127.0.0.1:9/hook", &packs);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
-        "api:\n  listen: null\n",
-        &format!("api:\n  listen: 127.0.0.1:{port}\n  keys:\n    - {{name: ops, sha256: {}, scope: write}}\n", sha("ops-key")),
-    );
-    std::fs::write(
-        &cfg,
-        text + "slo:\n  objectives:\n    - {service: web, sli: {kind: availability, probes: [web]}, objective: 99.9, window: 30d}\nevaluation:\n  score_interval_secs: 1\n",
-    )
-    .unwrap();
+    let extra = "slo:\n  objectives:\n    - {service: web, sli: {kind: availability, probes: [web]}, objective: 99.9, window: 30d}\nevaluation:\n  score_interval_secs: 1\n";
+    let (cfg, port) = with_api(&names, work.path(), true, &format!("  keys:\n{}", key("ops", "ops-key", "write")), extra);
     create_topics(&cfg);
     let started = chrono::Utc::now() - chrono::Duration::minutes(1);
     let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
@@ -329,20 +325,13 @@ async fn the_api_serves_https() {
     services_up();
     let work = tempfile::tempdir().unwrap();
     let names = Names::new();
-    let cfg = names.collector_config(work.path(), "http://127.0.0.1:9/hook");
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
     let (cert, key) = (work.path().join("api.crt"), work.path().join("api.key"));
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let api = format!(
-        "api:\n  listen: 127.0.0.1:{port}\n  tls: {{cert: {}, key: {}}}\n  keys:\n    - {{name: ops, sha256: {}, scope: read}}\n",
-        cert.display(),
-        key.display(),
-        sha("ops-key")
-    );
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("api:\n  listen: null\n", &api);
-    std::fs::write(&cfg, &text).unwrap();
+    let api = format!("  tls: {{cert: {}, key: {}}}\n  keys:\n{}", cert.display(), key.display(), self::key("ops", "ops-key", "read"));
+    let (cfg, port) = with_api(&names, work.path(), false, &api, "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
 
     // A missing file is named at start.
     let broken = work.path().join("broken.yaml");

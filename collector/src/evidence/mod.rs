@@ -158,31 +158,41 @@ pub fn merkle_root(hashes: &[String]) -> String {
     hex::encode(&level[0])
 }
 
+/// Batches for the evidence tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use crate::store::Batch;
 
-    fn batch() -> Batch {
+    /// A batch of one opened violation per id (same ids: same content).
+    pub fn batch(violation_ids: &[&str]) -> Batch {
         let mut b = Batch::new();
-        b.violations.push(crate::store::rows::ViolationRow {
-            violation_id: "v".into(),
-            asset_id: "a".into(),
-            control_id: "c".into(),
-            title: "t".into(),
-            severity: "high".into(),
-            event: "opened".into(),
-            at: 1,
-            frameworks: vec![],
-            evidence: "{}".into(),
-            batch_id: b.batch_id.clone(),
-        });
+        for id in violation_ids {
+            b.violations.push(crate::store::rows::ViolationRow {
+                violation_id: id.to_string(),
+                asset_id: "a".into(),
+                control_id: "c".into(),
+                title: "t".into(),
+                severity: "high".into(),
+                event: "opened".into(),
+                at: 1,
+                frameworks: vec![],
+                evidence: "{}".into(),
+                batch_id: b.batch_id.clone(),
+            });
+        }
         b
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::batch;
+    use super::*;
 
     #[test]
     fn links_chain_and_a_redelivered_row_has_the_same_digest() {
         let mut chain = Chain::new("c1".into());
-        let (b1, b2) = (batch(), batch());
+        let (b1, b2) = (batch(&["v"]), batch(&["v"]));
         assert_eq!(batch_digests(&b1), batch_digests(&b2), "the batch id is not part of a row's digest");
         let l1 = chain.seal(&b1, Utc::now()).unwrap();
         let l2 = chain.seal(&b2, Utc::now()).unwrap();

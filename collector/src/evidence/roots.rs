@@ -67,32 +67,16 @@ pub async fn run(store: ClickHouseStore, leader: Arc<AtomicBool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evidence::test_support::batch;
     use crate::evidence::verify::{verify, Finding, StoredRoot};
     use crate::evidence::Chain;
-    use crate::store::Batch;
-
-    fn batch(i: usize) -> Batch {
-        let mut b = Batch::new();
-        b.violations.push(crate::store::rows::ViolationRow {
-            violation_id: format!("v{i}"),
-            asset_id: "a".into(),
-            control_id: "c".into(),
-            title: "t".into(),
-            severity: "high".into(),
-            event: "opened".into(),
-            at: 1,
-            frameworks: vec![],
-            evidence: "{}".into(),
-            batch_id: b.batch_id.clone(),
-        });
-        b
-    }
 
     #[test]
     fn completed_hours_get_a_root_that_verify_checks() {
         let hour = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().with_timezone(&Utc);
         let mut chain = Chain::new("c".into());
-        let links: Vec<LinkRow> = (0..4).map(|i| chain.seal(&batch(i), hour + chrono::Duration::minutes(10 * i as i64)).unwrap()).collect();
+        let links: Vec<LinkRow> =
+            (0..4).map(|i| chain.seal(&batch(&[&format!("v{i}")]), hour + chrono::Duration::minutes(10 * i as i64)).unwrap()).collect();
         assert!(due(&links, &[], hour + chrono::Duration::minutes(50)).is_empty(), "the hour is not over");
         let roots = due(&links, &[], hour + chrono::Duration::hours(2));
         assert_eq!(roots.len(), 1);

@@ -197,23 +197,11 @@ mod tests {
     use super::*;
     use crate::store::Batch;
 
+    /// `n` violations unique to this batch.
     fn batch(n: usize) -> Batch {
-        let mut b = Batch::new();
-        for i in 0..n {
-            b.violations.push(crate::store::rows::ViolationRow {
-                violation_id: format!("{}-v{i}", b.batch_id),
-                asset_id: "a".into(),
-                control_id: "c".into(),
-                title: "t".into(),
-                severity: "high".into(),
-                event: "opened".into(),
-                at: 1,
-                frameworks: vec![],
-                evidence: "{}".into(),
-                batch_id: b.batch_id.clone(),
-            });
-        }
-        b
+        let id = uuid::Uuid::now_v7().to_string();
+        let ids: Vec<String> = (0..n).map(|i| format!("{id}-v{i}")).collect();
+        super::super::test_support::batch(&ids.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     fn stored(b: &Batch) -> Vec<StoredRow> {
