@@ -23,6 +23,9 @@ pub struct AgentConfig {
     pub audit: AuditConfig,
     pub probes: Vec<ProbeConfig>,
     pub redact: RedactConfig,
+    /// Seconds between heartbeats (0: none): proof that the agent is alive
+    /// when nothing changes, so that its asset's evidence stays current.
+    pub heartbeat_secs: u64,
 }
 
 /// Redaction of secrets before anything is shipped (built-in patterns are
@@ -46,6 +49,7 @@ impl Default for AgentConfig {
             audit: AuditConfig::default(),
             probes: Vec::new(),
             redact: RedactConfig::default(),
+            heartbeat_secs: 60,
         }
     }
 }
@@ -340,6 +344,9 @@ impl AgentConfig {
         for (i, pr) in self.probes.iter().enumerate() {
             if !ids.insert(&pr.id) {
                 p.push(format!("probes[{i}].id: duplicate probe id {:?}", pr.id));
+            }
+            if pr.id == driftwatch_schemas::HEARTBEAT_PROBE_ID {
+                p.push(format!("probes[{i}].id: {:?} is the agent's heartbeat; choose another id", pr.id));
             }
             if pr.interval_secs == 0 {
                 p.push(format!("probes[{i}].interval_secs: must be at least 1"));

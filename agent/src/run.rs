@@ -38,6 +38,9 @@ pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) ->
     for p in cfg.probes.clone() {
         tasks.push(tokio::spawn(probes::run(asset.id.clone(), p, tx.clone())));
     }
+    if cfg.heartbeat_secs > 0 {
+        tasks.push(tokio::spawn(probes::heartbeat::run(asset.id.clone(), Duration::from_secs(cfg.heartbeat_secs), tx.clone())));
+    }
 
     let mut snapshotter = Snapshotter::new(asset, agent_id, Some(&cfg.state_dir));
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);

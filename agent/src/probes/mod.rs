@@ -1,6 +1,7 @@
 //! SLA probes: each runs on its own interval and yields a measurement,
 //! success or not, with the latency as measured.
 
+pub mod heartbeat;
 pub mod http;
 
 use std::time::Duration;
