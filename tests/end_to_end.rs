@@ -47,7 +47,7 @@ async fn violation_opens_on_bad_sshd_config_and_resolves_when_fixed() {
     std::fs::write(
         &agent_cfg,
         format!(
-            "root: {}\nstate_dir: {}\nasset:\n  labels: {{env: test}}\nkafka:\n  brokers: {BROKERS}\n  topics:\n{}snapshots:\n  debounce_ms: 200\naudit:\n  authlog: [/var/log/auth.log]\n  poll_ms: 200\n  from_start: true\nprobes:\n  - id: receiver\n    kind: http\n    url: http://{addr}/health\n    interval_secs: 1\nheartbeat_secs: 1\n",
+            "root: {}\nstate_dir: {}\nasset:\n  labels: {{env: test}}\nkafka:\n  brokers: {BROKERS}\n  topics:\n{}snapshots:\n  debounce_ms: 200\naudit:\n  authlog: [/var/log/auth.log]\n  poll_ms: 200\n  from_start: true\nprobes:\n  - id: receiver\n    kind: http\n    url: http://{addr}/health\n    interval_secs: 1\n  - id: receiver-tcp\n    kind: tcp\n    target: \"{addr}\"\n    interval_secs: 1\nheartbeat_secs: 1\n",
             host.display(),
             work.path().join("state").display(),
             names.topics_yaml(false)
@@ -67,10 +67,10 @@ async fn violation_opens_on_bad_sshd_config_and_resolves_when_fixed() {
     assert!(frameworks.contains("soc2:CC6.1") && frameworks.contains("pci-dss:2.2.6"), "{frameworks}");
     let violation_id = opened["instance"].as_str().unwrap().to_string();
 
-    // The agent's heartbeat arrives on the SLA stream.
+    // The agent's heartbeat, and the TCP probe's success, arrive on the SLA stream.
     let (db, a) = (names.database.clone(), asset.clone());
     wait_for("a heartbeat", 60, async || {
-        let rows = try_query(&format!("SELECT count() AS n FROM {db}.sla_measurements WHERE asset_id = '{a}' AND probe_id = 'heartbeat'"))
+        let rows = try_query(&format!("SELECT count() AS n FROM {db}.sla_measurements WHERE asset_id = '{a}' AND (probe_id = 'heartbeat' OR (probe_id = 'receiver-tcp' AND success = 1)) HAVING uniqExact(probe_id) = 2"))
             .await
             .ok()?;
         (rows.first()?["n"] != "0" && rows[0]["n"] != 0).then_some(())

@@ -270,6 +270,9 @@ pub struct ProbeConfig {
     /// http: the status that counts as success (default: any 2xx).
     #[serde(default)]
     pub expect_status: Option<u16>,
+    /// tcp: `host:port` to connect to; dns: the name to resolve.
+    #[serde(default)]
+    pub target: Option<String>,
     #[serde(default = "default_interval")]
     pub interval_secs: u64,
     #[serde(default = "default_timeout")]
@@ -282,6 +285,10 @@ pub struct ProbeConfig {
 pub enum ProbeKind {
     /// HTTP(S) GET.
     Http,
+    /// A TCP connect to `target` (`host:port`).
+    Tcp,
+    /// Resolving `target` (a host name).
+    Dns,
 }
 
 fn default_interval() -> u64 {
@@ -359,6 +366,16 @@ impl AgentConfig {
                     }
                     Some(_) => {}
                 },
+                ProbeKind::Tcp => match &pr.target {
+                    Some(t) if t.rsplit_once(':').is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok()) => {}
+                    Some(t) => p.push(format!("probes[{i}].target: {t:?} is not host:port")),
+                    None => p.push(format!("probes[{i}].target: required (host:port) for a tcp probe")),
+                },
+                ProbeKind::Dns => {
+                    if pr.target.as_deref().is_none_or(|t| t.trim().is_empty()) {
+                        p.push(format!("probes[{i}].target: required (a host name) for a dns probe"));
+                    }
+                }
             }
         }
         p
@@ -373,6 +390,22 @@ mod tests {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), text).unwrap();
         AgentConfig::load(Some(f.path())).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn tcp_and_dns_probes_need_a_target() {
+        let c =
+            load("probes:\n  - {id: db, kind: tcp, target: \"127.0.0.1:5432\"}\n  - {id: ns, kind: dns, target: example.org}\n").unwrap();
+        assert_eq!((c.probes[0].kind, c.probes[1].kind), (ProbeKind::Tcp, ProbeKind::Dns));
+        let e = load("probes:\n  - {id: db, kind: tcp, target: db}\n  - {id: ns, kind: dns}\n  - {id: heartbeat, kind: dns, target: x}\n")
+            .unwrap_err();
+        for want in [
+            "probes[0].target: \"db\" is not host:port",
+            "probes[1].target: required",
+            "probes[2].id: \"heartbeat\" is the agent's heartbeat",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 
     #[test]
