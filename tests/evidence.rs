@@ -28,11 +28,6 @@ async fn until(what: &str, sql: String) {
     wait_for(what, 30, async || try_query(&sql).await.ok().filter(|r| r.first().map(|r| count(&r["n"])).unwrap_or(0) > 0)).await;
 }
 
-/// A count, which JSON output quotes on some versions.
-fn count(v: &Value) -> u64 {
-    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_finds_an_altered_row_a_deleted_batch_and_an_inserted_one() {
     services_up();

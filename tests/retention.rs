@@ -8,10 +8,6 @@ use std::process::Command;
 use driftwatch_tests::*;
 use serde_json::Value;
 
-fn count(v: &Value) -> u64 {
-    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_partitions_are_listed_then_dropped() {
     services_up();

@@ -164,6 +164,12 @@ pub async fn wait_for<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Opti
     }
 }
 
+/// A number from a JSON row (64-bit integers come quoted from some
+/// ClickHouse versions).
+pub fn count(v: &Value) -> u64 {
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0)
+}
+
 /// Runs a query on ClickHouse and returns the rows (JSONEachRow); panics
 /// with ClickHouse's message on error.
 pub async fn query(sql: &str) -> Vec<Value> {

@@ -39,18 +39,6 @@ pub struct List {
     pub flags: Vec<String>,
 }
 
-fn state(w: &Waiver, now: chrono::DateTime<Utc>) -> &'static str {
-    if w.revoked_at.is_some() {
-        "revoked"
-    } else if w.spec.expires <= now {
-        "expired"
-    } else if w.in_force(now) {
-        "in_force"
-    } else {
-        "pending"
-    }
-}
-
 pub async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Json<List> {
     let now = Utc::now();
     let set = s.waivers.borrow().clone();
@@ -58,7 +46,7 @@ pub async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Json
         .list
         .iter()
         .filter(|w| q.all || (w.revoked_at.is_none() && w.spec.expires > now))
-        .map(|w| Listed { waiver: w.clone(), state: state(w, now) })
+        .map(|w| Listed { waiver: w.clone(), state: w.state(now) })
         .collect();
     Json(List { waivers, flags: set.flags.clone() })
 }
@@ -94,8 +82,7 @@ pub async fn create(
         .map_err(|p| ApiError(StatusCode::BAD_REQUEST, p.join("; ")))?;
     s.store.put_waiver(&w).await.map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     publish(&s, &w);
-    let target = w.spec.control.clone().or_else(|| w.spec.requirement.clone()).unwrap_or_default();
-    let detail = format!("waiver {} created for {target} until {}", w.spec.id, w.spec.expires.to_rfc3339());
+    let detail = format!("waiver {} created for {} until {}", w.spec.id, w.target(), w.spec.expires.to_rfc3339());
     Ok(with_audit((StatusCode::CREATED, Json(&w)).into_response(), detail))
 }
 

@@ -138,16 +138,8 @@ pub async fn run(store: &ClickHouseStore, waivers: &Waivers, command: WaiverComm
                     "ID                     TARGET                          STATE     EXPIRES               RISK      APPROVER / SOURCE\n",
                 );
                 for w in &list {
-                    let state = if w.revoked_at.is_some() {
-                        "revoked"
-                    } else if w.spec.expires <= now {
-                        "expired"
-                    } else if w.in_force(now) {
-                        "in force"
-                    } else {
-                        "pending"
-                    };
-                    let target = w.spec.control.clone().or_else(|| w.spec.requirement.clone()).unwrap_or_default();
+                    let state = w.state(now).replace('_', " ");
+                    let target = w.target();
                     t += &format!(
                         "{:<22} {:<31} {:<9} {:<21} {:<9} {} / {}\n",
                         w.spec.id,

@@ -208,7 +208,7 @@ th{{background:#f3f4f8}} .pass{{color:#137333}} .fail{{color:#b3261e}} .partial{
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} – {}{}</td></tr>",
                 esc(&w.spec.id),
-                esc(w.spec.control.as_deref().or(w.spec.requirement.as_deref()).unwrap_or_default()),
+                esc(w.target()),
                 esc(&serde_json::to_string(&w.spec.scope).unwrap_or_default()),
                 esc(&w.spec.justification),
                 esc(&w.spec.approver),
@@ -329,7 +329,7 @@ fn lines(r: &Report) -> Vec<(u8, bool, String)> {
             format!(
                 "{}: exempts {} until {}; approved by {}; risk {}; {}",
                 w.spec.id,
-                w.spec.control.as_deref().or(w.spec.requirement.as_deref()).unwrap_or_default(),
+                w.target(),
                 day(&w.spec.expires),
                 w.spec.approver,
                 w.spec.risk.as_str(),

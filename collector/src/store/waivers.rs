@@ -13,8 +13,9 @@ use crate::eval::Status;
 use crate::policy::Severity;
 use crate::waiver::{Scope, Waiver, WaiverSpec};
 
-#[derive(Debug, Row, Serialize)]
-struct WaiverWriteRow {
+/// A version of a waiver, as written and as read back (latest version).
+#[derive(Debug, Row, Serialize, Deserialize)]
+struct WaiverRow {
     waiver_id: String,
     control_id: String,
     requirement: String,
@@ -31,24 +32,6 @@ struct WaiverWriteRow {
     source: String,
     updated_at: u32,
     version: u64,
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct WaiverRow {
-    waiver_id: String,
-    control_id: String,
-    requirement: String,
-    scope: String,
-    justification: String,
-    approver: String,
-    risk: String,
-    ticket: String,
-    starts_at: u32,
-    expires_at: u32,
-    revoked_at: u32,
-    revoked_by: String,
-    created_by: String,
-    source: String,
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -82,7 +65,7 @@ impl ClickHouseStore {
     /// Writes a new version of a waiver (the latest version wins).
     pub async fn put_waiver(&self, w: &Waiver) -> Result<(), StoreError> {
         let now = Utc::now();
-        let row = WaiverWriteRow {
+        let row = WaiverRow {
             waiver_id: w.spec.id.clone(),
             control_id: w.spec.control.clone().unwrap_or_default(),
             requirement: w.spec.requirement.clone().unwrap_or_default(),

@@ -113,6 +113,24 @@ impl Waiver {
         self.spec.starts.is_none_or(|s| s <= to) && from < end
     }
 
+    /// What it exempts: the control, or `framework:requirement`.
+    pub fn target(&self) -> &str {
+        self.spec.control.as_deref().or(self.spec.requirement.as_deref()).unwrap_or_default()
+    }
+
+    /// `in_force`, `pending`, `expired` or `revoked` at `now`.
+    pub fn state(&self, now: DateTime<Utc>) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.spec.expires <= now {
+            "expired"
+        } else if self.in_force(now) {
+            "in_force"
+        } else {
+            "pending"
+        }
+    }
+
     /// The requirement, split.
     pub fn requirement(&self) -> Option<(&str, &str)> {
         self.spec.requirement.as_deref().and_then(|r| r.split_once(':'))

@@ -120,7 +120,7 @@ pub fn reminders(waivers: &[Waiver], days: u32, now: DateTime<Utc>) -> Vec<Alert
         .iter()
         .filter(|w| w.in_force(now) && w.spec.expires - now <= chrono::Duration::days(i64::from(days)))
         .map(|w| {
-            let target = w.spec.control.clone().or_else(|| w.spec.requirement.clone()).unwrap_or_default();
+            let target = w.target().to_string();
             let mut labels = Labels::new();
             labels.insert("alertname".into(), "waiver_expiring".into());
             labels.insert("severity".into(), "medium".into());

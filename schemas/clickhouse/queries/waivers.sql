@@ -14,7 +14,9 @@ SELECT
     argMax(revoked_at, version) AS revoked_at,
     argMax(revoked_by, version) AS revoked_by,
     argMax(created_by, version) AS created_by,
-    argMax(source, version) AS source
+    argMax(source, version) AS source,
+    argMax(updated_at, version) AS last_updated,
+    max(version) AS last_version
 FROM waivers
 GROUP BY waiver_id
 ORDER BY waiver_id
