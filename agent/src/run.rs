@@ -26,9 +26,19 @@ pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) ->
     tracing::info!(asset = %asset.id, hostname = %asset.hostname, root = %cfg.root.display(), brokers = %cfg.kafka.brokers, "agent starting");
 
     let (tx, rx) = mpsc::channel::<Message>(QUEUE);
-    let producer = ship::producer::producer(&cfg.kafka)?;
+    let spool_dir = cfg.state_dir.join("spool");
+    let spool = ship::spool::Spool::open(&spool_dir, cfg.spool.max_bytes(), cfg.spool.segment_bytes())?;
+    let stats = spool.stats();
+    let pending = stats.depth.load(std::sync::atomic::Ordering::Relaxed);
+    if pending > 0 {
+        tracing::info!(messages = pending, spool = %spool_dir.display(), "sending what an earlier run left in the spool");
+    }
+    let shared = ship::producer::Shared::new(spool);
     let redactor = crate::redact::Redactor::new(&cfg.redact.patterns).map_err(anyhow::Error::msg)?;
-    let shipper = tokio::spawn(ship::producer::run(cfg.kafka.clone(), producer, redactor, rx));
+    let spooler = tokio::spawn(ship::producer::spool_messages(shared.clone(), redactor, rx));
+    let (stop_sending, sending_stopped) = tokio_watch::channel(false);
+    let producer = ship::producer::producer(&cfg.kafka)?;
+    let sender = tokio::spawn(ship::producer::send(cfg.kafka.clone(), producer, shared, sending_stopped));
 
     let mut tasks = Vec::new();
     {
@@ -39,7 +49,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) ->
         tasks.push(tokio::spawn(probes::run(asset.id.clone(), p, tx.clone())));
     }
     if cfg.heartbeat_secs > 0 {
-        tasks.push(tokio::spawn(probes::heartbeat::run(asset.id.clone(), Duration::from_secs(cfg.heartbeat_secs), tx.clone())));
+        tasks.push(tokio::spawn(probes::heartbeat::run(asset.id.clone(), Duration::from_secs(cfg.heartbeat_secs), stats, tx.clone())));
     }
 
     let mut snapshotter = Snapshotter::new(asset, agent_id, Some(&cfg.state_dir));
@@ -77,15 +87,14 @@ pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) ->
         }
     }
 
-    tracing::info!("shutting down: sending what is queued");
+    tracing::info!("shutting down: spooling what is queued, then sending for up to 10 s");
     for t in tasks {
         t.abort();
     }
     drop(tx);
-    match tokio::time::timeout(Duration::from_secs(10), shipper).await {
-        Ok(r) => r??,
-        Err(_) => tracing::warn!("shipper did not drain within 10 s"),
-    }
+    spooler.await??;
+    let _ = stop_sending.send(true);
+    sender.await??;
     Ok(())
 }
 

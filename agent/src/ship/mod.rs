@@ -1,3 +1,5 @@
-//! Shipping: encode messages and produce them to Kafka.
+//! Shipping: encode messages, spool them on disk, produce them to Kafka
+//! ([`producer`] runs both halves; [`spool`] is the disk queue between them).
 
 pub mod producer;
+pub mod spool;

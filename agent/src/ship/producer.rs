@@ -1,25 +1,46 @@
-//! The Kafka producer: redacts (see `redact.rs`), then idempotent, `acks=all`, keyed by asset id so each
-//! asset's messages stay in order on one partition. Messages are encoded
-//! here (Avro single-object encoding) and sent one at a time in arrival
-//! order; a failed send is retried with backoff, never skipped.
+//! Shipping to Kafka, in two tasks joined by the on-disk [`Spool`]:
+//!
+//! 1. [`spool_messages`] redacts (see `redact.rs`: the one place every
+//!    message passes), encodes (Avro single-object encoding) and appends
+//!    to the spool. It never waits for the broker, so a slow or absent
+//!    broker never holds up the collection of the next snapshot.
+//! 2. [`send`] reads the spool in order and produces with an idempotent,
+//!    `acks=all`, compressed producer, keyed by asset id so that each
+//!    asset's messages stay in order on one partition. Up to [`WINDOW`]
+//!    records are in flight; deliveries are acknowledged in spool order,
+//!    and a failed one sends everything from the first undelivered record
+//!    again (librdkafka keeps the order within a partition).
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use driftwatch_schemas::{Encoder, Message, Stream};
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::mpsc;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use tokio::sync::{mpsc, watch, Notify};
 
+use super::spool::{Pos, Record, Spool};
 use crate::config::KafkaConfig;
 use crate::redact::Redactor;
 
+/// Records handed to librdkafka and not yet acknowledged, at most.
+pub const WINDOW: usize = 1_000;
+/// How long a stopping agent keeps sending what is spooled.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// The producer: idempotent (hence `acks=all`), compressed, with a long
+/// delivery timeout (the spool holds what waits longer). `kafka.properties`
+/// come last and may override any of these (security settings among them).
 pub fn producer(cfg: &KafkaConfig) -> anyhow::Result<FutureProducer> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        .set("compression.type", &cfg.compression)
         .set("linger.ms", "20")
-        .set("message.timeout.ms", "30000");
+        .set("message.timeout.ms", "300000");
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }
@@ -34,33 +55,168 @@ fn topic(cfg: &KafkaConfig, s: Stream) -> &str {
     }
 }
 
-/// Redacts, encodes and sends every message from `rx` until it closes.
-pub async fn run(cfg: KafkaConfig, producer: FutureProducer, redactor: Redactor, mut rx: mpsc::Receiver<Message>) -> anyhow::Result<()> {
+/// The spool, shared by the two tasks, and the bell rung when it grows.
+#[derive(Clone)]
+pub struct Shared {
+    spool: Arc<Mutex<Spool>>,
+    appended: Arc<Notify>,
+}
+
+impl Shared {
+    pub fn new(spool: Spool) -> Shared {
+        Shared { spool: Arc::new(Mutex::new(spool)), appended: Arc::new(Notify::new()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Spool> {
+        // A panic while holding the lock leaves the spool consistent on disk.
+        self.spool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Redacts, encodes and spools every message from `rx` until it closes.
+pub async fn spool_messages(shared: Shared, redactor: Redactor, mut rx: mpsc::Receiver<Message>) -> anyhow::Result<()> {
     let mut encoder = Encoder::new()?;
-    while let Some(mut msg) = rx.recv().await {
-        // The one place every message passes: nothing leaves unredacted.
-        redactor.message(&mut msg);
-        let payload = match encoder.encode(&msg) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, stream = ?msg.stream(), "cannot encode message; dropped");
-                continue;
-            }
-        };
-        let topic = topic(&cfg, msg.stream());
-        let key = msg.asset_id();
-        let mut wait = Duration::from_millis(200);
-        loop {
-            let record = FutureRecord::to(topic).key(key).payload(&payload);
-            match producer.send(record, Duration::from_secs(10)).await {
-                Ok(_) => break,
-                Err((e, _)) => {
-                    tracing::warn!(%topic, error = %e, retry_in_ms = wait.as_millis() as u64, "send failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(30));
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 512).await > 0 {
+        let mut spool = shared.lock();
+        for mut msg in batch.drain(..) {
+            redactor.message(&mut msg);
+            let payload = match encoder.encode(&msg) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, stream = ?msg.stream(), "cannot encode message; dropped");
+                    continue;
+                }
+            };
+            let rec = Record { stream: msg.stream(), key: msg.asset_id().to_string(), payload };
+            match spool.append(&rec) {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(dropped = n, "spool full: its oldest undelivered messages were dropped"),
+                Err(e) => {
+                    spool.stats().dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(error = %e, "cannot spool message; dropped");
                 }
             }
         }
+        if let Err(e) = spool.flush() {
+            tracing::error!(error = %e, "cannot flush the spool");
+        }
+        drop(spool);
+        shared.appended.notify_one();
     }
     Ok(())
+}
+
+/// A record on its way: handed to librdkafka, or refused by it at once.
+enum Flight {
+    Pending(DeliveryFuture),
+    Refused(KafkaError),
+}
+
+/// Whether the broker will refuse this record however often it is sent.
+fn refused_for_good(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::MessageBatchTooLarge
+        )
+    )
+}
+
+/// Sends the spool to Kafka until `stop` turns true, then for up to
+/// [`DRAIN`] more while anything is left; what is left stays spooled.
+pub async fn send(cfg: KafkaConfig, mut producer: FutureProducer, shared: Shared, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut cursor = shared.lock().acked();
+    let mut inflight: VecDeque<(Flight, Pos)> = VecDeque::new();
+    let mut persist = tokio::time::interval(Duration::from_secs(1));
+    persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut persisted = cursor;
+    let mut backoff = Duration::from_millis(200);
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        // Fill the window from the spool.
+        while inflight.len() < WINDOW {
+            let Some((rec, next)) = shared.lock().read(cursor) else { break };
+            let record = FutureRecord::to(topic(&cfg, rec.stream)).key(&rec.key).payload(&rec.payload);
+            match producer.send_result(record) {
+                Ok(f) => inflight.push_back((Flight::Pending(f), next)),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => break,
+                Err((e, _)) => inflight.push_back((Flight::Refused(e), next)),
+            }
+            cursor = next;
+        }
+        let now = tokio::time::Instant::now();
+        if deadline.is_some_and(|d| inflight.is_empty() || now >= d) {
+            break;
+        }
+        let delivered = match inflight.front() {
+            Some((Flight::Refused(e), _)) => Err(Some(e.clone())),
+            _ => {
+                let room = inflight.len() < WINDOW;
+                let until = deadline.unwrap_or(now + Duration::from_secs(3600));
+                tokio::select! {
+                    r = front_delivery(&mut inflight) => r,
+                    _ = shared.appended.notified(), if room => continue,
+                    _ = persist.tick() => { persist_ack(&shared, &mut persisted); continue }
+                    _ = stop.changed(), if deadline.is_none() => { deadline = Some(now + DRAIN); continue }
+                    _ = tokio::time::sleep_until(until) => continue,
+                }
+            }
+        };
+        let (_, next) = inflight.pop_front().expect("the front record was awaited");
+        match delivered {
+            Ok(()) => {
+                shared.lock().ack(next);
+                backoff = Duration::from_millis(200);
+            }
+            Err(Some(e)) if refused_for_good(&e) => {
+                tracing::error!(error = %e, "the broker refuses this message for good; dropped");
+                shared.lock().skip(next);
+            }
+            Err(e) => {
+                let closed = e.is_none();
+                let error = e.map(|e| e.to_string()).unwrap_or_else(|| "producer closed".into());
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "delivery failed; sending again from the spool");
+                // Everything after the failed record is sent again, in order.
+                inflight.clear();
+                cursor = shared.lock().acked();
+                if let Some((code, reason)) = producer.client().fatal_error() {
+                    tracing::warn!(?code, %reason, "the producer failed for good; starting a new one");
+                    producer = self::producer(&cfg)?;
+                } else if closed {
+                    producer = self::producer(&cfg)?;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    persist_ack(&shared, &mut persisted);
+    Ok(())
+}
+
+/// The delivery of the first record in flight (never ready when none is).
+async fn front_delivery(inflight: &mut VecDeque<(Flight, Pos)>) -> Result<(), Option<KafkaError>> {
+    match inflight.front_mut() {
+        Some((Flight::Pending(f), _)) => match f.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(Some(e)),
+            Err(_canceled) => Err(None),
+        },
+        _ => std::future::pending().await,
+    }
+}
+
+fn persist_ack(shared: &Shared, persisted: &mut Pos) {
+    let spool = shared.lock();
+    if spool.acked() != *persisted {
+        match spool.persist_ack() {
+            Ok(()) => *persisted = spool.acked(),
+            Err(e) => tracing::warn!(error = %e, "cannot record the spool position"),
+        }
+    }
 }
