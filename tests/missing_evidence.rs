@@ -25,6 +25,8 @@ fn heartbeat(asset: &str) -> Message {
         status_code: None,
         error: None,
         host_metrics: None,
+        cert_days_left: None,
+        agent_health: None,
     })
 }
 

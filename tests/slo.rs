@@ -54,6 +54,8 @@ async fn burn_rate_page_sla_breach_and_missing_probe() {
             status_code: Some(if i % 2 == 0 { 200 } else { 503 }),
             error: (i % 2 == 1).then(|| "status: 503".into()),
             host_metrics: None,
+            cert_days_left: None,
+            agent_health: None,
         });
         produce(&producer, &names, &m).await;
     }

@@ -23,6 +23,7 @@ pub struct AgentConfig {
     pub audit: AuditConfig,
     pub probes: Vec<ProbeConfig>,
     pub redact: RedactConfig,
+    pub spool: SpoolConfig,
     /// Seconds between heartbeats (0: none): proof that the agent is alive
     /// when nothing changes, so that its asset's evidence stays current.
     pub heartbeat_secs: u64,
@@ -49,8 +50,37 @@ impl Default for AgentConfig {
             audit: AuditConfig::default(),
             probes: Vec::new(),
             redact: RedactConfig::default(),
+            spool: SpoolConfig::default(),
             heartbeat_secs: 60,
         }
+    }
+}
+
+/// The on-disk spool every message passes through on its way to Kafka
+/// (`<state_dir>/spool`): it holds what the broker has not acknowledged,
+/// across broker outages and agent restarts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Size bound in MiB; when it is reached the oldest undelivered
+    /// messages are dropped (and counted in the heartbeat).
+    pub max_mb: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig { max_mb: 256 }
+    }
+}
+
+impl SpoolConfig {
+    pub fn max_bytes(&self) -> u64 {
+        self.max_mb.saturating_mul(1 << 20)
+    }
+
+    /// Segments: a sixteenth of the bound, between 64 KiB and 16 MiB.
+    pub fn segment_bytes(&self) -> u64 {
+        (self.max_bytes() / 16).clamp(64 << 10, 16 << 20)
     }
 }
 
@@ -78,13 +108,20 @@ impl Default for AssetConfig {
 pub struct KafkaConfig {
     pub brokers: String,
     pub topics: TopicsConfig,
+    /// Batch compression: `zstd`, `lz4`, `gzip`, `snappy` or `none`.
+    pub compression: String,
     /// Extra librdkafka properties (`security.protocol`, `sasl.*`, `ssl.*`).
     pub properties: BTreeMap<String, String>,
 }
 
 impl Default for KafkaConfig {
     fn default() -> Self {
-        KafkaConfig { brokers: "127.0.0.1:9092".into(), topics: TopicsConfig::default(), properties: BTreeMap::new() }
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topics: TopicsConfig::default(),
+            compression: "zstd".into(),
+            properties: BTreeMap::new(),
+        }
     }
 }
 
@@ -93,6 +130,7 @@ impl std::fmt::Debug for KafkaConfig {
         f.debug_struct("KafkaConfig")
             .field("brokers", &self.brokers)
             .field("topics", &self.topics)
+            .field("compression", &self.compression)
             .field("properties", &driftwatch_schemas::settings::masked(&self.properties))
             .finish()
     }
@@ -264,31 +302,73 @@ impl Default for JournaldConfig {
 pub struct ProbeConfig {
     pub id: String,
     pub kind: ProbeKind,
-    /// http: the URL to GET.
+    /// http: the URL.
     #[serde(default)]
     pub url: Option<String>,
+    /// http: the request method (default GET).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// http: request headers (values may be `{file: PATH}` secrets).
+    #[serde(default)]
+    pub headers: Headers,
+    /// http: the request body.
+    #[serde(default)]
+    pub body: Option<String>,
     /// http: the status that counts as success (default: any 2xx).
     #[serde(default)]
     pub expect_status: Option<u16>,
+    /// http: a regular expression the response body must match (the first
+    /// MiB is read).
+    #[serde(default)]
+    pub expect_body: Option<String>,
+    /// https: fail when the server certificate expires in fewer days.
+    #[serde(default)]
+    pub min_cert_days: Option<i64>,
+    /// https: a PEM file of extra CA certificates to trust (a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// tcp: `host:port` to connect to; dns: the name to resolve.
     #[serde(default)]
     pub target: Option<String>,
     #[serde(default = "default_interval")]
     pub interval_secs: u64,
+    /// Random extra delay before each run, up to this; default a tenth of
+    /// the interval.
+    #[serde(default)]
+    pub jitter_ms: Option<u64>,
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+}
+
+impl ProbeConfig {
+    pub fn jitter(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.jitter_ms.unwrap_or(self.interval_secs.saturating_mul(100)))
+    }
+}
+
+/// HTTP headers of a probe; their values never appear in logs.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Headers(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.0.keys().map(|k| (k, "***"))).finish()
+    }
 }
 
 /// Probe kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeKind {
-    /// HTTP(S) GET.
+    /// HTTP(S) request.
     Http,
     /// A TCP connect to `target` (`host:port`).
     Tcp,
     /// Resolving `target` (a host name).
     Dns,
+    /// Host metrics: CPU, memory, the fullest disk, load.
+    Host,
 }
 
 fn default_interval() -> u64 {
@@ -319,6 +399,12 @@ impl AgentConfig {
         let mut p = Vec::new();
         if self.kafka.brokers.trim().is_empty() {
             p.push("kafka.brokers: must name at least one broker".into());
+        }
+        if !["zstd", "lz4", "gzip", "snappy", "none"].contains(&self.kafka.compression.as_str()) {
+            p.push(format!("kafka.compression: {:?} is not one of zstd, lz4, gzip, snappy, none", self.kafka.compression));
+        }
+        if self.spool.max_mb == 0 {
+            p.push("spool.max_mb: must be at least 1".into());
         }
         if self.snapshots.full_interval_secs == 0 {
             p.push("snapshots.full_interval_secs: must be at least 1".into());
@@ -364,7 +450,14 @@ impl AgentConfig {
                     Some(url) if !matches!(reqwest::Url::parse(url), Ok(u) if u.scheme() == "http" || u.scheme() == "https") => {
                         p.push(format!("probes[{i}].url: {url:?} is not an http(s) URL"))
                     }
-                    Some(_) => {}
+                    Some(url) if pr.min_cert_days.is_some() && !url.starts_with("https://") => {
+                        p.push(format!("probes[{i}].min_cert_days: only for https URLs"))
+                    }
+                    Some(_) => {
+                        if let Err(e) = crate::probes::http::HttpProbe::new(pr) {
+                            p.push(format!("probes[{i}].{e}"));
+                        }
+                    }
                 },
                 ProbeKind::Tcp => match &pr.target {
                     Some(t) if t.rsplit_once(':').is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok()) => {}
@@ -376,6 +469,7 @@ impl AgentConfig {
                         p.push(format!("probes[{i}].target: required (a host name) for a dns probe"));
                     }
                 }
+                ProbeKind::Host => {}
             }
         }
         p

@@ -22,6 +22,10 @@ pub const CONFIG_SNAPSHOT_AVSC: &str = include_str!("../avro/config_snapshot.avs
 pub const AUDIT_EVENT_AVSC: &str = include_str!("../avro/audit_event.avsc");
 pub const SLA_MEASUREMENT_AVSC: &str = include_str!("../avro/sla_measurement.avsc");
 
+/// Earlier versions of the schemas, still read (an agent may be older than
+/// its collector): `schemas/avro/history/<name>.<version>.avsc`.
+pub const HISTORY: [(Stream, &str); 1] = [(Stream::Sla, include_str!("../avro/history/sla_measurement.1.avsc"))];
+
 /// The two marker bytes that start every single-object encoded message.
 pub const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
 const HEADER_LEN: usize = 10;
@@ -122,6 +126,9 @@ impl Decoder {
             let schema = current_schema(stream)?;
             d.writers.insert(fingerprint(&schema), WriterSchema { stream, schema: schema.clone() });
             d.readers.insert(stream, schema);
+        }
+        for (stream, text) in HISTORY {
+            d.add_writer_schema(stream, text)?;
         }
         Ok(d)
     }
@@ -296,6 +303,24 @@ fn sla_to_value(x: &SlaMeasurement) -> Value {
             ])),
         ),
     };
+    let health = match &x.agent_health {
+        None => Value::Union(0, Box::new(Value::Null)),
+        Some(h) => Value::Union(
+            1,
+            Box::new(rec(vec![
+                ("spool_depth", Value::Long(h.spool_depth)),
+                ("spool_bytes", Value::Long(h.spool_bytes)),
+                ("dropped", Value::Long(h.dropped)),
+                (
+                    "last_sent",
+                    match &h.last_sent {
+                        None => Value::Union(0, Box::new(Value::Null)),
+                        Some(t) => Value::Union(1, Box::new(ts(t))),
+                    },
+                ),
+            ])),
+        ),
+    };
     rec(vec![
         ("asset_id", s(&x.asset_id)),
         ("probe_id", s(&x.probe_id)),
@@ -313,6 +338,14 @@ fn sla_to_value(x: &SlaMeasurement) -> Value {
         ),
         ("error", opt_str(&x.error)),
         ("host_metrics", metrics),
+        (
+            "cert_days_left",
+            match x.cert_days_left {
+                None => Value::Union(0, Box::new(Value::Null)),
+                Some(d) => Value::Union(1, Box::new(Value::Int(d))),
+            },
+        ),
+        ("agent_health", health),
     ])
 }
 
@@ -395,6 +428,13 @@ impl<'a> Fields<'a> {
             other => return Err(field_err(&self.name(f), format!("expected timestamp-millis, found {other:?}"))),
         };
         Utc.timestamp_millis_opt(ms).single().ok_or_else(|| field_err(&self.name(f), format!("timestamp {ms} out of range")))
+    }
+
+    fn opt_timestamp(&self, f: &str) -> Result<Option<DateTime<Utc>>, CodecError> {
+        match self.get(f)? {
+            Value::Null => Ok(None),
+            _ => self.timestamp(f).map(Some),
+        }
     }
 
     fn symbol(&self, f: &str) -> Result<String, CodecError> {
@@ -548,6 +588,23 @@ fn sla_from_value(v: &Value) -> Result<SlaMeasurement, CodecError> {
             })
         }
     };
+    let cert_days_left = match r.get("cert_days_left")? {
+        Value::Null => None,
+        Value::Int(x) => Some(*x),
+        other => return Err(field_err("cert_days_left", format!("expected an int or null, found {other:?}"))),
+    };
+    let agent_health = match r.get("agent_health")? {
+        Value::Null => None,
+        h => {
+            let h = Fields::of("agent_health", h)?;
+            Some(AgentHealth {
+                spool_depth: h.long("spool_depth")?,
+                spool_bytes: h.long("spool_bytes")?,
+                dropped: h.long("dropped")?,
+                last_sent: h.opt_timestamp("last_sent")?,
+            })
+        }
+    };
     Ok(SlaMeasurement {
         asset_id: r.string("asset_id")?,
         probe_id: r.string("probe_id")?,
@@ -564,5 +621,7 @@ fn sla_from_value(v: &Value) -> Result<SlaMeasurement, CodecError> {
         status_code,
         error: r.opt_string("error")?,
         host_metrics,
+        cert_days_left,
+        agent_health,
     })
 }

@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, name: "0007_api_audit", sql: include_str!("../clickhouse/0007_api_audit.sql") },
     Migration { version: 8, name: "0008_waivers", sql: include_str!("../clickhouse/0008_waivers.sql") },
     Migration { version: 9, name: "0009_evidence", sql: include_str!("../clickhouse/0009_evidence.sql") },
+    Migration { version: 10, name: "0010_agent_health", sql: include_str!("../clickhouse/0010_agent_health.sql") },
 ];
 
 /// Latest posture per (asset, control) with its open violation.

@@ -256,6 +256,21 @@ pub struct SlaMeasurement {
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub host_metrics: Option<HostMetrics>,
+    /// TLS probes: whole days until the server certificate expires.
+    #[serde(default)]
+    pub cert_days_left: Option<i32>,
+    /// Heartbeats: the agent's own delivery health.
+    #[serde(default)]
+    pub agent_health: Option<AgentHealth>,
+}
+
+/// An agent's delivery health, carried by its heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentHealth {
+    pub spool_depth: i64,
+    pub spool_bytes: i64,
+    pub dropped: i64,
+    pub last_sent: Option<DateTime<Utc>>,
 }
 
 /// Any message of the three streams.

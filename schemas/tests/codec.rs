@@ -71,7 +71,43 @@ fn sla() -> SlaMeasurement {
             disk_used_percent: 50.0,
             load1: 0.25,
         }),
+        cert_days_left: Some(-3),
+        agent_health: Some(AgentHealth {
+            spool_depth: 7,
+            spool_bytes: 4096,
+            dropped: 1,
+            last_sent: Some(Utc.timestamp_millis_opt(1_699_999_999_000).unwrap()),
+        }),
     }
+}
+
+#[test]
+fn measurements_of_agents_with_the_first_sla_schema_still_decode() {
+    // An agent built before cert_days_left and agent_health existed.
+    let v1 = apache_avro::Schema::parse_str(driftwatch_schemas::avro::HISTORY[0].1).unwrap();
+    let mut m = sla();
+    let fields = [
+        ("asset_id", Value::String(m.asset_id.clone())),
+        ("probe_id", Value::String(m.probe_id.clone())),
+        ("target", Value::String(m.target.clone())),
+        ("kind", Value::Enum(4, "host".into())),
+        ("timestamp", Value::TimestampMillis(m.timestamp.timestamp_millis())),
+        ("success", Value::Boolean(false)),
+        ("latency_us", Value::Long(1234)),
+        ("status_code", Value::Union(1, Box::new(Value::Int(503)))),
+        ("error", Value::Union(1, Box::new(Value::String("status: 503".into())))),
+        ("host_metrics", Value::Union(0, Box::new(Value::Null))),
+    ]
+    .map(|(k, v)| (k.to_string(), v));
+    let mut bytes = Vec::new();
+    apache_avro::GenericSingleObjectWriter::new_with_capacity(&v1, 256)
+        .unwrap()
+        .write_value_ref(&Value::Record(fields.to_vec()), &mut bytes)
+        .unwrap();
+    assert_eq!(bytes[2..10], fingerprint(&v1).to_le_bytes());
+    let got = Decoder::new().unwrap().decode(Stream::Sla, &bytes).unwrap();
+    (m.host_metrics, m.cert_days_left, m.agent_health) = (None, None, None);
+    assert_eq!(got, Message::Sla(m));
 }
 
 #[test]

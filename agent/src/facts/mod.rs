@@ -8,6 +8,7 @@ pub mod apt;
 pub mod files;
 pub mod host;
 pub mod kernel;
+pub mod kubelet;
 pub mod logging;
 pub mod mounts;
 pub mod network;
@@ -86,6 +87,7 @@ pub fn collect(root: &HostRoot, cfg: &FactsConfig, previous: Option<&Facts>) -> 
     accounts::collect(root, &mut facts);
     sudo::collect(root, &mut facts);
     files::collect(root, &cfg.files, &mut facts);
+    kubelet::collect(root, &mut facts);
     kernel::collect(root, &mut facts);
     mounts::collect(root, &mut facts);
     let packages = packages::collect(root, &mut facts);

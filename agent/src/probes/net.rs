@@ -1,36 +1,15 @@
 //! TCP connect and DNS resolution probes, with the latency as measured and
 //! the error's category first (`timeout`, `refused`, `dns`, `connect`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::Utc;
 use driftwatch_schemas::{ProbeKind, SlaMeasurement};
 
-fn measurement(
-    asset_id: &str,
-    probe_id: &str,
-    target: &str,
-    kind: ProbeKind,
-    start: (chrono::DateTime<Utc>, Instant),
-    error: Option<String>,
-) -> SlaMeasurement {
-    SlaMeasurement {
-        asset_id: asset_id.to_string(),
-        probe_id: probe_id.to_string(),
-        target: target.to_string(),
-        kind,
-        timestamp: start.0,
-        success: error.is_none(),
-        latency_us: start.1.elapsed().as_micros().min(i64::MAX as u128) as i64,
-        status_code: None,
-        error,
-        host_metrics: None,
-    }
-}
+use super::Started;
 
 /// Connects to `target` (`host:port`) once.
 pub async fn tcp(asset_id: &str, probe_id: &str, target: &str, timeout: Duration) -> SlaMeasurement {
-    let start = (Utc::now(), Instant::now());
+    let start = Started::now();
     let error = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await {
         Err(_) => Some(format!("timeout: no connection within {} ms", timeout.as_millis())),
         Ok(Ok(_)) => None,
@@ -38,18 +17,18 @@ pub async fn tcp(asset_id: &str, probe_id: &str, target: &str, timeout: Duration
         Ok(Err(e)) if e.to_string().contains("lookup") || e.to_string().contains("resolve") => Some(format!("dns: {e}")),
         Ok(Err(e)) => Some(format!("connect: {e}")),
     };
-    measurement(asset_id, probe_id, target, ProbeKind::Tcp, start, error)
+    start.measured(asset_id, probe_id, target, ProbeKind::Tcp, error)
 }
 
 /// Resolves `name` once; success when it has at least one address.
 pub async fn dns(asset_id: &str, probe_id: &str, name: &str, timeout: Duration) -> SlaMeasurement {
-    let start = (Utc::now(), Instant::now());
+    let start = Started::now();
     let error = match tokio::time::timeout(timeout, tokio::net::lookup_host((name, 0))).await {
         Err(_) => Some(format!("timeout: no answer within {} ms", timeout.as_millis())),
         Ok(Ok(mut addrs)) => addrs.next().is_none().then(|| format!("dns: {name} has no address")),
         Ok(Err(e)) => Some(format!("dns: {e}")),
     };
-    measurement(asset_id, probe_id, name, ProbeKind::Dns, start, error)
+    start.measured(asset_id, probe_id, name, ProbeKind::Dns, error)
 }
 
 #[cfg(test)]

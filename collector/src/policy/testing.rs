@@ -187,6 +187,8 @@ fn records(case: &Case) -> Result<Vec<Record>, String> {
                 status_code: p.status_code,
                 error: p.error.clone(),
                 host_metrics,
+                cert_days_left: None,
+                agent_health: None,
             };
             out.push(Record::sla(&m));
         }

@@ -87,6 +87,11 @@ pub struct SlaRow {
     pub disk_used_percent: Option<f64>,
     pub load1: Option<f64>,
     pub batch_id: String,
+    pub cert_days_left: Option<i32>,
+    pub spool_depth: Option<i64>,
+    pub spool_bytes: Option<i64>,
+    pub agent_dropped: Option<i64>,
+    pub last_sent: Option<u32>,
 }
 
 #[derive(Debug, Clone, Row, Serialize, Deserialize)]
@@ -239,6 +244,11 @@ pub fn sla_row(m: &SlaMeasurement, batch_id: &str) -> SlaRow {
         disk_used_percent: hm.map(|h| h.disk_used_percent),
         load1: hm.map(|h| h.load1),
         batch_id: batch_id.to_string(),
+        cert_days_left: m.cert_days_left,
+        spool_depth: m.agent_health.as_ref().map(|h| h.spool_depth),
+        spool_bytes: m.agent_health.as_ref().map(|h| h.spool_bytes),
+        agent_dropped: m.agent_health.as_ref().map(|h| h.dropped),
+        last_sent: m.agent_health.as_ref().and_then(|h| h.last_sent.as_ref()).map(secs),
     }
 }
 
