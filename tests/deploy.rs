@@ -133,3 +133,148 @@ fn cluster_schema_is_current() {
         "deploy/clickhouse/cluster.sql is stale: run `driftwatch-collector schema --cluster driftwatch > deploy/clickhouse/cluster.sql`"
     );
 }
+
+/// `section → key → values` of a systemd unit (keys may repeat).
+fn unit(text: &str) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>> {
+    let mut out: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>> = Default::default();
+    let mut section = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.to_string();
+        } else {
+            let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("not key=value: {line}"));
+            out.entry(section.clone()).or_default().entry(k.to_string()).or_default().push(v.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn systemd_unit_is_hardened_and_its_files_agree() {
+    driftwatch_tests::services_up();
+    let dir = repo().join("deploy/systemd");
+    let u = unit(&std::fs::read_to_string(dir.join("driftwatch-agent.service")).unwrap());
+    let svc = &u["Service"];
+    let one = |k: &str| svc.get(k).and_then(|v| v.last()).map(String::as_str).unwrap_or_else(|| panic!("[Service] {k} missing"));
+    for (k, want) in [
+        ("ProtectSystem", "strict"),
+        ("NoNewPrivileges", "yes"),
+        ("PrivateTmp", "yes"),
+        ("StateDirectory", "driftwatch-agent"),
+        ("CapabilityBoundingSet", "CAP_DAC_READ_SEARCH"),
+        ("AmbientCapabilities", "CAP_DAC_READ_SEARCH"),
+        ("ProtectHome", "read-only"),
+        ("RestrictSUIDSGID", "yes"),
+        ("Restart", "on-failure"),
+    ] {
+        assert_eq!(one(k), want, "[Service] {k}");
+    }
+    assert_eq!(u["Install"]["WantedBy"], ["multi-user.target"]);
+    assert_eq!(one("ExecStart"), "/usr/local/bin/driftwatch-agent run --config /etc/driftwatch/agent.yaml");
+    assert!(one("EnvironmentFile").ends_with("/etc/default/driftwatch-agent"));
+
+    // The configuration installed beside it keeps its state where systemd
+    // gives write access, and passes check-config with the environment file.
+    let cfg = yaml(&dir.join("agent.yaml"));
+    assert_eq!(cfg["state_dir"].as_str(), Some("/var/lib/driftwatch-agent"), "state_dir is the StateDirectory");
+    let env: Vec<(String, String)> = std::fs::read_to_string(dir.join("driftwatch-agent.env"))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap())
+        .collect();
+    assert!(env.iter().all(|(k, _)| k.starts_with("DRIFTWATCH_")), "{env:?}");
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    check_config("driftwatch-agent", &dir.join("agent.yaml"), &env);
+}
+
+/// Every document of a multi-document YAML file.
+fn documents(path: &Path) -> Vec<Value> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn kubernetes_manifests_are_complete_and_consistent() {
+    driftwatch_tests::services_up();
+    let dir = repo().join("deploy/kubernetes");
+    let kustomization = yaml(&dir.join("kustomization.yaml"));
+    let listed: Vec<&str> = kustomization["resources"].as_sequence().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    let mut objects = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with(".yaml") && name != "kustomization.yaml" {
+            assert!(listed.contains(&name.as_str()), "kustomization.yaml does not list {name}");
+            objects.extend(documents(&entry.path()));
+        }
+    }
+    for o in &objects {
+        for field in ["apiVersion", "kind"] {
+            assert!(o[field].is_string(), "an object without {field}: {o:?}");
+        }
+        assert!(o["metadata"]["name"].is_string(), "an object without a name: {o:?}");
+    }
+    let find = |kind: &str, name: &str| {
+        objects.iter().find(|o| o["kind"] == kind && o["metadata"]["name"] == name).unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
+    let ds = find("DaemonSet", "driftwatch-node-agent");
+    let pod = &ds["spec"]["template"]["spec"];
+    for (k, v) in ds["spec"]["selector"]["matchLabels"].as_mapping().expect("a selector") {
+        assert_eq!(&ds["spec"]["template"]["metadata"]["labels"][k], v, "the selector matches the pods");
+    }
+    find("ServiceAccount", pod["serviceAccountName"].as_str().unwrap());
+    find("PriorityClass", pod["priorityClassName"].as_str().unwrap());
+    assert!(
+        pod["tolerations"].as_sequence().unwrap().iter().any(|t| t["operator"] == "Exists" && t["key"].is_null()),
+        "runs on every node"
+    );
+    let c = &pod["containers"][0];
+    // The image is the one the Dockerfile builds and compose runs.
+    let compose = yaml(&repo().join("deploy/compose/docker-compose.yaml"));
+    assert_eq!(c["image"], compose["services"]["agent"]["image"]);
+    for r in ["requests", "limits"] {
+        assert!(c["resources"][r]["cpu"].is_string() && c["resources"][r]["memory"].is_string(), "resources.{r}");
+    }
+    let sc = &c["securityContext"];
+    assert_eq!((sc["readOnlyRootFilesystem"].as_bool(), sc["allowPrivilegeEscalation"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+    assert_eq!(sc["capabilities"]["add"].as_sequence().unwrap().len(), 1, "one capability only");
+
+    let volume = |name: &str| pod["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == name).unwrap().clone();
+    let mount = |path: &str| c["volumeMounts"].as_sequence().unwrap().iter().find(|m| m["mountPath"] == path).cloned();
+    let host = mount("/host").expect("the host root is mounted at /host");
+    assert_eq!(host["readOnly"].as_bool(), Some(true));
+    assert_eq!(volume(host["name"].as_str().unwrap())["hostPath"]["path"], "/");
+
+    // The configuration: where the arguments say, from the ConfigMap, and valid.
+    let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let cfg_path = Path::new(args[args.iter().position(|a| *a == "--config").unwrap() + 1]);
+    let cfg_mount = mount(cfg_path.parent().unwrap().to_str().unwrap()).expect("the configuration directory is mounted");
+    let cm_name = volume(cfg_mount["name"].as_str().unwrap())["configMap"]["name"].as_str().unwrap().to_string();
+    let cm = find("ConfigMap", &cm_name);
+    let text = cm["data"][cfg_path.file_name().unwrap().to_str().unwrap()].as_str().expect("the ConfigMap holds the file");
+    let agent: Value = serde_yaml::from_str(text).unwrap();
+    assert_eq!(agent["root"], "/host");
+    assert_eq!(agent["asset"]["kind"], "k8s-node");
+    let state = agent["state_dir"].as_str().unwrap();
+    let state_mount = mount(state).expect("the state directory is mounted");
+    assert!(volume(state_mount["name"].as_str().unwrap())["hostPath"].is_mapping(), "state survives the pod");
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("agent.yaml");
+    std::fs::write(&file, text).unwrap();
+    let mut env: Vec<(&str, String)> = c["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"].as_str().unwrap().starts_with("DRIFTWATCH_AGENT__"))
+        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap_or("from-the-downward-api").to_string()))
+        .collect();
+    assert!(env.iter().any(|(k, _)| *k == "DRIFTWATCH_AGENT__ASSET__LABELS__NODE"), "labelled with the node name");
+    env.push(("DRIFTWATCH_AGENT__ROOT", "/".into()));
+    check_config("driftwatch-agent", &file, &env);
+}

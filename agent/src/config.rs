@@ -12,6 +12,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
+    /// `host` (a host or a Kubernetes node: facts, audit logs, probes) or
+    /// `cluster` (the cluster agent: API objects, probes).
+    pub mode: Mode,
     /// Where the host's filesystem is mounted (`/`, or `/host` in a pod).
     pub root: PathBuf,
     /// Offsets, sequence numbers and the agent id are kept here.
@@ -24,6 +27,8 @@ pub struct AgentConfig {
     pub probes: Vec<ProbeConfig>,
     pub redact: RedactConfig,
     pub spool: SpoolConfig,
+    /// The cluster agent's API access (`mode: cluster`).
+    pub cluster: ClusterConfig,
     /// Seconds between heartbeats (0: none): proof that the agent is alive
     /// when nothing changes, so that its asset's evidence stays current.
     pub heartbeat_secs: u64,
@@ -41,6 +46,7 @@ pub struct RedactConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
+            mode: Mode::Host,
             root: PathBuf::from("/"),
             state_dir: PathBuf::from("/var/lib/driftwatch-agent"),
             asset: AssetConfig::default(),
@@ -51,7 +57,54 @@ impl Default for AgentConfig {
             probes: Vec::new(),
             redact: RedactConfig::default(),
             spool: SpoolConfig::default(),
+            cluster: ClusterConfig::default(),
             heartbeat_secs: 60,
+        }
+    }
+}
+
+/// What an agent collects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Host,
+    Cluster,
+}
+
+/// The cluster agent's access to the Kubernetes API (see `cluster/`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The cluster's name: the asset's id and its `cluster` label.
+    pub name: String,
+    /// The API server's URL; default: the in-cluster service address.
+    pub api_server: Option<String>,
+    /// Bearer token file; default: the pod's service account token.
+    pub token_file: Option<PathBuf>,
+    /// PEM of the CA that signed the API server's certificate; default: the
+    /// pod's service account `ca.crt`.
+    pub ca_file: Option<PathBuf>,
+    /// Objects per list page.
+    pub page_size: u32,
+    /// How long one watch request lasts before it is renewed.
+    pub watch_timeout_secs: u64,
+    /// Quiet time after a change before the delta is sent.
+    pub debounce_ms: u64,
+    /// Namespaces whose objects are not reported.
+    pub exclude_namespaces: Vec<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            name: "kubernetes".into(),
+            api_server: None,
+            token_file: None,
+            ca_file: None,
+            page_size: 500,
+            watch_timeout_secs: 290,
+            debounce_ms: 1_000,
+            exclude_namespaces: ["kube-system", "kube-public", "kube-node-lease"].iter().map(|s| s.to_string()).collect(),
         }
     }
 }
@@ -402,6 +455,25 @@ impl AgentConfig {
         }
         if !["zstd", "lz4", "gzip", "snappy", "none"].contains(&self.kafka.compression.as_str()) {
             p.push(format!("kafka.compression: {:?} is not one of zstd, lz4, gzip, snappy, none", self.kafka.compression));
+        }
+        if self.mode == Mode::Cluster {
+            let c = &self.cluster;
+            if c.name.trim().is_empty() {
+                p.push("cluster.name: must name the cluster".into());
+            }
+            if let Some(u) = &c.api_server {
+                if !matches!(reqwest::Url::parse(u), Ok(u) if u.scheme() == "https" || u.scheme() == "http") {
+                    p.push(format!("cluster.api_server: {u:?} is not an https URL"));
+                }
+            }
+            for (field, f) in [("cluster.ca_file", &c.ca_file), ("cluster.token_file", &c.token_file)] {
+                if let Some(f) = f.as_ref().filter(|f| !f.is_file()) {
+                    p.push(format!("{field}: {} does not exist", f.display()));
+                }
+            }
+            if c.page_size == 0 || c.watch_timeout_secs == 0 {
+                p.push("cluster.page_size, cluster.watch_timeout_secs: must be at least 1".into());
+            }
         }
         if self.spool.max_mb == 0 {
             p.push("spool.max_mb: must be at least 1".into());

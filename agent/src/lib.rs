@@ -6,6 +6,7 @@
 //! Every host path is read through [`root::HostRoot`].
 
 pub mod audit;
+pub mod cluster;
 pub mod config;
 pub mod facts;
 pub mod probes;

@@ -10,7 +10,7 @@ use anyhow::Context;
 use driftwatch_schemas::Message;
 use tokio::sync::{mpsc, watch as tokio_watch};
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, Mode};
 use crate::root::HostRoot;
 use crate::snapshot::{self, Snapshotter};
 use crate::{audit, probes, ship, watch};
@@ -18,10 +18,13 @@ use crate::{audit, probes, ship, watch};
 /// Messages waiting for the shipper. Sources wait when it is full.
 const QUEUE: usize = 10_000;
 
-pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(cfg: AgentConfig, shutdown: tokio_watch::Receiver<bool>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating state directory {}", cfg.state_dir.display()))?;
     let root = Arc::new(HostRoot::new(&cfg.root));
-    let asset = snapshot::asset(&cfg, &root);
+    let asset = match cfg.mode {
+        Mode::Host => snapshot::asset(&cfg, &root),
+        Mode::Cluster => crate::cluster::asset(&cfg),
+    };
     let agent_id = snapshot::agent_id(&cfg.state_dir);
     tracing::info!(asset = %asset.id, hostname = %asset.hostname, root = %cfg.root.display(), brokers = %cfg.kafka.brokers, "agent starting");
 
@@ -41,7 +44,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) ->
     let sender = tokio::spawn(ship::producer::send(cfg.kafka.clone(), producer, shared, sending_stopped));
 
     let mut tasks = Vec::new();
-    {
+    if cfg.mode == Mode::Host {
         let (root, state, asset, tx, audit_cfg) = (root.clone(), cfg.state_dir.clone(), asset.clone(), tx.clone(), cfg.audit.clone());
         tasks.push(tokio::spawn(async move { audit::run(&root, &state, &audit_cfg, asset, tx).await }));
     }
@@ -52,7 +55,32 @@ pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) ->
         tasks.push(tokio::spawn(probes::heartbeat::run(asset.id.clone(), Duration::from_secs(cfg.heartbeat_secs), stats, tx.clone())));
     }
 
-    let mut snapshotter = Snapshotter::new(asset, agent_id, Some(&cfg.state_dir));
+    let snapshotter = Snapshotter::new(asset, agent_id, Some(&cfg.state_dir));
+    match cfg.mode {
+        Mode::Host => host_snapshots(&cfg, &root, snapshotter, &tx, shutdown).await?,
+        Mode::Cluster => crate::cluster::run(&cfg, snapshotter, tx.clone(), shutdown).await?,
+    }
+
+    tracing::info!("shutting down: spooling what is queued, then sending for up to 10 s");
+    for t in tasks {
+        t.abort();
+    }
+    drop(tx);
+    spooler.await??;
+    let _ = stop_sending.send(true);
+    sender.await??;
+    Ok(())
+}
+
+/// Full snapshots of the host every `full_interval_secs`, and deltas when
+/// a file facts were read from changes; until `shutdown`.
+async fn host_snapshots(
+    cfg: &AgentConfig,
+    root: &Arc<HostRoot>,
+    mut snapshotter: Snapshotter,
+    tx: &mpsc::Sender<Message>,
+    mut shutdown: tokio_watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);
     let mut watcher =
         if cfg.snapshots.watch { Some(watch::FileWatcher::new(changed_tx).context("starting the file watcher")?) } else { None };
@@ -74,7 +102,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) ->
             _ = shutdown.changed() => break,
         };
         let previous = if full { None } else { snapshotter.last().cloned() };
-        let (facts, reads) = collect(&root, &cfg, previous).await?;
+        let (facts, reads) = collect(root, cfg, previous).await?;
         let snap = if full { Some(snapshotter.full(facts)) } else { snapshotter.delta(facts) };
         if let Some(w) = watcher.as_mut() {
             w.set_paths(&reads);
@@ -87,14 +115,6 @@ pub async fn run(cfg: AgentConfig, mut shutdown: tokio_watch::Receiver<bool>) ->
         }
     }
 
-    tracing::info!("shutting down: spooling what is queued, then sending for up to 10 s");
-    for t in tasks {
-        t.abort();
-    }
-    drop(tx);
-    spooler.await??;
-    let _ = stop_sending.send(true);
-    sender.await??;
     Ok(())
 }
 

@@ -273,3 +273,7 @@ CREATE TABLE IF NOT EXISTS evidence_roots_local ON CLUSTER 'driftwatch' (
 PARTITION BY toYYYYMM(hour)
 ORDER BY (chain_id, hour);
 CREATE TABLE IF NOT EXISTS evidence_roots ON CLUSTER 'driftwatch' AS evidence_roots_local ENGINE = Distributed('driftwatch', currentDatabase(), evidence_roots_local, rand());
+
+-- 0010_agent_health
+ALTER TABLE sla_measurements_local ON CLUSTER 'driftwatch' ADD COLUMN cert_days_left Nullable(Int32), ADD COLUMN spool_depth Nullable(Int64), ADD COLUMN spool_bytes Nullable(Int64), ADD COLUMN agent_dropped Nullable(Int64), ADD COLUMN last_sent Nullable(DateTime);
+ALTER TABLE sla_measurements ON CLUSTER 'driftwatch' ADD COLUMN cert_days_left Nullable(Int32), ADD COLUMN spool_depth Nullable(Int64), ADD COLUMN spool_bytes Nullable(Int64), ADD COLUMN agent_dropped Nullable(Int64), ADD COLUMN last_sent Nullable(DateTime);
