@@ -251,30 +251,91 @@ fn kubernetes_manifests_are_complete_and_consistent() {
     assert_eq!(host["readOnly"].as_bool(), Some(true));
     assert_eq!(volume(host["name"].as_str().unwrap())["hostPath"]["path"], "/");
 
-    // The configuration: where the arguments say, from the ConfigMap, and valid.
-    let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    let cfg_path = Path::new(args[args.iter().position(|a| *a == "--config").unwrap() + 1]);
-    let cfg_mount = mount(cfg_path.parent().unwrap().to_str().unwrap()).expect("the configuration directory is mounted");
-    let cm_name = volume(cfg_mount["name"].as_str().unwrap())["configMap"]["name"].as_str().unwrap().to_string();
-    let cm = find("ConfigMap", &cm_name);
-    let text = cm["data"][cfg_path.file_name().unwrap().to_str().unwrap()].as_str().expect("the ConfigMap holds the file");
-    let agent: Value = serde_yaml::from_str(text).unwrap();
+    let agent = pod_config(&objects, pod);
     assert_eq!(agent["root"], "/host");
     assert_eq!(agent["asset"]["kind"], "k8s-node");
-    let state = agent["state_dir"].as_str().unwrap();
-    let state_mount = mount(state).expect("the state directory is mounted");
+    let env = pod_env(pod);
+    assert!(env.iter().any(|(k, _)| *k == "DRIFTWATCH_AGENT__ASSET__LABELS__NODE"), "labelled with the node name");
+    let state_mount = mount(agent["state_dir"].as_str().unwrap()).expect("the state directory is mounted");
     assert!(volume(state_mount["name"].as_str().unwrap())["hostPath"].is_mapping(), "state survives the pod");
-    let work = tempfile::tempdir().unwrap();
-    let file = work.path().join("agent.yaml");
-    std::fs::write(&file, text).unwrap();
-    let mut env: Vec<(&str, String)> = c["env"]
+    check_pod_config(&agent, &[env, vec![("DRIFTWATCH_AGENT__ROOT", "/".into())]].concat());
+
+    // The cluster agent: one replica, read-only RBAC over what it follows.
+    let dep = find("Deployment", "driftwatch-cluster-agent");
+    assert_eq!(dep["spec"]["replicas"].as_u64(), Some(1), "one cluster agent per cluster");
+    let pod = &dep["spec"]["template"]["spec"];
+    let sa = pod["serviceAccountName"].as_str().unwrap();
+    find("ServiceAccount", sa);
+    let c = &pod["containers"][0];
+    assert_eq!(c["image"], compose["services"]["agent"]["image"]);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+    assert!(c["securityContext"]["capabilities"]["add"].is_null(), "no capability added");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let binding = objects
+        .iter()
+        .find(|o| o["kind"] == "ClusterRoleBinding" && o["subjects"].as_sequence().unwrap().iter().any(|s| s["name"] == sa))
+        .expect("the service account is bound");
+    let role = find("ClusterRole", binding["roleRef"]["name"].as_str().unwrap());
+    let mut granted = std::collections::BTreeSet::new();
+    for rule in role["rules"].as_sequence().unwrap() {
+        for verb in rule["verbs"].as_sequence().unwrap() {
+            assert!(["get", "list", "watch"].contains(&verb.as_str().unwrap()), "read-only: {verb:?}");
+        }
+        granted.extend(rule["resources"].as_sequence().unwrap().iter().map(|r| r.as_str().unwrap().to_string()));
+    }
+    // Every collection the cluster agent follows (agent/src/cluster/checks.rs).
+    for r in [
+        "pods",
+        "namespaces",
+        "nodes",
+        "serviceaccounts",
+        "secrets",
+        "networkpolicies",
+        "ingresses",
+        "clusterroles",
+        "clusterrolebindings",
+        "roles",
+        "rolebindings",
+    ] {
+        assert!(granted.contains(r), "the ClusterRole does not grant {r}");
+    }
+    let agent = pod_config(&objects, pod);
+    assert_eq!(agent["mode"], "cluster");
+    check_pod_config(&agent, &pod_env(pod));
+}
+
+/// The agent configuration a pod reads: the file its arguments name, from
+/// the ConfigMap mounted there.
+fn pod_config(objects: &[Value], pod: &Value) -> Value {
+    let c = &pod["containers"][0];
+    let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let path = Path::new(args[args.iter().position(|a| *a == "--config").unwrap() + 1]);
+    let dir = path.parent().unwrap().to_str().unwrap();
+    let mount =
+        c["volumeMounts"].as_sequence().unwrap().iter().find(|m| m["mountPath"] == dir).expect("the configuration directory is mounted");
+    let volume = pod["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
+    let cm = volume["configMap"]["name"].as_str().unwrap();
+    let cm = objects.iter().find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == cm).expect("the ConfigMap exists");
+    let text = cm["data"][path.file_name().unwrap().to_str().unwrap()].as_str().expect("the ConfigMap holds the file");
+    serde_yaml::from_str(text).unwrap()
+}
+
+/// The `DRIFTWATCH_AGENT__*` variables of a pod (downward-API ones get a
+/// placeholder).
+fn pod_env(pod: &Value) -> Vec<(&str, String)> {
+    pod["containers"][0]["env"]
         .as_sequence()
         .unwrap()
         .iter()
         .filter(|e| e["name"].as_str().unwrap().starts_with("DRIFTWATCH_AGENT__"))
         .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap_or("from-the-downward-api").to_string()))
-        .collect();
-    assert!(env.iter().any(|(k, _)| *k == "DRIFTWATCH_AGENT__ASSET__LABELS__NODE"), "labelled with the node name");
-    env.push(("DRIFTWATCH_AGENT__ROOT", "/".into()));
-    check_config("driftwatch-agent", &file, &env);
+        .collect()
+}
+
+/// The configuration passes `check-config` with the pod's variables.
+fn check_pod_config(agent: &Value, env: &[(&str, String)]) {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("agent.yaml");
+    std::fs::write(&file, serde_yaml::to_string(agent).unwrap()).unwrap();
+    check_config("driftwatch-agent", &file, env);
 }
