@@ -213,7 +213,15 @@ fn kubernetes_manifests_are_complete_and_consistent() {
             objects.extend(documents(&entry.path()));
         }
     }
-    for o in &objects {
+    check_agents(&objects, "driftwatch");
+}
+
+/// The node agent's DaemonSet and the cluster agent's Deployment
+/// (`<prefix>-node-agent`, `<prefix>-cluster-agent`) among `objects`:
+/// complete, consistent with each other, the images and the agent's own
+/// validation.
+fn check_agents(objects: &[Value], prefix: &str) {
+    for o in objects {
         for field in ["apiVersion", "kind"] {
             assert!(o[field].is_string(), "an object without {field}: {o:?}");
         }
@@ -222,7 +230,7 @@ fn kubernetes_manifests_are_complete_and_consistent() {
     let find = |kind: &str, name: &str| {
         objects.iter().find(|o| o["kind"] == kind && o["metadata"]["name"] == name).unwrap_or_else(|| panic!("no {kind} {name}"))
     };
-    let ds = find("DaemonSet", "driftwatch-node-agent");
+    let ds = find("DaemonSet", &format!("{prefix}-node-agent"));
     let pod = &ds["spec"]["template"]["spec"];
     for (k, v) in ds["spec"]["selector"]["matchLabels"].as_mapping().expect("a selector") {
         assert_eq!(&ds["spec"]["template"]["metadata"]["labels"][k], v, "the selector matches the pods");
@@ -251,7 +259,7 @@ fn kubernetes_manifests_are_complete_and_consistent() {
     assert_eq!(host["readOnly"].as_bool(), Some(true));
     assert_eq!(volume(host["name"].as_str().unwrap())["hostPath"]["path"], "/");
 
-    let agent = pod_config(&objects, pod);
+    let agent = pod_config(objects, pod);
     assert_eq!(agent["root"], "/host");
     assert_eq!(agent["asset"]["kind"], "k8s-node");
     let env = pod_env(pod);
@@ -261,7 +269,7 @@ fn kubernetes_manifests_are_complete_and_consistent() {
     check_pod_config(&agent, &[env, vec![("DRIFTWATCH_AGENT__ROOT", "/".into())]].concat());
 
     // The cluster agent: one replica, read-only RBAC over what it follows.
-    let dep = find("Deployment", "driftwatch-cluster-agent");
+    let dep = find("Deployment", &format!("{prefix}-cluster-agent"));
     assert_eq!(dep["spec"]["replicas"].as_u64(), Some(1), "one cluster agent per cluster");
     let pod = &dep["spec"]["template"]["spec"];
     let sa = pod["serviceAccountName"].as_str().unwrap();
@@ -299,7 +307,7 @@ fn kubernetes_manifests_are_complete_and_consistent() {
     ] {
         assert!(granted.contains(r), "the ClusterRole does not grant {r}");
     }
-    let agent = pod_config(&objects, pod);
+    let agent = pod_config(objects, pod);
     assert_eq!(agent["mode"], "cluster");
     check_pod_config(&agent, &pod_env(pod));
 }
@@ -332,10 +340,120 @@ fn pod_env(pod: &Value) -> Vec<(&str, String)> {
         .collect()
 }
 
-/// The configuration passes `check-config` with the pod's variables.
+/// The agent configuration passes `check-config` with the pod's variables.
 fn check_pod_config(agent: &Value, env: &[(&str, String)]) {
+    check_in_pod("driftwatch-agent", agent, env);
+}
+
+/// `binary check-config` on a pod's configuration and variables, with the
+/// pod's secret files (`/etc/driftwatch/secrets/…`) stood in for by files
+/// of this test.
+fn check_in_pod(binary: &str, config: &Value, env: &[(&str, String)]) {
     let work = tempfile::tempdir().unwrap();
-    let file = work.path().join("agent.yaml");
-    std::fs::write(&file, serde_yaml::to_string(agent).unwrap()).unwrap();
-    check_config("driftwatch-agent", &file, env);
+    let secrets = work.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    for name in ["kafka-password", "clickhouse-password", "kafka-ca.pem"] {
+        std::fs::write(secrets.join(name), "stand-in").unwrap();
+    }
+    let local = |s: &str| s.replace("/etc/driftwatch/secrets", &secrets.display().to_string());
+    let file = work.path().join("config.yaml");
+    std::fs::write(&file, local(&serde_yaml::to_string(config).unwrap())).unwrap();
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, local(v))).collect();
+    check_config(binary, &file, &env);
+}
+
+/// The objects of the chart rendered with `overrides` on its values.
+fn rendered(overrides: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    let chart = driftwatch_tests::helm::Chart::load(&repo().join("deploy/helm/driftwatch")).unwrap();
+    let files = chart.render("dw", "driftwatch", &serde_yaml::from_str(overrides).unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let mut objects = Vec::new();
+    for (name, text) in files.iter().filter(|(n, _)| n.ends_with(".yaml")) {
+        for doc in serde_yaml::Deserializer::from_str(text) {
+            let v = Value::deserialize(doc).unwrap_or_else(|e| panic!("templates/{name} renders invalid YAML: {e}\n{text}"));
+            if !v.is_null() {
+                objects.push(v);
+            }
+        }
+    }
+    objects
+}
+
+/// The collectors: image, ports, probes, configuration and scaling agree.
+fn check_collector(objects: &[Value], prefix: &str, partitions: u64) {
+    let name = format!("{prefix}-collector");
+    let find = |kind: &str| objects.iter().find(|o| o["kind"] == kind && o["metadata"]["name"] == name.as_str());
+    let dep = find("Deployment").expect("the collector Deployment");
+    let pod = &dep["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let compose = yaml(&repo().join("deploy/compose/docker-compose.yaml"));
+    assert_eq!(c["image"], compose["services"]["collector"]["image"]);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let port =
+        c["ports"].as_sequence().unwrap().iter().find(|p| p["name"] == "api").expect("an api port")["containerPort"].as_u64().unwrap();
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let config = pod_config(objects, pod);
+    assert!(config["api"]["listen"].as_str().unwrap().ends_with(&format!(":{port}")), "the API listens on the container port");
+    assert_eq!(config["policies"], "/etc/driftwatch/policies", "the image's packs (not hidden by the config mount)");
+    let mounts: Vec<&str> = c["volumeMounts"].as_sequence().unwrap().iter().map(|m| m["mountPath"].as_str().unwrap()).collect();
+    assert!(!mounts.iter().any(|m| *m == "/etc/driftwatch" || *m == "/etc/driftwatch/policies"), "{mounts:?}");
+    let svc = find("Service").expect("the collector Service");
+    let sp = &svc["spec"]["ports"][0];
+    assert_eq!((sp["port"].as_u64(), sp["targetPort"].as_str()), (Some(port), Some("api")));
+    for (k, v) in svc["spec"]["selector"].as_mapping().unwrap() {
+        assert_eq!(&dep["spec"]["template"]["metadata"]["labels"][k], v, "the Service selects the collectors");
+    }
+    let init: Vec<&str> = pod["initContainers"][0]["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(init[0], "topics");
+    assert_eq!(init[init.iter().position(|a| *a == "--partitions").unwrap() + 1], partitions.to_string());
+    if let Some(hpa) = find("HorizontalPodAutoscaler") {
+        assert_eq!(hpa["spec"]["maxReplicas"].as_u64(), Some(partitions), "scaling stops at the partitions");
+        assert!(dep["spec"]["replicas"].as_u64().unwrap() <= partitions);
+        assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], name.as_str());
+    }
+    let mut env: Vec<(&str, String)> = c["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"].as_str().unwrap().starts_with("DRIFTWATCH_COLLECTOR__"))
+        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    env.push(("DRIFTWATCH_COLLECTOR__POLICIES", repo().join("policies").display().to_string()));
+    check_in_pod("driftwatch-collector", &config, &env);
+}
+
+#[test]
+fn helm_chart_renders_what_the_plain_manifests_hold_and_the_collector() {
+    driftwatch_tests::services_up();
+    // Defaults: every component, no secret.
+    let objects = rendered("{}");
+    check_agents(&objects, "dw");
+    check_collector(&objects, "dw", 6);
+    assert!(!objects.iter().any(|o| o["kind"] == "Secret"), "no secret to hold");
+
+    // Kafka security and a ClickHouse password: in a Secret, read from files.
+    let objects = rendered(
+        "kafka:\n  partitions: 12\n  saslPassword: s3cret\n  properties: {security.protocol: SASL_SSL, sasl.mechanism: SCRAM-SHA-512, sasl.username: dw}\ncollector: {clickhouse: {password: pw}}\n",
+    );
+    check_agents(&objects, "dw");
+    check_collector(&objects, "dw", 12);
+    let secret = objects.iter().find(|o| o["kind"] == "Secret").expect("a Secret");
+    assert_eq!(
+        (secret["stringData"]["kafka-password"].as_str(), secret["stringData"]["clickhouse-password"].as_str()),
+        (Some("s3cret"), Some("pw"))
+    );
+    let text = serde_yaml::to_string(&objects.iter().filter(|o| o["kind"] != "Secret").collect::<Vec<_>>()).unwrap();
+    assert!(!text.contains("s3cret") && !text.contains(": pw"), "secrets stay in the Secret");
+    let ds = objects.iter().find(|o| o["kind"] == "DaemonSet").unwrap();
+    let env = pod_env(&ds["spec"]["template"]["spec"]);
+    assert!(env
+        .iter()
+        .any(|(k, v)| *k == "DRIFTWATCH_AGENT__KAFKA__PROPERTIES__SASL.PASSWORD" && v.contains("/etc/driftwatch/secrets/kafka-password")));
+    let agent = pod_config(&objects, &ds["spec"]["template"]["spec"]);
+    assert_eq!(agent["kafka"]["properties"]["security.protocol"], "SASL_SSL");
+
+    // Components turned off are not rendered.
+    let objects = rendered("nodeAgent: {enabled: false}\nclusterAgent: {enabled: false}\ncollector: {autoscaling: {enabled: false}}\n");
+    assert!(!objects.iter().any(|o| ["DaemonSet", "ClusterRole", "HorizontalPodAutoscaler"].contains(&o["kind"].as_str().unwrap())));
+    check_collector(&objects, "dw", 6);
 }

@@ -3,6 +3,7 @@
 //! ClickHouse.
 
 pub mod browser;
+pub mod helm;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
