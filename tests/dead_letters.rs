@@ -1,6 +1,8 @@
-//! Bad records never stop the collector: garbage, a record written with an
-//! unknown schema, and an empty record go to the dead-letter topic with the
-//! reason in a header; a good record after them is still processed.
+//! Bad records never stop the collector: on every topic, garbage, a record
+//! written with an unknown schema, a truncated one, an empty one, an
+//! oversized one and one of another stream's schema go to the dead-letter
+//! topic with the reason in a header and are counted; a good record after
+//! them is still processed.
 
 use std::process::Command;
 use std::time::Duration;
@@ -20,6 +22,9 @@ async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
     let (_receiver, addr) = Receiver::start().await;
     let names = Names::new();
     let cfg = names.collector_config(work.path(), &format!("http://{addr}/hook"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("listen: null", &format!("listen: 127.0.0.1:{port}"));
+    std::fs::write(&cfg, text).unwrap();
     create_topics(&cfg);
     let mut collector =
         Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
@@ -43,6 +48,22 @@ async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
             removed_paths: vec![],
         }))
         .unwrap();
+    // On the other topics: nothing, a snapshot where a probe result belongs,
+    // and 900 KB that start like an audit event.
+    let mut oversized = good[..10].to_vec();
+    let audit_fp =
+        driftwatch_schemas::avro::fingerprint(&driftwatch_schemas::avro::current_schema(driftwatch_schemas::Stream::Audit).unwrap());
+    oversized[2..10].copy_from_slice(&audit_fp.to_le_bytes());
+    oversized.resize(900_000, 0x7f);
+    let others: [(String, &[u8]); 4] = [
+        (names.topic("sla"), b""),
+        (names.topic("sla"), &good),
+        (names.topic("audit"), &oversized),
+        (names.topic("audit"), b"\xC3\x01short"),
+    ];
+    for (t, payload) in &others {
+        producer.send(FutureRecord::to(t).key(asset.as_str()).payload(*payload), Duration::from_secs(10)).await.unwrap();
+    }
     let bad: [&[u8]; 3] = [b"{\"not\": \"avro\"}", &unknown_schema, &good[..good.len() / 2]];
     for payload in bad.iter().chain([&&good[..]]) {
         producer.send(FutureRecord::to(&topic).key(asset.as_str()).payload(*payload), Duration::from_secs(10)).await.unwrap();
@@ -71,7 +92,8 @@ async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
         .unwrap();
     consumer.subscribe(&[&names.topic("dead-letter")]).unwrap();
     let mut reasons = Vec::new();
-    while reasons.len() < 3 {
+    let mut elsewhere = Vec::new();
+    while reasons.len() + elsewhere.len() < 7 {
         let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await.expect("dead letters arrive").unwrap();
         let headers = m.headers().expect("headers");
         let reason = headers
@@ -81,13 +103,36 @@ async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap();
         let origin = headers.iter().find(|h| h.key == "driftwatch.topic").and_then(|h| h.value).unwrap();
-        assert_eq!(origin, topic.as_bytes());
-        reasons.push(reason);
+        if origin == topic.as_bytes() {
+            reasons.push(reason);
+        } else {
+            elsewhere.push((String::from_utf8_lossy(origin).into_owned(), reason, m.payload().map_or(0, <[u8]>::len)));
+        }
     }
+    elsewhere.sort();
+    let (audit, sla) = (names.topic("audit"), names.topic("sla"));
+    assert!(
+        elsewhere[0].0 == audit && elsewhere[0].1.starts_with("Avro datum does not decode") && elsewhere[0].2 == 900_000,
+        "{elsewhere:?}"
+    );
+    assert!(elsewhere[1].0 == audit && elsewhere[1].1.starts_with("message is 7 bytes, shorter than"), "{elsewhere:?}");
+    assert!(elsewhere[2].0 == sla && elsewhere[2].1.starts_with("message is 0 bytes"), "{elsewhere:?}");
+    assert!(
+        elsewhere[3].0 == sla && elsewhere[3].1.contains("is for Snapshots, but the message arrived on the Sla stream"),
+        "{elsewhere:?}"
+    );
     reasons.sort();
     assert!(reasons[0].starts_with("Avro datum does not decode"), "{reasons:?}");
     assert!(reasons[1].starts_with("message does not start with the Avro single-object marker"), "{reasons:?}");
     assert!(reasons[2].starts_with("unknown writer schema fingerprint 0807060504030201"), "{reasons:?}");
     assert!(collector.log().contains("record dead-lettered"));
+    // Counted, per topic.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
+    let counted: u64 = metrics
+        .lines()
+        .filter(|l| l.contains("records_total") && l.contains("dead_lettered") && l.contains(&names.prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(counted, 7, "{metrics}");
     names.drop_database().await;
 }
