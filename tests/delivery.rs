@@ -199,3 +199,47 @@ fn undelivered_bytes(spool: &Path) -> u64 {
         })
         .sum()
 }
+
+/// A state directory left corrupt (a crash, a full disk, an operator's
+/// edit): the agent says what it could not read, starts over where it
+/// must, and ships; it does not crash-loop.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_state_directory_is_reported_and_recovered_from() {
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let names = driftwatch_tests::Names::new();
+    driftwatch_tests::create_topics(&names.collector_config(work.path(), "http://127.0.0.1:9/unused"));
+    let host = work.path().join("host");
+    let log = host.join("var/log/auth.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    append(&log, 0, 3);
+    let state = work.path().join("state");
+    std::fs::create_dir_all(state.join("spool")).unwrap();
+    std::fs::write(state.join("agent-id"), "").unwrap();
+    std::fs::write(state.join("sequence"), "not a number").unwrap();
+    std::fs::write(state.join("tail-var_log_auth.log.json"), "{\"inode\": ").unwrap();
+    std::fs::write(state.join("spool/acked"), "x y").unwrap();
+    std::fs::write(state.join("spool/00000000000000000001.seg"), (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>()).unwrap();
+    let cfg = work.path().join("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "root: {}\nstate_dir: {}\nasset: {{id: corrupt-state}}\nkafka:\n  brokers: {}\n  topics:\n{}snapshots: {{watch: false}}\naudit:\n  authlog: [/var/log/auth.log]\n  auditd: []\n  k8s_audit: []\n  journald: {{enabled: false}}\n  poll_ms: 100\n  from_start: true\nfacts: {{scan: {{paths: []}}}}\nheartbeat_secs: 0\n",
+            host.display(),
+            state.display(),
+            driftwatch_tests::BROKERS,
+            names.topics_yaml(false),
+        ),
+    )
+    .unwrap();
+    let mut agent = Proc::spawn("agent", Command::new(bin("driftwatch-agent")).arg("run").arg("--config").arg(&cfg), work.path());
+    let seen = consume(driftwatch_tests::BROKERS, &names.topic("audit"), 3);
+    assert_eq!(seen, vec![0, 1, 2], "the log is read from its start again, each line once\n{}", agent.log());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(agent.alive(), "{}", agent.log());
+    let text = agent.log();
+    assert!(text.contains("spool position unreadable") && text.contains("corrupt or truncated"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    let id = std::fs::read_to_string(state.join("agent-id")).unwrap();
+    assert!(!id.trim().is_empty(), "a new agent id");
+}

@@ -41,7 +41,7 @@ EOF
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
-"$AGENT" run --config "$WORK/agent.yaml" >"$WORK/agent.log" 2>&1 &
+NO_COLOR=1 "$AGENT" run --config "$WORK/agent.yaml" >"$WORK/agent.log" 2>&1 &
 pid=$!
 start=$(date +%s.%N)
 # Wait for the first full snapshot to be collected.

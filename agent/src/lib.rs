@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cluster;
 pub mod config;
 pub mod facts;
+pub mod memory;
 pub mod probes;
 pub mod redact;
 pub mod root;

@@ -69,8 +69,12 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[tokio::main]
+/// One thread runs the agent's async work (sources, shipping): it is light,
+/// and every thread costs memory on every host. Fact collection runs on
+/// the blocking pool.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
+    driftwatch_agent::memory::limit_arenas();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match dispatch(cli.command).await {

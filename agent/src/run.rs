@@ -129,6 +129,9 @@ async fn collect(
     tokio::task::spawn_blocking(move || {
         let facts = snapshot::collect(&root, &cfg, previous.as_ref());
         let reads = root.take_reads().iter().map(|p| root.path(p)).collect();
+        // Reading a host allocates and frees megabytes (package databases):
+        // give the freed memory back rather than keep it until the next run.
+        crate::memory::release_free();
         (facts, reads)
     })
     .await

@@ -18,8 +18,9 @@ use std::time::Duration;
 use driftwatch_schemas::{Encoder, Message, Stream};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use tokio::sync::{mpsc, watch, Notify};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::spool::{Pos, Record, Spool};
 use crate::config::KafkaConfig;
@@ -30,10 +31,58 @@ pub const WINDOW: usize = 1_000;
 /// How long a stopping agent keeps sending what is spooled.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// The outcome of one delivery, as librdkafka reports it.
+type Delivery = oneshot::Receiver<Result<(), KafkaError>>;
+
+/// Hands each delivery report to the task awaiting it.
+pub struct Reports;
+
+impl ClientContext for Reports {}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = Box<oneshot::Sender<Result<(), KafkaError>>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, to: Self::DeliveryOpaque) {
+        let _ = to.send(result.as_ref().map(|_| ()).map_err(|(e, _)| e.clone()));
+    }
+}
+
+/// librdkafka's producer with a thread of ours serving its delivery
+/// reports. (rdkafka's `FutureProducer` polls every 100 ms and spins near
+/// each deadline: about 1 % of a core on an idle agent; this thread blocks
+/// up to a second per poll.)
+pub struct KafkaProducer {
+    inner: Arc<BaseProducer<Reports>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    poller: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KafkaProducer {
+    /// Queues a record; its delivery report arrives on the returned channel.
+    fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<Delivery, KafkaError> {
+        let (tx, rx) = oneshot::channel();
+        let record = BaseRecord::with_opaque_to(topic, Box::new(tx)).key(key).payload(payload);
+        self.inner.send(record).map(|()| rx).map_err(|(e, _)| e)
+    }
+
+    fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.inner.client().fatal_error()
+    }
+}
+
+impl Drop for KafkaProducer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.poller.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The producer: idempotent (hence `acks=all`), compressed, with a long
 /// delivery timeout (the spool holds what waits longer). `kafka.properties`
 /// come last and may override any of these (security settings among them).
-pub fn producer(cfg: &KafkaConfig) -> anyhow::Result<FutureProducer> {
+pub fn producer(cfg: &KafkaConfig) -> anyhow::Result<KafkaProducer> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("enable.idempotence", "true")
@@ -44,7 +93,18 @@ pub fn producer(cfg: &KafkaConfig) -> anyhow::Result<FutureProducer> {
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }
-    c.create().map_err(|e| anyhow::anyhow!("Kafka producer for {}: {e}", cfg.brokers))
+    let inner: Arc<BaseProducer<Reports>> =
+        Arc::new(c.create_with_context(Reports).map_err(|e| anyhow::anyhow!("Kafka producer for {}: {e}", cfg.brokers))?);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (inner, stop) = (inner.clone(), stop.clone());
+        std::thread::Builder::new().name("kafka-reports".into()).spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                inner.poll(Duration::from_secs(1));
+            }
+        })?
+    };
+    Ok(KafkaProducer { inner, stop, poller: Some(poller) })
 }
 
 fn topic(cfg: &KafkaConfig, s: Stream) -> &str {
@@ -109,7 +169,7 @@ pub async fn spool_messages(shared: Shared, redactor: Redactor, mut rx: mpsc::Re
 
 /// A record on its way: handed to librdkafka, or refused by it at once.
 enum Flight {
-    Pending(DeliveryFuture),
+    Pending(Delivery),
     Refused(KafkaError),
 }
 
@@ -129,7 +189,7 @@ fn refused_for_good(e: &KafkaError) -> bool {
 
 /// Sends the spool to Kafka until `stop` turns true, then for up to
 /// [`DRAIN`] more while anything is left; what is left stays spooled.
-pub async fn send(cfg: KafkaConfig, mut producer: FutureProducer, shared: Shared, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn send(cfg: KafkaConfig, mut producer: KafkaProducer, shared: Shared, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let mut cursor = shared.lock().acked();
     let mut inflight: VecDeque<(Flight, Pos)> = VecDeque::new();
     let mut persist = tokio::time::interval(Duration::from_secs(1));
@@ -141,11 +201,10 @@ pub async fn send(cfg: KafkaConfig, mut producer: FutureProducer, shared: Shared
         // Fill the window from the spool.
         while inflight.len() < WINDOW {
             let Some((rec, next)) = shared.lock().read(cursor) else { break };
-            let record = FutureRecord::to(topic(&cfg, rec.stream)).key(&rec.key).payload(&rec.payload);
-            match producer.send_result(record) {
+            match producer.send(topic(&cfg, rec.stream), &rec.key, &rec.payload) {
                 Ok(f) => inflight.push_back((Flight::Pending(f), next)),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => break,
-                Err((e, _)) => inflight.push_back((Flight::Refused(e), next)),
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => break,
+                Err(e) => inflight.push_back((Flight::Refused(e), next)),
             }
             cursor = next;
         }
@@ -184,7 +243,7 @@ pub async fn send(cfg: KafkaConfig, mut producer: FutureProducer, shared: Shared
                 // Everything after the failed record is sent again, in order.
                 inflight.clear();
                 cursor = shared.lock().acked();
-                if let Some((code, reason)) = producer.client().fatal_error() {
+                if let Some((code, reason)) = producer.fatal_error() {
                     tracing::warn!(?code, %reason, "the producer failed for good; starting a new one");
                     producer = self::producer(&cfg)?;
                 } else if closed {
@@ -203,9 +262,9 @@ pub async fn send(cfg: KafkaConfig, mut producer: FutureProducer, shared: Shared
 async fn front_delivery(inflight: &mut VecDeque<(Flight, Pos)>) -> Result<(), Option<KafkaError>> {
     match inflight.front_mut() {
         Some((Flight::Pending(f), _)) => match f.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(Some(e)),
-            Err(_canceled) => Err(None),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Some(e)),
+            Err(_closed) => Err(None),
         },
         _ => std::future::pending().await,
     }
