@@ -7,6 +7,9 @@
 #
 #   agent/benches/footprint.sh [SECONDS]
 #
+# PROFILE=agent (default: the shipping build, opt-level s with LTO) or
+# PROFILE=release.
+#
 # The first full snapshot (with the bounded world-writable/set-uid scan)
 # is reported apart: it is a burst once an hour, not the steady state.
 # Needs the local services (deploy/local/services up) for the broker.
@@ -19,8 +22,9 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 cd "$REPO"
 deploy/local/services up >/dev/null
-cargo build --release --locked -q -p driftwatch-agent
-AGENT=$REPO/target/release/driftwatch-agent
+PROFILE=${PROFILE:-agent}
+cargo build --profile "$PROFILE" --locked -q -p driftwatch-agent
+AGENT=${CARGO_TARGET_DIR:-$REPO/target}/$PROFILE/driftwatch-agent
 
 touch "$WORK/auth.log"
 cat >"$WORK/agent.yaml" <<EOF
@@ -81,9 +85,9 @@ kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 
 shipped=$(grep -c 'Failed password' "$WORK/auth.log" || true)
 awk -v secs="$SECS" -v first="$(awk -v a="$first" -v b="$start" 'BEGIN {print a - b}')" -v fticks="$first_ticks" -v frss="$first_rss" \
-    -v dt="$(awk -v a="$t1" -v b="$t0" 'BEGIN {print a - b}')" -v dc="$((c1 - c0))" -v hz="$hz" -v peak="$rss_peak" -v hwm="$hwm" -v lines="$shipped" 'BEGIN {
+    -v dt="$(awk -v a="$t1" -v b="$t0" 'BEGIN {print a - b}')" -v dc="$((c1 - c0))" -v hz="$hz" -v peak="$rss_peak" -v hwm="$hwm" -v lines="$shipped" -v profile="$PROFILE" 'BEGIN {
   cpu = 100 * dc / hz / dt
-  printf "driftwatch-agent footprint (release build, %d s window, 3 probes / 10 s, 50 audit lines/s, %d lines)\n", secs, lines
+  printf "driftwatch-agent footprint (" profile " build, %d s window, 3 probes / 10 s, 50 audit lines/s, %d lines)\n", secs, lines
   printf "  first full snapshot: %.1f s, %.2f s of CPU, peak RSS so far %.1f MB\n", first, fticks / hz, frss / 1024
   printf "  steady state:        CPU %.2f %% of one core (budget 1 %%: %.2fx)\n", cpu, cpu / 1
   printf "                       RSS peak %.1f MB in the window, %.1f MB over the whole run (budget 15 MB: %.2fx)\n", peak / 1024, hwm / 1024, hwm / 1024 / 15

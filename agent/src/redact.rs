@@ -22,13 +22,13 @@ static BUILTIN: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         (r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+):[^@\s/]+@", "$1:[REDACTED]@"),
     ]
     .into_iter()
-    .map(|(p, r)| (Regex::new(p).expect("built-in redaction pattern compiles"), r))
+    .map(|(p, r)| (crate::memory::regex(p).expect("built-in redaction pattern compiles"), r))
     .collect()
 });
 
 /// `key=value`, `key: value`, `key value` where the key looks secret.
 static SECRET_PAIR: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b((?:[a-z0-9_.-]*?)(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|authorization)[a-z0-9_.-]*)(\s*[=:]\s*|\s+)(\x22[^\x22]*\x22|'[^']*'|[^\s,;&]+)")
+    crate::memory::regex(r"(?i)\b((?:[a-z0-9_.-]*?)(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|authorization)[a-z0-9_.-]*)(\s*[=:]\s*|\s+)(\x22[^\x22]*\x22|'[^']*'|[^\s,;&]+)")
         .expect("built-in redaction pattern compiles")
 });
 
@@ -48,7 +48,7 @@ impl Redactor {
         let extra = extra
             .iter()
             .enumerate()
-            .map(|(i, p)| Regex::new(p).map_err(|e| format!("redact.patterns[{i}]: {e}")))
+            .map(|(i, p)| crate::memory::regex(p).map_err(|e| format!("redact.patterns[{i}]: {e}")))
             .collect::<Result<_, _>>()?;
         Ok(Redactor { extra })
     }

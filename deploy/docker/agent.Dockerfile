@@ -8,12 +8,13 @@ FROM rust:1.95-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends cmake libssl-dev pkg-config && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p driftwatch-agent
+# The shipping profile: opt-level s with LTO (see Cargo.toml, BENCHMARKS.md).
+RUN cargo build --profile agent --locked -p driftwatch-agent
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/driftwatch-agent --create-home driftwatch
-COPY --from=build /src/target/release/driftwatch-agent /usr/local/bin/driftwatch-agent
+COPY --from=build /src/target/agent/driftwatch-agent /usr/local/bin/driftwatch-agent
 ENV DRIFTWATCH_LOG_FORMAT=json
 USER 10001
 WORKDIR /var/lib/driftwatch-agent

@@ -30,23 +30,25 @@ pub struct Parsed {
 }
 
 static SYSLOG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:(?P<iso>\d{4}-\d{2}-\d{2}T\S+)|(?P<bsd>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}))\s+(?P<host>\S+)\s+(?P<prog>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?:\s?(?P<msg>.*)$").unwrap()
+    crate::memory::regex(r"^(?:(?P<iso>\d{4}-\d{2}-\d{2}T\S+)|(?P<bsd>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}))\s+(?P<host>\S+)\s+(?P<prog>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?:\s?(?P<msg>.*)$").unwrap()
 });
 static SSH_ACCEPTED: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^Accepted (?P<method>\S+) for (?P<user>\S+) from (?P<addr>\S+) port (?P<port>\d+)").unwrap());
+    LazyLock::new(|| crate::memory::regex(r"^Accepted (?P<method>\S+) for (?P<user>\S+) from (?P<addr>\S+) port (?P<port>\d+)").unwrap());
 static SSH_FAILED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^Failed (?P<method>\S+) for (?P<invalid>invalid user )?(?P<user>\S*) from (?P<addr>\S+) port (?P<port>\d+)").unwrap()
+    crate::memory::regex(r"^Failed (?P<method>\S+) for (?P<invalid>invalid user )?(?P<user>\S*) from (?P<addr>\S+) port (?P<port>\d+)")
+        .unwrap()
 });
 static SSH_INVALID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^Invalid user (?P<user>\S*) from (?P<addr>\S+)(?: port (?P<port>\d+))?").unwrap());
-static SUDO: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\s*(?P<user>\S+) : (?P<rest>.*)$").unwrap());
-static SU: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^(?P<failed>FAILED SU|FAILED su|)\s*\(to (?P<target>[^)]+)\) (?P<user>\S+) on (?P<tty>\S+)").unwrap());
-static NEW_USER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^new user: name=(?P<name>[^,]+), UID=(?P<uid>\d+)").unwrap());
-static NEW_GROUP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^new group: name=(?P<name>[^,]+)").unwrap());
-static DEL_USER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^delete user '(?P<name>[^']+)'").unwrap());
-static MOD_USER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(?:change user|add|delete) '(?P<name>[^']+)'").unwrap());
-static PASSWD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"password changed for (?P<name>\S+)").unwrap());
+    LazyLock::new(|| crate::memory::regex(r"^Invalid user (?P<user>\S*) from (?P<addr>\S+)(?: port (?P<port>\d+))?").unwrap());
+static SUDO: LazyLock<Regex> = LazyLock::new(|| crate::memory::regex(r"^\s*(?P<user>\S+) : (?P<rest>.*)$").unwrap());
+static SU: LazyLock<Regex> = LazyLock::new(|| {
+    crate::memory::regex(r"^(?P<failed>FAILED SU|FAILED su|)\s*\(to (?P<target>[^)]+)\) (?P<user>\S+) on (?P<tty>\S+)").unwrap()
+});
+static NEW_USER: LazyLock<Regex> = LazyLock::new(|| crate::memory::regex(r"^new user: name=(?P<name>[^,]+), UID=(?P<uid>\d+)").unwrap());
+static NEW_GROUP: LazyLock<Regex> = LazyLock::new(|| crate::memory::regex(r"^new group: name=(?P<name>[^,]+)").unwrap());
+static DEL_USER: LazyLock<Regex> = LazyLock::new(|| crate::memory::regex(r"^delete user '(?P<name>[^']+)'").unwrap());
+static MOD_USER: LazyLock<Regex> = LazyLock::new(|| crate::memory::regex(r"^(?:change user|add|delete) '(?P<name>[^']+)'").unwrap());
+static PASSWD: LazyLock<Regex> = LazyLock::new(|| crate::memory::regex(r"password changed for (?P<name>\S+)").unwrap());
 
 /// Parses one line. `now` fixes the year of BSD timestamps.
 pub fn parse(line: &str, now: DateTime<Utc>) -> Parsed {
