@@ -583,6 +583,26 @@ mod tests {
     }
 
     #[test]
+    fn http_probe_settings_and_cluster_mode_are_validated() {
+        let c = load("probes:\n  - {id: api, kind: http, url: 'https://x/', method: post, headers: {X-Token: t}, expect_body: ok, min_cert_days: 14, jitter_ms: 0}\n  - {id: host, kind: host}\n").unwrap();
+        assert_eq!((c.probes[0].jitter(), c.probes[1].jitter()), (std::time::Duration::ZERO, std::time::Duration::from_secs(3)));
+        assert!(
+            !format!("{:?}", c.probes[0]).contains("X-Token: t") && !format!("{:?}", c.probes[0]).contains("\"t\""),
+            "header values are not logged"
+        );
+        let e = load("probes:\n  - {id: a, kind: http, url: 'http://x/', min_cert_days: 3}\n  - {id: b, kind: http, url: 'http://x/', expect_body: '('}\nkafka: {compression: brotli}\nspool: {max_mb: 0}\n").unwrap_err();
+        for want in ["probes[0].min_cert_days: only for https", "probes[1].expect_body:", "kafka.compression: \"brotli\"", "spool.max_mb"] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let e = load("mode: cluster\ncluster: {name: '', api_server: 'ftp://x', ca_file: /nonexistent/ca.crt}\n").unwrap_err();
+        for want in ["cluster.name", "cluster.api_server: \"ftp://x\"", "cluster.ca_file: /nonexistent/ca.crt does not exist"] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let c = load("mode: cluster\ncluster: {name: prod, api_server: 'https://10.0.0.1:6443'}\n").unwrap();
+        assert_eq!(c.cluster.server().unwrap(), "https://10.0.0.1:6443");
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_field() {
         let e =
             load("facts:\n  files: [etc/shadow]\nprobes:\n  - {id: a, kind: http}\n  - {id: a, kind: http, url: 'ftp://x'}\n").unwrap_err();
