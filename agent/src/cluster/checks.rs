@@ -220,6 +220,22 @@ fn pod(obj: &Value, s: &mut Summary) {
     }
 }
 
+/// The pod checks: `k8s.pods.<check>` lists the pods failing each.
+pub const POD_CHECKS: [&str; 12] = [
+    "privileged",
+    "host_pid",
+    "host_ipc",
+    "host_network",
+    "host_path",
+    "privilege_escalation",
+    "run_as_root",
+    "added_capabilities",
+    "writable_root_fs",
+    "no_limits",
+    "latest_image",
+    "unpinned_image",
+];
+
 /// The objects of every resource, by key, and why a resource is missing.
 #[derive(Debug, Default)]
 pub struct Store {
@@ -248,25 +264,7 @@ pub fn facts(store: &Store, exclude: &[String]) -> Facts {
             facts.set(&FactPath::new(["k8s", group, flag]), keys);
         }
     };
-    report(
-        "pods",
-        &[Kind::Pods],
-        &[
-            "privileged",
-            "host_pid",
-            "host_ipc",
-            "host_network",
-            "host_path",
-            "privilege_escalation",
-            "run_as_root",
-            "added_capabilities",
-            "writable_root_fs",
-            "no_limits",
-            "latest_image",
-            "unpinned_image",
-        ],
-        &mut facts,
-    );
+    report("pods", &[Kind::Pods], &POD_CHECKS, &mut facts);
     report("namespaces", &[Kind::Namespaces], &["without_pss_enforce"], &mut facts);
     report("serviceaccounts", &[Kind::ServiceAccounts], &["default_automount"], &mut facts);
     report("secrets", &[Kind::Secrets], &["service_account_tokens"], &mut facts);
@@ -312,20 +310,7 @@ mod tests {
             "containers": [{"name": "c", "image": "registry:5000/team/app", "securityContext": {"privileged": true, "capabilities": {"add": ["SYS_ADMIN"]}}}]
         }});
         let s = summarize(Kind::Pods, &risky);
-        for f in [
-            "privileged",
-            "host_pid",
-            "host_ipc",
-            "host_network",
-            "host_path",
-            "privilege_escalation",
-            "run_as_root",
-            "added_capabilities",
-            "writable_root_fs",
-            "no_limits",
-            "latest_image",
-            "unpinned_image",
-        ] {
+        for f in POD_CHECKS {
             assert!(s.flags.contains(f), "{f}: {s:?}");
         }
         let hardened = json!({"metadata": {"name": "q", "namespace": "app"}, "spec": {
