@@ -75,7 +75,9 @@ pub async fn run(
             u = rx.recv() => {
                 let Some(u) = u else { break };
                 apply(&mut store, &mut settled, u);
-                due = Some(tokio::time::Instant::now() + debounce);
+                // At most `debounce` after the first change: a cluster that
+                // never stops changing still gets its deltas.
+                due.get_or_insert_with(|| tokio::time::Instant::now() + debounce);
                 continue;
             }
             _ = tokio::time::sleep_until(due.unwrap_or(far)), if due.is_some() => !sent_full,
