@@ -3,9 +3,13 @@
 //! back. Every audit event arrives exactly once (by its line number) and in
 //! the order it was written, through the agent's on-disk spool.
 //!
+//! A collector consumes through it all: ClickHouse ends with every event
+//! exactly once.
+//!
 //! The test runs its own broker (the development broker, on a port of its
 //! own, with its data in a file so that a restart keeps it), because it
-//! kills it; the agent and the consumer only speak the Kafka protocol.
+//! kills it; the agent, the collector and the consumer only speak the
+//! Kafka protocol.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -104,8 +108,8 @@ async fn nothing_is_lost_or_duplicated_when_the_broker_and_the_agent_restart() {
     let brokers = format!("127.0.0.1:{port}");
     let mut broker = start_broker(&broker_dir, port, 1);
 
-    let prefix = unique("spool");
-    let topics: Vec<String> = ["snapshots", "audit", "sla"].iter().map(|s| format!("{prefix}.{s}")).collect();
+    let names = driftwatch_tests::Names::new();
+    let topics: Vec<String> = ["snapshots", "audit", "sla", "dead-letter"].iter().map(|s| names.topic(s)).collect();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
     let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1))).collect();
     wait_for("the test broker to create topics", 60, async || {
@@ -131,6 +135,14 @@ async fn nothing_is_lost_or_duplicated_when_the_broker_and_the_agent_restart() {
         ),
     )
     .unwrap();
+    // The collector, on the test's broker.
+    let collector_cfg = names.collector_config(work.path(), "http://127.0.0.1:9/unused");
+    let text = std::fs::read_to_string(&collector_cfg)
+        .unwrap()
+        .replace(&format!("brokers: {}", driftwatch_tests::BROKERS), &format!("brokers: \"{brokers}\""));
+    std::fs::write(&collector_cfg, text).unwrap();
+    let collector =
+        Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&collector_cfg), work.path());
     let run_agent = |n: usize| {
         Proc::spawn(&format!("agent-{n}"), Command::new(bin("driftwatch-agent")).arg("run").arg("--config").arg(&cfg), work.path())
     };
@@ -172,6 +184,22 @@ async fn nothing_is_lost_or_duplicated_when_the_broker_and_the_agent_restart() {
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "in the order written: {seen:?}");
     assert!(agent.alive());
     wait_for("the spool to be delivered", 30, async || (undelivered_bytes(&spool) == 0).then_some(())).await;
+
+    // ClickHouse holds each event once (ids are deterministic; a redelivered
+    // copy folds).
+    let db = names.database.clone();
+    wait_for("every event stored once", 90, async || {
+        let rows = driftwatch_tests::try_query(&format!(
+            "SELECT count() AS n, uniqExact(event_id) AS ids FROM {db}.audit_events FINAL WHERE asset_id = 'spool-host' AND action != 'events_dropped'"
+        ))
+        .await
+        .ok()?;
+        let r = rows.first()?;
+        (driftwatch_tests::count(&r["n"]) == 600 && driftwatch_tests::count(&r["ids"]) == 600).then_some(())
+    })
+    .await;
+    assert!(collector.log().contains("partitions assigned"), "{}", collector.log());
+    names.drop_database().await;
 }
 
 /// The spool's segments: (number, bytes).
