@@ -9,6 +9,7 @@ mod cli;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use driftwatch_collector::store::prelude::*;
 use driftwatch_collector::{alert, config::CollectorConfig, eval, ingest, policy, score, slo, store, waiver};
 use driftwatch_schemas::ConfigSnapshot;
 
@@ -546,14 +547,15 @@ async fn silence(config: Option<&Path>, command: SilenceCommand) -> anyhow::Resu
 }
 
 /// Connects to the configured ClickHouse (and migrates it, unless off).
-async fn connect(cfg: &CollectorConfig) -> anyhow::Result<store::clickhouse::ClickHouseStore> {
-    store::clickhouse::ClickHouseStore::connect(&cfg.clickhouse)
+async fn connect(cfg: &CollectorConfig) -> anyhow::Result<SharedStore> {
+    let store = store::clickhouse::ClickHouseStore::connect(&cfg.clickhouse)
         .await
-        .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))
+        .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))?;
+    Ok(Arc::new(store))
 }
 
 /// The configuration, its policies and a connection to its store.
-async fn open_store(config: Option<&Path>) -> anyhow::Result<(CollectorConfig, policy::PolicySet, store::clickhouse::ClickHouseStore)> {
+async fn open_store(config: Option<&Path>) -> anyhow::Result<(CollectorConfig, policy::PolicySet, SharedStore)> {
     let cfg = CollectorConfig::load(config)?;
     let set = load_policies(&cfg.policies)?;
     let store = connect(&cfg).await?;
@@ -571,7 +573,7 @@ pub(crate) fn print_out<T: serde::Serialize>(format: OutputFormat, value: &T, ta
 
 /// Reads a period's links, rows and roots and verifies them.
 async fn verify_evidence(
-    store: &store::clickhouse::ClickHouseStore,
+    store: &SharedStore,
     from: chrono::DateTime<chrono::Utc>,
     to: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<driftwatch_collector::evidence::verify::Verification> {
@@ -587,7 +589,7 @@ async fn verify_evidence(
 }
 
 /// The waivers: those declared beside the packs, and those stored.
-async fn load_waivers(dir: &Path, store: &store::clickhouse::ClickHouseStore) -> anyhow::Result<waiver::Waivers> {
+async fn load_waivers(dir: &Path, store: &SharedStore) -> anyhow::Result<waiver::Waivers> {
     let declared = waiver::load_dir(dir).map_err(|e| anyhow::anyhow!("waiver files in {} are invalid:\n{e}", dir.display()))?;
     let stored = store.waivers().await.context("reading stored waivers")?;
     Ok(waiver::Waivers::new(waiver::runner::merge(&declared, &stored)))

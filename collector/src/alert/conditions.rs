@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::model::Alert;
 use super::runner::Alerting;
-use crate::store::clickhouse::ClickHouseStore;
+use crate::store::prelude::*;
 
 /// The conditions of one task (the alert names it owns) that hold.
 pub struct Conditions {
@@ -20,7 +20,7 @@ pub struct Conditions {
 impl Conditions {
     /// Restores the conditions of `alertnames` from the notification log
     /// and hands them to the dispatcher (which knows they were notified).
-    pub async fn restore(store: &ClickHouseStore, alertnames: &[&str], alerting: &Alerting) -> Self {
+    pub async fn restore(store: &SharedStore, alertnames: &[&str], alerting: &Alerting) -> Self {
         let active: HashMap<String, Alert> = match store.notification_log().await {
             Ok(sent) => sent
                 .into_iter()

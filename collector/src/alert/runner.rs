@@ -31,7 +31,7 @@ use super::mute::Silence;
 use super::receivers::{Notification, Receiver};
 use super::route::Route;
 use crate::config::AlertsConfig;
-use crate::store::clickhouse::ClickHouseStore;
+use crate::store::prelude::*;
 
 /// Alerts waiting for the dispatcher. Past it, alerts are dropped with an
 /// error log rather than stalling ingestion.
@@ -62,7 +62,7 @@ impl Alerting {
     }
 
     /// Starts the dispatcher and the receivers, restoring state from `store`.
-    pub async fn start(cfg: &AlertsConfig, store: ClickHouseStore) -> anyhow::Result<Self> {
+    pub async fn start(cfg: &AlertsConfig, store: SharedStore) -> anyhow::Result<Self> {
         let Some(route_cfg) = cfg.route_config() else {
             tracing::warn!("no alert receivers configured: violations are stored but nobody is notified");
             return Ok(Self::disabled());
@@ -145,7 +145,7 @@ async fn run(
     mut rx: mpsc::Receiver<Input>,
     queues: HashMap<String, mpsc::Sender<Notification>>,
     silences: Arc<RwLock<Vec<Silence>>>,
-    store: ClickHouseStore,
+    store: SharedStore,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -203,7 +203,7 @@ async fn deliver(receiver: Receiver, mut rx: mpsc::Receiver<Notification>, log: 
 
 /// Writes delivered notifications to the log, retrying while the store is
 /// down (the log only prevents repeats; delivery never waits for it).
-async fn write_log(store: ClickHouseStore, mut rx: mpsc::Receiver<(Sent, &'static str)>) {
+async fn write_log(store: SharedStore, mut rx: mpsc::Receiver<(Sent, &'static str)>) {
     while let Some((sent, status)) = rx.recv().await {
         let mut wait = Duration::from_millis(250);
         while let Err(e) = store.record_notification(&sent, status).await {
@@ -214,7 +214,7 @@ async fn write_log(store: ClickHouseStore, mut rx: mpsc::Receiver<(Sent, &'stati
     }
 }
 
-async fn refresh_silences(store: ClickHouseStore, silences: Arc<RwLock<Vec<Silence>>>, every: Duration) {
+async fn refresh_silences(store: SharedStore, silences: Arc<RwLock<Vec<Silence>>>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         match store.silences().await {

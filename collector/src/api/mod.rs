@@ -31,7 +31,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::policy::PolicySet;
-use crate::store::clickhouse::ClickHouseStore;
+use crate::store::prelude::*;
 use crate::waiver::Waivers;
 
 /// The `api` section of the configuration.
@@ -88,7 +88,7 @@ impl ApiConfig {
 /// policies and waivers in force.
 #[derive(Clone)]
 pub struct Shared {
-    pub store: ClickHouseStore,
+    pub store: SharedStore,
     pub policies: watch::Receiver<Arc<PolicySet>>,
     pub waivers: watch::Receiver<Arc<Waivers>>,
     /// Publishes a waiver change to the engine at once.
@@ -103,7 +103,7 @@ pub struct Shared {
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: ClickHouseStore,
+    pub store: SharedStore,
     pub auth: Arc<auth::Auth>,
     pub policies: watch::Receiver<Arc<PolicySet>>,
     pub waivers: watch::Receiver<Arc<Waivers>>,

@@ -9,7 +9,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use driftwatch_collector::policy::Severity;
-use driftwatch_collector::store::clickhouse::ClickHouseStore;
+use driftwatch_collector::store::prelude::*;
 use driftwatch_collector::waiver::{Scope, Waiver, WaiverSpec, Waivers};
 
 // Parsed once per process: the size of a variant does not matter.
@@ -90,7 +90,7 @@ fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
-pub async fn run(store: &ClickHouseStore, waivers: &Waivers, command: WaiverCommand) -> anyhow::Result<()> {
+pub async fn run(store: &SharedStore, waivers: &Waivers, command: WaiverCommand) -> anyhow::Result<()> {
     let now = Utc::now();
     match command {
         WaiverCommand::Add {
@@ -168,6 +168,6 @@ pub async fn run(store: &ClickHouseStore, waivers: &Waivers, command: WaiverComm
     Ok(())
 }
 
-async fn audit(store: &ClickHouseStore, by: &str, what: &str, detail: &str) -> anyhow::Result<()> {
+async fn audit(store: &SharedStore, by: &str, what: &str, detail: &str) -> anyhow::Result<()> {
     store.record_api_write(&format!("cli:{by}"), "CLI", what, 0, detail).await.context("recording the change in the audit table")
 }

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use super::{Evaluation, Status};
 use crate::evidence::Chain;
 use crate::policy::PolicySet;
-use crate::store::clickhouse::ClickHouseStore;
+use crate::store::prelude::*;
 use crate::store::waivers::SilentResult;
 use crate::store::{Batch, StoreError};
 
@@ -61,7 +61,7 @@ pub fn unknown_results(policies: &PolicySet, silent: &[SilentResult], unknown_af
 /// `chain` (this task's own evidence chain); returns how many.
 pub async fn mark(
     policies: &PolicySet,
-    store: &ClickHouseStore,
+    store: &SharedStore,
     chain: &mut Chain,
     unknown_after: chrono::Duration,
     now: DateTime<Utc>,
@@ -88,7 +88,7 @@ pub async fn mark(
 /// Runs until the process ends, while this collector runs fleet-wide work.
 pub async fn run(
     policies: watch::Receiver<Arc<PolicySet>>,
-    store: ClickHouseStore,
+    store: SharedStore,
     unknown_after: chrono::Duration,
     every: Duration,
     leader: Arc<AtomicBool>,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, DurationRound, Utc};
 
 use super::{merkle_root, LinkRow};
-use crate::store::clickhouse::ClickHouseStore;
+use crate::store::prelude::*;
 use crate::store::StoreError;
 
 /// Roots for the hours of `links` that end before `now` minus a margin
@@ -36,7 +36,7 @@ pub fn due(links: &[LinkRow], done: &[(String, DateTime<Utc>)], now: DateTime<Ut
 }
 
 /// One pass; returns how many roots were stored.
-pub async fn record(store: &ClickHouseStore, now: DateTime<Utc>) -> Result<usize, StoreError> {
+pub async fn record(store: &SharedStore, now: DateTime<Utc>) -> Result<usize, StoreError> {
     let from = (now - chrono::Duration::days(2)).duration_trunc(chrono::Duration::hours(1)).unwrap_or(now);
     let links = store.evidence_links(from, now).await?;
     let done: Vec<(String, DateTime<Utc>)> = store.evidence_roots(from, now).await?.into_iter().map(|r| (r.chain_id, r.hour)).collect();
@@ -48,7 +48,7 @@ pub async fn record(store: &ClickHouseStore, now: DateTime<Utc>) -> Result<usize
 }
 
 /// Runs until the process ends, while this collector runs fleet-wide work.
-pub async fn run(store: ClickHouseStore, leader: Arc<AtomicBool>) {
+pub async fn run(store: SharedStore, leader: Arc<AtomicBool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(300));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -20,14 +20,14 @@ use crate::eval::drift::DriftEvent;
 use crate::eval::{Applied, Engine, Transition};
 use crate::policy::PolicySet;
 use crate::policy::Severity;
-use crate::store::clickhouse::ClickHouseStore;
+use crate::store::prelude::*;
 use crate::store::{Batch, StoreError};
 
 /// Evaluation, storage and alerting for decoded messages, independent of
 /// where they came from.
 pub struct Pipeline {
     pub engine: Engine,
-    pub store: ClickHouseStore,
+    pub store: SharedStore,
     pub alerting: Alerting,
     /// Drift events at least this severe are alerted.
     pub drift_min_severity: Option<Severity>,
@@ -64,7 +64,7 @@ impl Pipeline {
     /// restart raises no false alerts.
     pub async fn start(
         policies: Arc<PolicySet>,
-        store: ClickHouseStore,
+        store: SharedStore,
         alerting: Alerting,
         cfg: &EvaluationConfig,
         drift_min_severity: Option<Severity>,

@@ -20,8 +20,8 @@ use crate::eval::Status;
 use crate::policy::{PolicySet, Severity};
 use crate::score::effectiveness::{self, History};
 use crate::score::{self, Gap, RequirementStatus, WaiversAt};
-use crate::store::clickhouse::ClickHouseStore;
 use crate::store::evidence::ChainHead;
+use crate::store::prelude::*;
 use crate::store::StoreError;
 use crate::waiver::{Waiver, Waivers};
 
@@ -112,7 +112,7 @@ pub struct Inputs<'a> {
 
 /// Reads what a report needs from the store.
 pub async fn gather<'a>(
-    store: &ClickHouseStore,
+    store: &SharedStore,
     policies: &'a PolicySet,
     waivers: &'a Waivers,
     framework: &'a str,

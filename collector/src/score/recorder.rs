@@ -16,30 +16,30 @@ use tokio::sync::watch;
 
 use super::{scores, GroupBy, WaiversAt};
 use crate::policy::PolicySet;
-use crate::store::clickhouse::ClickHouseStore;
+use crate::store::prelude::*;
 use crate::waiver::Waivers;
 
 #[derive(Debug, Row, Serialize)]
-struct ScoreRow {
-    at: u32,
-    framework: String,
-    scope: String,
-    label_key: String,
-    group_value: String,
-    score: f64,
-    passing: u32,
-    partial: u32,
-    failing: u32,
-    applicable: u32,
-    waived: u32,
-    score_without_waivers: f64,
+pub struct ScoreRow {
+    pub(crate) at: u32,
+    pub(crate) framework: String,
+    pub(crate) scope: String,
+    pub(crate) label_key: String,
+    pub(crate) group_value: String,
+    pub(crate) score: f64,
+    pub(crate) passing: u32,
+    pub(crate) partial: u32,
+    pub(crate) failing: u32,
+    pub(crate) applicable: u32,
+    pub(crate) waived: u32,
+    pub(crate) score_without_waivers: f64,
 }
 
 /// Runs until the process ends, with the packs and waivers in force.
 pub async fn run(
     policies: watch::Receiver<Arc<PolicySet>>,
     waivers: watch::Receiver<Arc<Waivers>>,
-    store: ClickHouseStore,
+    store: SharedStore,
     every: Duration,
     leader: Arc<AtomicBool>,
 ) {
@@ -58,7 +58,7 @@ pub async fn run(
 }
 
 /// One recording; returns the rows written.
-pub async fn record(set: &PolicySet, waivers: &Waivers, store: &ClickHouseStore) -> anyhow::Result<usize> {
+pub async fn record(set: &PolicySet, waivers: &Waivers, store: &SharedStore) -> anyhow::Result<usize> {
     let results = store.current_results().await?;
     let now = Utc::now();
     let w = WaiversAt { waivers, at: now };
@@ -103,6 +103,6 @@ pub async fn record(set: &PolicySet, waivers: &Waivers, store: &ClickHouseStore)
         }
     }
     let n = rows.len();
-    store.insert_rows("scores", &rows).await?;
+    store.put_scores(&rows).await?;
     Ok(n)
 }

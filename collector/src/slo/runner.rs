@@ -23,7 +23,7 @@ use crate::alert::conditions::Conditions;
 use crate::alert::matcher::Labels;
 use crate::alert::model::Alert;
 use crate::alert::runner::Alerting;
-use crate::store::clickhouse::ClickHouseStore;
+use crate::store::prelude::*;
 
 /// Alert names this task owns.
 pub const ALERTNAMES: [&str; 4] = ["slo_burn", "sla_breach", "probe_no_data", "asset_silent"];
@@ -166,7 +166,7 @@ pub fn conditions(
 }
 
 /// Runs until the process ends.
-pub async fn run(settings: SloSettings, store: ClickHouseStore, alerting: Alerting, owner: Arc<AtomicBool>) {
+pub async fn run(settings: SloSettings, store: SharedStore, alerting: Alerting, owner: Arc<AtomicBool>) {
     if settings.objectives.is_empty() && settings.silent_after_secs == 0 {
         return;
     }
@@ -186,7 +186,7 @@ pub async fn run(settings: SloSettings, store: ClickHouseStore, alerting: Alerti
 }
 
 /// One pass: rollups, statuses, conditions.
-pub async fn evaluate(settings: &SloSettings, store: &ClickHouseStore) -> Result<Vec<Alert>, crate::store::StoreError> {
+pub async fn evaluate(settings: &SloSettings, store: &SharedStore) -> Result<Vec<Alert>, crate::store::StoreError> {
     let now = Utc::now();
     store.refresh_sla_rollups(now - chrono::Duration::minutes(15), now + chrono::Duration::minutes(1)).await?;
     let statuses = statuses(settings, store, now).await?;
@@ -200,7 +200,7 @@ pub async fn evaluate(settings: &SloSettings, store: &ClickHouseStore) -> Result
 /// Every SLO's status now.
 pub async fn statuses(
     settings: &SloSettings,
-    store: &ClickHouseStore,
+    store: &SharedStore,
     now: DateTime<Utc>,
 ) -> Result<Vec<(SloConfig, Status)>, crate::store::StoreError> {
     let mut out = Vec::new();

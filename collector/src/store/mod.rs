@@ -1,7 +1,8 @@
 //! Storage of everything the collector receives and derives.
 //!
 //! [`Batch`] is the unit of writing: the collector commits Kafka offsets
-//! only after the store acknowledged the whole batch. [`clickhouse`] is the
+//! only after the store acknowledged the whole batch. [`Store`] is the
+//! interface every room reads and writes through; [`clickhouse`] is the
 //! distributed-mode store.
 
 pub mod alerting;
@@ -19,6 +20,15 @@ use driftwatch_schemas::{AuditEvent, ConfigSnapshot, SlaMeasurement};
 use crate::eval::drift::DriftEvent;
 use crate::eval::{Evaluation, Transition};
 use rows::*;
+
+pub use alerting::AlertLog;
+pub use evidence::EvidenceStore;
+pub use retention::Retention;
+pub use slo::SloStore;
+pub use views::Views;
+pub use waivers::WaiverLog;
+
+use crate::score::recorder::ScoreRow;
 
 /// Rows for every table, gathered from one consumer batch.
 #[derive(Debug, Default)]
@@ -93,4 +103,39 @@ pub enum StoreError {
     ClickHouse { url: String, source: ::clickhouse::error::Error },
     #[error("migration {name}: {message}")]
     Migration { name: String, message: String },
+    #[error("SQLite database {path}: {source}")]
+    Sqlite { path: String, source: rusqlite::Error },
+}
+
+/// Everything the collector keeps, whatever keeps it: ClickHouse in the
+/// distributed mode ([`clickhouse`]), SQLite in the single-node mode
+/// ([`sqlite`]). Each part is the interface of one room's needs.
+pub trait Store: Streams + Views + AlertLog + WaiverLog + SloStore + EvidenceStore + Retention + Send + Sync {}
+
+impl<T: Streams + Views + AlertLog + WaiverLog + SloStore + EvidenceStore + Retention + Send + Sync> Store for T {}
+
+/// The store, shared by every task of the collector.
+pub type SharedStore = std::sync::Arc<dyn Store>;
+
+/// Writes of the pipeline and the periodic recorders.
+#[async_trait::async_trait]
+pub trait Streams {
+    /// Writes a batch. Returns only when every table took its rows; a
+    /// batch written twice is stored once (rows have deterministic keys).
+    async fn write(&self, b: &Batch) -> Result<(), StoreError>;
+
+    /// Writes a recording of compliance scores.
+    async fn put_scores(&self, rows: &[ScoreRow]) -> Result<(), StoreError>;
+
+    /// Whether the store answers (for readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Where the data lives, for logs and `--help`-like output.
+    fn location(&self) -> String;
+}
+
+/// The store and every part of its interface, for the rooms that use it
+/// (`use crate::store::prelude::*`: methods of a part need it in scope).
+pub mod prelude {
+    pub use super::{AlertLog, EvidenceStore, Retention, SharedStore, SloStore, Store, Streams, Views, WaiverLog};
 }

@@ -5,12 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use ::clickhouse::Row;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::clickhouse::ClickHouseStore;
-use super::StoreError;
+use super::{SharedStore, StoreError};
 
 /// The `retention` section of the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -111,40 +109,18 @@ pub fn plan(parts: &[(String, String, u64)], retention: &BTreeMap<String, Option
         .collect()
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct PartRow {
-    table: String,
-    partition: String,
-    rows: u64,
-}
+/// Expiry of old data, by whole months.
+#[async_trait::async_trait]
+pub trait Retention {
+    /// The months of this store's tables that retention would drop.
+    async fn retention_plan(&self, cfg: &RetentionConfig, now: DateTime<Utc>) -> Result<Vec<Expired>, StoreError>;
 
-impl ClickHouseStore {
-    /// The partitions of this database's tables that retention would drop.
-    pub async fn retention_plan(&self, cfg: &RetentionConfig, now: DateTime<Utc>) -> Result<Vec<Expired>, StoreError> {
-        let rows: Vec<PartRow> = self
-            .fetch(
-                "SELECT table, partition, sum(rows) AS rows FROM system.parts \
-                 WHERE active AND database = currentDatabase() AND engine LIKE '%MergeTree' GROUP BY table, partition",
-            )
-            .await?;
-        let parts: Vec<(String, String, u64)> = rows.into_iter().map(|r| (r.table, r.partition, r.rows)).collect();
-        Ok(plan(&parts, &cfg.effective(), now))
-    }
-
-    /// Drops the planned partitions.
-    pub async fn drop_partitions(&self, expired: &[Expired]) -> Result<(), StoreError> {
-        for e in expired {
-            // Both are validated: a known table name and a YYYYMM number.
-            let ym: u32 = e.partition.parse().unwrap_or(0);
-            self.execute_bound(&format!("ALTER TABLE {} DROP PARTITION {ym}", e.table), |q| q).await?;
-            tracing::info!(table = %e.table, partition = %e.partition, rows = e.rows, "retention: partition dropped");
-        }
-        Ok(())
-    }
+    /// Drops the planned months.
+    async fn drop_partitions(&self, expired: &[Expired]) -> Result<(), StoreError>;
 }
 
 /// Runs once a day while this collector runs fleet-wide work.
-pub async fn run(store: ClickHouseStore, cfg: RetentionConfig, leader: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+pub async fn run(store: SharedStore, cfg: RetentionConfig, leader: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

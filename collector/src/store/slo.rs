@@ -1,79 +1,23 @@
 //! SLO reads and the minute rollups they come from.
 
-use ::clickhouse::Row;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
-use super::clickhouse::ClickHouseStore;
-use super::{secs, time, StoreError};
-use crate::slo::{Minute, SliKind, SloConfig};
+use super::StoreError;
+use crate::slo::{Minute, SloConfig};
 
-#[derive(Debug, Row, Deserialize)]
-struct MinuteRow {
-    minute: u32,
-    total: u64,
-    good: u64,
-    le_50ms: u64,
-    le_100ms: u64,
-    le_250ms: u64,
-    le_500ms: u64,
-    le_1000ms: u64,
-    le_2500ms: u64,
-    le_5000ms: u64,
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct ProbeSeenRow {
-    probe_id: String,
-    last_minute: u32,
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct AssetSeenRow {
-    asset_id: String,
-    last_seen: u32,
-}
-
-impl ClickHouseStore {
+/// What the SLO evaluator reads.
+#[async_trait]
+pub trait SloStore {
     /// Recomputes the minute rollups of [from, to) from the raw results.
-    pub async fn refresh_sla_rollups(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), StoreError> {
-        let version = Utc::now().timestamp_millis().max(0) as u64;
-        self.execute_bound(driftwatch_schemas::clickhouse::SLA_ROLLUP_SQL, |q| q.bind(version).bind(secs(&from)).bind(secs(&to))).await
-    }
+    async fn refresh_sla_rollups(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// The SLO's minutes since `from`: total probes and good ones (by its SLI).
-    pub async fn slo_minutes(&self, slo: &SloConfig, from: DateTime<Utc>) -> Result<Vec<Minute>, StoreError> {
-        let rows: Vec<MinuteRow> =
-            self.fetch_bound(driftwatch_schemas::clickhouse::SLO_MINUTES_SQL, |q| q.bind(slo.sli.probes.clone()).bind(secs(&from))).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let good = match (slo.sli.kind, slo.sli.latency_ms) {
-                    (SliKind::Availability, _) => r.good,
-                    (SliKind::Latency, Some(50)) => r.le_50ms,
-                    (SliKind::Latency, Some(100)) => r.le_100ms,
-                    (SliKind::Latency, Some(250)) => r.le_250ms,
-                    (SliKind::Latency, Some(500)) => r.le_500ms,
-                    (SliKind::Latency, Some(1000)) => r.le_1000ms,
-                    (SliKind::Latency, Some(2500)) => r.le_2500ms,
-                    // Validated at start: only the bounds above.
-                    (SliKind::Latency, _) => r.le_5000ms,
-                };
-                Minute { at: time(r.minute), total: r.total, good }
-            })
-            .collect())
-    }
+    async fn slo_minutes(&self, slo: &SloConfig, from: DateTime<Utc>) -> Result<Vec<Minute>, StoreError>;
 
     /// The last minute each of `probes` reported (absent: never).
-    pub async fn probes_last_seen(&self, probes: &[String]) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
-        let rows: Vec<ProbeSeenRow> =
-            self.fetch_bound(driftwatch_schemas::clickhouse::PROBE_LAST_SEEN_SQL, |q| q.bind(probes.to_vec())).await?;
-        Ok(rows.into_iter().map(|r| (r.probe_id, time(r.last_minute))).collect())
-    }
+    async fn probes_last_seen(&self, probes: &[String]) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
 
     /// When each asset last sent a snapshot or probe result.
-    pub async fn assets_last_seen(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
-        let rows: Vec<AssetSeenRow> = self.fetch(driftwatch_schemas::clickhouse::ASSET_LAST_SEEN_SQL).await?;
-        Ok(rows.into_iter().map(|r| (r.asset_id, time(r.last_seen))).collect())
-    }
+    async fn assets_last_seen(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
 }

@@ -24,7 +24,7 @@ use crate::alert::matcher::Labels;
 use crate::alert::model::Alert;
 use crate::alert::runner::Alerting;
 use crate::policy::PolicySet;
-use crate::store::clickhouse::ClickHouseStore;
+use crate::store::prelude::*;
 
 /// Who declared waivers are recorded as created by.
 pub const DECLARED_BY: &str = "policies";
@@ -154,7 +154,7 @@ pub fn reminders(waivers: &[Waiver], days: u32, now: DateTime<Utc>) -> Vec<Alert
 /// Everything the task needs.
 pub struct Runner {
     pub dir: PathBuf,
-    pub store: ClickHouseStore,
+    pub store: SharedStore,
     pub policies: watch::Receiver<Arc<PolicySet>>,
     pub publish: Arc<watch::Sender<Arc<Waivers>>>,
     pub settings: WaiverSettings,

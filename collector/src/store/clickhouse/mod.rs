@@ -1,0 +1,199 @@
+//! The ClickHouse store of the distributed mode. Works with ClickHouse
+//! 18.16 and current releases: RowBinary inserts without schema validation
+//! (old servers lack the metadata the validator reads), the database chosen
+//! per client. One file per part of the [`super::Store`] interface.
+
+mod alerting;
+mod evidence;
+mod retention;
+mod slo;
+mod views;
+mod waivers;
+
+use std::collections::HashSet;
+
+use ::clickhouse::{Client, Row};
+use chrono::Utc;
+use driftwatch_schemas::clickhouse::{MIGRATIONS, MIGRATIONS_TABLE_DDL};
+use serde::{Deserialize, Serialize};
+
+use async_trait::async_trait;
+
+use super::{Batch, StoreError, Streams};
+use crate::config::ClickHouseConfig;
+use crate::score::recorder::ScoreRow;
+
+/// A connection to one ClickHouse database.
+#[derive(Clone)]
+pub struct ClickHouseStore {
+    client: Client,
+    url: String,
+    database: String,
+}
+
+#[derive(Row, Deserialize)]
+struct AppliedRow {
+    version: u32,
+}
+
+#[derive(Row, Serialize)]
+struct MigrationRow {
+    version: u32,
+    name: String,
+    checksum: String,
+    applied_at: u32,
+}
+
+impl ClickHouseStore {
+    /// Connects, creates the database if needed and applies migrations
+    /// (unless `migrate` is off: a cluster's schema is applied by hand).
+    pub async fn connect(cfg: &ClickHouseConfig) -> Result<Self, StoreError> {
+        let base = base_client(cfg);
+        let store =
+            ClickHouseStore { client: base.clone().with_database(&cfg.database), url: cfg.url.clone(), database: cfg.database.clone() };
+        if !cfg.migrate {
+            return Ok(store);
+        }
+        base.query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database.replace('`', "")))
+            .execute()
+            .await
+            .map_err(|e| store.err(e))?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The client, for queries of other rooms (tests, reports).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn err(&self, source: ::clickhouse::error::Error) -> StoreError {
+        StoreError::ClickHouse { url: self.url.clone(), source }
+    }
+
+    /// Applies the migrations not yet recorded, in order. Each statement is
+    /// idempotent (`IF NOT EXISTS`), so a migration interrupted half-way is
+    /// simply applied again.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.client.query(MIGRATIONS_TABLE_DDL).execute().await.map_err(|e| self.err(e))?;
+        let applied: HashSet<u32> = self
+            .client
+            .query("SELECT version FROM schema_migrations")
+            .fetch_all::<AppliedRow>()
+            .await
+            .map_err(|e| self.err(e))?
+            .into_iter()
+            .map(|r| r.version)
+            .collect();
+        for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+            for stmt in m.statements() {
+                self.client.query(&stmt).execute().await.map_err(|e| StoreError::Migration {
+                    name: m.name.to_string(),
+                    message: format!("{e} (statement: {})", stmt.lines().next().unwrap_or_default()),
+                })?;
+            }
+            let mut ins = self.client.insert::<MigrationRow>("schema_migrations").await.map_err(|e| self.err(e))?;
+            ins.write(&MigrationRow {
+                version: m.version,
+                name: m.name.to_string(),
+                checksum: m.checksum(),
+                applied_at: Utc::now().timestamp() as u32,
+            })
+            .await
+            .map_err(|e| self.err(e))?;
+            ins.end().await.map_err(|e| self.err(e))?;
+            tracing::info!(migration = m.name, "applied ClickHouse migration");
+        }
+        Ok(())
+    }
+
+    /// Runs a query and reads every row.
+    pub(crate) async fn fetch<T>(&self, sql: &str) -> Result<Vec<T>, StoreError>
+    where
+        T: ::clickhouse::RowOwned + ::clickhouse::RowRead,
+    {
+        self.client.query(sql).fetch_all::<T>().await.map_err(|e| self.err(e))
+    }
+
+    /// Runs a query with bound parameters and reads every row.
+    pub(crate) async fn fetch_bound<T>(
+        &self,
+        sql: &str,
+        bind: impl FnOnce(::clickhouse::query::Query) -> ::clickhouse::query::Query,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: ::clickhouse::RowOwned + ::clickhouse::RowRead,
+    {
+        bind(self.client.query(sql)).fetch_all::<T>().await.map_err(|e| self.err(e))
+    }
+
+    /// Runs a statement with bound parameters.
+    pub(crate) async fn execute_bound(
+        &self,
+        sql: &str,
+        bind: impl FnOnce(::clickhouse::query::Query) -> ::clickhouse::query::Query,
+    ) -> Result<(), StoreError> {
+        bind(self.client.query(sql)).execute().await.map_err(|e| self.err(e))
+    }
+
+    /// Inserts rows into `table` (nothing for none).
+    pub(crate) async fn insert_rows<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
+    where
+        T: Serialize + for<'a> Row<Value<'a> = T>,
+    {
+        self.insert_all(table, rows).await
+    }
+
+    async fn insert_all<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
+    where
+        T: Serialize + for<'a> Row<Value<'a> = T>,
+    {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut ins = self.client.insert::<T>(table).await.map_err(|e| self.err(e))?;
+        for r in rows {
+            ins.write(r).await.map_err(|e| self.err(e))?;
+        }
+        ins.end().await.map_err(|e| self.err(e))
+    }
+}
+
+#[async_trait]
+impl Streams for ClickHouseStore {
+    /// Writes a batch. Returns only when ClickHouse acknowledged every table.
+    async fn write(&self, b: &Batch) -> Result<(), StoreError> {
+        self.insert_all("snapshots", &b.snapshots).await?;
+        self.insert_all("facts", &b.facts).await?;
+        self.insert_all("audit_events", &b.audit).await?;
+        self.insert_all("sla_measurements", &b.sla).await?;
+        self.insert_all("evaluations", &b.evaluations).await?;
+        self.insert_all("violations", &b.violations).await?;
+        self.insert_all("drift_events", &b.drifts).await?;
+        if let Some(link) = &b.link {
+            self.insert_all("evidence_chain", std::slice::from_ref(link)).await?;
+        }
+        Ok(())
+    }
+
+    async fn put_scores(&self, rows: &[ScoreRow]) -> Result<(), StoreError> {
+        self.insert_all("scores", rows).await
+    }
+
+    /// Whether ClickHouse answers (for readiness).
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client.query("SELECT 1").execute().await.map_err(|e| self.err(e))
+    }
+
+    fn location(&self) -> String {
+        format!("ClickHouse at {} (database {})", self.url, self.database)
+    }
+}
+
+fn base_client(cfg: &ClickHouseConfig) -> Client {
+    let mut c = Client::default().with_url(&cfg.url).with_validation(false).with_user(&cfg.user);
+    if let Some(p) = &cfg.password {
+        c = c.with_password(p);
+    }
+    c
+}
