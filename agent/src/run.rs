@@ -18,30 +18,49 @@ use crate::{audit, probes, ship, watch};
 /// Messages waiting for the shipper. Sources wait when it is full.
 const QUEUE: usize = 10_000;
 
+/// Runs the agent: its sources fill the spool, which is sent to Kafka.
 pub async fn run(cfg: AgentConfig, shutdown: tokio_watch::Receiver<bool>) -> anyhow::Result<()> {
+    let shared = open_spool(&cfg)?;
+    tracing::info!(brokers = %cfg.kafka.brokers, "shipping to Kafka");
+    let (stop_sending, sending_stopped) = tokio_watch::channel(false);
+    let producer = ship::producer::producer(&cfg.kafka)?;
+    let sender = tokio::spawn(ship::producer::send(cfg.kafka.clone(), producer, shared.clone(), sending_stopped));
+    sources(cfg, shared, shutdown).await?;
+    tracing::info!("sending what is spooled for up to 10 s");
+    let _ = stop_sending.send(true);
+    sender.await??;
+    Ok(())
+}
+
+/// Opens the agent's spool (in its state directory).
+pub fn open_spool(cfg: &AgentConfig) -> anyhow::Result<ship::producer::Shared> {
     std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating state directory {}", cfg.state_dir.display()))?;
+    let spool_dir = cfg.state_dir.join("spool");
+    let spool = ship::spool::Spool::open(&spool_dir, cfg.spool.max_bytes(), cfg.spool.segment_bytes())?;
+    let pending = spool.stats().depth.load(std::sync::atomic::Ordering::Relaxed);
+    if pending > 0 {
+        tracing::info!(messages = pending, spool = %spool_dir.display(), "sending what an earlier run left in the spool");
+    }
+    Ok(ship::producer::Shared::new(spool))
+}
+
+/// Runs the sources (snapshots, audit logs, probes, heartbeat) into the
+/// spool until `shutdown`, then spools what is queued. Whoever holds
+/// `shared` delivers it: the Kafka sender of [`run`], or the single-node
+/// collector through [`ship::local`].
+pub async fn sources(cfg: AgentConfig, shared: ship::producer::Shared, shutdown: tokio_watch::Receiver<bool>) -> anyhow::Result<()> {
     let root = Arc::new(HostRoot::new(&cfg.root));
     let asset = match cfg.mode {
         Mode::Host => snapshot::asset(&cfg, &root),
         Mode::Cluster => crate::cluster::asset(&cfg),
     };
     let agent_id = snapshot::agent_id(&cfg.state_dir);
-    tracing::info!(asset = %asset.id, hostname = %asset.hostname, root = %cfg.root.display(), brokers = %cfg.kafka.brokers, "agent starting");
+    tracing::info!(asset = %asset.id, hostname = %asset.hostname, root = %cfg.root.display(), "agent starting");
 
     let (tx, rx) = mpsc::channel::<Message>(QUEUE);
-    let spool_dir = cfg.state_dir.join("spool");
-    let spool = ship::spool::Spool::open(&spool_dir, cfg.spool.max_bytes(), cfg.spool.segment_bytes())?;
-    let stats = spool.stats();
-    let pending = stats.depth.load(std::sync::atomic::Ordering::Relaxed);
-    if pending > 0 {
-        tracing::info!(messages = pending, spool = %spool_dir.display(), "sending what an earlier run left in the spool");
-    }
-    let shared = ship::producer::Shared::new(spool);
+    let stats = shared.stats();
     let redactor = crate::redact::Redactor::new(&cfg.redact.patterns).map_err(anyhow::Error::msg)?;
-    let spooler = tokio::spawn(ship::producer::spool_messages(shared.clone(), redactor, rx));
-    let (stop_sending, sending_stopped) = tokio_watch::channel(false);
-    let producer = ship::producer::producer(&cfg.kafka)?;
-    let sender = tokio::spawn(ship::producer::send(cfg.kafka.clone(), producer, shared, sending_stopped));
+    let spooler = tokio::spawn(ship::producer::spool_messages(shared, redactor, rx));
 
     let mut tasks = Vec::new();
     if cfg.mode == Mode::Host {
@@ -61,14 +80,12 @@ pub async fn run(cfg: AgentConfig, shutdown: tokio_watch::Receiver<bool>) -> any
         Mode::Cluster => crate::cluster::run(&cfg, snapshotter, tx.clone(), shutdown).await?,
     }
 
-    tracing::info!("shutting down: spooling what is queued, then sending for up to 10 s");
+    tracing::info!("shutting down: spooling what is queued");
     for t in tasks {
         t.abort();
     }
     drop(tx);
     spooler.await??;
-    let _ = stop_sending.send(true);
-    sender.await??;
     Ok(())
 }
 

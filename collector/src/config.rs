@@ -18,6 +18,8 @@ use crate::alert::route::{Route, RouteConfig};
 pub struct CollectorConfig {
     pub kafka: KafkaConfig,
     pub clickhouse: ClickHouseConfig,
+    /// Which store keeps the data.
+    pub store: StoreConfig,
     /// Directory of policy packs.
     pub policies: PathBuf,
     pub batch: BatchConfig,
@@ -49,6 +51,7 @@ impl Default for CollectorConfig {
         CollectorConfig {
             kafka: KafkaConfig::default(),
             clickhouse: ClickHouseConfig::default(),
+            store: StoreConfig::default(),
             policies: PathBuf::from("policies"),
             batch: BatchConfig::default(),
             evaluation: EvaluationConfig::default(),
@@ -117,6 +120,31 @@ impl Default for TopicsConfig {
             dead_letter: "driftwatch.dead-letter".into(),
         }
     }
+}
+
+/// Where the collector keeps what it receives and derives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `clickhouse` (the `clickhouse` section; the distributed mode) or
+    /// `sqlite` (one file, `sqlite_path`; what `standalone` uses).
+    pub kind: StoreKind,
+    /// The SQLite database file, for kind `sqlite`.
+    pub sqlite_path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { kind: StoreKind::Clickhouse, sqlite_path: PathBuf::from("driftwatch-data/driftwatch.db") }
+    }
+}
+
+/// The kinds of store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Clickhouse,
+    Sqlite,
 }
 
 /// ClickHouse connection.
@@ -324,6 +352,9 @@ impl CollectorConfig {
         }
         if self.waivers.refresh_secs == 0 {
             problems.push("waivers.refresh_secs: must be at least 1".to_string());
+        }
+        if self.store.kind == StoreKind::Sqlite && self.store.sqlite_path.as_os_str().is_empty() {
+            problems.push("store.sqlite_path: must name a file".to_string());
         }
         if !(self.clickhouse.url.starts_with("http://") || self.clickhouse.url.starts_with("https://")) {
             problems.push(format!("clickhouse.url: {:?} is not an http(s) URL", self.clickhouse.url));

@@ -3,7 +3,6 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 mod cli;
 
@@ -40,6 +39,18 @@ enum Command {
         /// Configuration file (YAML); env DRIFTWATCH_COLLECTOR__SECTION__KEY overrides.
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Single-node mode: the collector and an agent for this host in one process; no Kafka, no ClickHouse (SQLite in --data-dir).
+    Standalone {
+        /// Collector configuration (YAML); its kafka and clickhouse sections are unused.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Where the database and the agent's state go (unless the configurations set them).
+        #[arg(long, default_value = "driftwatch-data", env = "DRIFTWATCH_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The local agent's configuration (as for driftwatch-agent); its kafka section is unused.
+        #[arg(long)]
+        agent_config: Option<PathBuf>,
     },
     /// Evaluate one snapshot (JSON, as `driftwatch-agent snapshot --format json` prints) and print per-control results as JSON.
     Evaluate {
@@ -263,7 +274,10 @@ async fn main() -> std::process::ExitCode {
 
 async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
-        Command::Run { config } => run(config.as_deref()).await?,
+        Command::Standalone { config, data_dir, agent_config } => {
+            cli::serve::standalone(cli::serve::Standalone { config, data_dir, agent_config }).await?
+        }
+        Command::Run { config } => cli::serve::run(CollectorConfig::load(config.as_deref())?, cli::serve::Transport::Kafka).await?,
         Command::Evaluate { snapshot, policies } => evaluate(&snapshot, &policies)?,
         Command::Schema { cluster } => match cluster {
             Some(c) => print!("{}", driftwatch_schemas::clickhouse::cluster_ddl(&c).map_err(|e| anyhow::anyhow!(e))?),
@@ -546,12 +560,14 @@ async fn silence(config: Option<&Path>, command: SilenceCommand) -> anyhow::Resu
     Ok(())
 }
 
-/// Connects to the configured ClickHouse (and migrates it, unless off).
-async fn connect(cfg: &CollectorConfig) -> anyhow::Result<SharedStore> {
-    let store = store::clickhouse::ClickHouseStore::connect(&cfg.clickhouse)
-        .await
-        .with_context(|| format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database))?;
-    Ok(Arc::new(store))
+/// Opens the configured store (ClickHouse, migrated unless off; or SQLite).
+pub(crate) async fn connect(cfg: &CollectorConfig) -> anyhow::Result<SharedStore> {
+    store::open(cfg).await.with_context(|| match cfg.store.kind {
+        driftwatch_collector::config::StoreKind::Clickhouse => {
+            format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database)
+        }
+        driftwatch_collector::config::StoreKind::Sqlite => format!("opening the SQLite database {}", cfg.store.sqlite_path.display()),
+    })
 }
 
 /// The configuration, its policies and a connection to its store.
@@ -589,7 +605,7 @@ async fn verify_evidence(
 }
 
 /// The waivers: those declared beside the packs, and those stored.
-async fn load_waivers(dir: &Path, store: &SharedStore) -> anyhow::Result<waiver::Waivers> {
+pub(crate) async fn load_waivers(dir: &Path, store: &SharedStore) -> anyhow::Result<waiver::Waivers> {
     let declared = waiver::load_dir(dir).map_err(|e| anyhow::anyhow!("waiver files in {} are invalid:\n{e}", dir.display()))?;
     let stored = store.waivers().await.context("reading stored waivers")?;
     Ok(waiver::Waivers::new(waiver::runner::merge(&declared, &stored)))
@@ -605,7 +621,7 @@ fn check_waivers(dir: &Path, set: &policy::PolicySet) -> anyhow::Result<usize> {
     Ok(declared.len())
 }
 
-fn load_policies(dir: &Path) -> anyhow::Result<policy::PolicySet> {
+pub(crate) fn load_policies(dir: &Path) -> anyhow::Result<policy::PolicySet> {
     policy::load_dir(dir).map_err(|e| anyhow::anyhow!("policy packs in {} are invalid:\n{e}", dir.display()))
 }
 
@@ -623,106 +639,4 @@ fn evaluate(snapshot: &Path, policies: &Path) -> anyhow::Result<()> {
     let results = eval::evaluate_all(&set, &snap.asset, &facts, &snap.snapshot_id, snap.sequence, snap.collected_at);
     println!("{}", serde_json::to_string_pretty(&results)?);
     Ok(())
-}
-
-async fn run(config: Option<&Path>) -> anyhow::Result<()> {
-    use std::time::Duration;
-    let cfg = CollectorConfig::load(config)?;
-    let policies = Arc::new(load_policies(&cfg.policies)?);
-    tracing::info!(controls = policies.controls.len(), dir = %cfg.policies.display(), "policies loaded");
-    let store = connect(&cfg).await?;
-    // Waivers are in force before the first record is evaluated.
-    let waivers = Arc::new(load_waivers(&cfg.policies, &store).await?);
-    for f in waiver::flags(&waivers.list, &policies) {
-        tracing::warn!("{f}");
-    }
-    let (policies_tx, policies_rx) = tokio::sync::watch::channel(policies.clone());
-    let (waivers_tx, waivers_rx) = tokio::sync::watch::channel(waivers.clone());
-    let alerting = alert::runner::Alerting::start(&cfg.alerts, store.clone()).await.context("starting alerting")?;
-    let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    tokio::spawn(slo::runner::run(cfg.slo.clone(), store.clone(), alerting.clone(), leader.clone()));
-    let waivers_tx = Arc::new(waivers_tx);
-    let shared = driftwatch_collector::api::Shared {
-        store: store.clone(),
-        policies: policies_rx.clone(),
-        waivers: waivers_rx.clone(),
-        publish_waivers: Some(waivers_tx.clone()),
-        hub: driftwatch_collector::live::Hub::default(),
-        slo: cfg.slo.clone(),
-        unknown_after_secs: cfg.evaluation.unknown_after_secs,
-    };
-    let hub = shared.hub.clone();
-    driftwatch_collector::api::start(&cfg.api, shared).await?;
-    tokio::spawn(score::recorder::run(
-        policies_rx.clone(),
-        waivers_rx.clone(),
-        store.clone(),
-        Duration::from_secs(cfg.evaluation.score_interval_secs),
-        leader.clone(),
-    ));
-    if let Some(after) = cfg.evaluation.unknown_after() {
-        let every = Duration::from_secs(cfg.evaluation.evidence_check_secs);
-        tokio::spawn(eval::silence::run(policies_rx.clone(), store.clone(), after, every, leader.clone()));
-    }
-    tokio::spawn(
-        waiver::runner::Runner {
-            dir: cfg.policies.clone(),
-            store: store.clone(),
-            policies: policies_rx.clone(),
-            publish: waivers_tx,
-            settings: cfg.waivers.clone(),
-            alerting: alerting.clone(),
-            leader: leader.clone(),
-        }
-        .run(),
-    );
-    tokio::spawn(driftwatch_collector::evidence::roots::run(store.clone(), leader.clone()));
-    if cfg.retention.enforce {
-        tokio::spawn(store::retention::run(store.clone(), cfg.retention.clone(), leader.clone()));
-    }
-    let mut pipeline =
-        ingest::Pipeline::start(policies, store, alerting, &cfg.evaluation, cfg.alerts.drift_min_severity, cfg.evidence.chain_id.clone())
-            .await
-            .context("restoring posture")?;
-    pipeline.live = hub;
-    // Waivers that started or ended while the collector was down.
-    let mut pending = ingest::Pipeline::new_pending();
-    pipeline.replace_waivers(waivers, &mut pending);
-    pipeline.flush(pending).await;
-    // The watcher must live as long as the consumer.
-    let _watcher = if cfg.evaluation.reload_policies {
-        Some(
-            ingest::reload::watch(&cfg.policies, policies_tx)
-                .with_context(|| format!("watching {} for changes", cfg.policies.display()))?,
-        )
-    } else {
-        None
-    };
-
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: finishing the current batch");
-        let _ = tx.send(true);
-    });
-    let opts = ingest::kafka::Options {
-        kafka: &cfg.kafka,
-        batch: &cfg.batch,
-        tick: Duration::from_millis(cfg.evaluation.tick_ms),
-        policies: policies_rx,
-        waivers: waivers_rx,
-        leader,
-    };
-    ingest::kafka::run(opts, pipeline, rx).await
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -118,7 +118,17 @@ struct Source {
     limiter: DefaultDirectRateLimiter,
 }
 
-/// Follows the configured auth logs and audit logs until the channel closes.
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Follows the configured auth logs and audit logs until the channel
+/// closes (or this task is aborted, which stops the journal reader too).
 pub async fn run(root: &HostRoot, state_dir: &Path, cfg: &AuditConfig, asset: Asset, out: mpsc::Sender<Message>) {
     let rate = NonZeroU32::new(cfg.rate_limit_per_sec).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(cfg.burst).unwrap_or(NonZeroU32::MIN);
@@ -138,15 +148,18 @@ pub async fn run(root: &HostRoot, state_dir: &Path, cfg: &AuditConfig, asset: As
         .chain(cfg.auditd.iter().map(|p| source(p, Parser::Auditd(auditd::Assembler::default()))))
         .chain(cfg.k8s_audit.iter().map(|p| source(p, Parser::K8sAudit)))
         .collect();
-    if journald::should_run(&cfg.journald, root, &cfg.authlog) {
+    // Stops with this task: the journal reader holds a sender of the
+    // agent's queue, which must close for the agent to shut down.
+    let _journal = journald::should_run(&cfg.journald, root, &cfg.authlog).then(|| {
         let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
         let (jcfg, out, asset, from_start) = (cfg.journald.clone(), out.clone(), asset.clone(), cfg.from_start);
         let (root_dir, state) = (root.root().to_path_buf(), state_dir.to_path_buf());
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let root = HostRoot::new(root_dir);
             journald::run(&jcfg, &root, &state, from_start, &limiter, &asset, &out).await
         });
-    }
+        AbortOnDrop(task)
+    });
     let mut users = auditd::Users::new();
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.poll_ms));
     loop {

@@ -1,5 +1,7 @@
 //! Shipping: encode messages, spool them on disk, produce them to Kafka
-//! ([`producer`] runs both halves; [`spool`] is the disk queue between them).
+//! ([`producer`] runs both halves; [`spool`] is the disk queue between them;
+//! [`local`] reads the spool for a collector in the same process instead).
 
+pub mod local;
 pub mod producer;
 pub mod spool;

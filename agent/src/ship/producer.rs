@@ -127,7 +127,17 @@ impl Shared {
         Shared { spool: Arc::new(Mutex::new(spool)), appended: Arc::new(Notify::new()) }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Spool> {
+    /// Delivery statistics (depth, drops, last acknowledgement).
+    pub fn stats(&self) -> Arc<crate::ship::spool::Stats> {
+        self.lock().stats()
+    }
+
+    /// Rung when records are appended.
+    pub(crate) fn appended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.appended.notified()
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Spool> {
         // A panic while holding the lock leaves the spool consistent on disk.
         self.spool.lock().unwrap_or_else(|p| p.into_inner())
     }

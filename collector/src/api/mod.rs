@@ -163,7 +163,7 @@ pub fn router(state: AppState) -> Router {
 async fn ready(axum::extract::State(s): axum::extract::State<AppState>) -> impl IntoResponse {
     match s.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready".to_string()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("ClickHouse: {e}")),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
     }
 }
 

@@ -1,4 +1,5 @@
 //! Subcommands of `driftwatch-collector` that have grown past a few lines,
 //! one file each. `main.rs` parses and dispatches.
 
+pub mod serve;
 pub mod waiver;

@@ -1,26 +1,22 @@
-//! The Kafka consumer group. One loop: fill a batch (up to
-//! `batch.max_messages` or `batch.max_wait_ms`), evaluate, store, and only
-//! then commit the offsets of everything in the batch (at-least-once: a
-//! crash before the commit redelivers, and the store's deterministic keys
-//! fold the duplicates).
+//! The Kafka consumer group as a [`Source`]: records decoded (or sent to
+//! the dead-letter topic with the reason), their offsets committed once
+//! the consumer loop ([`super::run`]) stored their batch.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::producer::FutureProducer;
-use rdkafka::{Message as _, Offset, TopicPartitionList};
+use rdkafka::{Message as _, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::decode::{dead_letter, Origin, RecordDecoder};
-use super::{Pending, Pipeline};
-use crate::config::{BatchConfig, KafkaConfig};
-use crate::policy::PolicySet;
-use crate::waiver::Waivers;
+use super::{LoopOptions, Pipeline, Source};
+use crate::config::KafkaConfig;
 
 fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -78,162 +74,140 @@ impl ConsumerContext for RebalanceContext {
     }
 }
 
-type Offsets = HashMap<(String, i32), i64>;
-
-/// What the consumer loop needs besides the pipeline.
-pub struct Options<'a> {
-    pub kafka: &'a KafkaConfig,
-    pub batch: &'a BatchConfig,
-    /// How often detection windows are aged while idle.
-    pub tick: Duration,
-    /// The policy set in force (see [`super::reload`]); a new one is
-    /// swapped in between batches.
-    pub policies: watch::Receiver<Arc<PolicySet>>,
-    /// The waivers in force (see [`crate::waiver::runner`]).
-    pub waivers: watch::Receiver<Arc<Waivers>>,
-    /// Set while this collector owns partition 0 of the SLA topic.
-    pub leader: Arc<AtomicBool>,
+/// A record the collector could not decode, waiting for the dead-letter
+/// topic to take it (kept across a cancelled `recv`).
+struct DeadLetter {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    reason: String,
 }
 
-/// Consumes until `shutdown` turns true; the batch in hand is finished and
-/// committed first.
-pub async fn run(opts: Options<'_>, mut pipeline: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let cfg = opts.kafka;
-    let consumer: StreamConsumer<RebalanceContext> = client_config(cfg)
-        .set("group.id", &cfg.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", "10000")
-        .create_with_context(RebalanceContext {
-            assigned: AtomicBool::new(false),
-            leader_topic: cfg.topics.sla.clone(),
-            leader: opts.leader.clone(),
+/// The consumer group as a [`Source`].
+pub struct KafkaSource {
+    consumer: StreamConsumer<RebalanceContext>,
+    dlq: FutureProducer,
+    dlq_topic: String,
+    decoder: RecordDecoder,
+    dead: Option<DeadLetter>,
+    /// Offsets after dead-lettered records, committed with the next batch.
+    dead_offsets: HashMap<(String, i32), i64>,
+}
+
+/// A record's place: committed as the offset after it.
+pub struct Offset {
+    topic: String,
+    partition: i32,
+    next: i64,
+}
+
+impl KafkaSource {
+    /// Joins the consumer group and subscribes to the three streams.
+    pub fn connect(cfg: &KafkaConfig, leader: Arc<AtomicBool>) -> anyhow::Result<Self> {
+        let consumer: StreamConsumer<RebalanceContext> = client_config(cfg)
+            .set("group.id", &cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("statistics.interval.ms", "10000")
+            .create_with_context(RebalanceContext { assigned: AtomicBool::new(false), leader_topic: cfg.topics.sla.clone(), leader })
+            .map_err(|e| anyhow::anyhow!("Kafka consumer for {}: {e}", cfg.brokers))?;
+        let dlq: FutureProducer = client_config(cfg)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()
+            .map_err(|e| anyhow::anyhow!("Kafka dead-letter producer for {}: {e}", cfg.brokers))?;
+        let topics = [cfg.topics.snapshots.as_str(), cfg.topics.audit.as_str(), cfg.topics.sla.as_str()];
+        consumer.subscribe(&topics).map_err(|e| anyhow::anyhow!("subscribing to {topics:?}: {e}"))?;
+        tracing::info!(brokers = %cfg.brokers, group = %cfg.group_id, ?topics, "consuming");
+        Ok(KafkaSource {
+            consumer,
+            dlq,
+            dlq_topic: cfg.topics.dead_letter.clone(),
+            decoder: RecordDecoder::new(&cfg.topics)?,
+            dead: None,
+            dead_offsets: HashMap::new(),
         })
-        .map_err(|e| anyhow::anyhow!("Kafka consumer for {}: {e}", cfg.brokers))?;
-    let dlq: FutureProducer = client_config(cfg)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()
-        .map_err(|e| anyhow::anyhow!("Kafka dead-letter producer for {}: {e}", cfg.brokers))?;
-    let topics = [cfg.topics.snapshots.as_str(), cfg.topics.audit.as_str(), cfg.topics.sla.as_str()];
-    consumer.subscribe(&topics).map_err(|e| anyhow::anyhow!("subscribing to {topics:?}: {e}"))?;
-    tracing::info!(brokers = %cfg.brokers, group = %cfg.group_id, ?topics, "consuming");
-    let decoder = RecordDecoder::new(&cfg.topics)?;
-    let max_wait = Duration::from_millis(opts.batch.max_wait_ms);
-    let (mut policies, mut waivers) = (opts.policies, opts.waivers);
-    let mut ticker = tokio::time::interval(opts.tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
 
-    while !*shutdown.borrow() {
-        // Wait for the first record of a batch; meanwhile age detections,
-        // swap in reloaded policies or changed waivers, or stop.
-        let first = tokio::select! {
-            r = consumer.recv() => r,
-            _ = shutdown.changed() => break,
-            _ = ticker.tick() => {
-                let mut pending = Pipeline::new_pending();
-                pipeline.tick(&mut pending);
-                if !pending.is_empty() {
-                    pipeline.flush(pending).await;
-                }
-                continue;
-            }
-            Ok(()) = policies.changed() => {
-                let set = policies.borrow_and_update().clone();
-                let mut pending = Pipeline::new_pending();
-                pipeline.reload(set, &mut pending);
-                pipeline.flush(pending).await;
-                continue;
-            }
-            Ok(()) = waivers.changed() => {
-                let set = waivers.borrow_and_update().clone();
-                let mut pending = Pipeline::new_pending();
-                pipeline.replace_waivers(set, &mut pending);
-                pipeline.flush(pending).await;
-                continue;
-            }
-        };
-        let mut pending = Pipeline::new_pending();
-        let mut next_offsets = Offsets::new();
-        let deadline = Instant::now() + max_wait;
-        let mut count = 0usize;
-        let mut record = Some(first);
-        while let Some(r) = record.take() {
-            match r {
-                Err(e) => tracing::warn!(error = %e, "Kafka consumer error"),
-                Ok(m) => {
-                    if consumer.context().assigned.swap(false, Ordering::SeqCst) {
-                        // New partitions: what is in hand is stored and
-                        // committed, then posture is read back (it now
-                        // includes what the partitions' previous owner
-                        // stored) before this record is evaluated.
-                        let done = std::mem::replace(&mut pending, Pipeline::new_pending());
-                        finish(&consumer, &mut pipeline, done, std::mem::take(&mut next_offsets)).await;
-                        pipeline.alerting.reassigned();
-                        restore(&mut pipeline).await;
-                    }
-                    count += 1;
-                    let origin = Origin { topic: m.topic(), partition: m.partition(), offset: m.offset() };
-                    match decoder.decode(m.topic(), m.payload()) {
-                        Ok(msg) => pipeline.process(&msg, &mut pending),
-                        Err(reason) => {
-                            // Retry the dead-letter send until it lands: its
-                            // offset must not be committed before.
-                            while let Err(e) = dead_letter(&dlq, &cfg.topics.dead_letter, &origin, m.key(), m.payload(), &reason).await {
-                                tracing::error!(error = %e, "dead-letter send failed; retrying");
-                                tokio::time::sleep(Duration::from_secs(1)).await;
-                            }
-                        }
-                    }
-                    next_offsets.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
-                }
-            }
-            if count >= opts.batch.max_messages {
-                break;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            record = tokio::time::timeout(left, consumer.recv()).await.ok();
+    /// Sends the pending dead letter until the topic takes it: its offset
+    /// must not be committed before.
+    async fn send_dead_letter(&mut self) {
+        let Some(d) = &self.dead else { return };
+        let origin = Origin { topic: &d.topic, partition: d.partition, offset: d.offset };
+        while let Err(e) = dead_letter(&self.dlq, &self.dlq_topic, &origin, d.key.as_deref(), d.payload.as_deref(), &d.reason).await {
+            tracing::error!(error = %e, "dead-letter send failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        finish(&consumer, &mut pipeline, pending, next_offsets).await;
-    }
-    tracing::info!("consumer stopped");
-    Ok(())
-}
-
-/// Stores the batch, then commits the offsets of every record in it.
-async fn finish(consumer: &StreamConsumer<RebalanceContext>, pipeline: &mut Pipeline, pending: Pending, offsets: Offsets) {
-    if offsets.is_empty() && pending.is_empty() {
-        return;
-    }
-    pipeline.flush(pending).await;
-    if offsets.is_empty() {
-        return;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset) in &offsets {
-        if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
-            tracing::warn!(error = %e, topic, partition, "cannot commit this offset");
-        }
-    }
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-        // The batch is stored; a failed commit (e.g. the partition was
-        // revoked meanwhile) only means redelivery, which the store folds.
-        tracing::warn!(error = %e, "offset commit failed; records will be redelivered");
+        self.dead_offsets.insert((d.topic.clone(), d.partition), d.offset + 1);
+        self.dead = None;
     }
 }
 
-/// Restores posture from the store, retrying until it answers: evaluating
-/// without it could raise false alerts.
-async fn restore(pipeline: &mut Pipeline) {
-    let mut wait = Duration::from_millis(250);
-    while let Err(e) = pipeline.restore_posture().await {
-        tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "restoring posture after a rebalance failed");
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(30));
+#[async_trait::async_trait]
+impl Source for KafkaSource {
+    type Ack = Offset;
+
+    async fn recv(&mut self) -> Option<(driftwatch_schemas::Message, Offset)> {
+        loop {
+            self.send_dead_letter().await;
+            let m = match self.consumer.recv().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Kafka consumer error");
+                    continue;
+                }
+            };
+            match self.decoder.decode(m.topic(), m.payload()) {
+                Ok(msg) => return Some((msg, Offset { topic: m.topic().to_string(), partition: m.partition(), next: m.offset() + 1 })),
+                Err(reason) => {
+                    self.dead = Some(DeadLetter {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().map(<[u8]>::to_vec),
+                        reason,
+                    })
+                }
+            }
+        }
     }
+
+    fn reassigned(&mut self) -> bool {
+        self.consumer.context().assigned.swap(false, Ordering::SeqCst)
+    }
+
+    async fn commit(&mut self, acks: Vec<Offset>) {
+        let mut offsets = std::mem::take(&mut self.dead_offsets);
+        for a in acks {
+            let o = offsets.entry((a.topic, a.partition)).or_insert(a.next);
+            *o = (*o).max(a.next);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &offsets {
+            if let Err(e) = tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset)) {
+                tracing::warn!(error = %e, topic, partition, "cannot commit this offset");
+            }
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+            // The batch is stored; a failed commit (e.g. the partition was
+            // revoked meanwhile) only means redelivery, which the store folds.
+            tracing::warn!(error = %e, "offset commit failed; records will be redelivered");
+        }
+    }
+}
+
+/// Consumes the configured topics until `shutdown` turns true.
+pub async fn run(
+    cfg: &KafkaConfig,
+    opts: LoopOptions,
+    leader: Arc<AtomicBool>,
+    pipeline: Pipeline,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    super::run(KafkaSource::connect(cfg, leader)?, opts, pipeline, shutdown).await
 }

@@ -1,10 +1,13 @@
-//! Ingest: getting agent messages into the collector. [`kafka`] is the
-//! consumer group of the distributed mode; [`decode`] turns records into
-//! messages or dead letters; [`Pipeline`] is what every transport feeds:
-//! evaluate, gather the batch, store, alert.
+//! Ingest: getting agent messages into the collector. A transport is a
+//! [`Source`]: [`kafka`] is the consumer group of the distributed mode,
+//! [`local`] the agent's spool in the same process (single-node mode).
+//! [`decode`] turns records into messages or dead letters; [`run`] is the
+//! one consumer loop (batch, evaluate, store, then acknowledge) and
+//! [`Pipeline`] what it feeds: evaluate, gather the batch, store, alert.
 
 pub mod decode;
 pub mod kafka;
+pub mod local;
 pub mod reload;
 pub mod topics;
 
@@ -175,5 +178,137 @@ impl Pipeline {
         for d in pending.drifts.iter().filter(|d| self.drift_min_severity.is_some_and(|min| d.evaluation.severity >= min)) {
             self.alerting.send(Alert::from_drift(d, &d.asset_labels));
         }
+    }
+}
+
+/// A transport: where records come from and how they are acknowledged.
+#[async_trait::async_trait]
+pub trait Source: Send {
+    /// What acknowledges one record (a Kafka offset, a spool position).
+    type Ack: Send;
+
+    /// The next decoded message, waiting for one; `None` when the source
+    /// has ended. Cancel-safe: a message is only consumed when returned.
+    async fn recv(&mut self) -> Option<(Message, Self::Ack)>;
+
+    /// Whether this collector's share of the records changed since last
+    /// asked (a rebalance): posture is then read back from the store.
+    fn reassigned(&mut self) -> bool {
+        false
+    }
+
+    /// The records of `acks` (in receive order) are stored.
+    async fn commit(&mut self, acks: Vec<Self::Ack>);
+}
+
+/// How the consumer loop batches and what it watches besides records.
+pub struct LoopOptions {
+    pub max_messages: usize,
+    pub max_wait: std::time::Duration,
+    /// How often detection windows are aged while idle.
+    pub tick: std::time::Duration,
+    /// The policy set in force (see [`reload`]); a new one is swapped in
+    /// between batches.
+    pub policies: tokio::sync::watch::Receiver<Arc<PolicySet>>,
+    /// The waivers in force (see [`crate::waiver::runner`]).
+    pub waivers: tokio::sync::watch::Receiver<Arc<crate::waiver::Waivers>>,
+}
+
+/// Consumes `source` until `shutdown` turns true (or the source ends): fill
+/// a batch (up to `max_messages` or `max_wait`), evaluate, store, and only
+/// then acknowledge everything in it (at-least-once: a crash before the
+/// acknowledgement delivers again, and the store's deterministic keys fold
+/// the duplicates). The batch in hand is finished first.
+pub async fn run<S: Source>(
+    mut source: S,
+    opts: LoopOptions,
+    mut pipeline: Pipeline,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    use std::time::Instant;
+    let (mut policies, mut waivers) = (opts.policies, opts.waivers);
+    let mut ticker = tokio::time::interval(opts.tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    while !*shutdown.borrow() {
+        // Wait for the first record of a batch; meanwhile age detections,
+        // swap in reloaded policies or changed waivers, or stop.
+        let first = tokio::select! {
+            r = source.recv() => r,
+            _ = shutdown.changed() => break,
+            _ = ticker.tick() => {
+                let mut pending = Pipeline::new_pending();
+                pipeline.tick(&mut pending);
+                if !pending.is_empty() {
+                    pipeline.flush(pending).await;
+                }
+                continue;
+            }
+            Ok(()) = policies.changed() => {
+                let set = policies.borrow_and_update().clone();
+                let mut pending = Pipeline::new_pending();
+                pipeline.reload(set, &mut pending);
+                pipeline.flush(pending).await;
+                continue;
+            }
+            Ok(()) = waivers.changed() => {
+                let set = waivers.borrow_and_update().clone();
+                let mut pending = Pipeline::new_pending();
+                pipeline.replace_waivers(set, &mut pending);
+                pipeline.flush(pending).await;
+                continue;
+            }
+        };
+        let Some(first) = first else { break };
+        let mut pending = Pipeline::new_pending();
+        let mut acks = Vec::new();
+        let deadline = Instant::now() + opts.max_wait;
+        let mut next = Some(first);
+        while let Some((msg, ack)) = next.take() {
+            if source.reassigned() {
+                // New partitions: what is in hand is stored and
+                // acknowledged, then posture is read back (it now includes
+                // what the partitions' previous owner stored) before this
+                // record is evaluated.
+                let done = std::mem::replace(&mut pending, Pipeline::new_pending());
+                finish(&mut source, &mut pipeline, done, std::mem::take(&mut acks)).await;
+                pipeline.alerting.reassigned();
+                restore(&mut pipeline).await;
+            }
+            pipeline.process(&msg, &mut pending);
+            acks.push(ack);
+            if acks.len() >= opts.max_messages {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            next = tokio::time::timeout(left, source.recv()).await.ok().flatten();
+        }
+        finish(&mut source, &mut pipeline, pending, acks).await;
+    }
+    tracing::info!("consumer stopped");
+    Ok(())
+}
+
+/// Stores the batch, then acknowledges every record in it.
+async fn finish<S: Source>(source: &mut S, pipeline: &mut Pipeline, pending: Pending, acks: Vec<S::Ack>) {
+    if !pending.is_empty() {
+        pipeline.flush(pending).await;
+    }
+    if !acks.is_empty() {
+        source.commit(acks).await;
+    }
+}
+
+/// Restores posture from the store, retrying until it answers: evaluating
+/// without it could raise false alerts.
+async fn restore(pipeline: &mut Pipeline) {
+    let mut wait = std::time::Duration::from_millis(250);
+    while let Err(e) = pipeline.restore_posture().await {
+        tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "restoring posture after a rebalance failed");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(30));
     }
 }

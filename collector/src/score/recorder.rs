@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ::clickhouse::Row;
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{scores, GroupBy, WaiversAt};
@@ -19,7 +19,7 @@ use crate::policy::PolicySet;
 use crate::store::prelude::*;
 use crate::waiver::Waivers;
 
-#[derive(Debug, Row, Serialize)]
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
 pub struct ScoreRow {
     pub(crate) at: u32,
     pub(crate) framework: String,

@@ -8,9 +8,11 @@
 pub mod alerting;
 pub mod clickhouse;
 pub mod evidence;
+pub mod records;
 pub mod retention;
 pub mod rows;
 pub mod slo;
+pub mod sqlite;
 pub mod views;
 pub mod waivers;
 
@@ -31,7 +33,7 @@ pub use waivers::WaiverLog;
 use crate::score::recorder::ScoreRow;
 
 /// Rows for every table, gathered from one consumer batch.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Batch {
     pub batch_id: String,
     pub snapshots: Vec<SnapshotRow>,
@@ -105,6 +107,14 @@ pub enum StoreError {
     Migration { name: String, message: String },
     #[error("SQLite database {path}: {source}")]
     Sqlite { path: String, source: rusqlite::Error },
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error(
+        "SQLite database {path} has layout {found}; this version reads layout {supported} and older: use a newer driftwatch-collector"
+    )]
+    Layout { path: String, found: i64, supported: i64 },
+    #[error("store task failed: {0}")]
+    Task(String),
 }
 
 /// Everything the collector keeps, whatever keeps it: ClickHouse in the
@@ -138,4 +148,13 @@ pub trait Streams {
 /// (`use crate::store::prelude::*`: methods of a part need it in scope).
 pub mod prelude {
     pub use super::{AlertLog, EvidenceStore, Retention, SharedStore, SloStore, Store, Streams, Views, WaiverLog};
+}
+
+/// Opens the configured store: connects to ClickHouse (and migrates it,
+/// unless off) or opens the SQLite file.
+pub async fn open(cfg: &crate::config::CollectorConfig) -> Result<SharedStore, StoreError> {
+    Ok(match cfg.store.kind {
+        crate::config::StoreKind::Clickhouse => std::sync::Arc::new(clickhouse::ClickHouseStore::connect(&cfg.clickhouse).await?),
+        crate::config::StoreKind::Sqlite => std::sync::Arc::new(sqlite::SqliteStore::open(&cfg.store.sqlite_path)?),
+    })
 }

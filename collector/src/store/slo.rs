@@ -21,3 +21,14 @@ pub trait SloStore {
     /// When each asset last sent a snapshot or probe result.
     async fn assets_last_seen(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
 }
+
+/// The latency bound (ms) under which a probe counts as good for `slo`, as
+/// the minute rollups count them (50, 100, 250, 500, 1000, 2500, else
+/// 5000); `None` for an availability SLI.
+pub fn latency_bound_ms(slo: &SloConfig) -> Option<u64> {
+    match (slo.sli.kind, slo.sli.latency_ms) {
+        (crate::slo::SliKind::Availability, _) => None,
+        (_, Some(ms @ (50 | 100 | 250 | 500 | 1000 | 2500))) => Some(ms),
+        _ => Some(5000),
+    }
+}

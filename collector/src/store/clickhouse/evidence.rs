@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use ::clickhouse::Row;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use async_trait::async_trait;
 
@@ -12,29 +12,9 @@ use super::ClickHouseStore;
 use crate::evidence::verify::{StoredRoot, StoredRow};
 use crate::evidence::{LinkRow, TABLES};
 use crate::store::evidence::{ChainHead, Chained, EvidenceStore, TIME_COLUMNS};
+use crate::store::records::{RootRow, RootWriteRow};
 use crate::store::rows::*;
-use crate::store::{secs, time, StoreError};
-
-#[derive(Debug, Row, Serialize, Deserialize)]
-pub struct RootRow {
-    pub chain_id: String,
-    pub hour: u32,
-    pub root: String,
-    pub first_seq: u64,
-    pub last_seq: u64,
-    pub links: u32,
-}
-
-#[derive(Debug, Row, Serialize)]
-struct RootWriteRow {
-    chain_id: String,
-    hour: u32,
-    root: String,
-    first_seq: u64,
-    last_seq: u64,
-    links: u32,
-    computed_at: u32,
-}
+use crate::store::{secs, StoreError};
 
 #[derive(Debug, Row, Deserialize)]
 struct BatchIdRow {
@@ -68,10 +48,7 @@ impl EvidenceStore for ClickHouseStore {
     async fn evidence_roots(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<StoredRoot>, StoreError> {
         let (f, t) = (secs(&from), secs(&to));
         let rows: Vec<RootRow> = self.fetch_bound(driftwatch_schemas::clickhouse::EVIDENCE_ROOTS_SQL, |q| q.bind(f).bind(t)).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| StoredRoot { chain_id: r.chain_id, hour: time(r.hour), root: r.root, first_seq: r.first_seq, last_seq: r.last_seq })
-            .collect())
+        Ok(rows.into_iter().map(RootRow::into_stored).collect())
     }
 
     async fn put_root(

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use async_trait::async_trait;
 
 use super::ClickHouseStore;
-use crate::slo::{Minute, SliKind, SloConfig};
-use crate::store::slo::SloStore;
+use crate::slo::{Minute, SloConfig};
+use crate::store::slo::{latency_bound_ms, SloStore};
 use crate::store::{secs, time, StoreError};
 
 #[derive(Debug, Row, Deserialize)]
@@ -53,16 +53,15 @@ impl SloStore for ClickHouseStore {
         Ok(rows
             .into_iter()
             .map(|r| {
-                let good = match (slo.sli.kind, slo.sli.latency_ms) {
-                    (SliKind::Availability, _) => r.good,
-                    (SliKind::Latency, Some(50)) => r.le_50ms,
-                    (SliKind::Latency, Some(100)) => r.le_100ms,
-                    (SliKind::Latency, Some(250)) => r.le_250ms,
-                    (SliKind::Latency, Some(500)) => r.le_500ms,
-                    (SliKind::Latency, Some(1000)) => r.le_1000ms,
-                    (SliKind::Latency, Some(2500)) => r.le_2500ms,
-                    // Validated at start: only the bounds above.
-                    (SliKind::Latency, _) => r.le_5000ms,
+                let good = match latency_bound_ms(slo) {
+                    None => r.good,
+                    Some(50) => r.le_50ms,
+                    Some(100) => r.le_100ms,
+                    Some(250) => r.le_250ms,
+                    Some(500) => r.le_500ms,
+                    Some(1000) => r.le_1000ms,
+                    Some(2500) => r.le_2500ms,
+                    Some(_) => r.le_5000ms,
                 };
                 Minute { at: time(r.minute), total: r.total, good }
             })

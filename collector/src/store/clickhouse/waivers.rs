@@ -5,38 +5,18 @@ use std::collections::BTreeMap;
 
 use ::clickhouse::Row;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use async_trait::async_trait;
 
 use super::ClickHouseStore;
 use crate::eval::Status;
-use crate::policy::Severity;
+use crate::store::records::WaiverRow;
 use crate::store::waivers::{SilentResult, WaiverLog};
 use crate::store::{secs, time, StoreError};
-use crate::waiver::{Scope, Waiver, WaiverSpec};
+use crate::waiver::Waiver;
 
 /// A version of a waiver, as written and as read back (latest version).
-#[derive(Debug, Row, Serialize, Deserialize)]
-struct WaiverRow {
-    waiver_id: String,
-    control_id: String,
-    requirement: String,
-    scope: String,
-    justification: String,
-    approver: String,
-    risk: String,
-    ticket: String,
-    starts_at: u32,
-    expires_at: u32,
-    revoked_at: u32,
-    revoked_by: String,
-    created_by: String,
-    source: String,
-    updated_at: u32,
-    version: u64,
-}
-
 #[derive(Debug, Row, Deserialize)]
 struct LabelsRow {
     asset_id: String,
@@ -57,26 +37,7 @@ struct SilentRow {
 impl WaiverLog for ClickHouseStore {
     /// Writes a new version of a waiver (the latest version wins).
     async fn put_waiver(&self, w: &Waiver) -> Result<(), StoreError> {
-        let now = Utc::now();
-        let row = WaiverRow {
-            waiver_id: w.spec.id.clone(),
-            control_id: w.spec.control.clone().unwrap_or_default(),
-            requirement: w.spec.requirement.clone().unwrap_or_default(),
-            scope: serde_json::to_string(&w.spec.scope).unwrap_or_default(),
-            justification: w.spec.justification.clone(),
-            approver: w.spec.approver.clone(),
-            risk: w.spec.risk.as_str().into(),
-            ticket: w.spec.ticket.clone(),
-            starts_at: w.spec.starts.map_or(0, |s| secs(&s)),
-            expires_at: secs(&w.spec.expires),
-            revoked_at: w.revoked_at.map_or(0, |r| secs(&r)),
-            revoked_by: w.revoked_by.clone(),
-            created_by: w.created_by.clone(),
-            source: w.source.clone(),
-            updated_at: secs(&now),
-            // Microseconds: a revocation right after creation still wins.
-            version: now.timestamp_micros().max(0) as u64,
-        };
+        let row = WaiverRow::new(w, Utc::now());
         self.insert_rows("waivers", &[row]).await
     }
 
@@ -84,37 +45,7 @@ impl WaiverLog for ClickHouseStore {
     /// version cannot read is skipped with an error log.
     async fn waivers(&self) -> Result<Vec<Waiver>, StoreError> {
         let rows: Vec<WaiverRow> = self.fetch(driftwatch_schemas::clickhouse::WAIVERS_SQL).await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                let scope: Scope = match serde_json::from_str(&r.scope) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(waiver = %r.waiver_id, error = %e, "stored waiver has an unreadable scope; ignored");
-                        return None;
-                    }
-                };
-                let risk: Severity = serde_json::from_value(serde_json::Value::String(r.risk.clone())).unwrap_or(Severity::High);
-                Some(Waiver {
-                    spec: WaiverSpec {
-                        id: r.waiver_id,
-                        control: Some(r.control_id).filter(|c| !c.is_empty()),
-                        requirement: Some(r.requirement).filter(|c| !c.is_empty()),
-                        scope,
-                        justification: r.justification,
-                        approver: r.approver,
-                        risk,
-                        ticket: r.ticket,
-                        starts: (r.starts_at > 0).then(|| time(r.starts_at)),
-                        expires: time(r.expires_at),
-                    },
-                    source: r.source,
-                    created_by: r.created_by,
-                    revoked_at: (r.revoked_at > 0).then(|| time(r.revoked_at)),
-                    revoked_by: r.revoked_by,
-                })
-            })
-            .collect())
+        Ok(rows.into_iter().filter_map(WaiverRow::into_waiver).collect())
     }
 
     /// The latest labels of every asset seen in the past week.
