@@ -189,7 +189,7 @@ async fn clickhouse_and_sqlite_answer_every_read_alike() {
             spec,
             source: "api".into(),
             created_by: "ops".into(),
-            revoked_at: revoked.then(|| base),
+            revoked_at: revoked.then_some(base),
             revoked_by: if revoked { "ciso".into() } else { String::new() },
         }
     };
@@ -215,7 +215,6 @@ async fn clickhouse_and_sqlite_answer_every_read_alike() {
     // Every read, from both.
     let mut answers: Vec<Vec<(String, Vec<String>)>> = Vec::new();
     for (name, s) in &stores {
-        let e = |what: &str| format!("{name}: {what}");
         let mid = at_step(base, 2) + Duration::seconds(30);
         let slo: driftwatch_collector::slo::SloConfig =
             serde_yaml::from_str("service: shop\nobjective: 99.0\nsli: {kind: latency, probes: [shop], latency_ms: 500}\n")
@@ -224,38 +223,89 @@ async fn clickhouse_and_sqlite_answer_every_read_alike() {
             serde_yaml::from_str("service: up\nobjective: 99.0\nsli: {kind: availability, probes: [shop, heartbeat]}\n").expect("an SLO");
         let all_batches: BTreeSet<String> = batches.iter().map(|b| b.batch_id.clone()).collect();
         let a = vec![
-            ("load_posture", set(&s.load_posture().await.expect(&e("posture")))),
-            ("current_results", set(&s.current_results().await.expect(&e("current")))),
-            ("results_at", set(&s.results_at(mid).await.expect(&e("results_at")))),
-            ("histories", set(&s.histories(base + Duration::seconds(30), Utc::now()).await.expect(&e("histories")))),
-            ("recent_drifts", s.recent_drifts(None, 100).await.expect(&e("drifts")).iter().map(|d| format!("{d:?}")).collect()),
-            ("recent_drifts_a", s.recent_drifts(Some("web-a"), 1).await.expect(&e("drifts")).iter().map(|d| format!("{d:?}")).collect()),
-            ("violations", s.violations().await.expect(&e("violations")).iter().map(|d| format!("{d:?}")).collect()),
-            ("assets", s.assets().await.expect(&e("assets")).iter().map(|d| format!("{d:?}")).collect()),
-            ("audit_event", vec![format!("{:?}", s.audit_event("web-a", "e1").await.expect(&e("audit")))]),
+            ("load_posture", set(&s.load_posture().await.unwrap_or_else(|err| panic!("{name}: posture: {err}")))),
+            ("current_results", set(&s.current_results().await.unwrap_or_else(|err| panic!("{name}: current: {err}")))),
+            ("results_at", set(&s.results_at(mid).await.unwrap_or_else(|err| panic!("{name}: results_at: {err}")))),
+            (
+                "histories",
+                set(&s.histories(base + Duration::seconds(30), Utc::now()).await.unwrap_or_else(|err| panic!("{name}: histories: {err}"))),
+            ),
+            (
+                "recent_drifts",
+                s.recent_drifts(None, 100)
+                    .await
+                    .unwrap_or_else(|err| panic!("{name}: drifts: {err}"))
+                    .iter()
+                    .map(|d| format!("{d:?}"))
+                    .collect(),
+            ),
+            (
+                "recent_drifts_a",
+                s.recent_drifts(Some("web-a"), 1)
+                    .await
+                    .unwrap_or_else(|err| panic!("{name}: drifts: {err}"))
+                    .iter()
+                    .map(|d| format!("{d:?}"))
+                    .collect(),
+            ),
+            (
+                "violations",
+                s.violations().await.unwrap_or_else(|err| panic!("{name}: violations: {err}")).iter().map(|d| format!("{d:?}")).collect(),
+            ),
+            ("assets", s.assets().await.unwrap_or_else(|err| panic!("{name}: assets: {err}")).iter().map(|d| format!("{d:?}")).collect()),
+            ("audit_event", vec![format!("{:?}", s.audit_event("web-a", "e1").await.unwrap_or_else(|err| panic!("{name}: audit: {err}")))]),
             (
                 "evaluation_at",
-                vec![format!("{:?}", s.evaluation_at("web-a", "linux.sshd.root_login_disabled", mid).await.expect(&e("eval_at")))],
+                vec![format!(
+                    "{:?}",
+                    s.evaluation_at("web-a", "linux.sshd.root_login_disabled", mid)
+                        .await
+                        .unwrap_or_else(|err| panic!("{name}: eval_at: {err}"))
+                )],
             ),
-            ("notification_log", set(&s.notification_log().await.expect(&e("log")))),
-            ("notification_log_for", set(&s.notification_log_for(&["g1".into()]).await.expect(&e("log for")))),
-            ("silences", set(&s.silences().await.expect(&e("silences")))),
-            ("open_violation_alerts", set(&s.open_violation_alerts().await.expect(&e("open")))),
-            ("waivers", s.waivers().await.expect(&e("waivers")).iter().map(|d| format!("{d:?}")).collect()),
-            ("asset_labels", vec![format!("{:?}", s.asset_labels().await.expect(&e("labels")))]),
-            ("silent_results", set(&s.silent_results(Utc::now() + Duration::minutes(1)).await.expect(&e("silent")))),
-            ("slo_minutes latency", set(&s.slo_minutes(&slo, base).await.expect(&e("slo")))),
-            ("slo_minutes availability", set(&s.slo_minutes(&avail, base).await.expect(&e("slo")))),
-            ("probes_last_seen", set(&s.probes_last_seen(&["shop".into()]).await.expect(&e("probes")))),
-            ("assets_last_seen", set(&s.assets_last_seen().await.expect(&e("seen")))),
-            ("evidence_links", set(&s.evidence_links(base - Duration::hours(1), Utc::now()).await.expect(&e("links")))),
-            ("evidence_heads", set(&s.evidence_heads(None, base - Duration::hours(1), Utc::now()).await.expect(&e("heads")))),
-            ("evidence_roots", set(&s.evidence_roots(base - Duration::hours(2), Utc::now()).await.expect(&e("roots")))),
+            ("notification_log", set(&s.notification_log().await.unwrap_or_else(|err| panic!("{name}: log: {err}")))),
+            (
+                "notification_log_for",
+                set(&s.notification_log_for(&["g1".into()]).await.unwrap_or_else(|err| panic!("{name}: log for: {err}"))),
+            ),
+            ("silences", set(&s.silences().await.unwrap_or_else(|err| panic!("{name}: silences: {err}")))),
+            ("open_violation_alerts", set(&s.open_violation_alerts().await.unwrap_or_else(|err| panic!("{name}: open: {err}")))),
+            (
+                "waivers",
+                s.waivers().await.unwrap_or_else(|err| panic!("{name}: waivers: {err}")).iter().map(|d| format!("{d:?}")).collect(),
+            ),
+            ("asset_labels", vec![format!("{:?}", s.asset_labels().await.unwrap_or_else(|err| panic!("{name}: labels: {err}")))]),
+            (
+                "silent_results",
+                set(&s.silent_results(Utc::now() + Duration::minutes(1)).await.unwrap_or_else(|err| panic!("{name}: silent: {err}"))),
+            ),
+            ("slo_minutes latency", set(&s.slo_minutes(&slo, base).await.unwrap_or_else(|err| panic!("{name}: slo: {err}")))),
+            ("slo_minutes availability", set(&s.slo_minutes(&avail, base).await.unwrap_or_else(|err| panic!("{name}: slo: {err}")))),
+            ("probes_last_seen", set(&s.probes_last_seen(&["shop".into()]).await.unwrap_or_else(|err| panic!("{name}: probes: {err}")))),
+            ("assets_last_seen", set(&s.assets_last_seen().await.unwrap_or_else(|err| panic!("{name}: seen: {err}")))),
+            (
+                "evidence_links",
+                set(&s.evidence_links(base - Duration::hours(1), Utc::now()).await.unwrap_or_else(|err| panic!("{name}: links: {err}"))),
+            ),
+            (
+                "evidence_heads",
+                set(&s
+                    .evidence_heads(None, base - Duration::hours(1), Utc::now())
+                    .await
+                    .unwrap_or_else(|err| panic!("{name}: heads: {err}"))),
+            ),
+            (
+                "evidence_roots",
+                set(&s.evidence_roots(base - Duration::hours(2), Utc::now()).await.unwrap_or_else(|err| panic!("{name}: roots: {err}"))),
+            ),
             // As sets: ClickHouse returns a redelivered row twice until its
             // parts merge (the verifier reads rows as a set).
             (
                 "evidence_rows",
-                distinct(set(&s.evidence_rows(&all_batches, base - Duration::hours(1), Utc::now()).await.expect(&e("rows")))),
+                distinct(set(&s
+                    .evidence_rows(&all_batches, base - Duration::hours(1), Utc::now())
+                    .await
+                    .unwrap_or_else(|err| panic!("{name}: rows: {err}")))),
             ),
         ];
         answers.push(a.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
