@@ -70,3 +70,44 @@ impl Drop for SpoolReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use driftwatch_schemas::Stream;
+
+    use super::*;
+    use crate::ship::spool::Spool;
+
+    fn rec(i: u32) -> Record {
+        Record { stream: Stream::Audit, key: "a".into(), payload: format!("message {i}").into_bytes() }
+    }
+
+    #[tokio::test]
+    async fn records_are_read_in_order_and_only_acknowledged_ones_are_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::new(Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap());
+        let mut reader = SpoolReader::new(shared.clone());
+        // Waits for a record appended later.
+        let writer = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut s = writer.lock();
+            for i in 0..3 {
+                s.append(&rec(i)).unwrap();
+            }
+            s.flush().unwrap();
+            drop(s);
+            writer.appended_notify();
+        });
+        let (r0, p0) = tokio::time::timeout(Duration::from_secs(5), reader.next()).await.expect("a record arrives");
+        let (r1, _p1) = reader.next().await;
+        assert_eq!((r0, r1), (rec(0), rec(1)));
+        reader.ack(&[p0]);
+        assert_eq!(shared.stats().depth.load(std::sync::atomic::Ordering::Relaxed), 2);
+        drop(reader); // persists the acknowledged position
+        drop(shared);
+        let shared = Shared::new(Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap());
+        let mut again = SpoolReader::new(shared);
+        assert_eq!(again.next().await.0, rec(1), "what was read but not acknowledged is read again");
+    }
+}

@@ -132,6 +132,12 @@ impl Shared {
         self.lock().stats()
     }
 
+    /// Rings the bell (tests append directly).
+    #[cfg(test)]
+    pub(crate) fn appended_notify(&self) {
+        self.appended.notify_one();
+    }
+
     /// Rung when records are appended.
     pub(crate) fn appended(&self) -> tokio::sync::futures::Notified<'_> {
         self.appended.notified()

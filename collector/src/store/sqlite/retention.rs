@@ -36,3 +36,61 @@ impl Retention for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::store::rows::SlaRow;
+    use crate::store::Streams;
+
+    fn probe(at: DateTime<Utc>) -> SlaRow {
+        SlaRow {
+            asset_id: "a".into(),
+            probe_id: "p".into(),
+            target: "t".into(),
+            kind: "http".into(),
+            timestamp: crate::store::secs(&at),
+            timestamp_ms: 0,
+            success: 1,
+            latency_us: 1,
+            status_code: None,
+            error: String::new(),
+            cpu_percent: None,
+            memory_used_bytes: None,
+            memory_total_bytes: None,
+            disk_used_percent: None,
+            load1: None,
+            batch_id: "b".into(),
+            cert_days_left: None,
+            spool_depth: None,
+            spool_bytes: None,
+            agent_dropped: None,
+            last_sent: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn months_past_retention_are_deleted_and_the_rest_kept() {
+        let (_dir, s) = crate::store::sqlite::tests::store();
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap();
+        let mut b = crate::store::Batch::new();
+        b.sla = vec![
+            probe(Utc.with_ymd_and_hms(2026, 7, 10, 0, 0, 0).unwrap()),
+            probe(Utc.with_ymd_and_hms(2026, 7, 20, 0, 0, 0).unwrap()),
+            probe(Utc.with_ymd_and_hms(2026, 8, 30, 0, 0, 0).unwrap()),
+        ];
+        s.write(&b).await.unwrap();
+        let plan = s.retention_plan(&RetentionConfig::default(), now).await.unwrap();
+        // Raw probe results keep 90 days: July is over, August is not.
+        assert_eq!(
+            plan.iter().map(|e| (e.table.as_str(), e.partition.as_str(), e.rows)).collect::<Vec<_>>(),
+            vec![("sla_measurements", "202607", 2)]
+        );
+        s.drop_partitions(&plan).await.unwrap();
+        assert!(s.retention_plan(&RetentionConfig::default(), now).await.unwrap().is_empty());
+        let left: i64 = s.with(|c| c.query_row("SELECT count(*) FROM rows", [], |r| r.get(0))).await.unwrap();
+        assert_eq!(left, 1);
+    }
+}
