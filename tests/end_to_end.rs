@@ -4,21 +4,12 @@
 //! posts to a webhook. A bad sshd_config opens a violation; fixing the file
 //! (editor-style, by rename) resolves it.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 
 use driftwatch_tests::*;
 use serde_json::Value;
 
 const CONTROL: &str = "linux.sshd.root_login_disabled";
-
-fn write(root: &Path, host_path: &str, text: &str, mode: u32) {
-    let p = root.join(host_path.trim_start_matches('/'));
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(&p, text).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
 
 fn alert_for(bodies: &[Value], asset: &str, status: &str) -> Option<Value> {
     notified_alerts(bodies)
@@ -32,12 +23,12 @@ async fn violation_opens_on_bad_sshd_config_and_resolves_when_fixed() {
     let work = tempfile::tempdir().unwrap();
     let host = work.path().join("host");
     let asset = unique("asset");
-    write(&host, "/etc/machine-id", &format!("{asset}\n"), 0o444);
-    write(&host, "/etc/hostname", "e2e-host\n", 0o644);
-    write(&host, "/etc/ssh/sshd_config", "# deliberately bad\nPermitRootLogin yes\nPermitEmptyPasswords no\n", 0o600);
-    write(&host, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n", 0o644);
-    write(&host, "/etc/shadow", "root:*:19000:0:99999:7:::\n", 0o640);
-    write(&host, "/var/log/auth.log", "", 0o640);
+    write_host_file(&host, "/etc/machine-id", &format!("{asset}\n"), 0o444);
+    write_host_file(&host, "/etc/hostname", "e2e-host\n", 0o644);
+    write_host_file(&host, "/etc/ssh/sshd_config", "# deliberately bad\nPermitRootLogin yes\nPermitEmptyPasswords no\n", 0o600);
+    write_host_file(&host, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n", 0o644);
+    write_host_file(&host, "/etc/shadow", "root:*:19000:0:99999:7:::\n", 0o640);
+    write_host_file(&host, "/var/log/auth.log", "", 0o640);
 
     let (receiver, addr) = Receiver::start().await;
     let names = Names::new();

@@ -4,20 +4,11 @@
 //! filters it, and opens the asset's page with its timeline, the diff and
 //! the age of the evidence behind each result.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 
 use driftwatch_tests::browser::Browser;
 use driftwatch_tests::*;
 use sha2::{Digest, Sha256};
-
-fn write(root: &Path, host_path: &str, text: &str, mode: u32) {
-    let p = root.join(host_path.trim_start_matches('/'));
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(&p, text).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_file_appears_on_the_live_page() {
@@ -25,9 +16,9 @@ async fn a_changed_file_appears_on_the_live_page() {
     let work = tempfile::tempdir().unwrap();
     let host = work.path().join("host");
     let asset = unique("live");
-    write(&host, "/etc/machine-id", &format!("{asset}\n"), 0o444);
-    write(&host, "/etc/hostname", "live-host\n", 0o644);
-    write(&host, "/etc/ssh/sshd_config", "PermitRootLogin no\n", 0o600);
+    write_host_file(&host, "/etc/machine-id", &format!("{asset}\n"), 0o444);
+    write_host_file(&host, "/etc/hostname", "live-host\n", 0o644);
+    write_host_file(&host, "/etc/ssh/sshd_config", "PermitRootLogin no\n", 0o600);
 
     let names = Names::new();
     let packs = repo().join("tests/fixtures/packs/drift");

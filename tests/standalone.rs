@@ -6,7 +6,6 @@
 //! nothing stored is lost); the stored posture is readable with the usual
 //! CLI against the SQLite file.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -14,13 +13,6 @@ use driftwatch_tests::*;
 use serde_json::Value;
 
 const CONTROL: &str = "linux.sshd.root_login_disabled";
-
-fn write(root: &Path, host_path: &str, text: &str, mode: u32) {
-    let p = root.join(host_path.trim_start_matches('/'));
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(&p, text).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
 
 fn alerts(receiver: &Receiver, asset: &str, status: &str) -> Vec<Value> {
     notified_alerts(&receiver.all())
@@ -60,11 +52,11 @@ async fn standalone_raises_drift_survives_sigkill_and_needs_neither_kafka_nor_cl
     let work = tempfile::tempdir().unwrap();
     let host = work.path().join("host");
     let asset = unique("standalone");
-    write(&host, "/etc/machine-id", &format!("{asset}\n"), 0o444);
-    write(&host, "/etc/hostname", "single-host\n", 0o644);
-    write(&host, "/etc/ssh/sshd_config", "PermitRootLogin no\nPermitEmptyPasswords no\n", 0o600);
-    write(&host, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n", 0o644);
-    write(&host, "/var/log/auth.log", "", 0o640);
+    write_host_file(&host, "/etc/machine-id", &format!("{asset}\n"), 0o444);
+    write_host_file(&host, "/etc/hostname", "single-host\n", 0o644);
+    write_host_file(&host, "/etc/ssh/sshd_config", "PermitRootLogin no\nPermitEmptyPasswords no\n", 0o600);
+    write_host_file(&host, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n", 0o644);
+    write_host_file(&host, "/var/log/auth.log", "", 0o640);
 
     let (receiver, addr) = Receiver::start().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -111,7 +103,7 @@ async fn standalone_raises_drift_survives_sigkill_and_needs_neither_kafka_nor_cl
     )
     .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    write(&host, "/etc/ssh/sshd_config", "PermitRootLogin yes\nPermitEmptyPasswords no\n", 0o600);
+    write_host_file(&host, "/etc/ssh/sshd_config", "PermitRootLogin yes\nPermitEmptyPasswords no\n", 0o600);
     let opened = wait_for("the violation alert", 60, async || alerts(&receiver, &asset, "firing").into_iter().next()).await;
     let violation_id = opened["instance"].as_str().unwrap().to_string();
     let drift = wait_for("the drift in the API", 30, async || {
@@ -132,7 +124,7 @@ async fn standalone_raises_drift_survives_sigkill_and_needs_neither_kafka_nor_cl
     assert_eq!(alerts(&receiver, &asset, "firing").len(), 1, "the violation is alerted once, across the restart");
 
     // Fixed: the same violation resolves.
-    write(&host, "/etc/ssh/sshd_config", "PermitRootLogin no\nPermitEmptyPasswords no\n", 0o600);
+    write_host_file(&host, "/etc/ssh/sshd_config", "PermitRootLogin no\nPermitEmptyPasswords no\n", 0o600);
     let resolved = wait_for("the resolve alert", 60, async || alerts(&receiver, &asset, "resolved").into_iter().next()).await;
     assert_eq!(resolved["instance"], violation_id.as_str());
     assert!(second.terminate(30), "a SIGTERM stops it within 30 s:\n{}", second.log());

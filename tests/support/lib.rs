@@ -530,3 +530,12 @@ pub fn pagerduty_problems(v: &Value) -> Vec<String> {
     }
     p
 }
+
+/// Writes `text` at `host_path` under the host tree `root`, with `mode`.
+pub fn write_host_file(root: &Path, host_path: &str, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let p = root.join(host_path.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().expect("a parent")).expect("create the directory");
+    std::fs::write(&p, text).expect("write the file");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("set the mode");
+}

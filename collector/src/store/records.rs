@@ -240,3 +240,17 @@ pub struct RootWriteRow {
     pub links: u32,
     pub computed_at: u32,
 }
+
+impl RootWriteRow {
+    pub fn new(chain_id: &str, hour: DateTime<Utc>, root: String, seqs: (u64, u64), links: u32, now: DateTime<Utc>) -> Self {
+        RootWriteRow {
+            chain_id: chain_id.into(),
+            hour: secs(&hour),
+            root,
+            first_seq: seqs.0,
+            last_seq: seqs.1,
+            links,
+            computed_at: secs(&now),
+        }
+    }
+}

@@ -92,8 +92,7 @@ impl EvidenceStore for SqliteStore {
         last_seq: u64,
         links: u32,
     ) -> Result<(), StoreError> {
-        let row =
-            RootWriteRow { chain_id: chain_id.into(), hour: secs(&hour), root, first_seq, last_seq, links, computed_at: secs(&Utc::now()) };
+        let row = RootWriteRow::new(chain_id, hour, root, (first_seq, last_seq), links, Utc::now());
         self.put(vec![row]).await
     }
 
