@@ -1,0 +1,453 @@
+//! `collector-bench`: the collector against a bare consumer, in one run, on
+//! the same broker and the same messages. Prints figures; it is not a test.
+//!
+//! 1. `loadgen` preloads a backlog (a seeded fleet: full snapshots, deltas,
+//!    audit events, probe results) into fresh topics.
+//! 2. The ceiling: a bare rdkafka consumer (this binary, `bare`) reads the
+//!    whole backlog and only decodes it.
+//! 3. The collector (`driftwatch-collector run`, the repository's 216
+//!    controls, a fresh ClickHouse database) consumes the same backlog:
+//!    decode, evaluate, store, alert.
+//! 4. Live: with the collector caught up, `loadgen` produces at a fixed rate
+//!    and a local webhook takes the alerts; produce-to-webhook latency is
+//!    the alert's arrival minus the snapshot's collection time (stamped by
+//!    loadgen as it produces).
+//!
+//! Both consumers are child processes, measured the same way from /proc:
+//! CPU time (utime + stime) and peak RSS (VmHWM); rates from first record
+//! to last.
+//!
+//!   deploy/local/services up
+//!   cargo build --release -p driftwatch-collector -p driftwatch-tests --bins
+//!   target/release/collector-bench [--assets 10000] [--backlog-rate 20000 --backlog-seconds 10]
+//!                                  [--live-rate 10000 --live-seconds 30] [--seed 42]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message as _;
+
+const USAGE: &str = "usage: collector-bench [--brokers HOST:PORT] [--clickhouse URL] [--assets N] [--backlog-rate N] [--backlog-seconds S]
+                       [--live-rate N] [--live-seconds S] [--partitions N] [--seed N]
+       collector-bench bare --brokers HOST:PORT --prefix P --expect N   (the ceiling, run by the benchmark itself)";
+
+struct Args {
+    brokers: String,
+    clickhouse: String,
+    assets: u64,
+    backlog_rate: u64,
+    backlog_seconds: u64,
+    live_rate: u64,
+    live_seconds: u64,
+    partitions: u64,
+    seed: u64,
+}
+
+fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut a = Args {
+        brokers: "127.0.0.1:9092".into(),
+        clickhouse: "http://127.0.0.1:8123".into(),
+        assets: 10_000,
+        backlog_rate: 20_000,
+        backlog_seconds: 10,
+        live_rate: 10_000,
+        live_seconds: 30,
+        partitions: 3,
+        seed: 42,
+    };
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag}: a value is missing"))?;
+        let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag}: {v:?} is not a number"));
+        match flag.as_str() {
+            "--brokers" => a.brokers = value,
+            "--clickhouse" => a.clickhouse = value,
+            "--assets" => a.assets = num(&value)?,
+            "--backlog-rate" => a.backlog_rate = num(&value)?.max(1),
+            "--backlog-seconds" => a.backlog_seconds = num(&value)?,
+            "--live-rate" => a.live_rate = num(&value)?.max(1),
+            "--live-seconds" => a.live_seconds = num(&value)?,
+            "--partitions" => a.partitions = num(&value)?.max(1),
+            "--seed" => a.seed = num(&value)?,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(a)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The ceiling: consume `prefix.*` from the start and decode every record.
+/// Prints `bare <count> <first record, unix ms> <last record, unix ms>`.
+fn bare(mut it: impl Iterator<Item = String>) -> Result<(), String> {
+    let (mut brokers, mut prefix, mut expect) = (String::new(), String::new(), 0u64);
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or_else(|| format!("{flag}: a value is missing"))?;
+        match flag.as_str() {
+            "--brokers" => brokers = v,
+            "--prefix" => prefix = v,
+            "--expect" => expect = v.parse().map_err(|_| format!("--expect: {v:?}"))?,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", format!("{prefix}-bare"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let topics = [format!("{prefix}.snapshots"), format!("{prefix}.audit"), format!("{prefix}.sla")];
+    consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>()).map_err(|e| e.to_string())?;
+    let decoder = driftwatch_schemas::Decoder::new().map_err(|e| e.to_string())?;
+    let (mut count, mut first, mut failed) = (0u64, 0i64, 0u64);
+    while count < expect {
+        let Some(r) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let m = r.map_err(|e| e.to_string())?;
+        let stream = match m.topic().rsplit('.').next() {
+            Some("snapshots") => driftwatch_schemas::Stream::Snapshots,
+            Some("audit") => driftwatch_schemas::Stream::Audit,
+            _ => driftwatch_schemas::Stream::Sla,
+        };
+        if decoder.decode(stream, m.payload().unwrap_or_default()).is_err() {
+            failed += 1;
+        }
+        if count == 0 {
+            first = now_ms();
+        }
+        count += 1;
+    }
+    println!("bare {count} {first} {} {failed}", now_ms());
+    Ok(())
+}
+
+/// CPU seconds used and peak RSS (MB) of a process, from /proc.
+fn usage(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): utime is the
+    // 14th field, stime the 15th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu = (f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let hwm = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0;
+    Some((cpu, hwm))
+}
+
+/// Samples a child's usage until it exits; the last sample before exit.
+fn watch_child(child: &mut Child) -> (f64, f64) {
+    let mut last = (0.0, 0.0);
+    loop {
+        if let Some(u) = usage(child.id()) {
+            last = u;
+        }
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A metric's value summed over its label sets, from Prometheus text.
+fn metric(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A plain HTTP/1.0 request on loopback; the response body.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "{method} {path} HTTP/1.0\r\nhost: {addr}\r\ncontent-length: {}\r\n\r\n{body}", body.len()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string()).or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
+}
+
+fn scrape(port: u16) -> Option<String> {
+    http(&format!("127.0.0.1:{port}"), "GET", "/metrics", "")
+}
+
+fn run_loadgen(bin: &Path, a: &Args, prefix: &str, rate: u64, seconds: u64, seed: u64) -> Result<String, String> {
+    let out = Command::new(bin.join("loadgen"))
+        .args(["--brokers", &a.brokers, "--prefix", prefix, "--assets", &a.assets.to_string()])
+        .args(["--rate", &rate.to_string(), "--seconds", &seconds.to_string(), "--seed", &seed.to_string()])
+        .output()
+        .map_err(|e| format!("loadgen: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("loadgen failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A webhook that notes each violation alert's produce-to-arrival latency.
+fn webhook(latencies: Arc<Mutex<Vec<f64>>>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the webhook");
+    let port = listener.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let latencies = latencies.clone();
+            std::thread::spawn(move || serve(stream, &latencies));
+        }
+    });
+    port
+}
+
+/// One HTTP/1.1 connection: POSTs with a JSON body, answered 200.
+fn serve(mut s: std::net::TcpStream, latencies: &Mutex<Vec<f64>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut reader = BufReader::new(s.try_clone().expect("clone the stream"));
+    loop {
+        let mut len = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let arrived = now_ms();
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
+            for a in v["alerts"].as_array().into_iter().flatten() {
+                if a["status"] == "firing" && a["labels"]["alertname"] == "violation" {
+                    if let Some(t) = a["startsAt"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+                        latencies.lock().expect("lock").push((arrived - t.timestamp_millis()) as f64);
+                    }
+                }
+            }
+        }
+        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").is_err() {
+            return;
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let mut it = std::env::args().skip(1).peekable();
+    if it.peek().is_some_and(|a| a == "bare") {
+        it.next();
+        return match bare(it) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("collector-bench bare: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    if it.peek().is_some_and(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return std::process::ExitCode::SUCCESS;
+    }
+    let a = match parse(it) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("collector-bench: {e}\n{USAGE}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match bench(&a) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("collector-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(a: &Args) -> Result<(), String> {
+    let bin: PathBuf = std::env::current_exe().map_err(|e| e.to_string())?.parent().ok_or("no binary directory")?.to_path_buf();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no repository")?.to_path_buf();
+    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
+    let (prefix, database) = (format!("bench{stamp}"), format!("bench_{stamp}"));
+    let work = std::env::temp_dir().join(&prefix);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let hook = webhook(latencies.clone());
+    let api = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?.local_addr().map_err(|e| e.to_string())?.port();
+    let config = work.join("collector.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kafka:\n  brokers: \"{b}\"\n  group_id: {prefix}-collector\n  topics: {{snapshots: {prefix}.snapshots, audit: {prefix}.audit, sla: {prefix}.sla, dead_letter: {prefix}.dead-letter}}\n\
+             clickhouse: {{url: \"{ch}\", database: {database}}}\npolicies: {policies}\nbatch: {{max_messages: 5000, max_wait_ms: 200}}\n\
+             alerts:\n  receivers: [{{name: bench, webhook: {{url: \"http://127.0.0.1:{hook}/hook\"}}}}]\n  route: {{receiver: bench, group_by: [\"...\"], group_wait: 0s, group_interval: 1s}}\n\
+             api: {{listen: \"127.0.0.1:{api}\"}}\n",
+            b = a.brokers,
+            ch = a.clickhouse,
+            policies = repo.join("policies").display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let collector = bin.join("driftwatch-collector");
+    let status = Command::new(&collector)
+        .args(["topics", "--brokers", &a.brokers, "--partitions", &a.partitions.to_string(), "--config"])
+        .arg(&config)
+        .status()
+        .map_err(|e| format!("{}: {e} (build it: cargo build --release -p driftwatch-collector)", collector.display()))?;
+    if !status.success() {
+        return Err("creating the topics failed".into());
+    }
+
+    // 1. The backlog.
+    let sent = run_loadgen(&bin, a, &prefix, a.backlog_rate, a.backlog_seconds, a.seed)?;
+    let total = a.assets + a.backlog_rate * a.backlog_seconds;
+    println!("backlog: {sent}");
+
+    // 2. The ceiling.
+    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .args(["bare", "--brokers", &a.brokers, "--prefix", &prefix, "--expect", &total.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let (bare_cpu, bare_rss) = watch_child(&mut child);
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    let f: Vec<i64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let [count, first, last, failed] = f[..] else { return Err(format!("the bare consumer said {line:?}")) };
+    let bare_secs = (last - first) as f64 / 1000.0;
+    let bare_rate = count as f64 / bare_secs;
+
+    // 3. The collector on the same backlog.
+    let log = std::fs::File::create(work.join("collector.log")).map_err(|e| e.to_string())?;
+    let mut coll = Command::new(&collector)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("DRIFTWATCH_LOG", "warn")
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = coll.id();
+    let started = Instant::now();
+    let (mut first_at, mut lag_series) = (None::<Instant>, Vec::new());
+    let (mut done_at, mut rows, mut peak_rss) = (None::<Instant>, 0.0, 0.0);
+    let (mut eval_secs, mut store_secs) = (0.0, 0.0);
+    let mut cpu_at_first = 0.0;
+    while done_at.is_none() {
+        if started.elapsed() > Duration::from_secs(1800) {
+            let _ = coll.kill();
+            return Err("the collector did not finish the backlog in 30 minutes".into());
+        }
+        if let Ok(Some(s)) = coll.try_wait() {
+            return Err(format!("the collector exited ({s}); see {}", work.join("collector.log").display()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let Some(text) = scrape(api) else { continue };
+        let decoded = metric(&text, "driftwatch_records_total", "outcome=\"decoded\"");
+        let stored = metric(&text, "driftwatch_batches_stored_total", "");
+        if let Some((cpu, rss)) = usage(pid) {
+            peak_rss = rss;
+            if first_at.is_none() && decoded > 0.0 {
+                first_at = Some(Instant::now());
+                cpu_at_first = cpu;
+            }
+        }
+        if first_at.is_some() {
+            let lag = total as f64 - decoded;
+            lag_series.push((started.elapsed().as_secs_f64(), lag));
+        }
+        if decoded >= total as f64 && stored > 0.0 {
+            done_at = Some(Instant::now());
+            rows = metric(&text, "driftwatch_rows_stored_total", "");
+            eval_secs = metric(&text, "driftwatch_evaluate_seconds_sum", "");
+            store_secs = metric(&text, "driftwatch_store_seconds_sum", "");
+        }
+    }
+    let (first_at, done_at) = (first_at.unwrap_or(started), done_at.unwrap_or(started));
+    let coll_secs = done_at.duration_since(first_at).as_secs_f64().max(0.001);
+    let coll_rate = total as f64 / coll_secs;
+    let (coll_cpu, _) = usage(pid).unwrap_or_default();
+
+    // 4. Live: a fixed rate, alerts timed at the webhook.
+    let live_total = a.assets + a.live_rate * a.live_seconds;
+    let live_start = Instant::now();
+    let scraper = {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop2, series) = (stop.clone(), Arc::new(Mutex::new(Vec::new())));
+        let series2 = series.clone();
+        let handle = std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(t) = scrape(api) {
+                    series2.lock().expect("lock").push((live_start.elapsed().as_secs_f64(), metric(&t, "driftwatch_consumer_lag", "")));
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        (stop, series, handle)
+    };
+    let live = run_loadgen(&bin, a, &prefix, a.live_rate, a.live_seconds, a.seed + 1)?;
+    let live_secs = live_start.elapsed().as_secs_f64();
+    // Let the last alerts arrive.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let decoded = scrape(api).map(|t| metric(&t, "driftwatch_records_total", "outcome=\"decoded\"")).unwrap_or_default();
+        if decoded >= (total + live_total) as f64 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    scraper.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = scraper.2.join();
+    let (_, live_rss) = usage(pid).unwrap_or_default();
+    peak_rss = f64::max(peak_rss, live_rss);
+    let _ = coll.kill();
+    let _ = coll.wait();
+    let ch = a.clickhouse.trim_start_matches("http://").trim_end_matches('/');
+    let _ = http(ch, "POST", "/", &format!("DROP DATABASE IF EXISTS {database}"));
+
+    let mut lat = latencies.lock().expect("lock").clone();
+    lat.sort_by(|x, y| x.total_cmp(y));
+    let live_lag: Vec<String> = scraper.1.lock().expect("lock").iter().map(|(t, l)| format!("{t:.0}s:{l:.0}")).collect();
+    let backlog_lag: Vec<String> =
+        lag_series.iter().step_by((lag_series.len() / 12).max(1)).map(|(t, l)| format!("{t:.0}s:{l:.0}")).collect();
+    println!();
+    println!("collector-bench: {total} messages ({} assets, seed {}), {} partitions per topic", a.assets, a.seed, a.partitions);
+    println!("  bare consumer (decode only): {bare_rate:>9.0} msg/s  ({count} in {bare_secs:.1} s, CPU {bare_cpu:.1} s, peak RSS {bare_rss:.0} MB, {failed} undecodable)");
+    println!(
+        "  collector (216 controls):    {coll_rate:>9.0} msg/s  ({total} in {coll_secs:.1} s, CPU {:.1} s, peak RSS {peak_rss:.0} MB)",
+        coll_cpu - cpu_at_first
+    );
+    println!("  ratio collector / bare:      {:>9.2}  (goal ≥ 0.60)", coll_rate / bare_rate);
+    println!("  ClickHouse rows:             {:>9.0} rows/s ({rows:.0} rows)", rows / coll_secs);
+    println!("  where the time went:         evaluating snapshots {eval_secs:.1} s, waiting for ClickHouse {store_secs:.1} s");
+    println!("  backlog left over time:      {}", backlog_lag.join(" "));
+    println!("live: {live} ({live_secs:.0} s)");
+    println!("  consumer lag over time:      {}", live_lag.join(" "));
+    println!(
+        "  violation alerts, produce → webhook: {} alerts, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (goal p99 ≤ 250 ms)",
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(f64::NAN)
+    );
+    println!("  collector peak RSS:          {peak_rss:.0} MB; log: {}", work.join("collector.log").display());
+    Ok(())
+}
