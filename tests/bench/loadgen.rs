@@ -25,10 +25,22 @@ struct Args {
     rate: u64,
     seconds: u64,
     seed: u64,
+    /// Continue an earlier run of the same seed: generate (and drop) its
+    /// full snapshots and its first N messages, then produce what follows,
+    /// so sequences continue where the collector left them.
+    resume_after: u64,
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args { brokers: "127.0.0.1:9092".into(), prefix: "driftwatch".into(), assets: 1000, rate: 1000, seconds: 30, seed: 42 };
+    let mut a = Args {
+        brokers: "127.0.0.1:9092".into(),
+        prefix: "driftwatch".into(),
+        assets: 1000,
+        rate: 1000,
+        seconds: 30,
+        seed: 42,
+        resume_after: 0,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
@@ -43,6 +55,7 @@ fn args() -> Result<Args, String> {
             "--rate" => a.rate = num(&value)?.max(1),
             "--seconds" => a.seconds = num(&value)?,
             "--seed" => a.seed = num(&value)?,
+            "--resume-after" => a.resume_after = num(&value)?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -51,6 +64,7 @@ fn args() -> Result<Args, String> {
 
 const USAGE: &str =
     "usage: loadgen [--brokers HOST:PORT] [--prefix TOPIC_PREFIX] [--assets N] [--rate MESSAGES_PER_S] [--seconds S] [--seed N]
+               [--resume-after N]   (continue a run of the same seed after its full snapshots and first N messages)
 Topics: <prefix>.snapshots, <prefix>.audit, <prefix>.sla. Prints what it sent.";
 
 /// A realistic host's facts (about 60): sshd, sysctl, file modes, packages.
@@ -241,7 +255,15 @@ fn main() -> std::process::ExitCode {
             .or_default() += 1;
     };
     let start = Instant::now();
-    for i in 0..a.assets {
+    if a.resume_after > 0 {
+        for i in 0..a.assets {
+            fleet.snapshot(i, SnapshotKind::Full, vec![]);
+        }
+        for _ in 0..a.resume_after {
+            fleet.next();
+        }
+    }
+    for i in (0..a.assets).filter(|_| a.resume_after == 0) {
         let m = fleet.snapshot(i, SnapshotKind::Full, vec![]);
         send(&m, &producer);
         producer.poll(Duration::ZERO);

@@ -140,6 +140,11 @@ impl Alerting {
     }
 }
 
+/// How soon after an alert arrives the dispatcher is flushed: groups with
+/// no `group_wait` go out at once (alerts arriving together still share a
+/// notification), the others when their timers say.
+const SOON: Duration = Duration::from_millis(20);
+
 async fn run(
     mut dispatcher: Dispatcher,
     mut rx: mpsc::Receiver<Input>,
@@ -149,7 +154,14 @@ async fn run(
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut soon: Option<tokio::time::Instant> = None;
     loop {
+        let flush_soon = async {
+            match soon {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             input = rx.recv() => match input {
                 Some(Input::Owned(assets)) => dispatcher.own(assets),
@@ -164,23 +176,31 @@ async fn run(
                             Err(e) => tracing::warn!(error = %e, "reading the notification log for a resolve failed; it may not be sent"),
                         }
                     }
-                    dispatcher.add(a, Utc::now())
+                    dispatcher.add(a, Utc::now());
+                    soon.get_or_insert_with(|| tokio::time::Instant::now() + SOON);
                 }
                 None => break,
             },
-            _ = tick.tick() => {
-                let s = silences.read().await.clone();
-                for n in dispatcher.flush(Utc::now(), &s) {
-                    match queues.get(&n.receiver) {
-                        Some(q) => {
-                            if let Err(e) = q.try_send(n) {
-                                tracing::error!(error = %e, "notification dropped: receiver queue full");
-                            }
-                        }
-                        None => tracing::error!(receiver = %n.receiver, "notification for an unknown receiver"),
-                    }
+            () = flush_soon => {
+                soon = None;
+                send_due(&mut dispatcher, &silences, &queues).await;
+            }
+            _ = tick.tick() => send_due(&mut dispatcher, &silences, &queues).await,
+        }
+    }
+}
+
+/// Hands every notification that is due to its receiver's queue.
+async fn send_due(dispatcher: &mut Dispatcher, silences: &RwLock<Vec<Silence>>, queues: &HashMap<String, mpsc::Sender<Notification>>) {
+    let s = silences.read().await.clone();
+    for n in dispatcher.flush(Utc::now(), &s) {
+        match queues.get(&n.receiver) {
+            Some(q) => {
+                if let Err(e) = q.try_send(n) {
+                    tracing::error!(error = %e, "notification dropped: receiver queue full");
                 }
             }
+            None => tracing::error!(receiver = %n.receiver, "notification for an unknown receiver"),
         }
     }
 }

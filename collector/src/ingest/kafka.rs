@@ -21,6 +21,10 @@ use crate::config::KafkaConfig;
 fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers);
+    // Alerts wait for the fetch that brings their record: a broker that
+    // holds a fetch for its whole wait even when records arrive (tansu
+    // does) would add librdkafka's default 500 ms to every alert.
+    c.set("fetch.wait.max.ms", "100");
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }

@@ -36,8 +36,9 @@ pub struct Pipeline {
     pub drift_min_severity: Option<Severity>,
     /// Stored drift events go to the live view's pages.
     pub live: crate::live::Hub,
-    /// Every stored batch is a link of this chain.
-    pub chain: crate::evidence::Chain,
+    /// Every stored batch is a link of this chain (sealed by the task that
+    /// stores the batch; one batch is in flight at a time, so in order).
+    pub chain: Arc<std::sync::Mutex<crate::evidence::Chain>>,
 }
 
 /// A batch ready to store, and the alerts to send once it is stored.
@@ -85,6 +86,7 @@ impl Pipeline {
             }
         };
         tracing::info!(chain = %chain.id, "evidence chain");
+        let chain = Arc::new(std::sync::Mutex::new(chain));
         let mut pipeline = Pipeline { engine, store, alerting, drift_min_severity, live: Default::default(), chain };
         pipeline.restore_posture().await?;
         Ok(pipeline)
@@ -147,37 +149,54 @@ impl Pipeline {
     }
 
     /// Attributes drifts, stores the batch (retrying with backoff until
-    /// ClickHouse takes it), then queues its alerts. Returns once the batch
+    /// the store takes it), then queues its alerts. Returns once the batch
     /// is durable.
-    pub async fn flush(&mut self, mut pending: Pending) {
+    pub async fn flush(&mut self, pending: Pending) {
+        if let Err(e) = self.begin_flush(pending).await {
+            tracing::error!(error = %e, "the store task failed");
+        }
+    }
+
+    /// Attributes drifts here (the engine holds the audit events), then
+    /// hands the batch to a task that seals it into the evidence chain,
+    /// stores it (retrying with backoff until the store takes it), publishes
+    /// its drift to live pages and queues its alerts. The consumer loop
+    /// evaluates the next batch meanwhile and acknowledges this one's
+    /// records once the task is done; it keeps one batch in flight, so
+    /// batches are sealed and stored in order.
+    pub fn begin_flush(&mut self, mut pending: Pending) -> tokio::task::JoinHandle<()> {
         self.engine.attribute(&mut pending.drifts);
-        pending.batch.add_drifts(&pending.drifts);
-        // Sealed once: a retried write stores the same link.
-        pending.batch.link = self.chain.seal(&pending.batch, Utc::now());
-        let mut wait = std::time::Duration::from_millis(250);
-        let timer = crate::metrics::METRICS.store_seconds.start_timer();
-        loop {
-            match self.store.write(&pending.batch).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::error!(error = %e, rows = pending.batch.rows(), retry_in_ms = wait.as_millis() as u64, "store write failed; offsets not committed");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(std::time::Duration::from_secs(30));
+        let (store, chain, live, alerting) = (self.store.clone(), self.chain.clone(), self.live.clone(), self.alerting.clone());
+        let min = self.drift_min_severity;
+        tokio::spawn(async move {
+            pending.batch.add_drifts(&pending.drifts);
+            // Sealed once: a retried write stores the same link.
+            pending.batch.link = chain.lock().unwrap_or_else(|p| p.into_inner()).seal(&pending.batch, Utc::now());
+            let mut wait = std::time::Duration::from_millis(250);
+            let timer = crate::metrics::METRICS.store_seconds.start_timer();
+            loop {
+                match store.write(&pending.batch).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, rows = pending.batch.rows(), retry_in_ms = wait.as_millis() as u64, "store write failed; offsets not committed");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(std::time::Duration::from_secs(30));
+                    }
                 }
             }
-        }
-        timer.observe_duration();
-        crate::metrics::METRICS.batches_stored.inc();
-        crate::metrics::METRICS.rows_stored.inc_by(pending.batch.rows() as u64);
-        tracing::debug!(rows = pending.batch.rows(), batch = %pending.batch.batch_id, "batch stored");
-        self.live.publish(&pending.drifts);
-        self.alerting.owned(std::mem::take(&mut pending.assets).into_iter().collect());
-        for t in &pending.transitions {
-            self.alerting.send(Alert::from_transition(t, &t.asset_labels));
-        }
-        for d in pending.drifts.iter().filter(|d| self.drift_min_severity.is_some_and(|min| d.evaluation.severity >= min)) {
-            self.alerting.send(Alert::from_drift(d, &d.asset_labels));
-        }
+            timer.observe_duration();
+            crate::metrics::METRICS.batches_stored.inc();
+            crate::metrics::METRICS.rows_stored.inc_by(pending.batch.rows() as u64);
+            tracing::debug!(rows = pending.batch.rows(), batch = %pending.batch.batch_id, "batch stored");
+            live.publish(&pending.drifts);
+            alerting.owned(std::mem::take(&mut pending.assets).into_iter().collect());
+            for t in &pending.transitions {
+                alerting.send(Alert::from_transition(t, &t.asset_labels));
+            }
+            for d in pending.drifts.iter().filter(|d| min.is_some_and(|min| d.evaluation.severity >= min)) {
+                alerting.send(Alert::from_drift(d, &d.asset_labels));
+            }
+        })
     }
 }
 
@@ -218,7 +237,8 @@ pub struct LoopOptions {
 /// a batch (up to `max_messages` or `max_wait`), evaluate, store, and only
 /// then acknowledge everything in it (at-least-once: a crash before the
 /// acknowledgement delivers again, and the store's deterministic keys fold
-/// the duplicates). The batch in hand is finished first.
+/// the duplicates). While a batch is being stored the next one is
+/// evaluated; at most one is in flight. The batch in hand is finished first.
 pub async fn run<S: Source>(
     mut source: S,
     opts: LoopOptions,
@@ -229,18 +249,27 @@ pub async fn run<S: Source>(
     let (mut policies, mut waivers) = (opts.policies, opts.waivers);
     let mut ticker = tokio::time::interval(opts.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut in_flight: InFlight<S::Ack> = None;
 
     while !*shutdown.borrow() {
-        // Wait for the first record of a batch; meanwhile age detections,
-        // swap in reloaded policies or changed waivers, or stop.
+        // Wait for the first record of a batch; meanwhile acknowledge the
+        // batch in flight once stored, age detections, swap in reloaded
+        // policies or changed waivers, or stop.
         let first = tokio::select! {
             r = source.recv() => r,
             _ = shutdown.changed() => break,
+            r = stored(&mut in_flight) => {
+                r?;
+                if let Some((_, acks)) = in_flight.take() {
+                    source.commit(acks).await;
+                }
+                continue;
+            }
             _ = ticker.tick() => {
                 let mut pending = Pipeline::new_pending();
                 pipeline.tick(&mut pending);
                 if !pending.is_empty() {
-                    pipeline.flush(pending).await;
+                    finish(&mut source, &mut pipeline, &mut in_flight, pending, Vec::new()).await?;
                 }
                 continue;
             }
@@ -248,14 +277,14 @@ pub async fn run<S: Source>(
                 let set = policies.borrow_and_update().clone();
                 let mut pending = Pipeline::new_pending();
                 pipeline.reload(set, &mut pending);
-                pipeline.flush(pending).await;
+                finish(&mut source, &mut pipeline, &mut in_flight, pending, Vec::new()).await?;
                 continue;
             }
             Ok(()) = waivers.changed() => {
                 let set = waivers.borrow_and_update().clone();
                 let mut pending = Pipeline::new_pending();
                 pipeline.replace_waivers(set, &mut pending);
-                pipeline.flush(pending).await;
+                finish(&mut source, &mut pipeline, &mut in_flight, pending, Vec::new()).await?;
                 continue;
             }
         };
@@ -271,7 +300,8 @@ pub async fn run<S: Source>(
                 // what the partitions' previous owner stored) before this
                 // record is evaluated.
                 let done = std::mem::replace(&mut pending, Pipeline::new_pending());
-                finish(&mut source, &mut pipeline, done, std::mem::take(&mut acks)).await;
+                finish(&mut source, &mut pipeline, &mut in_flight, done, std::mem::take(&mut acks)).await?;
+                land(&mut source, &mut in_flight).await?;
                 pipeline.alerting.reassigned();
                 restore(&mut pipeline).await;
             }
@@ -286,20 +316,54 @@ pub async fn run<S: Source>(
             }
             next = tokio::time::timeout(left, source.recv()).await.ok().flatten();
         }
-        finish(&mut source, &mut pipeline, pending, acks).await;
+        finish(&mut source, &mut pipeline, &mut in_flight, pending, acks).await?;
     }
+    land(&mut source, &mut in_flight).await?;
     tracing::info!("consumer stopped");
     Ok(())
 }
 
-/// Stores the batch, then acknowledges every record in it.
-async fn finish<S: Source>(source: &mut S, pipeline: &mut Pipeline, pending: Pending, acks: Vec<S::Ack>) {
-    if !pending.is_empty() {
-        pipeline.flush(pending).await;
+/// The batch being stored, and the acknowledgements of its records.
+type InFlight<A> = Option<(tokio::task::JoinHandle<()>, Vec<A>)>;
+
+/// Resolves when the batch in flight is stored (never when there is
+/// none). Cancel-safe.
+async fn stored<A>(in_flight: &mut InFlight<A>) -> anyhow::Result<()> {
+    match in_flight {
+        // The task retries until the store takes the batch; it fails only
+        // by a bug (a panic): then nothing more is acknowledged, and the
+        // collector stops so that a restart delivers the batch again.
+        Some((task, _)) => task.await.map_err(|e| anyhow::anyhow!("storing a batch failed: {e}")),
+        None => std::future::pending().await,
     }
-    if !acks.is_empty() {
+}
+
+/// Waits for the batch in flight to be stored, then acknowledges it.
+async fn land<S: Source>(source: &mut S, in_flight: &mut InFlight<S::Ack>) -> anyhow::Result<()> {
+    if in_flight.is_some() {
+        stored(in_flight).await?;
+        if let Some((_, acks)) = in_flight.take().filter(|(_, acks)| !acks.is_empty()) {
+            source.commit(acks).await;
+        }
+    }
+    Ok(())
+}
+
+/// Lands the batch in flight, then puts this one in flight.
+async fn finish<S: Source>(
+    source: &mut S,
+    pipeline: &mut Pipeline,
+    in_flight: &mut InFlight<S::Ack>,
+    pending: Pending,
+    acks: Vec<S::Ack>,
+) -> anyhow::Result<()> {
+    land(source, in_flight).await?;
+    if !pending.is_empty() {
+        *in_flight = Some((pipeline.begin_flush(pending), acks));
+    } else if !acks.is_empty() {
         source.commit(acks).await;
     }
+    Ok(())
 }
 
 /// Restores posture from the store, retrying until it answers: evaluating

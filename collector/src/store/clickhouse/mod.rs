@@ -163,13 +163,17 @@ impl ClickHouseStore {
 impl Streams for ClickHouseStore {
     /// Writes a batch. Returns only when ClickHouse acknowledged every table.
     async fn write(&self, b: &Batch) -> Result<(), StoreError> {
-        self.insert_all("snapshots", &b.snapshots).await?;
-        self.insert_all("facts", &b.facts).await?;
-        self.insert_all("audit_events", &b.audit).await?;
-        self.insert_all("sla_measurements", &b.sla).await?;
-        self.insert_all("evaluations", &b.evaluations).await?;
-        self.insert_all("violations", &b.violations).await?;
-        self.insert_all("drift_events", &b.drifts).await?;
+        // The tables in parallel (one round trip instead of seven), the
+        // chain link once they all took their rows.
+        tokio::try_join!(
+            self.insert_all("snapshots", &b.snapshots),
+            self.insert_all("facts", &b.facts),
+            self.insert_all("audit_events", &b.audit),
+            self.insert_all("sla_measurements", &b.sla),
+            self.insert_all("evaluations", &b.evaluations),
+            self.insert_all("violations", &b.violations),
+            self.insert_all("drift_events", &b.drifts),
+        )?;
         if let Some(link) = &b.link {
             self.insert_all("evidence_chain", std::slice::from_ref(link)).await?;
         }
