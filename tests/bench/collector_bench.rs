@@ -452,7 +452,9 @@ fn bench(a: &Args) -> Result<(), String> {
     // Only the live phase: the backlog's alerts waited in Kafka by design.
     let mut lat = latencies.lock().expect("lock").0.split_off(backlog_alerts);
     lat.sort_by(|x, y| x.total_cmp(y));
-    let live_lag: Vec<String> = scraper.1.lock().expect("lock").iter().map(|(t, l)| format!("{t:.0}s:{l:.0}")).collect();
+    let live_series = scraper.1.lock().expect("lock").clone();
+    let live_lag: Vec<String> =
+        live_series.iter().step_by((live_series.len() / 12).max(1)).map(|(t, l)| format!("{t:.0}s:{l:.0}")).collect();
     let backlog_lag: Vec<String> =
         lag_series.iter().step_by((lag_series.len() / 12).max(1)).map(|(t, l)| format!("{t:.0}s:{l:.0}")).collect();
     println!();
