@@ -314,6 +314,30 @@ pub async fn produce(p: &rdkafka::producer::FutureProducer, names: &Names, msg: 
         .expect("produce");
 }
 
+/// Produces `msgs` as [`produce`] does, all in flight at once (fast for a
+/// backlog); returns once every one is acknowledged, in order per asset.
+pub async fn produce_all(p: &rdkafka::producer::FutureProducer, names: &Names, msgs: &[driftwatch_schemas::Message]) {
+    use driftwatch_schemas::Stream;
+    let mut encoder = driftwatch_schemas::Encoder::new().expect("encoder");
+    let records: Vec<(String, String, Vec<u8>)> = msgs
+        .iter()
+        .map(|m| {
+            let stream = match m.stream() {
+                Stream::Snapshots => "snapshots",
+                Stream::Audit => "audit",
+                Stream::Sla => "sla",
+            };
+            (names.topic(stream), m.asset_id().to_string(), encoder.encode(m).expect("encode"))
+        })
+        .collect();
+    let sends = records.iter().map(|(topic, key, payload)| {
+        p.send(rdkafka::producer::FutureRecord::to(topic).key(key).payload(payload), std::time::Duration::from_secs(30))
+    });
+    for r in futures_util::future::join_all(sends).await {
+        r.expect("produce");
+    }
+}
+
 /// The alerts in webhook notifications (Alertmanager's shape), one JSON
 /// object each: `status`, `asset_id`, `control_id`, `severity`,
 /// `frameworks`, `alertname`, `labels` (all), `instance` (the violation
