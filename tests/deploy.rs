@@ -189,6 +189,34 @@ fn systemd_unit_is_hardened_and_its_files_agree() {
     check_config("driftwatch-agent", &dir.join("agent.yaml"), &env);
 }
 
+#[test]
+fn standalone_unit_runs_the_single_node_mode_with_the_agents_hardening() {
+    driftwatch_tests::services_up();
+    let dir = repo().join("deploy/systemd");
+    let agent = unit(&std::fs::read_to_string(dir.join("driftwatch-agent.service")).unwrap());
+    let u = unit(&std::fs::read_to_string(dir.join("driftwatch-standalone.service")).unwrap());
+    let one = |k: &str| u["Service"].get(k).and_then(|v| v.last()).map(String::as_str).unwrap_or_else(|| panic!("[Service] {k} missing"));
+    for k in
+        ["ProtectSystem", "NoNewPrivileges", "PrivateTmp", "CapabilityBoundingSet", "AmbientCapabilities", "ProtectHome", "DynamicUser"]
+    {
+        assert_eq!(Some(one(k)), agent["Service"][k].last().map(String::as_str), "[Service] {k} as the agent's");
+    }
+    assert_eq!(one("StateDirectory"), "driftwatch");
+    assert_eq!(
+        one("ExecStart"),
+        "/usr/local/bin/driftwatch-collector standalone --config /etc/driftwatch/standalone.yaml --data-dir /var/lib/driftwatch"
+    );
+    // The configuration keeps its database in the data directory and
+    // passes check-config (policies from the repository here).
+    let cfg = yaml(&dir.join("standalone.yaml"));
+    assert_eq!(cfg["store"]["kind"].as_str(), Some("sqlite"));
+    assert_eq!(cfg["store"]["sqlite_path"].as_str(), Some("/var/lib/driftwatch/driftwatch.db"));
+    let policies = repo().join("policies").display().to_string();
+    check_config("driftwatch-collector", &dir.join("standalone.yaml"), &[("DRIFTWATCH_COLLECTOR__POLICIES", policies)]);
+    let env = std::fs::read_to_string(dir.join("driftwatch-standalone.env")).unwrap();
+    assert!(env.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).all(|l| l.starts_with("DRIFTWATCH_")), "{env}");
+}
+
 /// Every document of a multi-document YAML file.
 fn documents(path: &Path) -> Vec<Value> {
     use serde::Deserialize;
