@@ -33,16 +33,20 @@ impl Source for LocalSource {
     async fn recv(&mut self) -> Option<(Message, Pos)> {
         loop {
             let (rec, next) = self.reader.next().await;
-            let stream = format!("{:?}", rec.stream).to_lowercase();
+            let stream = match rec.stream {
+                driftwatch_schemas::Stream::Snapshots => "snapshots",
+                driftwatch_schemas::Stream::Audit => "audit",
+                driftwatch_schemas::Stream::Sla => "sla",
+            };
             match self.decoder.decode(rec.stream, &rec.payload) {
                 Ok(msg) => {
-                    crate::metrics::METRICS.records.with_label_values(&[&stream, "decoded"]).inc();
+                    crate::metrics::METRICS.records.with_label_values(&[stream, "decoded"]).inc();
                     return Some((msg, next));
                 }
                 Err(e) => {
                     // No dead-letter topic here: the record is logged,
                     // counted and skipped (it would fail again).
-                    crate::metrics::METRICS.records.with_label_values(&[&stream, "dead_lettered"]).inc();
+                    crate::metrics::METRICS.records.with_label_values(&[stream, "dead_lettered"]).inc();
                     tracing::error!(stream, error = %e, "spooled record cannot be decoded; skipped");
                     self.skipped.push(next);
                 }
