@@ -200,9 +200,13 @@ async fn clickhouse_and_sqlite_answer_every_read_alike() {
         }
         // A redelivered batch is stored once.
         s.write(&batches[2]).await.unwrap();
-        s.record_notification(&sent("slack", "g1", at_step(base, 2), &["a"]), "sent").await.unwrap();
-        s.record_notification(&sent("slack", "g1", at_step(base, 3), &["a", "b"]), "sent").await.unwrap();
-        s.record_notification(&sent("pd", "g2", at_step(base, 3), &["c"]), "sent").await.unwrap();
+        s.record_notifications(&[(sent("slack", "g1", at_step(base, 2), &["a"]), "sent")]).await.unwrap();
+        s.record_notifications(&[
+            (sent("slack", "g1", at_step(base, 3), &["a", "b"]), "sent"),
+            (sent("pd", "g2", at_step(base, 3), &["c"]), "sent"),
+        ])
+        .await
+        .unwrap();
         s.put_silence(&silence).await.unwrap();
         s.record_api_write("ops", "POST", "/api/v1/silences", 201, "created s1").await.unwrap();
         for w in &waivers {

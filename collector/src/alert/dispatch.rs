@@ -56,6 +56,17 @@ fn dur(d: std::time::Duration) -> Duration {
 }
 
 impl Group {
+    /// Whether the group's escalation could be due at `now` (some alert
+    /// held firing long enough; muting is looked at in the flush).
+    fn may_escalate(&self, now: DateTime<Utc>) -> bool {
+        match &self.escalate {
+            Some((after, _)) if !self.escalated => {
+                self.alerts.values().any(|a| !a.is_resolved() && !a.one_shot && now - a.starts_at >= *after)
+            }
+            _ => false,
+        }
+    }
+
     /// An empty group of `route`, first looked at `next_flush`.
     fn new(route: &Route, labels: Labels, next_flush: DateTime<Utc>) -> Group {
         Group {
@@ -117,21 +128,21 @@ impl Dispatcher {
         } else {
             self.firing.insert(fp.clone(), alert.clone());
         }
-        let routes: Vec<Route> = self.route.matching(&alert.labels).into_iter().cloned().collect();
-        for route in routes {
+        // Fields apart: the route tree is read while groups change.
+        let (groups, restored, restored_escalations) = (&mut self.groups, &mut self.restored, &mut self.restored_escalations);
+        for route in self.route.matching(&alert.labels) {
             let (key, labels) = route.group(&alert.labels);
-            let known = self.groups.get(&key).is_some_and(|g| g.alerts.contains_key(&fp) || g.notified.contains(&fp))
-                || self.restored.get(&key).is_some_and(|s| s.firing.contains(&fp));
+            let known = groups.get(&key).is_some_and(|g| g.alerts.contains_key(&fp) || g.notified.contains(&fp))
+                || restored.get(&key).is_some_and(|s| s.firing.contains(&fp));
             if alert.is_resolved() && !known {
                 continue; // never notified firing: nothing to resolve
             }
-            let restored = self.restored.remove(&key);
-            let escalated = self.restored_escalations.remove(&key);
-            let g = self.groups.entry(key).or_insert_with(|| {
-                let mut g = Group::new(&route, labels, now + dur(route.group_wait));
+            let g = groups.entry(key).or_insert_with_key(|key| {
+                let restored = restored.remove(key);
+                let mut g = Group::new(route, labels, now + dur(route.group_wait));
                 g.notified = restored.as_ref().map(|s| s.firing.clone()).unwrap_or_default();
                 g.last_sent = restored.as_ref().map(|s| s.at);
-                g.escalated = escalated;
+                g.escalated = restored_escalations.remove(key);
                 g
             });
             // A group already notified is looked at again after
@@ -199,24 +210,23 @@ impl Dispatcher {
         }
     }
 
-    fn muted(&self, a: &Alert, silences: &[Silence], now: DateTime<Utc>) -> bool {
-        silences.iter().any(|s| s.mutes(&a.labels, now))
-            || self.windows.iter().any(|w| w.mutes(&a.labels, now))
-            || self.inhibit.iter().any(|r| {
-                self.firing.values().any(|src| !silences.iter().any(|s| s.mutes(&src.labels, now)) && r.inhibits(&src.labels, &a.labels))
-            })
-    }
-
-    /// The notifications due at `now`.
+    /// The notifications due at `now`. Only groups due (or whose
+    /// escalation may be) are looked at, so a flush soon after an alert
+    /// costs little however many groups are held.
     pub fn flush(&mut self, now: DateTime<Utc>, silences: &[Silence]) -> Vec<Notification> {
         let mut out = Vec::new();
-        let keys: Vec<String> = self.groups.keys().cloned().collect();
+        let keys: Vec<String> =
+            self.groups.iter().filter(|(_, g)| g.next_flush <= now || g.may_escalate(now)).map(|(k, _)| k.clone()).collect();
+        if keys.is_empty() {
+            return out;
+        }
+        let mute = Mute::new(&self.windows, &self.inhibit, &self.firing, silences, now);
         for key in keys {
             let (due, alerts) = {
                 let g = &self.groups[&key];
                 (g.next_flush <= now, g.alerts.values().cloned().collect::<Vec<_>>())
             };
-            let firing: Vec<Alert> = alerts.iter().filter(|a| !a.is_resolved() && !self.muted(a, silences, now)).cloned().collect();
+            let firing: Vec<Alert> = alerts.iter().filter(|a| !a.is_resolved() && !mute.mutes(a)).cloned().collect();
             let owned = self.owns(&alerts);
             let g = self.groups.get_mut(&key).expect("key taken from the map");
             // A group of another collector's assets: only a pure resolve is
@@ -298,6 +308,40 @@ impl Dispatcher {
     /// Groups currently held (for tests and metrics).
     pub fn group_count(&self) -> usize {
         self.groups.len()
+    }
+}
+
+/// What mutes an alert at one moment: silences, maintenance windows, and
+/// inhibition by firing alerts that are not silenced themselves (those
+/// sources are found once per flush, not once per alert).
+struct Mute<'a> {
+    silences: &'a [Silence],
+    windows: &'a [MaintenanceWindow],
+    inhibit: &'a [InhibitRule],
+    sources: Vec<&'a Labels>,
+    now: DateTime<Utc>,
+}
+
+impl<'a> Mute<'a> {
+    fn new(
+        windows: &'a [MaintenanceWindow],
+        inhibit: &'a [InhibitRule],
+        firing: &'a HashMap<String, Alert>,
+        silences: &'a [Silence],
+        now: DateTime<Utc>,
+    ) -> Self {
+        let sources = if inhibit.is_empty() {
+            Vec::new()
+        } else {
+            firing.values().map(|a| &a.labels).filter(|l| !silences.iter().any(|s| s.mutes(l, now))).collect()
+        };
+        Mute { silences, windows, inhibit, sources, now }
+    }
+
+    fn mutes(&self, a: &Alert) -> bool {
+        self.silences.iter().any(|s| s.mutes(&a.labels, self.now))
+            || self.windows.iter().any(|w| w.mutes(&a.labels, self.now))
+            || self.inhibit.iter().any(|r| self.sources.iter().any(|src| r.inhibits(src, &a.labels)))
     }
 }
 

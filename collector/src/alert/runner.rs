@@ -1,7 +1,8 @@
-//! The alerting task: feeds alerts to the [`Dispatcher`], flushes it every
-//! second, hands notifications to one delivery task per receiver (so a
-//! slow receiver delays only itself and each keeps its order), and records
-//! every delivered notification in the notification log.
+//! The alerting task: feeds alerts to the [`Dispatcher`], flushes it 20 ms
+//! after alerts arrive and every second, hands notifications to one
+//! delivery task per receiver (so a slow receiver delays only itself and
+//! each keeps its order), and records delivered notifications in the
+//! notification log (all waiting at once in one write).
 //!
 //! At start it takes the open violations and the notification log: an
 //! open violation never notified (its page was lost in a crash) is sent, a
@@ -221,16 +222,19 @@ async fn deliver(receiver: Receiver, mut rx: mpsc::Receiver<Notification>, log: 
     }
 }
 
-/// Writes delivered notifications to the log, retrying while the store is
-/// down (the log only prevents repeats; delivery never waits for it).
+/// Writes delivered notifications to the log, all that are waiting in one
+/// write, retrying while the store is down (the log only prevents repeats;
+/// delivery waits for it only when this queue is full).
 async fn write_log(store: SharedStore, mut rx: mpsc::Receiver<(Sent, &'static str)>) {
-    while let Some((sent, status)) = rx.recv().await {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, RECEIVER_QUEUE).await > 0 {
         let mut wait = Duration::from_millis(250);
-        while let Err(e) = store.record_notification(&sent, status).await {
-            tracing::warn!(error = %e, "recording a notification failed; retrying");
+        while let Err(e) = store.record_notifications(&batch).await {
+            tracing::warn!(error = %e, notifications = batch.len(), "recording notifications failed; retrying");
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(30));
         }
+        batch.clear();
     }
 }
 

@@ -169,10 +169,13 @@ impl Detector {
         applies: impl Fn(&CompiledControl) -> bool,
     ) -> Vec<Change> {
         let root = crate::policy::cel::root_context();
-        let mut ctx = root.new_inner_scope();
-        for (name, value) in facts.into_iter().flat_map(|f| f.variables()) {
-            ctx.add_variable_from_value(name.clone(), value.clone());
+        let mut asset = root.new_inner_scope();
+        if let Some(f) = facts {
+            asset.set_variable_resolver(f);
         }
+        // The record in the innermost scope: it shadows a fact root of
+        // the same name.
+        let mut ctx = asset.new_inner_scope();
         ctx.add_variable_from_value(record.stream.variable(), record.value.clone());
         let mut out = Vec::new();
         for (i, c) in policies.controls.iter().enumerate() {

@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 use cel::objects::{Key, Map};
 use driftwatch_schemas::{FactPath, FactValue};
 
@@ -78,20 +80,32 @@ pub fn facts_under(facts: &FactMap, prefix: &FactPath) -> Vec<(String, FactValue
 }
 
 /// An asset's facts as CEL variables, kept between snapshots so that a
-/// delta patches them instead of rebuilding every map.
-#[derive(Debug, Default, Clone)]
+/// delta patches them instead of rebuilding every map. Evaluations borrow
+/// them through [`VariableResolver`]: nothing is converted or copied per
+/// evaluation, only a root that a snapshot changed is converted again.
+#[derive(Debug, Default)]
 pub struct CelFacts {
     roots: HashMap<String, cel::Value>,
+    /// `roots` as CEL's runtime values (what a context binds).
+    vals: HashMap<String, Box<dyn Val>>,
+}
+
+impl VariableResolver for CelFacts {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        self.vals.get(variable).map(|v| CowVal::Borrowed(v.as_ref()))
+    }
+}
+
+/// A CEL value as a runtime value; `None` for what facts never hold.
+fn to_val(v: &cel::Value) -> Option<Box<dyn Val>> {
+    v.clone().try_into().ok()
 }
 
 impl CelFacts {
     pub fn build(facts: &FactMap) -> Self {
-        CelFacts { roots: to_cel_variables(facts).into_iter().collect() }
-    }
-
-    /// The variables, to add to an evaluation context.
-    pub fn variables(&self) -> impl Iterator<Item = (&String, &cel::Value)> {
-        self.roots.iter()
+        let roots: HashMap<String, cel::Value> = to_cel_variables(facts).into_iter().collect();
+        let vals = roots.iter().filter_map(|(k, v)| Some((k.clone(), to_val(v)?))).collect();
+        CelFacts { roots, vals }
     }
 
     /// Brings the variables up to date after `changed` paths were set or
@@ -108,6 +122,15 @@ impl CelFacts {
         rebuild.dedup();
         for root in rebuild {
             self.rebuild_root(root, facts);
+        }
+        let mut touched: Vec<&str> = changed.iter().map(|p| p.segments()[0].as_str()).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for root in touched {
+            match self.roots.get(root).and_then(to_val) {
+                Some(v) => self.vals.insert(root.to_string(), v),
+                None => self.vals.remove(root),
+            };
         }
     }
 
@@ -173,6 +196,11 @@ mod tests {
         let check = |f: &FactMap, cel: &CelFacts| {
             let fresh = CelFacts::build(f);
             assert_eq!(cel.roots, fresh.roots);
+            // What evaluations see is patched too.
+            assert_eq!(cel.vals.len(), fresh.vals.len());
+            for (k, v) in &fresh.vals {
+                assert!(cel.vals.get(k).is_some_and(|x| x.equals(v.as_ref())), "{k}: {:?} ≠ {v:?}", cel.vals.get(k));
+            }
         };
         // (changes: path → new value or None for removal, any removal?)
         type Step<'a> = (Vec<(&'a str, Option<FactValue>)>, bool);

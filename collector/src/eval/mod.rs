@@ -140,9 +140,7 @@ fn evaluate(
     let controls = controls.filter(|c| c.detect.is_none());
     let root = crate::policy::cel::root_context();
     let mut ctx = root.new_inner_scope();
-    for (name, value) in vars.variables() {
-        ctx.add_variable_from_value(name.clone(), value.clone());
-    }
+    ctx.set_variable_resolver(vars);
     controls
         .filter(|c| c.applies_to(asset.kind, &asset.labels))
         .map(|c| {

@@ -10,6 +10,7 @@
 //! Each collector process writes its own chain (`evidence.chain_id`, by
 //! default the host name and the process's start), so chains never fork.
 
+mod canonical;
 pub mod roots;
 pub mod verify;
 
@@ -29,14 +30,10 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// A row's digest: the first 16 bytes of the SHA-256 of its canonical JSON.
 pub type RowDigest = [u8; 16];
 
-/// The digest of one stored row (`batch_id` left out).
+/// The digest of one stored row (`batch_id` left out): the SHA-256 of its
+/// canonical JSON, the fields sorted by name (see [`canonical`]).
 pub fn row_digest<T: Serialize>(row: &T) -> RowDigest {
-    let mut v = serde_json::to_value(row).unwrap_or_default();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("batch_id");
-    }
-    // serde_json's maps are sorted: the encoding is canonical.
-    let h = Sha256::digest(serde_json::to_vec(&v).unwrap_or_default());
+    let h = Sha256::digest(canonical::to_vec(row).unwrap_or_default());
     let mut out = [0u8; 16];
     out.copy_from_slice(&h[..16]);
     out

@@ -11,8 +11,9 @@ use crate::alert::mute::Silence;
 /// Alerting's durable state.
 #[async_trait]
 pub trait AlertLog {
-    /// Records a delivered notification.
-    async fn record_notification(&self, s: &Sent, status: &str) -> Result<(), StoreError>;
+    /// Records delivered notifications (each with its status: `firing`,
+    /// `resolved`), in one write.
+    async fn record_notifications(&self, sent: &[(Sent, &str)]) -> Result<(), StoreError>;
 
     /// The last notification of every (receiver, group).
     async fn notification_log(&self) -> Result<Vec<Sent>, StoreError>;

@@ -42,9 +42,9 @@ struct OpenViolationRow {
 #[async_trait]
 impl AlertLog for ClickHouseStore {
     /// Records a delivered notification.
-    async fn record_notification(&self, s: &Sent, status: &str) -> Result<(), StoreError> {
-        let row = NotificationRow::new(s, status);
-        self.insert_rows("notification_log", &[row]).await
+    async fn record_notifications(&self, sent: &[(Sent, &str)]) -> Result<(), StoreError> {
+        let rows: Vec<NotificationRow> = sent.iter().map(|(s, status)| NotificationRow::new(s, status)).collect();
+        self.insert_rows("notification_log", &rows).await
     }
 
     /// The last notification of every (receiver, group).

@@ -25,8 +25,8 @@ fn last_per_group(rows: Vec<NotificationRow>) -> Vec<Sent> {
 
 #[async_trait]
 impl AlertLog for SqliteStore {
-    async fn record_notification(&self, s: &Sent, status: &str) -> Result<(), StoreError> {
-        self.put(vec![NotificationRow::new(s, status)]).await
+    async fn record_notifications(&self, sent: &[(Sent, &str)]) -> Result<(), StoreError> {
+        self.put(sent.iter().map(|(s, status)| NotificationRow::new(s, status)).collect()).await
     }
 
     async fn notification_log(&self) -> Result<Vec<Sent>, StoreError> {
