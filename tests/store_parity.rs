@@ -152,7 +152,7 @@ async fn clickhouse_and_sqlite_answer_every_read_alike() {
                     engine.observe(m)
                 }
             };
-            b.add_evaluations(&applied.evaluations, &applied.transitions);
+            b.add_evaluations(applied.evaluations, &applied.transitions);
             drifts.extend(applied.drifts);
         }
         engine.attribute(&mut drifts);

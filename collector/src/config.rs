@@ -186,17 +186,21 @@ impl Default for ClickHouseConfig {
     }
 }
 
-/// How many messages make a batch, and how long one may wait.
+/// How many messages make a batch, and how long one may wait. A batch is
+/// stored while the next one fills (group commit): under load batches
+/// grow to what the store takes; when the store is idle a batch closes
+/// once no record has come for `linger_ms`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     pub max_messages: usize,
     pub max_wait_ms: u64,
+    pub linger_ms: u64,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_messages: 5_000, max_wait_ms: 500 }
+        BatchConfig { max_messages: 5_000, max_wait_ms: 500, linger_ms: 5 }
     }
 }
 

@@ -34,7 +34,7 @@ use rdkafka::Message as _;
 
 const USAGE: &str = "usage: collector-bench [--brokers HOST:PORT] [--clickhouse URL] [--assets N] [--backlog-rate N] [--backlog-seconds S]
                        [--live-rate N] [--live-seconds S] [--partitions N] [--seed N]
-                       [--max-wait-ms 200 (batch.max_wait_ms)] [--fetch-wait-ms 100 (fetch.wait.max.ms)]
+                       [--max-wait-ms 200 (batch.max_wait_ms)] [--linger-ms 5 (batch.linger_ms)] [--fetch-wait-ms 100 (fetch.wait.max.ms)]
        collector-bench bare --brokers HOST:PORT --prefix P --expect N   (the ceiling, run by the benchmark itself)";
 
 struct Args {
@@ -47,8 +47,9 @@ struct Args {
     live_seconds: u64,
     partitions: u64,
     seed: u64,
-    /// The collector's `batch.max_wait_ms` and `fetch.wait.max.ms`.
+    /// The collector's `batch.max_wait_ms`, `batch.linger_ms` and `fetch.wait.max.ms`.
     max_wait_ms: u64,
+    linger_ms: u64,
     fetch_wait_ms: u64,
 }
 
@@ -64,6 +65,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         partitions: 3,
         seed: 42,
         max_wait_ms: 200,
+        linger_ms: 5,
         fetch_wait_ms: 100,
     };
     while let Some(flag) = it.next() {
@@ -80,6 +82,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--partitions" => a.partitions = num(&value)?.max(1),
             "--seed" => a.seed = num(&value)?,
             "--max-wait-ms" => a.max_wait_ms = num(&value)?.max(1),
+            "--linger-ms" => a.linger_ms = num(&value)?,
             "--fetch-wait-ms" => a.fetch_wait_ms = num(&value)?.max(1),
             other => return Err(format!("unknown flag {other}")),
         }
@@ -316,13 +319,14 @@ fn bench(a: &Args) -> Result<(), String> {
         &config,
         format!(
             "kafka:\n  brokers: \"{b}\"\n  group_id: {prefix}-collector\n  topics: {{snapshots: {prefix}.snapshots, audit: {prefix}.audit, sla: {prefix}.sla, dead_letter: {prefix}.dead-letter}}\n\
-               \x20\x20properties: {{fetch.wait.max.ms: \"{fetch_wait}\"}}\nclickhouse: {{url: \"{ch}\", database: {database}}}\npolicies: {policies}\nbatch: {{max_messages: 5000, max_wait_ms: {max_wait}}}\n\
+               \x20\x20properties: {{fetch.wait.max.ms: \"{fetch_wait}\"}}\nclickhouse: {{url: \"{ch}\", database: {database}}}\npolicies: {policies}\nbatch: {{max_messages: 5000, max_wait_ms: {max_wait}, linger_ms: {linger}}}\n\
              alerts:\n  receivers: [{{name: bench, webhook: {{url: \"http://127.0.0.1:{hook}/hook\"}}, rate_limit_per_minute: 1000000}}]\n  route: {{receiver: bench, group_by: [\"...\"], group_wait: 0s, group_interval: 1s}}\n\
              api: {{listen: \"127.0.0.1:{api}\"}}\n",
             b = a.brokers,
             ch = a.clickhouse,
             fetch_wait = a.fetch_wait_ms,
             max_wait = a.max_wait_ms,
+            linger = a.linger_ms,
             policies = repo.join("policies").display()
         ),
     )
@@ -412,6 +416,13 @@ fn bench(a: &Args) -> Result<(), String> {
     let live_from_ms = now_ms();
     let live_total = a.live_rate * a.live_seconds;
     let live_start = Instant::now();
+    // Batches stored and the time spent storing them, as the collector counts.
+    let stores = || {
+        scrape(api)
+            .map(|t| (metric(&t, "driftwatch_store_seconds_count", ""), metric(&t, "driftwatch_store_seconds_sum", "")))
+            .unwrap_or_default()
+    };
+    let stores_before = stores();
     let scraper = {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (stop2, series) = (stop.clone(), Arc::new(Mutex::new(Vec::new())));
@@ -430,6 +441,7 @@ fn bench(a: &Args) -> Result<(), String> {
     let resume = (a.backlog_rate * a.backlog_seconds).to_string();
     let live = run_loadgen(&bin, a, &prefix, a.live_rate, a.live_seconds, a.seed, &["--resume-after", &resume])?;
     let live_secs = live_start.elapsed().as_secs_f64();
+    let stores_after = stores();
     // Let the last alerts arrive.
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -461,8 +473,8 @@ fn bench(a: &Args) -> Result<(), String> {
         lag_series.iter().step_by((lag_series.len() / 12).max(1)).map(|(t, l)| format!("{t:.0}s:{l:.0}")).collect();
     println!();
     println!(
-        "collector-bench: {total} messages ({} assets, seed {}), {} partitions per topic, batch.max_wait_ms {}, fetch.wait.max.ms {}",
-        a.assets, a.seed, a.partitions, a.max_wait_ms, a.fetch_wait_ms
+        "collector-bench: {total} messages ({} assets, seed {}), {} partitions per topic, batch.max_wait_ms {}, linger_ms {}, fetch.wait.max.ms {}",
+        a.assets, a.seed, a.partitions, a.max_wait_ms, a.linger_ms, a.fetch_wait_ms
     );
     println!("  bare consumer (decode only): {bare_rate:>9.0} msg/s  ({count} in {bare_secs:.1} s, CPU {bare_cpu:.1} s, peak RSS {bare_rss:.0} MB, {failed} undecodable)");
     println!(
@@ -475,6 +487,12 @@ fn bench(a: &Args) -> Result<(), String> {
     println!("  backlog left over time:      {}", backlog_lag.join(" "));
     println!("live: {live} ({live_secs:.0} s)");
     println!("  consumer lag over time:      {}", live_lag.join(" "));
+    let (batches, store_time) = (stores_after.0 - stores_before.0, stores_after.1 - stores_before.1);
+    println!(
+        "  batches stored:              {batches:.0} ({:.1}/s), {:.0} ms each on average",
+        batches / live_secs.max(0.001),
+        store_time * 1000.0 / batches.max(1.0)
+    );
     println!(
         "  violation alerts, produce → webhook: {} alerts of the live phase ({} in all), p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (goal p99 ≤ 250 ms)",
         lat.len(),

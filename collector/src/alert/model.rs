@@ -60,7 +60,7 @@ impl Alert {
         labels.insert("asset".into(), e.asset_id.clone());
         labels.insert("control".into(), e.control_id.clone());
         labels.insert("severity".into(), e.severity.as_str().into());
-        labels.insert("frameworks".into(), framework_ids(&e.frameworks));
+        labels.insert("frameworks".into(), e.frameworks.ids.join(","));
         let mut annotations = BTreeMap::new();
         annotations.insert("title".into(), e.title.clone());
         annotations.insert("summary".into(), format!("{} on {}", e.title, e.asset_id));
@@ -88,7 +88,7 @@ impl Alert {
         labels.insert("control".into(), e.control_id.clone());
         labels.insert("severity".into(), e.severity.as_str().into());
         labels.insert("direction".into(), d.direction().into());
-        labels.insert("frameworks".into(), framework_ids(&e.frameworks));
+        labels.insert("frameworks".into(), e.frameworks.ids.join(","));
         let mut annotations = BTreeMap::new();
         annotations.insert("title".into(), e.title.clone());
         annotations.insert("summary".into(), format!("{}: {} → {} on {}", e.title, d.from.as_str(), e.status.as_str(), e.asset_id));
@@ -117,11 +117,6 @@ impl Alert {
         }
         Alert { labels, annotations, starts_at: e.evaluated_at, ends_at: None, instance: d.drift_id.clone(), one_shot: true }
     }
-}
-
-/// `framework:id` pairs, comma-separated, sorted.
-fn framework_ids(f: &BTreeMap<String, Vec<String>>) -> String {
-    f.iter().flat_map(|(fw, ids)| ids.iter().map(move |id| format!("{fw}:{id}"))).collect::<Vec<_>>().join(",")
 }
 
 fn evidence_text(e: &BTreeMap<String, driftwatch_schemas::FactValue>) -> String {

@@ -1,4 +1,4 @@
-//! The alerting task: feeds alerts to the [`Dispatcher`], flushes it 20 ms
+//! The alerting task: feeds alerts to the [`Dispatcher`], flushes it 2 ms
 //! after alerts arrive and every second, hands notifications to one
 //! delivery task per receiver (so a slow receiver delays only itself and
 //! each keeps its order), and records delivered notifications in the
@@ -142,9 +142,9 @@ impl Alerting {
 }
 
 /// How soon after an alert arrives the dispatcher is flushed: groups with
-/// no `group_wait` go out at once (alerts arriving together still share a
-/// notification), the others when their timers say.
-const SOON: Duration = Duration::from_millis(20);
+/// no `group_wait` go out at once (the alerts of one stored batch, queued
+/// together, still share a notification), the others when their timers say.
+const SOON: Duration = Duration::from_millis(2);
 
 async fn run(
     mut dispatcher: Dispatcher,

@@ -105,6 +105,7 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
     let opts = ingest::LoopOptions {
         max_messages: cfg.batch.max_messages,
         max_wait: Duration::from_millis(cfg.batch.max_wait_ms),
+        linger: Duration::from_millis(cfg.batch.linger_ms),
         tick: Duration::from_millis(cfg.evaluation.tick_ms),
         policies: policies_rx,
         waivers: waivers_rx,

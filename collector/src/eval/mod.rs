@@ -80,8 +80,8 @@ pub struct Evaluation {
     pub title: String,
     pub severity: crate::policy::Severity,
     pub status: Status,
-    /// Framework → requirement ids.
-    pub frameworks: BTreeMap<String, Vec<String>>,
+    /// Framework → requirement ids (the control's, shared).
+    pub frameworks: Arc<crate::policy::Frameworks>,
     /// The facts the check read, with their values when evaluated.
     pub evidence: BTreeMap<String, FactValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -169,7 +169,7 @@ fn evaluate(
                 title: c.control.title.clone(),
                 severity: c.control.severity,
                 status,
-                frameworks: c.control.frameworks.clone(),
+                frameworks: c.frameworks.clone(),
                 evidence,
                 message,
                 evaluated_at: at,
@@ -394,7 +394,7 @@ impl Engine {
                 title: c.control.title.clone(),
                 severity: c.control.severity,
                 status,
-                frameworks: c.control.frameworks.clone(),
+                frameworks: c.frameworks.clone(),
                 evidence: Default::default(),
                 message: Some(waiver.map(|w| w.describe()).unwrap_or_else(|| "waiver no longer in force; the control still fails".into())),
                 evaluated_at: now,
@@ -537,7 +537,7 @@ impl Engine {
                 title: c.control.title.clone(),
                 severity: c.control.severity,
                 status: if waiver.is_some() { Status::Waived } else { checked },
-                frameworks: c.control.frameworks.clone(),
+                frameworks: c.frameworks.clone(),
                 evidence: ch.evidence,
                 message: Some(match waiver {
                     Some(w) => format!("{}; {}", w.describe(), ch.message),

@@ -41,7 +41,7 @@ pub fn unknown_results(policies: &PolicySet, silent: &[SilentResult], unknown_af
                 title: c.control.title.clone(),
                 severity: c.control.severity,
                 status: Status::Unknown,
-                frameworks: c.control.frameworks.clone(),
+                frameworks: c.frameworks.clone(),
                 evidence: Default::default(),
                 message: Some(format!(
                     "asset_silent: no snapshot or heartbeat since {}; last result {}",
@@ -71,18 +71,16 @@ pub async fn mark(
     if evaluations.is_empty() {
         return Ok(0);
     }
+    let (results, assets) =
+        (evaluations.len(), evaluations.iter().map(|e| e.asset_id.as_str()).collect::<std::collections::BTreeSet<_>>().len());
     let mut batch = Batch::new();
-    batch.add_evaluations(&evaluations, &[]);
+    batch.add_evaluations(evaluations, &[]);
     let mut next = chain.clone();
     batch.link = next.seal(&batch, now);
     store.write(&batch).await?;
     *chain = next;
-    tracing::warn!(
-        results = evaluations.len(),
-        assets = evaluations.iter().map(|e| e.asset_id.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
-        "assets went silent: their results are unknown until they report again"
-    );
-    Ok(evaluations.len())
+    tracing::warn!(results, assets, "assets went silent: their results are unknown until they report again");
+    Ok(results)
 }
 
 /// Runs until the process ends, while this collector runs fleet-wide work.

@@ -57,7 +57,7 @@ impl Pending {
     }
 
     fn add(&mut self, applied: Applied) {
-        self.batch.add_evaluations(&applied.evaluations, &applied.transitions);
+        self.batch.add_evaluations(applied.evaluations, &applied.transitions);
         self.transitions.extend(applied.transitions);
         self.drifts.extend(applied.drifts);
     }
@@ -223,7 +223,11 @@ pub trait Source: Send {
 /// How the consumer loop batches and what it watches besides records.
 pub struct LoopOptions {
     pub max_messages: usize,
+    /// The longest a record waits for its batch to close.
     pub max_wait: std::time::Duration,
+    /// With no batch in flight, a batch closes once no record has come
+    /// for this long (see [`next_record`]).
+    pub linger: std::time::Duration,
     /// How often detection windows are aged while idle.
     pub tick: std::time::Duration,
     /// The policy set in force (see [`reload`]); a new one is swapped in
@@ -234,7 +238,8 @@ pub struct LoopOptions {
 }
 
 /// Consumes `source` until `shutdown` turns true (or the source ends): fill
-/// a batch (up to `max_messages` or `max_wait`), evaluate, store, and only
+/// a batch (up to `max_messages` or `max_wait`; early when nothing is in
+/// flight and no record is ready, see [`next_record`]), evaluate, store, and only
 /// then acknowledge everything in it (at-least-once: a crash before the
 /// acknowledgement delivers again, and the store's deterministic keys fold
 /// the duplicates). While a batch is being stored the next one is
@@ -310,17 +315,45 @@ pub async fn run<S: Source>(
             if acks.len() >= opts.max_messages {
                 break;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            next = tokio::time::timeout(left, source.recv()).await.ok().flatten();
+            next = next_record(&mut source, &mut in_flight, deadline, opts.linger).await?;
         }
         finish(&mut source, &mut pipeline, &mut in_flight, pending, acks).await?;
     }
     land(&mut source, &mut in_flight).await?;
     tracing::info!("consumer stopped");
     Ok(())
+}
+
+/// The next record for the batch being filled, or `None` to close it.
+/// While a batch is in flight, records are gathered until it lands (group
+/// commit: under load the store paces the batches, which grow to match);
+/// with none in flight, until no record has come for `linger`. Never past
+/// `deadline`.
+async fn next_record<S: Source>(
+    source: &mut S,
+    in_flight: &mut InFlight<S::Ack>,
+    deadline: std::time::Instant,
+    linger: std::time::Duration,
+) -> anyhow::Result<Option<(Message, S::Ack)>> {
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        if in_flight.is_none() {
+            return Ok(tokio::time::timeout(left.min(linger), source.recv()).await.ok().flatten());
+        }
+        tokio::select! {
+            r = source.recv() => return Ok(r),
+            r = stored(in_flight) => {
+                r?;
+                if let Some((_, acks)) = in_flight.take() {
+                    source.commit(acks).await;
+                }
+            }
+            () = tokio::time::sleep(left) => return Ok(None),
+        }
+    }
 }
 
 /// The batch being stored, and the acknowledgements of its records.

@@ -12,6 +12,7 @@ pub mod testing;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use driftwatch_schemas::{AssetKind, FactPath};
 pub use model::{Control, DetectStream, Severity};
@@ -29,6 +30,31 @@ pub struct CompiledControl {
     pub detect: Option<CompiledDetect>,
     /// Where the control was declared.
     pub source: PathBuf,
+    /// The control's framework mapping, shared by all its results.
+    pub frameworks: Arc<Frameworks>,
+}
+
+/// A control's framework mapping (framework → requirement ids), and the
+/// same as `framework:id` strings (e.g. `soc2:CC6.1`, in map order), made
+/// once per policy load rather than once per result.
+#[derive(Debug, Default, PartialEq)]
+pub struct Frameworks {
+    pub by_framework: std::collections::BTreeMap<String, Vec<String>>,
+    pub ids: Vec<String>,
+}
+
+impl Frameworks {
+    pub fn new(by_framework: &std::collections::BTreeMap<String, Vec<String>>) -> Arc<Self> {
+        let ids = by_framework.iter().flat_map(|(f, ids)| ids.iter().map(move |id| format!("{f}:{id}"))).collect();
+        Arc::new(Frameworks { by_framework: by_framework.clone(), ids })
+    }
+}
+
+/// Serialized as the mapping.
+impl serde::Serialize for Frameworks {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.by_framework.serialize(s)
+    }
 }
 
 /// A detection's compiled parts (see [`model::Detect`]).
@@ -51,8 +77,8 @@ impl CompiledControl {
     }
 
     /// `framework:id` strings, e.g. `soc2:CC6.1`.
-    pub fn framework_ids(&self) -> Vec<String> {
-        self.control.frameworks.iter().flat_map(|(f, ids)| ids.iter().map(move |id| format!("{f}:{id}"))).collect()
+    pub fn framework_ids(&self) -> &[String] {
+        &self.frameworks.ids
     }
 }
 
@@ -262,7 +288,8 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
                 Err(e) => err(format!("control {}: check does not compile: {e}", control.id)),
                 Ok(program) => {
                     let reads = cel::fact_paths(&program);
-                    out.push(CompiledControl { control, program, reads, detect: None, source: file.to_path_buf() });
+                    let frameworks = Frameworks::new(&control.frameworks);
+                    out.push(CompiledControl { control, program, reads, detect: None, source: file.to_path_buf(), frameworks });
                 }
             },
             (None, Some(d)) => {
@@ -270,6 +297,7 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
                     match cel::compile(&d.matches) {
                         Err(e) => err(format!("control {}: detect.match does not compile: {e}", control.id)),
                         Ok(program) => out.push(CompiledControl {
+                            frameworks: Frameworks::new(&control.frameworks),
                             control,
                             program,
                             reads: BTreeSet::new(),

@@ -66,8 +66,8 @@ impl Batch {
         self.sla.push(sla_row(m, &self.batch_id));
     }
 
-    pub fn add_evaluations(&mut self, evs: &[Evaluation], transitions: &[Transition]) {
-        self.evaluations.extend(evs.iter().map(|e| evaluation_row(e, &self.batch_id)));
+    pub fn add_evaluations(&mut self, evs: Vec<Evaluation>, transitions: &[Transition]) {
+        self.evaluations.extend(evs.into_iter().map(|e| evaluation_row(e, &self.batch_id)));
         self.violations.extend(transitions.iter().map(|t| violation_row(t, &self.batch_id)));
     }
 

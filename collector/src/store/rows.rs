@@ -253,25 +253,26 @@ pub fn sla_row(m: &SlaMeasurement, batch_id: &str) -> SlaRow {
 }
 
 fn framework_ids(e: &Evaluation) -> Vec<String> {
-    e.frameworks.iter().flat_map(|(f, ids)| ids.iter().map(move |id| format!("{f}:{id}"))).collect()
+    e.frameworks.ids.clone()
 }
 
 fn evidence_json(e: &Evaluation) -> String {
     serde_json::to_string(&e.evidence).unwrap_or_default()
 }
 
-pub fn evaluation_row(e: &Evaluation, batch_id: &str) -> EvaluationRow {
+/// The row of an evaluation, which it consumes (most are only stored).
+pub fn evaluation_row(e: Evaluation, batch_id: &str) -> EvaluationRow {
     EvaluationRow {
-        asset_id: e.asset_id.clone(),
-        control_id: e.control_id.clone(),
         status: e.status.as_str().to_string(),
         severity: e.severity.as_str().to_string(),
         evaluated_at: secs(&e.evaluated_at),
-        snapshot_id: e.snapshot_id.clone(),
         sequence: e.sequence,
-        frameworks: framework_ids(e),
-        evidence: evidence_json(e),
-        message: e.message.clone().unwrap_or_default(),
+        frameworks: framework_ids(&e),
+        evidence: evidence_json(&e),
+        asset_id: e.asset_id,
+        control_id: e.control_id,
+        snapshot_id: e.snapshot_id,
+        message: e.message.unwrap_or_default(),
         batch_id: batch_id.to_string(),
         evaluated_ms: millis(&e.evaluated_at),
     }
