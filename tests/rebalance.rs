@@ -4,7 +4,6 @@
 //! collector are not re-opened, a fix is resolved exactly once, and when one
 //! collector stops the survivor takes over without a second page.
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
@@ -12,48 +11,8 @@ use driftwatch_schemas::SnapshotKind;
 use driftwatch_tests::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::FutureProducer;
-use serde_json::Value;
 
 const ASSETS: usize = 6;
-
-fn counts(alerts: &[Value]) -> BTreeMap<(String, String), usize> {
-    let mut m = BTreeMap::new();
-    for a in notified_alerts(alerts).iter().filter(|a| a["alertname"] == "violation") {
-        let key = (a["asset_id"].as_str().unwrap_or_default().to_string(), a["status"].as_str().unwrap_or_default().to_string());
-        *m.entry(key).or_default() += 1;
-    }
-    m
-}
-
-/// The log without terminal colour codes.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-async fn wait_evaluated(db: &str, assets: &[String], seq: i64) {
-    let list = assets.iter().map(|a| format!("'{a}-{seq}'")).collect::<Vec<_>>().join(",");
-    wait_for(&format!("snapshot {seq} of every asset to be evaluated"), 120, async || {
-        let rows =
-            try_query(&format!("SELECT count(DISTINCT asset_id) AS n FROM {db}.evaluations WHERE snapshot_id IN ({list})")).await.ok()?;
-        (rows.first()?["n"].as_str().and_then(|n| n.parse::<usize>().ok()).or_else(|| rows[0]["n"].as_u64().map(|n| n as usize))
-            == Some(assets.len()))
-        .then_some(())
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalances_and_a_stopped_collector_raise_no_false_alerts() {
@@ -88,7 +47,9 @@ async fn rebalances_and_a_stopped_collector_raise_no_false_alerts() {
     }
     let pages = |n: usize| {
         let receiver = receiver.clone();
-        async move || (counts(&receiver.all()).iter().filter(|((_, s), _)| s == "firing").map(|(_, c)| c).sum::<usize>() >= n).then_some(())
+        async move || {
+            (violation_counts(&receiver.all()).iter().filter(|((_, s), _)| s == "firing").map(|(_, c)| c).sum::<usize>() >= n).then_some(())
+        }
     };
     wait_for("a page per asset", 90, pages(ASSETS)).await;
 
@@ -109,7 +70,7 @@ async fn rebalances_and_a_stopped_collector_raise_no_false_alerts() {
         produce(&producer, &names, &snapshot(asset, 3, SnapshotKind::Full, &fixed)).await;
     }
     wait_for("a resolve per asset", 60, async || {
-        let c = counts(&receiver.all());
+        let c = violation_counts(&receiver.all());
         assets.iter().all(|a| c.contains_key(&(a.clone(), "resolved".into()))).then_some(())
     })
     .await;
@@ -122,7 +83,7 @@ async fn rebalances_and_a_stopped_collector_raise_no_false_alerts() {
     // fault tests cover it.)
     assert!(a.terminate(30), "collector A did not stop on SIGTERM:\n{}", a.log());
     wait_for("collector B to take every partition", 60, async || {
-        plain(&b.log()).contains("partitions assigned partitions=9").then_some(())
+        strip_ansi(&b.log()).contains("partitions assigned partitions=9").then_some(())
     })
     .await;
     for asset in &assets {
@@ -138,7 +99,7 @@ async fn rebalances_and_a_stopped_collector_raise_no_false_alerts() {
     wait_for("a second page per asset", 60, pages(2 * ASSETS)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let c = counts(&receiver.all());
+    let c = violation_counts(&receiver.all());
     for asset in &assets {
         assert_eq!(c.get(&(asset.clone(), "firing".into())), Some(&2), "{asset}: two real regressions, two pages: {c:?}");
         assert_eq!(c.get(&(asset.clone(), "resolved".into())), Some(&1), "{asset}: one fix, one resolve: {c:?}");

@@ -364,6 +364,48 @@ pub fn notified_alerts(bodies: &[serde_json::Value]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Violation notifications per (asset, `firing` | `resolved`).
+pub fn violation_counts(bodies: &[serde_json::Value]) -> std::collections::BTreeMap<(String, String), usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for a in notified_alerts(bodies).iter().filter(|a| a["alertname"] == "violation") {
+        let key = (a["asset_id"].as_str().unwrap_or_default().to_string(), a["status"].as_str().unwrap_or_default().to_string());
+        *m.entry(key).or_default() += 1;
+    }
+    m
+}
+
+/// A log without terminal colour codes.
+pub fn strip_ansi(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Waits until snapshot `seq` of every asset is evaluated (its rows are in
+/// `db.evaluations`; snapshot ids are `<asset>-<seq>`).
+pub async fn wait_evaluated(db: &str, assets: &[String], seq: i64) {
+    let list = assets.iter().map(|a| format!("'{a}-{seq}'")).collect::<Vec<_>>().join(",");
+    wait_for(&format!("snapshot {seq} of every asset to be evaluated"), 120, async || {
+        let rows =
+            try_query(&format!("SELECT count(DISTINCT asset_id) AS n FROM {db}.evaluations WHERE snapshot_id IN ({list})")).await.ok()?;
+        (rows.first()?["n"].as_str().and_then(|n| n.parse::<usize>().ok()).or_else(|| rows[0]["n"].as_u64().map(|n| n as usize))
+            == Some(assets.len()))
+        .then_some(())
+    })
+    .await;
+}
+
 /// A local stand-in for Slack's incoming webhooks or PagerDuty's Events API
 /// v2 that holds to their contracts: it validates each payload as the real
 /// service would (rejecting an invalid one with the service's status and

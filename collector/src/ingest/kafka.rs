@@ -2,10 +2,10 @@
 //! the dead-letter topic with the reason), their offsets committed once
 //! the consumer loop ([`super::run`]) stored their batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -78,20 +78,20 @@ impl ConsumerContext for RebalanceContext {
     }
 }
 
-/// A record the collector could not decode, waiting for the dead-letter
-/// topic to take it (kept across a cancelled `recv`).
+/// A record the collector could not decode, being sent to the dead-letter
+/// topic by its own task: a cancelled `recv` neither loses nor repeats it.
 struct DeadLetter {
+    task: tokio::task::JoinHandle<()>,
     topic: String,
     partition: i32,
     offset: i64,
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
-    reason: String,
 }
 
 /// The consumer group as a [`Source`].
 pub struct KafkaSource {
     consumer: StreamConsumer<RebalanceContext>,
+    /// Watches the group for partitions left without an owner.
+    orphans: OrphanWatch,
     dlq: FutureProducer,
     dlq_topic: String,
     decoder: RecordDecoder,
@@ -127,8 +127,20 @@ impl KafkaSource {
         let topics = [cfg.topics.snapshots.as_str(), cfg.topics.audit.as_str(), cfg.topics.sla.as_str()];
         consumer.subscribe(&topics).map_err(|e| anyhow::anyhow!("subscribing to {topics:?}: {e}"))?;
         tracing::info!(brokers = %cfg.brokers, group = %cfg.group_id, ?topics, "consuming");
+        let probe: BaseConsumer = client_config(cfg)
+            .set("group.id", &cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| anyhow::anyhow!("Kafka offsets client for {}: {e}", cfg.brokers))?;
+        let session_timeout = cfg
+            .properties
+            .get("session.timeout.ms")
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(Duration::from_secs(45));
         Ok(KafkaSource {
             consumer,
+            orphans: OrphanWatch::new(probe, topics.map(String::from).to_vec(), session_timeout),
             dlq,
             dlq_topic: cfg.topics.dead_letter.clone(),
             decoder: RecordDecoder::new(&cfg.topics)?,
@@ -137,14 +149,29 @@ impl KafkaSource {
         })
     }
 
-    /// Sends the pending dead letter until the topic takes it: its offset
-    /// must not be committed before.
-    async fn send_dead_letter(&mut self) {
-        let Some(d) = &self.dead else { return };
-        let origin = Origin { topic: &d.topic, partition: d.partition, offset: d.offset };
-        while let Err(e) = dead_letter(&self.dlq, &self.dlq_topic, &origin, d.key.as_deref(), d.payload.as_deref(), &d.reason).await {
-            tracing::error!(error = %e, "dead-letter send failed; retrying");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+    /// Starts sending an undecodable record to the dead-letter topic; the
+    /// task retries until the topic takes it.
+    fn dead_letter(dlq: &FutureProducer, dlq_topic: &str, m: &rdkafka::message::BorrowedMessage<'_>, reason: String) -> DeadLetter {
+        let (dlq, dlq_topic) = (dlq.clone(), dlq_topic.to_string());
+        let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
+        let (key, payload) = (m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec));
+        let origin_topic = topic.clone();
+        let task = tokio::spawn(async move {
+            let origin = Origin { topic: &origin_topic, partition, offset };
+            while let Err(e) = dead_letter(&dlq, &dlq_topic, &origin, key.as_deref(), payload.as_deref(), &reason).await {
+                tracing::error!(error = %e, "dead-letter send failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        DeadLetter { task, topic, partition, offset }
+    }
+
+    /// Waits until the dead letter being sent is taken: its offset must
+    /// not be committed before. Cancel-safe.
+    async fn land_dead_letter(&mut self) {
+        let Some(d) = &mut self.dead else { return };
+        if let Err(e) = (&mut d.task).await {
+            tracing::error!(error = %e, "the dead-letter task failed");
         }
         self.dead_offsets.insert((d.topic.clone(), d.partition), d.offset + 1);
         self.dead = None;
@@ -157,7 +184,7 @@ impl Source for KafkaSource {
 
     async fn recv(&mut self) -> Option<(driftwatch_schemas::Message, Offset)> {
         loop {
-            self.send_dead_letter().await;
+            self.land_dead_letter().await;
             let m = match self.consumer.recv().await {
                 Ok(m) => m,
                 Err(e) => {
@@ -167,22 +194,53 @@ impl Source for KafkaSource {
             };
             match self.decoder.decode(m.topic(), m.payload()) {
                 Ok(msg) => return Some((msg, Offset { topic: m.topic().to_string(), partition: m.partition(), next: m.offset() + 1 })),
-                Err(reason) => {
-                    self.dead = Some(DeadLetter {
-                        topic: m.topic().to_string(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        payload: m.payload().map(<[u8]>::to_vec),
-                        reason,
-                    })
-                }
+                Err(reason) => self.dead = Some(Self::dead_letter(&self.dlq, &self.dlq_topic, &m, reason)),
             }
         }
     }
 
     fn reassigned(&mut self) -> bool {
         self.consumer.context().assigned.swap(false, Ordering::SeqCst)
+    }
+
+    async fn upkeep(&mut self) {
+        // The look at the group runs in the background (its requests
+        // block); its answer is taken at a later call.
+        let w = &mut self.orphans;
+        let Some(task) = w.looking.take_if(|t| t.is_finished()) else {
+            if w.looking.is_none() && Instant::now() >= w.next_check {
+                w.next_check = Instant::now() + ORPHAN_CHECK;
+                let (probe, topics) = (w.probe.clone(), w.topics.clone());
+                w.looking = Some(tokio::task::spawn_blocking(move || offsets_view(&probe, &topics)));
+            }
+            return;
+        };
+        let view = match task.await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "could not look at the group's offsets");
+                return;
+            }
+            Err(_) => return,
+        };
+        let held: HashSet<(String, i32)> = self
+            .consumer
+            .assignment()
+            .map(|a| a.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect())
+            .unwrap_or_default();
+        if self.orphans.progress.observe(&view, &held, Instant::now()) {
+            tracing::warn!(
+                held = held.len(),
+                partitions = view.len(),
+                "partitions this collector does not hold have made no progress while their records wait, and its own do: \
+                 their owner is gone but the group coordinator has not reassigned them; joining the group again"
+            );
+            self.consumer.unsubscribe();
+            let topics: Vec<&str> = self.orphans.topics.iter().map(String::as_str).collect();
+            if let Err(e) = self.consumer.subscribe(&topics) {
+                tracing::error!(error = %e, "subscribing again failed");
+            }
+        }
     }
 
     async fn commit(&mut self, acks: Vec<Offset>) {
@@ -205,6 +263,121 @@ impl Source for KafkaSource {
     }
 }
 
+/// How often the group's offsets are looked at for orphaned partitions.
+const ORPHAN_CHECK: Duration = Duration::from_secs(10);
+
+/// A guard against a group coordinator that drops a dead member (no
+/// heartbeat within `session.timeout.ms`) but never gives its partitions
+/// to the survivors: tansu 0.6 keeps the old assignment when the dead
+/// member was the group's leader. Kafka itself rebalances, and then this
+/// never acts. The protocol does not show other members' assignments
+/// here, so the sign is progress: a partition this collector does not
+/// hold whose records wait (log end past the group's committed offset)
+/// with no commit for `stall` — while every partition it holds that has
+/// records waiting did commit in that time (so the store is not what
+/// stalls everyone). The collector then leaves and joins the group again,
+/// which forms a new generation; it waits `5 × stall` before acting again.
+struct OrphanWatch {
+    /// A client of the group that never joins it: offset and metadata
+    /// requests, which block (run off the runtime).
+    probe: Arc<BaseConsumer>,
+    topics: Vec<String>,
+    next_check: Instant,
+    /// The look in progress.
+    looking: Option<tokio::task::JoinHandle<Result<Vec<PartitionOffsets>, rdkafka::error::KafkaError>>>,
+    progress: Progress,
+}
+
+/// The rule of [`OrphanWatch`], over what its looks saw.
+struct Progress {
+    stall: Duration,
+    quiet_until: Instant,
+    /// Per partition: the committed offset last seen, and since when.
+    committed: HashMap<(String, i32), (i64, Instant)>,
+}
+
+/// One partition of a subscribed topic: the group's committed offset (the
+/// log start when none) and the log end.
+struct PartitionOffsets {
+    topic: String,
+    partition: i32,
+    committed: i64,
+    end: i64,
+}
+
+impl OrphanWatch {
+    fn new(probe: BaseConsumer, topics: Vec<String>, session_timeout: Duration) -> Self {
+        let now = Instant::now();
+        OrphanWatch {
+            probe: Arc::new(probe),
+            topics,
+            next_check: now + ORPHAN_CHECK,
+            looking: None,
+            progress: Progress::new((session_timeout * 3).max(Duration::from_secs(20)), now),
+        }
+    }
+}
+
+impl Progress {
+    fn new(stall: Duration, now: Instant) -> Self {
+        Progress { stall, quiet_until: now + stall, committed: HashMap::new() }
+    }
+
+    /// Takes in a look at the offsets; true when partitions are orphaned.
+    fn observe(&mut self, view: &[PartitionOffsets], held: &HashSet<(String, i32)>, now: Instant) -> bool {
+        let mut others_stalled = false;
+        let mut mine_stalled = false;
+        for p in view {
+            let key = (p.topic.clone(), p.partition);
+            let since = match self.committed.get(&key) {
+                Some((c, since)) if *c == p.committed => *since,
+                _ => {
+                    self.committed.insert(key.clone(), (p.committed, now));
+                    now
+                }
+            };
+            if p.end > p.committed && now.duration_since(since) >= self.stall {
+                if held.contains(&key) {
+                    mine_stalled = true;
+                } else {
+                    others_stalled = true;
+                }
+            }
+        }
+        if others_stalled && !mine_stalled && now >= self.quiet_until {
+            self.quiet_until = now + self.stall * 5;
+            self.committed.clear();
+            return true;
+        }
+        false
+    }
+}
+
+/// The committed offset and log end of every partition of `topics`.
+fn offsets_view(probe: &BaseConsumer, topics: &[String]) -> Result<Vec<PartitionOffsets>, rdkafka::error::KafkaError> {
+    let timeout = Duration::from_secs(5);
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        let meta = probe.fetch_metadata(Some(t), timeout)?;
+        for m in meta.topics().iter().filter(|m| m.name() == t) {
+            for p in m.partitions() {
+                tpl.add_partition(t, p.id());
+            }
+        }
+    }
+    let committed = probe.committed_offsets(tpl, timeout)?;
+    let mut out = Vec::new();
+    for e in committed.elements() {
+        let (low, end) = probe.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+        let committed = match e.offset() {
+            rdkafka::Offset::Offset(o) => o,
+            _ => low,
+        };
+        out.push(PartitionOffsets { topic: e.topic().to_string(), partition: e.partition(), committed, end });
+    }
+    Ok(out)
+}
+
 /// Consumes the configured topics until `shutdown` turns true.
 pub async fn run(
     cfg: &KafkaConfig,
@@ -214,4 +387,42 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     super::run(KafkaSource::connect(cfg, leader)?, opts, pipeline, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn look(offsets: &[(i32, i64, i64)]) -> Vec<PartitionOffsets> {
+        offsets
+            .iter()
+            .map(|(p, committed, end)| PartitionOffsets { topic: "t".into(), partition: *p, committed: *committed, end: *end })
+            .collect()
+    }
+
+    #[test]
+    fn orphaned_only_when_others_stall_while_ours_progress() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(20);
+        let held: HashSet<(String, i32)> = [("t".to_string(), 0)].into();
+        let mut p = Progress::new(s, t0);
+        // Partition 1 (another member's) waits with no commit; ours is caught up.
+        assert!(!p.observe(&look(&[(0, 5, 5), (1, 3, 9)]), &held, t0));
+        assert!(!p.observe(&look(&[(0, 7, 7), (1, 3, 9)]), &held, t0 + s / 2), "not stalled long enough yet");
+        assert!(p.observe(&look(&[(0, 7, 7), (1, 3, 9)]), &held, t0 + s), "stalled for the whole window");
+        assert!(!p.observe(&look(&[(0, 7, 7), (1, 3, 9)]), &held, t0 + s * 2), "quiet for a while after acting");
+
+        // Everyone stalls (the store is down): not an orphan.
+        let mut p = Progress::new(s, t0);
+        p.observe(&look(&[(0, 5, 8), (1, 3, 9)]), &held, t0);
+        assert!(!p.observe(&look(&[(0, 5, 8), (1, 3, 9)]), &held, t0 + s * 2));
+
+        // The other member commits: alive.
+        let mut p = Progress::new(s, t0);
+        p.observe(&look(&[(0, 5, 5), (1, 3, 9)]), &held, t0);
+        p.observe(&look(&[(0, 5, 5), (1, 6, 9)]), &held, t0 + s / 2);
+        assert!(!p.observe(&look(&[(0, 5, 5), (1, 6, 9)]), &held, t0 + s), "committed half a window ago");
+        // Nothing waits there: nothing to take over.
+        assert!(!p.observe(&look(&[(0, 5, 5), (1, 9, 9)]), &held, t0 + s * 3));
+    }
 }

@@ -218,6 +218,10 @@ pub trait Source: Send {
 
     /// The records of `acks` (in receive order) are stored.
     async fn commit(&mut self, acks: Vec<Self::Ack>);
+
+    /// Periodic upkeep, called while idle (a Kafka source checks that the
+    /// group has left no partition without an owner).
+    async fn upkeep(&mut self) {}
 }
 
 /// How the consumer loop batches and what it watches besides records.
@@ -271,6 +275,7 @@ pub async fn run<S: Source>(
                 continue;
             }
             _ = ticker.tick() => {
+                source.upkeep().await;
                 let mut pending = Pipeline::new_pending();
                 pipeline.tick(&mut pending);
                 if !pending.is_empty() {

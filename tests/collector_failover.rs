@@ -1,0 +1,97 @@
+//! Two collectors in one consumer group; one is killed with SIGKILL (no
+//! goodbye to the group): the survivor takes every partition (through the
+//! coordinator after the session timeout, or — where the coordinator
+//! leaves them orphaned, as tansu 0.6 does when the dead member led the
+//! group — by joining again once they stall), restores posture from the
+//! store, and raises no false alert: a violation the dead collector paged
+//! is neither paged again nor forgotten (its fix is resolved exactly once).
+
+use std::process::Command;
+use std::time::Duration;
+
+use driftwatch_schemas::SnapshotKind;
+use driftwatch_tests::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::FutureProducer;
+
+const ASSETS: usize = 6;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_collectors_partitions_go_to_the_survivor_without_false_alerts() {
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let (receiver, addr) = Receiver::start().await;
+    let names = Names::new();
+    let packs = repo().join("tests/fixtures/packs/drift");
+    let cfg = names.collector_config_with_policies(work.path(), &format!("http://{addr}/hook"), &packs);
+    // Notice the dead member within seconds, not the default 45.
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "kafka:\n",
+        "kafka:\n  properties:\n    session.timeout.ms: \"6000\"\n    heartbeat.interval.ms: \"1000\"\n",
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    create_topics(&cfg);
+    let spawn = |name: &str| {
+        let dir = work.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Proc::spawn(name, Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), &dir)
+    };
+    let mut a = spawn("collector-a");
+    wait_for("collector A to be assigned partitions", 60, async || a.log().contains("partitions assigned").then_some(())).await;
+    let b = spawn("collector-b");
+    wait_for("both collectors to share the partitions", 60, async || {
+        (strip_ansi(&a.log()).matches("partitions assigned").count() >= 2 && b.log().contains("partitions assigned")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // 1. Every asset fails: one page each, from whichever collector owns it.
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
+    let assets: Vec<String> = (0..ASSETS).map(|i| unique(&format!("fo{i}"))).collect();
+    let failing = [("sshd.config.permitrootlogin", "yes")];
+    for asset in &assets {
+        produce(&producer, &names, &snapshot(asset, 1, SnapshotKind::Full, &failing)).await;
+    }
+    let firing = |n: usize| {
+        let receiver = receiver.clone();
+        async move || {
+            (violation_counts(&receiver.all()).iter().filter(|((_, s), _)| s == "firing").map(|(_, c)| c).sum::<usize>() >= n).then_some(())
+        }
+    };
+    wait_for("a page per asset", 90, firing(ASSETS)).await;
+
+    // 2. A dies without leaving the group; the assets report again (still
+    //    failing). B must end up with every partition and evaluate them
+    //    all without paging again.
+    a.kill();
+    for asset in &assets {
+        produce(&producer, &names, &snapshot(asset, 2, SnapshotKind::Full, &failing)).await;
+    }
+    wait_for("collector B to take every partition", 150, async || {
+        strip_ansi(&b.log()).contains("partitions assigned partitions=9").then_some(())
+    })
+    .await;
+    wait_evaluated(&names.database, &assets, 2).await;
+    let how = if b.log().contains("joining the group again") { "joining the group again" } else { "the coordinator's rebalance" };
+    eprintln!("the survivor took every partition by {how}");
+
+    // 3. Fixed: one resolve each, from B.
+    let fixed = [("sshd.config.permitrootlogin", "no")];
+    for asset in &assets {
+        produce(&producer, &names, &snapshot(asset, 3, SnapshotKind::Full, &fixed)).await;
+    }
+    wait_for("a resolve per asset", 60, async || {
+        let c = violation_counts(&receiver.all());
+        assets.iter().all(|a| c.contains_key(&(a.clone(), "resolved".into()))).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let c = violation_counts(&receiver.all());
+    for asset in &assets {
+        assert_eq!(c.get(&(asset.clone(), "firing".into())), Some(&1), "{asset}: one failure, one page: {c:?}\n{}", b.log());
+        assert_eq!(c.get(&(asset.clone(), "resolved".into())), Some(&1), "{asset}: one fix, one resolve: {c:?}\n{}", b.log());
+    }
+    drop(b);
+    names.drop_database().await;
+}
