@@ -6,7 +6,6 @@
 //! store, and raises no false alert: a violation the dead collector paged
 //! is neither paged again nor forgotten (its fix is resolved exactly once).
 
-use std::process::Command;
 use std::time::Duration;
 
 use driftwatch_schemas::SnapshotKind;
@@ -22,21 +21,8 @@ async fn a_killed_collectors_partitions_go_to_the_survivor_without_false_alerts(
     let work = tempfile::tempdir().unwrap();
     let (receiver, addr) = Receiver::start().await;
     let names = Names::new();
-    let packs = repo().join("tests/fixtures/packs/drift");
-    let cfg = names.collector_config_with_policies(work.path(), &format!("http://{addr}/hook"), &packs);
-    // Notice the dead member within seconds, not the default 45.
-    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
-        "kafka:\n",
-        "kafka:\n  properties:\n    session.timeout.ms: \"6000\"\n    heartbeat.interval.ms: \"1000\"\n",
-        1,
-    );
-    std::fs::write(&cfg, text).unwrap();
-    create_topics(&cfg);
-    let spawn = |name: &str| {
-        let dir = work.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        Proc::spawn(name, Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), &dir)
-    };
+    let cfg = group_collector_config(&names, work.path(), &format!("http://{addr}/hook"));
+    let spawn = |name: &str| spawn_collector(work.path(), name, &cfg);
     let mut a = spawn("collector-a");
     wait_for("collector A to be assigned partitions", 60, async || a.log().contains("partitions assigned").then_some(())).await;
     let b = spawn("collector-b");

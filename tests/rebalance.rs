@@ -4,7 +4,6 @@
 //! collector are not re-opened, a fix is resolved exactly once, and when one
 //! collector stops the survivor takes over without a second page.
 
-use std::process::Command;
 use std::time::Duration;
 
 use driftwatch_schemas::SnapshotKind;
@@ -20,21 +19,8 @@ async fn rebalances_and_a_stopped_collector_raise_no_false_alerts() {
     let work = tempfile::tempdir().unwrap();
     let (receiver, addr) = Receiver::start().await;
     let names = Names::new();
-    let packs = repo().join("tests/fixtures/packs/drift");
-    let cfg = names.collector_config_with_policies(work.path(), &format!("http://{addr}/hook"), &packs);
-    // Notice a dead member within seconds, not the default 45.
-    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
-        "kafka:\n",
-        "kafka:\n  properties:\n    session.timeout.ms: \"6000\"\n    heartbeat.interval.ms: \"1000\"\n",
-        1,
-    );
-    std::fs::write(&cfg, text).unwrap();
-    create_topics(&cfg);
-    let spawn = |name: &str| {
-        let dir = work.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        Proc::spawn(name, Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), &dir)
-    };
+    let cfg = group_collector_config(&names, work.path(), &format!("http://{addr}/hook"));
+    let spawn = |name: &str| spawn_collector(work.path(), name, &cfg);
     let mut a = spawn("collector-a");
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
     let assets: Vec<String> = (0..ASSETS).map(|i| unique(&format!("host{i}"))).collect();

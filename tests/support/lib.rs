@@ -364,6 +364,29 @@ pub fn notified_alerts(bodies: &[serde_json::Value]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A collector configuration for a group of collectors (the drift test
+/// pack, alerts to `webhook`), where a dead member is noticed within
+/// seconds (session timeout 6 s, not the default 45); topics created.
+pub fn group_collector_config(names: &Names, dir: &Path, webhook: &str) -> PathBuf {
+    let cfg = names.collector_config_with_policies(dir, webhook, &repo().join("tests/fixtures/packs/drift"));
+    let text = std::fs::read_to_string(&cfg).expect("read the config").replacen(
+        "kafka:\n",
+        "kafka:\n  properties:\n    session.timeout.ms: \"6000\"\n    heartbeat.interval.ms: \"1000\"\n",
+        1,
+    );
+    std::fs::write(&cfg, text).expect("write the config");
+    create_topics(&cfg);
+    cfg
+}
+
+/// `driftwatch-collector run --config cfg`, named `name`, working in
+/// `work/name`.
+pub fn spawn_collector(work: &Path, name: &str, cfg: &Path) -> Proc {
+    let dir = work.join(name);
+    std::fs::create_dir_all(&dir).expect("the collector's directory");
+    Proc::spawn(name, std::process::Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(cfg), &dir)
+}
+
 /// Violation notifications per (asset, `firing` | `resolved`).
 pub fn violation_counts(bodies: &[serde_json::Value]) -> std::collections::BTreeMap<(String, String), usize> {
     let mut m = std::collections::BTreeMap::new();

@@ -249,6 +249,9 @@ impl Source for KafkaSource {
             let o = offsets.entry((a.topic, a.partition)).or_insert(a.next);
             *o = (*o).max(a.next);
         }
+        if offsets.is_empty() {
+            return;
+        }
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), offset) in &offsets {
             if let Err(e) = tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset)) {

@@ -276,6 +276,11 @@ pub async fn run<S: Source>(
             }
             _ = ticker.tick() => {
                 source.upkeep().await;
+                if in_flight.is_none() {
+                    // Everything received is stored: what was skipped
+                    // since (dead letters) is acknowledged too.
+                    source.commit(Vec::new()).await;
+                }
                 let mut pending = Pipeline::new_pending();
                 pipeline.tick(&mut pending);
                 if !pending.is_empty() {
