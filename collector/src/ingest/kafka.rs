@@ -151,7 +151,7 @@ impl KafkaSource {
 
     /// Starts sending an undecodable record to the dead-letter topic; the
     /// task retries until the topic takes it.
-    fn dead_letter(dlq: &FutureProducer, dlq_topic: &str, m: &rdkafka::message::BorrowedMessage<'_>, reason: String) -> DeadLetter {
+    fn start_dead_letter(dlq: &FutureProducer, dlq_topic: &str, m: &rdkafka::message::BorrowedMessage<'_>, reason: String) -> DeadLetter {
         let (dlq, dlq_topic) = (dlq.clone(), dlq_topic.to_string());
         let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
         let (key, payload) = (m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec));
@@ -194,7 +194,7 @@ impl Source for KafkaSource {
             };
             match self.decoder.decode(m.topic(), m.payload()) {
                 Ok(msg) => return Some((msg, Offset { topic: m.topic().to_string(), partition: m.partition(), next: m.offset() + 1 })),
-                Err(reason) => self.dead = Some(Self::dead_letter(&self.dlq, &self.dlq_topic, &m, reason)),
+                Err(reason) => self.dead = Some(Self::start_dead_letter(&self.dlq, &self.dlq_topic, &m, reason)),
             }
         }
     }
