@@ -163,13 +163,17 @@ impl ClickHouseStore {
 impl Streams for ClickHouseStore {
     /// Writes a batch. Returns only when ClickHouse acknowledged every table.
     async fn write(&self, b: &Batch) -> Result<(), StoreError> {
-        // The tables in parallel (one round trip instead of seven), the
-        // chain link once they all took their rows.
+        // Tables in parallel, in two steps so that a reader never sees a
+        // result before the records it was derived from (ClickHouse has no
+        // transaction across tables): the agents' records, then what the
+        // collector derived, then the chain link once all took their rows.
         tokio::try_join!(
             self.insert_all("snapshots", &b.snapshots),
             self.insert_all("facts", &b.facts),
             self.insert_all("audit_events", &b.audit),
             self.insert_all("sla_measurements", &b.sla),
+        )?;
+        tokio::try_join!(
             self.insert_all("evaluations", &b.evaluations),
             self.insert_all("violations", &b.violations),
             self.insert_all("drift_events", &b.drifts),
