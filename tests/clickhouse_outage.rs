@@ -7,7 +7,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use driftwatch_schemas::{Actor, AuditEvent, AuditSource, Message, Outcome};
 use driftwatch_tests::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
@@ -60,26 +59,9 @@ impl Drop for PrivateClickHouse {
     }
 }
 
-fn event(asset: &str, i: usize) -> Message {
-    Message::Audit(AuditEvent {
-        event_id: format!("{asset}-{i:06}"),
-        asset_id: asset.into(),
-        hostname: "outage-host".into(),
-        source: AuditSource::Authlog,
-        timestamp: chrono::Utc::now(),
-        actor: Actor { user: Some(format!("user{}", i % 7)), uid: None, auid: None, groups: vec![] },
-        action: "ssh_login".into(),
-        object: None,
-        outcome: Outcome::Success,
-        source_address: Some("10.0.0.1".into()),
-        raw: format!("line {i}"),
-        extra: Default::default(),
-    })
-}
-
 async fn produce_range(p: &FutureProducer, names: &Names, asset: &str, range: std::ops::Range<usize>, per_sec: u64) {
     for i in range {
-        produce(p, names, &event(asset, i)).await;
+        produce(p, names, &ssh_login(asset, i, "outage-host", &format!("user{}", i % 7))).await;
         tokio::time::sleep(Duration::from_millis(1000 / per_sec.max(1))).await;
     }
 }

@@ -41,9 +41,7 @@ async fn a_killed_collectors_partitions_go_to_the_survivor_without_false_alerts(
     }
     let firing = |n: usize| {
         let receiver = receiver.clone();
-        async move || {
-            (violation_counts(&receiver.all()).iter().filter(|((_, s), _)| s == "firing").map(|(_, c)| c).sum::<usize>() >= n).then_some(())
-        }
+        async move || (pages(&receiver) >= n).then_some(())
     };
     wait_for("a page per asset", 90, firing(ASSETS)).await;
 

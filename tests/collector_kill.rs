@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use driftwatch_schemas::{Actor, AuditEvent, AuditSource, Message, Outcome, SnapshotKind};
+use driftwatch_schemas::{Message, SnapshotKind};
 use driftwatch_tests::*;
 use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
@@ -15,23 +15,6 @@ use serde_json::Value;
 const CONTROL: &str = "linux.sshd.root_login_disabled";
 const ASSETS: usize = 40;
 const EVENTS: usize = 20_000;
-
-fn login(asset: &str, i: usize) -> Message {
-    Message::Audit(AuditEvent {
-        event_id: format!("{asset}-{i:06}"),
-        asset_id: asset.into(),
-        hostname: "web-1".into(),
-        source: AuditSource::Authlog,
-        timestamp: chrono::Utc::now(),
-        actor: Actor { user: Some("deploy".into()), uid: None, auid: None, groups: vec![] },
-        action: "ssh_login".into(),
-        object: None,
-        outcome: Outcome::Success,
-        source_address: Some("10.0.0.1".into()),
-        raw: format!("login {i}"),
-        extra: Default::default(),
-    })
-}
 
 fn control_alerts(receiver: &Receiver, status: &str) -> Vec<Value> {
     notified_alerts(&receiver.all())
@@ -73,7 +56,7 @@ async fn sigkill_mid_backlog_loses_doubles_and_repeats_nothing() {
     assert_eq!(control_alerts(&receiver, "firing").len(), ASSETS, "one page per asset before the kill");
 
     // 2. A backlog of logins; SIGKILL while it is being stored.
-    let backlog: Vec<Message> = (0..EVENTS).map(|i| login(&assets[i % ASSETS], i)).collect();
+    let backlog: Vec<Message> = (0..EVENTS).map(|i| ssh_login(&assets[i % ASSETS], i, "web-1", "deploy")).collect();
     produce_all(&producer, &names, &backlog).await;
     let stored = || format!("SELECT count() AS n FROM {db}.audit_events FINAL");
     let at_kill = wait_for("part of the backlog stored", 120, async || {

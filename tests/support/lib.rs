@@ -397,6 +397,31 @@ pub fn violation_counts(bodies: &[serde_json::Value]) -> std::collections::BTree
     m
 }
 
+/// Violation pages sent so far (firing notifications, all assets).
+pub fn pages(receiver: &Receiver) -> usize {
+    violation_counts(&receiver.all()).iter().filter(|((_, s), _)| s == "firing").map(|(_, c)| c).sum()
+}
+
+/// A successful SSH login on `asset` by `user`: audit event `i` (its id
+/// is `<asset>-<i:06>`, so a redelivery is the same event).
+pub fn ssh_login(asset: &str, i: usize, hostname: &str, user: &str) -> driftwatch_schemas::Message {
+    use driftwatch_schemas::{Actor, AuditEvent, AuditSource, Message, Outcome};
+    Message::Audit(AuditEvent {
+        event_id: format!("{asset}-{i:06}"),
+        asset_id: asset.into(),
+        hostname: hostname.into(),
+        source: AuditSource::Authlog,
+        timestamp: chrono::Utc::now(),
+        actor: Actor { user: Some(user.into()), uid: None, auid: None, groups: vec![] },
+        action: "ssh_login".into(),
+        object: None,
+        outcome: Outcome::Success,
+        source_address: Some("10.0.0.1".into()),
+        raw: format!("login {i}"),
+        extra: Default::default(),
+    })
+}
+
 /// A log without terminal colour codes.
 pub fn strip_ansi(log: &str) -> String {
     let mut out = String::with_capacity(log.len());
