@@ -35,6 +35,7 @@ use rdkafka::Message as _;
 const USAGE: &str = "usage: collector-bench [--brokers HOST:PORT] [--clickhouse URL] [--assets N] [--backlog-rate N] [--backlog-seconds S]
                        [--live-rate N] [--live-seconds S] [--partitions N] [--seed N]
                        [--max-wait-ms 200 (batch.max_wait_ms)] [--linger-ms 5 (batch.linger_ms)] [--fetch-wait-ms 100 (fetch.wait.max.ms)]
+                       [--keep-database] (leave the run's ClickHouse database, to look at what was stored)
        collector-bench bare --brokers HOST:PORT --prefix P --expect N   (the ceiling, run by the benchmark itself)";
 
 struct Args {
@@ -51,6 +52,8 @@ struct Args {
     max_wait_ms: u64,
     linger_ms: u64,
     fetch_wait_ms: u64,
+    /// Leave the run's ClickHouse database in place.
+    keep_database: bool,
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -67,8 +70,13 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         max_wait_ms: 200,
         linger_ms: 5,
         fetch_wait_ms: 100,
+        keep_database: false,
     };
     while let Some(flag) = it.next() {
+        if flag == "--keep-database" {
+            a.keep_database = true;
+            continue;
+        }
         let value = it.next().ok_or_else(|| format!("{flag}: a value is missing"))?;
         let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag}: {v:?} is not a number"));
         match flag.as_str() {
@@ -459,7 +467,11 @@ fn bench(a: &Args) -> Result<(), String> {
     let _ = coll.kill();
     let _ = coll.wait();
     let ch = a.clickhouse.trim_start_matches("http://").trim_end_matches('/');
-    let _ = http(ch, "POST", "/", &format!("DROP DATABASE IF EXISTS {database}"));
+    if a.keep_database {
+        eprintln!("collector-bench: ClickHouse database {database} kept");
+    } else {
+        let _ = http(ch, "POST", "/", &format!("DROP DATABASE IF EXISTS {database}"));
+    }
 
     // Only alerts of snapshots produced in the live phase: the backlog's waited in Kafka by design.
     let all_alerts = latencies.lock().expect("lock").0.len();

@@ -12,7 +12,10 @@
 //! too.
 //!
 //! [`Dispatcher`] is synchronous and takes the time as an argument, so its
-//! behaviour is tested without clocks; `runner.rs` drives it.
+//! behaviour is tested without clocks; `runner.rs` drives it. Each group
+//! has one wake-up time (its next flush, or its escalation if sooner) in an
+//! ordered set, so a flush looks only at the groups that are due, and a
+//! group that did not change costs a look at its alerts, not a copy.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -49,6 +52,8 @@ struct Group {
     notified: BTreeSet<String>,
     last_sent: Option<DateTime<Utc>>,
     escalated: bool,
+    /// When the group is next looked at (its entry in `Dispatcher::wakes`).
+    wake: DateTime<Utc>,
 }
 
 fn dur(d: std::time::Duration) -> Duration {
@@ -56,14 +61,19 @@ fn dur(d: std::time::Duration) -> Duration {
 }
 
 impl Group {
-    /// Whether the group's escalation could be due at `now` (some alert
-    /// held firing long enough; muting is looked at in the flush).
-    fn may_escalate(&self, now: DateTime<Utc>) -> bool {
-        match &self.escalate {
+    /// When the group must next be looked at, after `now`: its flush, or
+    /// the moment an alert has fired long enough to escalate if sooner (an
+    /// escalation already due but muted is looked at again with the flush).
+    fn next_wake(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let escalation = match &self.escalate {
             Some((after, _)) if !self.escalated => {
-                self.alerts.values().any(|a| !a.is_resolved() && !a.one_shot && now - a.starts_at >= *after)
+                self.alerts.values().filter(|a| !a.is_resolved() && !a.one_shot).map(|a| a.starts_at + *after).min()
             }
-            _ => false,
+            _ => None,
+        };
+        match escalation {
+            Some(at) if at > now => at.min(self.next_flush),
+            _ => self.next_flush,
         }
     }
 
@@ -80,7 +90,22 @@ impl Group {
             notified: BTreeSet::new(),
             last_sent: None,
             escalated: false,
+            wake: next_flush,
         }
+    }
+}
+
+/// How soon a group of another collector's assets is looked at again
+/// (it notifies once its assets' records arrive here).
+const PARKED: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Moves `g`'s entry in `wakes` to its next wake-up after `now`.
+fn reschedule(wakes: &mut BTreeSet<(DateTime<Utc>, String)>, key: &str, g: &mut Group, now: DateTime<Utc>) {
+    let at = g.next_wake(now);
+    if at != g.wake || !wakes.contains(&(at, key.to_string())) {
+        wakes.remove(&(g.wake, key.to_string()));
+        g.wake = at;
+        wakes.insert((at, key.to_string()));
     }
 }
 
@@ -91,6 +116,8 @@ pub struct Dispatcher {
     windows: Vec<MaintenanceWindow>,
     external_url: String,
     groups: HashMap<String, Group>,
+    /// Every group's key by its wake-up time.
+    wakes: BTreeSet<(DateTime<Utc>, String)>,
     /// Firing alerts by fingerprint (sources for inhibition).
     firing: HashMap<String, Alert>,
     /// Logged notifications of groups that don't exist yet: applied when
@@ -113,6 +140,7 @@ impl Dispatcher {
             windows,
             external_url,
             groups: HashMap::new(),
+            wakes: BTreeSet::new(),
             firing: HashMap::new(),
             restored: HashMap::new(),
             owned: Default::default(),
@@ -129,7 +157,8 @@ impl Dispatcher {
             self.firing.insert(fp.clone(), alert.clone());
         }
         // Fields apart: the route tree is read while groups change.
-        let (groups, restored, restored_escalations) = (&mut self.groups, &mut self.restored, &mut self.restored_escalations);
+        let (groups, wakes, restored, restored_escalations) =
+            (&mut self.groups, &mut self.wakes, &mut self.restored, &mut self.restored_escalations);
         for route in self.route.matching(&alert.labels) {
             let (key, labels) = route.group(&alert.labels);
             let known = groups.get(&key).is_some_and(|g| g.alerts.contains_key(&fp) || g.notified.contains(&fp))
@@ -137,7 +166,7 @@ impl Dispatcher {
             if alert.is_resolved() && !known {
                 continue; // never notified firing: nothing to resolve
             }
-            let g = groups.entry(key).or_insert_with_key(|key| {
+            let g = groups.entry(key.clone()).or_insert_with_key(|key| {
                 let restored = restored.remove(key);
                 let mut g = Group::new(route, labels, now + dur(route.group_wait));
                 g.notified = restored.as_ref().map(|s| s.firing.clone()).unwrap_or_default();
@@ -156,6 +185,7 @@ impl Dispatcher {
                 g.notified.remove(&fp);
             }
             g.alerts.insert(fp.clone(), alert.clone());
+            reschedule(wakes, &key, g, now);
         }
     }
 
@@ -195,8 +225,9 @@ impl Dispatcher {
                         if key != s.group_key {
                             continue;
                         }
-                        let g = self.groups.entry(key).or_insert_with(|| Group::new(route, labels, now));
+                        let g = self.groups.entry(key.clone()).or_insert_with(|| Group::new(route, labels, now));
                         g.alerts.insert(fp.clone(), resolved.clone());
+                        reschedule(&mut self.wakes, &key, g, now);
                     }
                 }
             }
@@ -204,6 +235,7 @@ impl Dispatcher {
                 g.notified = s.firing.clone();
                 g.last_sent = Some(s.at);
                 g.next_flush = now;
+                reschedule(&mut self.wakes, &s.group_key, g, now);
             } else {
                 self.restored.insert(s.group_key.clone(), s);
             }
@@ -212,58 +244,67 @@ impl Dispatcher {
 
     /// The notifications due at `now`. Only groups due (or whose
     /// escalation may be) are looked at, so a flush soon after an alert
-    /// costs little however many groups are held.
+    /// costs little however many groups are held; alerts are copied only
+    /// into a notification that is sent.
     pub fn flush(&mut self, now: DateTime<Utc>, silences: &[Silence]) -> Vec<Notification> {
         let mut out = Vec::new();
-        let keys: Vec<String> =
-            self.groups.iter().filter(|(_, g)| g.next_flush <= now || g.may_escalate(now)).map(|(k, _)| k.clone()).collect();
+        let mut keys = Vec::new();
+        while self.wakes.first().is_some_and(|(at, _)| *at <= now) {
+            keys.extend(self.wakes.pop_first().map(|(_, k)| k));
+        }
         if keys.is_empty() {
             return out;
         }
         let mute = Mute::new(&self.windows, &self.inhibit, &self.firing, silences, now);
+        let (groups, wakes, owned) = (&mut self.groups, &mut self.wakes, &self.owned);
         for key in keys {
-            let (due, alerts) = {
-                let g = &self.groups[&key];
-                (g.next_flush <= now, g.alerts.values().cloned().collect::<Vec<_>>())
-            };
-            let firing: Vec<Alert> = alerts.iter().filter(|a| !a.is_resolved() && !mute.mutes(a)).cloned().collect();
-            let owned = self.owns(&alerts);
-            let g = self.groups.get_mut(&key).expect("key taken from the map");
+            let Some(g) = groups.get_mut(&key) else { continue };
+            let due = g.next_flush <= now;
+            let firing: Vec<(&String, &Alert)> = g.alerts.iter().filter(|(_, a)| !a.is_resolved() && !mute.mutes(a)).collect();
             // A group of another collector's assets: only a pure resolve is
             // sent from here; anything firing waits until it is ours.
-            if !owned && !firing.is_empty() {
+            if !firing.is_empty() && !owns(owned, g.alerts.values()) {
+                g.wake = now + dur(PARKED);
+                wakes.insert((g.wake, key));
                 continue;
             }
             // Escalation runs on its own clock.
-            if let Some((after, receiver)) = g.escalate.clone() {
-                let since = firing.iter().filter(|a| !a.one_shot).map(|a| a.starts_at).min();
-                if !g.escalated && since.is_some_and(|s| now - s >= after) {
+            if let Some((after, receiver)) = &g.escalate {
+                let since = firing.iter().filter(|(_, a)| !a.one_shot).map(|(_, a)| a.starts_at).min();
+                if !g.escalated && since.is_some_and(|s| now - s >= *after) {
                     g.escalated = true;
-                    out.push(self_notification(&receiver, &key, g, firing.clone(), Vec::new(), true, &self.external_url));
+                    out.push(notification(receiver, &key, &g.labels, cloned(&firing), Vec::new(), true, &self.external_url));
                 } else if g.escalated && since.is_none() && due {
                     g.escalated = false;
-                    let resolved: Vec<Alert> = alerts.iter().filter(|a| a.is_resolved()).cloned().collect();
-                    out.push(self_notification(&receiver, &key, g, Vec::new(), resolved, true, &self.external_url));
+                    let resolved: Vec<Alert> = g.alerts.values().filter(|a| a.is_resolved()).cloned().collect();
+                    out.push(notification(receiver, &key, &g.labels, Vec::new(), resolved, true, &self.external_url));
                 }
             }
-            if !due {
-                continue;
+            if due {
+                let notified = &g.notified;
+                let resolved: Vec<(&String, &Alert)> =
+                    g.alerts.iter().filter(|(fp, a)| a.is_resolved() && notified.contains(*fp)).collect();
+                let lasting = || firing.iter().filter(|(_, a)| !a.one_shot).map(|(fp, _)| *fp);
+                let changed = lasting().count() != notified.len()
+                    || !lasting().all(|fp| notified.contains(fp))
+                    || !resolved.is_empty()
+                    || firing.iter().any(|(_, a)| a.one_shot);
+                let repeat = !firing.is_empty() && g.last_sent.is_some_and(|t| now - t >= g.repeat_interval);
+                if (changed || repeat) && !(firing.is_empty() && resolved.is_empty()) {
+                    out.push(notification(&g.receiver, &key, &g.labels, cloned(&firing), cloned(&resolved), false, &self.external_url));
+                    g.last_sent = Some(now);
+                }
+                if changed {
+                    g.notified = lasting().cloned().collect();
+                }
+                g.alerts.retain(|_, a| !a.is_resolved() && !a.one_shot);
+                g.next_flush = now + g.group_interval;
             }
-            let resolved: Vec<Alert> =
-                alerts.iter().filter(|a| a.is_resolved() && g.notified.contains(&a.fingerprint())).cloned().collect();
-            let now_firing: BTreeSet<String> = firing.iter().filter(|a| !a.one_shot).map(|a| a.fingerprint()).collect();
-            let changed = now_firing != g.notified || !resolved.is_empty() || firing.iter().any(|a| a.one_shot);
-            let repeat = !firing.is_empty() && g.last_sent.is_some_and(|t| now - t >= g.repeat_interval);
-            if (changed || repeat) && !(firing.is_empty() && resolved.is_empty()) {
-                let receiver = g.receiver.clone();
-                out.push(self_notification(&receiver, &key, g, firing, resolved, false, &self.external_url));
-                g.last_sent = Some(now);
-            }
-            g.notified = now_firing;
-            g.alerts.retain(|_, a| !a.is_resolved() && !a.one_shot);
-            g.next_flush = now + g.group_interval;
             if g.alerts.is_empty() && !g.escalated {
-                self.groups.remove(&key);
+                groups.remove(&key);
+            } else {
+                g.wake = g.next_wake(now);
+                wakes.insert((g.wake, key));
             }
         }
         out
@@ -278,15 +319,6 @@ impl Dispatcher {
     /// records arrive again.
     pub fn disown_all(&mut self) {
         self.owned.clear();
-    }
-
-    /// Whether every asset-bound alert of a group is on an asset owned
-    /// here (SLO conditions are owned by the collector that raised them).
-    fn owns(&self, alerts: &[Alert]) -> bool {
-        alerts.iter().all(|a| {
-            let bound = a.labels.get("alertname").is_some_and(|n| n == "violation" || n == "drift");
-            !bound || a.labels.get("asset").is_some_and(|x| self.owned.contains(x))
-        })
     }
 
     /// Group keys of a resolved alert that this dispatcher knows nothing
@@ -309,6 +341,20 @@ impl Dispatcher {
     pub fn group_count(&self) -> usize {
         self.groups.len()
     }
+}
+
+/// Whether every asset-bound alert of a group is on an asset owned here
+/// (SLO conditions are owned by the collector that raised them).
+fn owns<'a>(owned: &std::collections::HashSet<String>, mut alerts: impl Iterator<Item = &'a Alert>) -> bool {
+    alerts.all(|a| {
+        let bound = a.labels.get("alertname").is_some_and(|n| n == "violation" || n == "drift");
+        !bound || a.labels.get("asset").is_some_and(|x| owned.contains(x))
+    })
+}
+
+/// Copies of the alerts that go into a notification.
+fn cloned(alerts: &[(&String, &Alert)]) -> Vec<Alert> {
+    alerts.iter().map(|(_, a)| (*a).clone()).collect()
 }
 
 /// What mutes an alert at one moment: silences, maintenance windows, and
@@ -345,10 +391,10 @@ impl<'a> Mute<'a> {
     }
 }
 
-fn self_notification(
+fn notification(
     receiver: &str,
     key: &str,
-    g: &Group,
+    labels: &Labels,
     firing: Vec<Alert>,
     resolved: Vec<Alert>,
     escalation: bool,
@@ -357,7 +403,7 @@ fn self_notification(
     Notification {
         receiver: receiver.to_string(),
         group_key: key.to_string(),
-        group_labels: g.labels.clone(),
+        group_labels: labels.clone(),
         firing,
         resolved,
         escalation,
@@ -456,6 +502,31 @@ mod tests {
         let end = d.flush(t0 + s(2500), &[]);
         assert!(end.iter().any(|n| n.escalation && n.receiver == "boss" && n.status() == "resolved"), "{end:?}");
         assert!(end.iter().any(|n| !n.escalation && n.receiver == "pager" && n.status() == "resolved"));
+    }
+
+    #[test]
+    fn an_escalation_held_by_a_silence_goes_out_with_the_first_flush_after_it() {
+        let mut d = dispatcher(TREE);
+        let t0 = Utc::now();
+        let silence = Silence {
+            id: "s1".into(),
+            matchers: vec![Matcher::parse("asset=db-1").unwrap()],
+            starts_at: t0,
+            ends_at: t0 + s(2000),
+            created_by: "alice".into(),
+            comment: "maintenance".into(),
+        };
+        d.add(at(t0, alert("db-1", "critical", false)), t0);
+        // Nothing is looked at before the group's wait is over.
+        assert!(d.flush(t0 + s(29), &[]).is_empty());
+        assert!(d.flush(t0 + s(31), std::slice::from_ref(&silence)).is_empty(), "silenced");
+        assert!(d.flush(t0 + s(1801), std::slice::from_ref(&silence)).is_empty(), "escalation due but silenced");
+        // Looked at again with the group's flush (every group_interval).
+        assert!(d.flush(t0 + s(2050), &[]).is_empty(), "not due yet");
+        let n = d.flush(t0 + s(2400), &[]);
+        assert_eq!(n.iter().filter(|n| n.escalation && n.receiver == "boss").count(), 1, "{n:?}");
+        assert_eq!(n.iter().filter(|n| !n.escalation && n.receiver == "pager").count(), 1, "{n:?}");
+        assert!(d.flush(t0 + s(9000), &[]).iter().all(|n| !n.escalation), "once");
     }
 
     #[test]
