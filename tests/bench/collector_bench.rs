@@ -8,7 +8,14 @@
 //! 3. The collector (`driftwatch-collector run`, the repository's 216
 //!    controls, a fresh ClickHouse database) consumes the same backlog:
 //!    decode, evaluate, store, alert.
-//! 4. Live: with the collector caught up, `loadgen` produces at a fixed rate
+//! 4. Steady state: the collector is stopped, `loadgen` continues the same
+//!    fleet (deltas, audit events, probe results: no first snapshots) into
+//!    a second backlog, the bare consumer reads just that part (from the
+//!    offsets where it starts) and the collector, restarted, consumes it
+//!    with every asset's posture restored. The first phase is the
+//!    first-snapshot storm of a new fleet; this one, what a running fleet
+//!    sends.
+//! 5. Live: with the collector caught up, `loadgen` produces at a fixed rate
 //!    for the same assets (deltas, audit events, probe results; no second
 //!    round of full snapshots) and a local webhook takes the alerts; produce-to-webhook latency is
 //!    the alert's arrival minus the snapshot's collection time (stamped by
@@ -21,7 +28,7 @@
 //!   deploy/local/services up
 //!   cargo build --release -p driftwatch-collector -p driftwatch-tests --bins
 //!   target/release/collector-bench [--assets 10000] [--backlog-rate 20000 --backlog-seconds 10]
-//!                                  [--live-rate 10000 --live-seconds 30] [--seed 42]
+//!                                  [--steady-seconds 10] [--live-rate 10000 --live-seconds 30] [--seed 42]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,10 +40,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Message as _;
 
 const USAGE: &str = "usage: collector-bench [--brokers HOST:PORT] [--clickhouse URL] [--assets N] [--backlog-rate N] [--backlog-seconds S]
-                       [--live-rate N] [--live-seconds S] [--partitions N] [--seed N]
+                       [--steady-seconds S (0: no steady phase)] [--live-rate N] [--live-seconds S] [--partitions N] [--seed N]
                        [--max-wait-ms 200 (batch.max_wait_ms)] [--linger-ms 5 (batch.linger_ms)] [--fetch-wait-ms 100 (fetch.wait.max.ms)]
                        [--keep-database] (leave the run's ClickHouse database, to look at what was stored)
-       collector-bench bare --brokers HOST:PORT --prefix P --expect N   (the ceiling, run by the benchmark itself)";
+       collector-bench bare --brokers HOST:PORT --prefix P --expect N [--from TOPIC:PARTITION:OFFSET,...]
+                       (the ceiling, run by the benchmark itself)";
 
 struct Args {
     brokers: String,
@@ -44,6 +52,8 @@ struct Args {
     assets: u64,
     backlog_rate: u64,
     backlog_seconds: u64,
+    /// Seconds of the steady-state backlog (at `backlog_rate`).
+    steady_seconds: u64,
     live_rate: u64,
     live_seconds: u64,
     partitions: u64,
@@ -63,6 +73,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         assets: 10_000,
         backlog_rate: 20_000,
         backlog_seconds: 10,
+        steady_seconds: 10,
         live_rate: 10_000,
         live_seconds: 30,
         partitions: 3,
@@ -85,6 +96,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--assets" => a.assets = num(&value)?,
             "--backlog-rate" => a.backlog_rate = num(&value)?.max(1),
             "--backlog-seconds" => a.backlog_seconds = num(&value)?,
+            "--steady-seconds" => a.steady_seconds = num(&value)?,
             "--live-rate" => a.live_rate = num(&value)?.max(1),
             "--live-seconds" => a.live_seconds = num(&value)?,
             "--partitions" => a.partitions = num(&value)?.max(1),
@@ -102,16 +114,18 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// The ceiling: consume `prefix.*` from the start and decode every record.
-/// Prints `bare <count> <first record, unix ms> <last record, unix ms>`.
+/// The ceiling: consume `prefix.*` from the start (or from the offsets of
+/// `--from`) and decode every record. Prints
+/// `bare <count> <first record, unix ms> <last record, unix ms> <undecodable>`.
 fn bare(mut it: impl Iterator<Item = String>) -> Result<(), String> {
-    let (mut brokers, mut prefix, mut expect) = (String::new(), String::new(), 0u64);
+    let (mut brokers, mut prefix, mut expect, mut from) = (String::new(), String::new(), 0u64, String::new());
     while let Some(flag) = it.next() {
         let v = it.next().ok_or_else(|| format!("{flag}: a value is missing"))?;
         match flag.as_str() {
             "--brokers" => brokers = v,
             "--prefix" => prefix = v,
             "--expect" => expect = v.parse().map_err(|_| format!("--expect: {v:?}"))?,
+            "--from" => from = v,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -123,7 +137,19 @@ fn bare(mut it: impl Iterator<Item = String>) -> Result<(), String> {
         .create()
         .map_err(|e| e.to_string())?;
     let topics = [format!("{prefix}.snapshots"), format!("{prefix}.audit"), format!("{prefix}.sla")];
-    consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>()).map_err(|e| e.to_string())?;
+    if from.is_empty() {
+        consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>()).map_err(|e| e.to_string())?;
+    } else {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for item in from.split(',') {
+            let bad = || format!("--from: {item:?} is not TOPIC:PARTITION:OFFSET");
+            let mut f = item.rsplitn(3, ':');
+            let (offset, partition, topic) = (f.next().ok_or_else(bad)?, f.next().ok_or_else(bad)?, f.next().ok_or_else(bad)?);
+            let (partition, offset) = (partition.parse().map_err(|_| bad())?, offset.parse().map_err(|_| bad())?);
+            tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset)).map_err(|e| e.to_string())?;
+        }
+        consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    }
     let decoder = driftwatch_schemas::Decoder::new().map_err(|e| e.to_string())?;
     let (mut count, mut first, mut failed) = (0u64, 0i64, 0u64);
     while count < expect {
@@ -354,70 +380,31 @@ fn bench(a: &Args) -> Result<(), String> {
     let total = a.assets + a.backlog_rate * a.backlog_seconds;
     println!("backlog: {sent}");
 
-    // 2. The ceiling.
-    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .args(["bare", "--brokers", &a.brokers, "--prefix", &prefix, "--expect", &total.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let (bare_cpu, bare_rss) = watch_child(&mut child);
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    let line = String::from_utf8_lossy(&out.stdout).to_string();
-    let f: Vec<i64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    let [count, first, last, failed] = f[..] else { return Err(format!("the bare consumer said {line:?}")) };
-    let bare_secs = (last - first) as f64 / 1000.0;
-    let bare_rate = count as f64 / bare_secs;
+    // 2. The ceiling (partitions assigned from offset 0, as in step 4:
+    //    no group join inside the measured time).
+    let storm_bare = run_bare(a, &prefix, total, &offsets(a, &prefix, false)?)?;
 
     // 3. The collector on the same backlog.
-    let log = std::fs::File::create(work.join("collector.log")).map_err(|e| e.to_string())?;
-    let mut coll = Command::new(&collector)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("DRIFTWATCH_LOG", "warn")
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    let mut coll = start_collector(&collector, &config, &work)?;
+    let storm = measure(&mut coll, api, total, &work)?;
+
+    // 4. Steady state: the collector stopped, the same fleet continued into
+    //    a second backlog, both consumers on just that part.
+    let steady_total = a.backlog_rate * a.steady_seconds;
+    let steady = if steady_total > 0 {
+        stop(&mut coll);
+        let from = offsets(a, &prefix, true)?;
+        let resume = (a.backlog_rate * a.backlog_seconds).to_string();
+        let sent = run_loadgen(&bin, a, &prefix, a.backlog_rate, a.steady_seconds, a.seed, &["--resume-after", &resume])?;
+        println!("steady backlog: {sent}");
+        let bare = run_bare(a, &prefix, steady_total, &from)?;
+        coll = start_collector(&collector, &config, &work)?;
+        Some((bare, measure(&mut coll, api, steady_total, &work)?))
+    } else {
+        None
+    };
     let pid = coll.id();
-    let started = Instant::now();
-    let (mut first_at, mut lag_series) = (None::<Instant>, Vec::new());
-    let (mut done_at, mut rows, mut peak_rss) = (None::<Instant>, 0.0, 0.0);
-    let (mut eval_secs, mut store_secs) = (0.0, 0.0);
-    let mut cpu_at_first = 0.0;
-    while done_at.is_none() {
-        if started.elapsed() > Duration::from_secs(1800) {
-            let _ = coll.kill();
-            return Err("the collector did not finish the backlog in 30 minutes".into());
-        }
-        if let Ok(Some(s)) = coll.try_wait() {
-            return Err(format!("the collector exited ({s}); see {}", work.join("collector.log").display()));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        let Some(text) = scrape(api) else { continue };
-        let decoded = metric(&text, "driftwatch_records_total", "outcome=\"decoded\"");
-        let stored = metric(&text, "driftwatch_batches_stored_total", "");
-        if let Some((cpu, rss)) = usage(pid) {
-            peak_rss = rss;
-            if first_at.is_none() && decoded > 0.0 {
-                first_at = Some(Instant::now());
-                cpu_at_first = cpu;
-            }
-        }
-        if first_at.is_some() {
-            let lag = total as f64 - decoded;
-            lag_series.push((started.elapsed().as_secs_f64(), lag));
-        }
-        if decoded >= total as f64 && stored > 0.0 {
-            done_at = Some(Instant::now());
-            rows = metric(&text, "driftwatch_rows_stored_total", "");
-            eval_secs = metric(&text, "driftwatch_evaluate_seconds_sum", "");
-            store_secs = metric(&text, "driftwatch_store_seconds_sum", "");
-        }
-    }
-    let (first_at, done_at) = (first_at.unwrap_or(started), done_at.unwrap_or(started));
-    let coll_secs = done_at.duration_since(first_at).as_secs_f64().max(0.001);
-    let coll_rate = total as f64 / coll_secs;
-    let (coll_cpu, _) = usage(pid).unwrap_or_default();
+    let mut peak_rss = steady.as_ref().map_or(storm.rss, |(_, m)| m.rss.max(storm.rss));
 
     // 4. Live: a fixed rate, alerts timed at the webhook.
     std::thread::sleep(Duration::from_secs(2));
@@ -446,7 +433,7 @@ fn bench(a: &Args) -> Result<(), String> {
         (stop, series, handle)
     };
     // The same fleet, continued: deltas, audit events and probes only.
-    let resume = (a.backlog_rate * a.backlog_seconds).to_string();
+    let resume = (a.backlog_rate * (a.backlog_seconds + a.steady_seconds)).to_string();
     let live = run_loadgen(&bin, a, &prefix, a.live_rate, a.live_seconds, a.seed, &["--resume-after", &resume])?;
     let live_secs = live_start.elapsed().as_secs_f64();
     let stores_after = stores();
@@ -479,26 +466,19 @@ fn bench(a: &Args) -> Result<(), String> {
         latencies.lock().expect("lock").0.iter().filter(|(start, _)| *start >= live_from_ms).map(|(_, latency)| *latency).collect();
     lat.sort_by(|x, y| x.total_cmp(y));
     let live_series = scraper.1.lock().expect("lock").clone();
-    let live_lag: Vec<String> =
-        live_series.iter().step_by((live_series.len() / 12).max(1)).map(|(t, l)| format!("{t:.0}s:{l:.0}")).collect();
-    let backlog_lag: Vec<String> =
-        lag_series.iter().step_by((lag_series.len() / 12).max(1)).map(|(t, l)| format!("{t:.0}s:{l:.0}")).collect();
     println!();
     println!(
         "collector-bench: {total} messages ({} assets, seed {}), {} partitions per topic, batch.max_wait_ms {}, linger_ms {}, fetch.wait.max.ms {}",
         a.assets, a.seed, a.partitions, a.max_wait_ms, a.linger_ms, a.fetch_wait_ms
     );
-    println!("  bare consumer (decode only): {bare_rate:>9.0} msg/s  ({count} in {bare_secs:.1} s, CPU {bare_cpu:.1} s, peak RSS {bare_rss:.0} MB, {failed} undecodable)");
-    println!(
-        "  collector (216 controls):    {coll_rate:>9.0} msg/s  ({total} in {coll_secs:.1} s, CPU {:.1} s, peak RSS {peak_rss:.0} MB)",
-        coll_cpu - cpu_at_first
-    );
-    println!("  ratio collector / bare:      {:>9.2}  (goal ≥ 0.60)", coll_rate / bare_rate);
-    println!("  ClickHouse rows:             {:>9.0} rows/s ({rows:.0} rows)", rows / coll_secs);
-    println!("  where the time went:         evaluating snapshots {eval_secs:.1} s, waiting for ClickHouse {store_secs:.1} s");
-    println!("  backlog left over time:      {}", backlog_lag.join(" "));
+    println!("first snapshots of a new fleet ({total} messages, {} of them full snapshots):", a.assets);
+    report(&storm_bare, &storm);
+    if let Some((bare, coll)) = &steady {
+        println!("steady state ({steady_total} messages: deltas, audit events, probes; the collector restarted, posture restored):");
+        report(bare, coll);
+    }
     println!("live: {live} ({live_secs:.0} s)");
-    println!("  consumer lag over time:      {}", live_lag.join(" "));
+    println!("  consumer lag over time:      {}", series(&live_series));
     let (batches, store_time) = (stores_after.0 - stores_before.0, stores_after.1 - stores_before.1);
     println!(
         "  batches stored:              {batches:.0} ({:.1}/s), {:.0} ms each on average",
@@ -515,4 +495,150 @@ fn bench(a: &Args) -> Result<(), String> {
     );
     println!("  collector peak RSS:          {peak_rss:.0} MB; log: {}", work.join("collector.log").display());
     Ok(())
+}
+
+/// What the bare consumer measured.
+struct Bare {
+    rate: f64,
+    count: i64,
+    secs: f64,
+    cpu: f64,
+    rss: f64,
+    failed: i64,
+}
+
+/// Runs the bare consumer on `prefix.*` from `from`'s offsets (partitions
+/// assigned, no group join in the measured time) until it has decoded
+/// `expect` records.
+fn run_bare(a: &Args, prefix: &str, expect: u64, from: &str) -> Result<Bare, String> {
+    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .args(["bare", "--brokers", &a.brokers, "--prefix", prefix, "--expect", &expect.to_string(), "--from", from])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let (cpu, rss) = watch_child(&mut child);
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    let f: Vec<i64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let [count, first, last, failed] = f[..] else { return Err(format!("the bare consumer said {line:?}")) };
+    let secs = ((last - first) as f64 / 1000.0).max(0.001);
+    Ok(Bare { rate: count as f64 / secs, count, secs, cpu, rss, failed })
+}
+
+/// Every partition of `prefix.*` at its start (offset 0) or where it ends
+/// now (`end`), as `--from` takes them.
+fn offsets(a: &Args, prefix: &str, end: bool) -> Result<String, String> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &a.brokers).create().map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for stream in ["snapshots", "audit", "sla"] {
+        let topic = format!("{prefix}.{stream}");
+        for p in 0..a.partitions as i32 {
+            let offset = if end {
+                consumer.fetch_watermarks(&topic, p, Duration::from_secs(10)).map_err(|e| format!("{topic}/{p}: {e}"))?.1
+            } else {
+                0
+            };
+            out.push(format!("{topic}:{p}:{offset}"));
+        }
+    }
+    Ok(out.join(","))
+}
+
+fn start_collector(collector: &Path, config: &Path, work: &Path) -> Result<Child, String> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(work.join("collector.log")).map_err(|e| e.to_string())?;
+    Command::new(collector)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("DRIFTWATCH_LOG", "warn")
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| e.to_string())
+}
+
+/// Stops the collector as an operator would (SIGTERM: it finishes its
+/// batch and commits), and waits for it.
+fn stop(coll: &mut Child) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(coll.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && !matches!(coll.try_wait(), Ok(Some(_))) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = coll.kill();
+    let _ = coll.wait();
+}
+
+/// What the collector did with a backlog, from its metrics and /proc.
+struct Measured {
+    rate: f64,
+    secs: f64,
+    cpu: f64,
+    rss: f64,
+    rows: f64,
+    eval_secs: f64,
+    store_secs: f64,
+    lag_series: Vec<(f64, f64)>,
+}
+
+/// Waits until the collector has decoded `total` records and stored them;
+/// its rate runs from its first decoded record to the last.
+fn measure(coll: &mut Child, api: u16, total: u64, work: &Path) -> Result<Measured, String> {
+    let pid = coll.id();
+    let started = Instant::now();
+    let (mut first_at, mut lag_series) = (None::<Instant>, Vec::new());
+    let (mut done_at, mut rows, mut rss) = (None::<Instant>, 0.0, 0.0);
+    let (mut eval_secs, mut store_secs, mut cpu_at_first) = (0.0, 0.0, 0.0);
+    while done_at.is_none() {
+        if started.elapsed() > Duration::from_secs(1800) {
+            let _ = coll.kill();
+            return Err("the collector did not finish the backlog in 30 minutes".into());
+        }
+        if let Ok(Some(s)) = coll.try_wait() {
+            return Err(format!("the collector exited ({s}); see {}", work.join("collector.log").display()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let Some(text) = scrape(api) else { continue };
+        let decoded = metric(&text, "driftwatch_records_total", "outcome=\"decoded\"");
+        let stored = metric(&text, "driftwatch_batches_stored_total", "");
+        if let Some((cpu, r)) = usage(pid) {
+            rss = r;
+            if first_at.is_none() && decoded > 0.0 {
+                first_at = Some(Instant::now());
+                cpu_at_first = cpu;
+            }
+        }
+        if first_at.is_some() {
+            lag_series.push((started.elapsed().as_secs_f64(), total as f64 - decoded));
+        }
+        if decoded >= total as f64 && stored > 0.0 {
+            done_at = Some(Instant::now());
+            rows = metric(&text, "driftwatch_rows_stored_total", "");
+            eval_secs = metric(&text, "driftwatch_evaluate_seconds_sum", "");
+            store_secs = metric(&text, "driftwatch_store_seconds_sum", "");
+        }
+    }
+    let (first_at, done_at) = (first_at.unwrap_or(started), done_at.unwrap_or(started));
+    let secs = done_at.duration_since(first_at).as_secs_f64().max(0.001);
+    let cpu = usage(pid).unwrap_or_default().0 - cpu_at_first;
+    Ok(Measured { rate: total as f64 / secs, secs, cpu, rss, rows, eval_secs, store_secs, lag_series })
+}
+
+/// Prints one phase: both consumers and their ratio.
+fn report(bare: &Bare, c: &Measured) {
+    println!(
+        "  bare consumer (decode only): {:>9.0} msg/s  ({} in {:.1} s, CPU {:.1} s, peak RSS {:.0} MB, {} undecodable)",
+        bare.rate, bare.count, bare.secs, bare.cpu, bare.rss, bare.failed
+    );
+    println!("  collector (216 controls):    {:>9.0} msg/s  (in {:.1} s, CPU {:.1} s, peak RSS {:.0} MB)", c.rate, c.secs, c.cpu, c.rss);
+    println!("  ratio collector / bare:      {:>9.2}  (goal ≥ 0.60)", c.rate / bare.rate);
+    println!("  ClickHouse rows:             {:>9.0} rows/s ({:.0} rows)", c.rows / c.secs, c.rows);
+    println!("  where the time went:         evaluating snapshots {:.1} s, waiting for ClickHouse {:.1} s", c.eval_secs, c.store_secs);
+    println!("  backlog left over time:      {}", series(&c.lag_series));
+}
+
+/// About a dozen points of a (seconds, value) series: `0s:37735 6s:332 …`.
+fn series(points: &[(f64, f64)]) -> String {
+    let shown: Vec<String> = points.iter().step_by((points.len() / 12).max(1)).map(|(t, v)| format!("{t:.0}s:{v:.0}")).collect();
+    shown.join(" ")
 }

@@ -10,120 +10,125 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelString};
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 use chrono::{DateTime, Utc};
 use driftwatch_schemas::{AuditEvent, FactValue, SlaMeasurement};
-use serde::Serialize;
 
 use super::facts::CelFacts;
 use crate::policy::{CompiledControl, DetectStream, PolicySet};
 
-/// `event` as detections see it: absent optional fields are absent (so
-/// `has(event.object)` works), not null.
-#[derive(Serialize)]
-struct EventView<'a> {
-    id: &'a str,
-    source: &'a str,
-    timestamp: String,
-    hostname: &'a str,
-    action: &'a str,
-    outcome: &'a str,
-    actor: ActorView<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    object: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source_address: Option<&'a str>,
-    extra: &'a BTreeMap<String, String>,
-}
-
-#[derive(Serialize)]
-struct ActorView<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uid: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    auid: Option<&'a str>,
-    groups: &'a [String],
-}
-
-/// `probe` as detections see it.
-#[derive(Serialize)]
-struct ProbeView<'a> {
-    id: &'a str,
-    target: &'a str,
-    kind: &'a str,
-    timestamp: String,
-    success: bool,
-    latency_ms: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_code: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cpu_percent: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    memory_used_percent: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    disk_used_percent: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    load1: Option<f64>,
-}
-
-/// One record of a stream, ready for detections.
+/// One record of a stream, ready for detections: `value` is `event` (an
+/// audit event) or `probe` (a probe result) as CEL sees it, built once per
+/// record as CEL's runtime values and lent to every detection. Absent
+/// optional fields are absent (so `has(event.object)` works), not null.
 pub struct Record {
     pub stream: DetectStream,
     pub id: String,
     pub asset_id: String,
     pub at: DateTime<Utc>,
-    pub value: cel::Value,
+    pub value: Box<dyn Val>,
+}
+
+/// A CEL map under construction, with string keys.
+#[derive(Default)]
+struct Fields(HashMap<CelMapKey<'static>, Box<dyn Val>>);
+
+impl Fields {
+    fn put(mut self, key: &'static str, v: Box<dyn Val>) -> Self {
+        self.0.insert(CelMapKey::from(key), v);
+        self
+    }
+
+    fn str(self, key: &'static str, v: &str) -> Self {
+        self.put(key, string(v))
+    }
+
+    fn opt<T>(self, key: &'static str, v: Option<T>, f: impl FnOnce(T) -> Box<dyn Val>) -> Self {
+        match v {
+            Some(v) => self.put(key, f(v)),
+            None => self,
+        }
+    }
+
+    fn done(self) -> Box<dyn Val> {
+        Box::new(CelMap::from(self.0))
+    }
+}
+
+fn string(v: &str) -> Box<dyn Val> {
+    Box::new(CelString::from(v.to_string()))
+}
+
+fn int(v: i64) -> Box<dyn Val> {
+    Box::new(CelInt::from(v))
+}
+
+fn double(v: f64) -> Box<dyn Val> {
+    Box::new(CelDouble::from(v))
 }
 
 impl Record {
     pub fn audit(e: &AuditEvent) -> Record {
-        let view = EventView {
-            id: &e.event_id,
-            source: e.source.as_str(),
-            timestamp: e.timestamp.to_rfc3339(),
-            hostname: &e.hostname,
-            action: &e.action,
-            outcome: e.outcome.as_str(),
-            actor: ActorView { user: e.actor.user.as_deref(), uid: e.actor.uid, auid: e.actor.auid.as_deref(), groups: &e.actor.groups },
-            object: e.object.as_deref(),
-            source_address: e.source_address.as_deref(),
-            extra: &e.extra,
-        };
-        Record { stream: DetectStream::Audit, id: e.event_id.clone(), asset_id: e.asset_id.clone(), at: e.timestamp, value: to_cel(&view) }
+        let actor = Fields::default()
+            .opt("user", e.actor.user.as_deref(), string)
+            .opt("uid", e.actor.uid, int)
+            .opt("auid", e.actor.auid.as_deref(), string)
+            .put("groups", Box::new(CelList::from(e.actor.groups.iter().map(|g| string(g)).collect::<Vec<_>>())));
+        let extra = e.extra.iter().map(|(k, v)| (CelMapKey::from(k.clone()), string(v))).collect::<HashMap<_, _>>();
+        let value = Fields::default()
+            .str("id", &e.event_id)
+            .str("source", e.source.as_str())
+            .str("timestamp", &e.timestamp.to_rfc3339())
+            .str("hostname", &e.hostname)
+            .str("action", &e.action)
+            .str("outcome", e.outcome.as_str())
+            .put("actor", actor.done())
+            .opt("object", e.object.as_deref(), string)
+            .opt("source_address", e.source_address.as_deref(), string)
+            .put("extra", Box::new(CelMap::from(extra)))
+            .done();
+        Record { stream: DetectStream::Audit, id: e.event_id.clone(), asset_id: e.asset_id.clone(), at: e.timestamp, value }
     }
 
     pub fn sla(m: &SlaMeasurement) -> Record {
         let h = m.host_metrics.as_ref();
-        let view = ProbeView {
-            id: &m.probe_id,
-            target: &m.target,
-            kind: m.kind.as_str(),
-            timestamp: m.timestamp.to_rfc3339(),
-            success: m.success,
-            latency_ms: m.latency_us as f64 / 1000.0,
-            status_code: m.status_code,
-            error: m.error.as_deref(),
-            cpu_percent: h.map(|h| h.cpu_percent),
-            memory_used_percent: h
-                .filter(|h| h.memory_total_bytes > 0)
-                .map(|h| h.memory_used_bytes as f64 * 100.0 / h.memory_total_bytes as f64),
-            disk_used_percent: h.map(|h| h.disk_used_percent),
-            load1: h.map(|h| h.load1),
-        };
+        let value = Fields::default()
+            .str("id", &m.probe_id)
+            .str("target", &m.target)
+            .str("kind", m.kind.as_str())
+            .str("timestamp", &m.timestamp.to_rfc3339())
+            .put("success", Box::new(CelBool::from(m.success)))
+            .put("latency_ms", double(m.latency_us as f64 / 1000.0))
+            .opt("status_code", m.status_code, |c| int(i64::from(c)))
+            .opt("error", m.error.as_deref(), string)
+            .opt("cpu_percent", h.map(|h| h.cpu_percent), double)
+            .opt(
+                "memory_used_percent",
+                h.filter(|h| h.memory_total_bytes > 0).map(|h| h.memory_used_bytes as f64 * 100.0 / h.memory_total_bytes as f64),
+                double,
+            )
+            .opt("disk_used_percent", h.map(|h| h.disk_used_percent), double)
+            .opt("load1", h.map(|h| h.load1), double)
+            .done();
         // Probe results have no id of their own; this one is stable under
         // redelivery.
         let id = format!("{}/{}/{}", m.asset_id, m.probe_id, m.timestamp.timestamp_micros());
-        Record { stream: DetectStream::Sla, id, asset_id: m.asset_id.clone(), at: m.timestamp, value: to_cel(&view) }
+        Record { stream: DetectStream::Sla, id, asset_id: m.asset_id.clone(), at: m.timestamp, value }
     }
 }
 
-fn to_cel<T: Serialize>(v: &T) -> cel::Value {
-    // Views hold only strings, numbers, booleans, lists and string maps,
-    // all of which CEL represents.
-    cel::to_value(v).unwrap_or(cel::Value::Null)
+/// Lends a record to a context as its stream's variable.
+struct Lent<'a> {
+    name: &'static str,
+    value: &'a dyn Val,
+}
+
+impl VariableResolver for Lent<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        (variable == self.name).then_some(CowVal::Borrowed(self.value))
+    }
 }
 
 /// A detection that started or stopped failing on an asset.
@@ -175,8 +180,9 @@ impl Detector {
         }
         // The record in the innermost scope: it shadows a fact root of
         // the same name.
+        let lent = Lent { name: record.stream.variable(), value: record.value.as_ref() };
         let mut ctx = asset.new_inner_scope();
-        ctx.add_variable_from_value(record.stream.variable(), record.value.clone());
+        ctx.set_variable_resolver(&lent);
         let mut out = Vec::new();
         for (i, c) in policies.controls.iter().enumerate() {
             let Some(d) = c.detect.as_ref().filter(|d| d.stream == record.stream) else { continue };
