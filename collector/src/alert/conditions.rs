@@ -1,8 +1,8 @@
 //! Alerts for conditions that either hold or not (an SLO burning its
 //! budget, a waiver about to expire): an alert fires when its condition
 //! starts holding and resolves when it stops. The conditions notified
-//! before a restart are where a task starts from (the notification log),
-//! so a restart neither repeats nor loses them.
+//! before a restart are where a task starts from (the notification log, as
+//! alerting read it at start), so a restart neither repeats nor loses them.
 
 use std::collections::HashMap;
 
@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 
 use super::model::Alert;
 use super::runner::Alerting;
-use crate::store::prelude::*;
 
 /// The conditions of one task (the alert names it owns) that hold.
 pub struct Conditions {
@@ -18,21 +17,11 @@ pub struct Conditions {
 }
 
 impl Conditions {
-    /// Restores the conditions of `alertnames` from the notification log
-    /// and hands them to the dispatcher (which knows they were notified).
-    pub async fn restore(store: &SharedStore, alertnames: &[&str], alerting: &Alerting) -> Self {
-        let active: HashMap<String, Alert> = match store.notification_log().await {
-            Ok(sent) => sent
-                .into_iter()
-                .flat_map(|s| s.alerts)
-                .filter(|a| !a.is_resolved() && a.labels.get("alertname").is_some_and(|n| alertnames.contains(&n.as_str())))
-                .map(|a| (a.fingerprint(), a))
-                .collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, ?alertnames, "reading the notification log failed; conditions start from none");
-                HashMap::new()
-            }
-        };
+    /// Restores the conditions of `alertnames` notified before the start
+    /// (the notification log as alerting read it) and hands them to the
+    /// dispatcher (which knows they were notified).
+    pub fn restore(alertnames: &[&str], alerting: &Alerting) -> Self {
+        let active: HashMap<String, Alert> = alerting.notified(alertnames).into_iter().map(|a| (a.fingerprint(), a)).collect();
         for a in active.values() {
             alerting.send(a.clone());
         }

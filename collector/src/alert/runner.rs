@@ -54,12 +54,16 @@ enum Input {
 #[derive(Clone)]
 pub struct Alerting {
     tx: Option<mpsc::Sender<Input>>,
+    /// Alerts of conditions (anything but violations and drift) notified
+    /// firing before the start, from the log read at start: where the
+    /// condition tasks start from, without reading the log again.
+    conditions: Arc<Vec<Alert>>,
 }
 
 impl Alerting {
     /// Alerting that only logs (no receivers configured).
     pub fn disabled() -> Self {
-        Alerting { tx: None }
+        Alerting { tx: None, conditions: Arc::default() }
     }
 
     /// Starts the dispatcher and the receivers, restoring state from `store`.
@@ -87,6 +91,7 @@ impl Alerting {
             open = store.open_violation_alerts().await?;
             sent = store.notification_log().await?;
         }
+        let conditions = notified_conditions(&sent);
         let mut dispatcher = Dispatcher::new(route, cfg.inhibit_rules.clone(), cfg.maintenance_windows.clone(), cfg.external_url.clone());
         let now = Utc::now();
         tracing::info!(open_violations = open.len(), notified_groups = sent.len(), "alerting state restored");
@@ -108,7 +113,13 @@ impl Alerting {
         tokio::spawn(refresh_silences(store.clone(), silences.clone(), Duration::from_secs(cfg.silence_refresh_secs.max(1))));
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(dispatcher, rx, queues, silences, store));
-        Ok(Alerting { tx: Some(tx) })
+        Ok(Alerting { tx: Some(tx), conditions: Arc::new(conditions) })
+    }
+
+    /// The alerts of `alertnames` notified firing before the start (the
+    /// notification log as read at start).
+    pub fn notified(&self, alertnames: &[&str]) -> Vec<Alert> {
+        self.conditions.iter().filter(|a| a.labels.get("alertname").is_some_and(|n| alertnames.contains(&n.as_str()))).cloned().collect()
     }
 
     /// Queues an alert for routing.
@@ -139,6 +150,18 @@ impl Alerting {
             }
         }
     }
+}
+
+/// Each condition alert notified firing in `sent`, once (violations and
+/// drift are restored from the store's open violations instead).
+fn notified_conditions(sent: &[Sent]) -> Vec<Alert> {
+    let mut seen = std::collections::HashSet::new();
+    sent.iter()
+        .flat_map(|s| &s.alerts)
+        .filter(|a| !a.is_resolved() && a.labels.get("alertname").is_some_and(|n| n != "violation" && n != "drift"))
+        .filter(|a| seen.insert(a.fingerprint()))
+        .cloned()
+        .collect()
 }
 
 /// How soon after an alert arrives the dispatcher is flushed: groups with
@@ -245,5 +268,46 @@ async fn refresh_silences(store: SharedStore, silences: Arc<RwLock<Vec<Silence>>
             Ok(s) => *silences.write().await = s,
             Err(e) => tracing::warn!(error = %e, "reading silences failed; keeping the previous ones"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::receivers::tests::alert;
+
+    fn named(name: &str, asset: &str, resolved: bool) -> Alert {
+        let mut a = alert(asset, "high", resolved);
+        a.labels.insert("alertname".into(), name.into());
+        a
+    }
+
+    fn sent(alerts: Vec<Alert>) -> Sent {
+        Sent {
+            receiver: "slack".into(),
+            group_key: format!("g-{}", alerts.len()),
+            at: Utc::now(),
+            firing: alerts.iter().map(Alert::fingerprint).collect(),
+            alerts,
+            escalation: false,
+        }
+    }
+
+    #[test]
+    fn conditions_notified_firing_are_restored_once_and_by_name() {
+        let log = vec![
+            sent(vec![named("slo_burn", "web-1", false), named("violation", "web-1", false)]),
+            // The same condition in a second group (another route), a
+            // resolved one, drift: none of them counts twice or at all.
+            sent(vec![named("slo_burn", "web-1", false), named("slo_burn", "web-2", true), named("drift", "web-2", false)]),
+            sent(vec![named("waiver_expiring", "db-1", false)]),
+        ];
+        let alerting = Alerting { tx: None, conditions: Arc::new(notified_conditions(&log)) };
+        let slo = alerting.notified(&["slo_burn", "sla_breach"]);
+        assert_eq!(slo.len(), 1, "{slo:?}");
+        assert_eq!(slo[0].labels["asset"], "web-1");
+        let waivers = alerting.notified(&["waiver_expiring"]);
+        assert_eq!(waivers.len(), 1);
+        assert!(alerting.notified(&["violation", "drift"]).is_empty(), "violations are restored from open violations");
     }
 }
