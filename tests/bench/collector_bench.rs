@@ -571,6 +571,9 @@ fn stop(coll: &mut Child) {
 
 /// What the collector did with a backlog, from its metrics and /proc.
 struct Measured {
+    /// Seconds from the start of the process to its first decoded record
+    /// (restoring posture and alerting state).
+    startup: f64,
     rate: f64,
     secs: f64,
     cpu: f64,
@@ -621,7 +624,8 @@ fn measure(coll: &mut Child, api: u16, total: u64, work: &Path) -> Result<Measur
     let (first_at, done_at) = (first_at.unwrap_or(started), done_at.unwrap_or(started));
     let secs = done_at.duration_since(first_at).as_secs_f64().max(0.001);
     let cpu = usage(pid).unwrap_or_default().0 - cpu_at_first;
-    Ok(Measured { rate: total as f64 / secs, secs, cpu, rss, rows, eval_secs, store_secs, lag_series })
+    let startup = first_at.duration_since(started).as_secs_f64();
+    Ok(Measured { startup, rate: total as f64 / secs, secs, cpu, rss, rows, eval_secs, store_secs, lag_series })
 }
 
 /// Prints one phase: both consumers and their ratio.
@@ -630,7 +634,10 @@ fn report(bare: &Bare, c: &Measured) {
         "  bare consumer (decode only): {:>9.0} msg/s  ({} in {:.1} s, CPU {:.1} s, peak RSS {:.0} MB, {} undecodable)",
         bare.rate, bare.count, bare.secs, bare.cpu, bare.rss, bare.failed
     );
-    println!("  collector (216 controls):    {:>9.0} msg/s  (in {:.1} s, CPU {:.1} s, peak RSS {:.0} MB)", c.rate, c.secs, c.cpu, c.rss);
+    println!(
+        "  collector (216 controls):    {:>9.0} msg/s  (in {:.1} s, CPU {:.1} s, peak RSS {:.0} MB; first record {:.1} s after its start)",
+        c.rate, c.secs, c.cpu, c.rss, c.startup
+    );
     println!("  ratio collector / bare:      {:>9.2}  (goal ≥ 0.60)", c.rate / bare.rate);
     println!("  ClickHouse rows:             {:>9.0} rows/s ({:.0} rows)", c.rows / c.secs, c.rows);
     println!("  where the time went:         evaluating snapshots {:.1} s, waiting for ClickHouse {:.1} s", c.eval_secs, c.store_secs);

@@ -247,6 +247,15 @@ impl Dispatcher {
     /// costs little however many groups are held; alerts are copied only
     /// into a notification that is sent.
     pub fn flush(&mut self, now: DateTime<Utc>, silences: &[Silence]) -> Vec<Notification> {
+        self.flush_within(now, silences, &mut HashMap::new())
+    }
+
+    /// [`Self::flush`], with room for at most `room[receiver]` more
+    /// notifications per receiver (absent: no limit): a group whose
+    /// receiver has no room left is left as it is, due, and looked at
+    /// again at the next flush, so a full queue delays notifications
+    /// instead of losing them.
+    pub fn flush_within(&mut self, now: DateTime<Utc>, silences: &[Silence], room: &mut HashMap<String, usize>) -> Vec<Notification> {
         let mut out = Vec::new();
         let mut keys = Vec::new();
         while self.wakes.first().is_some_and(|(at, _)| *at <= now) {
@@ -259,6 +268,13 @@ impl Dispatcher {
         let (groups, wakes, owned) = (&mut self.groups, &mut self.wakes, &self.owned);
         for key in keys {
             let Some(g) = groups.get_mut(&key) else { continue };
+            let full = |r: &str| room.get(r).is_some_and(|n| *n == 0);
+            if full(&g.receiver) || g.escalate.as_ref().is_some_and(|(_, r)| full(r)) {
+                g.wake = now;
+                wakes.insert((now, key));
+                continue;
+            }
+            let sent_before = out.len();
             let due = g.next_flush <= now;
             let firing: Vec<(&String, &Alert)> = g.alerts.iter().filter(|(_, a)| !a.is_resolved() && !mute.mutes(a)).collect();
             // A group of another collector's assets: only a pure resolve is
@@ -299,6 +315,11 @@ impl Dispatcher {
                 }
                 g.alerts.retain(|_, a| !a.is_resolved() && !a.one_shot);
                 g.next_flush = now + g.group_interval;
+            }
+            for n in &out[sent_before..] {
+                if let Some(r) = room.get_mut(&n.receiver) {
+                    *r = r.saturating_sub(1);
+                }
             }
             if g.alerts.is_empty() && !g.escalated {
                 groups.remove(&key);
@@ -527,6 +548,27 @@ mod tests {
         assert_eq!(n.iter().filter(|n| n.escalation && n.receiver == "boss").count(), 1, "{n:?}");
         assert_eq!(n.iter().filter(|n| !n.escalation && n.receiver == "pager").count(), 1, "{n:?}");
         assert!(d.flush(t0 + s(9000), &[]).iter().all(|n| !n.escalation), "once");
+    }
+
+    #[test]
+    fn a_full_receiver_queue_delays_notifications_and_loses_none() {
+        let cfg: RouteConfig = serde_yaml::from_str("receiver: slack\ngroup_by: ['...']\ngroup_wait: 0s").unwrap();
+        let mut d = Dispatcher::new(Route::compile(&cfg, &["slack".to_string()]).unwrap(), Vec::new(), Vec::new(), "http://x".into());
+        d.own(["web-1", "web-2", "db-1"].map(String::from));
+        let t0 = Utc::now();
+        for asset in ["web-1", "web-2", "db-1"] {
+            d.add(at(t0, alert(asset, "high", false)), t0);
+        }
+        let mut room = HashMap::from([("slack".to_string(), 2)]);
+        let first = d.flush_within(t0, &[], &mut room);
+        assert_eq!((first.len(), room["slack"]), (2, 0), "as many as the queue takes");
+        assert!(d.flush_within(t0 + s(1), &[], &mut room).is_empty(), "still full");
+        room.insert("slack".into(), 10);
+        let rest = d.flush_within(t0 + s(2), &[], &mut room);
+        assert_eq!(rest.len(), 1, "the third, once there is room: {rest:?}");
+        let assets: BTreeSet<&str> = first.iter().chain(&rest).map(|n| n.firing[0].labels["asset"].as_str()).collect();
+        assert_eq!(assets.len(), 3);
+        assert!(d.flush_within(t0 + s(600), &[], &mut room).is_empty(), "each once");
     }
 
     #[test]

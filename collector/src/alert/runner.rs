@@ -1,7 +1,8 @@
 //! The alerting task: feeds alerts to the [`Dispatcher`], flushes it 2 ms
 //! after alerts arrive and every second, hands notifications to one
 //! delivery task per receiver (so a slow receiver delays only itself and
-//! each keeps its order), and records delivered notifications in the
+//! each keeps its order; never more than its queue takes: the rest stay
+//! due in the dispatcher until there is room), and records delivered notifications in the
 //! notification log (all waiting at once in one write).
 //!
 //! At start it takes the open violations and the notification log: an
@@ -217,11 +218,13 @@ async fn run(
 /// Hands every notification that is due to its receiver's queue.
 async fn send_due(dispatcher: &mut Dispatcher, silences: &RwLock<Vec<Silence>>, queues: &HashMap<String, mpsc::Sender<Notification>>) {
     let s = silences.read().await.clone();
-    for n in dispatcher.flush(Utc::now(), &s) {
+    // Only as many as each receiver's queue takes now; the rest stay due.
+    let mut room: HashMap<String, usize> = queues.iter().map(|(name, q)| (name.clone(), q.capacity())).collect();
+    for n in dispatcher.flush_within(Utc::now(), &s, &mut room) {
         match queues.get(&n.receiver) {
             Some(q) => {
                 if let Err(e) = q.try_send(n) {
-                    tracing::error!(error = %e, "notification dropped: receiver queue full");
+                    tracing::error!(error = %e, "notification dropped: receiver stopped");
                 }
             }
             None => tracing::error!(receiver = %n.receiver, "notification for an unknown receiver"),
