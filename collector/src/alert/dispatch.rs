@@ -268,8 +268,11 @@ impl Dispatcher {
         let (groups, wakes, owned) = (&mut self.groups, &mut self.wakes, &self.owned);
         for key in keys {
             let Some(g) = groups.get_mut(&key) else { continue };
-            let full = |r: &str| room.get(r).is_some_and(|n| *n == 0);
-            if full(&g.receiver) || g.escalate.as_ref().is_some_and(|(_, r)| full(r)) {
+            // A group sends at most one notification and one escalation.
+            let lacks = |r: &str, n: usize| room.get(r).is_some_and(|left| *left < n);
+            let escalation = g.escalate.as_ref().map(|(_, r)| r.as_str());
+            let need = 1 + usize::from(escalation == Some(g.receiver.as_str()));
+            if lacks(&g.receiver, need) || escalation.is_some_and(|r| lacks(r, 1)) {
                 g.wake = now;
                 wakes.insert((now, key));
                 continue;

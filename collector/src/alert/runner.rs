@@ -2,8 +2,9 @@
 //! after alerts arrive and every second, hands notifications to one
 //! delivery task per receiver (so a slow receiver delays only itself and
 //! each keeps its order; never more than its queue takes: the rest stay
-//! due in the dispatcher until there is room), and records delivered notifications in the
-//! notification log (all waiting at once in one write).
+//! due in the dispatcher until there is room), and records delivered
+//! notifications in the notification log (all waiting at once in one
+//! write).
 //!
 //! At start it takes the open violations and the notification log: an
 //! open violation never notified (its page was lost in a crash) is sent, a
