@@ -43,6 +43,7 @@ const USAGE: &str = "usage: collector-bench [--brokers HOST:PORT] [--clickhouse 
                        [--steady-seconds S (0: no steady phase)] [--live-rate N] [--live-seconds S] [--partitions N] [--seed N]
                        [--max-wait-ms 200 (batch.max_wait_ms)] [--linger-ms 5 (batch.linger_ms)] [--fetch-wait-ms 100 (fetch.wait.max.ms)]
                        [--keep-database] (leave the run's ClickHouse database, to look at what was stored)
+       (the collector logs at warn into <tmp>/bench<time>/collector.log; DRIFTWATCH_BENCH_LOG=info for more)
        collector-bench bare --brokers HOST:PORT --prefix P --expect N [--from TOPIC:PARTITION:OFFSET,...]
                        (the ceiling, run by the benchmark itself)";
 
@@ -549,7 +550,8 @@ fn start_collector(collector: &Path, config: &Path, work: &Path) -> Result<Child
     Command::new(collector)
         .args(["run", "--config"])
         .arg(config)
-        .env("DRIFTWATCH_LOG", "warn")
+        // The collector's log level: warn, unless DRIFTWATCH_BENCH_LOG says otherwise.
+        .env("DRIFTWATCH_LOG", std::env::var("DRIFTWATCH_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
         .spawn()
