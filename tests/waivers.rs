@@ -198,3 +198,60 @@ async fn waivers_exempt_remind_expire_and_count_apart() {
     drop(collector);
     names.drop_database().await;
 }
+
+/// A waiver declared while no collector ran takes effect when one starts,
+/// over the posture it restores once partitions are assigned, without any
+/// new record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiver_declared_while_the_collector_was_down_applies_at_its_start() {
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let packs = work.path().join("policies");
+    std::fs::create_dir_all(&packs).unwrap();
+    std::fs::copy(repo().join("tests/fixtures/packs/drift/pack.yaml"), packs.join("pack.yaml")).unwrap();
+    let asset = unique("appliance");
+    let (receiver, addr) = Receiver::start().await;
+    let names = Names::new();
+    let cfg = names.collector_config_with_policies(work.path(), &format!("http://{addr}/hook"), &packs);
+    create_topics(&cfg);
+    let run = || {
+        let mut c = Command::new(bin("driftwatch-collector"));
+        c.arg("run").arg("--config").arg(&cfg);
+        c
+    };
+    let mut first = Proc::spawn("collector", &mut run(), work.path());
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
+    produce(&producer, &names, &snapshot(&asset, 1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes")])).await;
+    let violation = |status: &str| {
+        notified_alerts(&receiver.bodies.lock().unwrap())
+            .into_iter()
+            .find(|x| x["alertname"] == "violation" && x["asset_id"] == asset.as_str() && x["status"] == status)
+    };
+    wait_for("the violation", 60, async || violation("firing")).await;
+    assert!(first.terminate(30), "the collector stops on SIGTERM");
+
+    std::fs::write(
+        packs.join("waivers.yaml"),
+        format!(
+            "waivers:\n  - id: appliance-root\n    control: t.root_login\n    scope: {{assets: [{asset}]}}\n    justification: vendor appliance\n    approver: ciso@example.com\n    risk: high\n    expires: 2100-01-01T00:00:00Z\n"
+        ),
+    )
+    .unwrap();
+    let _second = Proc::spawn("collector-again", &mut run(), work.path());
+    let db = names.database.clone();
+    let a = asset.clone();
+    let waived = wait_for("the waived result after the restart", 60, async || {
+        try_query(&format!(
+            "SELECT status, message FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = 't.root_login' AND status = 'waived'"
+        ))
+        .await
+        .ok()?
+        .into_iter()
+        .next()
+    })
+    .await;
+    assert!(waived["message"].as_str().unwrap().starts_with("waived by appliance-root"), "{waived}");
+    // Known gap: the resolve of its violation is not notified yet (the
+    // resolve of an asset not seen since the restart lacks the asset's
+    // labels, so it does not match the notified alert).
+}

@@ -80,12 +80,20 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
     let mut pipeline =
         ingest::Pipeline::start(policies, store, alerting, &cfg.evaluation, cfg.alerts.drift_min_severity, cfg.evidence.chain_id.clone())
             .await
-            .context("restoring posture")?;
+            .context("starting the pipeline")?;
     pipeline.live = hub;
-    // Waivers that started or ended while the collector was down.
-    let mut pending = ingest::Pipeline::new_pending();
-    pipeline.replace_waivers(waivers, &mut pending);
-    pipeline.flush(pending).await;
+    if matches!(transport, Transport::Kafka) {
+        // Posture is read when the group assigns partitions (it then
+        // includes what their previous owner stored), the waivers that
+        // started or ended while the collector was down applied over it.
+        pipeline.waivers_after_restore = true;
+    } else {
+        pipeline.restore_posture().await.context("restoring posture")?;
+        // Waivers that started or ended while the collector was down.
+        let mut pending = ingest::Pipeline::new_pending();
+        pipeline.replace_waivers(waivers, &mut pending);
+        pipeline.flush(pending).await;
+    }
     // The watcher must live as long as the consumer.
     let _watcher = if cfg.evaluation.reload_policies {
         Some(

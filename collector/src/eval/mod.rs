@@ -343,6 +343,13 @@ impl Engine {
         self.refresh_waivers(now)
     }
 
+    /// Forgets which waivers were applied, so that the next
+    /// [`Self::replace_waivers`] applies every waiver in force over the
+    /// current posture (as at a start, after posture was read).
+    pub fn forget_waivers_in_force(&mut self) {
+        self.waivers_in_force.clear();
+    }
+
     /// Re-evaluates the controls whose waivers came into force, expired or
     /// were revoked since last looked at: a waived failure becomes `waived`
     /// (its violation resolves), and an expired waiver's control fails

@@ -39,6 +39,10 @@ pub struct Pipeline {
     /// Every stored batch is a link of this chain (sealed by the task that
     /// stores the batch; one batch is in flight at a time, so in order).
     pub chain: Arc<std::sync::Mutex<crate::evidence::Chain>>,
+    /// Posture is first read when partitions are assigned (a consumer
+    /// group): the waivers that started or ended while the collector was
+    /// down are applied then, over that posture.
+    pub waivers_after_restore: bool,
 }
 
 /// A batch ready to store, and the alerts to send once it is stored.
@@ -64,8 +68,10 @@ impl Pending {
 }
 
 impl Pipeline {
-    /// Builds the pipeline and restores posture from the store, so that a
-    /// restart raises no false alerts.
+    /// Builds the pipeline; posture is restored by the caller
+    /// ([`Self::restore_posture`]) or at the first partition assignment,
+    /// before any record is evaluated, so that a restart raises no false
+    /// alerts.
     pub async fn start(
         policies: Arc<PolicySet>,
         store: SharedStore,
@@ -87,9 +93,7 @@ impl Pipeline {
         };
         tracing::info!(chain = %chain.id, "evidence chain");
         let chain = Arc::new(std::sync::Mutex::new(chain));
-        let mut pipeline = Pipeline { engine, store, alerting, drift_min_severity, live: Default::default(), chain };
-        pipeline.restore_posture().await?;
-        Ok(pipeline)
+        Ok(Pipeline { engine, store, alerting, drift_min_severity, live: Default::default(), chain, waivers_after_restore: false })
     }
 
     /// Replaces the engine's posture by the store's (at start, and after a
@@ -276,6 +280,13 @@ pub async fn run<S: Source>(
             }
             _ = ticker.tick() => {
                 source.upkeep().await;
+                if source.reassigned() {
+                    // Partitions assigned and no record yet: posture now
+                    // (and, at a start, the waivers over it).
+                    let (mut pending, mut acks) = (Pipeline::new_pending(), Vec::new());
+                    take_over(&mut source, &mut pipeline, &mut in_flight, &mut pending, &mut acks, &mut waivers).await?;
+                    finish(&mut source, &mut pipeline, &mut in_flight, pending, acks).await?;
+                }
                 if in_flight.is_none() {
                     // Everything received is stored: what was skipped
                     // since (dead letters) is acknowledged too.
@@ -310,15 +321,7 @@ pub async fn run<S: Source>(
         let mut next = Some(first);
         while let Some((msg, ack)) = next.take() {
             if source.reassigned() {
-                // New partitions: what is in hand is stored and
-                // acknowledged, then posture is read back (it now includes
-                // what the partitions' previous owner stored) before this
-                // record is evaluated.
-                let done = std::mem::replace(&mut pending, Pipeline::new_pending());
-                finish(&mut source, &mut pipeline, &mut in_flight, done, std::mem::take(&mut acks)).await?;
-                land(&mut source, &mut in_flight).await?;
-                pipeline.alerting.reassigned();
-                restore(&mut pipeline).await;
+                take_over(&mut source, &mut pipeline, &mut in_flight, &mut pending, &mut acks, &mut waivers).await?;
             }
             pipeline.process(&msg, &mut pending);
             acks.push(ack);
@@ -405,6 +408,32 @@ async fn finish<S: Source>(
         *in_flight = Some((pipeline.begin_flush(pending), acks));
     } else if !acks.is_empty() {
         source.commit(acks).await;
+    }
+    Ok(())
+}
+
+/// New partitions: what is in hand is stored and acknowledged, then
+/// posture is read back (it now includes what the partitions' previous
+/// owner stored) before another record is evaluated; after a start, the
+/// waivers that started or ended while the collector was down are applied
+/// over it (into `pending`).
+async fn take_over<S: Source>(
+    source: &mut S,
+    pipeline: &mut Pipeline,
+    in_flight: &mut InFlight<S::Ack>,
+    pending: &mut Pending,
+    acks: &mut Vec<S::Ack>,
+    waivers: &mut tokio::sync::watch::Receiver<Arc<crate::waiver::Waivers>>,
+) -> anyhow::Result<()> {
+    let done = std::mem::replace(pending, Pipeline::new_pending());
+    finish(source, pipeline, in_flight, done, std::mem::take(acks)).await?;
+    land(source, in_flight).await?;
+    pipeline.alerting.reassigned();
+    restore(pipeline).await;
+    if std::mem::take(&mut pipeline.waivers_after_restore) {
+        pipeline.engine.forget_waivers_in_force();
+        let set = waivers.borrow_and_update().clone();
+        pipeline.replace_waivers(set, pending);
     }
     Ok(())
 }
