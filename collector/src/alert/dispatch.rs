@@ -101,12 +101,11 @@ const PARKED: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Moves `g`'s entry in `wakes` to its next wake-up after `now`.
 fn reschedule(wakes: &mut BTreeSet<(DateTime<Utc>, String)>, key: &str, g: &mut Group, now: DateTime<Utc>) {
-    let at = g.next_wake(now);
-    if at != g.wake || !wakes.contains(&(at, key.to_string())) {
-        wakes.remove(&(g.wake, key.to_string()));
-        g.wake = at;
-        wakes.insert((at, key.to_string()));
-    }
+    let mut entry = (g.wake, key.to_string());
+    wakes.remove(&entry); // absent for a new group
+    entry.0 = g.next_wake(now);
+    g.wake = entry.0;
+    wakes.insert(entry);
 }
 
 /// Groups and their state.
@@ -456,6 +455,18 @@ mod tests {
         Duration::seconds(n)
     }
 
+    /// Alice's maintenance silence of `matcher` from `start` to `end`.
+    fn silence(matcher: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Silence {
+        Silence {
+            id: "s1".into(),
+            matchers: vec![Matcher::parse(matcher).unwrap()],
+            starts_at: start,
+            ends_at: end,
+            created_by: "alice".into(),
+            comment: "maintenance".into(),
+        }
+    }
+
     fn at(t0: DateTime<Utc>, mut a: Alert) -> Alert {
         a.starts_at = t0;
         a
@@ -490,14 +501,7 @@ mod tests {
     fn silence_and_resolves_of_unnotified_alerts() {
         let mut d = dispatcher(TREE);
         let t0 = Utc::now();
-        let silence = Silence {
-            id: "s1".into(),
-            matchers: vec![Matcher::parse("asset=web-1").unwrap()],
-            starts_at: t0,
-            ends_at: t0 + s(3600),
-            created_by: "alice".into(),
-            comment: "maintenance".into(),
-        };
+        let silence = silence("asset=web-1", t0, t0 + s(3600));
         d.add(at(t0, alert("web-1", "high", false)), t0);
         assert!(d.flush(t0 + s(60), std::slice::from_ref(&silence)).is_empty(), "silenced");
         let mut r = alert("web-1", "high", false);
@@ -532,14 +536,7 @@ mod tests {
     fn an_escalation_held_by_a_silence_goes_out_with_the_first_flush_after_it() {
         let mut d = dispatcher(TREE);
         let t0 = Utc::now();
-        let silence = Silence {
-            id: "s1".into(),
-            matchers: vec![Matcher::parse("asset=db-1").unwrap()],
-            starts_at: t0,
-            ends_at: t0 + s(2000),
-            created_by: "alice".into(),
-            comment: "maintenance".into(),
-        };
+        let silence = silence("asset=db-1", t0, t0 + s(2000));
         d.add(at(t0, alert("db-1", "critical", false)), t0);
         // Nothing is looked at before the group's wait is over.
         assert!(d.flush(t0 + s(29), &[]).is_empty());
