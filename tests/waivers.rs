@@ -251,7 +251,8 @@ async fn a_waiver_declared_while_the_collector_was_down_applies_at_its_start() {
     })
     .await;
     assert!(waived["message"].as_str().unwrap().starts_with("waived by appliance-root"), "{waived}");
-    // Known gap: the resolve of its violation is not notified yet (the
-    // resolve of an asset not seen since the restart lacks the asset's
-    // labels, so it does not match the notified alert).
+    // The asset has sent nothing since the restart: its resolve carries the
+    // stored labels (team=web), so it resolves the alert that was notified.
+    let resolved = wait_for("the violation's resolve", 60, async || violation("resolved")).await;
+    assert_eq!(resolved["labels"]["team"], "web", "{resolved}");
 }

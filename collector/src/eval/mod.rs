@@ -308,6 +308,11 @@ pub struct Engine {
     /// An asset silent this long is not re-evaluated on its old facts
     /// (policy reloads, waiver changes); [`silence`] marks it unknown.
     unknown_after: Option<chrono::Duration>,
+    /// The stored labels of assets, read with posture: an alert about an
+    /// asset not seen since (a waiver resolving its violation, a detection
+    /// ageing out) carries the labels its opening alert had, so it routes
+    /// the same way and resolves that alert.
+    restored_labels: HashMap<String, BTreeMap<String, String>>,
 }
 
 impl Engine {
@@ -322,6 +327,15 @@ impl Engine {
             waivers: Default::default(),
             waivers_in_force: Default::default(),
             unknown_after: None,
+            restored_labels: HashMap::new(),
+        }
+    }
+
+    /// The labels of an asset: from its latest snapshot, else as stored.
+    fn labels_of(&self, asset_id: &str) -> BTreeMap<String, String> {
+        match self.assets.get(asset_id) {
+            Some(a) => a.asset.labels.clone(),
+            None => self.restored_labels.get(asset_id).cloned().unwrap_or_default(),
         }
     }
 
@@ -435,7 +449,12 @@ impl Engine {
     /// Replaces all posture by what the store holds (after a consumer-group
     /// rebalance: the store has everything this collector processed, and
     /// what the previous owners of newly assigned partitions did).
-    pub fn replace_posture(&mut self, entries: impl IntoIterator<Item = (String, String, PostureEntry)>) {
+    pub fn replace_posture(
+        &mut self,
+        entries: impl IntoIterator<Item = (String, String, PostureEntry)>,
+        labels: impl IntoIterator<Item = (String, BTreeMap<String, String>)>,
+    ) {
+        self.restored_labels = labels.into_iter().collect();
         self.posture.clear();
         self.detections_failing.clear();
         for (asset, control, entry) in entries {
@@ -670,7 +689,7 @@ impl Engine {
                 Before::Changed(changed, old) => drift::before_evidence(&ev.evidence, changed, old, &c.reads),
             };
             let mut d = drift::DriftEvent::new(from, ev.clone(), before);
-            d.asset_labels = self.assets.get(&ev.asset_id).map(|a| a.asset.labels.clone()).unwrap_or_default();
+            d.asset_labels = self.labels_of(&ev.asset_id);
             out.drifts.push(d);
         }
         out.evaluations.extend(evaluations);
@@ -705,7 +724,7 @@ impl Engine {
         };
         let checked = ev.checked.or(prev.as_ref().and_then(|p| p.checked));
         self.posture.insert(key, PostureEntry { status: ev.status, since, last_evaluated: ev.evaluated_at, violation_id, checked });
-        let asset_labels = self.assets.get(&ev.asset_id).map(|a| a.asset.labels.clone()).unwrap_or_default();
+        let asset_labels = self.labels_of(&ev.asset_id);
         transition.map(|(violation_id, kind)| Transition {
             violation_id,
             kind,
@@ -977,13 +996,20 @@ mod tests {
     }
 
     #[test]
-    fn a_restored_failing_detection_resolves_after_its_window() {
+    fn a_restored_failing_detection_resolves_after_its_window_with_the_stored_labels() {
         let mut e = Engine::new(detections(), chrono::Duration::minutes(10));
         let since = Utc::now() - chrono::Duration::seconds(30);
-        e.replace_posture([("a".to_string(), "brute".to_string(), PostureEntry::restored(Status::Fail, since, since, Some("v".into())))]);
+        let labels = BTreeMap::from([("team".to_string(), "web".to_string())]);
+        e.replace_posture(
+            [("a".to_string(), "brute".to_string(), PostureEntry::restored(Status::Fail, since, since, Some("v".into())))],
+            [("a".to_string(), labels.clone())],
+        );
         assert!(e.tick(Utc::now()).transitions.is_empty());
         let t = e.tick(Utc::now() + chrono::Duration::minutes(1));
         assert_eq!(t.transitions[0].violation_id, "v");
+        // Nothing came from the asset since: its resolve routes and matches
+        // as the opening alert did.
+        assert_eq!(t.transitions[0].asset_labels, labels);
     }
 
     #[test]

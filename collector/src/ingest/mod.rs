@@ -96,13 +96,15 @@ impl Pipeline {
         Ok(Pipeline { engine, store, alerting, drift_min_severity, live: Default::default(), chain, waivers_after_restore: false })
     }
 
-    /// Replaces the engine's posture by the store's (at start, and after a
-    /// consumer-group rebalance, before any record of a newly assigned
-    /// partition is evaluated).
+    /// Replaces the engine's posture, and the labels of assets it has no
+    /// facts of, by the store's (at start, and after a consumer-group
+    /// rebalance, before any record of a newly assigned partition is
+    /// evaluated).
     pub async fn restore_posture(&mut self) -> Result<(), StoreError> {
         let restored = self.store.load_posture().await?;
-        tracing::info!(entries = restored.len(), "restored posture from the store");
-        self.engine.replace_posture(restored);
+        let labels = self.store.asset_labels().await?;
+        tracing::info!(entries = restored.len(), assets = labels.len(), "restored posture from the store");
+        self.engine.replace_posture(restored, labels);
         Ok(())
     }
 
