@@ -59,12 +59,7 @@ fn field_err(field: &str, reason: impl Into<String>) -> CodecError {
 /// Parses one of the current schemas. They are compiled in and tested, so
 /// this only fails on a build with a broken `.avsc`.
 pub fn current_schema(stream: Stream) -> Result<Schema, CodecError> {
-    let text = match stream {
-        Stream::Snapshots => CONFIG_SNAPSHOT_AVSC,
-        Stream::Audit => AUDIT_EVENT_AVSC,
-        Stream::Sla => SLA_MEASUREMENT_AVSC,
-    };
-    Schema::parse_str(text).map_err(|e| CodecError::Schema(e.to_string()))
+    Schema::parse_str(current_text(stream)).map_err(|e| CodecError::Schema(e.to_string()))
 }
 
 /// The CRC-64-AVRO fingerprint of a schema's canonical form.
@@ -108,24 +103,54 @@ impl Encoder {
 
 struct WriterSchema {
     stream: Stream,
-    schema: Schema,
+    /// Reads this writer's data as its stream's reader schema. Built once:
+    /// resolving two schemas' names costs as much as decoding a message.
+    reader: GenericDatumReader<'static>,
+}
+
+/// A parsed schema that lives as long as the process, so that readers
+/// built once can borrow it. Interned by its text: only as many are ever
+/// kept as distinct schema texts are loaded (the compiled-in ones and the
+/// writer schemas an operator or a test adds), however many decoders are
+/// built.
+fn intern(text: &str) -> Result<&'static Schema, CodecError> {
+    static SCHEMAS: std::sync::OnceLock<std::sync::Mutex<HashMap<String, &'static Schema>>> = std::sync::OnceLock::new();
+    let mut schemas = SCHEMAS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = schemas.get(text) {
+        return Ok(s);
+    }
+    let schema: &'static Schema = Box::leak(Box::new(Schema::parse_str(text).map_err(|e| CodecError::Schema(e.to_string()))?));
+    schemas.insert(text.to_string(), schema);
+    Ok(schema)
+}
+
+/// The text of a stream's current schema.
+fn current_text(stream: Stream) -> &'static str {
+    match stream {
+        Stream::Snapshots => CONFIG_SNAPSHOT_AVSC,
+        Stream::Audit => AUDIT_EVENT_AVSC,
+        Stream::Sla => SLA_MEASUREMENT_AVSC,
+    }
 }
 
 /// Decodes single-object encoded messages written with any known writer
 /// schema, resolving them to the current schema of their stream.
 pub struct Decoder {
+    /// Writer schemas by fingerprint, each with its reader.
     writers: HashMap<u64, WriterSchema>,
-    readers: HashMap<Stream, Schema>,
+    /// Every writer schema by fingerprint, with its stream (its reader is
+    /// built again when the stream's reader schema changes).
+    schemas: HashMap<u64, (Stream, &'static Schema)>,
+    readers: HashMap<Stream, &'static Schema>,
 }
 
 impl Decoder {
     /// A decoder that knows the current schemas (as writer and reader).
     pub fn new() -> Result<Self, CodecError> {
-        let mut d = Decoder { writers: HashMap::new(), readers: HashMap::new() };
+        let mut d = Decoder { writers: HashMap::new(), schemas: HashMap::new(), readers: HashMap::new() };
         for stream in Stream::ALL {
-            let schema = current_schema(stream)?;
-            d.writers.insert(fingerprint(&schema), WriterSchema { stream, schema: schema.clone() });
-            d.readers.insert(stream, schema);
+            d.readers.insert(stream, intern(current_text(stream))?);
+            d.add_writer_schema(stream, current_text(stream))?;
         }
         for (stream, text) in HISTORY {
             d.add_writer_schema(stream, text)?;
@@ -136,17 +161,34 @@ impl Decoder {
     /// Also accept data written with `schema_json` (an older or newer
     /// version of `stream`'s schema).
     pub fn add_writer_schema(&mut self, stream: Stream, schema_json: &str) -> Result<u64, CodecError> {
-        let schema = Schema::parse_str(schema_json).map_err(|e| CodecError::Schema(e.to_string()))?;
-        let fp = fingerprint(&schema);
-        self.writers.insert(fp, WriterSchema { stream, schema });
+        let schema = intern(schema_json)?;
+        let fp = fingerprint(schema);
+        self.schemas.insert(fp, (stream, schema));
+        self.build_reader(fp)?;
         Ok(fp)
     }
 
     /// Read with `schema_json` as `stream`'s reader schema instead of the
     /// compiled-in one (used to show a newer reader reads older data).
     pub fn set_reader_schema(&mut self, stream: Stream, schema_json: &str) -> Result<(), CodecError> {
-        let schema = Schema::parse_str(schema_json).map_err(|e| CodecError::Schema(e.to_string()))?;
-        self.readers.insert(stream, schema);
+        self.readers.insert(stream, intern(schema_json)?);
+        let of_stream: Vec<u64> = self.schemas.iter().filter(|(_, (s, _))| *s == stream).map(|(fp, _)| *fp).collect();
+        for fp in of_stream {
+            self.build_reader(fp)?;
+        }
+        Ok(())
+    }
+
+    /// Builds the reader of writer schema `fp` to its stream's reader
+    /// schema; data written with the reader schema itself is read as is
+    /// (resolving a value to its own schema changes nothing).
+    fn build_reader(&mut self, fp: u64) -> Result<(), CodecError> {
+        let Some(&(stream, writer)) = self.schemas.get(&fp) else { return Ok(()) };
+        let reader_schema = *self.readers.get(&stream).ok_or_else(|| CodecError::Schema(format!("no reader schema for {stream:?}")))?;
+        let builder = GenericDatumReader::builder(writer);
+        let reader = if std::ptr::eq(writer, reader_schema) { builder.build() } else { builder.reader_schema(reader_schema).build() }
+            .map_err(|e| CodecError::Schema(e.to_string()))?;
+        self.writers.insert(fp, WriterSchema { stream, reader });
         Ok(())
     }
 
@@ -175,13 +217,8 @@ impl Decoder {
         if writer.stream != expected {
             return Err(CodecError::WrongStream { fingerprint: fp, expected, found: writer.stream });
         }
-        let reader_schema = self.readers.get(&expected).ok_or_else(|| CodecError::Schema("no reader schema".into()))?;
-        let reader = GenericDatumReader::builder(&writer.schema)
-            .reader_schema(reader_schema)
-            .build()
-            .map_err(|e| CodecError::Schema(e.to_string()))?;
         let mut body = &bytes[HEADER_LEN..];
-        let value = reader.read_value(&mut body).map_err(|e| CodecError::Datum(e.to_string()))?;
+        let value = writer.reader.read_value(&mut body).map_err(|e| CodecError::Datum(e.to_string()))?;
         if !body.is_empty() {
             return Err(CodecError::TrailingBytes(body.len()));
         }
