@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use driftwatch_schemas::{AuditEvent, FactValue, SlaMeasurement};
 
 use super::facts::CelFacts;
+use crate::policy::cel::{Constant, Guard};
 use crate::policy::{CompiledControl, DetectStream, PolicySet};
 
 /// One record of a stream, ready for detections: `value` is `event` (an
@@ -29,6 +30,83 @@ pub struct Record {
     pub asset_id: String,
     pub at: DateTime<Utc>,
     pub value: Box<dyn Val>,
+}
+
+/// A record as it arrived, before anything is built for CEL: detections'
+/// guards look at its fields first, and most records are skipped there.
+#[derive(Clone, Copy)]
+pub enum Raw<'a> {
+    Audit(&'a AuditEvent),
+    Sla(&'a SlaMeasurement),
+}
+
+/// A field of a [`Raw`] record, as a guard compares it.
+#[derive(Debug, PartialEq)]
+enum FieldRef<'a> {
+    Str(&'a str),
+    Bool(bool),
+}
+
+impl<'a> Raw<'a> {
+    /// The record of a message of the audit or SLA stream.
+    pub fn of(msg: &'a driftwatch_schemas::Message) -> Option<Self> {
+        match msg {
+            driftwatch_schemas::Message::Audit(e) => Some(Raw::Audit(e)),
+            driftwatch_schemas::Message::Sla(m) => Some(Raw::Sla(m)),
+            driftwatch_schemas::Message::Snapshot(_) => None,
+        }
+    }
+
+    pub fn stream(self) -> DetectStream {
+        match self {
+            Raw::Audit(_) => DetectStream::Audit,
+            Raw::Sla(_) => DetectStream::Sla,
+        }
+    }
+
+    /// Builds the record CEL sees.
+    pub fn record(self) -> Record {
+        match self {
+            Raw::Audit(e) => Record::audit(e),
+            Raw::Sla(m) => Record::sla(m),
+        }
+    }
+
+    /// A top-level string or boolean field of the record as CEL sees it
+    /// ([`Record::audit`], [`Record::sla`] build the same names); `None`
+    /// when absent. `Err` for a name this does not know: its guard is not
+    /// used.
+    fn field(self, name: &str) -> Result<Option<FieldRef<'a>>, ()> {
+        use FieldRef::{Bool, Str};
+        Ok(match (self, name) {
+            (Raw::Audit(e), "id") => Some(Str(&e.event_id)),
+            (Raw::Audit(e), "source") => Some(Str(e.source.as_str())),
+            (Raw::Audit(e), "hostname") => Some(Str(&e.hostname)),
+            (Raw::Audit(e), "action") => Some(Str(&e.action)),
+            (Raw::Audit(e), "outcome") => Some(Str(e.outcome.as_str())),
+            (Raw::Audit(e), "object") => e.object.as_deref().map(Str),
+            (Raw::Audit(e), "source_address") => e.source_address.as_deref().map(Str),
+            (Raw::Sla(m), "id") => Some(Str(&m.probe_id)),
+            (Raw::Sla(m), "target") => Some(Str(&m.target)),
+            (Raw::Sla(m), "kind") => Some(Str(m.kind.as_str())),
+            (Raw::Sla(m), "success") => Some(Bool(m.success)),
+            (Raw::Sla(m), "error") => m.error.as_deref().map(Str),
+            _ => return Err(()),
+        })
+    }
+
+    /// Whether the record may satisfy `guard` (always, for a field this
+    /// does not know).
+    fn admits(self, guard: &Guard) -> bool {
+        let Ok(value) = self.field(&guard.field) else { return true };
+        value.is_some_and(|v| {
+            guard.any_of.iter().any(|c| match (c, &v) {
+                (Constant::Str(c), FieldRef::Str(v)) => c == v,
+                (Constant::Bool(c), FieldRef::Bool(v)) => c == v,
+                _ => false,
+            })
+        })
+    }
 }
 
 /// A CEL map under construction, with string keys.
@@ -162,17 +240,30 @@ pub struct Detector {
 }
 
 impl Detector {
-    /// Counts `record` in every detection of its stream that matches it;
+    /// Counts `raw` in every detection of its stream that matches it;
     /// `applies` says whether a control applies to the record's asset, and
     /// `facts` (the asset's, when known) are visible to `match` and
     /// `group_by` beside the record (e.g. `accounts.group["sudo"].members`).
+    /// The record is built for CEL only when a detection that applies
+    /// admits it by its guards.
     pub fn observe(
         &mut self,
         policies: &PolicySet,
-        record: &Record,
+        raw: Raw<'_>,
         facts: Option<&CelFacts>,
         applies: impl Fn(&CompiledControl) -> bool,
     ) -> Vec<Change> {
+        let candidates: Vec<(usize, &CompiledControl, &crate::policy::CompiledDetect)> = policies
+            .detections(raw.stream())
+            .iter()
+            .filter_map(|&i| Some((i, &policies.controls[i], policies.controls[i].detect.as_ref()?)))
+            .filter(|(_, c, d)| applies(c) && d.guards.iter().all(|g| raw.admits(g)))
+            .collect();
+        let mut out = Vec::new();
+        if candidates.is_empty() {
+            return out;
+        }
+        let record = raw.record();
         let root = crate::policy::cel::root_context();
         let mut asset = root.new_inner_scope();
         if let Some(f) = facts {
@@ -183,12 +274,7 @@ impl Detector {
         let lent = Lent { name: record.stream.variable(), value: record.value.as_ref() };
         let mut ctx = asset.new_inner_scope();
         ctx.set_variable_resolver(&lent);
-        let mut out = Vec::new();
-        for (i, c) in policies.controls.iter().enumerate() {
-            let Some(d) = c.detect.as_ref().filter(|d| d.stream == record.stream) else { continue };
-            if !applies(c) {
-                continue;
-            }
+        for (i, c, d) in candidates {
             match c.program.execute(&ctx) {
                 Ok(cel::Value::Bool(true)) => {}
                 Ok(cel::Value::Bool(false)) => continue,
@@ -320,4 +406,99 @@ fn evidence(key: &str, times: &VecDeque<(DateTime<Utc>, String)>, window: chrono
         e.insert("detect.last".into(), FactValue::Str(last.0.to_rfc3339()));
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driftwatch_schemas::{Actor, AuditSource, HostMetrics, Outcome, ProbeKind};
+
+    fn event(object: Option<&str>) -> AuditEvent {
+        AuditEvent {
+            event_id: "e1".into(),
+            asset_id: "a".into(),
+            hostname: "h".into(),
+            source: AuditSource::Auditd,
+            timestamp: Utc::now(),
+            actor: Actor { user: Some("alice".into()), uid: Some(1000), auid: None, groups: vec![] },
+            action: "sudo".into(),
+            object: object.map(String::from),
+            outcome: Outcome::Failure,
+            source_address: object.map(|_| "10.0.0.1".to_string()),
+            raw: String::new(),
+            extra: Default::default(),
+        }
+    }
+
+    fn probe(error: Option<&str>) -> SlaMeasurement {
+        SlaMeasurement {
+            asset_id: "a".into(),
+            probe_id: "web".into(),
+            target: "http://127.0.0.1/".into(),
+            kind: ProbeKind::Http,
+            timestamp: Utc::now(),
+            success: error.is_none(),
+            latency_us: 1500,
+            status_code: Some(200),
+            error: error.map(String::from),
+            host_metrics: Some(HostMetrics {
+                cpu_percent: 1.0,
+                memory_used_bytes: 1,
+                memory_total_bytes: 2,
+                disk_used_percent: 3.0,
+                load1: 0.1,
+            }),
+            cert_days_left: None,
+            agent_health: None,
+        }
+    }
+
+    /// What CEL sees at `variable.name` in the record built from `raw`.
+    fn in_cel(raw: Raw<'_>, name: &str) -> Option<cel::Value> {
+        let record = raw.record();
+        let root = crate::policy::cel::root_context();
+        let lent = Lent { name: record.stream.variable(), value: record.value.as_ref() };
+        let mut ctx = root.new_inner_scope();
+        ctx.set_variable_resolver(&lent);
+        let program = crate::policy::cel::compile(&format!("{}.{name}", record.stream.variable())).unwrap();
+        program.execute(&ctx).ok()
+    }
+
+    #[test]
+    fn the_fields_guards_read_are_the_fields_cel_sees() {
+        let (full, bare) = (event(Some("/bin/ls")), event(None));
+        let (failed, ok) = (probe(Some("tls: bad certificate")), probe(None));
+        let audit = ["id", "source", "hostname", "action", "outcome", "object", "source_address"];
+        let sla = ["id", "target", "kind", "success", "error"];
+        let cases =
+            [(Raw::Audit(&full), &audit[..]), (Raw::Audit(&bare), &audit[..]), (Raw::Sla(&failed), &sla[..]), (Raw::Sla(&ok), &sla[..])];
+        for (raw, names) in cases {
+            for name in names {
+                let seen = match in_cel(raw, name) {
+                    Some(cel::Value::String(s)) => Some(format!("{:?}", FieldRef::Str(&s))),
+                    Some(cel::Value::Bool(b)) => Some(format!("{:?}", FieldRef::Bool(b))),
+                    None => None,
+                    Some(other) => panic!("{name}: {other:?}"),
+                };
+                assert_eq!(raw.field(name).map(|f| f.map(|f| format!("{f:?}"))), Ok(seen), "{name}");
+            }
+            // Fields it does not know (nested, numeric) leave guards unused.
+            assert_eq!(raw.field("actor"), Err(()));
+            assert!(raw.admits(&Guard { field: "latency_ms".into(), any_of: vec![] }));
+        }
+    }
+
+    #[test]
+    fn a_guard_admits_only_its_constants() {
+        let e = event(None);
+        let guard = |field: &str, any_of: Vec<Constant>| Guard { field: field.into(), any_of };
+        let s = |v: &str| Constant::Str(v.into());
+        assert!(Raw::Audit(&e).admits(&guard("action", vec![s("su"), s("sudo")])));
+        assert!(!Raw::Audit(&e).admits(&guard("action", vec![s("su")])));
+        assert!(!Raw::Audit(&e).admits(&guard("object", vec![s("/bin/ls")])), "an absent field");
+        assert!(!Raw::Audit(&e).admits(&guard("action", vec![Constant::Bool(true)])), "another type");
+        let p = probe(Some("refused"));
+        assert!(Raw::Sla(&p).admits(&guard("success", vec![Constant::Bool(false)])));
+        assert!(!Raw::Sla(&p).admits(&guard("success", vec![Constant::Bool(true)])));
+    }
 }

@@ -492,26 +492,22 @@ impl Engine {
     /// Counts an audit event or probe result in the detections, and keeps
     /// audit events for drift attribution.
     pub fn observe(&mut self, msg: &Message) -> Applied {
-        let record = match msg {
-            Message::Audit(e) => {
-                self.attributor.record(e);
-                detect::Record::audit(e)
-            }
-            Message::Sla(m) => {
-                if m.probe_id == driftwatch_schemas::HEARTBEAT_PROBE_ID {
-                    if let Some(s) = self.assets.get_mut(&m.asset_id) {
-                        s.last_seen = s.last_seen.max(m.timestamp);
-                    }
+        match msg {
+            Message::Audit(e) => self.attributor.record(e),
+            Message::Sla(m) if m.probe_id == driftwatch_schemas::HEARTBEAT_PROBE_ID => {
+                if let Some(s) = self.assets.get_mut(&m.asset_id) {
+                    s.last_seen = s.last_seen.max(m.timestamp);
                 }
-                detect::Record::sla(m)
             }
+            Message::Sla(_) => {}
             Message::Snapshot(_) => return Applied::default(),
-        };
+        }
+        let Some(raw) = detect::Raw::of(msg) else { return Applied::default() };
         // An asset not seen in a snapshot yet: only its kind is unknown,
         // and the record is evidence enough; selectors on labels still hold.
-        let state = self.assets.get(&record.asset_id);
+        let state = self.assets.get(msg.asset_id());
         let asset = state.map(|s| &s.asset);
-        let changes = self.detector.observe(&self.policies, &record, state.map(|s| &s.cel), |c| match asset {
+        let changes = self.detector.observe(&self.policies, raw, state.map(|s| &s.cel), |c| match asset {
             Some(a) => c.applies_to(a.kind, &a.labels),
             None => c.control.applies_to.labels.is_empty(),
         });

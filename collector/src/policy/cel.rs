@@ -92,6 +92,78 @@ fn chain(e: &IdedExpr) -> Option<FactPath> {
     }
 }
 
+/// A constant a record's field is compared with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Constant {
+    Str(String),
+    Bool(bool),
+}
+
+/// A condition an expression cannot hold without: one of its top-level
+/// `&&` terms that compares a field of the record variable with constants
+/// (`event.action == "sudo"`, `event.action in ["su", "sudo"]`,
+/// `probe.success`, `!probe.success`). When the field is absent or holds
+/// none of `any_of`, that term is false (or an error, which a detection
+/// counts as no match), so the whole expression cannot be true: the
+/// record is skipped without running CEL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guard {
+    pub field: String,
+    pub any_of: Vec<Constant>,
+}
+
+/// The [`Guard`]s of `program` on fields of the variable `root`.
+pub fn guards(program: &Program, root: &str) -> Vec<Guard> {
+    let mut out = Vec::new();
+    conjuncts(program.expression(), root, &mut out);
+    out
+}
+
+fn conjuncts(e: &IdedExpr, root: &str, out: &mut Vec<Guard>) {
+    use cel::common::ast::operators::{EQUALS, IN, LOGICAL_AND, LOGICAL_NOT};
+    let Expr::Call(call) = &e.expr else {
+        out.extend(field_of(e, root).map(|field| Guard { field, any_of: vec![Constant::Bool(true)] }));
+        return;
+    };
+    let constant = |e: &IdedExpr| match &e.expr {
+        Expr::Literal(LiteralValue::String(s)) => Some(Constant::Str(s.inner().to_string())),
+        Expr::Literal(LiteralValue::Boolean(b)) => Some(Constant::Bool(*b.inner())),
+        _ => None,
+    };
+    let guard = match (call.func_name.as_str(), call.args.as_slice()) {
+        (LOGICAL_AND, [a, b]) => {
+            conjuncts(a, root, out);
+            conjuncts(b, root, out);
+            return;
+        }
+        (LOGICAL_NOT, [a]) => field_of(a, root).map(|field| Guard { field, any_of: vec![Constant::Bool(false)] }),
+        (EQUALS, [a, b]) => {
+            let (field, c) = match (field_of(a, root), field_of(b, root)) {
+                (Some(f), _) => (f, constant(b)),
+                (_, Some(f)) => (f, constant(a)),
+                _ => return,
+            };
+            c.map(|c| Guard { field, any_of: vec![c] })
+        }
+        (IN, [a, list]) => match (field_of(a, root), &list.expr) {
+            (Some(field), Expr::List(l)) if l.optional_indices.is_empty() => {
+                l.elements.iter().map(constant).collect::<Option<Vec<_>>>().map(|any_of| Guard { field, any_of })
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    out.extend(guard);
+}
+
+/// `f` if `e` is `root.f` (a plain select, not `has(root.f)`).
+fn field_of(e: &IdedExpr, root: &str) -> Option<String> {
+    match &e.expr {
+        Expr::Select(sel) if !sel.test && matches!(&sel.operand.expr, Expr::Ident(r) if r == root) => Some(sel.field.clone()),
+        _ => None,
+    }
+}
+
 /// Whether an evaluation error means "the facts this check needs are not
 /// there" (the control is then not applicable) rather than a broken check:
 /// a missing map key, or an undeclared variable that is one of the fact
@@ -140,6 +212,38 @@ mod tests {
 
     fn paths(src: &str) -> Vec<String> {
         fact_paths(&compile(src).unwrap()).into_iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn guards_are_top_level_terms_on_the_record_fields() {
+        let g = |src: &str, root: &str| guards(&compile(src).unwrap(), root);
+        let s = |v: &str| Constant::Str(v.into());
+        assert_eq!(
+            g(r#"event.action in ["a", "b"] && has(event.object) && (event.outcome == "failure" && "x" == event.source)"#, "event"),
+            vec![
+                Guard { field: "action".into(), any_of: vec![s("a"), s("b")] },
+                Guard { field: "outcome".into(), any_of: vec![s("failure")] },
+                Guard { field: "source".into(), any_of: vec![s("x")] },
+            ]
+        );
+        assert_eq!(
+            g("!probe.success && probe.kind != \"host\"", "probe"),
+            vec![Guard { field: "success".into(), any_of: vec![Constant::Bool(false)] }]
+        );
+        assert_eq!(g("probe.success && probe.latency_ms > 1000.0", "probe")[0].any_of, vec![Constant::Bool(true)]);
+        // Nothing under an `||`, a negated comparison, a nested field, a
+        // non-constant side, another variable, or a test-only select.
+        for src in [
+            r#"event.action == "a" || event.action == "b""#,
+            r#"!(event.action == "a")"#,
+            r#"event.actor.user == "root""#,
+            r#"event.action == event.outcome"#,
+            r#"other.action == "a""#,
+            r#"has(event.action)"#,
+            r#"event.action in ["a", event.outcome]"#,
+        ] {
+            assert_eq!(g(src, "event"), vec![], "{src}");
+        }
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct CompiledDetect {
     /// Variables `match` reads (the record's, and fact roots of the asset):
     /// one of them undeclared means "no such data", not a broken match.
     pub roots: Vec<String>,
+    /// Terms of `match` on the record's own fields, checked on the record
+    /// as it arrived: a record failing one is skipped without running CEL.
+    pub guards: Vec<cel::Guard>,
 }
 
 impl CompiledControl {
@@ -91,6 +94,8 @@ pub struct PolicySet {
     index: HashMap<String, Vec<(usize, Vec<FactPath>)>>,
     /// Control id → index.
     by_id: HashMap<String, usize>,
+    /// Stream → indexes of the detections that watch it.
+    detections: HashMap<DetectStream, Vec<usize>>,
 }
 
 impl PolicySet {
@@ -107,7 +112,18 @@ impl PolicySet {
             }
         }
         let by_id = controls.iter().enumerate().map(|(i, c)| (c.control.id.clone(), i)).collect();
-        PolicySet { controls, index, by_id }
+        let mut detections: HashMap<DetectStream, Vec<usize>> = HashMap::new();
+        for (i, c) in controls.iter().enumerate() {
+            if let Some(d) = &c.detect {
+                detections.entry(d.stream).or_default().push(i);
+            }
+        }
+        PolicySet { controls, index, by_id, detections }
+    }
+
+    /// Indexes of the detections of `stream`.
+    pub fn detections(&self, stream: DetectStream) -> &[usize] {
+        self.detections.get(&stream).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// The control with `id`.
@@ -348,10 +364,12 @@ fn compile_detect(id: &str, d: &model::Detect, err: &mut impl FnMut(String)) -> 
             }
         }
     }
+    let program = cel::compile(&d.matches).ok();
     let mut roots: Vec<String> =
-        cel::compile(&d.matches).map(|p| cel::fact_paths(&p).iter().map(|p| p.segments()[0].clone()).collect()).unwrap_or_default();
+        program.as_ref().map(|p| cel::fact_paths(p).iter().map(|p| p.segments()[0].clone()).collect()).unwrap_or_default();
     roots.dedup();
-    Some(CompiledDetect { stream: d.stream, group_by, threshold: d.threshold, window: window?, roots }).filter(|_| ok)
+    let guards = program.map(|p| cel::guards(&p, d.stream.variable())).unwrap_or_default();
+    Some(CompiledDetect { stream: d.stream, group_by, threshold: d.threshold, window: window?, roots, guards }).filter(|_| ok)
 }
 
 /// The 1-based line where `id: <id>` is declared, for error messages.

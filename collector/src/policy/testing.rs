@@ -32,12 +32,12 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use driftwatch_schemas::{
-    Actor, Asset, AssetKind, AuditEvent, AuditSource, FactPath, FactValue, HostMetrics, Outcome, ProbeKind, SlaMeasurement,
+    Actor, Asset, AssetKind, AuditEvent, AuditSource, FactPath, FactValue, HostMetrics, Message, Outcome, ProbeKind, SlaMeasurement,
 };
 use serde::Deserialize;
 
 use super::{PolicyError, PolicySet};
-use crate::eval::detect::{Detector, Record};
+use crate::eval::detect::{Detector, Raw};
 use crate::eval::facts::CelFacts;
 use crate::eval::{evaluate_all, Status};
 
@@ -134,7 +134,7 @@ fn yes() -> bool {
 }
 
 /// The records of a case, stamped from a fixed start.
-fn records(case: &Case) -> Result<Vec<Record>, String> {
+fn records(case: &Case) -> Result<Vec<Message>, String> {
     let mut at = DateTime::<Utc>::from_timestamp(1_767_225_600, 0).unwrap_or_default(); // 2026-01-01
     let step = |after: &Option<String>| -> Result<chrono::Duration, String> {
         let text = after.as_deref().unwrap_or("1s");
@@ -159,7 +159,7 @@ fn records(case: &Case) -> Result<Vec<Record>, String> {
                 raw: String::new(),
                 extra: e.extra.clone(),
             };
-            out.push(Record::audit(&ev));
+            out.push(Message::Audit(ev));
         }
     }
     for p in &case.probes {
@@ -190,7 +190,7 @@ fn records(case: &Case) -> Result<Vec<Record>, String> {
                 cert_days_left: None,
                 agent_health: None,
             };
-            out.push(Record::sla(&m));
+            out.push(Message::Sla(m));
         }
     }
     Ok(out)
@@ -210,9 +210,10 @@ fn outcome(set: &PolicySet, id: &str, case: &Case) -> Result<Option<(Status, Opt
     let mut detector = Detector::default();
     let mut last = None;
     let facts = CelFacts::build(&case.facts);
-    for r in records(case)? {
+    for m in records(case)? {
+        let Some(raw) = Raw::of(&m) else { continue };
         if let Some(c) =
-            detector.observe(set, &r, Some(&facts), |c| c.applies_to(asset.kind, &asset.labels)).into_iter().find(|c| c.control == index)
+            detector.observe(set, raw, Some(&facts), |c| c.applies_to(asset.kind, &asset.labels)).into_iter().find(|c| c.control == index)
         {
             last = Some(c.message);
         }
