@@ -6,6 +6,13 @@ use std::path::{Path, PathBuf};
 
 mod cli;
 
+/// mimalloc, not glibc's malloc: the collector allocates and frees many
+/// small objects per record on several threads (decoded messages, rows,
+/// alerts), and under load glibc's malloc took about a third of its CPU
+/// (`_int_malloc`, `malloc_consolidate`; see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use driftwatch_collector::store::prelude::*;
