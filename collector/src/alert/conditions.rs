@@ -20,8 +20,8 @@ impl Conditions {
     /// Restores the conditions of `alertnames` notified before the start
     /// (the notification log as alerting read it) and hands them to the
     /// dispatcher (which knows they were notified).
-    pub fn restore(alertnames: &[&str], alerting: &Alerting) -> Self {
-        let active: HashMap<String, Alert> = alerting.notified(alertnames).into_iter().map(|a| (a.fingerprint(), a)).collect();
+    pub async fn restore(alertnames: &[&str], alerting: &Alerting) -> Self {
+        let active: HashMap<String, Alert> = alerting.notified(alertnames).await.into_iter().map(|a| (a.fingerprint(), a)).collect();
         for a in active.values() {
             alerting.send(a.clone());
         }

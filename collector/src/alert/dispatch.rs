@@ -188,6 +188,12 @@ impl Dispatcher {
         }
     }
 
+    /// Whether every group an alert with `labels` routes to is in `logged`
+    /// (group keys of the notification log).
+    pub fn groups_logged(&self, labels: &Labels, logged: &std::collections::HashSet<&str>) -> bool {
+        self.route.matching(labels).iter().all(|r| logged.contains(r.group(labels).0.as_str()))
+    }
+
     /// Restores what the notification log says was sent, so a restart
     /// neither repeats a notification nor forgets a resolve: notified
     /// violations that are no longer open are resolved (call after adding

@@ -6,7 +6,9 @@
 //! notifications in the notification log (all waiting at once in one
 //! write).
 //!
-//! At start it takes the open violations and the notification log: an
+//! Before it takes any input it reads the open violations and the
+//! notification log (the collector does not wait for it: inputs queue,
+//! in order, and condition tasks wait for the log it read): an
 //! open violation never notified (its page was lost in a crash) is sent, a
 //! notified one is not sent again, and one notified but no longer open is
 //! resolved. A resolve for a group this collector holds nothing about (it
@@ -58,17 +60,21 @@ pub struct Alerting {
     tx: Option<mpsc::Sender<Input>>,
     /// Alerts of conditions (anything but violations and drift) notified
     /// firing before the start, from the log read at start: where the
-    /// condition tasks start from, without reading the log again.
-    conditions: Arc<Vec<Alert>>,
+    /// condition tasks start from, without reading the log again. `None`
+    /// until the alerting task has restored its state.
+    conditions: tokio::sync::watch::Receiver<Option<Arc<Vec<Alert>>>>,
 }
 
 impl Alerting {
     /// Alerting that only logs (no receivers configured).
     pub fn disabled() -> Self {
-        Alerting { tx: None, conditions: Arc::default() }
+        Alerting { tx: None, conditions: tokio::sync::watch::channel(Some(Arc::default())).1 }
     }
 
-    /// Starts the dispatcher and the receivers, restoring state from `store`.
+    /// Starts the dispatcher and the receivers. Their state is restored
+    /// from `store` by the alerting task before it takes any input, while
+    /// the collector goes on starting: inputs sent meanwhile wait in its
+    /// queue, in order.
     pub async fn start(cfg: &AlertsConfig, store: SharedStore) -> anyhow::Result<Self> {
         let Some(route_cfg) = cfg.route_config() else {
             tracing::warn!("no alert receivers configured: violations are stored but nobody is notified");
@@ -76,32 +82,6 @@ impl Alerting {
         };
         let names: Vec<String> = cfg.receivers.iter().map(|r| r.name.clone()).collect();
         let route = Route::compile(&route_cfg, &names).map_err(|e| anyhow::anyhow!("alerts.route: {}", e.join("; ")))?;
-
-        // Restore: open violations fire; the log says what was notified
-        // (so nothing is sent twice, a page lost in a crash is sent, and a
-        // notified violation no longer open is resolved).
-        let mut open = store.open_violation_alerts().await?;
-        let mut sent = store.notification_log().await?;
-        // A collector that paged a moment ago may still be writing its log
-        // (a rebalance or restart right after a page): when an open
-        // violation looks never notified, look once more before taking it
-        // for a page lost in a crash.
-        let logged: std::collections::HashSet<&str> = sent.iter().map(|s| s.group_key.as_str()).collect();
-        let unlogged = open.iter().any(|a| route.matching(&a.labels).iter().any(|r| !logged.contains(r.group(&a.labels).0.as_str())));
-        if unlogged {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            open = store.open_violation_alerts().await?;
-            sent = store.notification_log().await?;
-        }
-        let conditions = notified_conditions(&sent);
-        let mut dispatcher = Dispatcher::new(route, cfg.inhibit_rules.clone(), cfg.maintenance_windows.clone(), cfg.external_url.clone());
-        let now = Utc::now();
-        tracing::info!(open_violations = open.len(), notified_groups = sent.len(), "alerting state restored");
-        for a in open {
-            dispatcher.add(a, now);
-        }
-        dispatcher.restore(sent, now);
-
         let (log_tx, log_rx) = mpsc::channel::<(Sent, &'static str)>(RECEIVER_QUEUE);
         tokio::spawn(write_log(store.clone(), log_rx));
         let mut queues = HashMap::new();
@@ -113,15 +93,23 @@ impl Alerting {
         }
         let silences = Arc::new(RwLock::new(store.silences().await?));
         tokio::spawn(refresh_silences(store.clone(), silences.clone(), Duration::from_secs(cfg.silence_refresh_secs.max(1))));
+        let dispatcher = Dispatcher::new(route, cfg.inhibit_rules.clone(), cfg.maintenance_windows.clone(), cfg.external_url.clone());
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(dispatcher, rx, queues, silences, store));
-        Ok(Alerting { tx: Some(tx), conditions: Arc::new(conditions) })
+        let (conditions_tx, conditions) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            let dispatcher = restore(dispatcher, &store, conditions_tx).await;
+            run(dispatcher, rx, queues, silences, store).await
+        });
+        Ok(Alerting { tx: Some(tx), conditions })
     }
 
     /// The alerts of `alertnames` notified firing before the start (the
-    /// notification log as read at start).
-    pub fn notified(&self, alertnames: &[&str]) -> Vec<Alert> {
-        self.conditions.iter().filter(|a| a.labels.get("alertname").is_some_and(|n| alertnames.contains(&n.as_str()))).cloned().collect()
+    /// notification log as read at start); waits for alerting to have read
+    /// it.
+    pub async fn notified(&self, alertnames: &[&str]) -> Vec<Alert> {
+        let mut rx = self.conditions.clone();
+        let Ok(conditions) = rx.wait_for(Option::is_some).await.map(|c| c.clone().unwrap_or_default()) else { return Vec::new() };
+        conditions.iter().filter(|a| a.labels.get("alertname").is_some_and(|n| alertnames.contains(&n.as_str()))).cloned().collect()
     }
 
     /// Queues an alert for routing.
@@ -152,6 +140,51 @@ impl Alerting {
             }
         }
     }
+}
+
+/// Restores the dispatcher's state: open violations fire; the log says
+/// what was notified (so nothing is sent twice, a page lost in a crash is
+/// sent, and a notified violation no longer open is resolved). Retries
+/// until the store answers; then publishes the conditions notified firing.
+async fn restore(
+    mut dispatcher: Dispatcher,
+    store: &SharedStore,
+    conditions: tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>,
+) -> Dispatcher {
+    let mut wait = Duration::from_millis(250);
+    let (open, sent) = loop {
+        match read_state(&dispatcher, store).await {
+            Ok(state) => break state,
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "reading the alerting state failed; alerts wait");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    let _ = conditions.send(Some(Arc::new(notified_conditions(&sent))));
+    let now = Utc::now();
+    tracing::info!(open_violations = open.len(), notified_groups = sent.len(), "alerting state restored");
+    for a in open {
+        dispatcher.add(a, now);
+    }
+    dispatcher.restore(sent, now);
+    dispatcher
+}
+
+/// The open violations' alerts and the notification log. A collector that
+/// paged a moment ago may still be writing its log (a rebalance or restart
+/// right after a page): when an open violation looks never notified, both
+/// are read once more before it is taken for a page lost in a crash.
+async fn read_state(dispatcher: &Dispatcher, store: &SharedStore) -> Result<(Vec<Alert>, Vec<Sent>), crate::store::StoreError> {
+    let open = store.open_violation_alerts().await?;
+    let sent = store.notification_log().await?;
+    let logged: std::collections::HashSet<&str> = sent.iter().map(|s| s.group_key.as_str()).collect();
+    if open.iter().any(|a| !dispatcher.groups_logged(&a.labels, &logged)) {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        return Ok((store.open_violation_alerts().await?, store.notification_log().await?));
+    }
+    Ok((open, sent))
 }
 
 /// Each condition alert notified firing in `sent`, once (violations and
@@ -297,8 +330,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn conditions_notified_firing_are_restored_once_and_by_name() {
+    #[tokio::test]
+    async fn conditions_notified_firing_are_restored_once_and_by_name() {
         let log = vec![
             sent(vec![named("slo_burn", "web-1", false), named("violation", "web-1", false)]),
             // The same condition in a second group (another route), a
@@ -306,12 +339,12 @@ mod tests {
             sent(vec![named("slo_burn", "web-1", false), named("slo_burn", "web-2", true), named("drift", "web-2", false)]),
             sent(vec![named("waiver_expiring", "db-1", false)]),
         ];
-        let alerting = Alerting { tx: None, conditions: Arc::new(notified_conditions(&log)) };
-        let slo = alerting.notified(&["slo_burn", "sla_breach"]);
+        let alerting = Alerting { tx: None, conditions: tokio::sync::watch::channel(Some(Arc::new(notified_conditions(&log)))).1 };
+        let slo = alerting.notified(&["slo_burn", "sla_breach"]).await;
         assert_eq!(slo.len(), 1, "{slo:?}");
         assert_eq!(slo[0].labels["asset"], "web-1");
-        let waivers = alerting.notified(&["waiver_expiring"]);
+        let waivers = alerting.notified(&["waiver_expiring"]).await;
         assert_eq!(waivers.len(), 1);
-        assert!(alerting.notified(&["violation", "drift"]).is_empty(), "violations are restored from open violations");
+        assert!(alerting.notified(&["violation", "drift"]).await.is_empty(), "violations are restored from open violations");
     }
 }

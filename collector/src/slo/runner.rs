@@ -170,7 +170,7 @@ pub async fn run(settings: SloSettings, store: SharedStore, alerting: Alerting, 
     if settings.objectives.is_empty() && settings.silent_after_secs == 0 {
         return;
     }
-    let mut conditions = Conditions::restore(&ALERTNAMES, &alerting);
+    let mut conditions = Conditions::restore(&ALERTNAMES, &alerting).await;
     let mut tick = tokio::time::interval(Duration::from_secs(settings.interval_secs.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -165,7 +165,7 @@ pub struct Runner {
 impl Runner {
     /// Runs until the process ends.
     pub async fn run(self) {
-        let mut conditions = Conditions::restore(&ALERTNAMES, &self.alerting);
+        let mut conditions = Conditions::restore(&ALERTNAMES, &self.alerting).await;
         let mut declared: Vec<Waiver> = Vec::new();
         let mut stored: Vec<Waiver> = Vec::new();
         let mut flagged: BTreeSet<String> = BTreeSet::new();
