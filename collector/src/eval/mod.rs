@@ -437,13 +437,13 @@ impl Engine {
 
     /// Seeds posture restored from the store, so that a restarted collector
     /// neither re-opens open violations nor misses resolving them.
-    pub fn restore(&mut self, asset_id: &str, control_id: &str, entry: PostureEntry) {
-        if let Some((i, c)) = self.policies.get(control_id) {
+    pub fn restore(&mut self, asset_id: String, control_id: String, entry: PostureEntry) {
+        if let Some((i, c)) = self.policies.get(&control_id) {
             if c.detect.is_some() && entry.status == Status::Fail {
-                self.detections_failing.insert((asset_id.to_string(), i));
+                self.detections_failing.insert((asset_id.clone(), i));
             }
         }
-        self.posture.insert((asset_id.to_string(), control_id.to_string()), entry);
+        self.posture.insert((asset_id, control_id), entry);
     }
 
     /// Replaces all posture by what the store holds (after a consumer-group
@@ -457,8 +457,10 @@ impl Engine {
         self.restored_labels = labels.into_iter().collect();
         self.posture.clear();
         self.detections_failing.clear();
+        let entries = entries.into_iter();
+        self.posture.reserve(entries.size_hint().0);
         for (asset, control, entry) in entries {
-            self.restore(&asset, &control, entry);
+            self.restore(asset, control, entry);
         }
     }
 
@@ -931,7 +933,7 @@ mod tests {
     #[test]
     fn restored_posture_prevents_a_second_open() {
         let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
-        e.restore("a", "root", PostureEntry::restored(Status::Fail, Utc::now(), Utc::now(), Some("v1".into())));
+        e.restore("a".into(), "root".into(), PostureEntry::restored(Status::Fail, Utc::now(), Utc::now(), Some("v1".into())));
         let a = e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
         assert!(a.transitions.is_empty());
         let b = e.apply(&snap(2, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
