@@ -494,17 +494,17 @@ impl Engine {
     /// Counts an audit event or probe result in the detections, and keeps
     /// audit events for drift attribution.
     pub fn observe(&mut self, msg: &Message) -> Applied {
-        match msg {
-            Message::Audit(e) => self.attributor.record(e),
-            Message::Sla(m) if m.probe_id == driftwatch_schemas::HEARTBEAT_PROBE_ID => {
+        // Snapshots are not records of a stream detections watch.
+        let Some(raw) = detect::Raw::of(msg) else { return Applied::default() };
+        match raw {
+            detect::Raw::Audit(e) => self.attributor.record(e),
+            detect::Raw::Sla(m) if m.probe_id == driftwatch_schemas::HEARTBEAT_PROBE_ID => {
                 if let Some(s) = self.assets.get_mut(&m.asset_id) {
                     s.last_seen = s.last_seen.max(m.timestamp);
                 }
             }
-            Message::Sla(_) => {}
-            Message::Snapshot(_) => return Applied::default(),
+            detect::Raw::Sla(_) => {}
         }
-        let Some(raw) = detect::Raw::of(msg) else { return Applied::default() };
         // An asset not seen in a snapshot yet: only its kind is unknown,
         // and the record is evidence enough; selectors on labels still hold.
         let state = self.assets.get(msg.asset_id());
