@@ -67,16 +67,24 @@ pub fn fact_to_cel(v: &FactValue) -> cel::Value {
 /// under it is reported as `null`, so evidence shows what was missing.
 pub fn facts_under(facts: &FactMap, prefix: &FactPath) -> Vec<(String, FactValue)> {
     let p = prefix.to_string();
-    let mut out: Vec<(String, FactValue)> = facts
-        .range(p.clone()..)
-        .take_while(|(k, _)| k.starts_with(&p))
-        .filter(|(k, _)| k.len() == p.len() || matches!(k.as_bytes()[p.len()], b'.' | b'['))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut out: Vec<(String, FactValue)> = under(facts, &p).map(|(k, v)| (k.clone(), v.clone())).collect();
     if out.is_empty() {
         out.push((p, FactValue::Null));
     }
     out
+}
+
+/// Whether any fact is at or below `prefix`.
+pub fn holds(facts: &FactMap, prefix: &FactPath) -> bool {
+    under(facts, &prefix.to_string()).next().is_some()
+}
+
+/// The facts at `prefix` (a path's text) or below it.
+fn under<'a>(facts: &'a FactMap, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a FactValue)> {
+    facts
+        .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+        .take_while(move |(k, _)| k.starts_with(prefix))
+        .filter(move |(k, _)| k.len() == prefix.len() || matches!(k.as_bytes()[prefix.len()], b'.' | b'['))
 }
 
 /// An asset's facts as CEL variables, kept between snapshots so that a
@@ -136,13 +144,8 @@ impl CelFacts {
 
     /// Rebuilds one root variable from the facts under it.
     fn rebuild_root(&mut self, root: &str, facts: &FactMap) {
-        let under: FactMap = facts
-            .range(root.to_string()..)
-            .take_while(|(k, _)| k.starts_with(root))
-            .filter(|(k, _)| k.len() == root.len() || matches!(k.as_bytes()[root.len()], b'.' | b'['))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        match to_cel_variables(&under).into_iter().next() {
+        let facts: FactMap = under(facts, root).map(|(k, v)| (k.clone(), v.clone())).collect();
+        match to_cel_variables(&facts).into_iter().next() {
             Some((_, v)) => {
                 self.roots.insert(root.to_string(), v);
             }

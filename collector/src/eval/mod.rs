@@ -104,7 +104,8 @@ pub fn evaluate_all(
     sequence: i64,
     at: DateTime<Utc>,
 ) -> Vec<Evaluation> {
-    let input = Input { asset, vars: &facts::CelFacts::build(facts), facts, stale: None, waivers: &crate::waiver::Waivers::default() };
+    let vars = facts::CelFacts::build(facts);
+    let input = Input { asset, vars: &vars, facts, complete: true, stale: None, waivers: &crate::waiver::Waivers::default() };
     evaluate(policies, None, &input, snapshot_id, sequence, at)
 }
 
@@ -115,6 +116,9 @@ struct Input<'a> {
     asset: &'a Asset,
     vars: &'a facts::CelFacts,
     facts: &'a FactMap,
+    /// Whether `facts` are all the asset's (a full snapshot was applied);
+    /// if not, a fact missing may just not be known yet.
+    complete: bool,
     /// The sequence gap (last applied, first after) while stale.
     stale: Option<(i64, i64)>,
     waivers: &'a crate::waiver::Waivers,
@@ -130,7 +134,7 @@ fn evaluate(
     sequence: i64,
     at: DateTime<Utc>,
 ) -> Vec<Evaluation> {
-    let Input { asset, vars, facts, stale, waivers } = *input;
+    let Input { asset, vars, facts, complete, stale, waivers } = *input;
     let controls: Box<dyn Iterator<Item = &CompiledControl>> = match which {
         Some([]) => return Vec::new(),
         Some(w) => Box::new(w.iter().filter_map(|i| policies.controls.get(*i))),
@@ -143,6 +147,10 @@ fn evaluate(
     ctx.set_variable_resolver(vars);
     controls
         .filter(|c| c.applies_to(asset.kind, &asset.labels))
+        // Without the asset's full snapshot (a restart, a rebalance: posture
+        // is restored, facts are not), a missing fact says nothing: only
+        // checks whose every fact is held are run until the next one.
+        .filter(|c| complete || c.reads.iter().all(|p| facts::holds(facts, p)))
         .map(|c| {
             let (mut status, mut message) = run_check(c, &ctx, facts);
             let mut checked = Some(status).filter(|s| *s != Status::Unknown);
@@ -271,8 +279,17 @@ struct AssetState {
     /// Set when a delta skipped sequence numbers (deltas were lost): the
     /// facts may be wrong until the next full snapshot.
     stale_since: Option<(i64, i64)>,
+    /// Whether a full snapshot was applied (else `facts` holds only what
+    /// deltas since a restart or rebalance brought).
+    complete: bool,
     /// The last snapshot's collection time, or the last heartbeat.
     last_seen: DateTime<Utc>,
+}
+
+impl AssetState {
+    fn input<'a>(&'a self, waivers: &'a crate::waiver::Waivers) -> Input<'a> {
+        Input { asset: &self.asset, vars: &self.cel, facts: &self.facts, complete: self.complete, stale: self.stale_since, waivers }
+    }
 }
 
 /// What applying one snapshot or record produced.
@@ -384,8 +401,7 @@ impl Engine {
         let ids = self.current_assets(now);
         for id in &ids {
             let state = &self.assets[id];
-            let input =
-                Input { asset: &state.asset, vars: &state.cel, facts: &state.facts, stale: state.stale_since, waivers: &self.waivers };
+            let input = state.input(&self.waivers);
             let evaluations = evaluate(&p, Some(&which), &input, &change_id, state.sequence, now);
             self.track_all(evaluations, &Before::Changed(Vec::new(), FactMap::new()), &mut out);
         }
@@ -482,8 +498,7 @@ impl Engine {
         let mut out = Applied::default();
         for id in self.current_assets(at) {
             let state = &self.assets[&id];
-            let input =
-                Input { asset: &state.asset, vars: &state.cel, facts: &state.facts, stale: state.stale_since, waivers: &self.waivers };
+            let input = state.input(&self.waivers);
             let evaluations = evaluate(&self.policies, None, &input, "policy-reload", state.sequence, at);
             let before = Before::Changed(Vec::new(), FactMap::new());
             self.track_all(evaluations, &before, &mut out);
@@ -612,6 +627,7 @@ impl Engine {
             cel: facts::CelFacts::default(),
             sequence: 0,
             stale_since: None,
+            complete: false,
             last_seen: snap.collected_at,
         });
         state.last_seen = state.last_seen.max(snap.collected_at);
@@ -622,6 +638,7 @@ impl Engine {
             SnapshotKind::Full => {
                 let old = std::mem::replace(&mut state.facts, snap.facts.iter().map(|f| (f.path.clone(), f.value.clone())).collect());
                 state.cel = facts::CelFacts::build(&state.facts);
+                state.complete = true;
                 if let Some((from, to)) = state.stale_since.take() {
                     tracing::info!(asset = %snap.asset.id, sequence = snap.sequence, "full snapshot received; asset no longer stale (gap was {from}→{to})");
                 }
@@ -662,7 +679,7 @@ impl Engine {
         };
         state.asset = snap.asset.clone();
         state.sequence = snap.sequence;
-        let input = Input { asset: &state.asset, vars: &state.cel, facts: &state.facts, stale: state.stale_since, waivers: &self.waivers };
+        let input = state.input(&self.waivers);
         let evaluations = evaluate(&self.policies, which.as_deref(), &input, &snap.snapshot_id, snap.sequence, snap.collected_at);
         let mut out = Applied::default();
         self.track_all(evaluations, &before, &mut out);
@@ -779,6 +796,41 @@ mod tests {
 
     fn status(a: &Applied, id: &str) -> Status {
         a.evaluations.iter().find(|e| e.control_id == id).unwrap().status
+    }
+
+    /// After a restart posture is restored but facts are not: until the
+    /// asset's next full snapshot, a delta runs only the checks whose every
+    /// fact it holds (a fact it lacks is unknown, not missing).
+    #[test]
+    fn deltas_without_a_full_snapshot_run_only_checks_on_held_facts() {
+        let text = "pack: t\ncontrols:\n".to_string()
+            + r#"  - id: both
+    title: root login and X11 forwarding off
+    severity: high
+    check: sshd.config.permitrootlogin == "no" && sshd.config.x11forwarding == "no"
+    frameworks: {soc2: [CC6.1]}
+"#;
+        let policies = Arc::new(PolicySet::new(crate::policy::load_text(Path::new("t.yaml"), &text).unwrap()));
+        let mut e = Engine::new(policies, chrono::Duration::minutes(10));
+        let since = Utc::now() - chrono::Duration::hours(1);
+        e.replace_posture(
+            [("a".to_string(), "both".to_string(), PostureEntry::restored(Status::Fail, since, since, Some("v".into())))],
+            [],
+        );
+
+        // Only one of the two facts: no result, no false drift to not_applicable.
+        let a = e.apply(&snap(7, SnapshotKind::Delta, &[("sshd.config.x11forwarding", "no".into())], &[]));
+        assert!(a.evaluations.is_empty() && a.drifts.is_empty() && a.transitions.is_empty(), "{a:?}");
+        assert_eq!(e.posture("a", "both").unwrap().status, Status::Fail);
+
+        // Both held now: the check runs, and the violation resolves.
+        let b = e.apply(&snap(8, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "no".into())], &[]));
+        assert_eq!(status(&b, "both"), Status::Pass);
+        assert_eq!(b.transitions[0].violation_id, "v");
+
+        // A full snapshot is all the facts: a missing one is not collected.
+        let c = e.apply(&snap(9, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
+        assert_eq!(status(&c, "both"), Status::NotApplicable);
     }
 
     #[test]
