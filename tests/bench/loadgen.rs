@@ -67,41 +67,61 @@ const USAGE: &str =
                [--resume-after N]   (continue a run of the same seed after its full snapshots and first N messages)
 Topics: <prefix>.snapshots, <prefix>.audit, <prefix>.sla. Prints what it sent.";
 
-/// A realistic host's facts (about 60): sshd, sysctl, file modes, packages.
-fn host_facts(rng: &mut StdRng) -> BTreeMap<String, FactValue> {
-    let mut f = BTreeMap::new();
-    let s = |v: &str| FactValue::Str(v.to_string());
-    f.insert("os.id".into(), s(["debian", "ubuntu", "rhel"][rng.random_range(0..3)]));
-    f.insert("sshd.installed".into(), FactValue::Bool(true));
-    for (k, good, bad) in [
-        ("permitrootlogin", "no", "yes"),
-        ("passwordauthentication", "no", "yes"),
-        ("permitemptypasswords", "no", "yes"),
-        ("x11forwarding", "no", "yes"),
-        ("maxauthtries", "4", "10"),
-        ("loglevel", "VERBOSE", "QUIET"),
-    ] {
-        f.insert(format!("sshd.config.{k}"), s(if rng.random_bool(0.9) { good } else { bad }));
+/// The fleet's host templates: what the agent itself collects from the
+/// fixture hosts (`tests/fixtures/hosts/{hardened,sloppy}`), so every fact
+/// family is there with the agent's paths and types (about 200 facts).
+fn templates() -> Result<Vec<BTreeMap<String, FactValue>>, String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hosts");
+    ["hardened", "sloppy"]
+        .iter()
+        .map(|name| {
+            let root = dir.join(name);
+            if !root.join("etc").is_dir() {
+                return Err(format!("{}: the fixture host is missing (run loadgen from a checkout of the repository)", root.display()));
+            }
+            let cfg = driftwatch_agent::config::FactsConfig::default();
+            let facts = driftwatch_agent::facts::collect(&driftwatch_agent::root::HostRoot::new(root), &cfg, None);
+            Ok(facts.to_wire().into_iter().map(|f| (f.path, f.value)).collect())
+        })
+        .collect()
+}
+
+fn path(segments: &[&str]) -> String {
+    FactPath::new(segments.iter().copied()).to_string()
+}
+
+/// One asset's facts: a template (three in four hardened), its own
+/// hostname, 100–300 more installed packages (a real server has hundreds:
+/// most of a snapshot's facts), and now and then a weaker sshd setting.
+fn host_facts(templates: &[BTreeMap<String, FactValue>], hostname: &str, rng: &mut StdRng) -> BTreeMap<String, FactValue> {
+    let mut f = templates[usize::from(rng.random_bool(0.25)) % templates.len()].clone();
+    f.insert("os.hostname".into(), FactValue::Str(hostname.into()));
+    let mut installed = match f.remove("packages.installed") {
+        Some(FactValue::List(l)) => l,
+        _ => Vec::new(),
+    };
+    for k in 0..rng.random_range(100..300) {
+        let name = format!("lib{k:03}-bench");
+        f.insert(path(&["packages", "version", &name]), FactValue::Str(format!("1.{}.{k}-1", rng.random_range(0..9))));
+        installed.push(name);
     }
-    for (k, v) in [
-        ("net.ipv4.ip_forward", "0"),
-        ("net.ipv4.conf.all.accept_redirects", "0"),
-        ("net.ipv4.conf.all.send_redirects", "0"),
-        ("kernel.randomize_va_space", "2"),
-        ("fs.suid_dumpable", "0"),
-        ("net.ipv4.tcp_syncookies", "1"),
-    ] {
-        f.insert(format!("kernel.sysctl[\"{k}\"].running"), s(v));
-    }
-    for (p, m) in [("/etc/shadow", "0640"), ("/etc/passwd", "0644"), ("/etc/ssh/sshd_config", "0600"), ("/etc/sudoers", "0440")] {
-        f.insert(format!("files[\"{p}\"].exists"), FactValue::Bool(true));
-        f.insert(format!("files[\"{p}\"].mode"), s(m));
-        f.insert(format!("files[\"{p}\"].uid"), FactValue::Int(0));
-    }
-    for i in 0..30 {
-        f.insert(format!("packages.installed[\"pkg{i:02}\"].version"), s(&format!("1.{}.{}", rng.random_range(0..9), i)));
+    f.insert("packages.installed".into(), FactValue::List(installed));
+    for key in SSHD_KEYS {
+        if rng.random_bool(0.1) {
+            f.insert(format!("sshd.config.{key}"), sshd_setting(key, true));
+        }
     }
     f
+}
+
+/// sshd settings a change flips between a compliant and a weak value.
+const SSHD_KEYS: [&str; 4] = ["permitrootlogin", "passwordauthentication", "x11forwarding", "maxauthtries"];
+
+fn sshd_setting(key: &str, weak: bool) -> FactValue {
+    match key {
+        "maxauthtries" => FactValue::Int(if weak { 10 } else { 3 }),
+        _ => FactValue::Str(if weak { "yes" } else { "no" }.into()),
+    }
 }
 
 fn facts(m: &BTreeMap<String, FactValue>) -> Vec<Fact> {
@@ -115,7 +135,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn new(n: usize, seed: u64) -> Fleet {
+    fn new(n: usize, seed: u64, templates: &[BTreeMap<String, FactValue>]) -> Fleet {
         let mut rng = StdRng::seed_from_u64(seed);
         let assets = (0..n)
             .map(|i| {
@@ -124,7 +144,7 @@ impl Fleet {
                     ("team".to_string(), format!("t{}", i % 7)),
                 ]);
                 let asset = Asset { id: format!("load-{i:05}"), kind: AssetKind::Host, hostname: format!("host-{i:05}"), labels };
-                let f = host_facts(&mut rng);
+                let f = host_facts(templates, &asset.hostname, &mut rng);
                 (asset, f, 0)
             })
             .collect();
@@ -155,11 +175,23 @@ impl Fleet {
         let id = self.assets[i].0.id.clone();
         let host = self.assets[i].0.hostname.clone();
         if roll < 10 {
-            let key = ["permitrootlogin", "passwordauthentication", "x11forwarding"][self.rng.random_range(0..3)];
-            let value = if self.rng.random_bool(0.5) { "yes" } else { "no" };
-            let path = format!("sshd.config.{key}");
-            self.assets[i].1.insert(path.clone(), FactValue::Str(value.into()));
-            return self.snapshot(i, SnapshotKind::Delta, vec![Fact { path, value: FactValue::Str(value.into()) }]);
+            // A change: half of them a package upgrade, most of the rest an
+            // sshd setting flipped (now and then into a violation), some a
+            // sensitive file's mode.
+            let change = self.rng.random_range(0..10);
+            let (path, value) = if change < 5 {
+                let k = self.rng.random_range(0..100);
+                let version = format!("1.{}.{k}-{}", self.rng.random_range(0..9), self.rng.random_range(2..9));
+                (path(&["packages", "version", &format!("lib{k:03}-bench")]), FactValue::Str(version))
+            } else if change < 9 {
+                let key = SSHD_KEYS[self.rng.random_range(0..SSHD_KEYS.len())];
+                (format!("sshd.config.{key}"), sshd_setting(key, self.rng.random_bool(0.5)))
+            } else {
+                let mode = if self.rng.random_bool(0.5) { "0640" } else { "0644" };
+                (path(&["files", "/etc/shadow", "mode"]), FactValue::Str(mode.into()))
+            };
+            self.assets[i].1.insert(path.clone(), value.clone());
+            return self.snapshot(i, SnapshotKind::Delta, vec![Fact { path, value }]);
         }
         if roll < 70 {
             let user = format!("user{}", self.rng.random_range(0..50));
@@ -222,7 +254,14 @@ fn main() -> std::process::ExitCode {
         }
     };
     let mut encoder = Encoder::new().expect("the compiled-in schemas");
-    let mut fleet = Fleet::new(a.assets, a.seed);
+    let templates = match templates() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let mut fleet = Fleet::new(a.assets, a.seed, &templates);
     let topic = |m: &Message| {
         format!(
             "{}.{}",
