@@ -118,7 +118,7 @@ pub struct Dispatcher {
     /// Every group's key by its wake-up time.
     wakes: BTreeSet<(DateTime<Utc>, String)>,
     /// Firing alerts by fingerprint (sources for inhibition).
-    firing: HashMap<String, Alert>,
+    firing: HashMap<String, Labels>,
     /// Logged notifications of groups that don't exist yet: applied when
     /// their first alert arrives (alerts whose source re-sends them after a
     /// restart, e.g. SLO conditions).
@@ -153,7 +153,7 @@ impl Dispatcher {
         if alert.is_resolved() || alert.one_shot {
             self.firing.remove(&fp);
         } else {
-            self.firing.insert(fp.clone(), alert.clone());
+            self.firing.insert(fp.clone(), alert.labels.clone());
         }
         // Fields apart: the route tree is read while groups change.
         let (groups, wakes, restored, restored_escalations) =
@@ -401,15 +401,12 @@ impl<'a> Mute<'a> {
     fn new(
         windows: &'a [MaintenanceWindow],
         inhibit: &'a [InhibitRule],
-        firing: &'a HashMap<String, Alert>,
+        firing: &'a HashMap<String, Labels>,
         silences: &'a [Silence],
         now: DateTime<Utc>,
     ) -> Self {
-        let sources = if inhibit.is_empty() {
-            Vec::new()
-        } else {
-            firing.values().map(|a| &a.labels).filter(|l| !silences.iter().any(|s| s.mutes(l, now))).collect()
-        };
+        let sources =
+            if inhibit.is_empty() { Vec::new() } else { firing.values().filter(|l| !silences.iter().any(|s| s.mutes(l, now))).collect() };
         Mute { silences, windows, inhibit, sources, now }
     }
 

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use driftwatch_schemas::FactValue;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -92,16 +93,7 @@ impl Alert {
         let mut annotations = BTreeMap::new();
         annotations.insert("title".into(), e.title.clone());
         annotations.insert("summary".into(), format!("{}: {} → {} on {}", e.title, d.from.as_str(), e.status.as_str(), e.asset_id));
-        let diff: Vec<String> = d
-            .changed
-            .iter()
-            .map(|p| {
-                let show = |v: Option<&driftwatch_schemas::FactValue>| {
-                    v.map(|v| serde_json::to_string(v).unwrap_or_default()).unwrap_or_else(|| "null".into())
-                };
-                format!("{p}: {} → {}", show(d.before.get(p)), show(e.evidence.get(p)))
-            })
-            .collect();
+        let diff: Vec<String> = d.changed.iter().map(|p| change_text(p, d.before.get(p), e.evidence.get(p))).collect();
         annotations.insert("diff".into(), diff.join("\n"));
         if let Some(c) = &d.cause {
             annotations.insert(
@@ -119,8 +111,44 @@ impl Alert {
     }
 }
 
-fn evidence_text(e: &BTreeMap<String, driftwatch_schemas::FactValue>) -> String {
-    e.iter().map(|(k, v)| format!("{k} = {}", serde_json::to_string(v).unwrap_or_default())).collect::<Vec<_>>().join("\n")
+fn evidence_text(e: &BTreeMap<String, FactValue>) -> String {
+    e.iter().map(|(k, v)| format!("{k} = {}", shown(Some(v)))).collect::<Vec<_>>().join("\n")
+}
+
+/// Items of a list an alert shows (a package list holds hundreds); the
+/// stored evaluation and drift event keep them all.
+const SHOWN_ITEMS: usize = 10;
+
+/// A fact value as an alert shows it: JSON, a long list cut after
+/// [`SHOWN_ITEMS`] items with how many more it holds.
+fn shown(v: Option<&FactValue>) -> String {
+    match v {
+        None => "null".into(),
+        Some(FactValue::List(l)) => list_text(l.iter()),
+        Some(v) => serde_json::to_string(v).unwrap_or_default(),
+    }
+}
+
+fn list_text<'a>(items: impl ExactSizeIterator<Item = &'a String>) -> String {
+    let n = items.len();
+    let head: Vec<String> = items.take(SHOWN_ITEMS).map(|s| serde_json::to_string(s).unwrap_or_default()).collect();
+    let more = if n > SHOWN_ITEMS { format!(", … {} more", n - SHOWN_ITEMS) } else { String::new() };
+    format!("[{}{more}]", head.join(","))
+}
+
+/// One changed fact of a drift: `path: before → after`; a list that
+/// gained or lost items shows just those (`path: +["telnetd"] −["aide"]`).
+fn change_text(path: &str, before: Option<&FactValue>, after: Option<&FactValue>) -> String {
+    if let (Some(FactValue::List(b)), Some(FactValue::List(a))) = (before, after) {
+        let (old, new): (std::collections::HashSet<&String>, std::collections::HashSet<&String>) = (b.iter().collect(), a.iter().collect());
+        let added: Vec<&String> = a.iter().filter(|x| !old.contains(x)).collect();
+        let removed: Vec<&String> = b.iter().filter(|x| !new.contains(x)).collect();
+        if !added.is_empty() || !removed.is_empty() {
+            let part = |sign: &str, items: Vec<&String>| (!items.is_empty()).then(|| format!("{sign}{}", list_text(items.into_iter())));
+            return format!("{path}: {}", [part("+", added), part("−", removed)].into_iter().flatten().collect::<Vec<_>>().join(" "));
+        }
+    }
+    format!("{path}: {} → {}", shown(before), shown(after))
 }
 
 /// A hash of a label set, hex; the same labels give the same fingerprint.
@@ -133,4 +161,35 @@ pub fn fingerprint(labels: &Labels) -> String {
         h.update([0xff]);
     }
     hex::encode(&h.finalize()[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(items: impl IntoIterator<Item = String>) -> FactValue {
+        FactValue::List(items.into_iter().collect())
+    }
+
+    #[test]
+    fn long_lists_are_cut_in_alerts() {
+        let packages = list((0..300).map(|i| format!("p{i}")));
+        let text = evidence_text(&BTreeMap::from([("packages.installed".to_string(), packages)]));
+        assert_eq!(text, r#"packages.installed = ["p0","p1","p2","p3","p4","p5","p6","p7","p8","p9", … 290 more]"#);
+        assert_eq!(shown(Some(&list(["a".to_string()]))), r#"["a"]"#);
+        assert_eq!(shown(Some(&FactValue::Int(3))), "3");
+    }
+
+    #[test]
+    fn a_changed_list_shows_what_it_gained_and_lost() {
+        let before = list(["aide", "openssh-server"].map(String::from));
+        let after = list(["openssh-server", "telnetd"].map(String::from));
+        assert_eq!(change_text("packages.installed", Some(&before), Some(&after)), r#"packages.installed: +["telnetd"] −["aide"]"#);
+        let grown = list(["aide", "openssh-server", "x"].map(String::from));
+        assert_eq!(change_text("p", Some(&before), Some(&grown)), r#"p: +["x"]"#);
+        // Reordered only, and scalars: before → after.
+        let reordered = list(["openssh-server", "aide"].map(String::from));
+        assert_eq!(change_text("p", Some(&before), Some(&reordered)), r#"p: ["aide","openssh-server"] → ["openssh-server","aide"]"#);
+        assert_eq!(change_text("sshd.config.permitrootlogin", Some(&"no".into()), None), r#"sshd.config.permitrootlogin: "no" → null"#);
+    }
 }
