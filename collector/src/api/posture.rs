@@ -60,7 +60,7 @@ pub struct Row {
     /// When the snapshot behind it was collected, and how old that is.
     pub evidence_at: Option<DateTime<Utc>>,
     pub evidence_age_secs: Option<i64>,
-    pub labels: std::collections::BTreeMap<String, String>,
+    pub labels: std::sync::Arc<std::collections::BTreeMap<String, String>>,
 }
 
 pub async fn results_list(State(s): State<AppState>, Query(q): Query<ResultsQuery>) -> Result<Json<Vec<Row>>, ApiError> {

@@ -29,7 +29,8 @@ use crate::waiver::Waivers;
 #[derive(Debug, Clone)]
 pub struct Result {
     pub asset_id: String,
-    pub labels: BTreeMap<String, String>,
+    /// The asset's labels (one map per asset, shared by its results).
+    pub labels: std::sync::Arc<BTreeMap<String, String>>,
     pub control_id: String,
     pub status: Status,
     /// Since when the control has had this status.
@@ -37,6 +38,23 @@ pub struct Result {
     /// When the asset's latest snapshot was collected: the age of the
     /// evidence behind a fact check (`None`: no snapshot).
     pub evidence_at: Option<DateTime<Utc>>,
+}
+
+/// One label map per asset, shared by the results built for it (a
+/// posture holds hundreds of results per asset).
+#[derive(Default)]
+pub struct SharedLabels(std::collections::HashMap<String, std::sync::Arc<BTreeMap<String, String>>>);
+
+impl SharedLabels {
+    /// The asset's labels: built by `labels` for its first result only.
+    pub fn of(&mut self, asset_id: &str, labels: impl FnOnce() -> BTreeMap<String, String>) -> std::sync::Arc<BTreeMap<String, String>> {
+        if let Some(l) = self.0.get(asset_id) {
+            return l.clone();
+        }
+        let l = std::sync::Arc::new(labels());
+        self.0.insert(asset_id.to_string(), l.clone());
+        l
+    }
 }
 
 /// How results are grouped into scopes.
@@ -298,7 +316,7 @@ controls:
     pub(crate) fn r(asset: &str, team: &str, control: &str, status: Status, days_ago: i64) -> Result {
         Result {
             asset_id: asset.into(),
-            labels: [("team".to_string(), team.to_string())].into(),
+            labels: std::sync::Arc::new([("team".to_string(), team.to_string())].into()),
             control_id: control.into(),
             status,
             since: Utc::now() - Duration::days(days_ago),

@@ -74,13 +74,14 @@ impl Views for ClickHouseStore {
             .fetch_all::<CurrentRow>()
             .await
             .map_err(|e| self.err(e))?;
+        let mut shared = crate::score::SharedLabels::default();
         Ok(rows
             .into_iter()
             .filter_map(|r| {
                 let status = Status::parse(&r.status)?;
                 let since = if r.opened_at > 0 && status == Status::Fail { r.opened_at } else { r.last_evaluated };
                 Some(crate::score::Result {
-                    labels: r.label_keys.into_iter().zip(r.label_values).collect(),
+                    labels: shared.of(&r.asset_id, || r.label_keys.into_iter().zip(r.label_values).collect()),
                     asset_id: r.asset_id,
                     control_id: r.control_id,
                     status,
@@ -105,6 +106,7 @@ impl Views for ClickHouseStore {
         let ms = if at.timestamp_subsec_millis() == 0 { 999 } else { crate::store::rows::millis(&at) };
         let rows: Vec<ResultAtRow> =
             self.fetch_bound(driftwatch_schemas::clickhouse::RESULTS_AT_SQL, |q| q.bind(secs).bind(secs).bind(ms).bind(secs)).await?;
+        let mut shared = crate::score::SharedLabels::default();
         Ok(rows
             .into_iter()
             .filter_map(|r| {
@@ -112,7 +114,7 @@ impl Views for ClickHouseStore {
                     status: Status::parse(&r.status)?,
                     since: Utc.timestamp_opt(i64::from(r.last_evaluated), 0).single()?,
                     evidence_at: (r.evidence_at > 0).then(|| time(r.evidence_at)),
-                    labels: r.label_keys.into_iter().zip(r.label_values).collect(),
+                    labels: shared.of(&r.asset_id, || r.label_keys.into_iter().zip(r.label_values).collect()),
                     asset_id: r.asset_id,
                     control_id: r.control_id,
                 })

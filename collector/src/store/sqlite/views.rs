@@ -133,6 +133,7 @@ impl Views for SqliteStore {
                 let e = opened.entry((l.first.asset_id.clone(), l.first.control_id.clone())).or_insert(l.opened_at);
                 *e = (*e).min(l.opened_at);
             }
+            let mut shared = crate::score::SharedLabels::default();
             Ok(evals
                 .into_iter()
                 .filter_map(|e| {
@@ -141,7 +142,7 @@ impl Views for SqliteStore {
                     let since = if opened_at > 0 && status == Status::Fail { opened_at } else { e.evaluated_at };
                     let snap = snapshots.get(&e.asset_id);
                     Some(crate::score::Result {
-                        labels: snap.map(|s| labels(&s.0)).unwrap_or_default(),
+                        labels: shared.of(&e.asset_id, || snap.map(|s| labels(&s.0)).unwrap_or_default()),
                         evidence_at: snap.filter(|s| s.1 > 0).map(|s| time(s.1)),
                         asset_id: e.asset_id,
                         control_id: e.control_id,
@@ -161,6 +162,7 @@ impl Views for SqliteStore {
         let until = i64::from(s) * 1000 + i64::from(ms);
         self.with(move |c| {
             let snapshots = latest_snapshots(c, Some(s))?;
+            let mut shared = crate::score::SharedLabels::default();
             Ok(latest_evaluations(c, until)?
                 .into_iter()
                 .filter_map(|e| {
@@ -168,7 +170,7 @@ impl Views for SqliteStore {
                     Some(crate::score::Result {
                         status: Status::parse(&e.status)?,
                         since: time(e.evaluated_at),
-                        labels: snap.map(|s| labels(&s.0)).unwrap_or_default(),
+                        labels: shared.of(&e.asset_id, || snap.map(|s| labels(&s.0)).unwrap_or_default()),
                         evidence_at: snap.filter(|s| s.1 > 0).map(|s| time(s.1)),
                         asset_id: e.asset_id,
                         control_id: e.control_id,
