@@ -39,6 +39,11 @@ impl FactPath {
         FactPath(segments)
     }
 
+    /// The segments, owned.
+    pub fn into_segments(self) -> Vec<String> {
+        self.0
+    }
+
     pub fn segments(&self) -> &[String] {
         &self.0
     }

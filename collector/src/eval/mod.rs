@@ -669,7 +669,7 @@ impl Engine {
                 for p in &snap.removed_paths {
                     state.facts.remove(p);
                 }
-                state.cel.update(&state.facts, &changed, !snap.removed_paths.is_empty());
+                state.cel.update(&state.facts, &changed);
                 // A gap makes every result unknown, not only the changed ones.
                 if !gap {
                     which = Some(self.policies.affected(&changed));
