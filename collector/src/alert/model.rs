@@ -61,7 +61,7 @@ impl Alert {
         labels.insert("asset".into(), e.asset_id.clone());
         labels.insert("control".into(), e.control_id.clone());
         labels.insert("severity".into(), e.severity.as_str().into());
-        labels.insert("frameworks".into(), e.frameworks.ids.join(","));
+        labels.insert("frameworks".into(), frameworks_label(&e.frameworks.ids));
         let mut annotations = BTreeMap::new();
         annotations.insert("title".into(), e.title.clone());
         annotations.insert("summary".into(), format!("{} on {}", e.title, e.asset_id));
@@ -89,7 +89,7 @@ impl Alert {
         labels.insert("control".into(), e.control_id.clone());
         labels.insert("severity".into(), e.severity.as_str().into());
         labels.insert("direction".into(), d.direction().into());
-        labels.insert("frameworks".into(), e.frameworks.ids.join(","));
+        labels.insert("frameworks".into(), frameworks_label(&e.frameworks.ids));
         let mut annotations = BTreeMap::new();
         annotations.insert("title".into(), e.title.clone());
         annotations.insert("summary".into(), format!("{}: {} → {} on {}", e.title, d.from.as_str(), e.status.as_str(), e.asset_id));
@@ -111,7 +111,17 @@ impl Alert {
     }
 }
 
-fn evidence_text(e: &BTreeMap<String, FactValue>) -> String {
+/// The `frameworks` label: `framework:id`s sorted, so the label (and the
+/// alert's fingerprint and group) is the same whether the ids come from a
+/// pack (in its order) or from a stored violation after a restart.
+pub fn frameworks_label(ids: &[String]) -> String {
+    let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    ids.sort_unstable();
+    ids.join(",")
+}
+
+/// The `evidence` annotation: one `path = value` line per fact.
+pub fn evidence_text(e: &BTreeMap<String, FactValue>) -> String {
     e.iter().map(|(k, v)| format!("{k} = {}", shown(Some(v)))).collect::<Vec<_>>().join("\n")
 }
 
