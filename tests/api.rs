@@ -27,7 +27,7 @@ fn with_api(names: &Names, work: &std::path::Path, drift_pack: bool, api: &str, 
     } else {
         names.collector_config(work, hook)
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = driftwatch_tests::free_port();
     let text =
         std::fs::read_to_string(&cfg).unwrap().replace("api:\n  listen: null\n", &format!("api:\n  listen: 127.0.0.1:{port}\n{api}"));
     std::fs::write(&cfg, text + extra).unwrap();

@@ -20,13 +20,13 @@ struct PrivateClickHouse {
     tcp: u16,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 impl PrivateClickHouse {
     fn start() -> Self {
-        let ch = PrivateClickHouse { dir: tempfile::tempdir().unwrap(), http: free_port(), tcp: free_port() };
+        let ch = PrivateClickHouse {
+            dir: tempfile::tempdir().unwrap(),
+            http: driftwatch_tests::free_port(),
+            tcp: driftwatch_tests::free_port(),
+        };
         ch.services("up");
         ch
     }
@@ -95,7 +95,7 @@ async fn clickhouse_down_for_a_minute_loses_and_duplicates_nothing() {
     let ch = PrivateClickHouse::start();
     let names = Names::new();
     let work = tempfile::tempdir().unwrap();
-    let api = free_port();
+    let api = driftwatch_tests::free_port();
     let cfg = work.path().join("collector.yaml");
     std::fs::write(
         &cfg,

@@ -22,7 +22,7 @@ async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
     let (_receiver, addr) = Receiver::start().await;
     let names = Names::new();
     let cfg = names.collector_config(work.path(), &format!("http://{addr}/hook"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = driftwatch_tests::free_port();
     let text = std::fs::read_to_string(&cfg).unwrap().replace("listen: null", &format!("listen: 127.0.0.1:{port}"));
     std::fs::write(&cfg, text).unwrap();
     create_topics(&cfg);

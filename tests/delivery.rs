@@ -24,10 +24,6 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message as _};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A broker of the test's own, started with the same command as
 /// `deploy/local/services` uses.
 fn start_broker(dir: &Path, port: u16, n: usize) -> Proc {
@@ -104,7 +100,7 @@ async fn nothing_is_lost_or_duplicated_when_the_broker_and_the_agent_restart() {
     let work = tempfile::tempdir().unwrap();
     let broker_dir = work.path().join("broker");
     std::fs::create_dir_all(&broker_dir).unwrap();
-    let port = free_port();
+    let port = driftwatch_tests::free_port();
     let brokers = format!("127.0.0.1:{port}");
     let mut broker = start_broker(&broker_dir, port, 1);
 

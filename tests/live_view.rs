@@ -23,7 +23,7 @@ async fn a_changed_file_appears_on_the_live_page() {
     let names = Names::new();
     let packs = repo().join("tests/fixtures/packs/drift");
     let cfg = names.collector_config_with_policies(work.path(), "http://127.0.0.1:9/hook", &packs);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = driftwatch_tests::free_port();
     let sha = hex::encode(Sha256::digest(b"view-key"));
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
         "api:\n  listen: null\n",

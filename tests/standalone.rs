@@ -59,7 +59,7 @@ async fn standalone_raises_drift_survives_sigkill_and_needs_neither_kafka_nor_cl
     write_host_file(&host, "/var/log/auth.log", "", 0o640);
 
     let (receiver, addr) = Receiver::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = driftwatch_tests::free_port();
     let collector_cfg = work.path().join("collector.yaml");
     std::fs::write(
         &collector_cfg,

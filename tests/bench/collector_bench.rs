@@ -348,7 +348,7 @@ fn bench(a: &Args) -> Result<(), String> {
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let latencies: Arc<Arrivals> = Arc::new(Mutex::new(Default::default()));
     let hook = webhook(latencies.clone());
-    let api = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?.local_addr().map_err(|e| e.to_string())?.port();
+    let api = driftwatch_tests::free_port();
     let config = work.join("collector.yaml");
     std::fs::write(
         &config,

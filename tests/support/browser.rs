@@ -19,7 +19,7 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver on a free loopback port and a headless session.
     pub async fn start(work: &Path) -> Browser {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+        let port = crate::free_port();
         let driver = Proc::spawn("chromedriver", Command::new("chromedriver").arg(format!("--port={port}")), work);
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();

@@ -49,6 +49,29 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple().to_string().get(..12).unwrap_or("x"))
 }
 
+/// A loopback port free to bind, for a server a test starts later.
+///
+/// Chosen below the kernel's ephemeral range (32768–60999 on Linux): a
+/// port from `bind(":0")` is ephemeral, and between its release and the
+/// server's bind any outgoing connection of a parallel test (a Kafka
+/// client, an HTTP request) may take it ("Address already in use"). Each
+/// test process walks its own stretch of 20000–32767, so two test
+/// binaries do not hand out the same port either.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 32_768 - LOW;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(97) % SPAN;
+    for _ in 0..SPAN {
+        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..32768");
+}
+
 /// A child process killed when dropped; its output goes to a log file
 /// that is printed if the test fails.
 pub struct Proc {
