@@ -53,28 +53,48 @@ impl Alert {
     /// asset's own labels (routing by team, env, …).
     pub fn from_transition(t: &Transition, asset_labels: &BTreeMap<String, String>) -> Alert {
         let e = &t.evaluation;
-        let mut labels = Labels::new();
-        for (k, v) in asset_labels {
-            labels.insert(k.clone(), v.clone());
-        }
-        labels.insert("alertname".into(), "violation".into());
-        labels.insert("asset".into(), e.asset_id.clone());
-        labels.insert("control".into(), e.control_id.clone());
-        labels.insert("severity".into(), e.severity.as_str().into());
-        labels.insert("frameworks".into(), frameworks_label(&e.frameworks.ids));
-        let mut annotations = BTreeMap::new();
-        annotations.insert("title".into(), e.title.clone());
-        annotations.insert("summary".into(), format!("{} on {}", e.title, e.asset_id));
-        annotations.insert("evidence".into(), evidence_text(&e.evidence));
-        if let Some(m) = &e.message {
-            annotations.insert("message".into(), m.clone());
-        }
-        let (starts_at, ends_at) = match t.kind {
-            TransitionKind::Opened => (e.evaluated_at, None),
+        let labels = asset_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut alert = Alert::violation(
+            Violation {
+                id: &t.violation_id,
+                asset_id: &e.asset_id,
+                control_id: &e.control_id,
+                title: &e.title,
+                severity: e.severity.as_str(),
+                frameworks: &e.frameworks.ids,
+                evidence: &e.evidence,
+                message: e.message.as_deref(),
+                at: e.evaluated_at,
+            },
+            labels,
+        );
+        if t.kind == TransitionKind::Resolved {
             // The start is not known here; receivers use the instance id.
-            TransitionKind::Resolved => (e.evaluated_at, Some(e.evaluated_at)),
-        };
-        Alert { labels, annotations, starts_at, ends_at, instance: t.violation_id.clone(), one_shot: false }
+            alert.ends_at = Some(e.evaluated_at);
+        }
+        alert
+    }
+
+    /// The firing alert of a violation, opened at `v.at`: the one
+    /// constructor of the engine's live alerts and of those restored from
+    /// the store after a restart, so both have the same labels (fingerprint,
+    /// group) and a restart neither resolves nor re-pages a violation.
+    /// `labels` are the asset's own; the violation's labels override them.
+    pub fn violation(v: Violation<'_>, labels: Labels) -> Alert {
+        let mut labels = labels;
+        labels.insert("alertname".into(), "violation".into());
+        labels.insert("asset".into(), v.asset_id.into());
+        labels.insert("control".into(), v.control_id.into());
+        labels.insert("severity".into(), v.severity.into());
+        labels.insert("frameworks".into(), frameworks_label(v.frameworks));
+        let mut annotations = BTreeMap::new();
+        annotations.insert("title".into(), v.title.into());
+        annotations.insert("summary".into(), format!("{} on {}", v.title, v.asset_id));
+        annotations.insert("evidence".into(), evidence_text(v.evidence));
+        if let Some(m) = v.message {
+            annotations.insert("message".into(), m.into());
+        }
+        Alert { labels, annotations, starts_at: v.at, ends_at: None, instance: v.id.into(), one_shot: false }
     }
 
     /// The alert for a drift event (a point event).
@@ -111,17 +131,33 @@ impl Alert {
     }
 }
 
+/// What a violation's alert is made of (see [`Alert::violation`]).
+pub struct Violation<'a> {
+    /// The violation id: the alert's instance.
+    pub id: &'a str,
+    pub asset_id: &'a str,
+    pub control_id: &'a str,
+    pub title: &'a str,
+    pub severity: &'a str,
+    /// `framework:id`s, in any order.
+    pub frameworks: &'a [String],
+    pub evidence: &'a BTreeMap<String, FactValue>,
+    pub message: Option<&'a str>,
+    /// When the violation opened.
+    pub at: DateTime<Utc>,
+}
+
 /// The `frameworks` label: `framework:id`s sorted, so the label (and the
 /// alert's fingerprint and group) is the same whether the ids come from a
 /// pack (in its order) or from a stored violation after a restart.
-pub fn frameworks_label(ids: &[String]) -> String {
+fn frameworks_label(ids: &[String]) -> String {
     let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     ids.sort_unstable();
     ids.join(",")
 }
 
 /// The `evidence` annotation: one `path = value` line per fact.
-pub fn evidence_text(e: &BTreeMap<String, FactValue>) -> String {
+fn evidence_text(e: &BTreeMap<String, FactValue>) -> String {
     e.iter().map(|(k, v)| format!("{k} = {}", shown(Some(v)))).collect::<Vec<_>>().join("\n")
 }
 

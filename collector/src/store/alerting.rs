@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use super::StoreError;
 use crate::alert::dispatch::Sent;
-use crate::alert::model::Alert;
+use crate::alert::model::{Alert, Violation};
 use crate::alert::mute::Silence;
 
 /// Alerting's durable state.
@@ -35,36 +35,33 @@ pub trait AlertLog {
     async fn open_violation_alerts(&self) -> Result<Vec<Alert>, StoreError>;
 }
 
-/// The alert of an open violation (labels and annotations as the engine's
-/// violation alerts carry them), for either store.
+/// The alert of an open violation from its stored row (evidence as the
+/// row's JSON), for either store: [`Alert::violation`], as the engine made it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn violation_alert(
-    violation_id: String,
-    asset_id: String,
-    control_id: String,
-    title: String,
-    severity: String,
-    frameworks: Vec<String>,
+    violation_id: &str,
+    asset_id: &str,
+    control_id: &str,
+    title: &str,
+    severity: &str,
+    frameworks: &[String],
     evidence: &str,
     opened_at: chrono::DateTime<chrono::Utc>,
     labels: crate::alert::matcher::Labels,
 ) -> Alert {
-    use crate::alert::model::{evidence_text, frameworks_label};
-    use std::collections::BTreeMap;
-    // Labels and annotations as the live alert had them (`Alert::from_transition`):
-    // the same fingerprint and group, so a restart neither resolves nor re-pages it.
-    let mut labels = labels;
-    labels.insert("alertname".into(), "violation".into());
-    labels.insert("asset".into(), asset_id.clone());
-    labels.insert("control".into(), control_id);
-    labels.insert("severity".into(), severity);
-    labels.insert("frameworks".into(), frameworks_label(&frameworks));
-    let evidence: BTreeMap<String, driftwatch_schemas::FactValue> = serde_json::from_str(evidence).unwrap_or_default();
-    let mut annotations = BTreeMap::new();
-    annotations.insert("summary".into(), format!("{title} on {asset_id}"));
-    annotations.insert("title".into(), title);
-    annotations.insert("evidence".into(), evidence_text(&evidence));
-    Alert { labels, annotations, starts_at: opened_at, ends_at: None, instance: violation_id, one_shot: false }
+    let evidence: std::collections::BTreeMap<String, driftwatch_schemas::FactValue> = serde_json::from_str(evidence).unwrap_or_default();
+    let v = Violation {
+        id: violation_id,
+        asset_id,
+        control_id,
+        title,
+        severity,
+        frameworks,
+        evidence: &evidence,
+        message: None,
+        at: opened_at,
+    };
+    Alert::violation(v, labels)
 }
 
 #[cfg(test)]
@@ -110,12 +107,12 @@ controls:
         let live = Alert::from_transition(t, &t.asset_labels);
         let row = crate::store::rows::violation_row(t, "b");
         let restored = violation_alert(
-            row.violation_id,
-            row.asset_id,
-            row.control_id,
-            row.title,
-            row.severity,
-            row.frameworks,
+            &row.violation_id,
+            &row.asset_id,
+            &row.control_id,
+            &row.title,
+            &row.severity,
+            &row.frameworks,
             &row.evidence,
             t.evaluation.evaluated_at,
             labels.into_iter().collect(),

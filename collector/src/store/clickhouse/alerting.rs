@@ -86,12 +86,12 @@ impl AlertLog for ClickHouseStore {
             .map(|r| {
                 let labels = r.label_keys.into_iter().zip(r.label_values).collect();
                 violation_alert(
-                    r.violation_id,
-                    r.asset_id,
-                    r.control_id,
-                    r.title,
-                    r.severity,
-                    r.frameworks,
+                    &r.violation_id,
+                    &r.asset_id,
+                    &r.control_id,
+                    &r.title,
+                    &r.severity,
+                    &r.frameworks,
                     &r.evidence,
                     time(r.opened_at),
                     labels,

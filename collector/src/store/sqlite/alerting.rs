@@ -80,12 +80,12 @@ impl AlertLog for SqliteStore {
                     let v = l.first;
                     let labels = snapshots.get(&v.asset_id).map(|s| labels(&s.0)).unwrap_or_default();
                     violation_alert(
-                        v.violation_id,
-                        v.asset_id,
-                        v.control_id,
-                        v.title,
-                        v.severity,
-                        v.frameworks,
+                        &v.violation_id,
+                        &v.asset_id,
+                        &v.control_id,
+                        &v.title,
+                        &v.severity,
+                        &v.frameworks,
                         &v.evidence,
                         time(l.opened_at),
                         labels,
