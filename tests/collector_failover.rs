@@ -44,6 +44,14 @@ async fn a_killed_collectors_partitions_go_to_the_survivor_without_false_alerts(
         async move || (pages(&receiver) >= n).then_some(())
     };
     wait_for("a page per asset", 90, firing(ASSETS)).await;
+    // Logged too: a page delivered by a collector that dies before logging
+    // it is sent again by the survivor (at-least-once), which is not what
+    // this test is about.
+    let db = names.database.clone();
+    wait_for("the pages in the notification log", 30, async || {
+        (number(&format!("SELECT count() AS n FROM {db}.notification_log WHERE status = 'firing'")).await >= ASSETS as u64).then_some(())
+    })
+    .await;
 
     // 2. A dies without leaving the group; the assets report again (still
     //    failing). B must end up with every partition and evaluate them

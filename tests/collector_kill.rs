@@ -24,10 +24,6 @@ fn control_alerts(receiver: &Receiver, status: &str) -> Vec<Value> {
 }
 
 /// The column `n` of the first row (0 while the table is missing).
-async fn number(sql: &str) -> u64 {
-    try_query(sql).await.ok().and_then(|rows| rows.first().map(|r| count(&r["n"]))).unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_backlog_loses_doubles_and_repeats_nothing() {
     services_up();

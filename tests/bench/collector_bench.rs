@@ -187,6 +187,26 @@ fn usage(pid: u32) -> Option<(f64, f64)> {
     Some((cpu, hwm))
 }
 
+/// CPU seconds used so far by the services the collector leans on:
+/// ClickHouse (processes named `clickhouse*`) and the broker (`tansu*`),
+/// found by name in /proc so that it does not matter who started them.
+fn services_cpu() -> (f64, f64) {
+    let (mut clickhouse, mut broker) = (0.0, 0.0);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let total = if comm.starts_with("clickhouse") {
+            &mut clickhouse
+        } else if comm.starts_with("tansu") {
+            &mut broker
+        } else {
+            continue;
+        };
+        *total += usage(pid).map(|u| u.0).unwrap_or_default();
+    }
+    (clickhouse, broker)
+}
+
 /// Samples a child's usage until it exits; the last sample before exit.
 fn watch_child(child: &mut Child) -> (f64, f64) {
     let mut last = (0.0, 0.0);
@@ -583,6 +603,9 @@ struct Measured {
     rows: f64,
     eval_secs: f64,
     store_secs: f64,
+    /// CPU seconds ClickHouse and the broker used from the collector's
+    /// first record to its last.
+    services_cpu: (f64, f64),
     lag_series: Vec<(f64, f64)>,
 }
 
@@ -594,6 +617,7 @@ fn measure(coll: &mut Child, api: u16, total: u64, work: &Path) -> Result<Measur
     let (mut first_at, mut lag_series) = (None::<Instant>, Vec::new());
     let (mut done_at, mut rows, mut rss) = (None::<Instant>, 0.0, 0.0);
     let (mut eval_secs, mut store_secs, mut cpu_at_first) = (0.0, 0.0, 0.0);
+    let mut services_at_first = (0.0, 0.0);
     while done_at.is_none() {
         if started.elapsed() > Duration::from_secs(1800) {
             let _ = coll.kill();
@@ -611,6 +635,7 @@ fn measure(coll: &mut Child, api: u16, total: u64, work: &Path) -> Result<Measur
             if first_at.is_none() && decoded > 0.0 {
                 first_at = Some(Instant::now());
                 cpu_at_first = cpu;
+                services_at_first = services_cpu();
             }
         }
         if first_at.is_some() {
@@ -626,8 +651,10 @@ fn measure(coll: &mut Child, api: u16, total: u64, work: &Path) -> Result<Measur
     let (first_at, done_at) = (first_at.unwrap_or(started), done_at.unwrap_or(started));
     let secs = done_at.duration_since(first_at).as_secs_f64().max(0.001);
     let cpu = usage(pid).unwrap_or_default().0 - cpu_at_first;
+    let services_now = services_cpu();
+    let services_cpu = (services_now.0 - services_at_first.0, services_now.1 - services_at_first.1);
     let startup = first_at.duration_since(started).as_secs_f64();
-    Ok(Measured { startup, rate: total as f64 / secs, secs, cpu, rss, rows, eval_secs, store_secs, lag_series })
+    Ok(Measured { startup, rate: total as f64 / secs, secs, cpu, rss, rows, eval_secs, store_secs, services_cpu, lag_series })
 }
 
 /// Prints one phase: both consumers and their ratio.
@@ -649,6 +676,10 @@ fn report(bare: &Bare, c: &Measured) {
     println!("  ratio collector / bare:      {:>9.2}  (goal ≥ 0.60)", c.rate / bare.rate);
     println!("  ClickHouse rows:             {:>9.0} rows/s ({:.0} rows)", c.rows / c.secs, c.rows);
     println!("  where the time went:         evaluating snapshots {:.1} s, waiting for ClickHouse {:.1} s", c.eval_secs, c.store_secs);
+    println!(
+        "  CPU of the services:         ClickHouse {:.1} s, broker {:.1} s (in the collector's {:.1} s)",
+        c.services_cpu.0, c.services_cpu.1, c.secs
+    );
     println!("  backlog left over time:      {}", series(&c.lag_series));
 }
 

@@ -205,6 +205,11 @@ pub fn count(v: &Value) -> u64 {
     v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0)
 }
 
+/// The column `n` of a query's first row (0 on an error or no row).
+pub async fn number(sql: &str) -> u64 {
+    try_query(sql).await.ok().and_then(|rows| rows.first().map(|r| count(&r["n"]))).unwrap_or(0)
+}
+
 /// Runs a query on ClickHouse and returns the rows (JSONEachRow); panics
 /// with ClickHouse's message on error.
 pub async fn query(sql: &str) -> Vec<Value> {

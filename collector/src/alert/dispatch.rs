@@ -17,7 +17,7 @@
 //! ordered set, so a flush looks only at the groups that are due, and a
 //! group that did not change costs a look at its alerts, not a copy.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -245,6 +245,55 @@ impl Dispatcher {
                 self.restored.insert(s.group_key.clone(), s);
             }
         }
+    }
+
+    /// Takes the store's state after partitions were reassigned (or at
+    /// start): `open` are the alerts of every open violation, `sent` the
+    /// notification log. The store is the truth for every asset then: this
+    /// collector's alerts reach the dispatcher after their batch was stored,
+    /// and its batches are stored before a reassignment is reported.
+    ///
+    /// - a violation held firing here that is no longer open was closed
+    ///   under another collector: it is dropped (its resolve, if notified,
+    ///   is in the log, and the log decides below);
+    /// - an open violation not held here is added: its page may have been
+    ///   lost with the collector that raised it (sent once it is ours);
+    /// - a log entry is applied to a group held here only when it is not
+    ///   older than what the group last sent (the log is written after
+    ///   delivery, in seconds: this collector's own latest sends are newer
+    ///   than their entries); a violation an applied entry says was
+    ///   notified firing, and that is not open, is resolved.
+    pub fn reconcile(&mut self, open: Vec<Alert>, sent: Vec<Sent>, now: DateTime<Utc>) {
+        let open_fps: HashSet<String> = open.iter().map(Alert::fingerprint).collect();
+        let stale: Vec<String> = self
+            .firing
+            .iter()
+            .filter(|(fp, labels)| labels.get("alertname").is_some_and(|n| n == "violation") && !open_fps.contains(*fp))
+            .map(|(fp, _)| fp.clone())
+            .collect();
+        for fp in &stale {
+            self.firing.remove(fp);
+        }
+        if !stale.is_empty() {
+            let stale: HashSet<&String> = stale.iter().collect();
+            let wakes = &mut self.wakes;
+            self.groups.retain(|key, g| {
+                g.alerts.retain(|fp, _| !stale.contains(fp));
+                let keep = !g.alerts.is_empty() || g.escalated;
+                if !keep {
+                    wakes.remove(&(g.wake, key.clone()));
+                }
+                keep
+            });
+        }
+        for a in open {
+            if !self.firing.contains_key(&a.fingerprint()) {
+                self.add(a, now);
+            }
+        }
+        let newer: Vec<Sent> =
+            sent.into_iter().filter(|s| self.groups.get(&s.group_key).is_none_or(|g| g.last_sent.is_none_or(|t| s.at >= t))).collect();
+        self.restore_with(newer, now, true);
     }
 
     /// The notifications due at `now`. Only groups due (or whose
@@ -665,5 +714,51 @@ mod tests {
         let n = d.flush(t0 + s(200), &[]);
         assert_eq!(n.len(), 1, "{n:?}");
         assert_eq!((n[0].status(), n[0].resolved[0].labels["asset"].as_str()), ("resolved", "web-2"));
+    }
+    /// A collector that takes another's partitions (or starts) reads the
+    /// store: a page lost with the collector that died is sent, a violation
+    /// closed there is resolved if it was notified and the resolve was not,
+    /// dropped if the resolve was, and nothing this collector sent itself
+    /// is sent again.
+    #[test]
+    fn a_takeover_reads_what_the_previous_owner_left() {
+        use chrono::Timelike;
+        let mut d = dispatcher(TREE);
+        d.disown_all();
+        let t0 = Utc::now();
+        let route = d.route.clone();
+        let logged = |a: &Alert, at: DateTime<Utc>, firing: bool| Sent {
+            receiver: "slack".into(),
+            group_key: route.group(&a.labels).0,
+            // The log keeps seconds.
+            at: at.with_nanosecond(0).unwrap(),
+            firing: if firing { [a.fingerprint()].into() } else { Default::default() },
+            alerts: vec![a.clone()],
+            escalation: false,
+        };
+        // Held here since the start, parked: two violations the other
+        // collector paged (web-1, web-3); ours, paged by us (db-1).
+        let closed_unnotified = at(t0, alert("web-1", "high", false));
+        let closed_notified = at(t0, alert("web-3", "high", false));
+        let mine = at(t0, alert("db-1", "high", false));
+        let start_log = vec![logged(&closed_unnotified, t0 + s(31), true), logged(&closed_notified, t0 + s(31), true)];
+        d.reconcile(vec![closed_unnotified.clone(), closed_notified.clone(), mine.clone()], start_log.clone(), t0);
+        d.own(["db-1".to_string()]);
+        let n = d.flush(t0 + s(31), &[]);
+        assert_eq!(n.len(), 1, "only ours is paged here: {n:?}");
+        let mine_sent = logged(&mine, t0 + s(31), true);
+
+        // The other collector resolved both, notified web-3's resolve, paged
+        // web-2 and died before logging that page; we take its partitions.
+        let lost = at(t0 + s(60), alert("web-2", "high", false));
+        let t1 = t0 + s(100);
+        d.disown_all();
+        let log = vec![start_log[0].clone(), logged(&closed_notified, t0 + s(70), false), mine_sent];
+        d.reconcile(vec![mine.clone(), lost.clone()], log, t1);
+        d.own(["web-1", "web-2", "web-3", "db-1"].map(String::from));
+        let n = d.flush(t1 + s(31), &[]);
+        let seen: BTreeSet<(String, &str)> = n.iter().map(|n| (n.group_labels["asset"].clone(), n.status())).collect();
+        let want: BTreeSet<(String, &str)> = [("web-1".to_string(), "resolved"), ("web-2".to_string(), "firing")].into();
+        assert_eq!(seen, want, "{n:?}");
     }
 }

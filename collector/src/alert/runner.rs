@@ -6,16 +6,21 @@
 //! notifications in the notification log (all waiting at once in one
 //! write).
 //!
-//! Before it takes any input it reads the open violations and the
-//! notification log (the collector does not wait for it: inputs queue,
-//! in order, and condition tasks wait for the log it read): an
-//! open violation never notified (its page was lost in a crash) is sent, a
-//! notified one is not sent again, and one notified but no longer open is
-//! resolved. A resolve for a group this collector holds nothing about (it
-//! was notified by another collector of the group) reads that group's log
-//! first; an alert that comes back as a new incident (a new violation) is
-//! notified anew even if an older incident of it was held here. So a
-//! restart or a rebalance neither repeats nor loses a page.
+//! It reads the open violations and the notification log at start (a
+//! single collector) or whenever the consumer group assigns partitions,
+//! the first assignment included (a group of collectors): the collector
+//! does not wait for it (inputs queue, in order, and condition tasks wait
+//! for the first log it read). An open violation never notified (its page
+//! was lost in a crash, of this collector or of the one whose partitions it
+//! took) is sent, a notified one is not sent again, one notified but no
+//! longer open is resolved, and one held here that another collector closed
+//! is dropped (see [`Dispatcher::reconcile`]). A resolve for a group this
+//! collector holds nothing about reads that group's log first; an alert
+//! that comes back as a new incident (a new violation) is notified anew
+//! even if an older incident of it was held here. So a restart or a
+//! rebalance neither loses a page nor repeats one, except a page delivered
+//! by a collector that died before logging it (at-least-once: the page is
+//! sent again, with the same PagerDuty dedup key).
 //!
 //! In a group of collectors, each asset's alerts are sent by the collector
 //! that processes its records: the pipeline reports the assets of every
@@ -54,6 +59,17 @@ enum Input {
     Reassigned,
 }
 
+/// When the alerting task first reads the store's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restore {
+    /// At start: the collector consumes every record (single-node mode).
+    AtStart,
+    /// When partitions are assigned ([`Alerting::reassigned`]), the first
+    /// time included: a consumer group, where assignments change what is
+    /// this collector's and the store then holds what the previous owners did.
+    AtAssignment,
+}
+
 /// The handle the pipeline sends alerts through.
 #[derive(Clone)]
 pub struct Alerting {
@@ -71,11 +87,10 @@ impl Alerting {
         Alerting { tx: None, conditions: tokio::sync::watch::channel(Some(Arc::default())).1 }
     }
 
-    /// Starts the dispatcher and the receivers. Their state is restored
-    /// from `store` by the alerting task before it takes any input, while
-    /// the collector goes on starting: inputs sent meanwhile wait in its
-    /// queue, in order.
-    pub async fn start(cfg: &AlertsConfig, store: SharedStore) -> anyhow::Result<Self> {
+    /// Starts the dispatcher and the receivers. Their state is read from
+    /// `store` by the alerting task (see [`Restore`]) while the collector
+    /// goes on starting: inputs sent meanwhile wait in its queue, in order.
+    pub async fn start(cfg: &AlertsConfig, store: SharedStore, restore: Restore) -> anyhow::Result<Self> {
         let Some(route_cfg) = cfg.route_config() else {
             tracing::warn!("no alert receivers configured: violations are stored but nobody is notified");
             return Ok(Self::disabled());
@@ -97,8 +112,11 @@ impl Alerting {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (conditions_tx, conditions) = tokio::sync::watch::channel(None);
         tokio::spawn(async move {
-            let dispatcher = restore(dispatcher, &store, conditions_tx).await;
-            run(dispatcher, rx, queues, silences, store).await
+            let mut dispatcher = dispatcher;
+            if restore == Restore::AtStart {
+                take_state(&mut dispatcher, &store, &conditions_tx).await;
+            }
+            run(dispatcher, rx, queues, silences, store, conditions_tx).await
         });
         Ok(Alerting { tx: Some(tx), conditions })
     }
@@ -128,7 +146,9 @@ impl Alerting {
         }
     }
 
-    /// Tells the dispatcher that partitions were reassigned.
+    /// Tells the dispatcher that partitions were reassigned (after the
+    /// batches of the previous assignment were stored): it reads the
+    /// store's state again.
     pub fn reassigned(&self) {
         self.input(Input::Reassigned);
     }
@@ -142,18 +162,13 @@ impl Alerting {
     }
 }
 
-/// Restores the dispatcher's state: open violations fire; the log says
-/// what was notified (so nothing is sent twice, a page lost in a crash is
-/// sent, and a notified violation no longer open is resolved). Retries
-/// until the store answers; then publishes the conditions notified firing.
-async fn restore(
-    mut dispatcher: Dispatcher,
-    store: &SharedStore,
-    conditions: tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>,
-) -> Dispatcher {
+/// Reads the open violations and the notification log into the
+/// dispatcher ([`Dispatcher::reconcile`]), retrying until the store
+/// answers; the first time, publishes the conditions notified firing.
+async fn take_state(dispatcher: &mut Dispatcher, store: &SharedStore, conditions: &tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>) {
     let mut wait = Duration::from_millis(250);
     let (open, sent) = loop {
-        match read_state(&dispatcher, store).await {
+        match read_state(dispatcher, store).await {
             Ok(state) => break state,
             Err(e) => {
                 tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "reading the alerting state failed; alerts wait");
@@ -162,14 +177,11 @@ async fn restore(
             }
         }
     };
-    let _ = conditions.send(Some(Arc::new(notified_conditions(&sent))));
-    let now = Utc::now();
-    tracing::info!(open_violations = open.len(), notified_groups = sent.len(), "alerting state restored");
-    for a in open {
-        dispatcher.add(a, now);
+    if conditions.borrow().is_none() {
+        let _ = conditions.send(Some(Arc::new(notified_conditions(&sent))));
     }
-    dispatcher.restore(sent, now);
-    dispatcher
+    tracing::info!(open_violations = open.len(), notified_groups = sent.len(), "alerting state read");
+    dispatcher.reconcile(open, sent, Utc::now());
 }
 
 /// The open violations' alerts and the notification log. A collector that
@@ -210,6 +222,7 @@ async fn run(
     queues: HashMap<String, mpsc::Sender<Notification>>,
     silences: Arc<RwLock<Vec<Silence>>>,
     store: SharedStore,
+    conditions: tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -224,7 +237,10 @@ async fn run(
         tokio::select! {
             input = rx.recv() => match input {
                 Some(Input::Owned(assets)) => dispatcher.own(assets),
-                Some(Input::Reassigned) => dispatcher.disown_all(),
+                Some(Input::Reassigned) => {
+                    dispatcher.disown_all();
+                    take_state(&mut dispatcher, &store, &conditions).await;
+                }
                 Some(Input::Alert(a)) => {
                     // A resolve of a group notified elsewhere (another
                     // collector, before a restart): read its log first.

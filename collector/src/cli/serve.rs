@@ -33,7 +33,11 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
     }
     let (policies_tx, policies_rx) = tokio::sync::watch::channel(policies.clone());
     let (waivers_tx, waivers_rx) = tokio::sync::watch::channel(waivers.clone());
-    let alerting = alert::runner::Alerting::start(&cfg.alerts, store.clone()).await.context("starting alerting")?;
+    let restore = match transport {
+        Transport::Kafka => alert::runner::Restore::AtAssignment,
+        Transport::Local(_) => alert::runner::Restore::AtStart,
+    };
+    let alerting = alert::runner::Alerting::start(&cfg.alerts, store.clone(), restore).await.context("starting alerting")?;
     // Fleet-wide work (SLOs, scores, retention…) runs on one collector: the
     // owner of the SLA topic's partition 0, or the only one.
     let leader = Arc::new(AtomicBool::new(matches!(transport, Transport::Local(_))));
