@@ -189,7 +189,7 @@ impl Default for ClickHouseConfig {
 /// How many messages make a batch, and how long one may wait. A batch is
 /// stored while the next one fills (group commit): under load batches
 /// grow to what the store takes; when the store is idle a batch closes
-/// once no record has come for `linger_ms`.
+/// `linger_ms` after its first record (like Kafka's `linger.ms`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {

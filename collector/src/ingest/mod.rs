@@ -260,7 +260,8 @@ pub async fn run<S: Source>(
     mut pipeline: Pipeline,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    use std::time::Instant;
+    // tokio's clock: the loop's timers are testable with paused time.
+    use tokio::time::Instant;
     let (mut policies, mut waivers) = (opts.policies, opts.waivers);
     let mut ticker = tokio::time::interval(opts.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -320,6 +321,9 @@ pub async fn run<S: Source>(
         let mut pending = Pipeline::new_pending();
         let mut acks = Vec::new();
         let deadline = Instant::now() + opts.max_wait;
+        // With nothing in flight, the batch closes `linger` after its first
+        // record (or after the batch in flight landed).
+        let mut linger_until = in_flight.is_none().then(|| Instant::now() + opts.linger);
         let mut next = Some(first);
         while let Some((msg, ack)) = next.take() {
             if source.reassigned() {
@@ -330,7 +334,7 @@ pub async fn run<S: Source>(
             if acks.len() >= opts.max_messages {
                 break;
             }
-            next = next_record(&mut source, &mut in_flight, deadline, opts.linger).await?;
+            next = next_record(&mut source, &mut in_flight, deadline, &mut linger_until, opts.linger).await?;
         }
         finish(&mut source, &mut pipeline, &mut in_flight, pending, acks).await?;
     }
@@ -342,21 +346,25 @@ pub async fn run<S: Source>(
 /// The next record for the batch being filled, or `None` to close it.
 /// While a batch is in flight, records are gathered until it lands (group
 /// commit: under load the store paces the batches, which grow to match);
-/// with none in flight, until no record has come for `linger`. Never past
-/// `deadline`.
+/// with none in flight, until `linger_until` (set to `linger` from now when
+/// the batch in flight lands; like Kafka's `linger.ms`, counted from the
+/// start, not from the last record: a steady trickle of records does not
+/// hold a batch until `deadline`). Never past `deadline`.
 async fn next_record<S: Source>(
     source: &mut S,
     in_flight: &mut InFlight<S::Ack>,
-    deadline: std::time::Instant,
+    deadline: tokio::time::Instant,
+    linger_until: &mut Option<tokio::time::Instant>,
     linger: std::time::Duration,
 ) -> anyhow::Result<Option<(Message, S::Ack)>> {
     loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let until = deadline.min(linger_until.unwrap_or(deadline));
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
             return Ok(None);
         }
         if in_flight.is_none() {
-            return Ok(tokio::time::timeout(left.min(linger), source.recv()).await.ok().flatten());
+            return Ok(tokio::time::timeout(left, source.recv()).await.ok().flatten());
         }
         tokio::select! {
             r = source.recv() => return Ok(r),
@@ -365,6 +373,7 @@ async fn next_record<S: Source>(
                 if let Some((_, acks)) = in_flight.take() {
                     source.commit(acks).await;
                 }
+                *linger_until = Some(tokio::time::Instant::now() + linger);
             }
             () = tokio::time::sleep(left) => return Ok(None),
         }
@@ -448,5 +457,58 @@ async fn restore(pipeline: &mut Pipeline) {
         tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "restoring posture after a rebalance failed");
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(std::time::Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    /// A source with a record every 2 ms, forever.
+    struct Trickle;
+
+    #[async_trait::async_trait]
+    impl Source for Trickle {
+        type Ack = ();
+        async fn recv(&mut self) -> Option<(Message, ())> {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let snapshot = driftwatch_schemas::ConfigSnapshot {
+                asset: driftwatch_schemas::Asset {
+                    id: "a".into(),
+                    kind: driftwatch_schemas::AssetKind::Host,
+                    hostname: "h".into(),
+                    labels: Default::default(),
+                },
+                agent_id: "ag".into(),
+                agent_version: "0".into(),
+                snapshot_id: "s".into(),
+                sequence: 1,
+                collected_at: Utc::now(),
+                kind: driftwatch_schemas::SnapshotKind::Delta,
+                facts: vec![],
+                removed_paths: vec![],
+            };
+            Some((Message::Snapshot(snapshot), ()))
+        }
+        async fn commit(&mut self, _: Vec<()>) {}
+    }
+
+    /// With nothing being stored, a batch closes `linger` after its first
+    /// record even though records keep coming (not at `max_wait`).
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_does_not_hold_a_batch_open() {
+        let (mut source, mut in_flight): (Trickle, InFlight<()>) = (Trickle, None);
+        let linger = Duration::from_millis(10);
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(500);
+        let mut linger_until = Some(start + linger);
+        let mut records = 0;
+        while next_record(&mut source, &mut in_flight, deadline, &mut linger_until, linger).await.unwrap().is_some() {
+            records += 1;
+        }
+        assert!(start.elapsed() <= linger + Duration::from_millis(2), "closed after {:?}", start.elapsed());
+        assert!((3..=5).contains(&records), "{records} records");
     }
 }
