@@ -188,10 +188,9 @@ impl Dispatcher {
         }
     }
 
-    /// Whether every group an alert with `labels` routes to is in `logged`
-    /// (group keys of the notification log).
-    pub fn groups_logged(&self, labels: &Labels, logged: &std::collections::HashSet<&str>) -> bool {
-        self.route.matching(labels).iter().all(|r| logged.contains(r.group(labels).0.as_str()))
+    /// The keys of the groups an alert with `labels` routes to.
+    pub fn group_keys(&self, labels: &Labels) -> Vec<String> {
+        self.route.matching(labels).iter().map(|r| r.group(labels).0).collect()
     }
 
     /// Restores what the notification log says was sent, so a restart
