@@ -193,17 +193,12 @@ impl Dispatcher {
         self.route.matching(labels).iter().map(|r| r.group(labels).0).collect()
     }
 
-    /// Restores what the notification log says was sent, so a restart
-    /// neither repeats a notification nor forgets a resolve: notified
-    /// violations that are no longer open are resolved (call after adding
-    /// the open ones); groups of other alerts (SLO conditions, which their
-    /// source re-sends) get their state when their first alert arrives.
-    pub fn restore(&mut self, sent: Vec<Sent>, now: DateTime<Utc>) {
-        self.restore_with(sent, now, true)
-    }
-
-    /// [`Self::restore`]; `resolve_closed`: also resolve notified violations
-    /// that are not firing here (only right after adding every open one).
+    /// Restores what the notification log says was sent, so that nothing
+    /// is notified twice; groups of other alerts (SLO conditions, which
+    /// their source re-sends) get their state when their first alert
+    /// arrives. `resolve_closed`: also resolve notified violations that are
+    /// not firing here (only right after adding every open one, see
+    /// [`Self::reconcile`]).
     pub fn restore_with(&mut self, sent: Vec<Sent>, now: DateTime<Utc>, resolve_closed: bool) {
         for s in sent {
             if s.escalation {
@@ -656,8 +651,8 @@ mod tests {
         let keys = d.unknown_groups(&r);
         assert_eq!(keys.len(), 1);
         assert!(d.unknown_groups(&a).is_empty(), "only resolves need the log");
-        // Another collector notified it firing.
-        d.restore(
+        // Another collector notified it firing (the log read for the resolve).
+        d.restore_with(
             vec![Sent {
                 receiver: "slack".into(),
                 group_key: keys[0].clone(),
@@ -667,10 +662,11 @@ mod tests {
                 escalation: false,
             }],
             t0 + s(60),
+            false,
         );
         d.add(r, t0 + s(60));
-        let n = d.flush(t0 + s(61), &[]);
-        assert_eq!((n.len(), n[0].status()), (1, "resolved"), "{n:?}");
+        let n = d.flush(t0 + s(91), &[]);
+        assert_eq!((n.len(), n[0].status()), (1, "resolved"), "after group_wait: {n:?}");
     }
 
     #[test]
@@ -698,7 +694,6 @@ mod tests {
         let still = at(t0, alert("web-1", "high", false));
         let gone = at(t0, alert("web-2", "high", false));
         // Before the restart both were notified; now only web-1 fires.
-        d.add(still.clone(), t0 + s(100));
         let (k1, _) = d.route.group(&still.labels);
         let (k2, _) = d.route.group(&gone.labels);
         let sent = |k: &str, a: &Alert| Sent {
@@ -709,11 +704,12 @@ mod tests {
             alerts: vec![a.clone()],
             escalation: false,
         };
-        d.restore(vec![sent(&k1, &still), sent(&k2, &gone)], t0 + s(100));
+        d.reconcile(vec![still.clone()], vec![sent(&k1, &still), sent(&k2, &gone)], t0 + s(100));
         let n = d.flush(t0 + s(200), &[]);
         assert_eq!(n.len(), 1, "{n:?}");
         assert_eq!((n[0].status(), n[0].resolved[0].labels["asset"].as_str()), ("resolved", "web-2"));
     }
+
     /// A collector that takes another's partitions (or starts) reads the
     /// store: a page lost with the collector that died is sent, a violation
     /// closed there is resolved if it was notified and the resolve was not,
