@@ -277,3 +277,27 @@ CREATE TABLE IF NOT EXISTS evidence_roots ON CLUSTER 'driftwatch' AS evidence_ro
 -- 0010_agent_health
 ALTER TABLE sla_measurements_local ON CLUSTER 'driftwatch' ADD COLUMN cert_days_left Nullable(Int32), ADD COLUMN spool_depth Nullable(Int64), ADD COLUMN spool_bytes Nullable(Int64), ADD COLUMN agent_dropped Nullable(Int64), ADD COLUMN last_sent Nullable(DateTime);
 ALTER TABLE sla_measurements ON CLUSTER 'driftwatch' ADD COLUMN cert_days_left Nullable(Int32), ADD COLUMN spool_depth Nullable(Int64), ADD COLUMN spool_bytes Nullable(Int64), ADD COLUMN agent_dropped Nullable(Int64), ADD COLUMN last_sent Nullable(DateTime);
+
+-- 0011_latest_evaluations
+CREATE TABLE IF NOT EXISTS latest_evaluations_local ON CLUSTER 'driftwatch' (
+    asset_id String,
+    control_id String,
+    status_state AggregateFunction(argMax, String, Tuple(DateTime, UInt16)),
+    last_state AggregateFunction(max, DateTime),
+    first_state AggregateFunction(min, DateTime)
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ORDER BY (asset_id, control_id);
+CREATE TABLE IF NOT EXISTS latest_evaluations ON CLUSTER 'driftwatch' AS latest_evaluations_local ENGINE = Distributed('driftwatch', currentDatabase(), latest_evaluations_local, cityHash64(asset_id));
+CREATE MATERIALIZED VIEW IF NOT EXISTS latest_evaluations_mv_local ON CLUSTER 'driftwatch' TO latest_evaluations_local AS
+SELECT asset_id, control_id,
+       argMaxState(status, (evaluated_at, evaluated_ms)) AS status_state,
+       maxState(evaluated_at) AS last_state,
+       minState(evaluated_at) AS first_state
+FROM evaluations_local GROUP BY asset_id, control_id;
+INSERT INTO latest_evaluations
+SELECT asset_id, control_id,
+       argMaxState(status, (evaluated_at, evaluated_ms)) AS status_state,
+       maxState(evaluated_at) AS last_state,
+       minState(evaluated_at) AS first_state
+FROM evaluations
+GROUP BY asset_id, control_id;

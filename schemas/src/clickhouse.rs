@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, name: "0008_waivers", sql: include_str!("../clickhouse/0008_waivers.sql") },
     Migration { version: 9, name: "0009_evidence", sql: include_str!("../clickhouse/0009_evidence.sql") },
     Migration { version: 10, name: "0010_agent_health", sql: include_str!("../clickhouse/0010_agent_health.sql") },
+    Migration { version: 11, name: "0011_latest_evaluations", sql: include_str!("../clickhouse/0011_latest_evaluations.sql") },
 ];
 
 /// Latest posture per (asset, control) with its open violation.
@@ -108,9 +109,29 @@ pub fn cluster_ddl(cluster: &str) -> Result<String, String> {
                 out.push_str(&format!("ALTER TABLE {name} ON CLUSTER '{cluster}' {change};\n"));
                 continue;
             }
+            // A materialized view runs on each node, over the replicated
+            // tables its inserts land in.
+            if let Some(rest) = stmt.strip_prefix("CREATE MATERIALIZED VIEW IF NOT EXISTS ") {
+                let mut words = rest.split_whitespace();
+                let (name, to, target) = (words.next().unwrap_or_default(), words.next(), words.next().unwrap_or_default());
+                let (Some("TO"), Some((_, select))) = (to, rest.split_once(" AS\n").or_else(|| rest.split_once(" AS "))) else {
+                    return Err(format!("{}: {name}: only a materialized view `TO` a table can be clustered", m.name));
+                };
+                let (before, after) = select.split_once("\nFROM ").ok_or_else(|| format!("{}: {name}: no FROM on a line", m.name))?;
+                let (source, tail) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
+                out.push_str(&format!(
+                    "CREATE MATERIALIZED VIEW IF NOT EXISTS {name}_local ON CLUSTER '{cluster}' TO {target}_local AS\n{before}\nFROM {source}_local {tail};\n"
+                ));
+                continue;
+            }
+            // A backfill runs once, through the Distributed tables.
+            if stmt.starts_with("INSERT INTO ") {
+                out.push_str(&format!("{stmt};\n"));
+                continue;
+            }
             let rest = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS ").ok_or_else(|| {
                 format!(
-                    "{}: only CREATE TABLE and ALTER TABLE … ADD COLUMN statements can be clustered: {}",
+                    "{}: only CREATE TABLE, CREATE MATERIALIZED VIEW … TO, INSERT INTO … SELECT and ALTER TABLE … ADD COLUMN statements can be clustered: {}",
                     m.name,
                     stmt.lines().next().unwrap_or_default()
                 )
@@ -188,7 +209,12 @@ mod tests {
             let stmts = m.statements();
             assert!(!stmts.is_empty());
             for s in stmts {
-                assert!(s.starts_with("CREATE TABLE IF NOT EXISTS") || s.starts_with("ALTER TABLE "), "{s}");
+                assert!(
+                    ["CREATE TABLE IF NOT EXISTS", "ALTER TABLE ", "CREATE MATERIALIZED VIEW IF NOT EXISTS ", "INSERT INTO "]
+                        .iter()
+                        .any(|k| s.starts_with(k)),
+                    "{s}"
+                );
                 assert!(!s.contains(';'));
             }
         }
@@ -209,6 +235,15 @@ mod tests {
         let ddl = super::cluster_ddl("dw").unwrap();
         for m in super::MIGRATIONS {
             for stmt in m.statements() {
+                if let Some(view) = stmt.strip_prefix("CREATE MATERIALIZED VIEW IF NOT EXISTS ") {
+                    let name = view.split_whitespace().next().unwrap();
+                    assert!(ddl.contains(&format!("CREATE MATERIALIZED VIEW IF NOT EXISTS {name}_local ON CLUSTER 'dw' TO ")), "{name}");
+                    continue;
+                }
+                if stmt.starts_with("INSERT INTO ") {
+                    assert!(ddl.contains(&stmt), "{stmt}");
+                    continue;
+                }
                 let Some(create) = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS ") else {
                     let name = stmt.strip_prefix("ALTER TABLE ").unwrap().split_whitespace().next().unwrap();
                     assert!(ddl.contains(&format!("ALTER TABLE {name}_local ON CLUSTER 'dw' ADD COLUMN")), "{name}");
@@ -224,6 +259,7 @@ mod tests {
             ddl.contains("ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', version)")
         );
         assert!(ddl.contains("snapshots_local, cityHash64(asset_id))"));
+        assert!(ddl.contains("TO latest_evaluations_local AS\nSELECT") && ddl.contains("FROM evaluations_local GROUP BY"), "{ddl}");
         assert!(!ddl.contains("ENGINE = ReplacingMergeTree("), "every MergeTree is replicated");
     }
 }

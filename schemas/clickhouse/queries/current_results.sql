@@ -8,8 +8,8 @@ FROM
     SELECT asset_id, control_id, status, last_evaluated, opened_at
     FROM
     (
-        SELECT asset_id, control_id, argMax(status, (evaluated_at, evaluated_ms)) AS status, max(evaluated_at) AS last_evaluated
-        FROM evaluations
+        SELECT asset_id, control_id, argMaxMerge(status_state) AS status, maxMerge(last_state) AS last_evaluated
+        FROM latest_evaluations
         GROUP BY asset_id, control_id
     ) AS e
     ANY LEFT JOIN

@@ -1,6 +1,8 @@
 -- Latest status of every (asset, control), since when it has held, when it
 -- was last evaluated, and its open violation, if any. Read by the collector
--- at start and after a rebalance to restore posture.
+-- at start and after a rebalance to restore posture. The latest status of
+-- each pair comes from `latest_evaluations` (kept as evaluations are
+-- inserted), not from a scan of every evaluation.
 --
 -- `since` is the time of the last drift event into the current status (a
 -- status change), or for a control that never changed, its first
@@ -19,9 +21,9 @@ FROM
         SELECT asset_id, control_id, status, last_evaluated, first_evaluated, changed_at
         FROM
         (
-            SELECT asset_id, control_id, argMax(status, (evaluated_at, evaluated_ms)) AS status,
-                   max(evaluated_at) AS last_evaluated, min(evaluated_at) AS first_evaluated
-            FROM evaluations
+            SELECT asset_id, control_id, argMaxMerge(status_state) AS status,
+                   maxMerge(last_state) AS last_evaluated, minMerge(first_state) AS first_evaluated
+            FROM latest_evaluations
             GROUP BY asset_id, control_id
         ) AS e
         ANY LEFT JOIN

@@ -5,8 +5,8 @@
 SELECT asset_id, control_id, status, last_evaluated, last_seen
 FROM
 (
-    SELECT asset_id, control_id, argMax(status, (evaluated_at, evaluated_ms)) AS status, max(evaluated_at) AS last_evaluated
-    FROM evaluations
+    SELECT asset_id, control_id, argMaxMerge(status_state) AS status, maxMerge(last_state) AS last_evaluated
+    FROM latest_evaluations
     WHERE asset_id IN
     (
         SELECT asset_id
