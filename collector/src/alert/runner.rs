@@ -378,19 +378,7 @@ mod tests {
     async fn a_page_logged_a_moment_late_is_found_by_the_second_look() {
         let (_dir, sqlite) = crate::store::sqlite::tests::store();
         let store: SharedStore = Arc::new(sqlite);
-        let mut batch = crate::store::Batch::new();
-        batch.violations.push(crate::store::rows::ViolationRow {
-            violation_id: "v1".into(),
-            asset_id: "web-1".into(),
-            control_id: "c".into(),
-            title: "t".into(),
-            severity: "high".into(),
-            event: "opened".into(),
-            at: 100,
-            frameworks: vec![],
-            evidence: "{}".into(),
-            batch_id: batch.batch_id.clone(),
-        });
+        let batch = crate::store::sqlite::tests::opening("web-1");
         store.write(&batch).await.unwrap();
         let route = Route::compile(&serde_yaml::from_str("receiver: slack\ngroup_by: [asset]").unwrap(), &["slack".to_string()]).unwrap();
         let dispatcher = Dispatcher::new(route, Vec::new(), Vec::new(), "http://x".into());

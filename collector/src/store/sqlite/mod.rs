@@ -303,13 +303,12 @@ pub(crate) mod tests {
         (dir, s)
     }
 
-    #[tokio::test]
-    async fn a_row_written_twice_is_stored_once_and_a_newer_layout_is_refused() {
-        let (dir, s) = store();
+    /// A batch that opens violation `v1` of control `c` on `asset`.
+    pub(crate) fn opening(asset: &str) -> Batch {
         let mut b = Batch::new();
         b.violations.push(ViolationRow {
             violation_id: "v1".into(),
-            asset_id: "a".into(),
+            asset_id: asset.into(),
             control_id: "c".into(),
             title: "t".into(),
             severity: "high".into(),
@@ -319,6 +318,13 @@ pub(crate) mod tests {
             evidence: "{}".into(),
             batch_id: b.batch_id.clone(),
         });
+        b
+    }
+
+    #[tokio::test]
+    async fn a_row_written_twice_is_stored_once_and_a_newer_layout_is_refused() {
+        let (dir, s) = store();
+        let b = opening("a");
         s.write(&b).await.unwrap();
         s.write(&b).await.unwrap();
         let n: i64 = s.with(|c| c.query_row("SELECT count(*) FROM rows", [], |r| r.get(0))).await.unwrap();
