@@ -50,8 +50,11 @@ pub enum SnapshotKind {
 }
 
 /// A typed fact value. In JSON it is the plain value (`null`, `true`, `3`,
-/// `2.5`, `"no"`, `["a","b"]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `2.5`, `"no"`, `["a","b"]`); read by [`FactValueVisitor`] (what
+/// `#[serde(untagged)]` would accept, without buffering the value and
+/// trying each variant in turn: evidence of every open violation is read
+/// back this way at a restart).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum FactValue {
     Null,
@@ -95,6 +98,54 @@ impl From<String> for FactValue {
 impl From<Vec<String>> for FactValue {
     fn from(v: Vec<String>) -> Self {
         FactValue::List(v)
+    }
+}
+
+struct FactValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FactValueVisitor {
+    type Value = FactValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("null, a boolean, a number, a string or a list of strings")
+    }
+    fn visit_unit<E>(self) -> Result<FactValue, E> {
+        Ok(FactValue::Null)
+    }
+    fn visit_none<E>(self) -> Result<FactValue, E> {
+        Ok(FactValue::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<FactValue, E> {
+        Ok(FactValue::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<FactValue, E> {
+        Ok(FactValue::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<FactValue, E> {
+        // Past i64, a float (as the untagged form read it).
+        Ok(i64::try_from(v).map(FactValue::Int).unwrap_or(FactValue::Float(v as f64)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<FactValue, E> {
+        Ok(FactValue::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<FactValue, E> {
+        Ok(FactValue::Str(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<FactValue, E> {
+        Ok(FactValue::Str(v))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<FactValue, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(item) = seq.next_element::<String>()? {
+            items.push(item);
+        }
+        Ok(FactValue::List(items))
+    }
+}
+
+impl<'de> Deserialize<'de> for FactValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<FactValue, D::Error> {
+        d.deserialize_any(FactValueVisitor)
     }
 }
 
@@ -318,5 +369,69 @@ impl Stream {
             Stream::Audit => "driftwatch.audit",
             Stream::Sla => "driftwatch.sla",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The derived untagged form the visitor replaces.
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(untagged)]
+    enum Untagged {
+        Null,
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+        Str(String),
+        List(Vec<String>),
+    }
+
+    fn as_untagged(v: FactValue) -> Untagged {
+        match v {
+            FactValue::Null => Untagged::Null,
+            FactValue::Bool(b) => Untagged::Bool(b),
+            FactValue::Int(i) => Untagged::Int(i),
+            FactValue::Float(f) => Untagged::Float(f),
+            FactValue::Str(s) => Untagged::Str(s),
+            FactValue::List(l) => Untagged::List(l),
+        }
+    }
+
+    /// Fact values read from JSON and YAML as the untagged form read them,
+    /// and refused where it refused them.
+    #[test]
+    fn fact_values_read_as_the_untagged_form_did() {
+        let json = [
+            "null",
+            "true",
+            "3",
+            "-7",
+            "2.5",
+            "18446744073709551615",
+            "\"no\"",
+            "\"a\\\"b\"",
+            "[]",
+            "[\"a\",\"b\"]",
+            "[1]",
+            "{\"a\":1}",
+            "[\"a\",null]",
+        ];
+        for text in json {
+            let ours = serde_json::from_str::<FactValue>(text).map(as_untagged).ok();
+            let theirs = serde_json::from_str::<Untagged>(text).ok();
+            assert_eq!(ours, theirs, "{text}");
+        }
+        for text in ["~", "yes", "3", "2.5", "x", "[a, b]", "{a: 1}"] {
+            let ours = serde_yaml::from_str::<FactValue>(text).map(as_untagged).ok();
+            let theirs = serde_yaml::from_str::<Untagged>(text).ok();
+            assert_eq!(ours, theirs, "{text}");
+        }
+        let evidence: BTreeMap<String, FactValue> = serde_json::from_str(r#"{"a":["x"],"b":0640,"c":"0640"}"#).unwrap_or_default();
+        assert!(evidence.is_empty(), "a leading zero is not JSON");
+        let evidence: BTreeMap<String, FactValue> = serde_json::from_str(r#"{"a":["x"],"b":640,"c":"0640"}"#).unwrap();
+        assert_eq!(evidence["a"], FactValue::List(vec!["x".into()]));
+        assert_eq!(evidence["b"], FactValue::Int(640));
     }
 }
