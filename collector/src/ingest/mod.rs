@@ -358,6 +358,10 @@ async fn next_record<S: Source>(
     linger: std::time::Duration,
 ) -> anyhow::Result<Option<(Message, S::Ack)>> {
     loop {
+        if in_flight.is_none() && linger_until.is_none() {
+            // The batch in flight landed elsewhere (a reassignment).
+            *linger_until = Some(tokio::time::Instant::now() + linger);
+        }
         let until = deadline.min(linger_until.unwrap_or(deadline));
         let left = until.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
@@ -510,5 +514,14 @@ mod tests {
         }
         assert!(start.elapsed() <= linger + Duration::from_millis(2), "closed after {:?}", start.elapsed());
         assert!((3..=5).contains(&records), "{records} records");
+        // The batch in flight landed before the loop looked (no linger set).
+        let start = Instant::now();
+        let mut linger_until = None;
+        while next_record(&mut source, &mut in_flight, start + Duration::from_millis(500), &mut linger_until, linger)
+            .await
+            .unwrap()
+            .is_some()
+        {}
+        assert!(start.elapsed() <= linger + Duration::from_millis(2), "closed after {:?}", start.elapsed());
     }
 }
