@@ -165,8 +165,9 @@ impl Pipeline {
 
     /// Attributes drifts here (the engine holds the audit events), then
     /// hands the batch to a task that seals it into the evidence chain,
-    /// stores it (retrying with backoff until the store takes it), publishes
-    /// its drift to live pages and queues its alerts. The consumer loop
+    /// stores its rows (retrying with backoff until the store takes them),
+    /// publishes its drift to live pages, queues its alerts, then stores
+    /// its chain link. The consumer loop
     /// evaluates the next batch meanwhile and acknowledges this one's
     /// records once the task is done; it keeps one batch in flight, so
     /// batches are sealed and stored in order.
@@ -178,22 +179,14 @@ impl Pipeline {
             pending.batch.add_drifts(&pending.drifts);
             // Sealed once: a retried write stores the same link.
             pending.batch.link = chain.lock().unwrap_or_else(|p| p.into_inner()).seal(&pending.batch, Utc::now());
-            let mut wait = std::time::Duration::from_millis(250);
             let timer = crate::metrics::METRICS.store_seconds.start_timer();
-            loop {
-                match store.write(&pending.batch).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::error!(error = %e, rows = pending.batch.rows(), retry_in_ms = wait.as_millis() as u64, "store write failed; offsets not committed");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(std::time::Duration::from_secs(30));
-                    }
-                }
-            }
+            until_stored(&pending.batch, || store.write_rows(&pending.batch)).await;
             timer.observe_duration();
             crate::metrics::METRICS.batches_stored.inc();
             crate::metrics::METRICS.rows_stored.inc_by(pending.batch.rows() as u64);
             tracing::debug!(rows = pending.batch.rows(), batch = %pending.batch.batch_id, "batch stored");
+            // Alerts as soon as the rows are stored (what a restart reads
+            // back); the link only seals them.
             live.publish(&pending.drifts);
             alerting.owned(std::mem::take(&mut pending.assets).into_iter().collect());
             for t in &pending.transitions {
@@ -202,7 +195,25 @@ impl Pipeline {
             for d in pending.drifts.iter().filter(|d| min.is_some_and(|min| d.evaluation.severity >= min)) {
                 alerting.send(Alert::from_drift(d, &d.asset_labels));
             }
+            if let Some(link) = &pending.batch.link {
+                until_stored(&pending.batch, || store.write_link(link)).await;
+            }
         })
+    }
+}
+
+/// Retries `write` with backoff until the store takes it (the records'
+/// offsets are not committed meanwhile).
+async fn until_stored<F, Fut>(batch: &Batch, mut write: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), crate::store::StoreError>>,
+{
+    let mut wait = std::time::Duration::from_millis(250);
+    while let Err(e) = write().await {
+        tracing::error!(error = %e, rows = batch.rows(), retry_in_ms = wait.as_millis() as u64, "store write failed; offsets not committed");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(30));
     }
 }
 

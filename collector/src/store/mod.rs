@@ -130,9 +130,23 @@ pub type SharedStore = std::sync::Arc<dyn Store>;
 /// Writes of the pipeline and the periodic recorders.
 #[async_trait::async_trait]
 pub trait Streams {
-    /// Writes a batch. Returns only when every table took its rows; a
-    /// batch written twice is stored once (rows have deterministic keys).
-    async fn write(&self, b: &Batch) -> Result<(), StoreError>;
+    /// Writes a batch's rows: every table but the evidence chain. Returns
+    /// only when every table took its rows; a batch written twice is
+    /// stored once (rows have deterministic keys).
+    async fn write_rows(&self, b: &Batch) -> Result<(), StoreError>;
+
+    /// Writes a batch's link in the evidence chain, once its rows are
+    /// stored (a link never precedes the rows it seals).
+    async fn write_link(&self, link: &crate::evidence::LinkRow) -> Result<(), StoreError>;
+
+    /// Writes a batch: its rows, then its link.
+    async fn write(&self, b: &Batch) -> Result<(), StoreError> {
+        self.write_rows(b).await?;
+        match &b.link {
+            Some(link) => self.write_link(link).await,
+            None => Ok(()),
+        }
+    }
 
     /// Writes a recording of compliance scores.
     async fn put_scores(&self, rows: &[ScoreRow]) -> Result<(), StoreError>;

@@ -161,12 +161,13 @@ impl ClickHouseStore {
 
 #[async_trait]
 impl Streams for ClickHouseStore {
-    /// Writes a batch. Returns only when ClickHouse acknowledged every table.
-    async fn write(&self, b: &Batch) -> Result<(), StoreError> {
+    /// Writes a batch's rows. Returns only when ClickHouse acknowledged
+    /// every table.
+    async fn write_rows(&self, b: &Batch) -> Result<(), StoreError> {
         // Tables in parallel, in two steps so that a reader never sees a
         // result before the records it was derived from (ClickHouse has no
         // transaction across tables): the agents' records, then what the
-        // collector derived, then the chain link once all took their rows.
+        // collector derived. The chain link follows (`write_link`).
         tokio::try_join!(
             self.insert_all("snapshots", &b.snapshots),
             self.insert_all("facts", &b.facts),
@@ -178,10 +179,11 @@ impl Streams for ClickHouseStore {
             self.insert_all("violations", &b.violations),
             self.insert_all("drift_events", &b.drifts),
         )?;
-        if let Some(link) = &b.link {
-            self.insert_all("evidence_chain", std::slice::from_ref(link)).await?;
-        }
         Ok(())
+    }
+
+    async fn write_link(&self, link: &crate::evidence::LinkRow) -> Result<(), StoreError> {
+        self.insert_all("evidence_chain", std::slice::from_ref(link)).await
     }
 
     async fn put_scores(&self, rows: &[ScoreRow]) -> Result<(), StoreError> {

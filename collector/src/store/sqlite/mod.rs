@@ -211,6 +211,17 @@ doc!(WaiverRow, "waivers", |r| key: key(&[&r.waiver_id, &r.version]), asset: "",
 doc!(ScoreRow, "scores", |r| key: key(&[&r.at, &r.framework, &r.scope, &r.label_key, &r.group_value]), asset: "",
     subject: &r.framework, at: r.at, ord: ms(r.at, 0), batch: "");
 
+/// Inserts a batch's rows (all but its link).
+fn put_rows(c: &Connection, b: &Batch) -> rusqlite::Result<()> {
+    put(c, &b.snapshots)?;
+    put(c, &b.facts)?;
+    put(c, &b.audit)?;
+    put(c, &b.sla)?;
+    put(c, &b.evaluations)?;
+    put(c, &b.violations)?;
+    put(c, &b.drifts)
+}
+
 /// Inserts (or replaces, by key) `rows`.
 fn put<T: Doc>(c: &Connection, rows: &[T]) -> rusqlite::Result<()> {
     let mut stmt = c.prepare_cached(
@@ -260,24 +271,33 @@ fn json_list(items: &[String]) -> String {
 
 #[async_trait]
 impl Streams for SqliteStore {
+    /// One transaction: rows and link together.
     async fn write(&self, b: &Batch) -> Result<(), StoreError> {
         // Cloned once: the blocking pool needs the rows owned.
         let b = b.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
-            put(&tx, &b.snapshots)?;
-            put(&tx, &b.facts)?;
-            put(&tx, &b.audit)?;
-            put(&tx, &b.sla)?;
-            put(&tx, &b.evaluations)?;
-            put(&tx, &b.violations)?;
-            put(&tx, &b.drifts)?;
+            put_rows(&tx, &b)?;
             if let Some(link) = &b.link {
                 put(&tx, std::slice::from_ref(link))?;
             }
             tx.commit()
         })
         .await
+    }
+
+    async fn write_rows(&self, b: &Batch) -> Result<(), StoreError> {
+        let b = b.clone();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            put_rows(&tx, &b)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn write_link(&self, link: &crate::evidence::LinkRow) -> Result<(), StoreError> {
+        self.put(vec![link.clone()]).await
     }
 
     async fn put_scores(&self, rows: &[ScoreRow]) -> Result<(), StoreError> {
