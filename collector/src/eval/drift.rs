@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use driftwatch_schemas::{AuditEvent, FactPath, FactValue};
 use serde::Serialize;
 
-use super::{Evaluation, Status};
+use super::{facts, Evaluation, Status};
 
 /// How long after a change an event may be stamped and still have caused it
 /// (clock skew between the agent's file watcher and its log tailer).
@@ -218,25 +218,30 @@ fn hints(paths: &[String]) -> Vec<String> {
 
 /// The facts a control read before a change: its evidence now, with every
 /// path under a changed one taken from `old` (the values those changed
-/// paths had before; absent ones as `null`).
+/// paths had before, as evidence; absent ones as `null`).
 pub fn before_evidence(
     after: &BTreeMap<String, FactValue>,
     changed: &[FactPath],
     old: &BTreeMap<String, FactValue>,
     reads: &BTreeSet<FactPath>,
+    constants: &BTreeSet<String>,
 ) -> BTreeMap<String, FactValue> {
-    let under = |key: &str, roots: &[FactPath]| FactPath::parse(key).is_ok_and(|k| roots.iter().any(|r| k.starts_with(r)));
+    let under =
+        |key: &str, roots: &[FactPath]| FactPath::parse(facts::evidence_path(key)).is_ok_and(|k| roots.iter().any(|r| k.starts_with(r)));
     let mut before: BTreeMap<String, FactValue> =
         after.iter().filter(|(k, _)| !under(k, changed)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let reads: Vec<FactPath> = reads.iter().cloned().collect();
     for (k, v) in old {
         if under(k, &reads) {
-            before.insert(k.clone(), v.clone());
+            facts::add_evidence(&mut before, k, v, constants);
         }
     }
     // A path read now but absent before was null.
     for k in after.keys() {
-        before.entry(k.clone()).or_insert(FactValue::Null);
+        let path = facts::evidence_path(k);
+        if !before.contains_key(path) {
+            before.insert(path.to_string(), FactValue::Null);
+        }
     }
     before
 }
@@ -316,9 +321,29 @@ mod tests {
         let after = [("sshd.config.a".to_string(), FactValue::from("yes")), ("sshd.config.b".to_string(), FactValue::from("x"))].into();
         let old = [("sshd.config.a".to_string(), FactValue::from("no")), ("os.id".to_string(), FactValue::from("debian"))].into();
         let reads = [p("sshd.config.a"), p("sshd.config.b")].into();
-        let b = before_evidence(&after, &[p("sshd.config.a"), p("os.id")], &old, &reads);
+        let b = before_evidence(&after, &[p("sshd.config.a"), p("os.id")], &old, &reads, &BTreeSet::new());
         assert_eq!(b.get("sshd.config.a"), Some(&FactValue::from("no")));
         assert_eq!(b.get("sshd.config.b"), Some(&FactValue::from("x")));
         assert!(!b.contains_key("os.id"), "not read by the control");
+    }
+
+    #[test]
+    fn a_long_lists_drift_shows_the_named_items_that_changed() {
+        let p = |s: &str| FactPath::parse(s).unwrap();
+        let list =
+            |extra: &[&str]| FactValue::List((0..100).map(|i| format!("lib{i}")).chain(extra.iter().map(|s| s.to_string())).collect());
+        let (reads, constants) = ([p("packages.installed")].into(), ["telnetd".to_string()].into());
+        let mut after = BTreeMap::new();
+        facts::add_evidence(&mut after, "packages.installed", &list(&["telnetd"]), &constants);
+        let old = [("packages.installed".to_string(), list(&[]))].into();
+        let before = before_evidence(&after, &[p("packages.installed")], &old, &reads, &constants);
+        assert_eq!(before.get("packages.installed"), Some(&FactValue::List(vec![])));
+        assert_eq!(before.get("packages.installed#items"), Some(&FactValue::Int(100)));
+        let ev = Evaluation { evidence: after, ..drift(Utc::now(), "x", "a", "a").evaluation };
+        let d = DriftEvent::new(Status::Pass, ev, before);
+        assert_eq!(d.changed, ["packages.installed", "packages.installed#items", "packages.installed#sha256"]);
+        // Installed where nothing was before: the path was null, no summary.
+        let before = before_evidence(&d.evaluation.evidence, &[p("packages.installed")], &BTreeMap::new(), &reads, &constants);
+        assert_eq!(before, [("packages.installed".to_string(), FactValue::Null)].into());
     }
 }

@@ -1,6 +1,6 @@
 //! An asset's current facts, and their shape as CEL variables.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString};
 use cel::common::value::{CowVal, Val};
@@ -67,8 +67,63 @@ fn fact_to_val(v: &FactValue) -> Box<dyn Val> {
     }
 }
 
-/// The facts at or below `prefix`, for evidence. A prefix with nothing
-/// under it is reported as `null`, so evidence shows what was missing.
+/// Lists longer than this are summarized in evidence (see [`add_evidence`]).
+pub const LIST_EVIDENCE_MAX: usize = 32;
+
+/// The evidence of a result: the facts at or below each path the check
+/// `reads` (a path with nothing under it as `null`, so evidence shows what
+/// was missing), long lists summarized by the check's string `constants`.
+pub fn evidence(facts: &FactMap, reads: &BTreeSet<FactPath>, constants: &BTreeSet<String>) -> BTreeMap<String, FactValue> {
+    let mut out = BTreeMap::new();
+    for prefix in reads {
+        let p = prefix.to_string();
+        let mut found = false;
+        for (k, v) in under(facts, &p) {
+            add_evidence(&mut out, k, v, constants);
+            found = true;
+        }
+        if !found {
+            out.entry(p).or_insert(FactValue::Null);
+        }
+    }
+    out
+}
+
+/// Adds one fact to `evidence`. A list of more than [`LIST_EVIDENCE_MAX`]
+/// items (an asset's hundreds of installed packages, read by a dozen
+/// controls) is not copied into every result: its evidence is the items
+/// that are, or contain, one of the check's string constants (of three
+/// characters or more), with `<path>#items` its length and
+/// `<path>#sha256` the SHA-256 of its JSON text, the `value` of its row in
+/// `facts`, against which the whole list can be checked.
+pub fn add_evidence(evidence: &mut BTreeMap<String, FactValue>, path: &str, value: &FactValue, constants: &BTreeSet<String>) {
+    let FactValue::List(items) = value else {
+        evidence.insert(path.to_string(), value.clone());
+        return;
+    };
+    if items.len() <= LIST_EVIDENCE_MAX {
+        evidence.insert(path.to_string(), value.clone());
+        return;
+    }
+    let named = |item: &String| constants.contains(item) || constants.iter().any(|c| c.len() >= 3 && item.contains(c.as_str()));
+    let kept: Vec<String> = items.iter().filter(|i| named(i)).cloned().collect();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(value.to_json().as_bytes()));
+    evidence.insert(format!("{path}{ITEMS}"), FactValue::Int(items.len() as i64));
+    evidence.insert(format!("{path}{SHA256}"), FactValue::Str(digest));
+    evidence.insert(path.to_string(), FactValue::List(kept));
+}
+
+const ITEMS: &str = "#items";
+const SHA256: &str = "#sha256";
+
+/// The fact path an evidence key is about (`packages.installed` for
+/// `packages.installed#items`).
+pub fn evidence_path(key: &str) -> &str {
+    key.strip_suffix(ITEMS).or_else(|| key.strip_suffix(SHA256)).unwrap_or(key)
+}
+
+/// The facts at or below `prefix`; a prefix with nothing under it as
+/// `null`.
 pub fn facts_under(facts: &FactMap, prefix: &FactPath) -> Vec<(String, FactValue)> {
     let p = prefix.to_string();
     let mut out: Vec<(String, FactValue)> = under(facts, &p).map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -133,6 +188,42 @@ mod tests {
 
     fn facts(pairs: &[(&str, FactValue)]) -> FactMap {
         pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    fn packages(n: usize, extra: &[&str]) -> FactValue {
+        FactValue::List((0..n).map(|i| format!("lib{i}")).chain(extra.iter().map(|s| s.to_string())).collect())
+    }
+
+    #[test]
+    fn evidence_summarizes_long_lists_by_the_checks_constants() {
+        let list = packages(40, &["telnetd", "inetutils-telnet"]);
+        let f = facts(&[("packages.installed", list.clone()), ("sshd.config.port", "22".into()), ("os.id", "debian".into())]);
+        let reads = ["packages.installed", "sshd.config", "sshd.config.port", "files"].map(|p| FactPath::parse(p).unwrap()).into();
+        let constants = ["telnet".to_string(), "rsh".to_string(), "x".to_string()].into();
+        let e = evidence(&f, &reads, &constants);
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(list.to_json().as_bytes()));
+        let expected: BTreeMap<String, FactValue> = [
+            ("packages.installed", FactValue::List(vec!["telnetd".into(), "inetutils-telnet".into()])),
+            ("packages.installed#items", FactValue::Int(42)),
+            ("packages.installed#sha256", FactValue::Str(digest)),
+            // Read twice (`sshd.config` and below): once, and not null.
+            ("sshd.config.port", "22".into()),
+            ("files", FactValue::Null),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(e, expected);
+        assert_eq!(evidence_path("packages.installed#sha256"), "packages.installed");
+        assert_eq!(evidence_path(r#"files["/a#items"]"#), r#"files["/a#items"]"#);
+    }
+
+    #[test]
+    fn short_lists_are_evidence_as_they_are() {
+        let list = packages(LIST_EVIDENCE_MAX, &[]);
+        let f = facts(&[("packages.installed", list.clone())]);
+        let e = evidence(&f, &[FactPath::parse("packages.installed").unwrap()].into(), &BTreeSet::new());
+        assert_eq!(e, [("packages.installed".to_string(), list)].into());
     }
 
     /// Patched variables equal variables built from scratch.

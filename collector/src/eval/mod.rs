@@ -170,7 +170,7 @@ fn evaluate(
                     message = Some(w.describe());
                 }
             }
-            let evidence = c.reads.iter().flat_map(|p| facts::facts_under(facts, p)).collect();
+            let evidence = facts::evidence(facts, &c.reads, &c.constants);
             Evaluation {
                 asset_id: asset.id.clone(),
                 control_id: c.control.id.clone(),
@@ -700,8 +700,8 @@ impl Engine {
             let Some(from) = from.filter(|f| *f != to) else { continue };
             let Some((_, c)) = self.policies.get(&ev.control_id) else { continue };
             let before = match before {
-                Before::All(old) => c.reads.iter().flat_map(|p| facts::facts_under(old, p)).collect(),
-                Before::Changed(changed, old) => drift::before_evidence(&ev.evidence, changed, old, &c.reads),
+                Before::All(old) => facts::evidence(old, &c.reads, &c.constants),
+                Before::Changed(changed, old) => drift::before_evidence(&ev.evidence, changed, old, &c.reads, &c.constants),
             };
             let mut d = drift::DriftEvent::new(from, ev.clone(), before);
             d.asset_labels = self.labels_of(&ev.asset_id);

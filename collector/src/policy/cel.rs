@@ -32,31 +32,6 @@ fn walk(e: &IdedExpr, bound: &mut Vec<String>, out: &mut BTreeSet<FactPath>) {
         return;
     }
     match &e.expr {
-        Expr::Call(call) => {
-            if let Some(t) = &call.target {
-                walk(t, bound, out);
-            }
-            for a in &call.args {
-                walk(a, bound, out);
-            }
-        }
-        Expr::Select(sel) => walk(&sel.operand, bound, out),
-        Expr::List(list) => list.elements.iter().for_each(|x| walk(x, bound, out)),
-        Expr::Map(map) => {
-            for entry in &map.entries {
-                if let EntryExpr::MapEntry(me) = &entry.expr {
-                    walk(&me.key, bound, out);
-                    walk(&me.value, bound, out);
-                }
-            }
-        }
-        Expr::Struct(s) => {
-            for entry in &s.entries {
-                if let EntryExpr::StructField(f) = &entry.expr {
-                    walk(&f.value, bound, out);
-                }
-            }
-        }
         Expr::Comprehension(c) => {
             walk(&c.iter_range, bound, out);
             walk(&c.accu_init, bound, out);
@@ -71,7 +46,48 @@ fn walk(e: &IdedExpr, bound: &mut Vec<String>, out: &mut BTreeSet<FactPath>) {
             walk(&c.result, bound, out);
             bound.truncate(n);
         }
-        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        _ => children(e).into_iter().for_each(|x| walk(x, bound, out)),
+    }
+}
+
+/// The string constants `program` holds (`"telnetd"` in
+/// `p in ["telnetd", "rsh"]`): the items a long list's evidence keeps.
+pub fn string_constants(program: &Program) -> BTreeSet<String> {
+    fn visit(e: &IdedExpr, out: &mut BTreeSet<String>) {
+        if let Expr::Literal(LiteralValue::String(s)) = &e.expr {
+            out.insert(s.to_string());
+        }
+        children(e).into_iter().for_each(|x| visit(x, out));
+    }
+    let mut out = BTreeSet::new();
+    visit(program.expression(), &mut out);
+    out
+}
+
+/// The expressions directly under `e`.
+fn children(e: &IdedExpr) -> Vec<&IdedExpr> {
+    match &e.expr {
+        Expr::Call(call) => call.target.as_deref().into_iter().chain(&call.args).collect(),
+        Expr::Select(sel) => vec![&sel.operand],
+        Expr::List(list) => list.elements.iter().collect(),
+        Expr::Map(map) => map
+            .entries
+            .iter()
+            .flat_map(|entry| match &entry.expr {
+                EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
+                _ => Vec::new(),
+            })
+            .collect(),
+        Expr::Struct(s) => s
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.expr {
+                EntryExpr::StructField(f) => Some(&f.value),
+                _ => None,
+            })
+            .collect(),
+        Expr::Comprehension(c) => vec![&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result],
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Vec::new(),
     }
 }
 
@@ -244,6 +260,13 @@ mod tests {
         ] {
             assert_eq!(g(src, "event"), vec![], "{src}");
         }
+    }
+
+    #[test]
+    fn string_constants_are_found_anywhere_in_the_check() {
+        let p = compile(r#"!packages.installed.exists(p, p in ["telnetd", "rsh"]) && files["/etc/x"].mode == "0600""#).unwrap();
+        let found: Vec<String> = string_constants(&p).into_iter().collect();
+        assert_eq!(found, ["/etc/x", "0600", "rsh", "telnetd"]);
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct CompiledControl {
     /// The fact paths the check reads; the evidence of a result. Empty for
     /// detections, which read records, not facts.
     pub reads: BTreeSet<FactPath>,
+    /// The check's string constants: what a long list's evidence keeps of
+    /// it (see [`crate::eval::facts::evidence`]).
+    pub constants: BTreeSet<String>,
     /// Set for a detection over the audit or SLA stream.
     pub detect: Option<CompiledDetect>,
     /// Where the control was declared.
@@ -303,9 +306,10 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
             (Some(check), None) => match cel::compile(check) {
                 Err(e) => err(format!("control {}: check does not compile: {e}", control.id)),
                 Ok(program) => {
-                    let reads = cel::fact_paths(&program);
+                    let (reads, constants) = (cel::fact_paths(&program), cel::string_constants(&program));
                     let frameworks = Frameworks::new(&control.frameworks);
-                    out.push(CompiledControl { control, program, reads, detect: None, source: file.to_path_buf(), frameworks });
+                    let source = file.to_path_buf();
+                    out.push(CompiledControl { control, program, reads, constants, detect: None, source, frameworks });
                 }
             },
             (None, Some(d)) => {
@@ -317,6 +321,7 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
                             control,
                             program,
                             reads: BTreeSet::new(),
+                            constants: BTreeSet::new(),
                             detect: Some(detect),
                             source: file.to_path_buf(),
                         }),
