@@ -23,7 +23,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::matcher::Labels;
 use super::model::Alert;
-use super::mute::{InhibitRule, MaintenanceWindow, Silence};
+use super::mute::{InhibitRule, Inhibition, MaintenanceWindow, Silence};
 use super::receivers::Notification;
 use super::route::Route;
 
@@ -431,12 +431,11 @@ fn cloned(alerts: &[(&String, &Alert)]) -> Vec<Alert> {
 
 /// What mutes an alert at one moment: silences, maintenance windows, and
 /// inhibition by firing alerts that are not silenced themselves (those
-/// sources are found once per flush, not once per alert).
+/// sources are found and indexed once per flush, not once per alert).
 struct Mute<'a> {
     silences: &'a [Silence],
     windows: &'a [MaintenanceWindow],
-    inhibit: &'a [InhibitRule],
-    sources: Vec<&'a Labels>,
+    inhibition: Inhibition<'a>,
     now: DateTime<Utc>,
 }
 
@@ -448,15 +447,14 @@ impl<'a> Mute<'a> {
         silences: &'a [Silence],
         now: DateTime<Utc>,
     ) -> Self {
-        let sources =
-            if inhibit.is_empty() { Vec::new() } else { firing.values().filter(|l| !silences.iter().any(|s| s.mutes(l, now))).collect() };
-        Mute { silences, windows, inhibit, sources, now }
+        let sources = firing.values().filter(|l| !silences.iter().any(|s| s.mutes(l, now)));
+        Mute { silences, windows, inhibition: Inhibition::new(inhibit, sources), now }
     }
 
     fn mutes(&self, a: &Alert) -> bool {
         self.silences.iter().any(|s| s.mutes(&a.labels, self.now))
             || self.windows.iter().any(|w| w.mutes(&a.labels, self.now))
-            || self.inhibit.iter().any(|r| self.sources.iter().any(|src| r.inhibits(src, &a.labels)))
+            || self.inhibition.inhibits(&a.labels)
     }
 }
 
