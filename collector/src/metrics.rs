@@ -1,14 +1,18 @@
 //! The collector's metrics, in one Prometheus registry served at
-//! `/metrics`: records consumed per topic and outcome, batches and rows
+//! `/metrics`: records consumed per topic and outcome, how old a record
+//! is when received, how long a batch waits for its write, batches and rows
 //! stored and how long storing took, evaluation time, notifications per
-//! receiver and outcome, consumer lag per partition, and — on the collector
+//! receiver and outcome and how long delivering one took, consumer lag per
+//! partition, and — on the collector
 //! running fleet-wide work — compliance scores per framework and open
 //! violations per severity. Delivery failures are counted here as well as
 //! logged: never silent.
 
 use std::sync::LazyLock;
 
-use prometheus::{Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -16,10 +20,16 @@ pub struct Metrics {
     pub records: IntCounterVec,
     pub batches_stored: IntCounter,
     pub rows_stored: IntCounter,
+    /// From a Kafka record's timestamp to its receipt.
+    pub record_age_seconds: Histogram,
+    /// From a batch's first record to the start of its write.
+    pub batch_wait_seconds: Histogram,
     pub store_seconds: Histogram,
     pub evaluate_seconds: Histogram,
     /// `receiver`, `outcome` (`delivered`, `failed`, `retried`).
     pub notifications: IntCounterVec,
+    /// `receiver`: delivering one notification, retries included.
+    pub notification_seconds: HistogramVec,
     /// `topic`, `partition`: messages not yet consumed.
     pub consumer_lag: IntGaugeVec,
     /// `framework`, `waivers` (`honoured`, `ignored`): fleet score, 0–100.
@@ -58,6 +68,17 @@ fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogr
     h
 }
 
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("metric definition");
+    r.register(Box::new(h.clone())).expect("metric registered once");
+    h
+}
+
+/// Latency buckets, 5 ms to 30 s.
+fn latency() -> Vec<f64> {
+    vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0]
+}
+
 /// The process's metrics (definitions are static; registering cannot fail
 /// but on a programming error, caught by the tests).
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -66,12 +87,19 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         records: counter_vec(&r, "records_total", "Kafka records consumed, by topic and outcome.", &["topic", "outcome"]),
         batches_stored: counter(&r, "batches_stored_total", "Batches written to ClickHouse."),
         rows_stored: counter(&r, "rows_stored_total", "Rows written to ClickHouse."),
-        store_seconds: histogram(
+        record_age_seconds: histogram(
             &r,
-            "store_seconds",
-            "Time to write a batch to ClickHouse, retries included.",
-            vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0],
+            "record_age_seconds",
+            "Age of a Kafka record when the collector received it (its timestamp to now).",
+            vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 300.0, 3600.0],
         ),
+        batch_wait_seconds: histogram(
+            &r,
+            "batch_wait_seconds",
+            "From a batch's first record to the start of its write (filling, and the write of the batch before).",
+            latency(),
+        ),
+        store_seconds: histogram(&r, "store_seconds", "Time to write a batch's rows, retries included.", latency()),
         evaluate_seconds: histogram(
             &r,
             "evaluate_seconds",
@@ -79,6 +107,13 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5],
         ),
         notifications: counter_vec(&r, "notifications_total", "Alert notifications, by receiver and outcome.", &["receiver", "outcome"]),
+        notification_seconds: histogram_vec(
+            &r,
+            "notification_seconds",
+            "Time to deliver one notification (or give up), retries included, by receiver.",
+            &["receiver"],
+            latency(),
+        ),
         consumer_lag: int_gauge_vec(&r, "consumer_lag", "Messages not yet consumed, by topic and partition.", &["topic", "partition"]),
         compliance_score: gauge_vec(
             &r,

@@ -241,6 +241,15 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_string()).or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
 }
 
+/// The collector's histograms of the stages on a record's way to a page,
+/// as the live phase prints them.
+const STAGES: [(&str, &str); 4] = [
+    ("driftwatch_record_age_seconds", "record age at receipt"),
+    ("driftwatch_batch_wait_seconds", "batch wait"),
+    ("driftwatch_store_seconds", "store"),
+    ("driftwatch_notification_seconds", "delivery"),
+];
+
 fn scrape(port: u16) -> Option<String> {
     http(&format!("127.0.0.1:{port}"), "GET", "/metrics", "")
 }
@@ -432,13 +441,13 @@ fn bench(a: &Args) -> Result<(), String> {
     let live_from_ms = now_ms();
     let live_total = a.live_rate * a.live_seconds;
     let live_start = Instant::now();
-    // Batches stored and the time spent storing them, as the collector counts.
-    let stores = || {
-        scrape(api)
-            .map(|t| (metric(&t, "driftwatch_store_seconds_count", ""), metric(&t, "driftwatch_store_seconds_sum", "")))
-            .unwrap_or_default()
+    // The collector's own timing of each stage on a record's way to a page
+    // (count and sum of each histogram), before and after the phase.
+    let stages = || {
+        let t = scrape(api).unwrap_or_default();
+        STAGES.map(|(name, _)| (metric(&t, &format!("{name}_count"), ""), metric(&t, &format!("{name}_sum"), "")))
     };
-    let stores_before = stores();
+    let stages_before = stages();
     let scraper = {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (stop2, series) = (stop.clone(), Arc::new(Mutex::new(Vec::new())));
@@ -457,7 +466,6 @@ fn bench(a: &Args) -> Result<(), String> {
     let resume = (a.backlog_rate * (a.backlog_seconds + a.steady_seconds)).to_string();
     let live = run_loadgen(&bin, a, &prefix, a.live_rate, a.live_seconds, a.seed, &["--resume-after", &resume])?;
     let live_secs = live_start.elapsed().as_secs_f64();
-    let stores_after = stores();
     // Let the last alerts arrive.
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -468,6 +476,7 @@ fn bench(a: &Args) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(3));
+    let stages_after = stages();
     scraper.0.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = scraper.2.join();
     let (_, live_rss) = usage(pid).unwrap_or_default();
@@ -500,12 +509,14 @@ fn bench(a: &Args) -> Result<(), String> {
     }
     println!("live: {live} ({live_secs:.0} s)");
     println!("  consumer lag over time:      {}", series(&live_series));
-    let (batches, store_time) = (stores_after.0 - stores_before.0, stores_after.1 - stores_before.1);
-    println!(
-        "  batches stored:              {batches:.0} ({:.1}/s), {:.0} ms each on average",
-        batches / live_secs.max(0.001),
-        store_time * 1000.0 / batches.max(1.0)
-    );
+    let batches = stages_after[2].0 - stages_before[2].0;
+    println!("  batches stored:              {batches:.0} ({:.1}/s)", batches / live_secs.max(0.001));
+    let averages: Vec<String> = STAGES
+        .iter()
+        .zip(stages_before.iter().zip(&stages_after))
+        .map(|((_, what), (before, after))| format!("{what} {:.0} ms", (after.1 - before.1) * 1000.0 / (after.0 - before.0).max(1.0)))
+        .collect();
+    println!("  stages, on average:          {}", averages.join(", "));
     println!(
         "  violation alerts, produce → webhook: {} alerts of the live phase ({} in all), p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (goal p99 ≤ 250 ms)",
         lat.len(),

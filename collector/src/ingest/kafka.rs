@@ -208,6 +208,10 @@ impl Source for KafkaSource {
                     continue;
                 }
             };
+            if let Some(at) = m.timestamp().to_millis() {
+                let age_ms = chrono::Utc::now().timestamp_millis().saturating_sub(at).max(0);
+                crate::metrics::METRICS.record_age_seconds.observe(age_ms as f64 / 1000.0);
+            }
             match self.decoder.decode(m.topic(), m.payload()) {
                 Ok(msg) => return Some((msg, Offset { topic: m.topic().to_string(), partition: m.partition(), next: m.offset() + 1 })),
                 Err(reason) => self.dead = Some(Self::start_dead_letter(&self.dlq, &self.dlq_topic, &m, reason)),

@@ -53,6 +53,8 @@ pub struct Pending {
     pub drifts: Vec<DriftEvent>,
     /// Assets whose records are in the batch (this collector owns them).
     pub assets: std::collections::BTreeSet<String>,
+    /// When the batch's first record was processed.
+    pub first_at: Option<std::time::Instant>,
 }
 
 impl Pending {
@@ -109,12 +111,13 @@ impl Pipeline {
     }
 
     pub fn new_pending() -> Pending {
-        Pending { batch: Batch::new(), transitions: Vec::new(), drifts: Vec::new(), assets: Default::default() }
+        Pending { batch: Batch::new(), transitions: Vec::new(), drifts: Vec::new(), assets: Default::default(), first_at: None }
     }
 
     /// Evaluates one message into the pending batch.
     pub fn process(&mut self, msg: &Message, pending: &mut Pending) {
         let now = Utc::now();
+        pending.first_at.get_or_insert_with(std::time::Instant::now);
         if !pending.assets.contains(msg.asset_id()) {
             pending.assets.insert(msg.asset_id().to_string());
         }
@@ -172,6 +175,9 @@ impl Pipeline {
     /// records once the task is done; it keeps one batch in flight, so
     /// batches are sealed and stored in order.
     pub fn begin_flush(&mut self, mut pending: Pending) -> tokio::task::JoinHandle<()> {
+        if let Some(first) = pending.first_at {
+            crate::metrics::METRICS.batch_wait_seconds.observe(first.elapsed().as_secs_f64());
+        }
         self.engine.attribute(&mut pending.drifts);
         let (store, chain, live, alerting) = (self.store.clone(), self.chain.clone(), self.live.clone(), self.alerting.clone());
         let min = self.drift_min_severity;

@@ -206,6 +206,7 @@ impl Receiver {
 
     /// Delivers one notification; true once the receiver accepted it.
     pub async fn deliver(&self, n: &Notification) -> bool {
+        let _timer = crate::metrics::METRICS.notification_seconds.with_label_values(&[self.name.as_str()]).start_timer();
         for attempt in 1..=self.max_attempts {
             self.limiter.until_ready().await;
             match self.attempt(n).await {
