@@ -136,6 +136,18 @@ async fn drift_detections_reload_and_scores() {
         rows.first().filter(|r| r["status"] == "pass").cloned()
     })
     .await;
+    // The controls catalog (dashboards read mappings there) follows the reload.
+    let catalog = wait_for("the reloaded control in the catalog", 30, async || {
+        let rows =
+            try_query(&format!("SELECT pack, severity, frameworks FROM {db}.controls FINAL WHERE control_id = 't.x11_off'")).await.ok()?;
+        rows.into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        (catalog["pack"].as_str(), catalog["severity"].as_str(), catalog["frameworks"].to_string()),
+        (Some("drift-test-extra"), Some("low"), r#"["pci-dss:2.2.6","soc2:CC6.6"]"#.to_string()),
+        "{catalog}"
+    );
 
     // 4. Scores: soc2 CC6.1 fail (root), CC7.2 fail (brute force), CC6.6 pass (x11) → 33.33;
     //    pci-dss 2.2.6 partial (root fails, x11 passes), 10.2.1 fail → 25.

@@ -301,3 +301,15 @@ SELECT asset_id, control_id,
        minState(evaluated_at) AS first_state
 FROM evaluations
 GROUP BY asset_id, control_id;
+
+-- 0012_controls
+CREATE TABLE IF NOT EXISTS controls_local ON CLUSTER 'driftwatch' (
+    control_id String,
+    title String,
+    severity String,
+    pack String,
+    frameworks Array(String),
+    loaded_at DateTime
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', loaded_at)
+ORDER BY control_id;
+CREATE TABLE IF NOT EXISTS controls ON CLUSTER 'driftwatch' AS controls_local ENGINE = Distributed('driftwatch', currentDatabase(), controls_local, rand());

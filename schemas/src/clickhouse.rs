@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 9, name: "0009_evidence", sql: include_str!("../clickhouse/0009_evidence.sql") },
     Migration { version: 10, name: "0010_agent_health", sql: include_str!("../clickhouse/0010_agent_health.sql") },
     Migration { version: 11, name: "0011_latest_evaluations", sql: include_str!("../clickhouse/0011_latest_evaluations.sql") },
+    Migration { version: 12, name: "0012_controls", sql: include_str!("../clickhouse/0012_controls.sql") },
 ];
 
 /// Latest posture per (asset, control) with its open violation.

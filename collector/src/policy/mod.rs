@@ -31,8 +31,9 @@ pub struct CompiledControl {
     pub constants: BTreeSet<String>,
     /// Set for a detection over the audit or SLA stream.
     pub detect: Option<CompiledDetect>,
-    /// Where the control was declared.
+    /// Where the control was declared, and its pack's name.
     pub source: PathBuf,
+    pub pack: Arc<str>,
     /// The control's framework mapping, shared by all its results.
     pub frameworks: Arc<Frameworks>,
 }
@@ -269,7 +270,9 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
         .map_err(|e| vec![PolicyError { file: file.to_path_buf(), line: e.location().map(|l| l.line()), message: e.to_string() }])?;
     let mut errors = Vec::new();
     let mut out = Vec::new();
+    let pack_name: Arc<str> = pack.pack.as_str().into();
     for control in pack.controls {
+        let pack = pack_name.clone();
         let line = line_of_id(text, &control.id);
         let mut err = |message: String| errors.push(PolicyError { file: file.to_path_buf(), line, message });
         if control.id.is_empty() || !control.id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
@@ -309,7 +312,7 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
                     let (reads, constants) = (cel::fact_paths(&program), cel::string_constants(&program));
                     let frameworks = Frameworks::new(&control.frameworks);
                     let source = file.to_path_buf();
-                    out.push(CompiledControl { control, program, reads, constants, detect: None, source, frameworks });
+                    out.push(CompiledControl { control, program, reads, constants, detect: None, source, pack, frameworks });
                 }
             },
             (None, Some(d)) => {
@@ -324,6 +327,7 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
                             constants: BTreeSet::new(),
                             detect: Some(detect),
                             source: file.to_path_buf(),
+                            pack,
                         }),
                     }
                 }

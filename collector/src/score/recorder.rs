@@ -1,8 +1,10 @@
 //! Records compliance scores over time (the `scores` table, read by the
 //! posture dashboard): every `evaluation.score_interval_secs`, fleet-wide
 //! and per value of every asset label, computed exactly as the `posture`
-//! command does, with and without waivers. Only the collector running
-//! fleet-wide work records them.
+//! command does, with and without waivers; and, whenever the policy set
+//! changes, the catalog of the controls in force (the `controls` table:
+//! their framework mapping and severity, which dashboards join to results).
+//! Only the collector running fleet-wide work records them.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,12 +47,21 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The policy set whose catalog is written (by this process).
+    let mut cataloged: Option<Arc<PolicySet>> = None;
     loop {
         tick.tick().await;
         if !leader.load(Ordering::SeqCst) {
+            cataloged = None;
             continue;
         }
         let (set, w) = (policies.borrow().clone(), waivers.borrow().clone());
+        if !cataloged.as_ref().is_some_and(|c| Arc::ptr_eq(c, &set)) {
+            match store.put_controls(&crate::store::rows::control_rows(&set, &Utc::now())).await {
+                Ok(()) => cataloged = Some(set.clone()),
+                Err(e) => tracing::warn!(error = %e, "writing the controls catalog failed; trying again next interval"),
+            }
+        }
         if let Err(e) = record(&set, &w, &store).await {
             tracing::warn!(error = %e, "recording scores failed; trying again next interval");
         }

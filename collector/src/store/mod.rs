@@ -151,6 +151,9 @@ pub trait Streams {
     /// Writes a recording of compliance scores.
     async fn put_scores(&self, rows: &[ScoreRow]) -> Result<(), StoreError>;
 
+    /// Writes the catalog of the controls in force.
+    async fn put_controls(&self, rows: &[rows::ControlRow]) -> Result<(), StoreError>;
+
     /// Whether the store answers (for readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 

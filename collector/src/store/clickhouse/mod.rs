@@ -190,6 +190,10 @@ impl Streams for ClickHouseStore {
         self.insert_all("scores", rows).await
     }
 
+    async fn put_controls(&self, rows: &[crate::store::rows::ControlRow]) -> Result<(), StoreError> {
+        self.insert_all("controls", rows).await
+    }
+
     /// Whether ClickHouse answers (for readiness).
     async fn ping(&self) -> Result<(), StoreError> {
         self.client.query("SELECT 1").execute().await.map_err(|e| self.err(e))

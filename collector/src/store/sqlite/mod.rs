@@ -208,6 +208,8 @@ doc!(ApiAuditRow, "api_audit", |r| key: key(&[&r.at, &uuid::Uuid::now_v7()]), as
     at: r.at, ord: ms(r.at, 0), batch: "");
 doc!(WaiverRow, "waivers", |r| key: key(&[&r.waiver_id, &r.version]), asset: "", subject: &r.waiver_id,
     at: r.updated_at, ord: r.version.min(i64::MAX as u64) as i64, batch: "");
+doc!(ControlRow, "controls", |r| key: key(&[&r.control_id]), asset: "", subject: &r.control_id, at: r.loaded_at,
+    ord: ms(r.loaded_at, 0), batch: "");
 doc!(ScoreRow, "scores", |r| key: key(&[&r.at, &r.framework, &r.scope, &r.label_key, &r.group_value]), asset: "",
     subject: &r.framework, at: r.at, ord: ms(r.at, 0), batch: "");
 
@@ -301,6 +303,10 @@ impl Streams for SqliteStore {
     }
 
     async fn put_scores(&self, rows: &[ScoreRow]) -> Result<(), StoreError> {
+        self.put(rows.to_vec()).await
+    }
+
+    async fn put_controls(&self, rows: &[ControlRow]) -> Result<(), StoreError> {
         self.put(rows.to_vec()).await
     }
 
