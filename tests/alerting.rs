@@ -71,6 +71,13 @@ fn slack_assets(msgs: &[Value]) -> Vec<String> {
     msgs.iter().map(|m| m["text"].as_str().unwrap_or_default().to_string()).collect()
 }
 
+/// Starts `driftwatch-collector run`, logging under `work/name`.
+fn collector(work: &Path, cfg: &Path, name: &str) -> Proc {
+    let dir = work.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    Proc::spawn(name, Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(cfg), &dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_retries_escalation_restart_silence_and_resolve() {
     services_up();
@@ -81,11 +88,7 @@ async fn groups_retries_escalation_restart_silence_and_resolve() {
     let names = Names::new();
     let cfg = config(&names, work.path(), &slack_addr.to_string(), &pd_addr.to_string(), &format!("http://{manager_addr}/hook"));
     create_topics(&cfg);
-    let run = |name: &str| {
-        let dir = work.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        Proc::spawn(name, Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), &dir)
-    };
+    let run = |name: &str| collector(work.path(), &cfg, name);
     let mut collector = run("collector-1");
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
     let (web, db) = (unique("web"), unique("db"));
@@ -171,5 +174,36 @@ async fn groups_retries_escalation_restart_silence_and_resolve() {
     assert_eq!(pd.accepted().len(), 2, "{:?}", pd.accepted());
     assert_eq!(actions, ["resolve".to_string(), "trigger".to_string()].into());
     drop(collector);
+    names.drop_database().await;
+}
+
+/// A graceful stop while a notification is on its way: the collector
+/// delivers and logs it before it exits, and its restart does not send it
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_delivers_what_is_on_its_way() {
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let (slack, slack_addr) = ContractServer::start(Contract::Slack).await;
+    let (_pd, pd_addr) = ContractServer::start(Contract::PagerDuty).await;
+    let (_manager, manager_addr) = Receiver::start().await;
+    let names = Names::new();
+    let cfg = config(&names, work.path(), &slack_addr.to_string(), &pd_addr.to_string(), &format!("http://{manager_addr}/hook"));
+    create_topics(&cfg);
+    let mut first = collector(work.path(), &cfg, "collector-1");
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
+    // Slack holds the message for a second (within the 2 s timeout).
+    slack.fail_next(&[(200, None, 1)]);
+    let low = [("sshd.config.permitrootlogin", "no"), ("sshd.config.x11forwarding", "yes")];
+    produce(&producer, &names, &snapshot(&unique("web"), 1, SnapshotKind::Full, &low)).await;
+    wait_for("the Slack message on its way", 60, async || (!slack.seen().is_empty()).then_some(())).await;
+    assert!(first.terminate(30), "collector did not stop");
+    assert!(first.log().contains("notification delivered"), "delivered before the exit:\n{}", first.log());
+    let second = collector(work.path(), &cfg, "collector-2");
+    wait_for("the restarted collector to consume", 60, async || second.log().contains("partitions assigned").then_some(())).await;
+    // The restore's second look (2 s) and group_wait (2 s) have passed.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(slack.seen().len(), 1, "sent again after the restart: {:?}", slack.seen());
+    drop(second);
     names.drop_database().await;
 }

@@ -57,6 +57,8 @@ enum Input {
     Owned(Vec<String>),
     /// Partitions were reassigned.
     Reassigned,
+    /// The collector is stopping: hand over what is due, then stop.
+    Stop,
 }
 
 /// When the alerting task first reads the store's state.
@@ -79,12 +81,15 @@ pub struct Alerting {
     /// condition tasks start from, without reading the log again. `None`
     /// until the alerting task has restored its state.
     conditions: tokio::sync::watch::Receiver<Option<Arc<Vec<Alert>>>>,
+    /// The notification log's writer: it ends once every receiver has
+    /// delivered (or given up on) its queue and the log has it.
+    logged: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Alerting {
     /// Alerting that only logs (no receivers configured).
     pub fn disabled() -> Self {
-        Alerting { tx: None, conditions: tokio::sync::watch::channel(Some(Arc::default())).1 }
+        Alerting { tx: None, conditions: tokio::sync::watch::channel(Some(Arc::default())).1, logged: Default::default() }
     }
 
     /// Starts the dispatcher and the receivers. Their state is read from
@@ -98,7 +103,7 @@ impl Alerting {
         let names: Vec<String> = cfg.receivers.iter().map(|r| r.name.clone()).collect();
         let route = Route::compile(&route_cfg, &names).map_err(|e| anyhow::anyhow!("alerts.route: {}", e.join("; ")))?;
         let (log_tx, log_rx) = mpsc::channel::<(Sent, &'static str)>(RECEIVER_QUEUE);
-        tokio::spawn(write_log(store.clone(), log_rx));
+        let logged = tokio::spawn(write_log(store.clone(), log_rx));
         let mut queues = HashMap::new();
         for rc in &cfg.receivers {
             let receiver = Receiver::new(rc)?;
@@ -118,7 +123,27 @@ impl Alerting {
             }
             run(dispatcher, rx, queues, silences, store, conditions_tx).await
         });
-        Ok(Alerting { tx: Some(tx), conditions })
+        Ok(Alerting { tx: Some(tx), conditions, logged: Arc::new(std::sync::Mutex::new(Some(logged))) })
+    }
+
+    /// At a graceful stop, once the last batch is stored: hands every
+    /// notification that is due to its receiver, and waits up to `within`
+    /// for the receivers to deliver them and the log to record them (what
+    /// is not logged is sent again after the restart). Alerting stops.
+    pub async fn stop(&self, within: Duration) {
+        let Some(tx) = &self.tx else { return };
+        if tx.send(Input::Stop).await.is_err() {
+            return;
+        }
+        let logged = self.logged.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = logged {
+            if tokio::time::timeout(within, task).await.is_err() {
+                tracing::warn!(
+                    within_secs = within.as_secs(),
+                    "notifications still being delivered at the stop; those not logged are sent again after the restart"
+                );
+            }
+        }
     }
 
     /// The alerts of `alertnames` notified firing before the start (the
@@ -248,6 +273,12 @@ async fn run(
                 Some(Input::Reassigned) => {
                     dispatcher.disown_all();
                     take_state(&mut dispatcher, &store, &conditions).await;
+                }
+                // Dropping the queues lets each receiver finish its own,
+                // then the log writer ends.
+                Some(Input::Stop) => {
+                    send_due(&mut dispatcher, &silences, &queues).await;
+                    break;
                 }
                 Some(Input::Alert(a)) => {
                     // A resolve of a group notified elsewhere (another

@@ -122,7 +122,8 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
         policies: policies_rx,
         waivers: waivers_rx,
     };
-    match transport {
+    let stopping = pipeline.alerting.clone();
+    let consumed = match transport {
         Transport::Kafka => ingest::kafka::run(&cfg.kafka, opts, leader, pipeline, rx).await,
         Transport::Local(agent) => {
             let spool = driftwatch_agent::run::open_spool(&agent)?;
@@ -135,8 +136,15 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
             agent.await.context("the local agent panicked")??;
             Ok(())
         }
-    }
+    };
+    // The last batch is stored and its alerts queued: deliver and log what
+    // is due, so that the restart does not send it again.
+    stopping.stop(STOP_DELIVERY).await;
+    consumed
 }
+
+/// How long a graceful stop waits for notifications on their way.
+const STOP_DELIVERY: Duration = Duration::from_secs(10);
 
 async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
