@@ -394,7 +394,11 @@ mod tests {
             sent(vec![named("slo_burn", "web-1", false), named("slo_burn", "web-2", true), named("drift", "web-2", false)]),
             sent(vec![named("waiver_expiring", "db-1", false)]),
         ];
-        let alerting = Alerting { tx: None, conditions: tokio::sync::watch::channel(Some(Arc::new(notified_conditions(&log)))).1 };
+        let alerting = Alerting {
+            tx: None,
+            conditions: tokio::sync::watch::channel(Some(Arc::new(notified_conditions(&log)))).1,
+            logged: Default::default(),
+        };
         let slo = alerting.notified(&["slo_burn", "sla_breach"]).await;
         assert_eq!(slo.len(), 1, "{slo:?}");
         assert_eq!(slo[0].labels["asset"], "web-1");
