@@ -54,6 +54,12 @@ struct Group {
     escalated: bool,
     /// When the group is next looked at (its entry in `Dispatcher::wakes`).
     wake: DateTime<Utc>,
+    /// Everything firing was notified and nothing is muted: nothing can
+    /// change until an alert comes or goes (which reschedules the group),
+    /// so it sleeps until its repeat or escalation rather than waking
+    /// every `group_interval`. A muted alert keeps its group waking: its
+    /// silence, window or inhibition may end.
+    quiet: bool,
 }
 
 fn dur(d: std::time::Duration) -> Duration {
@@ -65,6 +71,10 @@ impl Group {
     /// the moment an alert has fired long enough to escalate if sooner (an
     /// escalation already due but muted is looked at again with the flush).
     fn next_wake(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let flush = match self.last_sent {
+            Some(t) if self.quiet => (t + self.repeat_interval).max(self.next_flush),
+            _ => self.next_flush,
+        };
         let escalation = match &self.escalate {
             Some((after, _)) if !self.escalated => {
                 self.alerts.values().filter(|a| !a.is_resolved() && !a.one_shot).map(|a| a.starts_at + *after).min()
@@ -72,8 +82,8 @@ impl Group {
             _ => None,
         };
         match escalation {
-            Some(at) if at > now => at.min(self.next_flush),
-            _ => self.next_flush,
+            Some(at) if at > now => at.min(flush),
+            _ => flush,
         }
     }
 
@@ -91,16 +101,17 @@ impl Group {
             last_sent: None,
             escalated: false,
             wake: next_flush,
+            quiet: false,
         }
     }
 }
 
 /// How soon a group of another collector's assets is looked at again
 /// (it notifies once its assets' records arrive here).
-const PARKED: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Moves `g`'s entry in `wakes` to its next wake-up after `now`.
+/// Moves `g`'s entry in `wakes` to its next wake-up after `now`, after a
+/// change (the group is no longer quiet).
 fn reschedule(wakes: &mut BTreeSet<(DateTime<Utc>, String)>, key: &str, g: &mut Group, now: DateTime<Utc>) {
+    g.quiet = false;
     let mut entry = (g.wake, key.to_string());
     wakes.remove(&entry); // absent for a new group
     entry.0 = g.next_wake(now);
@@ -127,6 +138,9 @@ pub struct Dispatcher {
     /// assigned: only their violation and drift groups may page, repeat or
     /// escalate here (the others belong to another collector of the group).
     owned: std::collections::HashSet<String>,
+    /// Groups with something firing on an asset not owned here, by that
+    /// asset: looked at again once it is ([`Self::own`]), not before.
+    parked: HashMap<String, Vec<String>>,
     /// Groups the log says were escalated (applied when they appear).
     restored_escalations: std::collections::HashSet<String>,
 }
@@ -143,6 +157,7 @@ impl Dispatcher {
             firing: HashMap::new(),
             restored: HashMap::new(),
             owned: Default::default(),
+            parked: HashMap::new(),
             restored_escalations: Default::default(),
         }
     }
@@ -313,7 +328,7 @@ impl Dispatcher {
             return out;
         }
         let mute = Mute::new(&self.windows, &self.inhibit, &self.firing, silences, now);
-        let (groups, wakes, owned) = (&mut self.groups, &mut self.wakes, &self.owned);
+        let (groups, wakes, owned, parked) = (&mut self.groups, &mut self.wakes, &self.owned, &mut self.parked);
         for key in keys {
             let Some(g) = groups.get_mut(&key) else { continue };
             // A group sends at most one notification and one escalation.
@@ -330,11 +345,11 @@ impl Dispatcher {
             let firing: Vec<(&String, &Alert)> = g.alerts.iter().filter(|(_, a)| !a.is_resolved() && !mute.mutes(a)).collect();
             // A group of another collector's assets: only a pure resolve is
             // sent from here; anything firing waits until it is ours.
-            if !firing.is_empty() && !owns(owned, g.alerts.values()) {
-                g.wake = now + dur(PARKED);
-                wakes.insert((g.wake, key));
+            if let Some(asset) = unowned(owned, g.alerts.values()).filter(|_| !firing.is_empty()) {
+                parked.entry(asset.to_string()).or_default().push(key);
                 continue;
             }
+            let muted = g.alerts.values().filter(|a| !a.is_resolved()).count() > firing.len();
             // Escalation runs on its own clock.
             if let Some((after, receiver)) = &g.escalate {
                 let since = firing.iter().filter(|(_, a)| !a.one_shot).map(|(_, a)| a.starts_at).min();
@@ -366,6 +381,7 @@ impl Dispatcher {
                 }
                 g.alerts.retain(|_, a| !a.is_resolved() && !a.one_shot);
                 g.next_flush = now + g.group_interval;
+                g.quiet = !muted && !g.alerts.is_empty();
             }
             for n in &out[sent_before..] {
                 if let Some(r) = room.get_mut(&n.receiver) {
@@ -382,9 +398,19 @@ impl Dispatcher {
         out
     }
 
-    /// Marks assets as processed here (their groups may notify).
+    /// Marks assets as processed here (their groups may notify): their
+    /// parked groups are looked at with the next flush.
     pub fn own(&mut self, assets: impl IntoIterator<Item = String>) {
-        self.owned.extend(assets);
+        for asset in assets {
+            for key in self.parked.remove(&asset).unwrap_or_default() {
+                if let Some(g) = self.groups.get_mut(&key) {
+                    self.wakes.remove(&(g.wake, key.clone()));
+                    g.wake = DateTime::<Utc>::MIN_UTC;
+                    self.wakes.insert((g.wake, key));
+                }
+            }
+            self.owned.insert(asset);
+        }
     }
 
     /// Partitions were reassigned: no asset is known to be ours until its
@@ -415,12 +441,13 @@ impl Dispatcher {
     }
 }
 
-/// Whether every asset-bound alert of a group is on an asset owned here
-/// (SLO conditions are owned by the collector that raised them).
-fn owns<'a>(owned: &std::collections::HashSet<String>, mut alerts: impl Iterator<Item = &'a Alert>) -> bool {
-    alerts.all(|a| {
+/// An asset of a group's asset-bound alerts that is not owned here, if
+/// any (SLO conditions are owned by the collector that raised them).
+fn unowned<'a>(owned: &std::collections::HashSet<String>, mut alerts: impl Iterator<Item = &'a Alert>) -> Option<&'a str> {
+    alerts.find_map(|a| {
         let bound = a.labels.get("alertname").is_some_and(|n| n == "violation" || n == "drift");
-        !bound || a.labels.get("asset").is_some_and(|x| owned.contains(x))
+        let asset = a.labels.get("asset").map(String::as_str);
+        (bound && asset.is_none_or(|x| !owned.contains(x))).then_some(asset.unwrap_or_default())
     })
 }
 
@@ -665,6 +692,50 @@ mod tests {
         d.add(r, t0 + s(60));
         let n = d.flush(t0 + s(91), &[]);
         assert_eq!((n.len(), n[0].status()), (1, "resolved"), "after group_wait: {n:?}");
+    }
+
+    /// The first wake-up scheduled after `t` (every group held has one).
+    fn next_wake(d: &Dispatcher) -> Option<DateTime<Utc>> {
+        d.wakes.first().map(|(at, _)| *at)
+    }
+
+    #[test]
+    fn a_notified_group_sleeps_until_its_repeat_and_a_muted_one_keeps_waking() {
+        let mut d = dispatcher(TREE);
+        d.own(["web-1", "web-2"].map(String::from));
+        let t0 = Utc::now();
+        d.add(at(t0, alert("web-1", "high", false)), t0);
+        assert_eq!(d.flush(t0 + s(31), &[]).len(), 1);
+        assert_eq!(next_wake(&d), Some(t0 + s(31 + 4 * 3600)), "nothing can change before the repeat");
+        // A muted group is looked at every group_interval: its silence may end.
+        let quiet = silence("asset=web-2", t0, t0 + s(600));
+        d.add(at(t0, alert("web-2", "high", false)), t0 + s(40));
+        assert!(d.flush(t0 + s(71), std::slice::from_ref(&quiet)).is_empty(), "silenced");
+        assert_eq!(next_wake(&d), Some(t0 + s(71 + 300)));
+        assert!(d.flush(t0 + s(371), std::slice::from_ref(&quiet)).is_empty(), "still silenced");
+        let n = d.flush(t0 + s(671), std::slice::from_ref(&quiet));
+        assert_eq!(n.len(), 1, "notified once its silence ended: {n:?}");
+        // A change wakes a quiet group at its group_interval again.
+        d.add(at(t0, control(alert("web-1", "high", false), "other")), t0 + s(700));
+        assert!(next_wake(&d).is_some_and(|w| w <= t0 + s(700)), "due: group_interval since the last send has passed");
+        assert_eq!(d.flush(t0 + s(700), &[]).len(), 1);
+    }
+
+    #[test]
+    fn a_group_on_an_asset_not_owned_waits_for_it_without_being_looked_at() {
+        let mut d = dispatcher(TREE);
+        d.disown_all();
+        let t0 = Utc::now();
+        for i in 0..100 {
+            d.add(at(t0, alert(&format!("db-{i}"), "high", false)), t0);
+        }
+        assert!(d.flush(t0 + s(31), &[]).is_empty(), "not ours");
+        assert_eq!((d.wakes.len(), d.parked.len()), (0, 100), "parked by asset, off the timers");
+        d.own(["db-7".to_string()]);
+        assert_eq!(d.wakes.len(), 1, "only the owned asset's group is woken");
+        let n = d.flush(t0 + s(32), &[]);
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert_eq!(n[0].firing[0].labels["asset"], "db-7");
     }
 
     #[test]
