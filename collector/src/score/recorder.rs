@@ -45,10 +45,14 @@ pub async fn run(
     every: Duration,
     leader: Arc<AtomicBool>,
 ) {
-    let mut tick = tokio::time::interval(every);
+    // Leadership and policy changes are looked at every second (the
+    // catalog follows at once); scores are recorded every `every`, the
+    // first one interval after the start (not in the middle of restoring).
+    let mut tick = tokio::time::interval(every.min(Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The policy set whose catalog is written (by this process).
     let mut cataloged: Option<Arc<PolicySet>> = None;
+    let mut next_scores = tokio::time::Instant::now() + every;
     loop {
         tick.tick().await;
         if !leader.load(Ordering::SeqCst) {
@@ -59,9 +63,13 @@ pub async fn run(
         if !cataloged.as_ref().is_some_and(|c| Arc::ptr_eq(c, &set)) {
             match store.put_controls(&crate::store::rows::control_rows(&set, &Utc::now())).await {
                 Ok(()) => cataloged = Some(set.clone()),
-                Err(e) => tracing::warn!(error = %e, "writing the controls catalog failed; trying again next interval"),
+                Err(e) => tracing::warn!(error = %e, "writing the controls catalog failed; trying again in a second"),
             }
         }
+        if tokio::time::Instant::now() < next_scores {
+            continue;
+        }
+        next_scores = tokio::time::Instant::now() + every;
         if let Err(e) = record(&set, &w, &store).await {
             tracing::warn!(error = %e, "recording scores failed; trying again next interval");
         }
