@@ -78,8 +78,18 @@ fn collector(work: &Path, cfg: &Path, name: &str) -> Proc {
     Proc::spawn(name, Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(cfg), &dir)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn groups_retries_escalation_restart_silence_and_resolve() {
+/// The receivers (Slack, PagerDuty, the escalation webhook), and a
+/// collector configuration routing to them with its topics created.
+struct Setup {
+    work: tempfile::TempDir,
+    slack: ContractServer,
+    pd: ContractServer,
+    manager: Receiver,
+    names: Names,
+    cfg: std::path::PathBuf,
+}
+
+async fn setup() -> Setup {
     services_up();
     let work = tempfile::tempdir().unwrap();
     let (slack, slack_addr) = ContractServer::start(Contract::Slack).await;
@@ -88,6 +98,12 @@ async fn groups_retries_escalation_restart_silence_and_resolve() {
     let names = Names::new();
     let cfg = config(&names, work.path(), &slack_addr.to_string(), &pd_addr.to_string(), &format!("http://{manager_addr}/hook"));
     create_topics(&cfg);
+    Setup { work, slack, pd, manager, names, cfg }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_retries_escalation_restart_silence_and_resolve() {
+    let Setup { work, slack, pd, manager, names, cfg } = setup().await;
     let run = |name: &str| collector(work.path(), &cfg, name);
     let mut collector = run("collector-1");
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
@@ -182,14 +198,7 @@ async fn groups_retries_escalation_restart_silence_and_resolve() {
 /// again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_delivers_what_is_on_its_way() {
-    services_up();
-    let work = tempfile::tempdir().unwrap();
-    let (slack, slack_addr) = ContractServer::start(Contract::Slack).await;
-    let (_pd, pd_addr) = ContractServer::start(Contract::PagerDuty).await;
-    let (_manager, manager_addr) = Receiver::start().await;
-    let names = Names::new();
-    let cfg = config(&names, work.path(), &slack_addr.to_string(), &pd_addr.to_string(), &format!("http://{manager_addr}/hook"));
-    create_topics(&cfg);
+    let Setup { work, slack, names, cfg, .. } = setup().await;
     let mut first = collector(work.path(), &cfg, "collector-1");
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
     // Slack holds the message for a second (within the 2 s timeout).

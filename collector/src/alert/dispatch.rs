@@ -106,8 +106,6 @@ impl Group {
     }
 }
 
-/// How soon a group of another collector's assets is looked at again
-/// (it notifies once its assets' records arrive here).
 /// Moves `g`'s entry in `wakes` to its next wake-up after `now`, after a
 /// change (the group is no longer quiet).
 fn reschedule(wakes: &mut BTreeSet<(DateTime<Utc>, String)>, key: &str, g: &mut Group, now: DateTime<Utc>) {
