@@ -337,12 +337,18 @@ async fn deliver(receiver: Receiver, mut rx: mpsc::Receiver<Notification>, log: 
     }
 }
 
-/// Writes delivered notifications to the log, all that are waiting in one
-/// write, retrying while the store is down (the log only prevents repeats;
-/// delivery waits for it only when this queue is full).
+/// How long the log writer gathers notifications after the first: one
+/// write for a burst of pages, not one (and one ClickHouse part to merge)
+/// per page. A kill within it re-sends those pages after the restart.
+const LOG_LINGER: Duration = Duration::from_millis(200);
+
+/// Writes delivered notifications to the log, all that come within
+/// [`LOG_LINGER`] of the first in one write, retrying while the store is
+/// down (the log only prevents repeats; delivery waits for it only when
+/// this queue is full). Ends once every sender is gone and all is written.
 async fn write_log(store: SharedStore, mut rx: mpsc::Receiver<(Sent, &'static str)>) {
     let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, RECEIVER_QUEUE).await > 0 {
+    while gather(&mut rx, &mut batch, RECEIVER_QUEUE, LOG_LINGER).await > 0 {
         let mut wait = Duration::from_millis(250);
         while let Err(e) = store.record_notifications(&batch).await {
             tracing::warn!(error = %e, notifications = batch.len(), "recording notifications failed; retrying");
@@ -351,6 +357,23 @@ async fn write_log(store: SharedStore, mut rx: mpsc::Receiver<(Sent, &'static st
         }
         batch.clear();
     }
+}
+
+/// Waits for a first item, then gathers into `batch` what else comes
+/// within `linger` (up to `max` in all). Returns how many it holds: 0 once
+/// the channel is closed and empty.
+async fn gather<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize, linger: Duration) -> usize {
+    if rx.recv_many(batch, max).await == 0 {
+        return 0;
+    }
+    let until = tokio::time::Instant::now() + linger;
+    while batch.len() < max {
+        match tokio::time::timeout_at(until, rx.recv_many(batch, max - batch.len())).await {
+            Ok(0) | Err(_) => break, // closed, or time is up
+            Ok(_) => {}
+        }
+    }
+    batch.len()
 }
 
 async fn refresh_silences(store: SharedStore, silences: Arc<RwLock<Vec<Silence>>>, every: Duration) {
@@ -383,6 +406,29 @@ mod tests {
             alerts,
             escalation: false,
         }
+    }
+
+    /// The log writer gathers a burst into one write: what comes within
+    /// the linger of the first item, not what comes after; it ends once
+    /// the senders are gone.
+    #[tokio::test(start_paused = true)]
+    async fn the_log_writer_gathers_a_burst() {
+        let (tx, mut rx) = mpsc::channel(100);
+        tokio::spawn(async move {
+            for i in 0..3 {
+                tx.send(i).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tx.send(3).await.unwrap();
+        });
+        let mut batch = Vec::new();
+        assert_eq!(gather(&mut rx, &mut batch, 100, Duration::from_millis(200)).await, 3);
+        assert_eq!(batch, [0, 1, 2]);
+        batch.clear();
+        assert_eq!(gather(&mut rx, &mut batch, 100, Duration::from_millis(200)).await, 1, "the late one, then closed");
+        batch.clear();
+        assert_eq!(gather(&mut rx, &mut batch, 100, Duration::from_millis(200)).await, 0);
     }
 
     #[tokio::test]
