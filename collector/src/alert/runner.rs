@@ -337,18 +337,21 @@ async fn deliver(receiver: Receiver, mut rx: mpsc::Receiver<Notification>, log: 
     }
 }
 
-/// How long the log writer gathers notifications after the first: one
-/// write for a burst of pages, not one (and one ClickHouse part to merge)
-/// per page. A kill within it re-sends those pages after the restart.
-const LOG_LINGER: Duration = Duration::from_millis(200);
+/// The least time between two log writes: a burst of pages is one write
+/// (and one ClickHouse part to merge), not one per page. The first page
+/// after a quiet spell is written at once, so a lone page is logged as
+/// soon as it is delivered; in a burst, a kill re-sends up to this much of
+/// what was delivered after the restart (delivery is at least once).
+const LOG_SPACING: Duration = Duration::from_millis(200);
 
-/// Writes delivered notifications to the log, all that come within
-/// [`LOG_LINGER`] of the first in one write, retrying while the store is
-/// down (the log only prevents repeats; delivery waits for it only when
-/// this queue is full). Ends once every sender is gone and all is written.
+/// Writes delivered notifications to the log, at most one write per
+/// [`LOG_SPACING`], retrying while the store is down (the log only prevents
+/// repeats; delivery waits for it only when this queue is full). Ends once
+/// every sender is gone and all is written.
 async fn write_log(store: SharedStore, mut rx: mpsc::Receiver<(Sent, &'static str)>) {
     let mut batch = Vec::new();
-    while gather(&mut rx, &mut batch, RECEIVER_QUEUE, LOG_LINGER).await > 0 {
+    let mut next_write = tokio::time::Instant::now();
+    while gather(&mut rx, &mut batch, RECEIVER_QUEUE, next_write).await > 0 {
         let mut wait = Duration::from_millis(250);
         while let Err(e) = store.record_notifications(&batch).await {
             tracing::warn!(error = %e, notifications = batch.len(), "recording notifications failed; retrying");
@@ -356,19 +359,19 @@ async fn write_log(store: SharedStore, mut rx: mpsc::Receiver<(Sent, &'static st
             wait = (wait * 2).min(Duration::from_secs(30));
         }
         batch.clear();
+        next_write = tokio::time::Instant::now() + LOG_SPACING;
     }
 }
 
 /// Waits for a first item, then gathers into `batch` what else comes
-/// within `linger` (up to `max` in all). Returns how many it holds: 0 once
-/// the channel is closed and empty.
-async fn gather<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize, linger: Duration) -> usize {
+/// until `not_before` (at once if that has passed; up to `max` in all).
+/// Returns how many it holds: 0 once the channel is closed and empty.
+async fn gather<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize, not_before: tokio::time::Instant) -> usize {
     if rx.recv_many(batch, max).await == 0 {
         return 0;
     }
-    let until = tokio::time::Instant::now() + linger;
     while batch.len() < max {
-        match tokio::time::timeout_at(until, rx.recv_many(batch, max - batch.len())).await {
+        match tokio::time::timeout_at(not_before, rx.recv_many(batch, max - batch.len())).await {
             Ok(0) | Err(_) => break, // closed, or time is up
             Ok(_) => {}
         }
@@ -408,11 +411,11 @@ mod tests {
         }
     }
 
-    /// The log writer gathers a burst into one write: what comes within
-    /// the linger of the first item, not what comes after; it ends once
-    /// the senders are gone.
+    /// The log writer takes a lone item at once, gathers a burst until its
+    /// next write is due, and ends once the senders are gone.
     #[tokio::test(start_paused = true)]
     async fn the_log_writer_gathers_a_burst() {
+        use tokio::time::Instant;
         let (tx, mut rx) = mpsc::channel(100);
         tokio::spawn(async move {
             for i in 0..3 {
@@ -423,12 +426,16 @@ mod tests {
             tx.send(3).await.unwrap();
         });
         let mut batch = Vec::new();
-        assert_eq!(gather(&mut rx, &mut batch, 100, Duration::from_millis(200)).await, 3);
-        assert_eq!(batch, [0, 1, 2]);
+        let start = Instant::now();
+        assert_eq!(gather(&mut rx, &mut batch, 100, start).await, 1, "due already: the first alone");
+        assert_eq!(Instant::now(), start, "and at once");
         batch.clear();
-        assert_eq!(gather(&mut rx, &mut batch, 100, Duration::from_millis(200)).await, 1, "the late one, then closed");
+        assert_eq!(gather(&mut rx, &mut batch, 100, start + Duration::from_millis(200)).await, 2);
+        assert_eq!(batch, [1, 2], "the rest of the burst, until the write is due");
         batch.clear();
-        assert_eq!(gather(&mut rx, &mut batch, 100, Duration::from_millis(200)).await, 0);
+        assert_eq!(gather(&mut rx, &mut batch, 100, Instant::now()).await, 1, "the late one, then closed");
+        batch.clear();
+        assert_eq!(gather(&mut rx, &mut batch, 100, Instant::now()).await, 0);
     }
 
     #[tokio::test]
