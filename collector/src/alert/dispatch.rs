@@ -43,7 +43,9 @@ pub struct Sent {
 #[derive(Debug)]
 struct Group {
     receiver: String,
-    labels: Labels,
+    /// The labels the group is by; `None` when grouped by every label
+    /// (the labels of its one alert, not kept twice).
+    labels: Option<Labels>,
     group_interval: Duration,
     repeat_interval: Duration,
     escalate: Option<(Duration, String)>,
@@ -87,11 +89,12 @@ impl Group {
         }
     }
 
-    /// An empty group of `route`, first looked at `next_flush`.
-    fn new(route: &Route, labels: Labels, next_flush: DateTime<Utc>) -> Group {
+    /// An empty group of `route` for an alert with `labels`, first looked
+    /// at `next_flush`.
+    fn new(route: &Route, labels: &Labels, next_flush: DateTime<Utc>) -> Group {
         Group {
             receiver: route.receiver.clone(),
-            labels,
+            labels: (!route.groups_by_all()).then(|| route.group_labels(labels)),
             group_interval: dur(route.group_interval),
             repeat_interval: dur(route.repeat_interval),
             escalate: route.escalate.as_ref().map(|(d, r)| (dur(*d), r.clone())),
@@ -103,6 +106,12 @@ impl Group {
             wake: next_flush,
             quiet: false,
         }
+    }
+
+    /// The labels the group is by.
+    fn labels(&self) -> &Labels {
+        static NONE: Labels = Labels::new();
+        self.labels.as_ref().or_else(|| self.alerts.values().next().map(|a| &a.labels)).unwrap_or(&NONE)
     }
 }
 
@@ -171,16 +180,20 @@ impl Dispatcher {
         // Fields apart: the route tree is read while groups change.
         let (groups, wakes, restored, restored_escalations) =
             (&mut self.groups, &mut self.wakes, &mut self.restored, &mut self.restored_escalations);
-        for route in self.route.matching(&alert.labels) {
-            let (key, labels) = route.group(&alert.labels);
+        let routes = self.route.matching(&alert.labels);
+        let last = routes.len().saturating_sub(1);
+        let mut alert = Some(alert);
+        for (i, route) in routes.into_iter().enumerate() {
+            let Some(a) = alert.as_ref() else { break };
+            let key = route.group_key(&a.labels);
             let known = groups.get(&key).is_some_and(|g| g.alerts.contains_key(&fp) || g.notified.contains(&fp))
                 || restored.get(&key).is_some_and(|s| s.firing.contains(&fp));
-            if alert.is_resolved() && !known {
+            if a.is_resolved() && !known {
                 continue; // never notified firing: nothing to resolve
             }
             let g = groups.entry(key.clone()).or_insert_with_key(|key| {
                 let restored = restored.remove(key);
-                let mut g = Group::new(route, labels, now + dur(route.group_wait));
+                let mut g = Group::new(route, &a.labels, now + dur(route.group_wait));
                 g.notified = restored.as_ref().map(|s| s.firing.clone()).unwrap_or_default();
                 g.last_sent = restored.as_ref().map(|s| s.at);
                 g.escalated = restored_escalations.remove(key);
@@ -193,17 +206,19 @@ impl Dispatcher {
             }
             // The same alert as a new incident (its previous one closed
             // elsewhere, e.g. under another collector): notify it anew.
-            if g.alerts.get(&fp).is_some_and(|old| old.instance != alert.instance && !old.is_resolved() && !alert.is_resolved()) {
+            if g.alerts.get(&fp).is_some_and(|old| old.instance != a.instance && !old.is_resolved() && !a.is_resolved()) {
                 g.notified.remove(&fp);
             }
-            g.alerts.insert(fp.clone(), alert.clone());
+            // The last route takes the alert; earlier ones a copy.
+            let a = if i == last { alert.take() } else { alert.clone() };
+            g.alerts.extend(a.map(|a| (fp.clone(), a)));
             reschedule(wakes, &key, g, now);
         }
     }
 
     /// The keys of the groups an alert with `labels` routes to.
     pub fn group_keys(&self, labels: &Labels) -> Vec<String> {
-        self.route.matching(labels).iter().map(|r| r.group(labels).0).collect()
+        self.route.matching(labels).iter().map(|r| r.group_key(labels)).collect()
     }
 
     /// Restores what the notification log says was sent, so that nothing
@@ -233,11 +248,11 @@ impl Dispatcher {
                     let mut resolved = a.clone();
                     resolved.ends_at = Some(now);
                     for route in self.route.matching(&a.labels) {
-                        let (key, labels) = route.group(&a.labels);
+                        let key = route.group_key(&a.labels);
                         if key != s.group_key {
                             continue;
                         }
-                        let g = self.groups.entry(key.clone()).or_insert_with(|| Group::new(route, labels, now));
+                        let g = self.groups.entry(key.clone()).or_insert_with(|| Group::new(route, &a.labels, now));
                         g.alerts.insert(fp.clone(), resolved.clone());
                         reschedule(&mut self.wakes, &key, g, now);
                     }
@@ -353,11 +368,11 @@ impl Dispatcher {
                 let since = firing.iter().filter(|(_, a)| !a.one_shot).map(|(_, a)| a.starts_at).min();
                 if !g.escalated && since.is_some_and(|s| now - s >= *after) {
                     g.escalated = true;
-                    out.push(notification(receiver, &key, &g.labels, cloned(&firing), Vec::new(), true, &self.external_url));
+                    out.push(notification(receiver, &key, g.labels(), cloned(&firing), Vec::new(), true, &self.external_url));
                 } else if g.escalated && since.is_none() && due {
                     g.escalated = false;
                     let resolved: Vec<Alert> = g.alerts.values().filter(|a| a.is_resolved()).cloned().collect();
-                    out.push(notification(receiver, &key, &g.labels, Vec::new(), resolved, true, &self.external_url));
+                    out.push(notification(receiver, &key, g.labels(), Vec::new(), resolved, true, &self.external_url));
                 }
             }
             if due {
@@ -371,7 +386,7 @@ impl Dispatcher {
                     || firing.iter().any(|(_, a)| a.one_shot);
                 let repeat = !firing.is_empty() && g.last_sent.is_some_and(|t| now - t >= g.repeat_interval);
                 if (changed || repeat) && !(firing.is_empty() && resolved.is_empty()) {
-                    out.push(notification(&g.receiver, &key, &g.labels, cloned(&firing), cloned(&resolved), false, &self.external_url));
+                    out.push(notification(&g.receiver, &key, g.labels(), cloned(&firing), cloned(&resolved), false, &self.external_url));
                     g.last_sent = Some(now);
                 }
                 if changed {
@@ -428,7 +443,7 @@ impl Dispatcher {
         self.route
             .matching(&alert.labels)
             .into_iter()
-            .map(|r| r.group(&alert.labels).0)
+            .map(|r| r.group_key(&alert.labels))
             .filter(|k| !self.groups.contains_key(k) && !self.restored.contains_key(k))
             .collect()
     }
@@ -717,6 +732,26 @@ mod tests {
         d.add(at(t0, control(alert("web-1", "high", false), "other")), t0 + s(700));
         assert!(next_wake(&d).is_some_and(|w| w <= t0 + s(700)), "due: group_interval since the last send has passed");
         assert_eq!(d.flush(t0 + s(700), &[]).len(), 1);
+    }
+
+    /// Grouped by every label, a group keeps no copy of them: its
+    /// notification's group labels are its alert's, through the resolve.
+    #[test]
+    fn a_group_by_every_label_is_labelled_by_its_alert() {
+        let mut d = dispatcher("receiver: slack\ngroup_by: ['...']\ngroup_wait: 0s\ngroup_interval: 1m\nroutes: [{matchers: [severity=critical], receiver: pager, continue: true}, {receiver: slack}]\n");
+        let t0 = Utc::now();
+        let a = alert("web-1", "critical", false);
+        d.add(a.clone(), t0);
+        assert!(d.groups.values().all(|g| g.labels.is_none()));
+        let n = d.flush(t0, &[]);
+        assert_eq!(n.len(), 2, "both routes: {n:?}");
+        assert!(n.iter().all(|n| n.group_labels == a.labels && n.firing == [a.clone()]), "{n:?}");
+        let mut resolved = a.clone();
+        resolved.ends_at = Some(t0 + s(5));
+        d.add(resolved, t0 + s(5));
+        let n = d.flush(t0 + s(60), &[]);
+        assert_eq!(n.iter().map(|n| n.status()).collect::<Vec<_>>(), ["resolved", "resolved"]);
+        assert!(n.iter().all(|n| n.group_labels == a.labels), "{n:?}");
     }
 
     #[test]

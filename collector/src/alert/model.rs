@@ -199,6 +199,12 @@ fn change_text(path: &str, before: Option<&FactValue>, after: Option<&FactValue>
 
 /// A hash of a label set, hex; the same labels give the same fingerprint.
 pub fn fingerprint(labels: &Labels) -> String {
+    fingerprint_of(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// [`fingerprint`] of label pairs given in name order, without copying
+/// them into a map.
+pub fn fingerprint_of<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut h = Sha256::new();
     for (k, v) in labels {
         h.update(k.as_bytes());

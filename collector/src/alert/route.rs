@@ -4,6 +4,7 @@
 //! routes deliver it. Children inherit receiver, grouping and timings from
 //! their parent unless they set their own.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -183,12 +184,34 @@ impl Route {
 
     /// The group key of `labels` on this route, and the grouping labels.
     pub fn group(&self, labels: &Labels) -> (String, Labels) {
-        let group_labels: Labels = match &self.group_by {
+        (self.group_key(labels), self.group_labels(labels))
+    }
+
+    /// The group key of `labels` on this route (nothing copied: it is
+    /// computed for every alert that comes in).
+    pub fn group_key(&self, labels: &Labels) -> String {
+        let fingerprint = match &self.group_by {
+            GroupBy::All => super::model::fingerprint(labels),
+            GroupBy::Labels(names) => {
+                // In name order, as the labels of the group are.
+                let picked: BTreeMap<&str, &str> = names.iter().filter_map(|n| labels.get(n).map(|v| (n.as_str(), v.as_str()))).collect();
+                super::model::fingerprint_of(picked)
+            }
+        };
+        format!("{}:{fingerprint}", self.id)
+    }
+
+    /// The labels `labels` are grouped by on this route.
+    pub fn group_labels(&self, labels: &Labels) -> Labels {
+        match &self.group_by {
             GroupBy::All => labels.clone(),
             GroupBy::Labels(names) => names.iter().filter_map(|n| labels.get(n).map(|v| (n.clone(), v.clone()))).collect(),
-        };
-        let key = format!("{}:{}", self.id, super::model::fingerprint(&group_labels));
-        (key, group_labels)
+        }
+    }
+
+    /// Whether this route groups by every label (a group holds one alert).
+    pub fn groups_by_all(&self) -> bool {
+        matches!(self.group_by, GroupBy::All)
     }
 
     /// Every route of the tree, depth first.
@@ -255,6 +278,23 @@ routes:
         assert_eq!(k1, k2);
         assert_ne!(k1, k3);
         assert_eq!(g, l(&[("asset", "a")]));
+    }
+
+    /// The key is the fingerprint of the group's labels in name order, as
+    /// it was when the key was computed from a copy of them: keys in the
+    /// notification log of an earlier version still match.
+    #[test]
+    fn the_group_key_is_the_fingerprint_of_the_group_labels() {
+        let cfg: RouteConfig =
+            serde_yaml::from_str("receiver: x\ngroup_by: [team, asset]\nroutes: [{receiver: x, group_by: ['...']}]").unwrap();
+        let t = Route::compile(&cfg, &["x".to_string()]).unwrap();
+        let labels = l(&[("team", "db"), ("asset", "a"), ("control", "x")]);
+        for route in [&t, &t.routes[0]] {
+            let want = format!("{}:{}", route.id, super::super::model::fingerprint(&route.group_labels(&labels)));
+            assert_eq!(route.group_key(&labels), want);
+        }
+        assert_eq!(t.group_labels(&labels), l(&[("asset", "a"), ("team", "db")]));
+        assert!(t.routes[0].groups_by_all() && !t.groups_by_all());
     }
 
     #[test]
