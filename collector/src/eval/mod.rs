@@ -270,6 +270,47 @@ impl PostureEntry {
     }
 }
 
+/// Posture of every (asset, control), nested by asset: a lookup (one per
+/// evaluation) borrows its keys, and only a new entry allocates them.
+#[derive(Default)]
+struct Posture(HashMap<String, HashMap<String, PostureEntry>>);
+
+impl Posture {
+    fn get(&self, asset_id: &str, control_id: &str) -> Option<&PostureEntry> {
+        self.0.get(asset_id)?.get(control_id)
+    }
+
+    fn insert(&mut self, asset_id: &str, control_id: &str, entry: PostureEntry) {
+        let controls = match self.0.get_mut(asset_id) {
+            Some(c) => c,
+            None => self.0.entry(asset_id.to_string()).or_default(),
+        };
+        match controls.get_mut(control_id) {
+            Some(e) => *e = entry,
+            None => {
+                controls.insert(control_id.to_string(), entry);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Keeps the entries for which `keep(asset, control, entry)` holds.
+    fn retain(&mut self, mut keep: impl FnMut(&str, &str, &PostureEntry) -> bool) {
+        self.0.retain(|asset, controls| {
+            controls.retain(|control, e| keep(asset, control, e));
+            !controls.is_empty()
+        });
+    }
+
+    /// Every (asset, control, entry).
+    fn iter(&self) -> impl Iterator<Item = (&String, &String, &PostureEntry)> {
+        self.0.iter().flat_map(|(a, controls)| controls.iter().map(move |(c, e)| (a, c, e)))
+    }
+}
+
 struct AssetState {
     asset: Asset,
     facts: FactMap,
@@ -312,7 +353,7 @@ enum Before {
 pub struct Engine {
     policies: Arc<PolicySet>,
     assets: HashMap<String, AssetState>,
-    posture: HashMap<(String, String), PostureEntry>,
+    posture: Posture,
     detector: detect::Detector,
     attributor: drift::Attributor,
     /// Detections failing (restored or fired) on an asset, so that ageing
@@ -337,7 +378,7 @@ impl Engine {
         Engine {
             policies,
             assets: HashMap::new(),
-            posture: HashMap::new(),
+            posture: Posture::default(),
             detector: detect::Detector::default(),
             attributor: drift::Attributor::new(attribution_window),
             detections_failing: Default::default(),
@@ -410,12 +451,12 @@ impl Engine {
         let entries: Vec<((String, String), PostureEntry)> = self
             .posture
             .iter()
-            .filter(|((a, c), e)| {
-                changed.contains(c)
+            .filter(|(a, c, e)| {
+                changed.contains(*c)
                     && matches!(e.status, Status::Fail | Status::Waived)
-                    && !(self.assets.contains_key(a) && which.iter().any(|i| p.controls[*i].control.id == *c))
+                    && !(self.assets.contains_key(*a) && which.iter().any(|i| p.controls[*i].control.id == **c))
             })
-            .map(|(k, e)| (k.clone(), e.clone()))
+            .map(|(a, c, e)| ((a.clone(), c.clone()), e.clone()))
             .collect();
         for ((asset_id, control_id), entry) in entries {
             let Some((_, c)) = p.get(&control_id) else { continue };
@@ -459,7 +500,7 @@ impl Engine {
                 self.detections_failing.insert((asset_id.clone(), i));
             }
         }
-        self.posture.insert((asset_id, control_id), entry);
+        self.posture.insert(&asset_id, &control_id, entry);
     }
 
     /// Replaces all posture by what the store holds (after a consumer-group
@@ -473,8 +514,6 @@ impl Engine {
         self.restored_labels = labels.into_iter().collect();
         self.posture.clear();
         self.detections_failing.clear();
-        let entries = entries.into_iter();
-        self.posture.reserve(entries.size_hint().0);
         for (asset, control, entry) in entries {
             self.restore(asset, control, entry);
         }
@@ -486,13 +525,13 @@ impl Engine {
         self.policies = policies;
         self.detector.clear();
         let p = self.policies.clone();
-        self.posture.retain(|(_, control), _| p.get(control).is_some());
+        self.posture.retain(|_, control, _| p.get(control).is_some());
         self.detections_failing.clear();
         let failing: Vec<(String, usize)> = self
             .posture
             .iter()
-            .filter(|(_, e)| e.status == Status::Fail)
-            .filter_map(|((a, c), _)| p.get(c).filter(|(_, c)| c.detect.is_some()).map(|(i, _)| (a.clone(), i)))
+            .filter(|(_, _, e)| e.status == Status::Fail)
+            .filter_map(|(a, c, _)| p.get(c).filter(|(_, c)| c.detect.is_some()).map(|(i, _)| (a.clone(), i)))
             .collect();
         self.detections_failing.extend(failing);
         let mut out = Applied::default();
@@ -542,7 +581,7 @@ impl Engine {
             if self.detector.is_firing(&asset, i) || changes.iter().any(|x| x.asset_id == asset && x.control == i) {
                 continue;
             }
-            let since = self.posture.get(&(asset.clone(), c.control.id.clone())).map(|p| p.since);
+            let since = self.posture.get(&asset, &c.control.id).map(|p| p.since);
             if since.is_none_or(|s| now - s > d.window) {
                 changes.push(detect::Change {
                     control: i,
@@ -615,7 +654,7 @@ impl Engine {
     }
 
     pub fn posture(&self, asset_id: &str, control_id: &str) -> Option<&PostureEntry> {
-        self.posture.get(&(asset_id.to_string(), control_id.to_string()))
+        self.posture.get(asset_id, control_id)
     }
 
     /// Applies a snapshot and evaluates. A delta older than what was
@@ -692,7 +731,7 @@ impl Engine {
         for ev in &evaluations {
             // Drift is a change of what the check said on trustworthy facts:
             // unknown spells and waivers do not count.
-            let from = self.posture.get(&(ev.asset_id.clone(), ev.control_id.clone())).and_then(|p| p.checked);
+            let from = self.posture.get(&ev.asset_id, &ev.control_id).and_then(|p| p.checked);
             if let Some(t) = self.track(ev) {
                 out.transitions.push(t);
             }
@@ -713,10 +752,10 @@ impl Engine {
     /// Updates posture with one evaluation; returns a transition if a
     /// violation opens or resolves.
     fn track(&mut self, ev: &Evaluation) -> Option<Transition> {
-        let key = (ev.asset_id.clone(), ev.control_id.clone());
-        let prev = self.posture.get(&key).cloned();
-        let open = prev.as_ref().and_then(|p| p.violation_id.clone());
-        let since = match &prev {
+        let prev = self.posture.get(&ev.asset_id, &ev.control_id);
+        let (previous, prev_checked) = (prev.map(|p| p.status), prev.and_then(|p| p.checked));
+        let open = prev.and_then(|p| p.violation_id.clone());
+        let since = match prev {
             Some(p) if p.status == ev.status => p.since,
             _ => ev.evaluated_at,
         };
@@ -737,15 +776,15 @@ impl Engine {
             // they are not evidence either way.
             (_, open) => (open, None),
         };
-        let checked = ev.checked.or(prev.as_ref().and_then(|p| p.checked));
-        self.posture.insert(key, PostureEntry { status: ev.status, since, last_evaluated: ev.evaluated_at, violation_id, checked });
-        let asset_labels = self.labels_of(&ev.asset_id);
+        let checked = ev.checked.or(prev_checked);
+        let entry = PostureEntry { status: ev.status, since, last_evaluated: ev.evaluated_at, violation_id, checked };
+        self.posture.insert(&ev.asset_id, &ev.control_id, entry);
         transition.map(|(violation_id, kind)| Transition {
             violation_id,
             kind,
-            previous: prev.map(|p| p.status),
+            previous,
             evaluation: ev.clone(),
-            asset_labels,
+            asset_labels: self.labels_of(&ev.asset_id),
         })
     }
 }
