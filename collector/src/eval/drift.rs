@@ -225,6 +225,7 @@ pub fn before_evidence(
     old: &BTreeMap<String, FactValue>,
     reads: &BTreeSet<FactPath>,
     constants: &BTreeSet<String>,
+    digests: &mut facts::ListDigests,
 ) -> BTreeMap<String, FactValue> {
     let under =
         |key: &str, roots: &[FactPath]| FactPath::parse(facts::evidence_path(key)).is_ok_and(|k| roots.iter().any(|r| k.starts_with(r)));
@@ -233,7 +234,7 @@ pub fn before_evidence(
     let reads: Vec<FactPath> = reads.iter().cloned().collect();
     for (k, v) in old {
         if under(k, &reads) {
-            facts::add_evidence(&mut before, k, v, constants);
+            facts::add_evidence(&mut before, k, v, constants, digests);
         }
     }
     // A path read now but absent before was null.
@@ -321,7 +322,8 @@ mod tests {
         let after = [("sshd.config.a".to_string(), FactValue::from("yes")), ("sshd.config.b".to_string(), FactValue::from("x"))].into();
         let old = [("sshd.config.a".to_string(), FactValue::from("no")), ("os.id".to_string(), FactValue::from("debian"))].into();
         let reads = [p("sshd.config.a"), p("sshd.config.b")].into();
-        let b = before_evidence(&after, &[p("sshd.config.a"), p("os.id")], &old, &reads, &BTreeSet::new());
+        let b =
+            before_evidence(&after, &[p("sshd.config.a"), p("os.id")], &old, &reads, &BTreeSet::new(), &mut facts::ListDigests::default());
         assert_eq!(b.get("sshd.config.a"), Some(&FactValue::from("no")));
         assert_eq!(b.get("sshd.config.b"), Some(&FactValue::from("x")));
         assert!(!b.contains_key("os.id"), "not read by the control");
@@ -334,16 +336,23 @@ mod tests {
             |extra: &[&str]| FactValue::List((0..100).map(|i| format!("lib{i}")).chain(extra.iter().map(|s| s.to_string())).collect());
         let (reads, constants) = ([p("packages.installed")].into(), ["telnetd".to_string()].into());
         let mut after = BTreeMap::new();
-        facts::add_evidence(&mut after, "packages.installed", &list(&["telnetd"]), &constants);
+        facts::add_evidence(&mut after, "packages.installed", &list(&["telnetd"]), &constants, &mut facts::ListDigests::default());
         let old = [("packages.installed".to_string(), list(&[]))].into();
-        let before = before_evidence(&after, &[p("packages.installed")], &old, &reads, &constants);
+        let before = before_evidence(&after, &[p("packages.installed")], &old, &reads, &constants, &mut facts::ListDigests::default());
         assert_eq!(before.get("packages.installed"), Some(&FactValue::List(vec![])));
         assert_eq!(before.get("packages.installed#items"), Some(&FactValue::Int(100)));
         let ev = Evaluation { evidence: after, ..drift(Utc::now(), "x", "a", "a").evaluation };
         let d = DriftEvent::new(Status::Pass, ev, before);
         assert_eq!(d.changed, ["packages.installed", "packages.installed#items", "packages.installed#sha256"]);
         // Installed where nothing was before: the path was null, no summary.
-        let before = before_evidence(&d.evaluation.evidence, &[p("packages.installed")], &BTreeMap::new(), &reads, &constants);
+        let before = before_evidence(
+            &d.evaluation.evidence,
+            &[p("packages.installed")],
+            &BTreeMap::new(),
+            &reads,
+            &constants,
+            &mut facts::ListDigests::default(),
+        );
         assert_eq!(before, [("packages.installed".to_string(), FactValue::Null)].into());
     }
 }

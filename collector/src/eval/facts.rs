@@ -72,14 +72,20 @@ pub const LIST_EVIDENCE_MAX: usize = 32;
 
 /// The evidence of a result: the facts at or below each path the check
 /// `reads` (a path with nothing under it as `null`, so evidence shows what
-/// was missing), long lists summarized by the check's string `constants`.
-pub fn evidence(facts: &FactMap, reads: &BTreeSet<FactPath>, constants: &BTreeSet<String>) -> BTreeMap<String, FactValue> {
+/// was missing), long lists summarized by the check's string `constants`
+/// (their digests kept in `digests` for the next check on the same facts).
+pub fn evidence(
+    facts: &FactMap,
+    reads: &BTreeSet<FactPath>,
+    constants: &BTreeSet<String>,
+    digests: &mut ListDigests,
+) -> BTreeMap<String, FactValue> {
     let mut out = BTreeMap::new();
     for prefix in reads {
         let p = prefix.to_string();
         let mut found = false;
         for (k, v) in under(facts, &p) {
-            add_evidence(&mut out, k, v, constants);
+            add_evidence(&mut out, k, v, constants, digests);
             found = true;
         }
         if !found {
@@ -96,7 +102,13 @@ pub fn evidence(facts: &FactMap, reads: &BTreeSet<FactPath>, constants: &BTreeSe
 /// characters or more), with `<path>#items` its length and
 /// `<path>#sha256` the SHA-256 of its JSON text, the `value` of its row in
 /// `facts`, against which the whole list can be checked.
-pub fn add_evidence(evidence: &mut BTreeMap<String, FactValue>, path: &str, value: &FactValue, constants: &BTreeSet<String>) {
+pub fn add_evidence(
+    evidence: &mut BTreeMap<String, FactValue>,
+    path: &str,
+    value: &FactValue,
+    constants: &BTreeSet<String>,
+    digests: &mut ListDigests,
+) {
     let FactValue::List(items) = value else {
         evidence.insert(path.to_string(), value.clone());
         return;
@@ -107,10 +119,27 @@ pub fn add_evidence(evidence: &mut BTreeMap<String, FactValue>, path: &str, valu
     }
     let named = |item: &String| constants.contains(item) || constants.iter().any(|c| c.len() >= 3 && item.contains(c.as_str()));
     let kept: Vec<String> = items.iter().filter(|i| named(i)).cloned().collect();
-    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(value.to_json().as_bytes()));
+    let digest = digests.of(path, value);
     evidence.insert(format!("{path}{ITEMS}"), FactValue::Int(items.len() as i64));
     evidence.insert(format!("{path}{SHA256}"), FactValue::Str(digest));
     evidence.insert(path.to_string(), FactValue::List(kept));
+}
+
+/// The SHA-256 of long lists' JSON by fact path, for one set of facts: a
+/// dozen package controls read the same list, which is serialized and
+/// hashed once.
+#[derive(Debug, Default)]
+pub struct ListDigests(HashMap<String, String>);
+
+impl ListDigests {
+    fn of(&mut self, path: &str, value: &FactValue) -> String {
+        if let Some(d) = self.0.get(path) {
+            return d.clone();
+        }
+        let d = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(value.to_json().as_bytes()));
+        self.0.insert(path.to_string(), d.clone());
+        d
+    }
 }
 
 const ITEMS: &str = "#items";
@@ -200,7 +229,8 @@ mod tests {
         let f = facts(&[("packages.installed", list.clone()), ("sshd.config.port", "22".into()), ("os.id", "debian".into())]);
         let reads = ["packages.installed", "sshd.config", "sshd.config.port", "files"].map(|p| FactPath::parse(p).unwrap()).into();
         let constants = ["telnet".to_string(), "rsh".to_string(), "x".to_string()].into();
-        let e = evidence(&f, &reads, &constants);
+        let mut digests = ListDigests::default();
+        let e = evidence(&f, &reads, &constants, &mut digests);
         let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(list.to_json().as_bytes()));
         let expected: BTreeMap<String, FactValue> = [
             ("packages.installed", FactValue::List(vec!["telnetd".into(), "inetutils-telnet".into()])),
@@ -214,6 +244,8 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         assert_eq!(e, expected);
+        assert_eq!(evidence(&f, &reads, &constants, &mut digests), expected, "again, the digest from the cache");
+        assert_eq!(digests.0.len(), 1);
         assert_eq!(evidence_path("packages.installed#sha256"), "packages.installed");
         assert_eq!(evidence_path(r#"files["/a#items"]"#), r#"files["/a#items"]"#);
     }
@@ -222,7 +254,7 @@ mod tests {
     fn short_lists_are_evidence_as_they_are() {
         let list = packages(LIST_EVIDENCE_MAX, &[]);
         let f = facts(&[("packages.installed", list.clone())]);
-        let e = evidence(&f, &[FactPath::parse("packages.installed").unwrap()].into(), &BTreeSet::new());
+        let e = evidence(&f, &[FactPath::parse("packages.installed").unwrap()].into(), &BTreeSet::new(), &mut ListDigests::default());
         assert_eq!(e, [("packages.installed".to_string(), list)].into());
     }
 

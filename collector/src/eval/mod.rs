@@ -145,6 +145,7 @@ fn evaluate(
     let root = crate::policy::cel::root_context();
     let mut ctx = root.new_inner_scope();
     ctx.set_variable_resolver(vars);
+    let mut digests = facts::ListDigests::default();
     controls
         .filter(|c| c.applies_to(asset.kind, &asset.labels))
         // Without the asset's full snapshot (a restart, a rebalance: posture
@@ -170,7 +171,7 @@ fn evaluate(
                     message = Some(w.describe());
                 }
             }
-            let evidence = facts::evidence(facts, &c.reads, &c.constants);
+            let evidence = facts::evidence(facts, &c.reads, &c.constants, &mut digests);
             Evaluation {
                 asset_id: asset.id.clone(),
                 control_id: c.control.id.clone(),
@@ -728,6 +729,7 @@ impl Engine {
     /// Tracks posture for fact-check evaluations, collecting transitions
     /// and drift events into `out`.
     fn track_all(&mut self, evaluations: Vec<Evaluation>, before: &Before, out: &mut Applied) {
+        let mut digests = facts::ListDigests::default(); // of `before`'s facts
         for ev in &evaluations {
             // Drift is a change of what the check said on trustworthy facts:
             // unknown spells and waivers do not count.
@@ -739,8 +741,8 @@ impl Engine {
             let Some(from) = from.filter(|f| *f != to) else { continue };
             let Some((_, c)) = self.policies.get(&ev.control_id) else { continue };
             let before = match before {
-                Before::All(old) => facts::evidence(old, &c.reads, &c.constants),
-                Before::Changed(changed, old) => drift::before_evidence(&ev.evidence, changed, old, &c.reads, &c.constants),
+                Before::All(old) => facts::evidence(old, &c.reads, &c.constants, &mut digests),
+                Before::Changed(changed, old) => drift::before_evidence(&ev.evidence, changed, old, &c.reads, &c.constants, &mut digests),
             };
             let mut d = drift::DriftEvent::new(from, ev.clone(), before);
             d.asset_labels = self.labels_of(&ev.asset_id);
@@ -1019,6 +1021,28 @@ mod tests {
         let r = e.replace_waivers(Arc::new(revoked), now + chrono::Duration::seconds(1));
         assert_eq!(r.evaluations[0].status, Status::Fail);
         assert_eq!(r.transitions[0].kind, TransitionKind::Opened);
+    }
+
+    /// Posture nested by asset: an update replaces, retain drops assets
+    /// left with nothing, iteration sees every pair.
+    #[test]
+    fn posture_is_kept_by_asset_and_control() {
+        let at = Utc::now();
+        let entry = |s| PostureEntry::restored(s, at, at, None);
+        let mut p = Posture::default();
+        p.insert("a", "x", entry(Status::Pass));
+        p.insert("a", "y", entry(Status::Fail));
+        p.insert("b", "x", entry(Status::Pass));
+        p.insert("a", "x", entry(Status::Fail));
+        assert_eq!(p.get("a", "x").map(|e| e.status), Some(Status::Fail), "replaced");
+        assert_eq!(p.iter().count(), 3);
+        p.retain(|_, control, _| control == "y");
+        let left: Vec<(&String, &String, &PostureEntry)> = p.iter().collect();
+        assert_eq!(left.len(), 1);
+        assert_eq!((left[0].0.as_str(), left[0].1.as_str()), ("a", "y"));
+        assert!(!p.0.contains_key("b"), "an asset left with nothing is dropped");
+        p.clear();
+        assert!(p.get("a", "y").is_none());
     }
 
     #[test]
