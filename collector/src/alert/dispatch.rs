@@ -796,8 +796,8 @@ mod tests {
         let still = at(t0, alert("web-1", "high", false));
         let gone = at(t0, alert("web-2", "high", false));
         // Before the restart both were notified; now only web-1 fires.
-        let (k1, _) = d.route.group(&still.labels);
-        let (k2, _) = d.route.group(&gone.labels);
+        let k1 = d.route.group_key(&still.labels);
+        let k2 = d.route.group_key(&gone.labels);
         let sent = |k: &str, a: &Alert| Sent {
             receiver: "slack".into(),
             group_key: k.into(),
@@ -826,7 +826,7 @@ mod tests {
         let route = d.route.clone();
         let logged = |a: &Alert, at: DateTime<Utc>, firing: bool| Sent {
             receiver: "slack".into(),
-            group_key: route.group(&a.labels).0,
+            group_key: route.group_key(&a.labels),
             // The log keeps seconds.
             at: at.with_nanosecond(0).unwrap(),
             firing: if firing { [a.fingerprint()].into() } else { Default::default() },

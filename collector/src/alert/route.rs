@@ -182,11 +182,6 @@ impl Route {
         true
     }
 
-    /// The group key of `labels` on this route, and the grouping labels.
-    pub fn group(&self, labels: &Labels) -> (String, Labels) {
-        (self.group_key(labels), self.group_labels(labels))
-    }
-
     /// The group key of `labels` on this route (nothing copied: it is
     /// computed for every alert that comes in).
     pub fn group_key(&self, labels: &Labels) -> String {
@@ -272,9 +267,10 @@ routes:
     #[test]
     fn groups_by_the_chosen_labels() {
         let t = tree();
-        let (k1, g) = t.group(&l(&[("asset", "a"), ("control", "x")]));
-        let (k2, _) = t.group(&l(&[("asset", "a"), ("control", "y")]));
-        let (k3, _) = t.group(&l(&[("asset", "b"), ("control", "x")]));
+        let k1 = t.group_key(&l(&[("asset", "a"), ("control", "x")]));
+        let g = t.group_labels(&l(&[("asset", "a"), ("control", "x")]));
+        let k2 = t.group_key(&l(&[("asset", "a"), ("control", "y")]));
+        let k3 = t.group_key(&l(&[("asset", "b"), ("control", "x")]));
         assert_eq!(k1, k2);
         assert_ne!(k1, k3);
         assert_eq!(g, l(&[("asset", "a")]));
