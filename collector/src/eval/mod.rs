@@ -105,7 +105,15 @@ pub fn evaluate_all(
     at: DateTime<Utc>,
 ) -> Vec<Evaluation> {
     let vars = facts::CelFacts::build(facts);
-    let input = Input { asset, vars: &vars, facts, complete: true, stale: None, waivers: &crate::waiver::Waivers::default() };
+    let input = Input {
+        asset,
+        vars: &vars,
+        facts,
+        complete: true,
+        stale: None,
+        waivers: &crate::waiver::Waivers::default(),
+        waivers_at: DateTime::<Utc>::MIN_UTC,
+    };
     evaluate(policies, None, &input, snapshot_id, sequence, at)
 }
 
@@ -122,6 +130,9 @@ struct Input<'a> {
     /// The sequence gap (last applied, first after) while stale.
     stale: Option<(i64, i64)>,
     waivers: &'a crate::waiver::Waivers,
+    /// Waivers are looked at no earlier than this (see
+    /// `Engine::waivers_applied_at`).
+    waivers_at: DateTime<Utc>,
 }
 
 /// Evaluates the controls at `which` (indexes into `policies.controls`;
@@ -134,7 +145,7 @@ fn evaluate(
     sequence: i64,
     at: DateTime<Utc>,
 ) -> Vec<Evaluation> {
-    let Input { asset, vars, facts, complete, stale, waivers } = *input;
+    let Input { asset, vars, facts, complete, stale, waivers, waivers_at } = *input;
     let controls: Box<dyn Iterator<Item = &CompiledControl>> = match which {
         Some([]) => return Vec::new(),
         Some(w) => Box::new(w.iter().filter_map(|i| policies.controls.get(*i))),
@@ -166,7 +177,7 @@ fn evaluate(
                 ));
             }
             if status == Status::Fail {
-                if let Some(w) = waivers.for_control(&c.control.id, &asset.id, &asset.labels, at) {
+                if let Some(w) = waivers.for_control(&c.control.id, &asset.id, &asset.labels, at.max(waivers_at)) {
                     status = Status::Waived;
                     message = Some(w.describe());
                 }
@@ -329,8 +340,16 @@ struct AssetState {
 }
 
 impl AssetState {
-    fn input<'a>(&'a self, waivers: &'a crate::waiver::Waivers) -> Input<'a> {
-        Input { asset: &self.asset, vars: &self.cel, facts: &self.facts, complete: self.complete, stale: self.stale_since, waivers }
+    fn input<'a>(&'a self, waivers: &'a crate::waiver::Waivers, waivers_at: DateTime<Utc>) -> Input<'a> {
+        Input {
+            asset: &self.asset,
+            vars: &self.cel,
+            facts: &self.facts,
+            complete: self.complete,
+            stale: self.stale_since,
+            waivers,
+            waivers_at,
+        }
     }
 }
 
@@ -364,6 +383,14 @@ pub struct Engine {
     /// (waiver id, control id) of the control waivers in force when last
     /// looked at; a change re-evaluates those controls.
     waivers_in_force: std::collections::BTreeSet<(String, String)>,
+    /// The time up to which waivers coming into force or ending were
+    /// applied to posture. A record observed earlier but evaluated after
+    /// (a backlog, an agent that was cut off) is judged by the waivers of
+    /// this time, not of its own: the transitions between were applied
+    /// before it arrived, and judging it by older waivers would leave
+    /// posture out of step with them (a violation raised for a control
+    /// waived now, or none for one whose waiver has since expired).
+    waivers_applied_at: DateTime<Utc>,
     /// An asset silent this long is not re-evaluated on its old facts
     /// (policy reloads, waiver changes); [`silence`] marks it unknown.
     unknown_after: Option<chrono::Duration>,
@@ -385,6 +412,7 @@ impl Engine {
             detections_failing: Default::default(),
             waivers: Default::default(),
             waivers_in_force: Default::default(),
+            waivers_applied_at: DateTime::<Utc>::MIN_UTC,
             unknown_after: None,
             restored_labels: HashMap::new(),
         }
@@ -428,6 +456,7 @@ impl Engine {
     /// (its violation resolves), and an expired waiver's control fails
     /// again (a new violation opens and is alerted).
     fn refresh_waivers(&mut self, now: DateTime<Utc>) -> Applied {
+        self.waivers_applied_at = self.waivers_applied_at.max(now);
         let in_force = self.waivers.control_waivers_in_force(now);
         let mut out = Applied::default();
         if in_force == self.waivers_in_force {
@@ -443,7 +472,7 @@ impl Engine {
         let ids = self.current_assets(now);
         for id in &ids {
             let state = &self.assets[id];
-            let input = state.input(&self.waivers);
+            let input = state.input(&self.waivers, self.waivers_applied_at);
             let evaluations = evaluate(&p, Some(&which), &input, &change_id, state.sequence, now);
             self.track_all(evaluations, &Before::Changed(Vec::new(), FactMap::new()), &mut out);
         }
@@ -538,7 +567,7 @@ impl Engine {
         let mut out = Applied::default();
         for id in self.current_assets(at) {
             let state = &self.assets[&id];
-            let input = state.input(&self.waivers);
+            let input = state.input(&self.waivers, self.waivers_applied_at);
             let evaluations = evaluate(&self.policies, None, &input, "policy-reload", state.sequence, at);
             let before = Before::Changed(Vec::new(), FactMap::new());
             self.track_all(evaluations, &before, &mut out);
@@ -608,7 +637,8 @@ impl Engine {
         for ch in changes {
             let Some(c) = self.policies.controls.get(ch.control) else { continue };
             let labels = self.assets.get(&ch.asset_id).map(|a| a.asset.labels.clone()).unwrap_or_default();
-            let waiver = if ch.firing { self.waivers.for_control(&c.control.id, &ch.asset_id, &labels, ch.at) } else { None };
+            let at = ch.at.max(self.waivers_applied_at);
+            let waiver = if ch.firing { self.waivers.for_control(&c.control.id, &ch.asset_id, &labels, at) } else { None };
             let checked = if ch.firing { Status::Fail } else { Status::Pass };
             let evaluation = Evaluation {
                 asset_id: ch.asset_id.clone(),
@@ -719,7 +749,7 @@ impl Engine {
         };
         state.asset = snap.asset.clone();
         state.sequence = snap.sequence;
-        let input = state.input(&self.waivers);
+        let input = state.input(&self.waivers, self.waivers_applied_at);
         let evaluations = evaluate(&self.policies, which.as_deref(), &input, &snap.snapshot_id, snap.sequence, snap.collected_at);
         let mut out = Applied::default();
         self.track_all(evaluations, &before, &mut out);
@@ -1004,6 +1034,37 @@ mod tests {
         f.replace_waivers(other, now);
         let b = f.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
         assert_eq!(status(&b, "root"), Status::Fail);
+    }
+
+    /// A record observed before a waiver came into force but evaluated
+    /// after is judged by the waivers posture was brought up to: waived,
+    /// no violation; and one observed while a waiver was in force but
+    /// evaluated after it expired fails.
+    #[test]
+    fn a_late_record_is_judged_by_the_waivers_applied_since() {
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
+        let now = Utc::now();
+        let mut late = snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[]);
+        late.collected_at = now - chrono::Duration::seconds(30);
+        e.replace_waivers(root_waiver(now - chrono::Duration::seconds(1), now + chrono::Duration::days(1)), now);
+        let a = e.apply(&late);
+        assert_eq!(status(&a, "root"), Status::Waived);
+        assert!(a.transitions.is_empty(), "no violation for a control waived now");
+
+        let mut f = Engine::new(policies(), chrono::Duration::minutes(10));
+        f.replace_waivers(root_waiver(now - chrono::Duration::hours(1), now - chrono::Duration::seconds(1)), now);
+        let b = f.apply(&late);
+        assert_eq!(status(&b, "root"), Status::Fail, "the waiver had expired when the record was evaluated");
+        assert_eq!(b.transitions.len(), 1);
+        // A record newer than the waivers applied is judged at its own time.
+        let mut g = Engine::new(policies(), chrono::Duration::minutes(10));
+        let then = now - chrono::Duration::hours(1);
+        g.replace_waivers(root_waiver(then, now - chrono::Duration::minutes(30)), then);
+        let mut old = late.clone();
+        old.collected_at = now - chrono::Duration::minutes(45);
+        assert_eq!(status(&g.apply(&old), "root"), Status::Waived);
+        (old.collected_at, old.sequence) = (now - chrono::Duration::minutes(15), 2);
+        assert_eq!(status(&g.apply(&old), "root"), Status::Fail);
     }
 
     #[test]
