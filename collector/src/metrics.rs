@@ -25,6 +25,9 @@ pub struct Metrics {
     /// From a batch's first record to the start of its write.
     pub batch_wait_seconds: Histogram,
     pub store_seconds: Histogram,
+    /// The consumer loop waiting for the batch in flight to be stored
+    /// before it could put the next one in flight: the store's back-pressure.
+    pub store_wait_seconds: Histogram,
     pub evaluate_seconds: Histogram,
     /// `receiver`, `outcome` (`delivered`, `failed`, `retried`).
     pub notifications: IntCounterVec,
@@ -100,6 +103,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             latency(),
         ),
         store_seconds: histogram(&r, "store_seconds", "Time to write a batch's rows, retries included.", latency()),
+        store_wait_seconds: histogram(
+            &r,
+            "store_wait_seconds",
+            "Time the consumer loop waited for the batch being stored before it could store the next (the store's back-pressure).",
+            latency(),
+        ),
         evaluate_seconds: histogram(
             &r,
             "evaluate_seconds",

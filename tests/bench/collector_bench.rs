@@ -614,6 +614,8 @@ struct Measured {
     rows: f64,
     eval_secs: f64,
     store_secs: f64,
+    /// The consumer loop waiting for a store before the next could start.
+    store_wait_secs: f64,
     /// CPU seconds ClickHouse and the broker used from the collector's
     /// first record to its last.
     services_cpu: (f64, f64),
@@ -627,7 +629,7 @@ fn measure(coll: &mut Child, api: u16, total: u64, work: &Path) -> Result<Measur
     let started = Instant::now();
     let (mut first_at, mut lag_series) = (None::<Instant>, Vec::new());
     let (mut done_at, mut rows, mut rss) = (None::<Instant>, 0.0, 0.0);
-    let (mut eval_secs, mut store_secs, mut cpu_at_first) = (0.0, 0.0, 0.0);
+    let (mut eval_secs, mut store_secs, mut store_wait_secs, mut cpu_at_first) = (0.0, 0.0, 0.0, 0.0);
     let mut services_at_first = (0.0, 0.0);
     while done_at.is_none() {
         if started.elapsed() > Duration::from_secs(1800) {
@@ -657,6 +659,7 @@ fn measure(coll: &mut Child, api: u16, total: u64, work: &Path) -> Result<Measur
             rows = metric(&text, "driftwatch_rows_stored_total", "");
             eval_secs = metric(&text, "driftwatch_evaluate_seconds_sum", "");
             store_secs = metric(&text, "driftwatch_store_seconds_sum", "");
+            store_wait_secs = metric(&text, "driftwatch_store_wait_seconds_sum", "");
         }
     }
     let (first_at, done_at) = (first_at.unwrap_or(started), done_at.unwrap_or(started));
@@ -665,7 +668,19 @@ fn measure(coll: &mut Child, api: u16, total: u64, work: &Path) -> Result<Measur
     let services_now = services_cpu();
     let services_cpu = (services_now.0 - services_at_first.0, services_now.1 - services_at_first.1);
     let startup = first_at.duration_since(started).as_secs_f64();
-    Ok(Measured { startup, rate: total as f64 / secs, secs, cpu, rss, rows, eval_secs, store_secs, services_cpu, lag_series })
+    Ok(Measured {
+        startup,
+        rate: total as f64 / secs,
+        secs,
+        cpu,
+        rss,
+        rows,
+        eval_secs,
+        store_secs,
+        store_wait_secs,
+        services_cpu,
+        lag_series,
+    })
 }
 
 /// Prints one phase: both consumers and their ratio.
@@ -686,7 +701,10 @@ fn report(bare: &Bare, c: &Measured) {
     );
     println!("  ratio collector / bare:      {:>9.2}  (goal ≥ 0.60)", c.rate / bare.rate);
     println!("  ClickHouse rows:             {:>9.0} rows/s ({:.0} rows)", c.rows / c.secs, c.rows);
-    println!("  where the time went:         evaluating snapshots {:.1} s, waiting for ClickHouse {:.1} s", c.eval_secs, c.store_secs);
+    println!(
+        "  where the time went:         evaluating snapshots {:.1} s, storing {:.1} s (beside the loop), the loop waiting for a store {:.1} s",
+        c.eval_secs, c.store_secs, c.store_wait_secs
+    );
     println!(
         "  CPU of the services:         ClickHouse {:.1} s, broker {:.1} s (in the collector's {:.1} s)",
         c.services_cpu.0, c.services_cpu.1, c.secs

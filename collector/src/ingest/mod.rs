@@ -250,7 +250,8 @@ pub trait Source: Send {
 /// How the consumer loop batches and what it watches besides records.
 pub struct LoopOptions {
     pub max_messages: usize,
-    /// The longest a record waits for its batch to close.
+    /// The longest a record waits for its batch to close, unless the
+    /// batch before is still being stored (see [`next_record`]).
     pub max_wait: std::time::Duration,
     /// With no batch in flight, a batch closes once no record has come
     /// for this long (see [`next_record`]).
@@ -366,7 +367,8 @@ pub async fn run<S: Source>(
 /// with none in flight, until `linger_until` (set to `linger` from now when
 /// the batch in flight lands; like Kafka's `linger.ms`, counted from the
 /// start, not from the last record: a steady trickle of records does not
-/// hold a batch until `deadline`). Never past `deadline`.
+/// hold a batch until `deadline`). Past `deadline` only while a batch is
+/// in flight: this one cannot be stored before that one lands anyway.
 async fn next_record<S: Source>(
     source: &mut S,
     in_flight: &mut InFlight<S::Ack>,
@@ -375,29 +377,29 @@ async fn next_record<S: Source>(
     linger: std::time::Duration,
 ) -> anyhow::Result<Option<(Message, S::Ack)>> {
     loop {
-        if in_flight.is_none() && linger_until.is_none() {
-            // The batch in flight landed elsewhere (a reassignment).
-            *linger_until = Some(tokio::time::Instant::now() + linger);
+        if in_flight.is_some() {
+            // Past `deadline` too: closing now would not store this batch
+            // any sooner (it would wait for that one to land), and records
+            // not taken meanwhile would wait unevaluated.
+            tokio::select! {
+                r = source.recv() => return Ok(r),
+                r = stored(in_flight) => {
+                    r?;
+                    if let Some((_, acks)) = in_flight.take() {
+                        source.commit(acks).await;
+                    }
+                    *linger_until = Some(tokio::time::Instant::now() + linger);
+                }
+            }
+            continue;
         }
-        let until = deadline.min(linger_until.unwrap_or(deadline));
-        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        // The batch in flight landed elsewhere (a reassignment).
+        let linger_until = *linger_until.get_or_insert_with(|| tokio::time::Instant::now() + linger);
+        let left = deadline.min(linger_until).saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
             return Ok(None);
         }
-        if in_flight.is_none() {
-            return Ok(tokio::time::timeout(left, source.recv()).await.ok().flatten());
-        }
-        tokio::select! {
-            r = source.recv() => return Ok(r),
-            r = stored(in_flight) => {
-                r?;
-                if let Some((_, acks)) = in_flight.take() {
-                    source.commit(acks).await;
-                }
-                *linger_until = Some(tokio::time::Instant::now() + linger);
-            }
-            () = tokio::time::sleep(left) => return Ok(None),
-        }
+        return Ok(tokio::time::timeout(left, source.recv()).await.ok().flatten());
     }
 }
 
@@ -419,7 +421,9 @@ async fn stored<A>(in_flight: &mut InFlight<A>) -> anyhow::Result<()> {
 /// Waits for the batch in flight to be stored, then acknowledges it.
 async fn land<S: Source>(source: &mut S, in_flight: &mut InFlight<S::Ack>) -> anyhow::Result<()> {
     if in_flight.is_some() {
+        let timer = crate::metrics::METRICS.store_wait_seconds.start_timer();
         stored(in_flight).await?;
+        timer.observe_duration();
         if let Some((_, acks)) = in_flight.take().filter(|(_, acks)| !acks.is_empty()) {
             source.commit(acks).await;
         }
@@ -540,5 +544,29 @@ mod tests {
             .is_some()
         {}
         assert!(start.elapsed() <= linger + Duration::from_millis(2), "closed after {:?}", start.elapsed());
+    }
+
+    /// While a batch is being stored the next one fills past `max_wait`
+    /// (it could not be stored sooner), and closes as soon as the batch
+    /// in flight landed.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_store_does_not_stop_the_next_batch_filling() {
+        let store = Duration::from_millis(300);
+        let mut in_flight: InFlight<()> = Some((tokio::spawn(tokio::time::sleep(store)), vec![()]));
+        let mut source = Trickle;
+        let start = Instant::now();
+        let mut linger_until = None;
+        let mut records = 0;
+        while next_record(&mut source, &mut in_flight, start + Duration::from_millis(100), &mut linger_until, Duration::from_millis(10))
+            .await
+            .unwrap()
+            .is_some()
+        {
+            records += 1;
+        }
+        assert!(in_flight.is_none(), "the batch in flight landed and was acknowledged");
+        let closed = start.elapsed();
+        assert!(closed >= store && closed <= store + Duration::from_millis(3), "closed after {closed:?}");
+        assert!(records >= 150, "records kept coming in while the store worked: {records}");
     }
 }
