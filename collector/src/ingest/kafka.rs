@@ -51,6 +51,9 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
 /// it evaluates a record of a newly assigned partition.
 struct RebalanceContext {
     assigned: AtomicBool,
+    /// Wakes the loop at an assignment, so that posture is read back while
+    /// the first records of the new partitions are fetched.
+    wake: Arc<tokio::sync::Notify>,
     /// Partition 0 of this topic decides who runs fleet-wide work (SLOs).
     leader_topic: String,
     leader: Arc<AtomicBool>,
@@ -78,6 +81,7 @@ impl ConsumerContext for RebalanceContext {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
                 self.assigned.store(true, Ordering::SeqCst);
+                self.wake.notify_one();
                 if tpl.elements().iter().any(|e| e.topic() == self.leader_topic && e.partition() == 0) {
                     tracing::info!(topic = %self.leader_topic, "this collector now runs fleet-wide work (SLOs)");
                     self.leader.store(true, Ordering::SeqCst);
@@ -133,7 +137,12 @@ impl KafkaSource {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("statistics.interval.ms", "10000")
-            .create_with_context(RebalanceContext { assigned: AtomicBool::new(false), leader_topic: cfg.topics.sla.clone(), leader })
+            .create_with_context(RebalanceContext {
+                assigned: AtomicBool::new(false),
+                wake: Arc::default(),
+                leader_topic: cfg.topics.sla.clone(),
+                leader,
+            })
             .map_err(|e| anyhow::anyhow!("Kafka consumer for {}: {e}", cfg.brokers))?;
         let dlq: FutureProducer = client_config(cfg, &[])
             .set("enable.idempotence", "true")
@@ -221,6 +230,10 @@ impl Source for KafkaSource {
 
     fn reassigned(&mut self) -> bool {
         self.consumer.context().assigned.swap(false, Ordering::SeqCst)
+    }
+
+    fn reassignments(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.consumer.context().wake.clone())
     }
 
     async fn upkeep(&mut self) {

@@ -103,10 +103,19 @@ impl Pipeline {
     /// rebalance, before any record of a newly assigned partition is
     /// evaluated).
     pub async fn restore_posture(&mut self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         let restored = self.store.load_posture().await?;
         let labels = self.store.asset_labels().await?;
-        tracing::info!(entries = restored.len(), assets = labels.len(), "restored posture from the store");
+        let read = started.elapsed();
+        let (entries, assets) = (restored.len(), labels.len());
         self.engine.replace_posture(restored, labels);
+        tracing::info!(
+            entries,
+            assets,
+            read_ms = read.as_millis() as u64,
+            applied_ms = (started.elapsed() - read).as_millis() as u64,
+            "restored posture from the store"
+        );
         Ok(())
     }
 
@@ -239,6 +248,12 @@ pub trait Source: Send {
         false
     }
 
+    /// Notified when [`Self::reassigned`] turns true, for a loop to notice
+    /// a rebalance before the first record (`None`: it never does).
+    fn reassignments(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// The records of `acks` (in receive order) are stored.
     async fn commit(&mut self, acks: Vec<Self::Ack>);
 
@@ -284,6 +299,13 @@ pub async fn run<S: Source>(
     let mut ticker = tokio::time::interval(opts.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut in_flight: InFlight<S::Ack> = None;
+    let reassignments = source.reassignments();
+    let reassignment = || async {
+        match &reassignments {
+            Some(n) => n.notified().await,
+            None => std::future::pending().await,
+        }
+    };
 
     while !*shutdown.borrow() {
         // Wait for the first record of a batch; meanwhile acknowledge the
@@ -299,15 +321,15 @@ pub async fn run<S: Source>(
                 }
                 continue;
             }
+            () = reassignment() => {
+                // Partitions assigned and no record yet: posture now, while
+                // the consumer fetches their first records.
+                take_over_idle(&mut source, &mut pipeline, &mut in_flight, &mut waivers).await?;
+                continue;
+            }
             _ = ticker.tick() => {
                 source.upkeep().await;
-                if source.reassigned() {
-                    // Partitions assigned and no record yet: posture now
-                    // (and, at a start, the waivers over it).
-                    let (mut pending, mut acks) = (Pipeline::new_pending(), Vec::new());
-                    take_over(&mut source, &mut pipeline, &mut in_flight, &mut pending, &mut acks, &mut waivers).await?;
-                    finish(&mut source, &mut pipeline, &mut in_flight, pending, acks).await?;
-                }
+                take_over_idle(&mut source, &mut pipeline, &mut in_flight, &mut waivers).await?;
                 if in_flight.is_none() {
                     // Everything received is stored: what was skipped
                     // since (dead letters) is acknowledged too.
@@ -470,6 +492,22 @@ async fn take_over<S: Source>(
         pipeline.engine.forget_waivers_in_force();
         let set = waivers.borrow_and_update().clone();
         pipeline.replace_waivers(set, pending);
+    }
+    Ok(())
+}
+
+/// [`take_over`] between batches, if partitions were assigned (at a
+/// start, the waivers are applied over the posture read).
+async fn take_over_idle<S: Source>(
+    source: &mut S,
+    pipeline: &mut Pipeline,
+    in_flight: &mut InFlight<S::Ack>,
+    waivers: &mut tokio::sync::watch::Receiver<Arc<crate::waiver::Waivers>>,
+) -> anyhow::Result<()> {
+    if source.reassigned() {
+        let (mut pending, mut acks) = (Pipeline::new_pending(), Vec::new());
+        take_over(source, pipeline, in_flight, &mut pending, &mut acks, waivers).await?;
+        finish(source, pipeline, in_flight, pending, acks).await?;
     }
     Ok(())
 }
