@@ -13,6 +13,23 @@ mod cli;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Transparent huge pages off for this process. mimalloc asks for them
+/// (`MADV_HUGEPAGE`) on its arenas, and the first touch of each 2 MiB
+/// there had the kernel zero the whole huge page: 15 % of the collector's
+/// CPU through a storm of first snapshots, 2 MiB at a time whether or not
+/// it was all used (BENCHMARKS.md). Best effort: an error leaves them on.
+#[cfg(target_os = "linux")]
+fn no_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes integers and reads no memory.
+    let r = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if r != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "could not turn transparent huge pages off");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn no_transparent_huge_pages() {}
+
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use driftwatch_collector::store::prelude::*;
@@ -270,6 +287,7 @@ fn init_logging(format: LogFormat) {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    no_transparent_huge_pages();
     match dispatch(cli.command).await {
         Ok(code) => code,
         Err(e) => {
