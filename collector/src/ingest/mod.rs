@@ -415,7 +415,8 @@ async fn next_record<S: Source>(
             }
             continue;
         }
-        // The batch in flight landed elsewhere (a reassignment).
+        // None set: the batch in flight landed elsewhere (a reassignment);
+        // linger from now.
         let linger_until = *linger_until.get_or_insert_with(|| tokio::time::Instant::now() + linger);
         let left = deadline.min(linger_until).saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
