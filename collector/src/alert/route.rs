@@ -73,6 +73,12 @@ fn duration(field: &str, text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{field}: {text:?}: {e} (e.g. \"30s\", \"5m\", \"4h\")"))
 }
 
+/// The labels among `labels` named in `names`, borrowed, in name order
+/// (as a group's labels are, and its key's fingerprint reads them).
+fn picked<'a>(names: &'a [String], labels: &'a Labels) -> BTreeMap<&'a str, &'a str> {
+    names.iter().filter_map(|n| labels.get(n).map(|v| (n.as_str(), v.as_str()))).collect()
+}
+
 impl Route {
     /// Compiles `cfg` with the root defaults (receiver required at the root).
     pub fn compile(cfg: &RouteConfig, receivers: &[String]) -> Result<Route, Vec<String>> {
@@ -187,11 +193,7 @@ impl Route {
     pub fn group_key(&self, labels: &Labels) -> String {
         let fingerprint = match &self.group_by {
             GroupBy::All => super::model::fingerprint(labels),
-            GroupBy::Labels(names) => {
-                // In name order, as the labels of the group are.
-                let picked: BTreeMap<&str, &str> = names.iter().filter_map(|n| labels.get(n).map(|v| (n.as_str(), v.as_str()))).collect();
-                super::model::fingerprint_of(picked)
-            }
+            GroupBy::Labels(names) => super::model::fingerprint_of(picked(names, labels)),
         };
         format!("{}:{fingerprint}", self.id)
     }
@@ -200,7 +202,7 @@ impl Route {
     pub fn group_labels(&self, labels: &Labels) -> Labels {
         match &self.group_by {
             GroupBy::All => labels.clone(),
-            GroupBy::Labels(names) => names.iter().filter_map(|n| labels.get(n).map(|v| (n.clone(), v.clone()))).collect(),
+            GroupBy::Labels(names) => picked(names, labels).into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }
 

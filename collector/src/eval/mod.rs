@@ -305,6 +305,12 @@ impl Posture {
         }
     }
 
+    /// [`Self::insert`] with keys already owned (a restore: no lookup
+    /// first, no copy).
+    fn insert_owned(&mut self, asset_id: String, control_id: String, entry: PostureEntry) {
+        self.0.entry(asset_id).or_default().insert(control_id, entry);
+    }
+
     fn clear(&mut self) {
         self.0.clear();
     }
@@ -530,7 +536,7 @@ impl Engine {
                 self.detections_failing.insert((asset_id.clone(), i));
             }
         }
-        self.posture.insert(&asset_id, &control_id, entry);
+        self.posture.insert_owned(asset_id, control_id, entry);
     }
 
     /// Replaces all posture by what the store holds (after a consumer-group
