@@ -27,19 +27,19 @@ impl PrivateClickHouse {
             http: driftwatch_tests::free_port(),
             tcp: driftwatch_tests::free_port(),
         };
-        ch.services("up");
+        ch.services(&["clickhouse", "up"]);
         ch
     }
 
-    fn services(&self, what: &str) {
+    fn services(&self, args: &[&str]) {
         let out = Command::new(repo().join("deploy/local/services"))
-            .args(["clickhouse", what])
+            .args(args)
             .env("DRIFTWATCH_LOCAL", self.dir.path())
             .env("CLICKHOUSE_HTTP_PORT", self.http.to_string())
             .env("CLICKHOUSE_TCP_PORT", self.tcp.to_string())
             .output()
             .unwrap();
-        assert!(out.status.success(), "services clickhouse {what}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "services {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     }
 
     fn url(&self) -> String {
@@ -55,7 +55,8 @@ impl PrivateClickHouse {
 
 impl Drop for PrivateClickHouse {
     fn drop(&mut self) {
-        self.services("down");
+        // Stopped, and its tables removed (they may live in /dev/shm).
+        self.services(&["reset"]);
     }
 }
 
@@ -126,7 +127,7 @@ async fn clickhouse_down_for_a_minute_loses_and_duplicates_nothing() {
     wait_for("the first offsets committed", 30, async || (committed(&names) >= 500).then_some(())).await;
 
     // 2. ClickHouse stops for a minute while events keep coming.
-    ch.services("down");
+    ch.services(&["clickhouse", "down"]);
     let rss_before = rss_mb(collector.pid());
     let producing = {
         let (producer, names, asset) = (producer.clone(), names.clone(), asset.clone());
@@ -151,7 +152,7 @@ async fn clickhouse_down_for_a_minute_loses_and_duplicates_nothing() {
     assert!(collector.log().contains("store write failed; offsets not committed"), "the outage is logged");
 
     // 3. ClickHouse is back: everything lands, once.
-    ch.services("up");
+    ch.services(&["clickhouse", "up"]);
     producing.await.unwrap();
     produce_range(&producer, &names, &asset, 2500..3000, 500).await;
     wait_for("all 3000 events in ClickHouse", 180, async || (stored(&ch).await? == 3000).then_some(())).await;

@@ -45,6 +45,7 @@ const USAGE: &str = "usage: collector-bench [--brokers HOST:PORT] [--clickhouse 
                        [--keep-database] (leave the run's ClickHouse database, to look at what was stored)
        (the collector logs at warn into <tmp>/bench<time>/collector.log; DRIFTWATCH_BENCH_LOG=info for more)
        collector-bench bare --brokers HOST:PORT --prefix P --expect N [--from TOPIC:PARTITION:OFFSET,...]
+                       [--fetch-wait-ms N] [--receipts FILE]
                        (the ceiling, run by the benchmark itself)";
 
 struct Args {
@@ -116,10 +117,15 @@ fn now_ms() -> i64 {
 }
 
 /// The ceiling: consume `prefix.*` from the start (or from the offsets of
-/// `--from`) and decode every record. Prints
-/// `bare <count> <first record, unix ms> <last record, unix ms> <undecodable>`.
+/// `--from`) and decode every record. Prints `bare <count> <first record,
+/// unix ms> <last record, unix ms> <undecodable> <age p50 ms> <age p99 ms>`,
+/// a record's age being its receipt minus its Kafka timestamp (what the
+/// broker and the producer's queue add). With `--receipts FILE`, writes
+/// when each snapshot arrived (`asset <TAB> collected ms <TAB> received ms`)
+/// for the live phase to tell the collector's part of an alert's latency.
 fn bare(mut it: impl Iterator<Item = String>) -> Result<(), String> {
     let (mut brokers, mut prefix, mut expect, mut from) = (String::new(), String::new(), 0u64, String::new());
+    let (mut receipts_file, mut fetch_wait) = (None::<PathBuf>, "100".to_string());
     while let Some(flag) = it.next() {
         let v = it.next().ok_or_else(|| format!("{flag}: a value is missing"))?;
         match flag.as_str() {
@@ -127,6 +133,8 @@ fn bare(mut it: impl Iterator<Item = String>) -> Result<(), String> {
             "--prefix" => prefix = v,
             "--expect" => expect = v.parse().map_err(|_| format!("--expect: {v:?}"))?,
             "--from" => from = v,
+            "--receipts" => receipts_file = Some(PathBuf::from(v)),
+            "--fetch-wait-ms" => fetch_wait = v,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -135,6 +143,8 @@ fn bare(mut it: impl Iterator<Item = String>) -> Result<(), String> {
         .set("group.id", format!("{prefix}-bare"))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
+        // As the collector's: records reach both as soon.
+        .set("fetch.wait.max.ms", &fetch_wait)
         .create()
         .map_err(|e| e.to_string())?;
     let topics = [format!("{prefix}.snapshots"), format!("{prefix}.audit"), format!("{prefix}.sla")];
@@ -153,23 +163,37 @@ fn bare(mut it: impl Iterator<Item = String>) -> Result<(), String> {
     }
     let decoder = driftwatch_schemas::Decoder::new().map_err(|e| e.to_string())?;
     let (mut count, mut first, mut failed) = (0u64, 0i64, 0u64);
+    let (mut ages, mut receipts) = (Vec::with_capacity(expect as usize), String::new());
     while count < expect {
         let Some(r) = consumer.poll(Duration::from_millis(100)) else { continue };
         let m = r.map_err(|e| e.to_string())?;
+        let received = now_ms();
         let stream = match m.topic().rsplit('.').next() {
             Some("snapshots") => driftwatch_schemas::Stream::Snapshots,
             Some("audit") => driftwatch_schemas::Stream::Audit,
             _ => driftwatch_schemas::Stream::Sla,
         };
-        if decoder.decode(stream, m.payload().unwrap_or_default()).is_err() {
-            failed += 1;
+        match decoder.decode(stream, m.payload().unwrap_or_default()) {
+            Ok(driftwatch_schemas::Message::Snapshot(s)) if receipts_file.is_some() => {
+                receipts.push_str(&format!("{}\t{}\t{received}\n", s.asset.id, s.collected_at.timestamp_millis()));
+            }
+            Ok(_) => {}
+            Err(_) => failed += 1,
+        }
+        if let Some(t) = m.timestamp().to_millis() {
+            ages.push((received - t) as f64);
         }
         if count == 0 {
-            first = now_ms();
+            first = received;
         }
         count += 1;
     }
-    println!("bare {count} {first} {} {failed}", now_ms());
+    let last = now_ms();
+    if let Some(path) = receipts_file {
+        std::fs::write(&path, receipts).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    ages.sort_by(|x, y| x.total_cmp(y));
+    println!("bare {count} {first} {last} {failed} {:.0} {:.0}", percentile(&ages, 0.5), percentile(&ages, 0.99));
     Ok(())
 }
 
@@ -274,9 +298,17 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// First arrivals as (alert start, latency) in ms, and the alert instances
-/// already seen (a group's later notifications list its alerts again).
-type Arrivals = Mutex<(Vec<(i64, f64)>, std::collections::HashSet<String>)>;
+/// A violation alert's first arrival at the webhook (unix ms).
+struct Arrival {
+    /// The alert's start: its snapshot's collection, stamped as produced.
+    start: i64,
+    arrived: i64,
+    asset: String,
+}
+
+/// First arrivals, and the alert instances already seen (a group's later
+/// notifications list its alerts again).
+type Arrivals = Mutex<(Vec<Arrival>, std::collections::HashSet<String>)>;
 
 /// A webhook that notes each violation alert's produce-to-arrival latency.
 fn webhook(latencies: Arc<Arrivals>) -> u16 {
@@ -323,9 +355,10 @@ fn serve(mut s: std::net::TcpStream, latencies: &Arrivals) {
                     else {
                         continue;
                     };
+                    let asset = a["labels"]["asset"].as_str().unwrap_or_default().to_string();
                     let mut l = latencies.lock().expect("lock");
                     if l.1.insert(instance.to_string()) {
-                        l.0.push((t.timestamp_millis(), (arrived - t.timestamp_millis()) as f64));
+                        l.0.push(Arrival { start: t.timestamp_millis(), arrived, asset });
                     }
                 }
             }
@@ -436,10 +469,14 @@ fn bench(a: &Args) -> Result<(), String> {
     let pid = coll.id();
     let mut peak_rss = steady.as_ref().map_or(storm.rss, |(_, m)| m.rss.max(storm.rss));
 
-    // 4. Live: a fixed rate, alerts timed at the webhook.
+    // 4. Live: a fixed rate, alerts timed at the webhook; beside the
+    //    collector, the bare consumer reads the same records as they come
+    //    (the broker's own delay, and when each snapshot was there to take).
     std::thread::sleep(Duration::from_secs(2));
-    let live_from_ms = now_ms();
     let live_total = a.live_rate * a.live_seconds;
+    let receipts = work.join("receipts.tsv");
+    let live_bare = spawn_bare(a, &prefix, live_total, &offsets(a, &prefix, true)?, Some(&receipts))?;
+    let live_from_ms = now_ms();
     let live_start = Instant::now();
     // The collector's own timing of each stage on a record's way to a page
     // (count and sum of each histogram), before and after the phase.
@@ -466,16 +503,21 @@ fn bench(a: &Args) -> Result<(), String> {
     let resume = (a.backlog_rate * (a.backlog_seconds + a.steady_seconds)).to_string();
     let live = run_loadgen(&bin, a, &prefix, a.live_rate, a.live_seconds, a.seed, &["--resume-after", &resume])?;
     let live_secs = live_start.elapsed().as_secs_f64();
-    // Let the last alerts arrive.
+    // Let the collector catch up and the last alerts arrive.
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut caught_up = None;
+    // What the collector's counter held before the phase (it restarted for the steady phase).
+    let counted_before = if steady.is_some() { steady_total } else { total };
     while Instant::now() < deadline {
         let decoded = scrape(api).map(|t| metric(&t, "driftwatch_records_total", "outcome=\"decoded\"")).unwrap_or_default();
-        if decoded >= (total + live_total) as f64 {
+        if decoded >= (counted_before + live_total) as f64 {
+            caught_up = Some(live_start.elapsed().as_secs_f64());
             break;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(3));
+    let live_bare = finish_bare(live_bare)?;
     let stages_after = stages();
     scraper.0.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = scraper.2.join();
@@ -491,10 +533,23 @@ fn bench(a: &Args) -> Result<(), String> {
     }
 
     // Only alerts of snapshots produced in the live phase: the backlog's waited in Kafka by design.
-    let all_alerts = latencies.lock().expect("lock").0.len();
-    let mut lat: Vec<f64> =
-        latencies.lock().expect("lock").0.iter().filter(|(start, _)| *start >= live_from_ms).map(|(_, latency)| *latency).collect();
+    let arrivals = std::mem::take(&mut latencies.lock().expect("lock").0);
+    let live_alerts: Vec<&Arrival> = arrivals.iter().filter(|x| x.start >= live_from_ms).collect();
+    let mut lat: Vec<f64> = live_alerts.iter().map(|x| (x.arrived - x.start) as f64).collect();
     lat.sort_by(|x, y| x.total_cmp(y));
+    // The collector's part: from the snapshot's arrival at the bare
+    // consumer (when the broker had it to give) to the alert's arrival.
+    let received: std::collections::HashMap<(String, i64), i64> = std::fs::read_to_string(&receipts)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some(((f.next()?.to_string(), f.next()?.parse().ok()?), f.next()?.parse().ok()?))
+        })
+        .collect();
+    let mut own: Vec<f64> =
+        live_alerts.iter().filter_map(|x| Some((x.arrived - received.get(&(x.asset.clone(), x.start))?) as f64)).collect();
+    own.sort_by(|x, y| x.total_cmp(y));
     let live_series = scraper.1.lock().expect("lock").clone();
     println!();
     println!(
@@ -508,6 +563,20 @@ fn bench(a: &Args) -> Result<(), String> {
         report(bare, coll);
     }
     println!("live: {live} ({live_secs:.0} s)");
+    // At this load, both consumers from the phase's start to their last record.
+    let bare_rate = live_bare.count as f64 / ((live_bare.last - live_from_ms) as f64 / 1000.0).max(0.001);
+    match caught_up {
+        Some(secs) => {
+            let rate = live_total as f64 / secs.max(0.001);
+            println!(
+                "  rate at this load:           bare consumer {bare_rate:.0} msg/s, collector {rate:.0} msg/s (ratio {:.2}, goal ≥ 0.60; \
+                 each from the phase's start to its last record; the collector through {:.1} s after the producer's end)",
+                rate / bare_rate,
+                secs - live_secs
+            );
+        }
+        None => println!("  rate at this load:           bare consumer {bare_rate:.0} msg/s; the collector had not caught up 60 s after the producer's end"),
+    }
     println!("  consumer lag over time:      {}", series(&live_series));
     let batches = stages_after[2].0 - stages_before[2].0;
     println!("  batches stored:              {batches:.0} ({:.1}/s)", batches / live_secs.max(0.001));
@@ -520,10 +589,21 @@ fn bench(a: &Args) -> Result<(), String> {
     println!(
         "  violation alerts, produce → webhook: {} alerts of the live phase ({} in all), p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (goal p99 ≤ 250 ms)",
         lat.len(),
-        all_alerts,
+        arrivals.len(),
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         lat.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "  the broker's part:           records' age at the bare consumer's receipt p50 {:.0} ms, p99 {:.0} ms (produce → there to take)",
+        live_bare.ages.0, live_bare.ages.1
+    );
+    println!(
+        "  the collector's part:        the snapshot's receipt at the bare consumer → webhook: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} alerts matched)",
+        percentile(&own, 0.5),
+        percentile(&own, 0.99),
+        own.last().copied().unwrap_or(f64::NAN),
+        own.len()
     );
     println!("  collector peak RSS:          {peak_rss:.0} MB; log: {}", work.join("collector.log").display());
     Ok(())
@@ -533,28 +613,44 @@ fn bench(a: &Args) -> Result<(), String> {
 struct Bare {
     rate: f64,
     count: i64,
+    /// Its last record's arrival (unix ms).
+    last: i64,
     secs: f64,
     cpu: f64,
     rss: f64,
     failed: i64,
+    /// Records' age at receipt (ms), p50 and p99.
+    ages: (f64, f64),
 }
 
 /// Runs the bare consumer on `prefix.*` from `from`'s offsets (partitions
 /// assigned, no group join in the measured time) until it has decoded
 /// `expect` records.
 fn run_bare(a: &Args, prefix: &str, expect: u64, from: &str) -> Result<Bare, String> {
-    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .args(["bare", "--brokers", &a.brokers, "--prefix", prefix, "--expect", &expect.to_string(), "--from", from])
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    finish_bare(spawn_bare(a, prefix, expect, from, None)?)
+}
+
+/// Starts the bare consumer (see [`run_bare`]); with `receipts`, it notes
+/// when each snapshot arrived there.
+fn spawn_bare(a: &Args, prefix: &str, expect: u64, from: &str, receipts: Option<&Path>) -> Result<Child, String> {
+    let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+    cmd.args(["bare", "--brokers", &a.brokers, "--prefix", prefix, "--expect", &expect.to_string(), "--from", from]);
+    cmd.args(["--fetch-wait-ms", &a.fetch_wait_ms.to_string()]);
+    if let Some(path) = receipts {
+        cmd.arg("--receipts").arg(path);
+    }
+    cmd.stdout(Stdio::piped()).spawn().map_err(|e| e.to_string())
+}
+
+/// Waits for the bare consumer to finish; what it measured.
+fn finish_bare(mut child: Child) -> Result<Bare, String> {
     let (cpu, rss) = watch_child(&mut child);
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     let line = String::from_utf8_lossy(&out.stdout).to_string();
     let f: Vec<i64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    let [count, first, last, failed] = f[..] else { return Err(format!("the bare consumer said {line:?}")) };
+    let [count, first, last, failed, age_p50, age_p99] = f[..] else { return Err(format!("the bare consumer said {line:?}")) };
     let secs = ((last - first) as f64 / 1000.0).max(0.001);
-    Ok(Bare { rate: count as f64 / secs, count, secs, cpu, rss, failed })
+    Ok(Bare { rate: count as f64 / secs, count, last, secs, cpu, rss, failed, ages: (age_p50 as f64, age_p99 as f64) })
 }
 
 /// Every partition of `prefix.*` at its start (offset 0) or where it ends
