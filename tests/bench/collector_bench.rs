@@ -19,7 +19,11 @@
 //!    for the same assets (deltas, audit events, probe results; no second
 //!    round of full snapshots) and a local webhook takes the alerts; produce-to-webhook latency is
 //!    the alert's arrival minus the snapshot's collection time (stamped by
-//!    loadgen as it produces).
+//!    loadgen as it produces). The bare consumer reads the same records
+//!    beside the collector: both rates at this load, the broker's part of
+//!    the latency (a record's age when the bare consumer gets it) and the
+//!    collector's (the alert's arrival minus its snapshot's arrival at the
+//!    bare consumer).
 //!
 //! Both consumers are child processes, measured the same way from /proc:
 //! CPU time (utime + stime) and peak RSS (VmHWM); rates from first record
