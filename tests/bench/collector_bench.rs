@@ -46,6 +46,7 @@ use rdkafka::Message as _;
 const USAGE: &str = "usage: collector-bench [--brokers HOST:PORT] [--clickhouse URL] [--assets N] [--backlog-rate N] [--backlog-seconds S]
                        [--steady-seconds S (0: no steady phase)] [--live-rate N] [--live-seconds S] [--partitions N] [--seed N]
                        [--max-wait-ms 200 (batch.max_wait_ms)] [--linger-ms 5 (batch.linger_ms)] [--fetch-wait-ms 100 (fetch.wait.max.ms)]
+                       [--producer-linger-ms 20 (loadgen's linger.ms; 20 is the agent's)]
                        [--keep-database] (leave the run's ClickHouse database, to look at what was stored)
        (the collector logs at warn into <tmp>/bench<time>/collector.log; DRIFTWATCH_BENCH_LOG=info for more)
        collector-bench bare --brokers HOST:PORT --prefix P --expect N [--from TOPIC:PARTITION:OFFSET,...]
@@ -70,6 +71,8 @@ struct Args {
     fetch_wait_ms: u64,
     /// Leave the run's ClickHouse database in place.
     keep_database: bool,
+    /// loadgen's `linger.ms` (the agent's 20 unless told).
+    producer_linger_ms: u64,
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -88,6 +91,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         linger_ms: 5,
         fetch_wait_ms: 100,
         keep_database: false,
+        producer_linger_ms: 20,
     };
     while let Some(flag) = it.next() {
         if flag == "--keep-database" {
@@ -110,6 +114,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--max-wait-ms" => a.max_wait_ms = num(&value)?.max(1),
             "--linger-ms" => a.linger_ms = num(&value)?,
             "--fetch-wait-ms" => a.fetch_wait_ms = num(&value)?.max(1),
+            "--producer-linger-ms" => a.producer_linger_ms = num(&value)?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -121,7 +126,8 @@ fn now_ms() -> i64 {
 }
 
 /// The ceiling: consume `prefix.*` from the start (or from the offsets of
-/// `--from`) and decode every record. Prints `bare <count> <first record,
+/// `--from`) and decode `--expect` records (or as many as come before a
+/// minute without any). Prints `bare <count> <first record,
 /// unix ms> <last record, unix ms> <undecodable> <age p50 ms> <age p99 ms>`,
 /// a record's age being its receipt minus its Kafka timestamp (what the
 /// broker and the producer's queue add). With `--receipts FILE`, writes
@@ -168,8 +174,11 @@ fn bare(mut it: impl Iterator<Item = String>) -> Result<(), String> {
     let decoder = driftwatch_schemas::Decoder::new().map_err(|e| e.to_string())?;
     let (mut count, mut first, mut failed) = (0u64, 0i64, 0u64);
     let (mut ages, mut receipts) = (Vec::with_capacity(expect as usize), String::new());
-    while count < expect {
+    // Gives up after 60 s without a record (what it counted is printed).
+    let mut last_record = Instant::now();
+    while count < expect && last_record.elapsed() < Duration::from_secs(60) {
         let Some(r) = consumer.poll(Duration::from_millis(100)) else { continue };
+        last_record = Instant::now();
         let m = r.map_err(|e| e.to_string())?;
         let received = now_ms();
         let stream = match m.topic().rsplit('.').next() {
@@ -286,6 +295,7 @@ fn run_loadgen(bin: &Path, a: &Args, prefix: &str, rate: u64, seconds: u64, seed
     let out = Command::new(bin.join("loadgen"))
         .args(["--brokers", &a.brokers, "--prefix", prefix, "--assets", &a.assets.to_string()])
         .args(["--rate", &rate.to_string(), "--seconds", &seconds.to_string(), "--seed", &seed.to_string()])
+        .args(["--linger-ms", &a.producer_linger_ms.to_string()])
         .args(extra)
         .output()
         .map_err(|e| format!("loadgen: {e}"))?;
@@ -557,8 +567,9 @@ fn bench(a: &Args) -> Result<(), String> {
     let live_series = scraper.1.lock().expect("lock").clone();
     println!();
     println!(
-        "collector-bench: {total} messages ({} assets, seed {}), {} partitions per topic, batch.max_wait_ms {}, linger_ms {}, fetch.wait.max.ms {}",
-        a.assets, a.seed, a.partitions, a.max_wait_ms, a.linger_ms, a.fetch_wait_ms
+        "collector-bench: {total} messages ({} assets, seed {}), {} partitions per topic, batch.max_wait_ms {}, linger_ms {}, fetch.wait.max.ms {}, \
+         the producer's linger.ms {}",
+        a.assets, a.seed, a.partitions, a.max_wait_ms, a.linger_ms, a.fetch_wait_ms, a.producer_linger_ms
     );
     println!("first snapshots of a new fleet ({total} messages, {} of them full snapshots):", a.assets);
     report(&storm_bare, &storm);
@@ -603,7 +614,8 @@ fn bench(a: &Args) -> Result<(), String> {
         live_bare.ages.0, live_bare.ages.1
     );
     println!(
-        "  the collector's part:        the snapshot's receipt at the bare consumer → webhook: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} alerts matched)",
+        "  the collector's part:        the snapshot's receipt at the bare consumer → webhook: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms \
+         ({} alerts of a snapshot matched)",
         percentile(&own, 0.5),
         percentile(&own, 0.99),
         own.last().copied().unwrap_or(f64::NAN),

@@ -29,6 +29,8 @@ struct Args {
     /// full snapshots and its first N messages, then produce what follows,
     /// so sequences continue where the collector left them.
     resume_after: u64,
+    /// The producer's `linger.ms`: the agent's own (20) unless told.
+    linger_ms: u64,
 }
 
 fn args() -> Result<Args, String> {
@@ -40,6 +42,7 @@ fn args() -> Result<Args, String> {
         seconds: 30,
         seed: 42,
         resume_after: 0,
+        linger_ms: 20,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -56,6 +59,7 @@ fn args() -> Result<Args, String> {
             "--seconds" => a.seconds = num(&value)?,
             "--seed" => a.seed = num(&value)?,
             "--resume-after" => a.resume_after = num(&value)?,
+            "--linger-ms" => a.linger_ms = num(&value)?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -65,6 +69,7 @@ fn args() -> Result<Args, String> {
 const USAGE: &str =
     "usage: loadgen [--brokers HOST:PORT] [--prefix TOPIC_PREFIX] [--assets N] [--rate MESSAGES_PER_S] [--seconds S] [--seed N]
                [--resume-after N]   (continue a run of the same seed after its full snapshots and first N messages)
+               [--linger-ms 20]     (the producer's linger.ms; 20 is the agent's)
 Topics: <prefix>.snapshots, <prefix>.audit, <prefix>.sla. Prints what it sent.";
 
 /// The fleet's host templates: what the agent itself collects from the
@@ -242,7 +247,10 @@ fn main() -> std::process::ExitCode {
     };
     let producer: BaseProducer = match ClientConfig::new()
         .set("bootstrap.servers", &a.brokers)
-        .set("linger.ms", "5")
+        // As the agent produces (agent/src/ship/producer.rs). One producer
+        // for a whole fleet sends fewer, larger requests than the fleet
+        // would; the broker's cost here is per request.
+        .set("linger.ms", a.linger_ms.to_string())
         .set("compression.type", "zstd")
         .set("queue.buffering.max.messages", "1000000")
         .create()
