@@ -192,6 +192,7 @@ impl Alerting {
 /// answers; the first time, publishes the conditions notified firing.
 async fn take_state(dispatcher: &mut Dispatcher, store: &SharedStore, conditions: &tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>) {
     let mut wait = Duration::from_millis(250);
+    let started = std::time::Instant::now();
     let (open, sent) = loop {
         match read_state(dispatcher, store).await {
             Ok(state) => break state,
@@ -205,8 +206,11 @@ async fn take_state(dispatcher: &mut Dispatcher, store: &SharedStore, conditions
     if conditions.borrow().is_none() {
         let _ = conditions.send(Some(Arc::new(notified_conditions(&sent))));
     }
-    tracing::info!(open_violations = open.len(), notified_groups = sent.len(), "alerting state read");
+    let read_ms = started.elapsed().as_millis() as u64;
+    let (open_violations, notified_groups) = (open.len(), sent.len());
     dispatcher.reconcile(open, sent, Utc::now());
+    let applied_ms = started.elapsed().as_millis() as u64 - read_ms;
+    tracing::info!(open_violations, notified_groups, read_ms, applied_ms, "alerting state read");
 }
 
 /// The open violations' alerts and the notification log. A collector that
@@ -223,6 +227,7 @@ async fn read_state(dispatcher: &Dispatcher, store: &SharedStore) -> Result<(Vec
     unlogged.sort_unstable();
     unlogged.dedup();
     if !unlogged.is_empty() {
+        tracing::info!(groups = unlogged.len(), "open violations in groups not in the notification log; looking again in 2 s");
         tokio::time::sleep(Duration::from_secs(2)).await;
         // A bounded query each (a key list is part of the query's text).
         for keys in unlogged.chunks(1_000) {
