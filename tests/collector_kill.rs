@@ -91,4 +91,5 @@ async fn sigkill_mid_backlog_loses_doubles_and_repeats_nothing() {
         assert!(wrong.is_empty(), "{status}: {want} alerts, one per asset; these differ: {wrong:?}");
     }
     assert!(collector.terminate(30));
+    names.drop_database().await;
 }

@@ -255,4 +255,5 @@ async fn a_waiver_declared_while_the_collector_was_down_applies_at_its_start() {
     // stored labels (team=web), so it resolves the alert that was notified.
     let resolved = wait_for("the violation's resolve", 60, async || violation("resolved")).await;
     assert_eq!(resolved["labels"]["team"], "web", "{resolved}");
+    names.drop_database().await;
 }

@@ -592,7 +592,7 @@ fn bench(a: &Args) -> Result<(), String> {
         }
         None => println!("  rate at this load:           bare consumer {bare_rate:.0} msg/s; the collector had not caught up 60 s after the producer's end"),
     }
-    println!("  consumer lag over time:      {}", series(&live_series));
+    println!("  consumer lag over time:      {} (librdkafka's statistics: updated every 10 s)", series(&live_series));
     let batches = stages_after[2].0 - stages_before[2].0;
     println!("  batches stored:              {batches:.0} ({:.1}/s)", batches / live_secs.max(0.001));
     let averages: Vec<String> = STAGES
