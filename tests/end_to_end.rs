@@ -127,7 +127,10 @@ async fn violation_opens_on_bad_sshd_config_and_resolves_when_fixed() {
         query(&format!("SELECT status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = 'linux.files.gshadow_protected'"))
             .await;
     assert!(gshadow.iter().all(|r| r["status"] == "not_applicable"), "missing file is not applicable: {gshadow:?}");
-    let viol = query(&format!("SELECT event FROM {db}.violations WHERE violation_id = '{violation_id}' ORDER BY at, event DESC")).await;
+    // `at` is in seconds: an opening and its resolve may share one (the
+    // opening first then).
+    let viol =
+        query(&format!("SELECT event FROM {db}.violations WHERE violation_id = '{violation_id}' ORDER BY at, event = 'resolved'")).await;
     assert_eq!(viol.iter().map(|r| r["event"].as_str().unwrap()).collect::<Vec<_>>(), vec!["opened", "resolved"]);
 
     let audit = wait_for("the sudo audit event", 30, async || {
