@@ -150,6 +150,10 @@ pub struct Dispatcher {
     parked: HashMap<String, Vec<String>>,
     /// Groups the log says were escalated (applied when they appear).
     restored_escalations: std::collections::HashSet<String>,
+    /// Groups of open violations the notification log did not have when
+    /// the state was read: nothing is sent for them until the log is read
+    /// again ([`Self::hold`], [`Self::release`]).
+    held: std::collections::HashSet<String>,
 }
 
 impl Dispatcher {
@@ -166,6 +170,7 @@ impl Dispatcher {
             owned: Default::default(),
             parked: HashMap::new(),
             restored_escalations: Default::default(),
+            held: Default::default(),
         }
     }
 
@@ -313,9 +318,36 @@ impl Dispatcher {
                 self.add(a, now);
             }
         }
+        self.restore_newer(sent, now);
+    }
+
+    /// Applies the log entries not older than what their group last sent
+    /// (see [`Self::reconcile`]).
+    fn restore_newer(&mut self, sent: Vec<Sent>, now: DateTime<Utc>) {
         let newer: Vec<Sent> =
             sent.into_iter().filter(|s| self.groups.get(&s.group_key).is_none_or(|g| g.last_sent.is_none_or(|t| s.at >= t))).collect();
         self.restore_with(newer, now, true);
+    }
+
+    /// Holds these groups: nothing is sent for them until [`Self::release`]
+    /// (their page may be in the log a moment later: a collector that
+    /// paged just before a rebalance may still be writing it). Groups held
+    /// before and not now are looked at again.
+    pub fn hold(&mut self, keys: std::collections::HashSet<String>, now: DateTime<Utc>) {
+        let before = std::mem::replace(&mut self.held, keys);
+        for key in before.difference(&self.held) {
+            if let Some(g) = self.groups.get_mut(key) {
+                reschedule(&mut self.wakes, key, g, now);
+            }
+        }
+    }
+
+    /// The held groups' log, read again: applied as [`Self::reconcile`]
+    /// applies the log, then the groups are looked at again (a group the
+    /// log still lacks pages: its page was lost with a collector).
+    pub fn release(&mut self, sent: Vec<Sent>, now: DateTime<Utc>) {
+        self.restore_newer(sent, now);
+        self.hold(Default::default(), now);
     }
 
     /// The notifications due at `now`. Only groups due (or whose
@@ -344,6 +376,10 @@ impl Dispatcher {
         let (groups, wakes, owned, parked) = (&mut self.groups, &mut self.wakes, &self.owned, &mut self.parked);
         for key in keys {
             let Some(g) = groups.get_mut(&key) else { continue };
+            // Looked at again when released.
+            if self.held.contains(&key) {
+                continue;
+            }
             // A group sends at most one notification and one escalation.
             let lacks = |r: &str, n: usize| room.get(r).is_some_and(|left| *left < n);
             let escalation = g.escalate.as_ref().map(|(_, r)| r.as_str());
@@ -579,6 +615,22 @@ mod tests {
         let n = d.flush(t0 + s(631), &[]);
         assert_eq!((n.len(), n[0].firing.len(), n[0].resolved.len()), (1, 1, 1));
         assert!(d.flush(t0 + s(4 * 3600 + 700), &[]).len() == 1, "repeat_interval");
+    }
+
+    #[test]
+    fn a_held_group_waits_until_it_is_released() {
+        let mut d = dispatcher(TREE);
+        let t0 = Utc::now();
+        d.add(at(t0, alert("web-1", "high", false)), t0);
+        d.add(at(t0, alert("web-2", "high", false)), t0);
+        let held = d.group_keys(&alert("web-1", "high", false).labels).remove(0);
+        d.hold([held].into(), t0);
+        let assets = |n: &[Notification]| n.iter().flat_map(|n| &n.firing).map(|a| a.labels["asset"].clone()).collect::<Vec<_>>();
+        assert_eq!(assets(&d.flush(t0 + s(31), &[])), ["web-2"], "the held group waits");
+        assert!(d.flush(t0 + s(35), &[]).is_empty());
+        // A new hold without it (a state read again) lets it go.
+        d.hold(Default::default(), t0 + s(40));
+        assert_eq!(assets(&d.flush(t0 + s(41), &[])), ["web-1"]);
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //! Groups of other collectors' assets stay quiet here (only a pure resolve
 //! may be sent), so repeats and escalations fire once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,10 +118,8 @@ impl Alerting {
         let (conditions_tx, conditions) = tokio::sync::watch::channel(None);
         tokio::spawn(async move {
             let mut dispatcher = dispatcher;
-            if restore == Restore::AtStart {
-                take_state(&mut dispatcher, &store, &conditions_tx).await;
-            }
-            run(dispatcher, rx, queues, silences, store, conditions_tx).await
+            let recheck = if restore == Restore::AtStart { take_state(&mut dispatcher, &store, &conditions_tx).await } else { None };
+            run(dispatcher, rx, queues, silences, store, conditions_tx, recheck).await
         });
         Ok(Alerting { tx: Some(tx), conditions, logged: Arc::new(std::sync::Mutex::new(Some(logged))) })
     }
@@ -189,12 +187,21 @@ impl Alerting {
 
 /// Reads the open violations and the notification log into the
 /// dispatcher ([`Dispatcher::reconcile`]), retrying until the store
-/// answers; the first time, publishes the conditions notified firing.
-async fn take_state(dispatcher: &mut Dispatcher, store: &SharedStore, conditions: &tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>) {
+/// answers; the first time, publishes the conditions notified firing. A
+/// collector that paged a moment ago may still be writing its log (a
+/// rebalance or restart right after a page): the groups of open violations
+/// the log lacks are held, to be looked up once more 2 s later
+/// ([`recheck_state`]) before their violations are taken for pages lost in
+/// a crash; everything else goes on at once.
+async fn take_state(
+    dispatcher: &mut Dispatcher,
+    store: &SharedStore,
+    conditions: &tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>,
+) -> Option<Recheck> {
     let mut wait = Duration::from_millis(250);
     let started = std::time::Instant::now();
     let (open, sent) = loop {
-        match read_state(dispatcher, store).await {
+        match read_state(store).await {
             Ok(state) => break state,
             Err(e) => {
                 tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "reading the alerting state failed; alerts wait");
@@ -203,38 +210,75 @@ async fn take_state(dispatcher: &mut Dispatcher, store: &SharedStore, conditions
             }
         }
     };
-    if conditions.borrow().is_none() {
-        let _ = conditions.send(Some(Arc::new(notified_conditions(&sent))));
-    }
     let read_ms = started.elapsed().as_millis() as u64;
+    let logged: HashSet<&str> = sent.iter().map(|s| s.group_key.as_str()).collect();
+    let unlogged: HashSet<String> =
+        open.iter().flat_map(|a| dispatcher.group_keys(&a.labels)).filter(|k| !logged.contains(k.as_str())).collect();
+    // Published once the held groups' log is read too.
+    let mut notified = conditions.borrow().is_none().then(|| notified_conditions(&sent));
     let (open_violations, notified_groups) = (open.len(), sent.len());
-    dispatcher.reconcile(open, sent, Utc::now());
+    let now = Utc::now();
+    dispatcher.reconcile(open, sent, now);
     let applied_ms = started.elapsed().as_millis() as u64 - read_ms;
-    tracing::info!(open_violations, notified_groups, read_ms, applied_ms, "alerting state read");
+    tracing::info!(open_violations, notified_groups, held_groups = unlogged.len(), read_ms, applied_ms, "alerting state read");
+    if unlogged.is_empty() {
+        if let Some(notified) = notified.take() {
+            let _ = conditions.send(Some(Arc::new(notified)));
+        }
+        dispatcher.hold(HashSet::new(), now);
+        return None;
+    }
+    let mut keys: Vec<String> = unlogged.iter().cloned().collect();
+    keys.sort_unstable();
+    dispatcher.hold(unlogged, now);
+    Some(Recheck { at: tokio::time::Instant::now() + RECHECK_AFTER, keys, notified })
 }
 
-/// The open violations' alerts and the notification log. A collector that
-/// paged a moment ago may still be writing its log (a rebalance or restart
-/// right after a page): the groups of open violations that look never
-/// notified are looked up once more, 2 s later, before their violations
-/// are taken for pages lost in a crash.
-async fn read_state(dispatcher: &Dispatcher, store: &SharedStore) -> Result<(Vec<Alert>, Vec<Sent>), crate::store::StoreError> {
-    let open = store.open_violation_alerts().await?;
-    let mut sent = store.notification_log().await?;
-    let logged: std::collections::HashSet<&str> = sent.iter().map(|s| s.group_key.as_str()).collect();
-    let mut unlogged: Vec<String> =
-        open.iter().flat_map(|a| dispatcher.group_keys(&a.labels)).filter(|k| !logged.contains(k.as_str())).collect();
-    unlogged.sort_unstable();
-    unlogged.dedup();
-    if !unlogged.is_empty() {
-        tracing::info!(groups = unlogged.len(), "open violations in groups not in the notification log; looking again in 2 s");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        // A bounded query each (a key list is part of the query's text).
-        for keys in unlogged.chunks(1_000) {
-            sent.extend(store.notification_log_for(keys).await?);
+/// How long after the state was read the held groups' log is read again.
+const RECHECK_AFTER: Duration = Duration::from_secs(2);
+
+/// Groups held for a second look at the notification log, and the
+/// conditions notified firing waiting to be published with it.
+struct Recheck {
+    at: tokio::time::Instant,
+    keys: Vec<String>,
+    notified: Option<Vec<Alert>>,
+}
+
+/// The second look at the held groups' log (see [`take_state`]): applied,
+/// and the groups released; `Some` (to try again) when the store fails.
+async fn recheck_state(
+    dispatcher: &mut Dispatcher,
+    store: &SharedStore,
+    conditions: &tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>,
+    mut r: Recheck,
+) -> Option<Recheck> {
+    let mut sent = Vec::new();
+    // A bounded query each (a key list is part of the query's text).
+    for keys in r.keys.chunks(1_000) {
+        match store.notification_log_for(keys).await {
+            Ok(s) => sent.extend(s),
+            Err(e) => {
+                tracing::error!(error = %e, "reading the notification log again failed; its groups stay held");
+                r.at = tokio::time::Instant::now() + RECHECK_AFTER;
+                return Some(r);
+            }
         }
     }
-    Ok((open, sent))
+    tracing::info!(groups = r.keys.len(), found = sent.len(), "held groups' notification log read again");
+    if let Some(mut notified) = r.notified.take() {
+        notified.extend(notified_conditions(&sent));
+        let mut seen = HashSet::new();
+        notified.retain(|a| seen.insert(a.fingerprint()));
+        let _ = conditions.send(Some(Arc::new(notified)));
+    }
+    dispatcher.release(sent, Utc::now());
+    None
+}
+
+/// The open violations' alerts and the notification log.
+async fn read_state(store: &SharedStore) -> Result<(Vec<Alert>, Vec<Sent>), crate::store::StoreError> {
+    Ok((store.open_violation_alerts().await?, store.notification_log().await?))
 }
 
 /// Each condition alert notified firing in `sent`, once (violations and
@@ -261,6 +305,7 @@ async fn run(
     silences: Arc<RwLock<Vec<Silence>>>,
     store: SharedStore,
     conditions: tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>,
+    mut recheck: Option<Recheck>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -272,12 +317,19 @@ async fn run(
                 None => std::future::pending().await,
             }
         };
+        let recheck_at = recheck.as_ref().map(|r| r.at);
+        let recheck_due = async {
+            match recheck_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             input = rx.recv() => match input {
                 Some(Input::Owned(assets)) => dispatcher.own(assets),
                 Some(Input::Reassigned) => {
                     dispatcher.disown_all();
-                    take_state(&mut dispatcher, &store, &conditions).await;
+                    recheck = take_state(&mut dispatcher, &store, &conditions).await;
                 }
                 // Dropping the queues lets each receiver finish its own,
                 // then the log writer ends.
@@ -303,6 +355,12 @@ async fn run(
             () = flush_soon => {
                 soon = None;
                 send_due(&mut dispatcher, &silences, &queues).await;
+            }
+            () = recheck_due => {
+                if let Some(r) = recheck.take() {
+                    recheck = recheck_state(&mut dispatcher, &store, &conditions, r).await;
+                    send_due(&mut dispatcher, &silences, &queues).await;
+                }
             }
             _ = tick.tick() => send_due(&mut dispatcher, &silences, &queues).await,
         }
@@ -466,32 +524,45 @@ mod tests {
     }
     /// An open violation whose page the previous owner logs a moment after
     /// the state was first read is found by the second look, not taken
-    /// for a page lost in a crash (and sent again).
+    /// for a page lost in a crash (and sent again); one whose page is not
+    /// in the log then is paged. Meanwhile its group is held, and nothing
+    /// else waits for the second look.
     #[tokio::test]
     async fn a_page_logged_a_moment_late_is_found_by_the_second_look() {
         let (_dir, sqlite) = crate::store::sqlite::tests::store();
         let store: SharedStore = Arc::new(sqlite);
-        let batch = crate::store::sqlite::tests::opening("web-1");
-        store.write(&batch).await.unwrap();
-        let route = Route::compile(&serde_yaml::from_str("receiver: slack\ngroup_by: [asset]").unwrap(), &["slack".to_string()]).unwrap();
-        let dispatcher = Dispatcher::new(route, Vec::new(), Vec::new(), "http://x".into());
+        for (asset, id) in [("web-1", "v1"), ("web-2", "v2")] {
+            let mut b = crate::store::sqlite::tests::opening(asset);
+            b.violations[0].violation_id = id.into();
+            store.write(&b).await.unwrap();
+        }
+        let route =
+            Route::compile(&serde_yaml::from_str("receiver: slack\ngroup_by: [asset]\ngroup_wait: 0s").unwrap(), &["slack".to_string()])
+                .unwrap();
+        let mut dispatcher = Dispatcher::new(route, Vec::new(), Vec::new(), "http://x".into());
         let open = store.open_violation_alerts().await.unwrap();
-        let key = dispatcher.group_keys(&open[0].labels).remove(0);
+        let late = open.iter().find(|a| a.labels["asset"] == "web-1").unwrap().clone();
+        let key = dispatcher.group_keys(&late.labels).remove(0);
         let page = Sent {
             receiver: "slack".into(),
             group_key: key.clone(),
             at: Utc::now(),
-            firing: [open[0].fingerprint()].into(),
-            alerts: open.clone(),
+            firing: [late.fingerprint()].into(),
+            alerts: vec![late],
             escalation: false,
         };
-        let late = store.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            late.record_notifications(&[(page, "firing")]).await.unwrap();
-        });
-        let (open, sent) = read_state(&dispatcher, &store).await.unwrap();
-        assert_eq!(open.len(), 1);
-        assert_eq!(sent.iter().map(|s| s.group_key.as_str()).collect::<Vec<_>>(), [key.as_str()]);
+        let (conditions, _rx) = tokio::sync::watch::channel(None);
+        let r = take_state(&mut dispatcher, &store, &conditions).await.expect("two groups the log lacks: held");
+        assert_eq!(r.keys.len(), 2);
+        dispatcher.own(["web-1".to_string(), "web-2".to_string()]);
+        assert!(dispatcher.flush(Utc::now(), &[]).is_empty(), "held groups send nothing");
+        assert!(conditions.borrow().is_none(), "the conditions wait for the second look");
+        // The previous owner's log lands; the second look finds it.
+        store.record_notifications(&[(page, "firing")]).await.unwrap();
+        assert!(recheck_state(&mut dispatcher, &store, &conditions, r).await.is_none());
+        assert!(conditions.borrow().is_some());
+        let sent = dispatcher.flush(Utc::now(), &[]);
+        let assets: Vec<&str> = sent.iter().flat_map(|n| &n.firing).map(|a| a.labels["asset"].as_str()).collect();
+        assert_eq!(assets, ["web-2"], "only the page the log still lacks is sent: {sent:?}");
     }
 }
