@@ -176,6 +176,11 @@ impl Dispatcher {
 
     /// Takes in a new or updated alert (a resolve carries `ends_at`).
     pub fn add(&mut self, alert: Alert, now: DateTime<Utc>) {
+        self.add_with(alert, now, |_| {});
+    }
+
+    /// [`Self::add`], telling `routed` the key of each group it joins.
+    fn add_with(&mut self, alert: Alert, now: DateTime<Utc>, mut routed: impl FnMut(&String)) {
         let fp = alert.fingerprint();
         if alert.is_resolved() || alert.one_shot {
             self.firing.remove(&fp);
@@ -218,6 +223,7 @@ impl Dispatcher {
             let a = if i == last { alert.take() } else { alert.clone() };
             g.alerts.extend(a.map(|a| (fp.clone(), a)));
             reschedule(wakes, &key, g, now);
+            routed(&key);
         }
     }
 
@@ -290,7 +296,11 @@ impl Dispatcher {
     ///   delivery, in seconds: this collector's own latest sends are newer
     ///   than their entries); a violation an applied entry says was
     ///   notified firing, and that is not open, is resolved.
-    pub fn reconcile(&mut self, open: Vec<Alert>, sent: Vec<Sent>, now: DateTime<Utc>) {
+    ///
+    /// Returns the keys of the open violations' groups that `sent` lacks
+    /// (sorted): their pages may have been lost, or be logged a moment
+    /// later (see [`Self::hold`]).
+    pub fn reconcile(&mut self, open: Vec<Alert>, sent: Vec<Sent>, now: DateTime<Utc>) -> Vec<String> {
         let open_fps: HashSet<String> = open.iter().map(Alert::fingerprint).collect();
         let stale: Vec<String> = self
             .firing
@@ -313,12 +323,24 @@ impl Dispatcher {
                 keep
             });
         }
+        let logged: HashSet<&str> = sent.iter().map(|s| s.group_key.as_str()).collect();
+        let mut unlogged = HashSet::new();
+        let mut note = |key: &String| {
+            if !logged.contains(key.as_str()) {
+                unlogged.insert(key.clone());
+            }
+        };
         for a in open {
-            if !self.firing.contains_key(&a.fingerprint()) {
-                self.add(a, now);
+            if self.firing.contains_key(&a.fingerprint()) {
+                self.group_keys(&a.labels).iter().for_each(&mut note);
+            } else {
+                self.add_with(a, now, &mut note);
             }
         }
         self.restore_newer(sent, now);
+        let mut unlogged: Vec<String> = unlogged.into_iter().collect();
+        unlogged.sort_unstable();
+        unlogged
     }
 
     /// Applies the log entries not older than what their group last sent
@@ -333,8 +355,8 @@ impl Dispatcher {
     /// (their page may be in the log a moment later: a collector that
     /// paged just before a rebalance may still be writing it). Groups held
     /// before and not now are looked at again.
-    pub fn hold(&mut self, keys: std::collections::HashSet<String>, now: DateTime<Utc>) {
-        let before = std::mem::replace(&mut self.held, keys);
+    pub fn hold(&mut self, keys: &[String], now: DateTime<Utc>) {
+        let before = std::mem::replace(&mut self.held, keys.iter().cloned().collect());
         for key in before.difference(&self.held) {
             if let Some(g) = self.groups.get_mut(key) {
                 reschedule(&mut self.wakes, key, g, now);
@@ -347,7 +369,7 @@ impl Dispatcher {
     /// log still lacks pages: its page was lost with a collector).
     pub fn release(&mut self, sent: Vec<Sent>, now: DateTime<Utc>) {
         self.restore_newer(sent, now);
-        self.hold(Default::default(), now);
+        self.hold(&[], now);
     }
 
     /// The notifications due at `now`. Only groups due (or whose
@@ -624,12 +646,12 @@ mod tests {
         d.add(at(t0, alert("web-1", "high", false)), t0);
         d.add(at(t0, alert("web-2", "high", false)), t0);
         let held = d.group_keys(&alert("web-1", "high", false).labels).remove(0);
-        d.hold([held].into(), t0);
+        d.hold(&[held], t0);
         let assets = |n: &[Notification]| n.iter().flat_map(|n| &n.firing).map(|a| a.labels["asset"].clone()).collect::<Vec<_>>();
         assert_eq!(assets(&d.flush(t0 + s(31), &[])), ["web-2"], "the held group waits");
         assert!(d.flush(t0 + s(35), &[]).is_empty());
         // A new hold without it (a state read again) lets it go.
-        d.hold(Default::default(), t0 + s(40));
+        d.hold(&[], t0 + s(40));
         assert_eq!(assets(&d.flush(t0 + s(41), &[])), ["web-1"]);
     }
 

@@ -211,26 +211,20 @@ async fn take_state(
         }
     };
     let read_ms = started.elapsed().as_millis() as u64;
-    let logged: HashSet<&str> = sent.iter().map(|s| s.group_key.as_str()).collect();
-    let unlogged: HashSet<String> =
-        open.iter().flat_map(|a| dispatcher.group_keys(&a.labels)).filter(|k| !logged.contains(k.as_str())).collect();
     // Published once the held groups' log is read too.
-    let mut notified = conditions.borrow().is_none().then(|| notified_conditions(&sent));
+    let notified = conditions.borrow().is_none().then(|| notified_conditions(&sent));
     let (open_violations, notified_groups) = (open.len(), sent.len());
     let now = Utc::now();
-    dispatcher.reconcile(open, sent, now);
+    let keys = dispatcher.reconcile(open, sent, now);
+    dispatcher.hold(&keys, now);
     let applied_ms = started.elapsed().as_millis() as u64 - read_ms;
-    tracing::info!(open_violations, notified_groups, held_groups = unlogged.len(), read_ms, applied_ms, "alerting state read");
-    if unlogged.is_empty() {
-        if let Some(notified) = notified.take() {
+    tracing::info!(open_violations, notified_groups, held_groups = keys.len(), read_ms, applied_ms, "alerting state read");
+    if keys.is_empty() {
+        if let Some(notified) = notified {
             let _ = conditions.send(Some(Arc::new(notified)));
         }
-        dispatcher.hold(HashSet::new(), now);
         return None;
     }
-    let mut keys: Vec<String> = unlogged.iter().cloned().collect();
-    keys.sort_unstable();
-    dispatcher.hold(unlogged, now);
     Some(Recheck { at: tokio::time::Instant::now() + RECHECK_AFTER, keys, notified })
 }
 
