@@ -55,64 +55,90 @@ impl FactPath {
 
     /// Parses the textual form.
     pub fn parse(text: &str) -> Result<Self, FactPathError> {
-        let err = |at, reason| FactPathError { path: text.to_string(), at, reason };
-        let bytes = text.as_bytes();
         let mut segments = Vec::new();
-        let mut i = 0;
-        let ident_end = |mut j: usize| {
-            while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
-                j += 1;
-            }
-            j
-        };
-        // The first segment must be an identifier.
-        if bytes.is_empty() || !(bytes[0].is_ascii_alphabetic() || bytes[0] == b'_') {
-            return Err(err(0, "a fact path starts with an identifier"));
-        }
-        let end = ident_end(0);
-        segments.push(text[..end].to_string());
-        i = i.max(end);
-        while i < bytes.len() {
-            match bytes[i] {
-                b'.' => {
-                    let start = i + 1;
-                    if start >= bytes.len() || !(bytes[start].is_ascii_alphabetic() || bytes[start] == b'_') {
-                        return Err(err(start, "expected an identifier after '.'"));
-                    }
-                    let end = ident_end(start);
-                    segments.push(text[start..end].to_string());
-                    i = end;
-                }
-                b'[' => {
-                    if bytes.get(i + 1) != Some(&b'"') {
-                        return Err(err(i + 1, "expected '\"' after '['"));
-                    }
-                    let mut key = String::new();
-                    let mut j = i + 2;
-                    let mut chars = text[j..].char_indices();
-                    let close = loop {
-                        match chars.next() {
-                            None => return Err(err(text.len(), "unterminated string")),
-                            Some((k, '"')) => break j + k,
-                            Some((_, '\\')) => match chars.next() {
-                                Some((_, c @ ('"' | '\\'))) => key.push(c),
-                                _ => return Err(err(j, "only \\\" and \\\\ escapes are allowed")),
-                            },
-                            Some((_, c)) => key.push(c),
-                        }
-                    };
-                    j = close + 1;
-                    if bytes.get(j) != Some(&b']') {
-                        return Err(err(j, "expected ']'"));
-                    }
-                    segments.push(key);
-                    i = j + 1;
-                }
-                _ => return Err(err(i, "expected '.' or '['")),
-            }
-        }
+        scan(text, |raw, quoted| {
+            segments.push(if quoted && raw.contains('\\') { unescape(raw) } else { raw.to_string() });
+        })?;
         Ok(FactPath(segments))
     }
+
+    /// The textual form `text` parses to, written the one way
+    /// [`Display`](fmt::Display) writes it (`a["b"]` is `a.b`): facts are
+    /// keyed by it, so that a fact sent as `a["b"]` is found under `a`.
+    /// `text` itself, not copied, when it is written that way already.
+    pub fn canonical(text: &str) -> Result<std::borrow::Cow<'_, str>, FactPathError> {
+        let mut written_so = true;
+        // A quoted key that is an identifier is written with a dot; a
+        // quoted key's escapes are the only ones `Display` writes.
+        scan(text, |raw, quoted| written_so &= !(quoted && is_identifier(raw)))?;
+        Ok(if written_so { std::borrow::Cow::Borrowed(text) } else { std::borrow::Cow::Owned(FactPath::parse(text)?.to_string()) })
+    }
+}
+
+/// Walks the segments of `text`, calling `segment` with each one's text
+/// (a quoted key still escaped) and whether it was quoted.
+fn scan<'t>(text: &'t str, mut segment: impl FnMut(&'t str, bool)) -> Result<(), FactPathError> {
+    let err = |at, reason| FactPathError { path: text.to_string(), at, reason };
+    let bytes = text.as_bytes();
+    let ident_end = |mut j: usize| {
+        while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+            j += 1;
+        }
+        j
+    };
+    // The first segment must be an identifier.
+    if bytes.is_empty() || !(bytes[0].is_ascii_alphabetic() || bytes[0] == b'_') {
+        return Err(err(0, "a fact path starts with an identifier"));
+    }
+    let mut i = ident_end(0);
+    segment(&text[..i], false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'.' => {
+                let start = i + 1;
+                if start >= bytes.len() || !(bytes[start].is_ascii_alphabetic() || bytes[start] == b'_') {
+                    return Err(err(start, "expected an identifier after '.'"));
+                }
+                i = ident_end(start);
+                segment(&text[start..i], false);
+            }
+            b'[' => {
+                if bytes.get(i + 1) != Some(&b'"') {
+                    return Err(err(i + 1, "expected '\"' after '['"));
+                }
+                let start = i + 2;
+                let mut j = start;
+                let close = loop {
+                    match bytes.get(j) {
+                        None => return Err(err(text.len(), "unterminated string")),
+                        Some(b'"') => break j,
+                        Some(b'\\') => match bytes.get(j + 1) {
+                            Some(b'"' | b'\\') => j += 2,
+                            _ => return Err(err(start, "only \\\" and \\\\ escapes are allowed")),
+                        },
+                        Some(_) => j += 1,
+                    }
+                };
+                if bytes.get(close + 1) != Some(&b']') {
+                    return Err(err(close + 1, "expected ']'"));
+                }
+                segment(&text[start..close], true);
+                i = close + 2;
+            }
+            _ => return Err(err(i, "expected '.' or '['")),
+        }
+    }
+    Ok(())
+}
+
+/// A quoted key without its escapes (`\"` and `\\`).
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        out.extend(if c == '\\' { chars.next() } else { Some(c) });
+    }
+    out
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -176,6 +202,18 @@ mod tests {
             let e = FactPath::parse(bad).unwrap_err();
             assert_eq!(e.at, at, "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn canonical_text_is_what_display_writes() {
+        for text in ["sshd.config.x", r#"files["/etc/shadow"].mode"#, r#"x["a\"b\\c"]"#, r#"packages.version["lib-1"]"#] {
+            assert!(matches!(FactPath::canonical(text), Ok(std::borrow::Cow::Borrowed(t)) if t == text), "{text}");
+        }
+        for (text, canonical) in [(r#"sshd["config"].x"#, "sshd.config.x"), (r#"a["b"]["/c"]["d_1"]"#, r#"a.b["/c"].d_1"#)] {
+            assert_eq!(FactPath::canonical(text).unwrap(), canonical);
+            assert_eq!(FactPath::parse(text).unwrap().to_string(), canonical);
+        }
+        assert_eq!(FactPath::canonical("a[x]").unwrap_err().at, 2);
     }
 
     #[test]

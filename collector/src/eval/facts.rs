@@ -3,12 +3,19 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString};
-use cel::common::value::{CowVal, Val};
+use cel::common::value::{Builtin, CowVal, Val};
 use cel::context::VariableResolver;
 use driftwatch_schemas::{FactPath, FactValue};
 
-/// Facts keyed by their textual path (as on the wire).
+/// Facts keyed by their textual path, written the one way (see [`key`]).
 pub type FactMap = BTreeMap<String, FactValue>;
+
+/// A fact's key in a [`FactMap`]: its path as `FactPath` writes it, so
+/// that `a["b"]` from some agent is the `a.b` a check's evidence looks
+/// for; a path that does not parse as sent (checks cannot read it).
+pub fn key(path: &str) -> String {
+    FactPath::canonical(path).map_or_else(|_| path.to_string(), std::borrow::Cow::into_owned)
+}
 
 enum Node<'a> {
     Leaf(&'a FactValue),
@@ -20,17 +27,28 @@ enum Node<'a> {
 /// `{config: {x: "no"}}`. Paths that don't parse are skipped (the agent
 /// never sends them; the decoder would have to have let one through).
 fn to_cel_variables<'a>(facts: impl Iterator<Item = (&'a String, &'a FactValue)>) -> Vec<(String, Box<dyn Val>)> {
-    let mut roots: HashMap<String, Node> = HashMap::new();
+    match tree(facts, 0) {
+        Some(Node::Branch(roots)) => roots.into_iter().map(|(k, n)| (k, to_val(n))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The tree of `facts` below their first `skip` path segments (which the
+/// caller knows they share), or `None` when no fact has a path that long.
+/// A value and a deeper path under it: the deeper path wins.
+fn tree<'a>(facts: impl Iterator<Item = (&'a String, &'a FactValue)>, skip: usize) -> Option<Node<'a>> {
+    let mut top: Option<Node> = None;
     for (path, value) in facts {
         let Ok(path) = FactPath::parse(path) else { continue };
-        let mut segs = path.into_segments().into_iter();
-        let Some(first) = segs.next() else { continue };
-        let mut node = roots.entry(first).or_insert_with(|| Node::Branch(HashMap::new()));
+        let segs = path.into_segments();
+        if segs.len() < skip {
+            continue;
+        }
+        let mut node = top.get_or_insert_with(|| Node::Branch(HashMap::new()));
         let mut deeper = false;
-        for seg in segs {
+        for seg in segs.into_iter().skip(skip) {
             deeper = true;
             if let Node::Leaf(_) = node {
-                // A value and a deeper path under it: the deeper path wins.
                 *node = Node::Branch(HashMap::new());
             }
             let Node::Branch(children) = node else { unreachable!("made a branch above") };
@@ -40,7 +58,7 @@ fn to_cel_variables<'a>(facts: impl Iterator<Item = (&'a String, &'a FactValue)>
             *node = Node::Leaf(value);
         }
     }
-    roots.into_iter().map(|(k, n)| (k, to_val(n))).collect()
+    top
 }
 
 fn to_val(node: Node) -> Box<dyn Val> {
@@ -197,18 +215,70 @@ impl CelFacts {
     }
 
     /// Brings the variables up to date after `changed` paths were set or
-    /// removed in `facts` (which already holds the new state).
+    /// removed in `facts` (which already holds the new state). Each path
+    /// is patched where it is: a delta to one of an asset's hundreds of
+    /// package versions replaces one value, not the whole `packages` map.
     pub fn update(&mut self, facts: &FactMap, changed: &[FactPath]) {
-        let mut touched: Vec<&str> = changed.iter().map(|p| p.segments()[0].as_str()).collect();
-        touched.sort_unstable();
-        touched.dedup();
-        for root in touched {
-            match to_cel_variables(under(facts, root)).into_iter().next().map(|(_, v)| v) {
-                Some(v) => self.vals.insert(root.to_string(), v),
-                None => self.vals.remove(root),
+        for path in changed {
+            let segs = path.segments();
+            let Some(root) = segs.first() else { continue };
+            let patched = match self.vals.remove(root.as_str()) {
+                Some(old) if segs.len() > 1 => into_map(old).map(|mut map| {
+                    patch(&mut map, facts, path, 1);
+                    map
+                }),
+                _ => None,
             };
+            let value = match patched {
+                Some(map) if !map.is_empty() => Some(Box::new(CelMap::from(map)) as Box<dyn Val>),
+                // The root was a value, is gone, or is the path itself.
+                _ => subtree(facts, &FactPath::new([root.as_str()])),
+            };
+            if let Some(v) = value {
+                self.vals.insert(root.clone(), v);
+            }
         }
     }
+}
+
+type CelEntries = HashMap<CelMapKey<'static>, Box<dyn Val>>;
+
+/// The entries of `v` if it is a map (a branch of facts), else `None`.
+fn into_map(v: Box<dyn Val>) -> Option<CelEntries> {
+    match v.into_builtin() {
+        Some(Builtin::Map(m)) => Some(m.into_inner()),
+        _ => None,
+    }
+}
+
+/// The CEL value of the facts at or below `path`, as [`to_cel_variables`]
+/// would nest it there.
+fn subtree(facts: &FactMap, path: &FactPath) -> Option<Box<dyn Val>> {
+    tree(under(facts, &path.to_string()), path.segments().len()).map(to_val)
+}
+
+/// Sets `path` (from its segment `depth` on) in `map`, one level of the
+/// tree, to what `facts` hold at and below it. A branch left empty is
+/// rebuilt from `facts` (a value at its own path shows again); a value on
+/// the way is replaced by a branch (the deeper path wins).
+fn patch(map: &mut CelEntries, facts: &FactMap, path: &FactPath, depth: usize) {
+    let segs = path.segments();
+    let key = CelMapKey::from(segs[depth].clone());
+    let child = if depth + 1 == segs.len() {
+        subtree(facts, path)
+    } else {
+        let mut entries = map.remove(&key).and_then(into_map).unwrap_or_default();
+        patch(&mut entries, facts, path, depth + 1);
+        if entries.is_empty() {
+            subtree(facts, &FactPath::new(segs[..=depth].iter().map(String::as_str)))
+        } else {
+            Some(Box::new(CelMap::from(entries)) as Box<dyn Val>)
+        }
+    };
+    match child {
+        Some(v) => map.insert(key, v),
+        None => map.remove(&key),
+    };
 }
 
 #[cfg(test)]
@@ -280,6 +350,18 @@ mod tests {
             vec![("a.z", None)],
             vec![("a.x", Some("leaf".into()))],
             vec![("d.fresh", None)],
+            // The value at `a.x` shows again once nothing is deeper.
+            vec![("a.x.y", None)],
+            vec![("a.x.y", Some(3i64.into())), ("a.x.z", Some(4i64.into()))],
+            vec![("a.x.y", None), ("a.x.z", None)],
+            // Under a value at a root; then that deeper path gone again.
+            vec![("b.deep.er", Some(1i64.into()))],
+            vec![("b.deep.er", None)],
+            // Nothing there to remove; a root emptied; a root's own value.
+            vec![("zz.q", None)],
+            vec![(r#"c["/etc/x"].mode"#, None)],
+            vec![("b", None), ("e", Some(false.into()))],
+            vec![(r#"c["/etc/y"]"#, Some("v".into())), (r#"c["/etc/y"].mode"#, Some("0600".into()))],
         ];
         for changes in steps {
             let mut paths = Vec::new();
