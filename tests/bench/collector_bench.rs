@@ -206,7 +206,11 @@ fn bare(mut it: impl Iterator<Item = String>) -> Result<(), String> {
         std::fs::write(&path, receipts).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     ages.sort_by(|x, y| x.total_cmp(y));
-    println!("bare {count} {first} {last} {failed} {:.0} {:.0}", percentile(&ages, 0.5), percentile(&ages, 0.99));
+    // Its own CPU and peak RSS: the bench may only look once it has exited.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+    println!("bare {count} {first} {last} {failed} {:.0} {:.0} {cpu_ms} {}", percentile(&ages, 0.5), percentile(&ages, 0.99), ru.ru_maxrss);
     Ok(())
 }
 
@@ -244,18 +248,15 @@ fn services_cpu() -> (f64, f64) {
     (clickhouse, broker)
 }
 
-/// Samples a child's usage until it exits; the last sample before exit.
-fn watch_child(child: &mut Child) -> (f64, f64) {
-    let mut last = (0.0, 0.0);
-    loop {
-        if let Some(u) = usage(child.id()) {
-            last = u;
-        }
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return last;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// CPU seconds the whole machine has been busy (all cores: every
+/// /proc/stat time but idle and iowait), to tell a saturated box.
+fn machine_busy() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let f: Vec<f64> = stat.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal …
+    let busy: f64 = f.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    busy / ticks
 }
 
 /// A metric's value summed over its label sets, from Prometheus text.
@@ -499,6 +500,7 @@ fn bench(a: &Args) -> Result<(), String> {
         STAGES.map(|(name, _)| (metric(&t, &format!("{name}_count"), ""), metric(&t, &format!("{name}_sum"), "")))
     };
     let stages_before = stages();
+    let cpu_before = (usage(pid).unwrap_or_default().0, services_cpu(), machine_busy());
     let scraper = {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (stop2, series) = (stop.clone(), Arc::new(Mutex::new(Vec::new())));
@@ -533,6 +535,9 @@ fn bench(a: &Args) -> Result<(), String> {
     std::thread::sleep(Duration::from_secs(3));
     let live_bare = finish_bare(live_bare)?;
     let stages_after = stages();
+    // From the phase's start to the collector's last record (or now).
+    let cpu_secs = live_start.elapsed().as_secs_f64();
+    let (coll_cpu, services, busy) = (usage(pid).unwrap_or_default().0, services_cpu(), machine_busy());
     scraper.0.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = scraper.2.join();
     let (_, live_rss) = usage(pid).unwrap_or_default();
@@ -593,6 +598,18 @@ fn bench(a: &Args) -> Result<(), String> {
         None => println!("  rate at this load:           bare consumer {bare_rate:.0} msg/s; the collector had not caught up 60 s after the producer's end"),
     }
     println!("  consumer lag over time:      {} (librdkafka's statistics: updated every 10 s)", series(&live_series));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let parts = [coll_cpu - cpu_before.0, services.0 - cpu_before.1 .0, services.1 - cpu_before.1 .1, live_bare.cpu];
+    println!(
+        "  CPU in the phase:            collector {:.1} s, ClickHouse {:.1} s, broker {:.1} s, bare consumer {:.1} s, the rest (loadgen, \
+         this bench) {:.1} s; the machine {:.0} % busy ({cores:.0} cores, {cpu_secs:.0} s)",
+        parts[0],
+        parts[1],
+        parts[2],
+        parts[3],
+        (busy - cpu_before.2 - parts.iter().sum::<f64>()).max(0.0),
+        100.0 * (busy - cpu_before.2) / (cores * cpu_secs).max(0.001)
+    );
     let batches = stages_after[2].0 - stages_before[2].0;
     println!("  batches stored:              {batches:.0} ({:.1}/s)", batches / live_secs.max(0.001));
     let averages: Vec<String> = STAGES
@@ -659,13 +676,15 @@ fn spawn_bare(a: &Args, prefix: &str, expect: u64, from: &str, receipts: Option<
 }
 
 /// Waits for the bare consumer to finish; what it measured.
-fn finish_bare(mut child: Child) -> Result<Bare, String> {
-    let (cpu, rss) = watch_child(&mut child);
+fn finish_bare(child: Child) -> Result<Bare, String> {
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     let line = String::from_utf8_lossy(&out.stdout).to_string();
     let f: Vec<i64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    let [count, first, last, failed, age_p50, age_p99] = f[..] else { return Err(format!("the bare consumer said {line:?}")) };
+    let [count, first, last, failed, age_p50, age_p99, cpu_ms, rss_kb] = f[..] else {
+        return Err(format!("the bare consumer said {line:?}"));
+    };
     let secs = ((last - first) as f64 / 1000.0).max(0.001);
+    let (cpu, rss) = (cpu_ms as f64 / 1000.0, rss_kb as f64 / 1024.0);
     Ok(Bare { rate: count as f64 / secs, count, last, secs, cpu, rss, failed, ages: (age_p50 as f64, age_p99 as f64) })
 }
 
