@@ -5,14 +5,28 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use cel::common::ast::{EntryExpr, Expr, LiteralValue};
+use cel::extractors::This;
 use cel::{Context, ExecutionError, IdedExpr, Program};
 use driftwatch_schemas::FactPath;
 
 /// Compiles a check against Driftwatch's environment (the standard library
 /// and the strings extension: `split`, `lowerAscii`, `trim`, …). The error
-/// text is CEL's own, with positions.
+/// text is CEL's own, with positions; a constant `matches` pattern that is
+/// not a regular expression is an error here, not at every evaluation.
 pub fn compile(source: &str) -> Result<Program, String> {
-    STDLIB.compile(source).map_err(|e| e.to_string())
+    let program = STDLIB.compile(source).map_err(|e| e.to_string())?;
+    check_patterns(program.expression())?;
+    Ok(program)
+}
+
+/// Every constant pattern given to `matches` in `e` compiles.
+fn check_patterns(e: &IdedExpr) -> Result<(), String> {
+    if let Expr::Call(call) = &e.expr {
+        if let (MATCHES, Some(Expr::Literal(LiteralValue::String(p)))) = (call.func_name.as_str(), call.args.last().map(|a| &a.expr)) {
+            regex(p.inner()).map_err(|e| format!("matches: {:?} is not a valid regular expression: {e}", p.inner()))?;
+        }
+    }
+    children(e).into_iter().try_for_each(check_patterns)
 }
 
 /// The fact paths `program` reads: every maximal chain of field selections
@@ -206,9 +220,46 @@ static STDLIB: std::sync::LazyLock<Arc<cel::Env>> = std::sync::LazyLock::new(|| 
 /// the asset's facts in an inner scope.
 pub fn root_context() -> Context<'static, 'static> {
     let mut ctx = Context::with_env(STDLIB.clone());
-    // Names are Driftwatch's own; none clashes with the standard library.
+    // Names are Driftwatch's own; none clashes with the standard library
+    // (built without its `matches`).
     let _ = ctx.add_function("mode_within", mode_within);
+    let _ = ctx.add_function(MATCHES, matches);
     ctx
+}
+
+const MATCHES: &str = "matches";
+
+/// `s.matches(re)` or `matches(s, re)`: whether `re` (RE2 syntax, as CEL
+/// has it) matches anywhere in `s`. As the standard library's, but each
+/// pattern is compiled once: a cipher check runs it on every item of a
+/// list, a detection on every record.
+fn matches(This(this): This<Arc<String>>, pattern: Arc<String>) -> Result<bool, ExecutionError> {
+    let re = regex(&pattern)
+        .map_err(|e| ExecutionError::function_error(MATCHES, format!("{pattern:?} is not a valid regular expression: {e}")))?;
+    Ok(re.is_match(&this))
+}
+
+/// Patterns compiled so far on this thread (at most this many: a pattern
+/// built from facts could be new every time).
+const REGEX_CACHE_MAX: usize = 256;
+
+thread_local! {
+    static REGEXES: std::cell::RefCell<std::collections::HashMap<String, regex::Regex>> = Default::default();
+}
+
+/// `pattern` compiled, from this thread's cache when it was before.
+fn regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    REGEXES.with_borrow_mut(|cache| {
+        if let Some(re) = cache.get(pattern) {
+            return Ok(re.clone());
+        }
+        let re = regex::Regex::new(pattern)?;
+        if cache.len() >= REGEX_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(pattern.to_string(), re.clone());
+        Ok(re)
+    })
 }
 
 /// `mode_within(mode, max)`: whether an octal permission string such as
@@ -285,6 +336,22 @@ mod tests {
     #[test]
     fn dynamic_index_stops_the_chain() {
         assert_eq!(paths("files[x].mode == '0600'"), vec!["files", "x"]);
+    }
+
+    #[test]
+    fn matches_as_a_method_or_a_function_and_bad_patterns_at_compile_time() {
+        let ctx = root_context();
+        let run = |s: &str| compile(s).unwrap().execute(&ctx);
+        assert_eq!(run(r#""aes128-cbc".matches("cbc$")"#), Ok(cel::Value::Bool(true)));
+        assert_eq!(run(r#"matches("aes128-ctr", "cbc$")"#), Ok(cel::Value::Bool(false)));
+        assert_eq!(run(r#"["a1", "b2"].exists(x, x.matches("^b[0-9]"))"#), Ok(cel::Value::Bool(true)));
+        let e = compile(r#"x.matches("(unclosed")"#).unwrap_err();
+        assert!(e.contains("matches: \"(unclosed\" is not a valid regular expression"), "{e}");
+        // A pattern only known when evaluated: an error then.
+        let p = compile(r#""a".matches(x)"#).unwrap();
+        let mut inner = ctx.new_inner_scope();
+        inner.add_variable_from_value("x", "(");
+        assert!(matches!(p.execute(&inner), Err(ExecutionError::FunctionError { .. })));
     }
 
     #[test]
