@@ -487,7 +487,19 @@ fn bench(a: &Args) -> Result<(), String> {
     // 4. Live: a fixed rate, alerts timed at the webhook; beside the
     //    collector, the bare consumer reads the same records as they come
     //    (the broker's own delay, and when each snapshot was there to take).
+    //    Once ClickHouse has merged what the backlog left (the live phase
+    //    would pay for the storm's merges otherwise).
     std::thread::sleep(Duration::from_secs(2));
+    let ch = a.clickhouse.trim_start_matches("http://").trim_end_matches('/');
+    let settle = Instant::now();
+    let merging = || {
+        let q = format!("SELECT count() FROM system.merges WHERE database = '{database}'");
+        http(ch, "POST", "/", &q).and_then(|b| b.trim().parse::<u64>().ok()).unwrap_or(0)
+    };
+    while merging() > 0 && settle.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let settled = settle.elapsed().as_secs_f64();
     let live_total = a.live_rate * a.live_seconds;
     let receipts = work.join("receipts.tsv");
     let live_bare = spawn_bare(a, &prefix, live_total, &offsets(a, &prefix, true)?, Some(&receipts))?;
@@ -544,7 +556,6 @@ fn bench(a: &Args) -> Result<(), String> {
     peak_rss = f64::max(peak_rss, live_rss);
     let _ = coll.kill();
     let _ = coll.wait();
-    let ch = a.clickhouse.trim_start_matches("http://").trim_end_matches('/');
     if a.keep_database {
         eprintln!("collector-bench: ClickHouse database {database} kept");
     } else {
@@ -582,7 +593,7 @@ fn bench(a: &Args) -> Result<(), String> {
         println!("steady state ({steady_total} messages: deltas, audit events, probes; the collector restarted, posture restored):");
         report(bare, coll);
     }
-    println!("live: {live} ({live_secs:.0} s)");
+    println!("live: {live} ({live_secs:.0} s; it began once ClickHouse had no merge left on the database, {settled:.1} s after the backlog)");
     // At this load, both consumers from the phase's start to their last record.
     let bare_rate = live_bare.count as f64 / ((live_bare.last - live_from_ms) as f64 / 1000.0).max(0.001);
     match caught_up {
