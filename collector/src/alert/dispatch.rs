@@ -176,12 +176,13 @@ impl Dispatcher {
 
     /// Takes in a new or updated alert (a resolve carries `ends_at`).
     pub fn add(&mut self, alert: Alert, now: DateTime<Utc>) {
-        self.add_with(alert, now, |_| {});
+        let fp = alert.fingerprint();
+        self.add_with(alert, fp, now, |_| {});
     }
 
-    /// [`Self::add`], telling `routed` the key of each group it joins.
-    fn add_with(&mut self, alert: Alert, now: DateTime<Utc>, mut routed: impl FnMut(&String)) {
-        let fp = alert.fingerprint();
+    /// [`Self::add`] of an alert whose fingerprint is `fp`, telling
+    /// `routed` the key of each group it joins.
+    fn add_with(&mut self, alert: Alert, fp: String, now: DateTime<Utc>, mut routed: impl FnMut(&String)) {
         if alert.is_resolved() || alert.one_shot {
             self.firing.remove(&fp);
         } else {
@@ -301,11 +302,12 @@ impl Dispatcher {
     /// (sorted): their pages may have been lost, or be logged a moment
     /// later (see [`Self::hold`]).
     pub fn reconcile(&mut self, open: Vec<Alert>, sent: Vec<Sent>, now: DateTime<Utc>) -> Vec<String> {
-        let open_fps: HashSet<String> = open.iter().map(Alert::fingerprint).collect();
+        let open: Vec<(String, Alert)> = open.into_iter().map(|a| (a.fingerprint(), a)).collect();
+        let open_fps: HashSet<&str> = open.iter().map(|(fp, _)| fp.as_str()).collect();
         let stale: Vec<String> = self
             .firing
             .iter()
-            .filter(|(fp, labels)| labels.get("alertname").is_some_and(|n| n == "violation") && !open_fps.contains(*fp))
+            .filter(|(fp, labels)| labels.get("alertname").is_some_and(|n| n == "violation") && !open_fps.contains(fp.as_str()))
             .map(|(fp, _)| fp.clone())
             .collect();
         for fp in &stale {
@@ -330,11 +332,11 @@ impl Dispatcher {
                 unlogged.insert(key.clone());
             }
         };
-        for a in open {
-            if self.firing.contains_key(&a.fingerprint()) {
+        for (fp, a) in open {
+            if self.firing.contains_key(&fp) {
                 self.group_keys(&a.labels).iter().for_each(&mut note);
             } else {
-                self.add_with(a, now, &mut note);
+                self.add_with(a, fp, now, &mut note);
             }
         }
         self.restore_newer(sent, now);
