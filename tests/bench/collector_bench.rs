@@ -593,7 +593,9 @@ fn bench(a: &Args) -> Result<(), String> {
         println!("steady state ({steady_total} messages: deltas, audit events, probes; the collector restarted, posture restored):");
         report(bare, coll);
     }
-    println!("live: {live} ({live_secs:.0} s; it began once ClickHouse had no merge left on the database, {settled:.1} s after the backlog)");
+    println!(
+        "live: {live} ({live_secs:.0} s; it began once ClickHouse had no merge left on the database, {settled:.1} s after the backlog)"
+    );
     // At this load, both consumers from the phase's start to their last record.
     let bare_rate = live_bare.count as f64 / ((live_bare.last - live_from_ms) as f64 / 1000.0).max(0.001);
     match caught_up {
