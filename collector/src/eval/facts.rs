@@ -243,7 +243,9 @@ impl CelFacts {
 
 type CelEntries = HashMap<CelMapKey<'static>, Box<dyn Val>>;
 
-/// The entries of `v` if it is a map (a branch of facts), else `None`.
+/// The entries of `v` if it is a map (a branch of facts), else `None`;
+/// moved out, not copied (`into_builtin` is the cel crate's one way to
+/// own a boxed value's concrete type; the crate's version is pinned).
 fn into_map(v: Box<dyn Val>) -> Option<CelEntries> {
     match v.into_builtin() {
         Some(Builtin::Map(m)) => Some(m.into_inner()),
