@@ -92,22 +92,16 @@ pub const LIST_EVIDENCE_MAX: usize = 32;
 /// `reads` (a path with nothing under it as `null`, so evidence shows what
 /// was missing), long lists summarized by the check's string `constants`
 /// (their digests kept in `digests` for the next check on the same facts).
-pub fn evidence(
-    facts: &FactMap,
-    reads: &BTreeSet<FactPath>,
-    constants: &BTreeSet<String>,
-    digests: &mut ListDigests,
-) -> BTreeMap<String, FactValue> {
+pub fn evidence(facts: &FactMap, reads: &[String], constants: &BTreeSet<String>, digests: &mut ListDigests) -> BTreeMap<String, FactValue> {
     let mut out = BTreeMap::new();
-    for prefix in reads {
-        let p = prefix.to_string();
+    for p in reads {
         let mut found = false;
-        for (k, v) in under(facts, &p) {
+        for (k, v) in under(facts, p) {
             add_evidence(&mut out, k, v, constants, digests);
             found = true;
         }
         if !found {
-            out.entry(p).or_insert(FactValue::Null);
+            out.entry(p.clone()).or_insert(FactValue::Null);
         }
     }
     out
@@ -181,8 +175,8 @@ pub fn facts_under(facts: &FactMap, prefix: &FactPath) -> Vec<(String, FactValue
 }
 
 /// Whether any fact is at or below `prefix`.
-pub fn holds(facts: &FactMap, prefix: &FactPath) -> bool {
-    under(facts, &prefix.to_string()).next().is_some()
+pub fn holds(facts: &FactMap, prefix: &str) -> bool {
+    under(facts, prefix).next().is_some()
 }
 
 /// The facts at `prefix` (a path's text) or below it.
@@ -299,7 +293,7 @@ mod tests {
     fn evidence_summarizes_long_lists_by_the_checks_constants() {
         let list = packages(40, &["telnetd", "inetutils-telnet"]);
         let f = facts(&[("packages.installed", list.clone()), ("sshd.config.port", "22".into()), ("os.id", "debian".into())]);
-        let reads = ["packages.installed", "sshd.config", "sshd.config.port", "files"].map(|p| FactPath::parse(p).unwrap()).into();
+        let reads = ["files", "packages.installed", "sshd.config", "sshd.config.port"].map(String::from);
         let constants = ["telnet".to_string(), "rsh".to_string(), "x".to_string()].into();
         let mut digests = ListDigests::default();
         let e = evidence(&f, &reads, &constants, &mut digests);
@@ -326,7 +320,7 @@ mod tests {
     fn short_lists_are_evidence_as_they_are() {
         let list = packages(LIST_EVIDENCE_MAX, &[]);
         let f = facts(&[("packages.installed", list.clone())]);
-        let e = evidence(&f, &[FactPath::parse("packages.installed").unwrap()].into(), &BTreeSet::new(), &mut ListDigests::default());
+        let e = evidence(&f, &["packages.installed".to_string()], &BTreeSet::new(), &mut ListDigests::default());
         assert_eq!(e, [("packages.installed".to_string(), list)].into());
     }
 

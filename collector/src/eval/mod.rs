@@ -162,7 +162,7 @@ fn evaluate(
         // Without the asset's full snapshot (a restart, a rebalance: posture
         // is restored, facts are not), a missing fact says nothing: only
         // checks whose every fact is held are run until the next one.
-        .filter(|c| complete || c.reads.iter().all(|p| facts::holds(facts, p)))
+        .filter(|c| complete || c.read_texts.iter().all(|p| facts::holds(facts, p)))
         .map(|c| {
             let (mut status, mut message) = run_check(c, &ctx, facts);
             let mut checked = Some(status).filter(|s| *s != Status::Unknown);
@@ -182,7 +182,7 @@ fn evaluate(
                     message = Some(w.describe());
                 }
             }
-            let evidence = facts::evidence(facts, &c.reads, &c.constants, &mut digests);
+            let evidence = facts::evidence(facts, &c.read_texts, &c.constants, &mut digests);
             Evaluation {
                 asset_id: asset.id.clone(),
                 control_id: c.control.id.clone(),
@@ -777,7 +777,7 @@ impl Engine {
             let Some(from) = from.filter(|f| *f != to) else { continue };
             let Some((_, c)) = self.policies.get(&ev.control_id) else { continue };
             let before = match before {
-                Before::All(old) => facts::evidence(old, &c.reads, &c.constants, &mut digests),
+                Before::All(old) => facts::evidence(old, &c.read_texts, &c.constants, &mut digests),
                 Before::Changed(changed, old) => drift::before_evidence(&ev.evidence, changed, old, &c.reads, &c.constants, &mut digests),
             };
             let mut d = drift::DriftEvent::new(from, ev.clone(), before);

@@ -26,6 +26,10 @@ pub struct CompiledControl {
     /// The fact paths the check reads; the evidence of a result. Empty for
     /// detections, which read records, not facts.
     pub reads: BTreeSet<FactPath>,
+    /// The same paths written out, in the same order: how facts are keyed,
+    /// and so how evidence looks them up (written once per policy load,
+    /// not once per result).
+    pub read_texts: Vec<String>,
     /// The check's string constants: what a long list's evidence keeps of
     /// it (see [`crate::eval::facts::evidence`]).
     pub constants: BTreeSet<String>,
@@ -312,7 +316,8 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
                     let (reads, constants) = (cel::fact_paths(&program), cel::string_constants(&program));
                     let frameworks = Frameworks::new(&control.frameworks);
                     let source = file.to_path_buf();
-                    out.push(CompiledControl { control, program, reads, constants, detect: None, source, pack, frameworks });
+                    let read_texts = reads.iter().map(ToString::to_string).collect();
+                    out.push(CompiledControl { control, program, reads, read_texts, constants, detect: None, source, pack, frameworks });
                 }
             },
             (None, Some(d)) => {
@@ -324,6 +329,7 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
                             control,
                             program,
                             reads: BTreeSet::new(),
+                            read_texts: Vec::new(),
                             constants: BTreeSet::new(),
                             detect: Some(detect),
                             source: file.to_path_buf(),
