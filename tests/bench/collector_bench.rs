@@ -547,12 +547,12 @@ fn bench(a: &Args) -> Result<(), String> {
     std::thread::sleep(Duration::from_secs(3));
     let live_bare = finish_bare(live_bare)?;
     let stages_after = stages();
-    // From the phase's start to the collector's last record (or now).
+    // From the phase's start to now (the collector caught up, its last
+    // alerts in).
     let cpu_secs = live_start.elapsed().as_secs_f64();
-    let (coll_cpu, services, busy) = (usage(pid).unwrap_or_default().0, services_cpu(), machine_busy());
+    let ((coll_cpu, live_rss), services, busy) = (usage(pid).unwrap_or_default(), services_cpu(), machine_busy());
     scraper.0.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = scraper.2.join();
-    let (_, live_rss) = usage(pid).unwrap_or_default();
     peak_rss = f64::max(peak_rss, live_rss);
     let _ = coll.kill();
     let _ = coll.wait();

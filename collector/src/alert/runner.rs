@@ -270,6 +270,14 @@ async fn recheck_state(
     None
 }
 
+/// Resolves at `at`; never without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The open violations' alerts and the notification log.
 async fn read_state(store: &SharedStore) -> Result<(Vec<Alert>, Vec<Sent>), crate::store::StoreError> {
     Ok((store.open_violation_alerts().await?, store.notification_log().await?))
@@ -305,19 +313,8 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut soon: Option<tokio::time::Instant> = None;
     loop {
-        let flush_soon = async {
-            match soon {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        let recheck_at = recheck.as_ref().map(|r| r.at);
-        let recheck_due = async {
-            match recheck_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let flush_soon = sleep_until_some(soon);
+        let recheck_due = sleep_until_some(recheck.as_ref().map(|r| r.at));
         tokio::select! {
             input = rx.recv() => match input {
                 Some(Input::Owned(assets)) => dispatcher.own(assets),
