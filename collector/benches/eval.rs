@@ -2,7 +2,8 @@
 //! - a one-fact delta as the number of controls grows from 100 to 5,000,
 //!   against a full evaluation of the same set in the same run (the
 //!   baseline the incremental index avoids);
-//! - a full evaluation of 500 controls over a 2,000-fact snapshot.
+//! - a full evaluation of 500 controls over a 2,000-fact snapshot, on one
+//!   thread and shared out over a pool (`evaluation.threads`).
 //!
 //! Run: `cargo bench -p driftwatch-collector --bench eval`
 
@@ -91,12 +92,22 @@ fn main() {
         );
     }
     let set = policies(500);
-    let mut engine = Engine::new(set, chrono::Duration::minutes(10));
     let facts = full_facts();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).max(2);
+    let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("evaluation threads"));
     let mut seq = 0;
-    let full = time(Duration::from_secs(2), || {
-        seq += 1;
-        engine.apply(&snapshot(seq, SnapshotKind::Full, facts.clone()));
-    });
-    println!("\nfull evaluation, 500 controls x {FACTS} facts: {:.2} ms", full.as_secs_f64() * 1e3);
+    let mut full = |mut engine: Engine| {
+        time(Duration::from_secs(2), || {
+            seq += 1;
+            engine.apply(&snapshot(seq, SnapshotKind::Full, facts.clone()));
+        })
+    };
+    let one = full(Engine::new(set.clone(), chrono::Duration::minutes(10)));
+    let many = full(Engine::new(set, chrono::Duration::minutes(10)).with_pool(pool));
+    println!("\nfull evaluation, 500 controls x {FACTS} facts: {:.2} ms on one thread", one.as_secs_f64() * 1e3);
+    println!(
+        "                 shared over {threads} threads: {:.2} ms ({:.2}x)",
+        many.as_secs_f64() * 1e3,
+        one.as_secs_f64() / many.as_secs_f64()
+    );
 }

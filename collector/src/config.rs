@@ -224,6 +224,10 @@ pub struct EvaluationConfig {
     pub unknown_after_secs: u64,
     /// How often silent assets are looked for.
     pub evidence_check_secs: u64,
+    /// Threads a full evaluation (a full snapshot's controls, a policy
+    /// reload) is shared out over; 0: one per core, 1: the consumer loop's
+    /// own thread only. Deltas run on the loop's thread.
+    pub threads: usize,
 }
 
 impl Default for EvaluationConfig {
@@ -235,6 +239,7 @@ impl Default for EvaluationConfig {
             score_interval_secs: 300,
             unknown_after_secs: 7_200,
             evidence_check_secs: 60,
+            threads: 0,
         }
     }
 }
@@ -242,6 +247,14 @@ impl Default for EvaluationConfig {
 impl EvaluationConfig {
     pub fn attribution_window(&self) -> chrono::Duration {
         chrono::Duration::seconds(self.attribution_window_secs.min(i64::MAX as u64) as i64)
+    }
+
+    /// `threads`, with 0 read as the number of cores.
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     /// `unknown_after_secs` as a duration (`None`: off).

@@ -225,7 +225,7 @@ pub fn before_evidence(
     old: &BTreeMap<String, FactValue>,
     reads: &BTreeSet<FactPath>,
     constants: &BTreeSet<String>,
-    digests: &mut facts::ListDigests,
+    digests: &facts::ListDigests,
 ) -> BTreeMap<String, FactValue> {
     let under =
         |key: &str, roots: &[FactPath]| FactPath::parse(facts::evidence_path(key)).is_ok_and(|k| roots.iter().any(|r| k.starts_with(r)));
@@ -322,8 +322,7 @@ mod tests {
         let after = [("sshd.config.a".to_string(), FactValue::from("yes")), ("sshd.config.b".to_string(), FactValue::from("x"))].into();
         let old = [("sshd.config.a".to_string(), FactValue::from("no")), ("os.id".to_string(), FactValue::from("debian"))].into();
         let reads = [p("sshd.config.a"), p("sshd.config.b")].into();
-        let b =
-            before_evidence(&after, &[p("sshd.config.a"), p("os.id")], &old, &reads, &BTreeSet::new(), &mut facts::ListDigests::default());
+        let b = before_evidence(&after, &[p("sshd.config.a"), p("os.id")], &old, &reads, &BTreeSet::new(), &facts::ListDigests::default());
         assert_eq!(b.get("sshd.config.a"), Some(&FactValue::from("no")));
         assert_eq!(b.get("sshd.config.b"), Some(&FactValue::from("x")));
         assert!(!b.contains_key("os.id"), "not read by the control");
@@ -336,9 +335,9 @@ mod tests {
             |extra: &[&str]| FactValue::List((0..100).map(|i| format!("lib{i}")).chain(extra.iter().map(|s| s.to_string())).collect());
         let (reads, constants) = ([p("packages.installed")].into(), ["telnetd".to_string()].into());
         let mut after = BTreeMap::new();
-        facts::add_evidence(&mut after, "packages.installed", &list(&["telnetd"]), &constants, &mut facts::ListDigests::default());
+        facts::add_evidence(&mut after, "packages.installed", &list(&["telnetd"]), &constants, &facts::ListDigests::default());
         let old = [("packages.installed".to_string(), list(&[]))].into();
-        let before = before_evidence(&after, &[p("packages.installed")], &old, &reads, &constants, &mut facts::ListDigests::default());
+        let before = before_evidence(&after, &[p("packages.installed")], &old, &reads, &constants, &facts::ListDigests::default());
         assert_eq!(before.get("packages.installed"), Some(&FactValue::List(vec![])));
         assert_eq!(before.get("packages.installed#items"), Some(&FactValue::Int(100)));
         let ev = Evaluation { evidence: after, ..drift(Utc::now(), "x", "a", "a").evaluation };
@@ -351,7 +350,7 @@ mod tests {
             &BTreeMap::new(),
             &reads,
             &constants,
-            &mut facts::ListDigests::default(),
+            &facts::ListDigests::default(),
         );
         assert_eq!(before, [("packages.installed".to_string(), FactValue::Null)].into());
     }

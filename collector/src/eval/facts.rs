@@ -92,7 +92,7 @@ pub const LIST_EVIDENCE_MAX: usize = 32;
 /// `reads` (a path with nothing under it as `null`, so evidence shows what
 /// was missing), long lists summarized by the check's string `constants`
 /// (their digests kept in `digests` for the next check on the same facts).
-pub fn evidence(facts: &FactMap, reads: &[String], constants: &BTreeSet<String>, digests: &mut ListDigests) -> BTreeMap<String, FactValue> {
+pub fn evidence(facts: &FactMap, reads: &[String], constants: &BTreeSet<String>, digests: &ListDigests) -> BTreeMap<String, FactValue> {
     let mut out = BTreeMap::new();
     for p in reads {
         let mut found = false;
@@ -119,7 +119,7 @@ pub fn add_evidence(
     path: &str,
     value: &FactValue,
     constants: &BTreeSet<String>,
-    digests: &mut ListDigests,
+    digests: &ListDigests,
 ) {
     let FactValue::List(items) = value else {
         evidence.insert(path.to_string(), value.clone());
@@ -139,17 +139,19 @@ pub fn add_evidence(
 
 /// The SHA-256 of long lists' JSON by fact path, for one set of facts: a
 /// dozen package controls read the same list, which is serialized and
-/// hashed once.
+/// hashed once (shared by the threads of one evaluation; two that miss at
+/// once both compute the same digest).
 #[derive(Debug, Default)]
-pub struct ListDigests(HashMap<String, String>);
+pub struct ListDigests(std::sync::Mutex<HashMap<String, String>>);
 
 impl ListDigests {
-    fn of(&mut self, path: &str, value: &FactValue) -> String {
-        if let Some(d) = self.0.get(path) {
-            return d.clone();
+    fn of(&self, path: &str, value: &FactValue) -> String {
+        let known = |m: &HashMap<String, String>| m.get(path).cloned();
+        if let Some(d) = known(&self.0.lock().unwrap_or_else(|p| p.into_inner())) {
+            return d;
         }
         let d = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(value.to_json().as_bytes()));
-        self.0.insert(path.to_string(), d.clone());
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_string(), d.clone());
         d
     }
 }
@@ -295,8 +297,8 @@ mod tests {
         let f = facts(&[("packages.installed", list.clone()), ("sshd.config.port", "22".into()), ("os.id", "debian".into())]);
         let reads = ["files", "packages.installed", "sshd.config", "sshd.config.port"].map(String::from);
         let constants = ["telnet".to_string(), "rsh".to_string(), "x".to_string()].into();
-        let mut digests = ListDigests::default();
-        let e = evidence(&f, &reads, &constants, &mut digests);
+        let digests = ListDigests::default();
+        let e = evidence(&f, &reads, &constants, &digests);
         let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(list.to_json().as_bytes()));
         let expected: BTreeMap<String, FactValue> = [
             ("packages.installed", FactValue::List(vec!["telnetd".into(), "inetutils-telnet".into()])),
@@ -310,8 +312,8 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         assert_eq!(e, expected);
-        assert_eq!(evidence(&f, &reads, &constants, &mut digests), expected, "again, the digest from the cache");
-        assert_eq!(digests.0.len(), 1);
+        assert_eq!(evidence(&f, &reads, &constants, &digests), expected, "again, the digest from the cache");
+        assert_eq!(digests.0.lock().unwrap().len(), 1);
         assert_eq!(evidence_path("packages.installed#sha256"), "packages.installed");
         assert_eq!(evidence_path(r#"files["/a#items"]"#), r#"files["/a#items"]"#);
     }
@@ -320,7 +322,7 @@ mod tests {
     fn short_lists_are_evidence_as_they_are() {
         let list = packages(LIST_EVIDENCE_MAX, &[]);
         let f = facts(&[("packages.installed", list.clone())]);
-        let e = evidence(&f, &["packages.installed".to_string()], &BTreeSet::new(), &mut ListDigests::default());
+        let e = evidence(&f, &["packages.installed".to_string()], &BTreeSet::new(), &ListDigests::default());
         assert_eq!(e, [("packages.installed".to_string(), list)].into());
     }
 

@@ -13,6 +13,9 @@
 //!
 //! The engine is synchronous and owned by one task; it does no I/O. What
 //! it returns is written to the store and sent to the alerter by the caller.
+//! Only the checks of one evaluation may run on other threads (a pool the
+//! caller gives it): they read the asset's facts, the engine's state is
+//! touched by its owner alone.
 
 pub mod detect;
 pub mod drift;
@@ -114,7 +117,7 @@ pub fn evaluate_all(
         waivers: &crate::waiver::Waivers::default(),
         waivers_at: DateTime::<Utc>::MIN_UTC,
     };
-    evaluate(policies, None, &input, snapshot_id, sequence, at)
+    evaluate(policies, None, &input, None, snapshot_id, sequence, at)
 }
 
 /// What a check runs on: the asset, its facts (as CEL variables and as a
@@ -135,70 +138,106 @@ struct Input<'a> {
     waivers_at: DateTime<Utc>,
 }
 
+/// Below this many controls an evaluation runs on the calling thread: a
+/// delta's few controls cost less than handing them to the pool.
+const PARALLEL_MIN: usize = 32;
+
+/// The fewest controls a pool thread takes at a time (each share builds
+/// its own CEL context).
+const PARALLEL_SHARE_MIN: usize = 8;
+
 /// Evaluates the controls at `which` (indexes into `policies.controls`;
-/// `None`: all) that apply to the input's asset.
+/// `None`: all) that apply to the input's asset. With a `pool` of more than
+/// one thread, a full evaluation (many controls) is shared out over it;
+/// results come back in the controls' order either way.
 fn evaluate(
     policies: &PolicySet,
     which: Option<&[usize]>,
     input: &Input,
+    pool: Option<&rayon::ThreadPool>,
     snapshot_id: &str,
     sequence: i64,
     at: DateTime<Utc>,
 ) -> Vec<Evaluation> {
-    let Input { asset, vars, facts, complete, stale, waivers, waivers_at } = *input;
+    let Input { asset, vars, facts, complete, .. } = *input;
     let controls: Box<dyn Iterator<Item = &CompiledControl>> = match which {
         Some([]) => return Vec::new(),
         Some(w) => Box::new(w.iter().filter_map(|i| policies.controls.get(*i))),
         None => Box::new(policies.controls.iter()),
     };
-    // Detections run on records (see `detect`), never on facts.
-    let controls = controls.filter(|c| c.detect.is_none());
-    let root = crate::policy::cel::root_context();
-    let mut ctx = root.new_inner_scope();
-    ctx.set_variable_resolver(vars);
-    let mut digests = facts::ListDigests::default();
-    controls
+    let controls: Vec<&CompiledControl> = controls
+        // Detections run on records (see `detect`), never on facts.
+        .filter(|c| c.detect.is_none())
         .filter(|c| c.applies_to(asset.kind, &asset.labels))
         // Without the asset's full snapshot (a restart, a rebalance: posture
         // is restored, facts are not), a missing fact says nothing: only
         // checks whose every fact is held are run until the next one.
         .filter(|c| complete || c.read_texts.iter().all(|p| facts::holds(facts, p)))
-        .map(|c| {
-            let (mut status, mut message) = run_check(c, &ctx, facts);
-            let mut checked = Some(status).filter(|s| *s != Status::Unknown);
-            if let Some((from, to)) = stale {
-                status = Status::Unknown;
-                checked = None;
-                message = Some(format!(
-                    "sequence_gap: deltas {}..{} were lost; unknown until the next full snapshot{}",
-                    from + 1,
-                    to - 1,
-                    message.map(|m| format!(" ({m})")).unwrap_or_default()
-                ));
-            }
-            if status == Status::Fail {
-                if let Some(w) = waivers.for_control(&c.control.id, &asset.id, &asset.labels, at.max(waivers_at)) {
-                    status = Status::Waived;
-                    message = Some(w.describe());
-                }
-            }
-            let evidence = facts::evidence(facts, &c.read_texts, &c.constants, &mut digests);
-            Evaluation {
-                asset_id: asset.id.clone(),
-                control_id: c.control.id.clone(),
-                title: c.control.title.clone(),
-                severity: c.control.severity,
-                status,
-                frameworks: c.frameworks.clone(),
-                evidence,
-                message,
-                evaluated_at: at,
-                snapshot_id: snapshot_id.to_string(),
-                sequence,
-                checked,
-            }
-        })
-        .collect()
+        .collect();
+    let digests = facts::ListDigests::default();
+    let context = || {
+        let mut ctx = crate::policy::cel::root_context();
+        ctx.set_variable_resolver(vars);
+        ctx
+    };
+    let one = |ctx: &cel::Context, c: &CompiledControl| evaluate_one(c, ctx, input, &digests, snapshot_id, sequence, at);
+    match pool {
+        Some(pool) if controls.len() >= PARALLEL_MIN && pool.current_num_threads() > 1 => {
+            use rayon::prelude::*;
+            pool.install(|| controls.par_iter().with_min_len(PARALLEL_SHARE_MIN).map_init(context, |ctx, c| one(ctx, c)).collect())
+        }
+        _ => {
+            let ctx = context();
+            controls.iter().map(|c| one(&ctx, c)).collect()
+        }
+    }
+}
+
+/// Runs one control's check and judges its result: a sequence gap makes it
+/// `unknown`, a waiver in force turns a failure `waived`.
+fn evaluate_one(
+    c: &CompiledControl,
+    ctx: &cel::Context,
+    input: &Input,
+    digests: &facts::ListDigests,
+    snapshot_id: &str,
+    sequence: i64,
+    at: DateTime<Utc>,
+) -> Evaluation {
+    let Input { asset, facts, stale, waivers, waivers_at, .. } = *input;
+    let (mut status, mut message) = run_check(c, ctx, facts);
+    let mut checked = Some(status).filter(|s| *s != Status::Unknown);
+    if let Some((from, to)) = stale {
+        status = Status::Unknown;
+        checked = None;
+        message = Some(format!(
+            "sequence_gap: deltas {}..{} were lost; unknown until the next full snapshot{}",
+            from + 1,
+            to - 1,
+            message.map(|m| format!(" ({m})")).unwrap_or_default()
+        ));
+    }
+    if status == Status::Fail {
+        if let Some(w) = waivers.for_control(&c.control.id, &asset.id, &asset.labels, at.max(waivers_at)) {
+            status = Status::Waived;
+            message = Some(w.describe());
+        }
+    }
+    let evidence = facts::evidence(facts, &c.read_texts, &c.constants, digests);
+    Evaluation {
+        asset_id: asset.id.clone(),
+        control_id: c.control.id.clone(),
+        title: c.control.title.clone(),
+        severity: c.control.severity,
+        status,
+        frameworks: c.frameworks.clone(),
+        evidence,
+        message,
+        evaluated_at: at,
+        snapshot_id: snapshot_id.to_string(),
+        sequence,
+        checked,
+    }
 }
 
 /// Runs a check. Facts that are missing because their family could not
@@ -405,6 +444,8 @@ pub struct Engine {
     /// ageing out) carries the labels its opening alert had, so it routes
     /// the same way and resolves that alert.
     restored_labels: HashMap<String, BTreeMap<String, String>>,
+    /// Threads a full evaluation is shared out over (`None`: the caller's).
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl Engine {
@@ -421,7 +462,15 @@ impl Engine {
             waivers_applied_at: DateTime::<Utc>::MIN_UTC,
             unknown_after: None,
             restored_labels: HashMap::new(),
+            pool: None,
         }
+    }
+
+    /// Shares full evaluations (a full snapshot, a policy reload) out over
+    /// `pool`; a delta's few controls stay on the caller's thread.
+    pub fn with_pool(mut self, pool: Arc<rayon::ThreadPool>) -> Self {
+        self.pool = Some(pool);
+        self
     }
 
     /// The labels of an asset: from its latest snapshot, else as stored.
@@ -479,7 +528,7 @@ impl Engine {
         for id in &ids {
             let state = &self.assets[id];
             let input = state.input(&self.waivers, self.waivers_applied_at);
-            let evaluations = evaluate(&p, Some(&which), &input, &change_id, state.sequence, now);
+            let evaluations = evaluate(&p, Some(&which), &input, self.pool.as_deref(), &change_id, state.sequence, now);
             self.track_all(evaluations, &Before::Changed(Vec::new(), FactMap::new()), &mut out);
         }
         // Detections, and fact checks of assets not seen since a restart:
@@ -574,7 +623,7 @@ impl Engine {
         for id in self.current_assets(at) {
             let state = &self.assets[&id];
             let input = state.input(&self.waivers, self.waivers_applied_at);
-            let evaluations = evaluate(&self.policies, None, &input, "policy-reload", state.sequence, at);
+            let evaluations = evaluate(&self.policies, None, &input, self.pool.as_deref(), "policy-reload", state.sequence, at);
             let before = Before::Changed(Vec::new(), FactMap::new());
             self.track_all(evaluations, &before, &mut out);
         }
@@ -756,7 +805,8 @@ impl Engine {
         state.asset = snap.asset.clone();
         state.sequence = snap.sequence;
         let input = state.input(&self.waivers, self.waivers_applied_at);
-        let evaluations = evaluate(&self.policies, which.as_deref(), &input, &snap.snapshot_id, snap.sequence, snap.collected_at);
+        let evaluations =
+            evaluate(&self.policies, which.as_deref(), &input, self.pool.as_deref(), &snap.snapshot_id, snap.sequence, snap.collected_at);
         let mut out = Applied::default();
         self.track_all(evaluations, &before, &mut out);
         out
@@ -765,7 +815,7 @@ impl Engine {
     /// Tracks posture for fact-check evaluations, collecting transitions
     /// and drift events into `out`.
     fn track_all(&mut self, evaluations: Vec<Evaluation>, before: &Before, out: &mut Applied) {
-        let mut digests = facts::ListDigests::default(); // of `before`'s facts
+        let digests = facts::ListDigests::default(); // of `before`'s facts
         for ev in &evaluations {
             // Drift is a change of what the check said on trustworthy facts:
             // unknown spells and waivers do not count.
@@ -777,8 +827,8 @@ impl Engine {
             let Some(from) = from.filter(|f| *f != to) else { continue };
             let Some((_, c)) = self.policies.get(&ev.control_id) else { continue };
             let before = match before {
-                Before::All(old) => facts::evidence(old, &c.read_texts, &c.constants, &mut digests),
-                Before::Changed(changed, old) => drift::before_evidence(&ev.evidence, changed, old, &c.reads, &c.constants, &mut digests),
+                Before::All(old) => facts::evidence(old, &c.read_texts, &c.constants, &digests),
+                Before::Changed(changed, old) => drift::before_evidence(&ev.evidence, changed, old, &c.reads, &c.constants, &digests),
             };
             let mut d = drift::DriftEvent::new(from, ev.clone(), before);
             d.asset_labels = self.labels_of(&ev.asset_id);
@@ -1246,5 +1296,42 @@ controls:
         assert_eq!(r.evaluations.len(), 1);
         assert_eq!(r.transitions[0].kind, TransitionKind::Resolved);
         assert!(e.posture("a", "shadow").is_none());
+    }
+
+    /// A full evaluation shared out over threads gives what one thread
+    /// gives, in the controls' order: statuses, messages, evidence (a long
+    /// list's digest computed once and shared) and transitions.
+    #[test]
+    fn an_evaluation_over_threads_is_the_one_on_the_loop_thread() {
+        let mut text = String::from("pack: t\ncontrols:\n");
+        for i in 0..120 {
+            let check = match i % 5 {
+                0 => format!("svc.k{i} == \"v{i}\""),                // pass
+                1 => format!("svc.k{i} == \"other\""),               // fail
+                2 => format!("svc.missing{i} == \"x\""),             // not applicable
+                3 => format!("svc.k{i} + 1 == 2"),                   // error
+                _ => format!("!(\"pkg{i}\" in packages.installed)"), // a long list, by name
+            };
+            text.push_str(&format!("  - {{id: c{i:03}, title: t, severity: low, check: '{check}', frameworks: {{soc2: [CC6.1]}}}}\n"));
+        }
+        let set = Arc::new(PolicySet::new(crate::policy::load_text(Path::new("t.yaml"), &text).unwrap()));
+        let packages: Vec<String> = (0..300).map(|i| format!("pkg{}", i * 2)).collect();
+        let mut facts: Vec<(String, FactValue)> =
+            (0..120).map(|i| (format!("svc.k{i}"), FactValue::from(format!("v{i}").as_str()))).collect();
+        facts.push(("packages.installed".into(), FactValue::List(packages)));
+        let facts: Vec<(&str, FactValue)> = facts.iter().map(|(p, v)| (p.as_str(), v.clone())).collect();
+        let full = snap(1, SnapshotKind::Full, &facts, &[]);
+        let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap());
+        let (mut one, mut many) =
+            (Engine::new(set.clone(), chrono::Duration::minutes(10)), Engine::new(set, chrono::Duration::minutes(10)).with_pool(pool));
+        let (a, b) = (one.apply(&full), many.apply(&full));
+        let json = |x: &Applied| (serde_json::to_value(&x.evaluations).unwrap(), serde_json::to_value(&x.transitions).unwrap());
+        assert_eq!(a.evaluations.len(), 120);
+        assert_eq!(a.transitions.len(), 36, "24 failing checks and 12 of a package installed open violations");
+        assert_eq!(json(&a), json(&b));
+        let ids: Vec<&str> = b.evaluations.iter().map(|e| e.control_id.as_str()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in the controls' order");
+        assert_eq!(status(&b, "c003"), Status::Error);
+        assert!(b.evaluations[4].evidence.contains_key("packages.installed#sha256"));
     }
 }

@@ -82,7 +82,15 @@ impl Pipeline {
         drift_min_severity: Option<Severity>,
         chain_id: Option<String>,
     ) -> Result<Self, StoreError> {
-        let engine = Engine::new(policies, cfg.attribution_window()).with_unknown_after(cfg.unknown_after());
+        let mut engine = Engine::new(policies, cfg.attribution_window()).with_unknown_after(cfg.unknown_after());
+        if cfg.threads() > 1 {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads()).thread_name(|i| format!("driftwatch-eval-{i}")).build();
+            match pool {
+                Ok(pool) => engine = engine.with_pool(Arc::new(pool)),
+                // Only when the system refuses threads: slower, not wrong.
+                Err(e) => tracing::warn!(error = %e, "could not start the evaluation threads; evaluating on the consumer loop's thread"),
+            }
+        }
         let chain = match chain_id {
             None => crate::evidence::Chain::new(crate::evidence::Chain::default_id()),
             Some(id) => {

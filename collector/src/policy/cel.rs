@@ -217,8 +217,8 @@ static STDLIB: std::sync::LazyLock<Arc<cel::Env>> = std::sync::LazyLock::new(|| 
 });
 
 /// A root context with Driftwatch's functions, to which each evaluation adds
-/// the asset's facts in an inner scope.
-pub fn root_context() -> Context<'static, 'static> {
+/// the asset's facts (as its variable resolver, or in an inner scope).
+pub fn root_context<'v>() -> Context<'static, 'v> {
     let mut ctx = Context::with_env(STDLIB.clone());
     // Names are Driftwatch's own; none clashes with the standard library
     // (built without its `matches`).
