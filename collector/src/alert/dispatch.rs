@@ -382,6 +382,12 @@ impl Dispatcher {
         self.flush_within(now, silences, &mut HashMap::new())
     }
 
+    /// Whether a flush at `now` would look at a group (one is due, or was
+    /// left due for want of room).
+    pub fn has_due(&self, now: DateTime<Utc>) -> bool {
+        self.wakes.first().is_some_and(|(at, _)| *at <= now)
+    }
+
     /// [`Self::flush`], with room for at most `room[receiver]` more
     /// notifications per receiver (absent: no limit): a group whose
     /// receiver has no room left is left as it is, due, and looked at

@@ -57,8 +57,9 @@ enum Input {
     Owned(Vec<String>),
     /// Partitions were reassigned.
     Reassigned,
-    /// The collector is stopping: hand over what is due, then stop.
-    Stop,
+    /// The collector is stopping: hand over what is due (as the receivers'
+    /// queues make room, until this instant), then stop.
+    Stop(tokio::time::Instant),
 }
 
 /// When the alerting task first reads the store's state.
@@ -125,17 +126,21 @@ impl Alerting {
     }
 
     /// At a graceful stop, once the last batch is stored: hands every
-    /// notification that is due to its receiver, and waits up to `within`
+    /// notification that is due to its receiver (more than its queue holds
+    /// after a storm: the rest as it delivers), and waits up to `within`
     /// for the receivers to deliver them and the log to record them (what
-    /// is not logged is sent again after the restart). Alerting stops.
+    /// is not logged is sent again after the restart, all at once: left
+    /// for then, a storm's pages would delay the first live ones).
+    /// Alerting stops.
     pub async fn stop(&self, within: Duration) {
         let Some(tx) = &self.tx else { return };
-        if tx.send(Input::Stop).await.is_err() {
+        let until = tokio::time::Instant::now() + within;
+        if tx.send(Input::Stop(until)).await.is_err() {
             return;
         }
         let logged = self.logged.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(task) = logged {
-            if tokio::time::timeout(within, task).await.is_err() {
+            if tokio::time::timeout_at(until, task).await.is_err() {
                 tracing::warn!(
                     within_secs = within.as_secs(),
                     "notifications still being delivered at the stop; those not logged are sent again after the restart"
@@ -324,8 +329,8 @@ async fn run(
                 }
                 // Dropping the queues lets each receiver finish its own,
                 // then the log writer ends.
-                Some(Input::Stop) => {
-                    send_due(&mut dispatcher, &silences, &queues).await;
+                Some(Input::Stop(until)) => {
+                    drain(&mut dispatcher, &silences, &queues, until).await;
                     break;
                 }
                 Some(Input::Alert(a)) => {
@@ -372,6 +377,26 @@ async fn send_due(dispatcher: &mut Dispatcher, silences: &RwLock<Vec<Silence>>, 
             }
             None => tracing::error!(receiver = %n.receiver, "notification for an unknown receiver"),
         }
+    }
+}
+
+/// How often a stopping dispatcher looks for room in full queues.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// Hands over everything due, as the receivers' queues make room, until
+/// nothing is due or `until`.
+async fn drain(
+    dispatcher: &mut Dispatcher,
+    silences: &RwLock<Vec<Silence>>,
+    queues: &HashMap<String, mpsc::Sender<Notification>>,
+    until: tokio::time::Instant,
+) {
+    loop {
+        send_due(dispatcher, silences, queues).await;
+        if !dispatcher.has_due(Utc::now()) || tokio::time::Instant::now() >= until {
+            return;
+        }
+        tokio::time::sleep(DRAIN_POLL.min(until.saturating_duration_since(tokio::time::Instant::now()))).await;
     }
 }
 
@@ -555,5 +580,50 @@ mod tests {
         let sent = dispatcher.flush(Utc::now(), &[]);
         let assets: Vec<&str> = sent.iter().flat_map(|n| &n.firing).map(|a| a.labels["asset"].as_str()).collect();
         assert_eq!(assets, ["web-2"], "only the page the log still lacks is sent: {sent:?}");
+    }
+
+    /// A stop after a storm hands over every page due, more than the
+    /// receiver's queue holds, as the receiver makes room (left for the
+    /// restart, they would all go out at once then, before its first live
+    /// pages); what is not due yet stays.
+    #[tokio::test]
+    async fn a_stop_hands_over_more_than_a_queue_holds() {
+        let route =
+            Route::compile(&serde_yaml::from_str("receiver: slack\ngroup_by: [asset]\ngroup_wait: 0s").unwrap(), &["slack".to_string()])
+                .unwrap();
+        let mut dispatcher = Dispatcher::new(route, Vec::new(), Vec::new(), "http://x".into());
+        let assets: Vec<String> = (0..30).map(|i| format!("web-{i}")).collect();
+        dispatcher.own(assets.clone());
+        for a in &assets {
+            dispatcher.add(named("violation", a, false), Utc::now());
+        }
+        let (tx, mut rx) = mpsc::channel::<Notification>(4);
+        let receiver = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(n) = rx.recv().await {
+                got.push(n.group_key);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            got
+        });
+        let queues = HashMap::from([("slack".to_string(), tx)]);
+        let silences = RwLock::new(Vec::new());
+        drain(&mut dispatcher, &silences, &queues, tokio::time::Instant::now() + Duration::from_secs(10)).await;
+        assert!(!dispatcher.has_due(Utc::now()));
+        drop(queues);
+        let got = receiver.await.unwrap();
+        assert_eq!(got.len(), 30, "every group, though the queue holds 4");
+        assert_eq!(got.iter().collect::<std::collections::BTreeSet<_>>().len(), 30, "each once");
+
+        // With no time left, only what the queue takes now.
+        dispatcher.add(named("violation", "web-30", false), Utc::now());
+        dispatcher.add(named("violation", "web-31", false), Utc::now());
+        dispatcher.own(["web-30".to_string(), "web-31".to_string()]);
+        let (tx, mut rx) = mpsc::channel(1);
+        let queues = HashMap::from([("slack".to_string(), tx)]);
+        drain(&mut dispatcher, &silences, &queues, tokio::time::Instant::now()).await;
+        assert!(dispatcher.has_due(Utc::now()), "one left due, for the restart");
+        drop(queues);
+        assert!(rx.recv().await.is_some() && rx.recv().await.is_none());
     }
 }
