@@ -552,7 +552,7 @@ fn snapshot_from_value(v: &Value) -> Result<ConfigSnapshot, CodecError> {
             .map(|(i, item)| {
                 let name = format!("facts[{i}]");
                 let f = Fields::of(&name, item)?;
-                Ok(Fact { path: f.string("path")?, value: fact_value_from(&format!("{name}.value"), f.get("value")?)? })
+                Ok(Fact { path: canonical_path(f.string("path")?), value: fact_value_from(&format!("{name}.value"), f.get("value")?)? })
             })
             .collect::<Result<Vec<_>, CodecError>>()?,
         other => return Err(field_err("facts", format!("expected an array, found {other:?}"))),
@@ -566,8 +566,20 @@ fn snapshot_from_value(v: &Value) -> Result<ConfigSnapshot, CodecError> {
         collected_at: r.timestamp("collected_at")?,
         kind: parse_symbol("kind", &r.symbol("kind")?, &["full", "delta"], &[SnapshotKind::Full, SnapshotKind::Delta])?,
         facts,
-        removed_paths: r.str_array("removed_paths")?,
+        removed_paths: r.str_array("removed_paths")?.into_iter().map(canonical_path).collect(),
     })
+}
+
+/// A fact path as the collector keys it from here on: written the one way
+/// [`crate::FactPath`] writes it (`a["b"]` is `a.b`), so a fact is found
+/// however an agent wrote it; the same string when it is written so
+/// already, or when it does not parse (no check can read it; it is kept
+/// as sent).
+fn canonical_path(path: String) -> String {
+    match crate::FactPath::canonical(&path) {
+        Ok(std::borrow::Cow::Owned(canonical)) => canonical,
+        Ok(std::borrow::Cow::Borrowed(_)) | Err(_) => path,
+    }
 }
 
 fn audit_from_value(v: &Value) -> Result<AuditEvent, CodecError> {

@@ -123,6 +123,24 @@ fn every_stream_round_trips() {
     }
 }
 
+/// The decoder hands on each fact path written the one way `FactPath`
+/// writes it, so everything after it (the engine's facts, evidence, drift,
+/// stored rows) finds `a["b"]` from some agent as `a.b`.
+#[test]
+fn fact_paths_are_decoded_the_one_way_they_are_written() {
+    let mut s = snapshot();
+    s.facts[0].path = r#"sshd["config"].permitrootlogin"#.into();
+    s.facts[1].path = r#"files["/etc/shadow"]["mode"]"#.into();
+    s.facts[2].path = "not a path".into();
+    s.removed_paths = vec![r#"sshd.config["x11forwarding"]"#.into(), "a.gone".into()];
+    let mut enc = Encoder::new().unwrap();
+    let bytes = enc.encode(&Message::Snapshot(s)).unwrap();
+    let Message::Snapshot(got) = Decoder::new().unwrap().decode(Stream::Snapshots, &bytes).unwrap() else { panic!("a snapshot") };
+    let paths: Vec<&str> = got.facts.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths[..4], ["sshd.config.permitrootlogin", r#"files["/etc/shadow"].mode"#, "not a path", "a.float"]);
+    assert_eq!(got.removed_paths, ["sshd.config.x11forwarding", "a.gone"]);
+}
+
 #[test]
 fn the_avro_library_reads_what_we_write() {
     let mut enc = Encoder::new().unwrap();

@@ -7,15 +7,9 @@ use cel::common::value::{Builtin, CowVal, Val};
 use cel::context::VariableResolver;
 use driftwatch_schemas::{FactPath, FactValue};
 
-/// Facts keyed by their textual path, written the one way (see [`key`]).
+/// Facts keyed by their textual path, written the one way `FactPath`
+/// writes it (the decoder hands paths on so: `a["b"]` is `a.b`).
 pub type FactMap = BTreeMap<String, FactValue>;
-
-/// A fact's key in a [`FactMap`]: its path as `FactPath` writes it, so
-/// that `a["b"]` from some agent is the `a.b` a check's evidence looks
-/// for; a path that does not parse as sent (checks cannot read it).
-pub fn key(path: &str) -> String {
-    FactPath::canonical(path).map_or_else(|_| path.to_string(), std::borrow::Cow::into_owned)
-}
 
 enum Node<'a> {
     Leaf(&'a FactValue),

@@ -183,7 +183,7 @@ pub fn snapshot_rows(s: &ConfigSnapshot, batch_id: &str, now: &DateTime<Utc>) ->
         collected_at: secs(&s.collected_at),
         received_at: secs(now),
         fact_count: s.facts.len() as u32,
-        removed_paths: s.removed_paths.iter().map(|p| crate::eval::facts::key(p)).collect(),
+        removed_paths: s.removed_paths.clone(),
         batch_id: batch_id.to_string(),
     };
     let facts = s
@@ -195,7 +195,7 @@ pub fn snapshot_rows(s: &ConfigSnapshot, batch_id: &str, now: &DateTime<Utc>) ->
             sequence: s.sequence,
             snapshot_kind: kind.to_string(),
             collected_at: secs(&s.collected_at),
-            path: crate::eval::facts::key(&f.path),
+            path: f.path.clone(),
             value_type: f.value.type_name().to_string(),
             value: f.value.to_json(),
             batch_id: batch_id.to_string(),
@@ -394,30 +394,4 @@ pub struct ResultAtRow {
     pub label_keys: Vec<String>,
     pub label_values: Vec<String>,
     pub evidence_at: u32,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use driftwatch_schemas::{Asset, AssetKind, Fact, SnapshotKind};
-
-    /// Stored facts are keyed as the engine keys them: a path sent as
-    /// `sshd["config"].x` is found by `sshd.config.x`.
-    #[test]
-    fn fact_paths_are_stored_the_one_way_they_are_written() {
-        let s = ConfigSnapshot {
-            asset: Asset { id: "a".into(), kind: AssetKind::Host, hostname: "h".into(), labels: Default::default() },
-            agent_id: "ag".into(),
-            agent_version: "0".into(),
-            snapshot_id: "s1".into(),
-            sequence: 1,
-            collected_at: Utc::now(),
-            kind: SnapshotKind::Delta,
-            facts: vec![Fact { path: r#"sshd["config"].x"#.into(), value: "no".into() }],
-            removed_paths: vec![r#"files["/etc/x"]["mode"]"#.into(), "not a path".into()],
-        };
-        let (snap, facts) = snapshot_rows(&s, "b", &Utc::now());
-        assert_eq!(facts[0].path, "sshd.config.x");
-        assert_eq!(snap.removed_paths, [r#"files["/etc/x"].mode"#, "not a path"]);
-    }
 }
