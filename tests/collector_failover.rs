@@ -15,6 +15,25 @@ use rdkafka::producer::FutureProducer;
 
 const ASSETS: usize = 6;
 
+/// `n` unique asset ids spread evenly over the `partitions` of a topic by
+/// librdkafka's `consistent_random` partitioner (CRC-32 of the key): so the
+/// dead collector's snapshots partition, whichever it is, has records
+/// waiting — what tells the survivor it was orphaned. (Random ids left it
+/// without any one run in eleven, and the survivor rightly waited.)
+fn on_every_partition(n: usize, partitions: u32) -> Vec<String> {
+    let mut per = vec![Vec::new(); partitions as usize];
+    let mut i = 0;
+    while per.iter().any(|p| p.len() < n / partitions as usize) {
+        let id = unique(&format!("fo{i}"));
+        i += 1;
+        let p = &mut per[(crc32fast::hash(id.as_bytes()) % partitions) as usize];
+        if p.len() < n / partitions as usize {
+            p.push(id);
+        }
+    }
+    per.concat()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_collectors_partitions_go_to_the_survivor_without_false_alerts() {
     services_up();
@@ -33,12 +52,18 @@ async fn a_killed_collectors_partitions_go_to_the_survivor_without_false_alerts(
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // 1. Every asset fails: one page each, from whichever collector owns it.
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
-    let assets: Vec<String> = (0..ASSETS).map(|i| unique(&format!("fo{i}"))).collect();
+    // Keyed as the agent keys them; the partitioner named, since the assets
+    // are chosen by it.
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", BROKERS).set("partitioner", "consistent_random").create().unwrap();
+    let assets = on_every_partition(ASSETS, 3);
     let failing = [("sshd.config.permitrootlogin", "yes")];
+    let mut partitions = std::collections::BTreeMap::new();
     for asset in &assets {
-        produce(&producer, &names, &snapshot(asset, 1, SnapshotKind::Full, &failing)).await;
+        let p = produce(&producer, &names, &snapshot(asset, 1, SnapshotKind::Full, &failing)).await;
+        *partitions.entry(p).or_insert(0) += 1;
     }
+    assert_eq!(partitions, [(0, 2), (1, 2), (2, 2)].into(), "two assets on each snapshots partition, as chosen");
     let firing = |n: usize| {
         let receiver = receiver.clone();
         async move || (pages(&receiver) >= n).then_some(())

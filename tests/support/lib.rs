@@ -327,8 +327,8 @@ pub fn snapshot(asset: &str, seq: i64, kind: driftwatch_schemas::SnapshotKind, f
 }
 
 /// Encodes `msg` and produces it to its stream's topic for `names`, keyed
-/// by asset id (as the agent does).
-pub async fn produce(p: &rdkafka::producer::FutureProducer, names: &Names, msg: &driftwatch_schemas::Message) {
+/// by asset id (as the agent does); returns the partition it went to.
+pub async fn produce(p: &rdkafka::producer::FutureProducer, names: &Names, msg: &driftwatch_schemas::Message) -> i32 {
     use driftwatch_schemas::Stream;
     let stream = match msg.stream() {
         Stream::Snapshots => "snapshots",
@@ -339,7 +339,8 @@ pub async fn produce(p: &rdkafka::producer::FutureProducer, names: &Names, msg: 
     let payload = driftwatch_schemas::Encoder::new().expect("encoder").encode(msg).expect("encode");
     p.send(rdkafka::producer::FutureRecord::to(&topic).key(msg.asset_id()).payload(&payload), std::time::Duration::from_secs(10))
         .await
-        .expect("produce");
+        .expect("produce")
+        .partition
 }
 
 /// Produces `msgs` as [`produce`] does, all in flight at once (fast for a
