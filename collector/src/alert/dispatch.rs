@@ -393,18 +393,28 @@ impl Dispatcher {
     /// receiver has no room left is left as it is, due, and looked at
     /// again at the next flush, so a full queue delays notifications
     /// instead of losing them.
+    ///
+    /// Once every receiver the routes name has no room left, the groups
+    /// still due are not looked at: after a storm tens of thousands wait
+    /// for a full queue, and each flush would look each one up to find so.
     pub fn flush_within(&mut self, now: DateTime<Utc>, silences: &[Silence], room: &mut HashMap<String, usize>) -> Vec<Notification> {
         let mut out = Vec::new();
-        let mut keys = Vec::new();
-        while self.wakes.first().is_some_and(|(at, _)| *at <= now) {
-            keys.extend(self.wakes.pop_first().map(|(_, k)| k));
-        }
-        if keys.is_empty() {
+        if !self.has_due(now) {
             return out;
         }
+        let bounded = !room.is_empty()
+            && self
+                .route
+                .walk()
+                .iter()
+                .all(|r| room.contains_key(&r.receiver) && r.escalate.as_ref().is_none_or(|(_, receiver)| room.contains_key(receiver)));
         let mute = Mute::new(&self.windows, &self.inhibit, &self.firing, silences, now);
         let (groups, wakes, owned, parked) = (&mut self.groups, &mut self.wakes, &self.owned, &mut self.parked);
-        for key in keys {
+        // Due again at once (no room): put back after the loop, which
+        // would otherwise take them again.
+        let mut later = Vec::new();
+        while !(bounded && room.values().all(|left| *left == 0)) && wakes.first().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, key)) = wakes.pop_first() else { break };
             let Some(g) = groups.get_mut(&key) else { continue };
             // Looked at again when released.
             if self.held.contains(&key) {
@@ -416,7 +426,7 @@ impl Dispatcher {
             let need = 1 + usize::from(escalation == Some(g.receiver.as_str()));
             if lacks(&g.receiver, need) || escalation.is_some_and(|r| lacks(r, 1)) {
                 g.wake = now;
-                wakes.insert((now, key));
+                later.push((now, key));
                 continue;
             }
             let sent_before = out.len();
@@ -471,9 +481,14 @@ impl Dispatcher {
                 groups.remove(&key);
             } else {
                 g.wake = g.next_wake(now);
-                wakes.insert((g.wake, key));
+                if g.wake <= now {
+                    later.push((g.wake, key));
+                } else {
+                    wakes.insert((g.wake, key));
+                }
             }
         }
+        wakes.extend(later);
         out
     }
 
@@ -729,6 +744,7 @@ mod tests {
         let first = d.flush_within(t0, &[], &mut room);
         assert_eq!((first.len(), room["slack"]), (2, 0), "as many as the queue takes");
         assert!(d.flush_within(t0 + s(1), &[], &mut room).is_empty(), "still full");
+        assert!(d.has_due(t0 + s(1)), "the third left due, not looked at");
         room.insert("slack".into(), 10);
         let rest = d.flush_within(t0 + s(2), &[], &mut room);
         assert_eq!(rest.len(), 1, "the third, once there is room: {rest:?}");
