@@ -384,7 +384,8 @@ async fn send_due(dispatcher: &mut Dispatcher, silences: &RwLock<Vec<Silence>>, 
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Hands over everything due, as the receivers' queues make room, until
-/// nothing is due or `until`.
+/// nothing is due, or what is due waits for no queue (a group due again at
+/// once, with a zero `group_interval`, and nothing new to say), or `until`.
 async fn drain(
     dispatcher: &mut Dispatcher,
     silences: &RwLock<Vec<Silence>>,
@@ -393,7 +394,8 @@ async fn drain(
 ) {
     loop {
         send_due(dispatcher, silences, queues).await;
-        if !dispatcher.has_due(Utc::now()) || tokio::time::Instant::now() >= until {
+        let waiting_for_room = queues.values().any(|q| q.capacity() == 0);
+        if !dispatcher.has_due(Utc::now()) || !waiting_for_room || tokio::time::Instant::now() >= until {
             return;
         }
         tokio::time::sleep(DRAIN_POLL.min(until.saturating_duration_since(tokio::time::Instant::now()))).await;
@@ -625,5 +627,33 @@ mod tests {
         assert!(dispatcher.has_due(Utc::now()), "one left due, for the restart");
         drop(queues);
         assert!(rx.recv().await.is_some() && rx.recv().await.is_none());
+
+        // A group due again at once (silenced, no group_interval: looked at
+        // every flush, in case its silence ended) does not hold the stop
+        // until its bound.
+        let route = Route::compile(
+            &serde_yaml::from_str("receiver: slack\ngroup_by: [asset]\ngroup_wait: 0s\ngroup_interval: 0s").unwrap(),
+            &["slack".to_string()],
+        )
+        .unwrap();
+        let mut dispatcher = Dispatcher::new(route, Vec::new(), Vec::new(), "http://x".into());
+        dispatcher.own(["web-1".to_string()]);
+        dispatcher.add(named("violation", "web-1", false), Utc::now());
+        let silences = RwLock::new(vec![Silence {
+            id: "s1".into(),
+            matchers: vec![crate::alert::matcher::Matcher::parse("asset=web-1").unwrap()],
+            starts_at: Utc::now() - chrono::Duration::minutes(1),
+            ends_at: Utc::now() + chrono::Duration::hours(1),
+            created_by: "alice".into(),
+            comment: "maintenance".into(),
+        }]);
+        let (tx, mut rx) = mpsc::channel::<Notification>(4);
+        let queues = HashMap::from([("slack".to_string(), tx)]);
+        let start = tokio::time::Instant::now();
+        drain(&mut dispatcher, &silences, &queues, start + Duration::from_secs(10)).await;
+        assert!(dispatcher.has_due(Utc::now()), "due again at once");
+        assert!(start.elapsed() < Duration::from_secs(5), "but the stop went on: {:?}", start.elapsed());
+        drop(queues);
+        assert!(rx.recv().await.is_none(), "silenced: nothing sent");
     }
 }
