@@ -140,9 +140,8 @@ pub struct ListDigests(std::sync::Mutex<HashMap<String, String>>);
 
 impl ListDigests {
     fn of(&self, path: &str, value: &FactValue) -> String {
-        let known = |m: &HashMap<String, String>| m.get(path).cloned();
-        if let Some(d) = known(&self.0.lock().unwrap_or_else(|p| p.into_inner())) {
-            return d;
+        if let Some(d) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(path) {
+            return d.clone();
         }
         let d = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(value.to_json().as_bytes()));
         self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_string(), d.clone());
