@@ -402,18 +402,53 @@ async fn drain(
     }
 }
 
+/// Delivers a receiver's queue: up to its `max_in_flight` notifications at
+/// once (a storm's tens of thousands would otherwise go one round trip at
+/// a time), but one at a time per group, in the order queued (a group's
+/// resolve never overtakes its page). Each delivered one is logged.
 async fn deliver(receiver: Receiver, mut rx: mpsc::Receiver<Notification>, log: mpsc::Sender<(Sent, &'static str)>) {
-    while let Some(n) = rx.recv().await {
-        if receiver.deliver(&n).await {
-            let sent = Sent {
-                receiver: n.receiver.clone(),
-                group_key: n.group_key.clone(),
-                at: Utc::now(),
-                firing: n.firing.iter().filter(|a| !a.one_shot).map(|a| a.fingerprint()).collect(),
-                alerts: n.firing.iter().filter(|a| !a.one_shot).cloned().collect(),
-                escalation: n.escalation,
-            };
-            let _ = log.send((sent, n.status())).await;
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let receiver = Arc::new(receiver);
+    let max_in_flight = receiver.max_in_flight;
+    let one = |n: Notification| {
+        let (receiver, log) = (receiver.clone(), log.clone());
+        async move {
+            if receiver.deliver(&n).await {
+                let sent = Sent {
+                    receiver: n.receiver.clone(),
+                    group_key: n.group_key.clone(),
+                    at: Utc::now(),
+                    firing: n.firing.iter().filter(|a| !a.one_shot).map(|a| a.fingerprint()).collect(),
+                    alerts: n.firing.iter().filter(|a| !a.one_shot).cloned().collect(),
+                    escalation: n.escalation,
+                };
+                let _ = log.send((sent, n.status())).await;
+            }
+            n.group_key
+        }
+    };
+    let mut in_flight = FuturesUnordered::new();
+    // Groups with a notification in flight, and what waits behind it.
+    let mut behind: HashMap<String, std::collections::VecDeque<Notification>> = HashMap::new();
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        tokio::select! {
+            n = rx.recv(), if open && in_flight.len() < max_in_flight => match n {
+                Some(n) => match behind.get_mut(&n.group_key) {
+                    Some(waiting) => waiting.push_back(n),
+                    None => {
+                        behind.insert(n.group_key.clone(), Default::default());
+                        in_flight.push(one(n));
+                    }
+                },
+                None => open = false,
+            },
+            Some(group) = in_flight.next() => match behind.get_mut(&group).and_then(|w| w.pop_front()) {
+                Some(next) => in_flight.push(one(next)),
+                None => {
+                    behind.remove(&group);
+                }
+            },
         }
     }
 }
@@ -655,5 +690,108 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(5), "but the stop went on: {:?}", start.elapsed());
         drop(queues);
         assert!(rx.recv().await.is_none(), "silenced: nothing sent");
+    }
+
+    /// A receiver's queue goes out several requests at a time, but each
+    /// group's notifications one at a time and in order.
+    #[tokio::test]
+    async fn a_receiver_delivers_several_groups_at_once_and_each_group_in_order() {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+        #[derive(Default)]
+        struct Seen {
+            now: usize,
+            most: usize,
+            groups_now: HashMap<String, usize>,
+            overlapped: bool,
+            order: Vec<(String, String)>,
+        }
+        let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let server = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = server.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut read = BufReader::new(read);
+                    loop {
+                        let mut len = 0;
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        read.read_exact(&mut body).await.unwrap();
+                        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        let group = v["groupKey"].as_str().unwrap().to_string();
+                        {
+                            let mut s = seen.lock().unwrap();
+                            s.now += 1;
+                            s.most = s.most.max(s.now);
+                            let n = s.groups_now.entry(group.clone()).or_default();
+                            *n += 1;
+                            if *n > 1 {
+                                s.overlapped = true;
+                            }
+                            s.order.push((group.clone(), v["status"].as_str().unwrap().to_string()));
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        {
+                            let mut s = seen.lock().unwrap();
+                            s.now -= 1;
+                            *s.groups_now.get_mut(&group).unwrap() -= 1;
+                        }
+                        write.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+                    }
+                });
+            }
+        });
+        let cfg: crate::alert::receivers::ReceiverConfig =
+            serde_yaml::from_str(&format!("name: hook\nwebhook: {{url: \"{url}\"}}\nrate_limit_per_minute: 100000\nmax_in_flight: 4"))
+                .unwrap();
+        let (tx, rx) = mpsc::channel(100);
+        let (log_tx, mut log_rx) = mpsc::channel(100);
+        let task = tokio::spawn(deliver(Receiver::new(&cfg).unwrap(), rx, log_tx));
+        let notify = |group: &str, resolved: bool| {
+            let a = named("violation", group, resolved);
+            let (firing, resolved) = if resolved { (vec![], vec![a]) } else { (vec![a], vec![]) };
+            Notification {
+                receiver: "hook".into(),
+                group_key: group.into(),
+                group_labels: Default::default(),
+                firing,
+                resolved,
+                escalation: false,
+                external_url: "http://x".into(),
+            }
+        };
+        for g in ["g1", "g2", "g3", "g4", "g5", "g6"] {
+            tx.send(notify(g, false)).await.unwrap();
+        }
+        tx.send(notify("g1", true)).await.unwrap();
+        tx.send(notify("g1", false)).await.unwrap();
+        drop(tx);
+        task.await.unwrap();
+        let s = seen.lock().unwrap();
+        assert_eq!(s.order.len(), 8);
+        assert!(s.most > 1 && s.most <= 4, "several at once, at most max_in_flight: {}", s.most);
+        assert!(!s.overlapped, "never two of one group at once");
+        let g1: Vec<&str> = s.order.iter().filter(|(g, _)| g == "g1").map(|(_, st)| st.as_str()).collect();
+        assert_eq!(g1, ["firing", "resolved", "firing"], "a group's in the order queued");
+        let mut logged = 0;
+        while log_rx.try_recv().is_ok() {
+            logged += 1;
+        }
+        assert_eq!(logged, 8, "each delivered one logged");
     }
 }

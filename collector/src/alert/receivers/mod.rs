@@ -40,6 +40,10 @@ pub struct ReceiverConfig {
     /// Notifications per minute at most (bursts up to this many).
     #[serde(default = "default_rate")]
     pub rate_limit_per_minute: u32,
+    /// Requests in flight at once (each group's still one at a time, in
+    /// order).
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -50,6 +54,9 @@ fn default_attempts() -> u32 {
 }
 fn default_rate() -> u32 {
     60
+}
+fn default_in_flight() -> usize {
+    8
 }
 
 impl ReceiverConfig {
@@ -65,6 +72,9 @@ impl ReceiverConfig {
         }
         if self.rate_limit_per_minute == 0 {
             e.push(format!("{at}.rate_limit_per_minute: must be at least 1"));
+        }
+        if !(1..=1024).contains(&self.max_in_flight) {
+            e.push(format!("{at}.max_in_flight: must be 1 to 1024 (found {})", self.max_in_flight));
         }
         let url = |field: &str, u: &str, e: &mut Vec<String>| {
             if reqwest::Url::parse(u).is_err() {
@@ -171,6 +181,8 @@ pub struct Receiver {
     kind: Box<dyn Kind>,
     client: reqwest::Client,
     max_attempts: u32,
+    /// See [`ReceiverConfig::max_in_flight`].
+    pub max_in_flight: usize,
     limiter: DefaultDirectRateLimiter,
 }
 
@@ -196,6 +208,7 @@ impl Receiver {
             kind,
             client,
             max_attempts: cfg.max_attempts.max(1),
+            max_in_flight: cfg.max_in_flight.max(1),
             limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
         })
     }
