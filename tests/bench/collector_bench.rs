@@ -652,13 +652,14 @@ fn bench(a: &Args) -> Result<(), String> {
         own.len()
     );
     if let Some(x) = live_alerts.iter().max_by_key(|x| x.arrived - x.start) {
+        let at_bare = received.get(&(x.asset.clone(), x.start));
         println!(
             "  the slowest:                 asset {}, its snapshot collected {:.1} s into the phase, at the bare consumer {} ms later, \
              the alert {} ms after that",
             x.asset,
             (x.start - live_from_ms) as f64 / 1000.0,
-            received.get(&(x.asset.clone(), x.start)).map_or("?".to_string(), |r| (r - x.start).to_string()),
-            received.get(&(x.asset.clone(), x.start)).map_or("?".to_string(), |r| (x.arrived - r).to_string()),
+            at_bare.map_or("?".to_string(), |r| (r - x.start).to_string()),
+            at_bare.map_or("?".to_string(), |r| (x.arrived - r).to_string()),
         );
     }
     println!("  collector peak RSS:          {peak_rss:.0} MB; log: {}", work.join("collector.log").display());

@@ -129,6 +129,9 @@ fn reschedule(wakes: &mut BTreeSet<(DateTime<Utc>, String)>, key: &str, g: &mut 
 /// Groups and their state.
 pub struct Dispatcher {
     route: Route,
+    /// Every receiver the routes send to (escalations too): with room for
+    /// none of them, a flush has nothing it could send.
+    receivers: BTreeSet<String>,
     inhibit: Vec<InhibitRule>,
     windows: Vec<MaintenanceWindow>,
     external_url: String,
@@ -158,8 +161,11 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(route: Route, inhibit: Vec<InhibitRule>, windows: Vec<MaintenanceWindow>, external_url: String) -> Self {
+        let receivers =
+            route.walk().iter().flat_map(|r| std::iter::once(&r.receiver).chain(r.escalate.as_ref().map(|(_, e)| e))).cloned().collect();
         Dispatcher {
             route,
+            receivers,
             inhibit,
             windows,
             external_url,
@@ -402,12 +408,7 @@ impl Dispatcher {
         if !self.has_due(now) {
             return out;
         }
-        let bounded = !room.is_empty()
-            && self
-                .route
-                .walk()
-                .iter()
-                .all(|r| room.contains_key(&r.receiver) && r.escalate.as_ref().is_none_or(|(_, receiver)| room.contains_key(receiver)));
+        let bounded = !room.is_empty() && self.receivers.iter().all(|r| room.contains_key(r));
         let mute = Mute::new(&self.windows, &self.inhibit, &self.firing, silences, now);
         let (groups, wakes, owned, parked) = (&mut self.groups, &mut self.wakes, &self.owned, &mut self.parked);
         // Due again at once (no room): put back after the loop, which
