@@ -93,3 +93,53 @@ async fn sigkill_mid_backlog_loses_doubles_and_repeats_nothing() {
     assert!(collector.terminate(30));
     names.drop_database().await;
 }
+
+/// A page goes out as soon as its snapshot is evaluated, before its batch
+/// is stored; its entry in the notification log waits for the batch. Killed
+/// in between (here the batch cannot be stored: its asset's `snapshots`
+/// table is detached), the restart neither resolves the violation (a log
+/// naming a page whose violation the store lacks would) nor loses it: the
+/// redelivered snapshot opens it and pages again (at least once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_sent_before_its_batch_was_stored_survives_a_kill() {
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let (receiver, addr) = Receiver::start().await;
+    let names = Names::new();
+    let cfg = names.collector_config(work.path(), &format!("http://{addr}/hook"));
+    create_topics(&cfg);
+    let start = || Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
+    let mut collector = start();
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
+    let asset = unique("unstored");
+    let db = names.database.clone();
+    let pages = |status: &str| control_alerts(&receiver, status).into_iter().filter(|a| a["asset_id"] == asset.as_str()).count();
+
+    // 1. A compliant asset, stored.
+    produce(&producer, &names, &snapshot(&asset, 1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no")])).await;
+    wait_evaluated(&db, std::slice::from_ref(&asset), 1).await;
+
+    // 2. Root logins allowed, in a batch that cannot be stored: paged anyway.
+    exec(&format!("DETACH TABLE {db}.snapshots")).await;
+    produce(&producer, &names, &snapshot(&asset, 2, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes")])).await;
+    wait_for("the page, before its batch is stored", 90, async || (pages("firing") == 1).then_some(())).await;
+    // The log writer writes within 200 ms of a delivery; give it ten times that.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let logged = format!("SELECT count() AS n FROM {db}.notification_log WHERE position(alerts, '{asset}') > 0");
+    assert_eq!(number(&logged).await, 0, "not logged while its batch is not stored");
+    assert!(strip_ansi(&collector.log()).contains("store write failed"), "the batch was not stored:\n{}", collector.log());
+
+    // 3. Killed; the table is back; restarted.
+    collector.kill();
+    exec(&format!("ATTACH TABLE {db}.snapshots")).await;
+    let mut collector = start();
+    let opened = format!("SELECT count() AS n FROM {db}.violations WHERE event = 'opened' AND asset_id = '{asset}'");
+    wait_for("the violation stored, open", 120, async || (number(&opened).await >= 1).then_some(())).await;
+    wait_for("the page sent again (at least once)", 60, async || (pages("firing") == 2).then_some(())).await;
+    wait_for("the page logged", 30, async || (number(&logged).await >= 1).then_some(())).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(pages("resolved"), 0, "the restart did not take the page for a violation closed meanwhile");
+    assert_eq!(pages("firing"), 2);
+    assert!(collector.terminate(30));
+    names.drop_database().await;
+}

@@ -290,8 +290,10 @@ impl Dispatcher {
     /// Takes the store's state after partitions were reassigned (or at
     /// start): `open` are the alerts of every open violation, `sent` the
     /// notification log. The store is the truth for every asset then: this
-    /// collector's alerts reach the dispatcher after their batch was stored,
-    /// and its batches are stored before a reassignment is reported.
+    /// collector's batches are stored before a reassignment is reported
+    /// (their alerts reached the dispatcher as their records were
+    /// evaluated, before it), and a page is logged only once the batch that
+    /// raised it is stored.
     ///
     /// - a violation held firing here that is no longer open was closed
     ///   under another collector: it is dropped (its resolve, if notified,

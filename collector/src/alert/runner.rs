@@ -23,8 +23,9 @@
 //! sent again, with the same PagerDuty dedup key).
 //!
 //! In a group of collectors, each asset's alerts are sent by the collector
-//! that processes its records: the pipeline reports the assets of every
-//! batch, and a rebalance forgets them until their records arrive again.
+//! that processes its records: the pipeline reports each asset at its first
+//! record in a batch, and a rebalance forgets them until their records
+//! arrive again.
 //! Groups of other collectors' assets stay quiet here (only a pure resolve
 //! may be sent), so repeats and escalations fire once.
 
@@ -53,8 +54,8 @@ const RECEIVER_QUEUE: usize = 10_000;
 #[derive(Debug)]
 enum Input {
     Alert(Alert),
-    /// Assets whose records this collector just processed.
-    Owned(Vec<String>),
+    /// An asset whose records this collector just processed.
+    Owned(String),
     /// Partitions were reassigned.
     Reassigned,
     /// The collector is stopping: hand over what is due (as the receivers'
@@ -85,12 +86,40 @@ pub struct Alerting {
     /// The notification log's writer: it ends once every receiver has
     /// delivered (or given up on) its queue and the log has it.
     logged: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    batches: Arc<Batches>,
+}
+
+/// Which of the pipeline's batches raised alerts and which are stored. A
+/// batch's violation alerts are raised as its records are evaluated, before
+/// its rows are stored; a notification is logged only once every batch
+/// that had raised alerts when it was delivered is stored. So the log never
+/// names a page whose violation a restart cannot read back: after a crash
+/// such a page is sent again when the batch is redelivered (at least once),
+/// never taken for a violation closed meanwhile and resolved.
+#[derive(Debug)]
+struct Batches {
+    /// The latest batch (by the pipeline's count of batches put in flight)
+    /// that raised an alert.
+    raised: std::sync::atomic::AtomicU64,
+    /// The latest batch stored (batches are stored in order).
+    stored: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Batches {
+    fn default() -> Self {
+        Batches { raised: Default::default(), stored: tokio::sync::watch::channel(0).0 }
+    }
 }
 
 impl Alerting {
     /// Alerting that only logs (no receivers configured).
     pub fn disabled() -> Self {
-        Alerting { tx: None, conditions: tokio::sync::watch::channel(Some(Arc::default())).1, logged: Default::default() }
+        Alerting {
+            tx: None,
+            conditions: tokio::sync::watch::channel(Some(Arc::default())).1,
+            logged: Default::default(),
+            batches: Default::default(),
+        }
     }
 
     /// Starts the dispatcher and the receivers. Their state is read from
@@ -103,13 +132,14 @@ impl Alerting {
         };
         let names: Vec<String> = cfg.receivers.iter().map(|r| r.name.clone()).collect();
         let route = Route::compile(&route_cfg, &names).map_err(|e| anyhow::anyhow!("alerts.route: {}", e.join("; ")))?;
-        let (log_tx, log_rx) = mpsc::channel::<(Sent, &'static str)>(RECEIVER_QUEUE);
-        let logged = tokio::spawn(write_log(store.clone(), log_rx));
+        let batches = Arc::new(Batches::default());
+        let (log_tx, log_rx) = mpsc::channel::<Delivered>(RECEIVER_QUEUE);
+        let logged = tokio::spawn(write_log(store.clone(), log_rx, batches.stored.subscribe()));
         let mut queues = HashMap::new();
         for rc in &cfg.receivers {
             let receiver = Receiver::new(rc)?;
             let (tx, rx) = mpsc::channel(RECEIVER_QUEUE);
-            tokio::spawn(deliver(receiver, rx, log_tx.clone()));
+            tokio::spawn(deliver(receiver, rx, log_tx.clone(), batches.clone()));
             queues.insert(rc.name.clone(), tx);
         }
         let silences = Arc::new(RwLock::new(store.silences().await?));
@@ -122,7 +152,7 @@ impl Alerting {
             let recheck = if restore == Restore::AtStart { take_state(&mut dispatcher, &store, &conditions_tx).await } else { None };
             run(dispatcher, rx, queues, silences, store, conditions_tx, recheck).await
         });
-        Ok(Alerting { tx: Some(tx), conditions, logged: Arc::new(std::sync::Mutex::new(Some(logged))) })
+        Ok(Alerting { tx: Some(tx), conditions, logged: Arc::new(std::sync::Mutex::new(Some(logged))), batches })
     }
 
     /// At a graceful stop, once the last batch is stored: hands every
@@ -166,12 +196,26 @@ impl Alerting {
         self.input(Input::Alert(alert));
     }
 
-    /// Tells the dispatcher which assets this collector processes (their
-    /// alerts are its to send); call before sending their alerts.
-    pub fn owned(&self, assets: Vec<String>) {
-        if !assets.is_empty() {
-            self.input(Input::Owned(assets));
-        }
+    /// Tells the dispatcher that this collector processes `asset` (its
+    /// alerts are this collector's to send); call before sending them.
+    pub fn owned(&self, asset: &str) {
+        self.input(Input::Owned(asset.to_string()));
+    }
+
+    /// The alerts sent from now on come from batch `batch` (the pipeline's
+    /// count of batches put in flight, this one included), not yet stored:
+    /// notifications delivered from now on are logged once it is.
+    pub fn raising(&self, batch: u64) {
+        self.batches.raised.fetch_max(batch, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Batch `batch` is stored (and every one before it).
+    pub fn stored(&self, batch: u64) {
+        self.batches.stored.send_if_modified(|s| {
+            let newer = batch > *s;
+            *s = (*s).max(batch);
+            newer
+        });
     }
 
     /// Tells the dispatcher that partitions were reassigned (after the
@@ -301,7 +345,7 @@ fn notified_conditions(sent: &[Sent]) -> Vec<Alert> {
 }
 
 /// How soon after an alert arrives the dispatcher is flushed: groups with
-/// no `group_wait` go out at once (the alerts of one stored batch, queued
+/// no `group_wait` go out at once (the alerts of one snapshot, queued
 /// together, still share a notification), the others when their timers say.
 const SOON: Duration = Duration::from_millis(2);
 
@@ -322,7 +366,7 @@ async fn run(
         let recheck_due = sleep_until_some(recheck.as_ref().map(|r| r.at));
         tokio::select! {
             input = rx.recv() => match input {
-                Some(Input::Owned(assets)) => dispatcher.own(assets),
+                Some(Input::Owned(asset)) => dispatcher.own([asset]),
                 Some(Input::Reassigned) => {
                     dispatcher.disown_all();
                     recheck = take_state(&mut dispatcher, &store, &conditions).await;
@@ -406,14 +450,16 @@ async fn drain(
 /// once (a storm's tens of thousands would otherwise go one round trip at
 /// a time), but one at a time per group, in the order queued (a group's
 /// resolve never overtakes its page). Each delivered one is logged.
-async fn deliver(receiver: Receiver, mut rx: mpsc::Receiver<Notification>, log: mpsc::Sender<(Sent, &'static str)>) {
+async fn deliver(receiver: Receiver, mut rx: mpsc::Receiver<Notification>, log: mpsc::Sender<Delivered>, batches: Arc<Batches>) {
     use futures_util::stream::{FuturesUnordered, StreamExt};
     let receiver = Arc::new(receiver);
     let max_in_flight = receiver.max_in_flight;
     let one = |n: Notification| {
-        let (receiver, log) = (receiver.clone(), log.clone());
+        let (receiver, log, batches) = (receiver.clone(), log.clone(), batches.clone());
         async move {
             if receiver.deliver(&n).await {
+                // Its alerts were raised by this batch or one before.
+                let after_batch = batches.raised.load(std::sync::atomic::Ordering::Acquire);
                 let sent = Sent {
                     receiver: n.receiver.clone(),
                     group_key: n.group_key.clone(),
@@ -422,7 +468,7 @@ async fn deliver(receiver: Receiver, mut rx: mpsc::Receiver<Notification>, log: 
                     alerts: n.firing.iter().filter(|a| !a.one_shot).cloned().collect(),
                     escalation: n.escalation,
                 };
-                let _ = log.send((sent, n.status())).await;
+                let _ = log.send(Delivered { sent, status: n.status(), after_batch }).await;
             }
             n.group_key
         }
@@ -460,21 +506,34 @@ async fn deliver(receiver: Receiver, mut rx: mpsc::Receiver<Notification>, log: 
 /// what was delivered after the restart (delivery is at least once).
 const LOG_SPACING: Duration = Duration::from_millis(200);
 
+/// A delivered notification on its way to the log.
+struct Delivered {
+    sent: Sent,
+    status: &'static str,
+    /// Logged once the pipeline's batches are stored up to this one (see
+    /// [`Batches`]).
+    after_batch: u64,
+}
+
 /// Writes delivered notifications to the log, at most one write per
-/// [`LOG_SPACING`], retrying while the store is down (the log only prevents
+/// [`LOG_SPACING`], each once the batches that raised its alerts are
+/// stored, retrying while the store is down (the log only prevents
 /// repeats; delivery waits for it only when this queue is full). Ends once
 /// every sender is gone and all is written.
-async fn write_log(store: SharedStore, mut rx: mpsc::Receiver<(Sent, &'static str)>) {
+async fn write_log(store: SharedStore, mut rx: mpsc::Receiver<Delivered>, mut stored: tokio::sync::watch::Receiver<u64>) {
     let mut batch = Vec::new();
     let mut next_write = tokio::time::Instant::now();
     while gather(&mut rx, &mut batch, RECEIVER_QUEUE, next_write).await > 0 {
+        let after = batch.iter().map(|d| d.after_batch).max().unwrap_or(0);
+        // Err: the pipeline is gone (nothing more will be stored).
+        let _ = stored.wait_for(|s| *s >= after).await;
+        let rows: Vec<(Sent, &str)> = batch.drain(..).map(|d| (d.sent, d.status)).collect();
         let mut wait = Duration::from_millis(250);
-        while let Err(e) = store.record_notifications(&batch).await {
-            tracing::warn!(error = %e, notifications = batch.len(), "recording notifications failed; retrying");
+        while let Err(e) = store.record_notifications(&rows).await {
+            tracing::warn!(error = %e, notifications = rows.len(), "recording notifications failed; retrying");
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(30));
         }
-        batch.clear();
         next_write = tokio::time::Instant::now() + LOG_SPACING;
     }
 }
@@ -554,6 +613,28 @@ mod tests {
         assert_eq!(gather(&mut rx, &mut batch, 100, Instant::now()).await, 0);
     }
 
+    /// A page raised by a batch not yet stored is logged only once that
+    /// batch is: logged before, a crash would leave a log naming a
+    /// violation the store lacks, and the restart would resolve it.
+    #[tokio::test]
+    async fn a_page_is_logged_once_the_batch_that_raised_it_is_stored() {
+        let (_dir, sqlite) = crate::store::sqlite::tests::store();
+        let store: SharedStore = Arc::new(sqlite);
+        let alerting = Alerting::disabled();
+        let (tx, rx) = mpsc::channel(10);
+        let writer = tokio::spawn(write_log(store.clone(), rx, alerting.batches.stored.subscribe()));
+        alerting.stored(1);
+        alerting.raising(2);
+        let after_batch = alerting.batches.raised.load(std::sync::atomic::Ordering::Acquire);
+        tx.send(Delivered { sent: sent(vec![named("violation", "web-1", false)]), status: "firing", after_batch }).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(store.notification_log().await.unwrap().is_empty(), "batch 2 is not stored yet");
+        alerting.stored(2);
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(10), writer).await.expect("written once batch 2 is stored").unwrap();
+        assert_eq!(store.notification_log().await.unwrap().len(), 1);
+    }
+
     #[tokio::test]
     async fn conditions_notified_firing_are_restored_once_and_by_name() {
         let log = vec![
@@ -567,6 +648,7 @@ mod tests {
             tx: None,
             conditions: tokio::sync::watch::channel(Some(Arc::new(notified_conditions(&log)))).1,
             logged: Default::default(),
+            batches: Default::default(),
         };
         let slo = alerting.notified(&["slo_burn", "sla_breach"]).await;
         assert_eq!(slo.len(), 1, "{slo:?}");
@@ -732,7 +814,7 @@ mod tests {
                 .unwrap();
         let (tx, rx) = mpsc::channel(100);
         let (log_tx, mut log_rx) = mpsc::channel(100);
-        let task = tokio::spawn(deliver(Receiver::new(&cfg).unwrap(), rx, log_tx));
+        let task = tokio::spawn(deliver(Receiver::new(&cfg).unwrap(), rx, log_tx, Default::default()));
         let notify = |group: &str, resolved: bool| {
             let a = named("violation", group, resolved);
             let (firing, resolved) = if resolved { (vec![], vec![a]) } else { (vec![a], vec![]) };

@@ -137,7 +137,7 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
             Ok(())
         }
     };
-    // The last batch is stored and its alerts queued: deliver and log what
+    // The last batch is stored and every alert queued: deliver and log what
     // is due, so that the restart does not send it again.
     stopping.stop(STOP_DELIVERY).await;
     consumed

@@ -20,7 +20,7 @@ use crate::alert::model::Alert;
 use crate::alert::runner::Alerting;
 use crate::config::EvaluationConfig;
 use crate::eval::drift::DriftEvent;
-use crate::eval::{Applied, Engine, Transition};
+use crate::eval::{Applied, Engine};
 use crate::policy::PolicySet;
 use crate::policy::Severity;
 use crate::store::prelude::*;
@@ -43,29 +43,29 @@ pub struct Pipeline {
     /// group): the waivers that started or ended while the collector was
     /// down are applied then, over that posture.
     pub waivers_after_restore: bool,
+    /// Batches put in flight so far: the batch being filled is the next.
+    flushed: u64,
 }
 
-/// A batch ready to store, and the alerts to send once it is stored.
+/// A batch being filled, then stored. Its violation alerts were sent as
+/// its records were evaluated; its drift alerts are sent once it is stored.
 pub struct Pending {
     pub batch: Batch,
-    pub transitions: Vec<Transition>,
     /// Attributed and added to the batch at [`Pipeline::flush`].
     pub drifts: Vec<DriftEvent>,
-    /// Assets whose records are in the batch (this collector owns them).
+    /// Assets whose records are in the batch (this collector owns them;
+    /// alerting is told at each one's first record).
     pub assets: std::collections::BTreeSet<String>,
+    /// Alerts were raised from it: it is stored even with no rows (the
+    /// notification log waits for it).
+    pub raised: bool,
     /// When the batch's first record was processed.
     pub first_at: Option<std::time::Instant>,
 }
 
 impl Pending {
     pub fn is_empty(&self) -> bool {
-        self.batch.rows() == 0 && self.drifts.is_empty()
-    }
-
-    fn add(&mut self, applied: Applied) {
-        self.batch.add_evaluations(applied.evaluations, &applied.transitions);
-        self.transitions.extend(applied.transitions);
-        self.drifts.extend(applied.drifts);
+        self.batch.rows() == 0 && self.drifts.is_empty() && !self.raised
     }
 }
 
@@ -103,7 +103,16 @@ impl Pipeline {
         };
         tracing::info!(chain = %chain.id, "evidence chain");
         let chain = Arc::new(std::sync::Mutex::new(chain));
-        Ok(Pipeline { engine, store, alerting, drift_min_severity, live: Default::default(), chain, waivers_after_restore: false })
+        Ok(Pipeline {
+            engine,
+            store,
+            alerting,
+            drift_min_severity,
+            live: Default::default(),
+            chain,
+            waivers_after_restore: false,
+            flushed: 0,
+        })
     }
 
     /// Replaces the engine's posture, and the labels of assets it has no
@@ -128,7 +137,7 @@ impl Pipeline {
     }
 
     pub fn new_pending() -> Pending {
-        Pending { batch: Batch::new(), transitions: Vec::new(), drifts: Vec::new(), assets: Default::default(), first_at: None }
+        Pending { batch: Batch::new(), drifts: Vec::new(), assets: Default::default(), raised: false, first_at: None }
     }
 
     /// Evaluates one message into the pending batch.
@@ -137,6 +146,7 @@ impl Pipeline {
         pending.first_at.get_or_insert_with(std::time::Instant::now);
         if !pending.assets.contains(msg.asset_id()) {
             pending.assets.insert(msg.asset_id().to_string());
+            self.alerting.owned(msg.asset_id());
         }
         match msg {
             Message::Snapshot(s) => {
@@ -144,34 +154,55 @@ impl Pipeline {
                 let timer = crate::metrics::METRICS.evaluate_seconds.start_timer();
                 let applied = self.engine.apply(s);
                 timer.observe_duration();
-                pending.add(applied);
+                self.add(pending, applied);
             }
             Message::Audit(a) => {
                 pending.batch.add_audit(a);
-                pending.add(self.engine.observe(msg));
+                let applied = self.engine.observe(msg);
+                self.add(pending, applied);
             }
             Message::Sla(m) => {
                 pending.batch.add_sla(m);
-                pending.add(self.engine.observe(msg));
+                let applied = self.engine.observe(msg);
+                self.add(pending, applied);
             }
         }
     }
 
     /// Ages detection windows (resolving detections that no longer hold).
     pub fn tick(&mut self, pending: &mut Pending) {
-        pending.add(self.engine.tick(Utc::now()));
+        let applied = self.engine.tick(Utc::now());
+        self.add(pending, applied);
     }
 
     /// Swaps in reloaded policy packs and re-evaluates every known asset.
     pub fn reload(&mut self, policies: Arc<PolicySet>, pending: &mut Pending) {
         tracing::info!(controls = policies.controls.len(), "policy packs reloaded; re-evaluating known assets");
-        pending.add(self.engine.replace_policies(policies, Utc::now()));
+        let applied = self.engine.replace_policies(policies, Utc::now());
+        self.add(pending, applied);
     }
 
     /// Swaps in changed waivers: what they waive or stop waiving is
     /// evaluated again.
     pub fn replace_waivers(&mut self, waivers: Arc<crate::waiver::Waivers>, pending: &mut Pending) {
-        pending.add(self.engine.replace_waivers(waivers, Utc::now()));
+        let applied = self.engine.replace_waivers(waivers, Utc::now());
+        self.add(pending, applied);
+    }
+
+    /// Adds what an evaluation applied to the batch being filled, and
+    /// sends its violation alerts at once: a page does not wait for its
+    /// batch to be stored (the notification log does, see
+    /// [`Alerting::raising`]).
+    fn add(&mut self, pending: &mut Pending, applied: Applied) {
+        pending.batch.add_evaluations(applied.evaluations, &applied.transitions);
+        if !applied.transitions.is_empty() {
+            self.alerting.raising(self.flushed + 1);
+            pending.raised = true;
+            for t in &applied.transitions {
+                self.alerting.send(Alert::from_transition(t, &t.asset_labels));
+            }
+        }
+        pending.drifts.extend(applied.drifts);
     }
 
     /// Attributes drifts, stores the batch (retrying with backoff until
@@ -186,8 +217,8 @@ impl Pipeline {
     /// Attributes drifts here (the engine holds the audit events), then
     /// hands the batch to a task that seals it into the evidence chain,
     /// stores its rows (retrying with backoff until the store takes them),
-    /// publishes its drift to live pages, queues its alerts, then stores
-    /// its chain link. The consumer loop
+    /// publishes its drift to live pages, queues its drift alerts, then
+    /// stores its chain link. The consumer loop
     /// evaluates the next batch meanwhile and acknowledges this one's
     /// records once the task is done; it keeps one batch in flight, so
     /// batches are sealed and stored in order.
@@ -196,6 +227,8 @@ impl Pipeline {
             crate::metrics::METRICS.batch_wait_seconds.observe(first.elapsed().as_secs_f64());
         }
         self.engine.attribute(&mut pending.drifts);
+        self.flushed += 1;
+        let seq = self.flushed;
         let (store, chain, live, alerting) = (self.store.clone(), self.chain.clone(), self.live.clone(), self.alerting.clone());
         let min = self.drift_min_severity;
         tokio::spawn(async move {
@@ -208,13 +241,10 @@ impl Pipeline {
             crate::metrics::METRICS.batches_stored.inc();
             crate::metrics::METRICS.rows_stored.inc_by(pending.batch.rows() as u64);
             tracing::debug!(rows = pending.batch.rows(), batch = %pending.batch.batch_id, "batch stored");
-            // Alerts as soon as the rows are stored (what a restart reads
-            // back); the link only seals them.
+            // Its pages may be logged now; drift, attributed, is published
+            // and alerted once stored. The link only seals the rows.
+            alerting.stored(seq);
             live.publish(&pending.drifts);
-            alerting.owned(std::mem::take(&mut pending.assets).into_iter().collect());
-            for t in &pending.transitions {
-                alerting.send(Alert::from_transition(t, &t.asset_labels));
-            }
             for d in pending.drifts.iter().filter(|d| min.is_some_and(|min| d.evaluation.severity >= min)) {
                 alerting.send(Alert::from_drift(d, &d.asset_labels));
             }
