@@ -24,8 +24,7 @@
 //!
 //! In a group of collectors, each asset's alerts are sent by the collector
 //! that processes its records: the pipeline reports each asset at its first
-//! record in a batch, and a rebalance forgets them until their records
-//! arrive again.
+//! record, and a rebalance forgets them until their records arrive again.
 //! Groups of other collectors' assets stay quiet here (only a pure resolve
 //! may be sent), so repeats and escalations fire once.
 

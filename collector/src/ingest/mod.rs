@@ -45,6 +45,9 @@ pub struct Pipeline {
     pub waivers_after_restore: bool,
     /// Batches put in flight so far: the batch being filled is the next.
     flushed: u64,
+    /// Assets alerting was told this collector processes (since the last
+    /// reassignment, which makes it forget them).
+    owned: std::collections::HashSet<String>,
 }
 
 /// A batch being filled, then stored. Its violation alerts were sent as
@@ -53,9 +56,6 @@ pub struct Pending {
     pub batch: Batch,
     /// Attributed and added to the batch at [`Pipeline::flush`].
     pub drifts: Vec<DriftEvent>,
-    /// Assets whose records are in the batch (this collector owns them;
-    /// alerting is told at each one's first record).
-    pub assets: std::collections::BTreeSet<String>,
     /// Alerts were raised from it: it is stored even with no rows (the
     /// notification log waits for it).
     pub raised: bool,
@@ -112,6 +112,7 @@ impl Pipeline {
             chain,
             waivers_after_restore: false,
             flushed: 0,
+            owned: Default::default(),
         })
     }
 
@@ -137,15 +138,16 @@ impl Pipeline {
     }
 
     pub fn new_pending() -> Pending {
-        Pending { batch: Batch::new(), drifts: Vec::new(), assets: Default::default(), raised: false, first_at: None }
+        Pending { batch: Batch::new(), drifts: Vec::new(), raised: false, first_at: None }
     }
 
     /// Evaluates one message into the pending batch.
     pub fn process(&mut self, msg: &Message, pending: &mut Pending) {
         let now = Utc::now();
         pending.first_at.get_or_insert_with(std::time::Instant::now);
-        if !pending.assets.contains(msg.asset_id()) {
-            pending.assets.insert(msg.asset_id().to_string());
+        if !self.owned.contains(msg.asset_id()) {
+            // Before its alerts: they are this collector's to send.
+            self.owned.insert(msg.asset_id().to_string());
             self.alerting.owned(msg.asset_id());
         }
         match msg {
@@ -526,6 +528,7 @@ async fn take_over<S: Source>(
     finish(source, pipeline, in_flight, done, std::mem::take(acks)).await?;
     land(source, in_flight).await?;
     pipeline.alerting.reassigned();
+    pipeline.owned.clear();
     restore(pipeline).await;
     if std::mem::take(&mut pipeline.waivers_after_restore) {
         pipeline.engine.forget_waivers_in_force();

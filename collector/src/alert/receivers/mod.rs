@@ -225,7 +225,7 @@ impl Receiver {
             match self.attempt(n).await {
                 Attempt::Delivered => {
                     self.count("delivered");
-                    tracing::info!(receiver = %self.name, group = %n.group_key, status = n.status(), firing = n.firing.len(), resolved = n.resolved.len(), attempt, "notification delivered");
+                    tracing::debug!(receiver = %self.name, group = %n.group_key, status = n.status(), firing = n.firing.len(), resolved = n.resolved.len(), attempt, "notification delivered");
                     return true;
                 }
                 Attempt::GiveUp(reason) => {
