@@ -457,7 +457,7 @@ async fn deliver(receiver: Receiver, mut rx: mpsc::Receiver<Notification>, log: 
         let (receiver, log, batches) = (receiver.clone(), log.clone(), batches.clone());
         async move {
             if receiver.deliver(&n).await {
-                // Its alerts were raised by this batch or one before.
+                // Its alerts were raised by the batch this names, or one before.
                 let after_batch = batches.raised.load(std::sync::atomic::Ordering::Acquire);
                 let sent = Sent {
                     receiver: n.receiver.clone(),

@@ -208,7 +208,7 @@ impl Pipeline {
     }
 
     /// Attributes drifts, stores the batch (retrying with backoff until
-    /// the store takes it), then queues its alerts. Returns once the batch
+    /// the store takes it), then queues its drift alerts. Returns once the batch
     /// is durable.
     pub async fn flush(&mut self, pending: Pending) {
         if let Err(e) = self.begin_flush(pending).await {
