@@ -23,37 +23,58 @@ fn control_alerts(receiver: &Receiver, status: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The column `n` of the first row (0 while the table is missing).
+/// A collector of the test's own (topics, group, database) paging a local
+/// webhook, and a producer.
+struct Setup {
+    work: tempfile::TempDir,
+    receiver: Receiver,
+    names: Names,
+    cfg: std::path::PathBuf,
+    producer: FutureProducer,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        services_up();
+        let work = tempfile::tempdir().unwrap();
+        let (receiver, addr) = Receiver::start().await;
+        let names = Names::new();
+        let cfg = names.collector_config(work.path(), &format!("http://{addr}/hook"));
+        create_topics(&cfg);
+        let producer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
+        Setup { work, receiver, names, cfg, producer }
+    }
+
+    fn start(&self) -> Proc {
+        Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&self.cfg), self.work.path())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_backlog_loses_doubles_and_repeats_nothing() {
-    services_up();
-    let work = tempfile::tempdir().unwrap();
-    let (receiver, addr) = Receiver::start().await;
-    let names = Names::new();
-    let cfg = names.collector_config(work.path(), &format!("http://{addr}/hook"));
-    create_topics(&cfg);
-    let start = || Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
+    let setup = Setup::new().await;
+    let Setup { receiver, names, producer, .. } = &setup;
+    let start = || setup.start();
     let mut collector = start();
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
     let assets: Vec<String> = (0..ASSETS).map(|i| format!("{}-{i:02}", unique("kill"))).collect();
     let db = names.database.clone();
 
     // 1. Every asset allows root logins: one violation each, notified and logged.
     for a in &assets {
-        produce(&producer, &names, &snapshot(a, 1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes")])).await;
+        produce(producer, names, &snapshot(a, 1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes")])).await;
     }
-    wait_for("a page per asset", 90, async || (control_alerts(&receiver, "firing").len() >= ASSETS).then_some(())).await;
+    wait_for("a page per asset", 90, async || (control_alerts(receiver, "firing").len() >= ASSETS).then_some(())).await;
     wait_for("the pages in the notification log", 30, async || {
         (number(&format!("SELECT count() AS n FROM {db}.notification_log WHERE status = 'firing'")).await >= ASSETS as u64).then_some(())
     })
     .await;
 
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    assert_eq!(control_alerts(&receiver, "firing").len(), ASSETS, "one page per asset before the kill");
+    assert_eq!(control_alerts(receiver, "firing").len(), ASSETS, "one page per asset before the kill");
 
     // 2. A backlog of logins; SIGKILL while it is being stored.
     let backlog: Vec<Message> = (0..EVENTS).map(|i| ssh_login(&assets[i % ASSETS], i, "web-1", "deploy")).collect();
-    produce_all(&producer, &names, &backlog).await;
+    produce_all(producer, names, &backlog).await;
     let stored = || format!("SELECT count() AS n FROM {db}.audit_events FINAL");
     let at_kill = wait_for("part of the backlog stored", 120, async || {
         let n = number(&stored()).await;
@@ -66,9 +87,9 @@ async fn sigkill_mid_backlog_loses_doubles_and_repeats_nothing() {
 
     // 3. Half the assets are fixed: each resolves, once.
     for a in &assets[..ASSETS / 2] {
-        produce(&producer, &names, &snapshot(a, 2, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "no")])).await;
+        produce(producer, names, &snapshot(a, 2, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "no")])).await;
     }
-    wait_for("the resolves", 90, async || (control_alerts(&receiver, "resolved").len() >= ASSETS / 2).then_some(())).await;
+    wait_for("the resolves", 90, async || (control_alerts(receiver, "resolved").len() >= ASSETS / 2).then_some(())).await;
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 
     exec(&format!("OPTIMIZE TABLE {db}.audit_events FINAL")).await;
@@ -79,7 +100,7 @@ async fn sigkill_mid_backlog_loses_doubles_and_repeats_nothing() {
             .await;
     assert_eq!(opened, ASSETS as u64, "one violation per asset, not re-opened by the restart");
     for (status, want) in [("firing", ASSETS), ("resolved", ASSETS / 2)] {
-        let alerts = control_alerts(&receiver, status);
+        let alerts = control_alerts(receiver, status);
         let per_asset = |a: &str| alerts.iter().filter(|x| x["asset_id"] == a).count();
         let wrong: Vec<(&String, usize)> = assets
             .iter()
@@ -102,26 +123,21 @@ async fn sigkill_mid_backlog_loses_doubles_and_repeats_nothing() {
 /// redelivered snapshot opens it and pages again (at least once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_sent_before_its_batch_was_stored_survives_a_kill() {
-    services_up();
-    let work = tempfile::tempdir().unwrap();
-    let (receiver, addr) = Receiver::start().await;
-    let names = Names::new();
-    let cfg = names.collector_config(work.path(), &format!("http://{addr}/hook"));
-    create_topics(&cfg);
-    let start = || Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
+    let setup = Setup::new().await;
+    let Setup { receiver, names, producer, .. } = &setup;
+    let start = || setup.start();
     let mut collector = start();
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
     let asset = unique("unstored");
     let db = names.database.clone();
-    let pages = |status: &str| control_alerts(&receiver, status).into_iter().filter(|a| a["asset_id"] == asset.as_str()).count();
+    let pages = |status: &str| control_alerts(receiver, status).into_iter().filter(|a| a["asset_id"] == asset.as_str()).count();
 
     // 1. A compliant asset, stored.
-    produce(&producer, &names, &snapshot(&asset, 1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no")])).await;
+    produce(producer, names, &snapshot(&asset, 1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no")])).await;
     wait_evaluated(&db, std::slice::from_ref(&asset), 1).await;
 
     // 2. Root logins allowed, in a batch that cannot be stored: paged anyway.
     exec(&format!("DETACH TABLE {db}.snapshots")).await;
-    produce(&producer, &names, &snapshot(&asset, 2, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes")])).await;
+    produce(producer, names, &snapshot(&asset, 2, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes")])).await;
     wait_for("the page, before its batch is stored", 90, async || (pages("firing") == 1).then_some(())).await;
     // The log writer writes within 200 ms of a delivery; give it ten times that.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
