@@ -630,7 +630,7 @@ fn bench(a: &Args) -> Result<(), String> {
         .zip(stages_before.iter().zip(&stages_after))
         .map(|((_, what), (before, after))| format!("{what} {:.0} ms", (after.1 - before.1) * 1000.0 / (after.0 - before.0).max(1.0)))
         .collect();
-    // Since the eleventh session a page leaves as its record is evaluated.
+    // A page leaves as its record is evaluated: it waits for no batch.
     println!("  stages, on average:          {} (a page's way: receipt, delivery; the rows': batch wait, store)", averages.join(", "));
     println!(
         "  violation alerts, produce → webhook: {} alerts of the live phase ({} in all), p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (goal p99 ≤ 250 ms)",
