@@ -189,7 +189,9 @@ impl Default for ClickHouseConfig {
 /// How many messages make a batch, and how long one may wait. A batch is
 /// stored while the next one fills (group commit): under load batches
 /// grow to what the store takes; when the store is idle a batch closes
-/// `linger_ms` after its first record (like Kafka's `linger.ms`).
+/// `linger_ms` after its first record (like Kafka's `linger.ms`). Pages do
+/// not wait for their batch, so the default linger favours fewer, larger
+/// inserts (each batch adds a part to every table it writes).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
@@ -200,7 +202,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_messages: 5_000, max_wait_ms: 500, linger_ms: 5 }
+        BatchConfig { max_messages: 5_000, max_wait_ms: 500, linger_ms: 100 }
     }
 }
 

@@ -45,7 +45,7 @@ use rdkafka::Message as _;
 
 const USAGE: &str = "usage: collector-bench [--brokers HOST:PORT] [--clickhouse URL] [--assets N] [--backlog-rate N] [--backlog-seconds S]
                        [--steady-seconds S (0: no steady phase)] [--live-rate N] [--live-seconds S] [--partitions N] [--seed N]
-                       [--max-wait-ms 200 (batch.max_wait_ms)] [--linger-ms 5 (batch.linger_ms)] [--fetch-wait-ms 100 (fetch.wait.max.ms)]
+                       [--max-wait-ms 200 (batch.max_wait_ms)] [--linger-ms 100 (batch.linger_ms)] [--fetch-wait-ms 100 (fetch.wait.max.ms)]
                        [--producer-linger-ms 20 (loadgen's linger.ms; 20 is the agent's)]
                        [--keep-database] (leave the run's ClickHouse database, to look at what was stored)
        (the collector logs at warn into <tmp>/bench<time>/collector.log; DRIFTWATCH_BENCH_LOG=info for more)
@@ -88,7 +88,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         partitions: 3,
         seed: 42,
         max_wait_ms: 200,
-        linger_ms: 5,
+        linger_ms: 100,
         fetch_wait_ms: 100,
         keep_database: false,
         producer_linger_ms: 20,
