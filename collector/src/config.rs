@@ -190,8 +190,9 @@ impl Default for ClickHouseConfig {
 /// stored while the next one fills (group commit): under load batches
 /// grow to what the store takes; when the store is idle a batch closes
 /// `linger_ms` after its first record (like Kafka's `linger.ms`). Pages do
-/// not wait for their batch, so the default linger favours fewer, larger
-/// inserts (each batch adds a part to every table it writes).
+/// not wait for their batch, so the default linger (a second) favours
+/// fewer, larger inserts: each batch adds a part to every table it writes,
+/// and ClickHouse asks for about one insert a second per table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
@@ -202,7 +203,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_messages: 5_000, max_wait_ms: 500, linger_ms: 100 }
+        BatchConfig { max_messages: 5_000, max_wait_ms: 1_000, linger_ms: 1_000 }
     }
 }
 

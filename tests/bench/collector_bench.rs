@@ -45,7 +45,7 @@ use rdkafka::Message as _;
 
 const USAGE: &str = "usage: collector-bench [--brokers HOST:PORT] [--clickhouse URL] [--assets N] [--backlog-rate N] [--backlog-seconds S]
                        [--steady-seconds S (0: no steady phase)] [--live-rate N] [--live-seconds S] [--partitions N] [--seed N]
-                       [--max-wait-ms 200 (batch.max_wait_ms)] [--linger-ms 100 (batch.linger_ms)] [--fetch-wait-ms 100 (fetch.wait.max.ms)]
+                       [--max-wait-ms N] [--linger-ms N] (batch.max_wait_ms, batch.linger_ms; the collector's defaults) [--fetch-wait-ms 100 (fetch.wait.max.ms)]
                        [--producer-linger-ms 20 (loadgen's linger.ms; 20 is the agent's)]
                        [--keep-database] (leave the run's ClickHouse database, to look at what was stored)
        (the collector logs at warn into <tmp>/bench<time>/collector.log; DRIFTWATCH_BENCH_LOG=info for more)
@@ -76,6 +76,7 @@ struct Args {
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let batch = driftwatch_collector::config::BatchConfig::default();
     let mut a = Args {
         brokers: "127.0.0.1:9092".into(),
         clickhouse: "http://127.0.0.1:8123".into(),
@@ -87,8 +88,9 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         live_seconds: 30,
         partitions: 3,
         seed: 42,
-        max_wait_ms: 200,
-        linger_ms: 100,
+        // The collector's own defaults: the benchmark measures what ships.
+        max_wait_ms: batch.max_wait_ms,
+        linger_ms: batch.linger_ms,
         fetch_wait_ms: 100,
         keep_database: false,
         producer_linger_ms: 20,
@@ -865,11 +867,64 @@ fn report(bare: &Bare, c: &Measured) {
         "  CPU of the services:         ClickHouse {:.1} s, broker {:.1} s (in the collector's {:.1} s)",
         c.services_cpu.0, c.services_cpu.1, c.secs
     );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let b = budget(bare, c.services_cpu.0 + c.services_cpu.1, cores);
+    println!(
+        "  the goal's budget:           at 0.60 × {:.0} msg/s the {} messages take {:.2} s, {:.1} s of CPU on {cores:.0} cores; the \
+         services used {:.1} s and decoding alone takes {:.1} s (the bare consumer's CPU): ratio ≤ {:.2} on this machine even if \
+         the collector's own work beyond decoding (evaluating, building rows, alerting) took no CPU",
+        bare.rate, bare.count, b.secs, b.cpu, b.services, bare.cpu, b.best_ratio
+    );
     println!("  backlog left over time:      {}", series(&c.lag_series));
+}
+
+/// What the goal allows a phase, against what it cannot do without.
+#[derive(Debug, PartialEq)]
+struct Budget {
+    /// Seconds the phase's messages may take at 0.60 of the bare rate.
+    secs: f64,
+    /// CPU seconds the machine's cores offer in that time.
+    cpu: f64,
+    /// CPU seconds ClickHouse and the broker used in the collector's run.
+    services: f64,
+    /// The best ratio the collector could reach if its only work were
+    /// the decoding the bare consumer does (its CPU) and the services'
+    /// CPU stayed what it was: both share the same cores.
+    best_ratio: f64,
+}
+
+fn budget(bare: &Bare, services: f64, cores: f64) -> Budget {
+    let secs = bare.count as f64 / (0.60 * bare.rate).max(f64::MIN_POSITIVE);
+    let floor_secs = (services + bare.cpu) / cores.max(1.0);
+    let best_rate = bare.count as f64 / floor_secs.max(f64::MIN_POSITIVE);
+    Budget { secs, cpu: secs * cores, services, best_ratio: best_rate / bare.rate.max(f64::MIN_POSITIVE) }
 }
 
 /// About a dozen points of a (seconds, value) series: `0s:37735 6s:332 …`.
 fn series(points: &[(f64, f64)]) -> String {
     let shown: Vec<String> = points.iter().step_by((points.len() / 12).max(1)).map(|(t, v)| format!("{t:.0}s:{v:.0}")).collect();
     shown.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bare(count: i64, secs: f64, cpu: f64) -> Bare {
+        Bare { rate: count as f64 / secs, count, last: 0, secs, cpu, rss: 0.0, failed: 0, ages: (0.0, 0.0) }
+    }
+
+    #[test]
+    fn the_budget_is_the_goals_time_on_every_core_and_the_best_ratio_counts_the_services_and_decoding() {
+        // 42,000 messages in 0.5 s: at 0.60 of that rate they may take
+        // 0.833 s, 1.667 s of CPU on two cores. The services' 2.1 s and
+        // the decoding's 0.5 s need 1.3 s of both cores: 32,308 msg/s,
+        // 0.385 of the bare rate.
+        let b = budget(&bare(42_000, 0.5, 0.5), 2.1, 2.0);
+        assert!((b.secs - 0.8333).abs() < 1e-3, "{b:?}");
+        assert!((b.cpu - 1.6667).abs() < 1e-3, "{b:?}");
+        assert!((b.best_ratio - 0.3846).abs() < 1e-3, "{b:?}");
+        // Idle services and a cheap decoder leave room above the goal.
+        assert!(budget(&bare(100_000, 0.2, 0.2), 0.1, 2.0).best_ratio > 0.60);
+    }
 }
