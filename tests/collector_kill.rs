@@ -40,6 +40,7 @@ impl Setup {
         let (receiver, addr) = Receiver::start().await;
         let names = Names::new();
         let cfg = names.collector_config(work.path(), &format!("http://{addr}/hook"));
+        short_session(&cfg);
         create_topics(&cfg);
         let producer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
         Setup { work, receiver, names, cfg, producer }

@@ -398,14 +398,23 @@ pub fn notified_alerts(bodies: &[serde_json::Value]) -> Vec<serde_json::Value> {
 /// seconds (session timeout 6 s, not the default 45); topics created.
 pub fn group_collector_config(names: &Names, dir: &Path, webhook: &str) -> PathBuf {
     let cfg = names.collector_config_with_policies(dir, webhook, &repo().join("tests/fixtures/packs/drift"));
-    let text = std::fs::read_to_string(&cfg).expect("read the config").replacen(
+    short_session(&cfg);
+    create_topics(&cfg);
+    cfg
+}
+
+/// Sets a collector config's consumer session timeout to 6 s (not the
+/// default 45): a killed collector's group membership ends within seconds,
+/// and a restarted one whose group kept the dead member's assignment (tansu
+/// 0.6 does when it was the leader) rejoins within half a minute (see
+/// `OrphanWatch` in `collector/src/ingest/kafka.rs`), not after two.
+pub fn short_session(collector_config: &Path) {
+    let text = std::fs::read_to_string(collector_config).expect("read the config").replacen(
         "kafka:\n",
         "kafka:\n  properties:\n    session.timeout.ms: \"6000\"\n    heartbeat.interval.ms: \"1000\"\n",
         1,
     );
-    std::fs::write(&cfg, text).expect("write the config");
-    create_topics(&cfg);
-    cfg
+    std::fs::write(collector_config, text).expect("write the config");
 }
 
 /// `driftwatch-collector run --config cfg`, named `name`, working in
