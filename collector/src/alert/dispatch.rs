@@ -222,8 +222,11 @@ impl Dispatcher {
                 g.next_flush = g.next_flush.min((last + g.group_interval).max(now));
             }
             // The same alert as a new incident (its previous one closed
-            // elsewhere, e.g. under another collector): notify it anew.
-            if g.alerts.get(&fp).is_some_and(|old| old.instance != a.instance && !old.is_resolved() && !a.is_resolved()) {
+            // elsewhere, e.g. under another collector, or its resolve still
+            // waiting here): notify it anew. A resolve still waiting is
+            // superseded by the new incident's page; were `notified` kept,
+            // the new incident would look already paged and go unsent.
+            if g.alerts.get(&fp).is_some_and(|old| old.instance != a.instance && !a.is_resolved()) {
                 g.notified.remove(&fp);
             }
             // The last route takes the alert; earlier ones a copy.
@@ -245,7 +248,10 @@ impl Dispatcher {
     /// arrives. `resolve_closed`: also resolve notified violations that are
     /// not firing here (only right after adding every open one, see
     /// [`Self::reconcile`]).
-    pub fn restore_with(&mut self, sent: Vec<Sent>, now: DateTime<Utc>, resolve_closed: bool) {
+    ///
+    /// Returns the keys of the groups it queued such a resolve in.
+    pub fn restore_with(&mut self, sent: Vec<Sent>, now: DateTime<Utc>, resolve_closed: bool) -> Vec<String> {
+        let mut resolving = Vec::new();
         for s in sent {
             if s.escalation {
                 match self.groups.get_mut(&s.group_key) {
@@ -273,6 +279,7 @@ impl Dispatcher {
                         let g = self.groups.entry(key.clone()).or_insert_with(|| Group::new(route, &a.labels, now));
                         g.alerts.insert(fp.clone(), resolved.clone());
                         reschedule(&mut self.wakes, &key, g, now);
+                        resolving.push(key);
                     }
                 }
             }
@@ -285,6 +292,7 @@ impl Dispatcher {
                 self.restored.insert(s.group_key.clone(), s);
             }
         }
+        resolving
     }
 
     /// Takes the store's state after partitions were reassigned (or at
@@ -347,7 +355,10 @@ impl Dispatcher {
                 self.add_with(a, fp, now, &mut note);
             }
         }
-        self.restore_newer(sent, now);
+        // A resolve queued because the log's last word is a page may have
+        // been sent by the previous owner and be logged a moment later:
+        // held too, and looked at again.
+        unlogged.extend(self.restore_newer(sent, now));
         let mut unlogged: Vec<String> = unlogged.into_iter().collect();
         unlogged.sort_unstable();
         unlogged
@@ -355,10 +366,11 @@ impl Dispatcher {
 
     /// Applies the log entries not older than what their group last sent
     /// (see [`Self::reconcile`]).
-    fn restore_newer(&mut self, sent: Vec<Sent>, now: DateTime<Utc>) {
+    /// Returns the keys of the groups a resolve was queued in.
+    fn restore_newer(&mut self, sent: Vec<Sent>, now: DateTime<Utc>) -> Vec<String> {
         let newer: Vec<Sent> =
             sent.into_iter().filter(|s| self.groups.get(&s.group_key).is_none_or(|g| g.last_sent.is_none_or(|t| s.at >= t))).collect();
-        self.restore_with(newer, now, true);
+        self.restore_with(newer, now, true)
     }
 
     /// Holds these groups: nothing is sent for them until [`Self::release`]
@@ -911,6 +923,73 @@ mod tests {
         let n = d.flush(t0 + s(200), &[]);
         assert_eq!(n.len(), 1, "{n:?}");
         assert_eq!((n[0].status(), n[0].resolved[0].labels["asset"].as_str()), ("resolved", "web-2"));
+    }
+
+    /// The notification log lags a page or a resolve by up to a batch and
+    /// a write: a collector that takes partitions right after the previous
+    /// owner resolved a violation reads the page of that incident as the
+    /// last thing sent, and queues its resolve. When the asset fails again
+    /// before that resolve goes, the new incident (same fingerprint, another
+    /// instance) is paged, not taken for the one already paged.
+    #[test]
+    fn a_new_incident_is_paged_over_the_last_ones_pending_resolve() {
+        use chrono::Timelike;
+        let mut d = dispatcher(TREE);
+        let t0 = Utc::now();
+        let first = at(t0, alert("web-1", "high", false));
+        let paged = Sent {
+            receiver: "slack".into(),
+            group_key: d.group_keys(&first.labels).remove(0),
+            at: (t0 + s(31)).with_nanosecond(0).unwrap(),
+            firing: [first.fingerprint()].into(),
+            alerts: vec![first.clone()],
+            escalation: false,
+        };
+        // Taken over: the violation is closed in the store, the log still
+        // has its page (the resolve is not logged yet).
+        let t1 = t0 + s(100);
+        d.disown_all();
+        d.reconcile(Vec::new(), vec![paged], t1);
+        d.own(["web-1".to_string()]);
+        // Failing again before a flush: a new violation, a new instance.
+        let mut again = at(t1 + s(1), alert("web-1", "high", false));
+        again.instance = "v-web-1-2".into();
+        d.add(again, t1 + s(1));
+        let n = d.flush(t1 + s(400), &[]);
+        let firing: Vec<&str> = n.iter().flat_map(|n| &n.firing).map(|a| a.instance.as_str()).collect();
+        assert_eq!(firing, ["v-web-1-2"], "{n:?}");
+    }
+
+    /// The same lag, no new incident: the resolve queued from the log's
+    /// stale page is held until the log is read again. Logged by then (the
+    /// previous owner sent it): dropped; not logged: sent.
+    #[test]
+    fn a_resolve_the_previous_owner_may_have_sent_waits_for_the_log() {
+        use chrono::Timelike;
+        for logged_by_then in [true, false] {
+            let mut d = dispatcher(TREE);
+            let t0 = Utc::now();
+            let a = at(t0, alert("web-1", "high", false));
+            let entry = |at: DateTime<Utc>, firing: bool| Sent {
+                receiver: "slack".into(),
+                group_key: d.group_keys(&a.labels).remove(0),
+                at: at.with_nanosecond(0).unwrap(),
+                firing: if firing { [a.fingerprint()].into() } else { Default::default() },
+                alerts: vec![a.clone()],
+                escalation: false,
+            };
+            let (paged, resolved) = (entry(t0 + s(31), true), entry(t0 + s(90), false));
+            let t1 = t0 + s(100);
+            d.disown_all();
+            let held = d.reconcile(Vec::new(), vec![paged.clone()], t1);
+            d.hold(&held, t1);
+            assert_eq!(held, std::slice::from_ref(&paged.group_key), "held for a second look");
+            assert!(d.flush(t1 + s(1), &[]).is_empty(), "nothing while held");
+            d.release(if logged_by_then { vec![resolved] } else { vec![paged] }, t1 + s(2));
+            let n = d.flush(t1 + s(3), &[]);
+            let resolves: usize = n.iter().map(|n| n.resolved.len()).sum();
+            assert_eq!(resolves, usize::from(!logged_by_then), "logged by then: {logged_by_then}; {n:?}");
+        }
     }
 
     /// A collector that takes another's partitions (or starts) reads the

@@ -382,7 +382,9 @@ async fn run(
                     let unknown = dispatcher.unknown_groups(&a);
                     if !unknown.is_empty() {
                         match store.notification_log_for(&unknown).await {
-                            Ok(sent) => dispatcher.restore_with(sent, Utc::now(), false),
+                            Ok(sent) => {
+                                dispatcher.restore_with(sent, Utc::now(), false);
+                            }
                             Err(e) => tracing::warn!(error = %e, "reading the notification log for a resolve failed; it may not be sent"),
                         }
                     }
