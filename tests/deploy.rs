@@ -485,3 +485,52 @@ fn helm_chart_renders_what_the_plain_manifests_hold_and_the_collector() {
     assert!(!objects.iter().any(|o| ["DaemonSet", "ClusterRole", "HorizontalPodAutoscaler"].contains(&o["kind"].as_str().unwrap())));
     check_collector(&objects, "dw", 6);
 }
+
+/// `deploy/local/services up` from another data folder (as another
+/// checkout would be) uses the broker and ClickHouse that answer on the
+/// ports, whoever started them; a port held by something that is not a
+/// broker is refused, naming what holds it.
+#[test]
+fn services_reuse_what_answers_and_refuse_what_does_not() {
+    driftwatch_tests::services_up();
+    let script = driftwatch_tests::repo().join("deploy/local/services");
+    let other = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&script).arg("up").env("DRIFTWATCH_LOCAL", other.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("using the Kafka broker already answering"), "{err}");
+    assert!(err.contains("using the ClickHouse already answering"), "{err}");
+    assert!(!other.path().join("tansu.pid").exists(), "nothing started: {err}");
+
+    // An HTTP server where the broker should be.
+    let impostor = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = impostor.local_addr().unwrap().port();
+    // Answers every connection with an HTTP error, for as long as the
+    // test runs (never joined).
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut s in impostor.incoming().flatten() {
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    // Whatever the script started under this data folder is stopped, pass
+    // or fail.
+    struct Down<'a>(&'a Path, &'a Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(self.0).arg("down").env("DRIFTWATCH_LOCAL", self.1).output();
+        }
+    }
+    let _down = Down(&script, other.path());
+    let out = std::process::Command::new(&script)
+        .arg("up")
+        .env("DRIFTWATCH_LOCAL", other.path())
+        .env("KAFKA_PORT", port.to_string())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&format!("port {port} (for the Kafka broker) is taken by")), "{err}");
+}

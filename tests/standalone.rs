@@ -147,3 +147,61 @@ async fn standalone_raises_drift_survives_sigkill_and_needs_neither_kafka_nor_cl
         "{scores}"
     );
 }
+
+/// A packaged binary started outside any checkout, with no configuration
+/// naming its packs, evaluates with the packs embedded in it and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_started_anywhere_uses_its_embedded_packs() {
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let host = work.path().join("host");
+    let asset = unique("anywhere");
+    write_host_file(&host, "/etc/machine-id", &format!("{asset}\n"), 0o444);
+    write_host_file(&host, "/etc/ssh/sshd_config", "PermitRootLogin yes\n", 0o600);
+    let port = driftwatch_tests::free_port();
+    let collector_cfg = work.path().join("collector.yaml");
+    std::fs::write(&collector_cfg, format!("api: {{listen: \"127.0.0.1:{port}\"}}\n")).unwrap();
+    let agent_cfg = work.path().join("agent.yaml");
+    std::fs::write(&agent_cfg, format!("root: {}\naudit: {{authlog: [], journald: {{enabled: false}}}}\n", host.display())).unwrap();
+    let elsewhere = work.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let cache = work.path().join("cache");
+    let mut p = Proc::spawn(
+        "standalone-anywhere",
+        Command::new(bin("driftwatch-collector"))
+            .current_dir(&elsewhere)
+            .env("XDG_CACHE_HOME", &cache)
+            .args(["standalone", "--config"])
+            .arg(&collector_cfg)
+            .arg("--agent-config")
+            .arg(&agent_cfg)
+            .arg("--data-dir")
+            .arg(work.path().join("data")),
+        work.path(),
+    );
+    let key_file = work.path().join("data/api-key");
+    let key = wait_for("the API key file", 60, async || std::fs::read_to_string(&key_file).ok().map(|k| k.trim().to_string())).await;
+    wait_for("the embedded sshd control to fail", 90, async || {
+        let results = get(port, &key, &format!("/api/v1/results?asset={asset}")).await?;
+        let text = results.to_string();
+        (text.contains(CONTROL) && text.contains("fail")).then_some(())
+    })
+    .await;
+    let log = p.log();
+    assert!(
+        log.contains("(embedded in the binary)") && log.contains(&cache.display().to_string()),
+        "it says where its packs came from:\n{log}"
+    );
+    assert!(cache.join("driftwatch").read_dir().unwrap().count() == 1, "unpacked once under the cache");
+    assert!(p.terminate(30), "stops on SIGTERM");
+
+    // Named by the configuration, a folder that is not there is an error
+    // that names it: nothing falls back behind the operator's back.
+    let named = work.path().join("named.yaml");
+    std::fs::write(&named, "policies: no-such-packs\n").unwrap();
+    let out =
+        Command::new(bin("driftwatch-collector")).current_dir(&elsewhere).arg("check-config").arg("--config").arg(&named).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("policy packs in no-such-packs are invalid"), "{err}");
+}

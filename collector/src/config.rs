@@ -20,8 +20,13 @@ pub struct CollectorConfig {
     pub clickhouse: ClickHouseConfig,
     /// Which store keeps the data.
     pub store: StoreConfig,
-    /// Directory of policy packs.
+    /// Directory of policy packs. Left at its default (`policies`) and
+    /// absent, the packs installed beside the binary or embedded in it are
+    /// used ([`crate::policy::bundled`]).
     pub policies: PathBuf,
+    /// Where `policies` was found (set at load, not read from the file).
+    #[serde(skip)]
+    pub policies_origin: Option<crate::policy::bundled::Origin>,
     pub batch: BatchConfig,
     pub evaluation: EvaluationConfig,
     pub alerts: AlertsConfig,
@@ -52,7 +57,8 @@ impl Default for CollectorConfig {
             kafka: KafkaConfig::default(),
             clickhouse: ClickHouseConfig::default(),
             store: StoreConfig::default(),
-            policies: PathBuf::from("policies"),
+            policies: PathBuf::from(crate::policy::bundled::DEFAULT_DIR),
+            policies_origin: None,
             batch: BatchConfig::default(),
             evaluation: EvaluationConfig::default(),
             alerts: AlertsConfig::default(),
@@ -348,9 +354,30 @@ impl AlertsConfig {
 impl CollectorConfig {
     /// Loads and validates the configuration.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let cfg: CollectorConfig = driftwatch_schemas::settings::load(path, "DRIFTWATCH_COLLECTOR", std::env::vars())?;
+        Self::load_with_policies(path, None)
+    }
+
+    /// Loads and validates the configuration, with `policies` (a command
+    /// line's `--policies`) over the file's and the environment's, and
+    /// locates the packs ([`crate::policy::bundled::locate`]).
+    pub fn load_with_policies(path: Option<&Path>, policies: Option<&Path>) -> anyhow::Result<Self> {
+        let mut cfg: CollectorConfig = driftwatch_schemas::settings::load(path, "DRIFTWATCH_COLLECTOR", std::env::vars())?;
+        if let Some(p) = policies {
+            cfg.policies = p.to_path_buf();
+        }
         cfg.validate()?;
+        let (dir, origin) = crate::policy::bundled::locate(&cfg.policies)
+            .map_err(|e| anyhow::anyhow!("policies: unpacking the packs embedded in the binary: {e}"))?;
+        (cfg.policies, cfg.policies_origin) = (dir, Some(origin));
         Ok(cfg)
+    }
+
+    /// `policies` as a person reads it: the folder and where it came from.
+    pub fn policies_source(&self) -> String {
+        match &self.policies_origin {
+            Some(o) if *o != crate::policy::bundled::Origin::Configured => format!("{} ({o})", self.policies.display()),
+            _ => self.policies.display().to_string(),
+        }
     }
 
     fn validate(&self) -> anyhow::Result<()> {

@@ -63,6 +63,9 @@ enum Command {
         /// Configuration file (YAML); env DRIFTWATCH_COLLECTOR__SECTION__KEY overrides.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Directory of policy packs, over the configuration's `policies` (default: ./policies, else the packs installed beside the binary, else those embedded in it).
+        #[arg(long)]
+        policies: Option<PathBuf>,
     },
     /// Single-node mode: the collector and an agent for this host in one process; no Kafka, no ClickHouse (SQLite in --data-dir).
     Standalone {
@@ -75,13 +78,16 @@ enum Command {
         /// The local agent's configuration (as for driftwatch-agent); its kafka section is unused.
         #[arg(long)]
         agent_config: Option<PathBuf>,
+        /// Directory of policy packs, over the configuration's `policies` (default: ./policies, else the packs installed beside the binary, else those embedded in it).
+        #[arg(long)]
+        policies: Option<PathBuf>,
     },
     /// Evaluate one snapshot (JSON, as `driftwatch-agent snapshot --format json` prints) and print per-control results as JSON.
     Evaluate {
         /// Snapshot file; `-` reads standard input.
         #[arg(long)]
         snapshot: PathBuf,
-        /// Directory of policy packs.
+        /// Directory of policy packs (default: ./policies, else the packs installed beside the binary, else those embedded in it).
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
     },
@@ -299,10 +305,13 @@ async fn main() -> std::process::ExitCode {
 
 async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
-        Command::Standalone { config, data_dir, agent_config } => {
-            cli::serve::standalone(cli::serve::Standalone { config, data_dir, agent_config }).await?
+        Command::Standalone { config, data_dir, agent_config, policies } => {
+            cli::serve::standalone(cli::serve::Standalone { config, data_dir, agent_config, policies }).await?
         }
-        Command::Run { config } => cli::serve::run(CollectorConfig::load(config.as_deref())?, cli::serve::Transport::Kafka).await?,
+        Command::Run { config, policies } => {
+            let cfg = CollectorConfig::load_with_policies(config.as_deref(), policies.as_deref())?;
+            cli::serve::run(cfg, cli::serve::Transport::Kafka).await?
+        }
         Command::Evaluate { snapshot, policies } => evaluate(&snapshot, &policies)?,
         Command::Schema { cluster } => match cluster {
             Some(c) => print!("{}", driftwatch_schemas::clickhouse::cluster_ddl(&c).map_err(|e| anyhow::anyhow!(e))?),
@@ -330,12 +339,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
             let cfg = CollectorConfig::load(Some(&config))?;
             let set = load_policies(&cfg.policies)?;
             let waivers = check_waivers(&cfg.policies, &set)?;
-            println!(
-                "{}: OK ({} controls, {waivers} declared waivers in {})",
-                config.display(),
-                set.controls.len(),
-                cfg.policies.display()
-            );
+            println!("{}: OK ({} controls, {waivers} declared waivers in {})", config.display(), set.controls.len(), cfg.policies_source());
         }
         Command::Posture { config, framework, by, at, format } => {
             let (cfg, set, store) = open_store(config.as_deref()).await?;
@@ -659,7 +663,8 @@ fn evaluate(snapshot: &Path, policies: &Path) -> anyhow::Result<()> {
         std::fs::read_to_string(snapshot).with_context(|| format!("reading {}", snapshot.display()))?
     };
     let snap: ConfigSnapshot = serde_json::from_str(&text).with_context(|| format!("{}: not a snapshot", snapshot.display()))?;
-    let set = load_policies(policies)?;
+    let (policies, _) = policy::bundled::locate(policies).context("unpacking the policy packs embedded in the binary")?;
+    let set = load_policies(&policies)?;
     let facts = snap.facts.iter().map(|f| (f.path.clone(), f.value.clone())).collect();
     let results = eval::evaluate_all(&set, &snap.asset, &facts, &snap.snapshot_id, snap.sequence, snap.collected_at);
     println!("{}", serde_json::to_string_pretty(&results)?);

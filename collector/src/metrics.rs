@@ -18,6 +18,9 @@ pub struct Metrics {
     pub registry: Registry,
     /// `topic`, `outcome` (`decoded`, `dead_lettered`).
     pub records: IntCounterVec,
+    /// `topic`: records decoded whose header names the writer schema by
+    /// its pre-specification fingerprint (agents from before; still read).
+    pub legacy_fingerprint_records: IntCounterVec,
     pub batches_stored: IntCounter,
     pub rows_stored: IntCounter,
     /// From a Kafka record's timestamp to its receipt.
@@ -88,6 +91,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let r = Registry::new_custom(Some("driftwatch".into()), None).expect("registry");
     Metrics {
         records: counter_vec(&r, "records_total", "Kafka records consumed, by topic and outcome.", &["topic", "outcome"]),
+        legacy_fingerprint_records: counter_vec(
+            &r,
+            "legacy_fingerprint_records_total",
+            "Records decoded whose header names the writer schema by Driftwatch's pre-specification fingerprint (an agent to upgrade), by topic.",
+            &["topic"],
+        ),
         batches_stored: counter(&r, "batches_stored_total", "Batches written to ClickHouse."),
         rows_stored: counter(&r, "rows_stored_total", "Rows written to ClickHouse."),
         record_age_seconds: histogram(

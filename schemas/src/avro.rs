@@ -1,15 +1,23 @@
 //! Avro single-object encoding of the three streams.
 //!
 //! Every message on the wire is `C3 01`, the 8-byte CRC-64-AVRO (Rabin)
-//! fingerprint of the writer schema (little-endian), then the Avro datum.
-//! The [`Decoder`] looks the fingerprint up among the writer schemas it
-//! knows and resolves the datum to the current reader schema, so a
-//! collector reads data written by older and newer agents alike (fields
-//! added with defaults).
+//! fingerprint of the writer schema's Parsing Canonical Form
+//! (little-endian), then the Avro datum: the specification's single-object
+//! encoding, which any Avro implementation writes and reads
+//! ([`crate::canonical_form`]). The [`Decoder`] looks the fingerprint up
+//! among the writer schemas it knows and resolves the datum to the current
+//! reader schema, so a collector reads data written by older and newer
+//! agents alike (fields added with defaults).
+//!
+//! Compatibility: agents before the specification's fingerprints named
+//! their schemas by `apache-avro`'s own canonical form
+//! ([`crate::canonical_form::legacy_fingerprint`]). The decoder knows each
+//! writer schema by both, so spools and topics in the field still decode;
+//! [`Decoder::is_legacy`] tells such records apart, for counting.
 
 use std::collections::{BTreeMap, HashMap};
 
-use apache_avro::rabin::Rabin;
+use apache_avro::headers::HeaderBuilder;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 use apache_avro::{GenericSingleObjectWriter, Schema};
@@ -62,12 +70,18 @@ pub fn current_schema(stream: Stream) -> Result<Schema, CodecError> {
     Schema::parse_str(current_text(stream)).map_err(|e| CodecError::Schema(e.to_string()))
 }
 
-/// The CRC-64-AVRO fingerprint of a schema's canonical form.
-pub fn fingerprint(schema: &Schema) -> u64 {
-    let bytes = schema.fingerprint::<Rabin>().bytes;
-    let mut le = [0u8; 8];
-    le.copy_from_slice(&bytes[..8]);
-    u64::from_le_bytes(le)
+pub use crate::canonical_form::fingerprint;
+
+/// The single-object header of a schema: the marker, then its
+/// specification fingerprint, little-endian.
+struct SpecHeader(u64);
+
+impl HeaderBuilder for SpecHeader {
+    fn build_header(&self) -> Vec<u8> {
+        let mut h = SINGLE_OBJECT_MARKER.to_vec();
+        h.extend_from_slice(&self.0.to_le_bytes());
+        h
+    }
 }
 
 /// Encodes messages with the current schemas. Holds one reusable buffer
@@ -81,7 +95,9 @@ impl Encoder {
         let mut writers = HashMap::new();
         for stream in Stream::ALL {
             let schema = current_schema(stream)?;
-            let w = GenericSingleObjectWriter::new_with_capacity(&schema, 1024).map_err(|e| CodecError::Schema(e.to_string()))?;
+            let header = SpecHeader(fingerprint(&schema));
+            let w = GenericSingleObjectWriter::new_with_capacity_and_header_builder(&schema, 1024, &header)
+                .map_err(|e| CodecError::Schema(e.to_string()))?;
             writers.insert(stream, w);
         }
         Ok(Encoder { writers })
@@ -103,6 +119,9 @@ impl Encoder {
 
 struct WriterSchema {
     stream: Stream,
+    /// Known by its pre-specification fingerprint (see the module's
+    /// documentation).
+    legacy: bool,
     /// Reads this writer's data as its stream's reader schema. Built once:
     /// resolving two schemas' names costs as much as decoding a message.
     reader: GenericDatumReader<'static>,
@@ -136,10 +155,12 @@ fn current_text(stream: Stream) -> &'static str {
 /// Decodes single-object encoded messages written with any known writer
 /// schema, resolving them to the current schema of their stream.
 pub struct Decoder {
-    /// Writer schemas by fingerprint, each with its reader.
+    /// Writer schemas by fingerprint (each under its specification and
+    /// its legacy fingerprint), each with its reader.
     writers: HashMap<u64, WriterSchema>,
-    /// Every writer schema by fingerprint, with its stream (its reader is
-    /// built again when the stream's reader schema changes).
+    /// Every writer schema by its specification fingerprint, with its
+    /// stream (its reader is built again when the stream's reader schema
+    /// changes).
     schemas: HashMap<u64, (Stream, &'static Schema)>,
     readers: HashMap<Stream, &'static Schema>,
 }
@@ -159,13 +180,19 @@ impl Decoder {
     }
 
     /// Also accept data written with `schema_json` (an older or newer
-    /// version of `stream`'s schema).
+    /// version of `stream`'s schema). Returns its fingerprint.
     pub fn add_writer_schema(&mut self, stream: Stream, schema_json: &str) -> Result<u64, CodecError> {
         let schema = intern(schema_json)?;
         let fp = fingerprint(schema);
         self.schemas.insert(fp, (stream, schema));
         self.build_reader(fp)?;
         Ok(fp)
+    }
+
+    /// Whether `bytes` name their writer schema by its pre-specification
+    /// fingerprint (a record of an agent from before; still decoded).
+    pub fn is_legacy(&self, bytes: &[u8]) -> bool {
+        header_fingerprint(bytes).and_then(|fp| self.writers.get(&fp)).is_some_and(|w| w.legacy)
     }
 
     /// Read with `schema_json` as `stream`'s reader schema instead of the
@@ -185,10 +212,17 @@ impl Decoder {
     fn build_reader(&mut self, fp: u64) -> Result<(), CodecError> {
         let Some(&(stream, writer)) = self.schemas.get(&fp) else { return Ok(()) };
         let reader_schema = *self.readers.get(&stream).ok_or_else(|| CodecError::Schema(format!("no reader schema for {stream:?}")))?;
-        let builder = GenericDatumReader::builder(writer);
-        let reader = if std::ptr::eq(writer, reader_schema) { builder.build() } else { builder.reader_schema(reader_schema).build() }
-            .map_err(|e| CodecError::Schema(e.to_string()))?;
-        self.writers.insert(fp, WriterSchema { stream, reader });
+        let reader = |legacy| {
+            let builder = GenericDatumReader::builder(writer);
+            let reader = if std::ptr::eq(writer, reader_schema) { builder.build() } else { builder.reader_schema(reader_schema).build() }
+                .map_err(|e| CodecError::Schema(e.to_string()))?;
+            Ok::<_, CodecError>(WriterSchema { stream, legacy, reader })
+        };
+        let legacy = crate::canonical_form::legacy_fingerprint(writer);
+        if legacy != fp {
+            self.writers.insert(legacy, reader(true)?);
+        }
+        self.writers.insert(fp, reader(false)?);
         Ok(())
     }
 
@@ -210,9 +244,7 @@ impl Decoder {
         if bytes[..2] != SINGLE_OBJECT_MARKER {
             return Err(CodecError::BadMarker(bytes[0], bytes[1]));
         }
-        let mut fp = [0u8; 8];
-        fp.copy_from_slice(&bytes[2..HEADER_LEN]);
-        let fp = u64::from_le_bytes(fp);
+        let fp = header_fingerprint(bytes).ok_or(CodecError::TooShort(bytes.len()))?;
         let writer = self.writers.get(&fp).ok_or(CodecError::UnknownFingerprint(fp))?;
         if writer.stream != expected {
             return Err(CodecError::WrongStream { fingerprint: fp, expected, found: writer.stream });
@@ -224,6 +256,13 @@ impl Decoder {
         }
         Ok(value)
     }
+}
+
+/// The fingerprint a single-object header names (`None` when `bytes` are
+/// shorter than a header).
+fn header_fingerprint(bytes: &[u8]) -> Option<u64> {
+    let fp: [u8; 8] = bytes.get(2..HEADER_LEN)?.try_into().ok()?;
+    Some(u64::from_le_bytes(fp))
 }
 
 // ---- Rust types -> Avro values -------------------------------------------

@@ -5,12 +5,15 @@
 //!   events, SLA measurements), mirroring `schemas/avro/*.avsc`;
 //! - [`avro`]: single-object Avro encoding with schema fingerprints, and a
 //!   decoder that resolves any known writer schema to the current one;
+//! - [`canonical_form`]: the specification's Parsing Canonical Form and
+//!   CRC-64-AVRO fingerprints, by which messages name their writer schema;
 //! - [`fact_path`]: the names of facts, written as CEL select expressions;
 //! - [`clickhouse`]: numbered DDL migrations for the collector's store.
 //!
 //! This crate depends on no I/O, no Kafka and no ClickHouse client.
 
 pub mod avro;
+pub mod canonical_form;
 pub mod clickhouse;
 pub mod fact_path;
 pub mod settings;

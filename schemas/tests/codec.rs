@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use apache_avro::types::Value;
 use chrono::{TimeZone, Utc};
 use driftwatch_schemas::avro::{current_schema, fingerprint};
+use driftwatch_schemas::canonical_form::legacy_fingerprint;
 use driftwatch_schemas::*;
 
 const V2: &str = include_str!("fixtures/config_snapshot_v2.avsc");
@@ -104,10 +105,35 @@ fn measurements_of_agents_with_the_first_sla_schema_still_decode() {
         .unwrap()
         .write_value_ref(&Value::Record(fields.to_vec()), &mut bytes)
         .unwrap();
-    assert_eq!(bytes[2..10], fingerprint(&v1).to_le_bytes());
-    let got = Decoder::new().unwrap().decode(Stream::Sla, &bytes).unwrap();
+    // apache-avro's writer names the schema by its own canonical form: the
+    // legacy fingerprint that agents of that time wrote.
+    assert_eq!(bytes[2..10], legacy_fingerprint(&v1).to_le_bytes());
+    let dec = Decoder::new().unwrap();
+    assert!(dec.is_legacy(&bytes));
+    let got = dec.decode(Stream::Sla, &bytes).unwrap();
     (m.host_metrics, m.cert_days_left, m.agent_health) = (None, None, None);
-    assert_eq!(got, Message::Sla(m));
+    assert_eq!(got, Message::Sla(m.clone()));
+    // The same datum under the specification's fingerprint of v1.
+    bytes[2..10].copy_from_slice(&fingerprint(&v1).to_le_bytes());
+    assert!(!dec.is_legacy(&bytes));
+    assert_eq!(dec.decode(Stream::Sla, &bytes).unwrap(), Message::Sla(m));
+}
+
+#[test]
+fn records_written_with_the_legacy_fingerprints_still_decode() {
+    // What agents wrote before the specification's fingerprints: the same
+    // datum after apache-avro's own header.
+    let mut enc = Encoder::new().unwrap();
+    let dec = Decoder::new().unwrap();
+    for m in [Message::Snapshot(snapshot()), Message::Audit(audit()), Message::Sla(sla())] {
+        let mut bytes = enc.encode(&m).unwrap();
+        assert!(!dec.is_legacy(&bytes));
+        let schema = current_schema(m.stream()).unwrap();
+        bytes[2..10].copy_from_slice(&legacy_fingerprint(&schema).to_le_bytes());
+        assert!(dec.is_legacy(&bytes));
+        assert_eq!(dec.decode(m.stream(), &bytes).unwrap(), m);
+    }
+    assert!(!dec.is_legacy(b"short"));
 }
 
 #[test]
@@ -146,8 +172,12 @@ fn the_avro_library_reads_what_we_write() {
     let mut enc = Encoder::new().unwrap();
     let bytes = enc.encode(&Message::Snapshot(snapshot())).unwrap();
     let schema = current_schema(Stream::Snapshots).unwrap();
-    let reader = apache_avro::GenericSingleObjectReader::builder().schema(schema).build().unwrap();
-    let value = reader.read_value(&mut &bytes[..]).unwrap();
+    // The header names the schema by the specification's fingerprint
+    // (apache-avro's own single-object reader expects its legacy one; an
+    // independent implementation reads it: tests/avro_interop.rs).
+    assert_eq!(bytes[2..10], 0x45e6_f312_5fc6_cfccu64.to_le_bytes());
+    let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema).build().unwrap();
+    let value = reader.read_value(&mut &bytes[10..]).unwrap();
     let Value::Record(fields) = value else { panic!("not a record") };
     assert_eq!(fields[4], ("sequence".to_string(), Value::Long(42)));
 }

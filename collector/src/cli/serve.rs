@@ -23,7 +23,7 @@ pub enum Transport {
 /// Runs until SIGINT/SIGTERM.
 pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<()> {
     let policies = Arc::new(crate::load_policies(&cfg.policies)?);
-    tracing::info!(controls = policies.controls.len(), dir = %cfg.policies.display(), "policies loaded");
+    tracing::info!(controls = policies.controls.len(), dir = %cfg.policies_source(), "policies loaded");
     let store = crate::connect(&cfg).await?;
     tracing::info!(store = %store.location(), "store open");
     // Waivers are in force before the first record is evaluated.
@@ -160,6 +160,8 @@ async fn shutdown_signal() {
 /// The settings of `standalone`, from its flags.
 pub struct Standalone {
     pub config: Option<PathBuf>,
+    /// `--policies`, over the configuration's.
+    pub policies: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub agent_config: Option<PathBuf>,
 }
@@ -167,7 +169,7 @@ pub struct Standalone {
 /// `driftwatch-collector standalone`: the collector and a local agent in
 /// one process, SQLite instead of ClickHouse, the spool instead of Kafka.
 pub async fn standalone(s: Standalone) -> anyhow::Result<()> {
-    let mut cfg = CollectorConfig::load(s.config.as_deref())?;
+    let mut cfg = CollectorConfig::load_with_policies(s.config.as_deref(), s.policies.as_deref())?;
     cfg.store.kind = driftwatch_collector::config::StoreKind::Sqlite;
     if cfg.store.sqlite_path == driftwatch_collector::config::StoreConfig::default().sqlite_path {
         cfg.store.sqlite_path = s.data_dir.join("driftwatch.db");
@@ -211,7 +213,7 @@ pub async fn standalone(s: Standalone) -> anyhow::Result<()> {
         state = agent.state_dir.display(),
         root = agent.root.display(),
         asset = agent.asset.id.as_deref().unwrap_or("its machine id or host name"),
-        policies = cfg.policies.display(),
+        policies = cfg.policies_source(),
     );
     eprintln!("{guide}");
     run(cfg, Transport::Local(Box::new(agent))).await

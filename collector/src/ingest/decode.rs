@@ -39,8 +39,18 @@ impl RecordDecoder {
         let stream = *self.topics.get(topic).ok_or_else(|| format!("topic {topic} is not a Driftwatch stream"))?;
         let bytes = payload.ok_or_else(|| "empty record (no payload)".to_string())?;
         let m = self.decoder.decode(stream, bytes).map_err(|e| e.to_string())?;
-        crate::metrics::METRICS.records.with_label_values(&[topic, "decoded"]).inc();
+        count_decoded(&self.decoder, topic, bytes);
         Ok(m)
+    }
+}
+
+/// Counts a decoded record, and apart those an agent of before the
+/// specification's fingerprints wrote.
+pub fn count_decoded(decoder: &Decoder, topic: &str, bytes: &[u8]) {
+    let m = &crate::metrics::METRICS;
+    m.records.with_label_values(&[topic, "decoded"]).inc();
+    if decoder.is_legacy(bytes) {
+        m.legacy_fingerprint_records.with_label_values(&[topic]).inc();
     }
 }
 

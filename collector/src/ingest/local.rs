@@ -40,7 +40,7 @@ impl Source for LocalSource {
             };
             match self.decoder.decode(rec.stream, &rec.payload) {
                 Ok(msg) => {
-                    crate::metrics::METRICS.records.with_label_values(&[stream, "decoded"]).inc();
+                    super::decode::count_decoded(&self.decoder, stream, &rec.payload);
                     return Some((msg, next));
                 }
                 Err(e) => {

@@ -4,6 +4,7 @@
 //! A set of packs is accepted whole or not at all: [`load_dir`] returns
 //! every problem it found, so an operator fixes them in one pass.
 
+pub mod bundled;
 pub mod cel;
 pub mod frameworks;
 pub mod model;
