@@ -39,6 +39,9 @@ pub struct CollectorConfig {
     pub evidence: EvidenceConfig,
     /// How long each table keeps its data.
     pub retention: crate::store::retention::RetentionConfig,
+    /// Bounds on what one record may hold; a record over one is
+    /// dead-lettered (`driftwatch_schemas::limits`).
+    pub limits: driftwatch_schemas::limits::Limits,
 }
 
 /// The evidence chain.
@@ -67,6 +70,7 @@ impl Default for CollectorConfig {
             waivers: Default::default(),
             evidence: Default::default(),
             retention: Default::default(),
+            limits: Default::default(),
         }
     }
 }
@@ -381,7 +385,7 @@ impl CollectorConfig {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        let mut problems = Vec::new();
+        let mut problems = self.limits.problems();
         if self.kafka.brokers.trim().is_empty() {
             problems.push("kafka.brokers: must name at least one broker".to_string());
         }

@@ -21,6 +21,15 @@ pub struct Metrics {
     /// `topic`: records decoded whose header names the writer schema by
     /// its pre-specification fingerprint (agents from before; still read).
     pub legacy_fingerprint_records: IntCounterVec,
+    /// `topic`, `limit`: records dead-lettered for breaking a limit.
+    pub limit_violations: IntCounterVec,
+    /// `topic`: records whose own time was far from their receipt, stored
+    /// at their receipt.
+    pub clock_skew_records: IntCounterVec,
+    /// `reason` (`too_large`, `permanent`, `gave_up`): dead letters that
+    /// could not be written whole or at all (the original was still
+    /// skipped past: one record never stops a partition).
+    pub dead_letter_failures: IntCounterVec,
     pub batches_stored: IntCounter,
     pub rows_stored: IntCounter,
     /// From a Kafka record's timestamp to its receipt.
@@ -96,6 +105,24 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "legacy_fingerprint_records_total",
             "Records decoded whose header names the writer schema by Driftwatch's pre-specification fingerprint (an agent to upgrade), by topic.",
             &["topic"],
+        ),
+        limit_violations: counter_vec(
+            &r,
+            "limit_violations_total",
+            "Records dead-lettered for breaking a limit (limits.*), by topic and limit.",
+            &["topic", "limit"],
+        ),
+        clock_skew_records: counter_vec(
+            &r,
+            "clock_skew_records_total",
+            "Records whose own time was more than 7 days before or 10 minutes after their receipt; stored at their receipt.",
+            &["topic"],
+        ),
+        dead_letter_failures: counter_vec(
+            &r,
+            "dead_letter_failures_total",
+            "Dead letters truncated (too_large), or not written (permanent: the topic refused it; gave_up: retries ran out).",
+            &["reason"],
         ),
         batches_stored: counter(&r, "batches_stored_total", "Batches written to ClickHouse."),
         rows_stored: counter(&r, "rows_stored_total", "Rows written to ClickHouse."),

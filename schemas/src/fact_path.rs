@@ -62,6 +62,14 @@ impl FactPath {
         Ok(FactPath(segments))
     }
 
+    /// How many segments `text` has, without building them (what the
+    /// collector's decode limits check on every fact).
+    pub fn depth(text: &str) -> Result<usize, FactPathError> {
+        let mut n = 0;
+        scan(text, |_, _| n += 1)?;
+        Ok(n)
+    }
+
     /// The textual form `text` parses to, written the one way
     /// [`Display`](fmt::Display) writes it (`a["b"]` is `a.b`): facts are
     /// keyed by it, so that a fact sent as `a["b"]` is found under `a`.

@@ -8,6 +8,8 @@
 //! - [`canonical_form`]: the specification's Parsing Canonical Form and
 //!   CRC-64-AVRO fingerprints, by which messages name their writer schema;
 //! - [`fact_path`]: the names of facts, written as CEL select expressions;
+//! - [`limits`]: bounds on what one record may hold, and record times
+//!   bounded by their receipt;
 //! - [`clickhouse`]: numbered DDL migrations for the collector's store.
 //!
 //! This crate depends on no I/O, no Kafka and no ClickHouse client.
@@ -16,6 +18,7 @@ pub mod avro;
 pub mod canonical_form;
 pub mod clickhouse;
 pub mod fact_path;
+pub mod limits;
 pub mod settings;
 pub mod types;
 

@@ -124,12 +124,12 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
     };
     let stopping = pipeline.alerting.clone();
     let consumed = match transport {
-        Transport::Kafka => ingest::kafka::run(&cfg.kafka, opts, leader, pipeline, rx).await,
+        Transport::Kafka => ingest::kafka::run(&cfg.kafka, &cfg.limits, opts, leader, pipeline, rx).await,
         Transport::Local(agent) => {
             let spool = driftwatch_agent::run::open_spool(&agent)?;
             let reader = driftwatch_agent::ship::local::SpoolReader::new(spool.clone());
             let agent = tokio::spawn(driftwatch_agent::run::sources(*agent, spool, rx.clone()));
-            let source = ingest::local::LocalSource::new(reader)?;
+            let source = ingest::local::LocalSource::new(reader, &cfg.limits)?;
             // The agent stops first (its queue spooled), then the loop
             // stores what it read.
             ingest::run(source, opts, pipeline, rx).await?;

@@ -142,6 +142,11 @@ struct Input<'a> {
 /// delta's few controls cost less than handing them to the pool.
 const PARALLEL_MIN: usize = 32;
 
+/// How far ahead of the last applied delta a delta's sequence may jump:
+/// a forged or corrupt `i64::MAX` would otherwise make every real delta
+/// look old until the next full snapshot.
+pub const MAX_SEQUENCE_JUMP: i64 = 1_000_000;
+
 /// The fewest controls a pool thread takes at a time (each share builds
 /// its own CEL context).
 const PARALLEL_SHARE_MIN: usize = 8;
@@ -744,7 +749,8 @@ impl Engine {
     }
 
     /// Applies a snapshot and evaluates. A delta older than what was
-    /// already applied (an at-least-once redelivery) changes nothing.
+    /// already applied (an at-least-once redelivery) changes nothing, and
+    /// neither does one more than [`MAX_SEQUENCE_JUMP`] ahead of it.
     pub fn apply(&mut self, snap: &ConfigSnapshot) -> Applied {
         let state = self.assets.entry(snap.asset.id.clone()).or_insert_with(|| AssetState {
             asset: snap.asset.clone(),
@@ -771,6 +777,13 @@ impl Engine {
             }
             SnapshotKind::Delta => {
                 if snap.sequence <= state.sequence {
+                    return Applied::default();
+                }
+                if state.sequence > 0 && snap.sequence - state.sequence > MAX_SEQUENCE_JUMP {
+                    // No agent sends a million deltas between two that
+                    // arrive: applied, it would make every real delta
+                    // after it look old until the next full snapshot.
+                    tracing::warn!(asset = %snap.asset.id, last = state.sequence, got = snap.sequence, "delta's sequence jumps too far ahead; not applied");
                     return Applied::default();
                 }
                 let gap = state.sequence > 0 && snap.sequence > state.sequence + 1 && state.stale_since.is_none();
@@ -1002,6 +1015,17 @@ mod tests {
         assert!(e.apply(&snap(4, SnapshotKind::Delta, &[(r#"files["/etc/shadow"].mode"#, "0777".into())], &[])).evaluations.is_empty());
         let a = e.apply(&snap(6, SnapshotKind::Delta, &[], &[r#"files["/etc/shadow"].mode"#]));
         assert_eq!(status(&a, "shadow"), Status::NotApplicable);
+    }
+
+    #[test]
+    fn a_delta_jumping_far_ahead_is_not_applied_and_real_deltas_still_are() {
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
+        e.apply(&snap(5, SnapshotKind::Full, &[(r#"files["/etc/shadow"].mode"#, "0640".into())], &[]));
+        let forged = e.apply(&snap(i64::MAX, SnapshotKind::Delta, &[(r#"files["/etc/shadow"].mode"#, "0777".into())], &[]));
+        assert!(forged.evaluations.is_empty());
+        let real = e.apply(&snap(6, SnapshotKind::Delta, &[], &[r#"files["/etc/shadow"].mode"#]));
+        assert_eq!(status(&real, "shadow"), Status::NotApplicable, "the next real delta applies");
+        assert!(!e.is_stale("a"));
     }
 
     /// `a["b"]` and `a.b` are one path: facts are keyed the one way, so

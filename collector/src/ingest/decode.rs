@@ -5,16 +5,21 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use driftwatch_schemas::limits::{bound_times, LimitError, Limits};
 use driftwatch_schemas::{Decoder, Message, Stream};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::config::TopicsConfig;
 
-/// Maps topics to streams and decodes.
+/// Maps topics to streams, decodes, and holds each record to the
+/// configured [`Limits`]; record times are bounded by their receipt
+/// ([`bound_times`]).
 pub struct RecordDecoder {
     decoder: Decoder,
     topics: BTreeMap<String, Stream>,
+    limits: Limits,
 }
 
 /// Where a record came from, for dead-letter headers and logs.
@@ -25,61 +30,189 @@ pub struct Origin<'a> {
 }
 
 impl RecordDecoder {
-    pub fn new(topics: &TopicsConfig) -> anyhow::Result<Self> {
+    pub fn new(topics: &TopicsConfig, limits: &Limits) -> anyhow::Result<Self> {
         let map = BTreeMap::from([
             (topics.snapshots.clone(), Stream::Snapshots),
             (topics.audit.clone(), Stream::Audit),
             (topics.sla.clone(), Stream::Sla),
         ]);
-        Ok(RecordDecoder { decoder: Decoder::new()?, topics: map })
+        Ok(RecordDecoder { decoder: Decoder::new()?, topics: map, limits: limits.clone() })
     }
 
-    /// Decodes a record, or says why not.
+    /// Decodes a record of `topic`, or says why not.
     pub fn decode(&self, topic: &str, payload: Option<&[u8]>) -> Result<Message, String> {
         let stream = *self.topics.get(topic).ok_or_else(|| format!("topic {topic} is not a Driftwatch stream"))?;
         let bytes = payload.ok_or_else(|| "empty record (no payload)".to_string())?;
-        let m = self.decoder.decode(stream, bytes).map_err(|e| e.to_string())?;
-        count_decoded(&self.decoder, topic, bytes);
-        Ok(m)
+        self.decode_stream(stream, topic, bytes)
+    }
+
+    /// Decodes a record of `stream` (counted under `label`: its topic, or
+    /// the stream's name), or says why not: over a limit (counted by
+    /// limit), or not a message of the stream.
+    pub fn decode_stream(&self, stream: Stream, label: &str, bytes: &[u8]) -> Result<Message, String> {
+        let m = &crate::metrics::METRICS;
+        let limited = |e: LimitError| {
+            m.limit_violations.with_label_values(&[label, e.limit]).inc();
+            e.to_string()
+        };
+        self.limits.check_size(bytes.len()).map_err(limited)?;
+        let mut msg = self.decoder.decode(stream, bytes).map_err(|e| e.to_string())?;
+        self.limits.check(&msg).map_err(limited)?;
+        if let Some(claimed) = bound_times(&mut msg, chrono::Utc::now()) {
+            m.clock_skew_records.with_label_values(&[label]).inc();
+            tracing::warn!(topic = label, asset = msg.asset_id(), %claimed, "record time far from its receipt; stored at its receipt");
+        }
+        m.records.with_label_values(&[label, "decoded"]).inc();
+        if self.decoder.is_legacy(bytes) {
+            m.legacy_fingerprint_records.with_label_values(&[label]).inc();
+        }
+        Ok(msg)
     }
 }
 
-/// Counts a decoded record, and apart those an agent of before the
-/// specification's fingerprints wrote.
-pub fn count_decoded(decoder: &Decoder, topic: &str, bytes: &[u8]) {
-    let m = &crate::metrics::METRICS;
-    m.records.with_label_values(&[topic, "decoded"]).inc();
-    if decoder.is_legacy(bytes) {
-        m.legacy_fingerprint_records.with_label_values(&[topic]).inc();
+/// How a dead letter is written: the producer, its topic, and the most
+/// bytes one may carry (the producer's `message.max.bytes`).
+#[derive(Clone)]
+pub struct DeadLetters {
+    pub producer: FutureProducer,
+    pub topic: String,
+    pub max_bytes: usize,
+}
+
+/// Room left in a dead letter for its key, headers and framing.
+const DEAD_LETTER_OVERHEAD: usize = 16 * 1024;
+/// A reason longer than this is cut (it quotes the record at times).
+const REASON_MAX: usize = 4096;
+/// Tries of a dead letter refused for a reason that may pass (the broker
+/// away, a leader moving) before the record is skipped past regardless.
+const DEAD_LETTER_TRIES: u32 = 5;
+
+impl DeadLetters {
+    /// Sends an undecodable record to the dead-letter topic with headers
+    /// saying where it came from and why it was rejected, and waits for the
+    /// broker's acknowledgement (so the original offset may then be
+    /// committed). Never stops a partition: a record too large to copy
+    /// whole goes as a truncated copy (`driftwatch.truncated`,
+    /// `driftwatch.original_size`); one the topic refuses for good (too
+    /// large still, no such topic, not authorized) or that keeps failing is
+    /// logged, counted and skipped past.
+    pub async fn send(&self, origin: &Origin<'_>, key: Option<&[u8]>, payload: Option<&[u8]>, reason: &str) {
+        let m = &crate::metrics::METRICS;
+        m.records.with_label_values(&[origin.topic, "dead_lettered"]).inc();
+        tracing::warn!(topic = origin.topic, partition = origin.partition, offset = origin.offset, %reason, "record dead-lettered");
+        let reason = cut(reason, REASON_MAX);
+        let key = key.map(|k| &k[..k.len().min(REASON_MAX)]);
+        let room = self.max_bytes.saturating_sub(DEAD_LETTER_OVERHEAD);
+        let original = payload.map_or(0, <[u8]>::len);
+        let payload = payload.map(|p| &p[..p.len().min(room)]);
+        let truncated = payload.map_or(0, <[u8]>::len) < original;
+        if truncated {
+            m.dead_letter_failures.with_label_values(&["too_large"]).inc();
+        }
+        let mut wait = Duration::from_secs(1);
+        for attempt in 1..=DEAD_LETTER_TRIES {
+            let e = match self.try_send(origin, key, payload, reason, truncated.then_some(original)).await {
+                Ok(()) => return,
+                Err(e) => e,
+            };
+            let permanent = is_permanent(&e);
+            if permanent || attempt == DEAD_LETTER_TRIES {
+                m.dead_letter_failures.with_label_values(&[if permanent { "permanent" } else { "gave_up" }]).inc();
+                tracing::error!(
+                    dead_letter_topic = %self.topic, topic = origin.topic, partition = origin.partition, offset = origin.offset,
+                    error = %e, attempts = attempt, "dead letter not written; the record is skipped past"
+                );
+                return;
+            }
+            tracing::warn!(dead_letter_topic = %self.topic, error = %e, attempt, "dead-letter send failed; retrying");
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+    }
+
+    async fn try_send(
+        &self,
+        origin: &Origin<'_>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        reason: &str,
+        truncated_from: Option<usize>,
+    ) -> Result<(), KafkaError> {
+        let partition = origin.partition.to_string();
+        let offset = origin.offset.to_string();
+        let mut headers = OwnedHeaders::new()
+            .insert(Header { key: "driftwatch.reason", value: Some(reason) })
+            .insert(Header { key: "driftwatch.topic", value: Some(origin.topic) })
+            .insert(Header { key: "driftwatch.partition", value: Some(&partition) })
+            .insert(Header { key: "driftwatch.offset", value: Some(&offset) });
+        let size = truncated_from.map(|n| n.to_string());
+        if let Some(size) = &size {
+            headers = headers
+                .insert(Header { key: "driftwatch.truncated", value: Some("true") })
+                .insert(Header { key: "driftwatch.original_size", value: Some(size) });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(p) = payload {
+            record = record.payload(p);
+        }
+        self.producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| e)
     }
 }
 
-/// Sends an undecodable record to the dead-letter topic, unchanged, with
-/// headers saying where it came from and why it was rejected. Waits for the
-/// broker's acknowledgement so the original offset may then be committed.
-pub async fn dead_letter(
-    producer: &FutureProducer,
-    dlq_topic: &str,
-    origin: &Origin<'_>,
-    key: Option<&[u8]>,
-    payload: Option<&[u8]>,
-    reason: &str,
-) -> anyhow::Result<()> {
-    crate::metrics::METRICS.records.with_label_values(&[origin.topic, "dead_lettered"]).inc();
-    tracing::warn!(topic = origin.topic, partition = origin.partition, offset = origin.offset, %reason, "record dead-lettered");
-    let partition = origin.partition.to_string();
-    let offset = origin.offset.to_string();
-    let headers = OwnedHeaders::new()
-        .insert(Header { key: "driftwatch.reason", value: Some(reason) })
-        .insert(Header { key: "driftwatch.topic", value: Some(origin.topic) })
-        .insert(Header { key: "driftwatch.partition", value: Some(&partition) })
-        .insert(Header { key: "driftwatch.offset", value: Some(&offset) });
-    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq_topic).headers(headers);
-    if let Some(k) = key {
-        record = record.key(k);
+/// Whether a produce error will recur however often it is tried.
+fn is_permanent(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidMessage
+                | C::InvalidRecord
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::InvalidTopic
+                | C::MessageBatchTooLarge
+                | C::UnknownTopic
+                | C::PolicyViolation
+                | C::InvalidArgument
+        )
+    )
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
     }
-    if let Some(p) = payload {
-        record = record.payload(p);
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
     }
-    producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| anyhow::anyhow!("dead-letter topic {dlq_topic}: {e}"))
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_cut_at_a_character_boundary() {
+        assert_eq!(cut("héllo", 2), "h");
+        assert_eq!(cut("héllo", 3), "hé");
+        assert_eq!(cut("abc", 10), "abc");
+    }
+
+    #[test]
+    fn refusals_that_recur_are_told_from_those_that_may_pass() {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        assert!(is_permanent(&KafkaError::MessageProduction(C::MessageSizeTooLarge)));
+        assert!(is_permanent(&KafkaError::MessageProduction(C::TopicAuthorizationFailed)));
+        assert!(is_permanent(&KafkaError::MessageProduction(C::UnknownTopic)));
+        assert!(!is_permanent(&KafkaError::MessageProduction(C::MessageTimedOut)));
+        assert!(!is_permanent(&KafkaError::MessageProduction(C::NotLeaderForPartition)));
+    }
 }

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::producer::FutureProducer;
 use rdkafka::{Message as _, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::decode::{dead_letter, Origin, RecordDecoder};
+use super::decode::{DeadLetters, Origin, RecordDecoder};
 use super::{LoopOptions, Pipeline, Source};
 use crate::config::KafkaConfig;
+use driftwatch_schemas::limits::Limits;
 
 /// A client of `cfg.brokers`: `defaults`, then the configured properties
 /// (which win).
@@ -112,8 +112,7 @@ pub struct KafkaSource {
     consumer: StreamConsumer<RebalanceContext>,
     /// Watches the group for partitions left without an owner.
     orphans: OrphanWatch,
-    dlq: FutureProducer,
-    dlq_topic: String,
+    dlq: DeadLetters,
     decoder: RecordDecoder,
     dead: Option<DeadLetter>,
     /// Offsets after dead-lettered records, committed with the next batch.
@@ -129,7 +128,7 @@ pub struct Offset {
 
 impl KafkaSource {
     /// Joins the consumer group and subscribes to the three streams.
-    pub fn connect(cfg: &KafkaConfig, leader: Arc<AtomicBool>) -> anyhow::Result<Self> {
+    pub fn connect(cfg: &KafkaConfig, limits: &Limits, leader: Arc<AtomicBool>) -> anyhow::Result<Self> {
         let consumer: StreamConsumer<RebalanceContext> = client_config(cfg, CONSUMER_DEFAULTS)
             .set("group.id", &cfg.group_id)
             .set("enable.auto.commit", "false")
@@ -144,11 +143,20 @@ impl KafkaSource {
                 leader,
             })
             .map_err(|e| anyhow::anyhow!("Kafka consumer for {}: {e}", cfg.brokers))?;
-        let dlq: FutureProducer = client_config(cfg, &[])
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .create()
-            .map_err(|e| anyhow::anyhow!("Kafka dead-letter producer for {}: {e}", cfg.brokers))?;
+        // A dead letter is acknowledged or refused within 30 s (librdkafka
+        // waits 5 minutes by default), so that a refused one is soon skipped.
+        let dlq_config = client_config(cfg, &[("message.timeout.ms", "30000")]);
+        let max_bytes = dlq_config.get("message.max.bytes").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+        let dlq = DeadLetters {
+            producer: dlq_config
+                .clone()
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .create()
+                .map_err(|e| anyhow::anyhow!("Kafka dead-letter producer for {}: {e}", cfg.brokers))?,
+            topic: cfg.topics.dead_letter.clone(),
+            max_bytes,
+        };
         let topics = [cfg.topics.snapshots.as_str(), cfg.topics.audit.as_str(), cfg.topics.sla.as_str()];
         consumer.subscribe(&topics).map_err(|e| anyhow::anyhow!("subscribing to {topics:?}: {e}"))?;
         tracing::info!(brokers = %cfg.brokers, group = %cfg.group_id, ?topics, "consuming");
@@ -167,26 +175,22 @@ impl KafkaSource {
             consumer,
             orphans: OrphanWatch::new(probe, topics.map(String::from).to_vec(), session_timeout),
             dlq,
-            dlq_topic: cfg.topics.dead_letter.clone(),
-            decoder: RecordDecoder::new(&cfg.topics)?,
+            decoder: RecordDecoder::new(&cfg.topics, limits)?,
             dead: None,
             dead_offsets: HashMap::new(),
         })
     }
 
-    /// Starts sending an undecodable record to the dead-letter topic; the
-    /// task retries until the topic takes it.
-    fn start_dead_letter(dlq: &FutureProducer, dlq_topic: &str, m: &rdkafka::message::BorrowedMessage<'_>, reason: String) -> DeadLetter {
-        let (dlq, dlq_topic) = (dlq.clone(), dlq_topic.to_string());
+    /// Starts sending an undecodable record to the dead-letter topic (see
+    /// [`DeadLetters::send`]: it ends, written or skipped past).
+    fn start_dead_letter(dlq: &DeadLetters, m: &rdkafka::message::BorrowedMessage<'_>, reason: String) -> DeadLetter {
+        let dlq = dlq.clone();
         let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
         let (key, payload) = (m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec));
         let origin_topic = topic.clone();
         let task = tokio::spawn(async move {
             let origin = Origin { topic: &origin_topic, partition, offset };
-            while let Err(e) = dead_letter(&dlq, &dlq_topic, &origin, key.as_deref(), payload.as_deref(), &reason).await {
-                tracing::error!(error = %e, "dead-letter send failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            dlq.send(&origin, key.as_deref(), payload.as_deref(), &reason).await;
         });
         DeadLetter { task, topic, partition, offset }
     }
@@ -223,7 +227,7 @@ impl Source for KafkaSource {
             }
             match self.decoder.decode(m.topic(), m.payload()) {
                 Ok(msg) => return Some((msg, Offset { topic: m.topic().to_string(), partition: m.partition(), next: m.offset() + 1 })),
-                Err(reason) => self.dead = Some(Self::start_dead_letter(&self.dlq, &self.dlq_topic, &m, reason)),
+                Err(reason) => self.dead = Some(Self::start_dead_letter(&self.dlq, &m, reason)),
             }
         }
     }
@@ -417,12 +421,13 @@ fn offsets_view(probe: &BaseConsumer, topics: &[String]) -> Result<Vec<Partition
 /// Consumes the configured topics until `shutdown` turns true.
 pub async fn run(
     cfg: &KafkaConfig,
+    limits: &Limits,
     opts: LoopOptions,
     leader: Arc<AtomicBool>,
     pipeline: Pipeline,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    super::run(KafkaSource::connect(cfg, leader)?, opts, pipeline, shutdown).await
+    super::run(KafkaSource::connect(cfg, limits, leader)?, opts, pipeline, shutdown).await
 }
 
 #[cfg(test)]

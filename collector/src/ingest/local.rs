@@ -7,22 +7,24 @@
 
 use driftwatch_agent::ship::local::SpoolReader;
 use driftwatch_agent::ship::spool::Pos;
-use driftwatch_schemas::{Decoder, Message};
+use driftwatch_schemas::limits::Limits;
+use driftwatch_schemas::Message;
 
 use super::Source;
 
 /// The local agent's spool as a [`Source`].
 pub struct LocalSource {
     reader: SpoolReader,
-    decoder: Decoder,
+    decoder: super::decode::RecordDecoder,
     /// Undecodable records read since the last commit: acknowledged with
     /// it (the spool's position only moves past stored records).
     skipped: Vec<Pos>,
 }
 
 impl LocalSource {
-    pub fn new(reader: SpoolReader) -> anyhow::Result<Self> {
-        Ok(LocalSource { reader, decoder: Decoder::new()?, skipped: Vec::new() })
+    pub fn new(reader: SpoolReader, limits: &Limits) -> anyhow::Result<Self> {
+        let decoder = super::decode::RecordDecoder::new(&Default::default(), limits)?;
+        Ok(LocalSource { reader, decoder, skipped: Vec::new() })
     }
 }
 
@@ -38,11 +40,8 @@ impl Source for LocalSource {
                 driftwatch_schemas::Stream::Audit => "audit",
                 driftwatch_schemas::Stream::Sla => "sla",
             };
-            match self.decoder.decode(rec.stream, &rec.payload) {
-                Ok(msg) => {
-                    super::decode::count_decoded(&self.decoder, stream, &rec.payload);
-                    return Some((msg, next));
-                }
+            match self.decoder.decode_stream(rec.stream, stream, &rec.payload) {
+                Ok(msg) => return Some((msg, next)),
                 Err(e) => {
                     // No dead-letter topic here: the record is logged,
                     // counted and skipped (it would fail again).
