@@ -47,7 +47,11 @@ async fn a_changed_file_appears_on_the_live_page() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     wait_for("the API", 60, async || http.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status() == 200)).await;
-    let page = http.get(format!("{base}/ui")).send().await.unwrap().text().await.unwrap();
+    let response = http.get(format!("{base}/ui")).send().await.unwrap();
+    // The page runs below under this policy: only its own inline script.
+    let csp = response.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.starts_with("default-src 'none'; script-src 'sha256-") && !csp.contains("unsafe-inline"), "{csp}");
+    let page = response.text().await.unwrap();
     assert!(!page.contains("https://") && !page.contains("<script src"), "the page loads nothing from elsewhere");
 
     let browser = Browser::start(work.path()).await;

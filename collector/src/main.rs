@@ -663,6 +663,9 @@ fn evaluate(snapshot: &Path, policies: &Path) -> anyhow::Result<()> {
         std::fs::read_to_string(snapshot).with_context(|| format!("reading {}", snapshot.display()))?
     };
     let snap: ConfigSnapshot = serde_json::from_str(&text).with_context(|| format!("{}: not a snapshot", snapshot.display()))?;
+    // Held to the same limits as a record from Kafka (a path's depth bounds
+    // the evaluation's recursion).
+    driftwatch_schemas::limits::Limits::default().check_snapshot(&snap).with_context(|| format!("{}: over a limit", snapshot.display()))?;
     let (policies, _) = policy::bundled::locate(policies).context("unpacking the policy packs embedded in the binary")?;
     let set = load_policies(&policies)?;
     let facts = snap.facts.iter().map(|f| (f.path.clone(), f.value.clone())).collect();

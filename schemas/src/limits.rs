@@ -11,7 +11,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
-use crate::{FactPath, FactValue, Message};
+use crate::{AuditEvent, ConfigSnapshot, FactPath, FactValue, Message, SlaMeasurement};
 
 /// The limits, each configurable (`limits.*` in the collector's
 /// configuration); the defaults hold every record a real agent sends with
@@ -94,71 +94,86 @@ impl Limits {
 
     /// Whether a decoded message stays within every limit.
     pub fn check(&self, m: &Message) -> Result<(), LimitError> {
-        let s = |what: &str, v: &str| over("max_string_bytes", what, v.len(), self.max_string_bytes);
-        let labels = |what: &str, m: &std::collections::BTreeMap<String, String>| {
-            over("max_labels", what, m.len(), self.max_labels)?;
-            m.iter().try_for_each(|(k, v)| {
-                s(&format!("{what} key"), k)?;
-                s(&format!("{what}[{k}]"), v)
-            })
-        };
-        let list = |what: &str, items: &[String]| {
-            over("max_list_items", what, items.len(), self.max_list_items)?;
-            over("max_value_bytes", what, items.iter().map(String::len).sum(), self.max_value_bytes)
-        };
         match m {
-            Message::Snapshot(x) => {
-                s("asset.id", &x.asset.id)?;
-                s("asset.hostname", &x.asset.hostname)?;
-                labels("asset.labels", &x.asset.labels)?;
-                s("agent_id", &x.agent_id)?;
-                s("agent_version", &x.agent_version)?;
-                s("snapshot_id", &x.snapshot_id)?;
-                over("max_facts", "facts", x.facts.len(), self.max_facts)?;
-                over("max_removed_paths", "removed_paths", x.removed_paths.len(), self.max_removed_paths)?;
-                for (i, f) in x.facts.iter().enumerate() {
-                    self.path(&format!("facts[{i}].path"), &f.path)?;
-                    match &f.value {
-                        FactValue::Str(v) => over("max_value_bytes", &format!("facts[{i}].value"), v.len(), self.max_value_bytes)?,
-                        FactValue::List(items) => list(&format!("facts[{i}].value"), items)?,
-                        _ => {}
-                    }
-                }
-                for (i, p) in x.removed_paths.iter().enumerate() {
-                    self.path(&format!("removed_paths[{i}]"), p)?;
-                }
-            }
-            Message::Audit(a) => {
-                s("event_id", &a.event_id)?;
-                s("asset_id", &a.asset_id)?;
-                s("hostname", &a.hostname)?;
-                s("action", &a.action)?;
-                for (what, v) in [("actor.user", &a.actor.user), ("actor.auid", &a.actor.auid), ("source_address", &a.source_address)] {
-                    if let Some(v) = v {
-                        s(what, v)?;
-                    }
-                }
-                list("actor.groups", &a.actor.groups)?;
-                if let Some(o) = &a.object {
-                    over("max_value_bytes", "object", o.len(), self.max_value_bytes)?;
-                }
-                over("max_value_bytes", "raw", a.raw.len(), self.max_value_bytes)?;
-                over("max_labels", "extra", a.extra.len(), self.max_labels)?;
-                for (k, v) in &a.extra {
-                    s("extra key", k)?;
-                    over("max_value_bytes", &format!("extra[{k}]"), v.len(), self.max_value_bytes)?;
-                }
-            }
-            Message::Sla(x) => {
-                s("asset_id", &x.asset_id)?;
-                s("probe_id", &x.probe_id)?;
-                s("target", &x.target)?;
-                if let Some(e) = &x.error {
-                    s("error", e)?;
-                }
+            Message::Snapshot(x) => self.check_snapshot(x),
+            Message::Audit(a) => self.check_audit(a),
+            Message::Sla(x) => self.check_sla(x),
+        }
+    }
+
+    /// Whether a snapshot stays within every limit (also for one read from
+    /// a file: `driftwatch-collector evaluate`).
+    pub fn check_snapshot(&self, x: &ConfigSnapshot) -> Result<(), LimitError> {
+        for (what, v) in [
+            ("asset.id", &x.asset.id),
+            ("asset.hostname", &x.asset.hostname),
+            ("agent_id", &x.agent_id),
+            ("agent_version", &x.agent_version),
+            ("snapshot_id", &x.snapshot_id),
+        ] {
+            self.string(what, v)?;
+        }
+        over("max_labels", "asset.labels", x.asset.labels.len(), self.max_labels)?;
+        for (k, v) in &x.asset.labels {
+            self.string("asset.labels key", k)?;
+            self.string(&format!("asset.labels[{k}]"), v)?;
+        }
+        over("max_facts", "facts", x.facts.len(), self.max_facts)?;
+        over("max_removed_paths", "removed_paths", x.removed_paths.len(), self.max_removed_paths)?;
+        for (i, f) in x.facts.iter().enumerate() {
+            self.path(&format!("facts[{i}].path"), &f.path)?;
+            match &f.value {
+                FactValue::Str(v) => over("max_value_bytes", &format!("facts[{i}].value"), v.len(), self.max_value_bytes)?,
+                FactValue::List(items) => self.list(&format!("facts[{i}].value"), items)?,
+                _ => {}
             }
         }
+        for (i, p) in x.removed_paths.iter().enumerate() {
+            self.path(&format!("removed_paths[{i}]"), p)?;
+        }
         Ok(())
+    }
+
+    fn check_audit(&self, a: &AuditEvent) -> Result<(), LimitError> {
+        for (what, v) in [("event_id", &a.event_id), ("asset_id", &a.asset_id), ("hostname", &a.hostname), ("action", &a.action)] {
+            self.string(what, v)?;
+        }
+        for (what, v) in [("actor.user", &a.actor.user), ("actor.auid", &a.actor.auid), ("source_address", &a.source_address)] {
+            if let Some(v) = v {
+                self.string(what, v)?;
+            }
+        }
+        self.list("actor.groups", &a.actor.groups)?;
+        if let Some(o) = &a.object {
+            over("max_value_bytes", "object", o.len(), self.max_value_bytes)?;
+        }
+        over("max_value_bytes", "raw", a.raw.len(), self.max_value_bytes)?;
+        over("max_labels", "extra", a.extra.len(), self.max_labels)?;
+        for (k, v) in &a.extra {
+            self.string("extra key", k)?;
+            over("max_value_bytes", &format!("extra[{k}]"), v.len(), self.max_value_bytes)?;
+        }
+        Ok(())
+    }
+
+    fn check_sla(&self, x: &SlaMeasurement) -> Result<(), LimitError> {
+        for (what, v) in [("asset_id", &x.asset_id), ("probe_id", &x.probe_id), ("target", &x.target)] {
+            self.string(what, v)?;
+        }
+        if let Some(e) = &x.error {
+            self.string("error", e)?;
+        }
+        Ok(())
+    }
+
+    fn string(&self, what: &str, v: &str) -> Result<(), LimitError> {
+        over("max_string_bytes", what, v.len(), self.max_string_bytes)
+    }
+
+    /// A list's items, and their bytes together.
+    fn list(&self, what: &str, items: &[String]) -> Result<(), LimitError> {
+        over("max_list_items", what, items.len(), self.max_list_items)?;
+        over("max_value_bytes", what, items.iter().map(String::len).sum(), self.max_value_bytes)
     }
 
     /// A fact path's bytes, then its depth (bytes first: the depth is

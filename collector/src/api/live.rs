@@ -18,7 +18,15 @@ use super::{ApiError, AppState};
 use crate::live::{DriftView, PAGE};
 
 pub async fn page() -> impl IntoResponse {
-    ([("cache-control", "no-cache")], Html(PAGE))
+    (
+        [
+            ("cache-control", "no-cache"),
+            ("content-security-policy", crate::live::content_security_policy()),
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "no-referrer"),
+        ],
+        Html(PAGE),
+    )
 }
 
 #[derive(Debug, Deserialize)]

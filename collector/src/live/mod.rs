@@ -22,6 +22,28 @@ use crate::store::rows::{drift_row, DriftRow};
 /// The page.
 pub const PAGE: &str = include_str!("index.html");
 
+/// The page's Content-Security-Policy: its one inline script and one
+/// inline style by their SHA-256 (nothing else runs, whatever text a host
+/// managed to get into the data it shows), requests only to its own
+/// origin, no framing, no forms, no base URL.
+pub fn content_security_policy() -> &'static str {
+    static CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let hash = |open: &str, close: &str| {
+            use base64::Engine as _;
+            use sha2::Digest as _;
+            let body = PAGE.split_once(open).and_then(|(_, rest)| rest.split_once(close)).map_or("", |(b, _)| b);
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body.as_bytes()))
+        };
+        format!(
+            "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; connect-src 'self'; img-src 'self' data:; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            hash("<script>", "</script>"),
+            hash("<style>", "</style>")
+        )
+    });
+    &CSP
+}
+
 /// Events buffered per slow page before it skips ahead.
 const BUFFER: usize = 1024;
 
@@ -134,5 +156,16 @@ mod tests {
         for external in ["http://", "https://", "<script src", "<link"] {
             assert!(!PAGE.contains(external), "the page loads nothing from elsewhere ({external})");
         }
+    }
+
+    #[test]
+    fn the_policy_allows_the_pages_own_inline_script_and_style_only() {
+        assert_eq!(PAGE.matches("<script>").count(), 1, "one inline script, hashed in the policy");
+        assert_eq!(PAGE.matches("<style>").count(), 1, "one inline style, hashed in the policy");
+        assert!(!PAGE.contains(" style=\"") && !PAGE.contains(" onclick="), "no inline attributes (the policy blocks them)");
+        let csp = content_security_policy();
+        assert!(csp.starts_with("default-src 'none'; script-src 'sha256-"), "{csp}");
+        assert!(!csp.contains("unsafe") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(!csp.contains("'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"), "not the hash of an empty block: {csp}");
     }
 }

@@ -71,6 +71,18 @@ fn waivers_for(r: &Report, req: &str, control: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// A CSV cell that a spreadsheet will not run: text starting with `=`,
+/// `+`, `-`, `@`, a tab or a carriage return (a formula, to Excel and
+/// LibreOffice) is prefixed with `'` (OWASP's advice). Asset ids come from
+/// hosts; `=HYPERLINK(...)` must stay text.
+fn cell(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}").into()
+    } else {
+        s.into()
+    }
+}
+
 fn csv(r: &Report) -> Vec<u8> {
     let mut w = ::csv::Writer::from_writer(Vec::new());
     let _ = w.write_record([
@@ -88,19 +100,20 @@ fn csv(r: &Report) -> Vec<u8> {
     ]);
     for q in &r.requirements {
         for c in &q.checks {
-            let _ = w.write_record([
-                r.framework.as_str(),
-                &q.id,
-                status(q.status),
-                &q.effectiveness.map(|e| format!("{e:.4}")).unwrap_or_default(),
-                &c.control_id,
-                &c.title,
-                c.severity.as_str(),
-                &results(c),
-                &c.not_passing.join(" "),
-                &c.oldest_evidence.map(|t| t.to_rfc3339()).unwrap_or_default(),
-                &waivers_for(r, &q.id, Some(&c.control_id)).join(" "),
-            ]);
+            let row = [
+                r.framework.clone(),
+                q.id.clone(),
+                status(q.status).to_string(),
+                q.effectiveness.map(|e| format!("{e:.4}")).unwrap_or_default(),
+                c.control_id.clone(),
+                c.title.clone(),
+                c.severity.as_str().to_string(),
+                results(c),
+                c.not_passing.join(" "),
+                c.oldest_evidence.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                waivers_for(r, &q.id, Some(&c.control_id)).join(" "),
+            ];
+            let _ = w.write_record(row.iter().map(|v| cell(v).into_owned()));
         }
     }
     w.into_inner().unwrap_or_default()
@@ -431,6 +444,21 @@ fn pdf(lines: &[(u8, bool, String)]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        for (input, out) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+1", "'+1"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("web-1", "web-1"),
+            ("0.5000", "0.5000"),
+        ] {
+            assert_eq!(cell(input), out);
+        }
+    }
 
     #[test]
     fn lines_wrap_at_words_and_text_maps_to_latin1() {

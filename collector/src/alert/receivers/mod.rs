@@ -162,8 +162,23 @@ impl Notification {
     pub fn link(&self) -> Option<String> {
         let a = self.firing.first().or(self.resolved.first())?;
         let asset = a.labels.get("asset")?;
-        Some(format!("{}/assets/{asset}", self.external_url.trim_end_matches('/')))
+        Some(format!("{}/assets/{}", self.external_url.trim_end_matches('/'), percent_encode(asset)))
     }
+}
+
+/// A path segment with every byte but RFC 3986's unreserved ones
+/// percent-encoded: an asset id (which a host chooses) can neither leave
+/// its segment nor end a link in a receiver's markup (`|`, `>`).
+pub fn percent_encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn label_text(l: &Labels) -> String {

@@ -53,6 +53,19 @@ fn cut(s: &str, max: usize) -> String {
     }
 }
 
+/// Text for a mrkdwn field: Slack's three control characters escaped, so
+/// that nothing a host sent (an asset id, a hostname, a user name in a
+/// cause, a fact in a diff) becomes a mention (`<!channel>`), a forged
+/// link (`<https://evil|Open in Driftwatch>`) or markup.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Text for inside a code block: escaped, and unable to close the block.
+fn code(s: &str) -> String {
+    escape(s).replace("```", "`\u{200B}``")
+}
+
 /// The message body.
 pub fn message(n: &Notification) -> Value {
     let title = n.title();
@@ -62,23 +75,23 @@ pub fn message(n: &Notification) -> Value {
         let state = if a.is_resolved() { ":white_check_mark: resolved" } else { ":rotating_light: firing" };
         let mut text = format!(
             "*{}* — {state}\n",
-            a.annotations.get("summary").or(a.annotations.get("title")).cloned().unwrap_or_else(|| a.fingerprint())
+            escape(&a.annotations.get("summary").or(a.annotations.get("title")).cloned().unwrap_or_else(|| a.fingerprint()))
         );
         if let Some(req) = a.labels.get("frameworks").filter(|f| !f.is_empty()) {
-            text += &format!("*Requirements:* {}\n", req.replace(',', ", "));
+            text += &format!("*Requirements:* {}\n", escape(&req.replace(',', ", ")));
         }
         if let Some(d) = a.annotations.get("diff").filter(|d| !d.is_empty()) {
-            text += &format!("*Change:*\n```{d}```\n");
+            text += &format!("*Change:*\n```{}```\n", code(d));
         } else if let Some(e) = a.annotations.get("evidence").filter(|e| !e.is_empty()) {
-            text += &format!("*Evidence:*\n```{e}```\n");
+            text += &format!("*Evidence:*\n```{}```\n", code(e));
         }
         if let Some(c) = a.annotations.get("cause") {
-            text += &format!("*Likely cause:* {c}\n");
+            text += &format!("*Likely cause:* {}\n", escape(c));
         }
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(&text, 3000)}}));
         let fields: Vec<Value> = ["severity", "asset", "control", "service"]
             .iter()
-            .filter_map(|k| a.labels.get(*k).map(|v| json!({"type": "mrkdwn", "text": cut(&format!("*{k}:* {v}"), 2000)})))
+            .filter_map(|k| a.labels.get(*k).map(|v| json!({"type": "mrkdwn", "text": cut(&format!("*{k}:* {}", escape(v)), 2000)})))
             .collect();
         if !fields.is_empty() {
             blocks.push(json!({"type": "section", "fields": fields}));
@@ -94,7 +107,7 @@ pub fn message(n: &Notification) -> Value {
     }
     blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": cut(&context, 3000)}]}));
     json!({
-        "text": cut(&title, 3000),
+        "text": cut(&escape(&title), 3000),
         "attachments": [{"color": colour(n), "fallback": cut(&title, 3000), "blocks": blocks}],
     })
 }
@@ -118,6 +131,37 @@ mod tests {
         assert!(m["text"].as_str().unwrap().starts_with("FIRING"));
         let resolved = message(&notification(vec![], vec![alert("web-1", "critical", true)]));
         assert_eq!(resolved["attachments"][0]["color"], "#2EB67D");
+    }
+
+    #[test]
+    fn what_a_host_sent_cannot_mention_link_or_break_out() {
+        let mut a = alert("<!channel> <https://evil.example|Open in Driftwatch> & co", "critical", false);
+        a.annotations.insert("summary".into(), "<!here> root login on <@U123>".into());
+        a.annotations.insert("diff".into(), "- a\n```\n*bold* <!channel>".into());
+        a.annotations.insert("cause".into(), "sudo by <!everyone>".into());
+        let m = message(&notification(vec![a], vec![]));
+        // What Slack parses: the mrkdwn texts and the top-level text (the
+        // header and the fallback are plain text, shown as written).
+        fn mrkdwn(v: &Value, out: &mut String) {
+            match v {
+                Value::Object(o) if o.get("type") == Some(&json!("mrkdwn")) => out.push_str(o["text"].as_str().unwrap_or("")),
+                Value::Object(o) => o.values().for_each(|v| mrkdwn(v, out)),
+                Value::Array(a) => a.iter().for_each(|v| mrkdwn(v, out)),
+                _ => {}
+            }
+        }
+        let mut text = m["text"].as_str().unwrap().to_string();
+        mrkdwn(&m, &mut text);
+        for forged in ["<!channel>", "<!here>", "<!everyone>", "<@U123>", "<https://evil.example"] {
+            assert!(!text.contains(forged), "{forged} survived in {text}");
+        }
+        assert!(text.contains("&lt;!channel&gt; &lt;https://evil.example|Open in Driftwatch&gt; &amp; co"), "{text}");
+        let body = m["attachments"][0]["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert_eq!(body.matches("```").count(), 2, "the diff cannot close its code block: {body}");
+        // Driftwatch's own link is still a link, to the asset's page, its
+        // id percent-encoded.
+        assert!(text.contains("/assets/%3C%21channel%3E%20%3Chttps%3A%2F%2Fevil.example%7COpen"), "{text}");
+        assert!(text.ends_with("|Open in Driftwatch>"), "{text}");
     }
 
     #[test]
