@@ -358,3 +358,67 @@ async fn the_api_serves_https() {
     drop(collector);
     names.drop_database().await;
 }
+
+/// The API under abuse: a client that opens a connection and sends no
+/// headers is cut off after `header_read_timeout_secs`; past
+/// `max_connections` a connection is closed at once; a client guessing keys
+/// is rate-limited by its address before authentication (429, not 401).
+/// (`/readyz` without the store's error: tests/clickhouse_outage.rs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_holds_under_abuse() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let names = Names::new();
+    let api = format!(
+        "  header_read_timeout_secs: 2\n  max_connections: 4\n  rate_limit_per_client_per_minute: 10\n  keys:\n{}",
+        key("ops", "ops-key", "read")
+    );
+    let (cfg, port) = with_api(&names, work.path(), false, &api, "");
+    create_topics(&cfg);
+    let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
+    let base = format!("http://127.0.0.1:{port}");
+    // No pooled connection: an idle one would hold a slot until the
+    // header timeout closes it, racing the count below.
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    wait_for("the API", 60, async || http.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status() == 200)).await;
+
+    // Slowloris: half a request line, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read(&mut buf)).await.expect("closed, not held open");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500), "{:?}", started.elapsed());
+    assert!(n.as_ref().map_or(true, |&n| n == 0 || String::from_utf8_lossy(&buf[..n]).contains("408")), "{n:?}");
+
+    // Four idle connections hold every slot; a fifth is closed at accept.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut fifth = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let _ = fifth.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), fifth.read(&mut buf)).await.expect("closed at once");
+    assert!(n.map_or(true, |n| n == 0), "the fifth connection was served: {:?}", String::from_utf8_lossy(&buf));
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // Guessing keys: 401s until the client's share is spent, then 429s
+    // with Retry-After, whatever the key.
+    let guesser = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..14 {
+        let r = guesser.get(format!("{base}/api/v1/frameworks")).bearer_auth(format!("guess-{i}")).send().await.unwrap();
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses.contains(&401) && statuses.ends_with(&[429, 429]), "{statuses:?}");
+    let r = guesser.get(format!("{base}/api/v1/frameworks")).bearer_auth("ops-key").send().await.unwrap();
+    assert_eq!(r.status(), 429, "the right key too: the limit comes before authentication");
+    drop(collector);
+    names.drop_database().await;
+}

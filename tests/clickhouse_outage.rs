@@ -134,6 +134,11 @@ async fn clickhouse_down_for_a_minute_loses_and_duplicates_nothing() {
         tokio::spawn(async move { produce_range(&producer, &names, &asset, 500..2500, 40).await })
     };
     tokio::time::sleep(Duration::from_secs(10)).await;
+    // Not ready, and it says so without the store's own error (which names
+    // the server, the database and the user).
+    let ready = reqwest::get(format!("http://127.0.0.1:{api}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.text().await.unwrap(), "store unavailable");
     let (decoded_early, committed_early) = (metric(api, "driftwatch_records_total").await.unwrap_or(0.0), committed(&names));
     let mut rss_max = rss_before;
     for _ in 0..25 {

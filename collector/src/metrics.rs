@@ -30,6 +30,10 @@ pub struct Metrics {
     /// could not be written whole or at all (the original was still
     /// skipped past: one record never stops a partition).
     pub dead_letter_failures: IntCounterVec,
+    /// API connections closed at accept: `api.max_connections` were open.
+    pub api_connections_refused: IntCounter,
+    /// API requests answered 429 (per client address or per key).
+    pub api_rate_limited: IntCounter,
     pub batches_stored: IntCounter,
     pub rows_stored: IntCounter,
     /// From a Kafka record's timestamp to its receipt.
@@ -124,6 +128,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Dead letters truncated (too_large), or not written (permanent: the topic refused it; gave_up: retries ran out).",
             &["reason"],
         ),
+        api_connections_refused: counter(&r, "api_connections_refused_total", "API connections closed at accept: api.max_connections were open."),
+        api_rate_limited: counter(&r, "api_rate_limited_total", "API requests answered 429 (per client address or per key)."),
         batches_stored: counter(&r, "batches_stored_total", "Batches written to ClickHouse."),
         rows_stored: counter(&r, "rows_stored_total", "Rows written to ClickHouse."),
         record_age_seconds: histogram(

@@ -56,10 +56,11 @@ pub struct Caller {
     pub scope: Scope,
 }
 
-/// Keys by hash, and the per-key limiter.
+/// Keys by hash, the per-key limiter, and the per-client-address one.
 pub struct Auth {
     keys: HashMap<String, Caller>,
     limiter: DefaultKeyedRateLimiter<String>,
+    clients: DefaultKeyedRateLimiter<std::net::IpAddr>,
 }
 
 /// Hex SHA-256 of a key.
@@ -68,10 +69,10 @@ pub fn hash(key: &str) -> String {
 }
 
 impl Auth {
-    pub fn new(keys: &[KeyConfig], per_minute: u32) -> Self {
+    pub fn new(keys: &[KeyConfig], per_minute: u32, per_client_per_minute: u32) -> Self {
         let keys = keys.iter().map(|k| (k.sha256.to_ascii_lowercase(), Caller { name: k.name.clone(), scope: k.scope })).collect();
-        let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
-        Auth { keys, limiter: RateLimiter::keyed(quota) }
+        let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Auth { keys, limiter: RateLimiter::keyed(quota(per_minute)), clients: RateLimiter::keyed(quota(per_client_per_minute)) }
     }
 
     fn caller(&self, headers: &HeaderMap) -> Option<Caller> {
@@ -92,6 +93,29 @@ fn needed(method: &Method) -> Scope {
     }
 }
 
+/// A 429 with `Retry-After` for a limiter that said "not until".
+fn too_many(not_until: governor::NotUntil<governor::clock::QuantaInstant>, what: String) -> Response {
+    let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+    let mut r = ApiError(StatusCode::TOO_MANY_REQUESTS, what).into_response();
+    if let Ok(v) = (wait.as_secs() + 1).to_string().parse() {
+        r.headers_mut().insert("retry-after", v);
+    }
+    r
+}
+
+/// Rate-limits every request by its client's address, before anything
+/// else looks at it (a client guessing keys gets 429s, not 401s, past its
+/// share). Requests without a known peer (in-process tests) pass.
+pub async fn per_client(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(axum::extract::ConnectInfo(peer)) = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        if let Err(not_until) = state.auth.clients.check_key(&peer.ip()) {
+            crate::metrics::METRICS.api_rate_limited.inc();
+            return too_many(not_until, format!("rate limit of client {} exceeded", peer.ip()));
+        }
+    }
+    next.run(req).await
+}
+
 /// Authenticates, authorises and rate-limits every `/api/v1` request, and
 /// records writes in the audit table.
 pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -100,12 +124,8 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
             .into_response();
     };
     if let Err(not_until) = state.auth.limiter.check_key(&caller.name) {
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-        let mut r = ApiError(StatusCode::TOO_MANY_REQUESTS, format!("rate limit of key {:?} exceeded", caller.name)).into_response();
-        if let Ok(v) = (wait.as_secs() + 1).to_string().parse() {
-            r.headers_mut().insert("retry-after", v);
-        }
-        return r;
+        crate::metrics::METRICS.api_rate_limited.inc();
+        return too_many(not_until, format!("rate limit of key {:?} exceeded", caller.name));
     }
     let need = needed(req.method());
     if caller.scope < need {
@@ -136,7 +156,7 @@ mod tests {
     fn keys_are_matched_by_hash_from_either_header() {
         let k = KeyConfig { name: "ops".into(), sha256: hash("s3cret"), scope: Scope::Write };
         assert!(k.validate("k").is_empty());
-        let a = Auth::new(&[k], 60);
+        let a = Auth::new(&[k], 60, 60);
         let mut h = HeaderMap::new();
         h.insert("authorization", "Bearer s3cret".parse().unwrap());
         assert_eq!(a.caller(&h).map(|c| c.name), Some("ops".into()));

@@ -16,6 +16,7 @@ mod catalog;
 mod compliance;
 mod live;
 mod posture;
+pub mod serve;
 mod silences;
 mod violations;
 mod waivers;
@@ -43,6 +44,14 @@ pub struct ApiConfig {
     pub keys: Vec<auth::KeyConfig>,
     /// Requests per minute per key.
     pub rate_limit_per_minute: u32,
+    /// Requests per minute per client address, counted before any
+    /// authentication (a client guessing keys, or flooding `/ui`).
+    pub rate_limit_per_client_per_minute: u32,
+    /// Connections open at once; one more is closed as it is accepted.
+    pub max_connections: usize,
+    /// A connection that has not sent a request's headers (or finished
+    /// its TLS handshake) within this time is closed.
+    pub header_read_timeout_secs: u64,
     /// Serve HTTPS (rustls) with this certificate and key; unset: HTTP.
     pub tls: Option<TlsConfig>,
 }
@@ -57,7 +66,15 @@ pub struct TlsConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: Some("127.0.0.1:8080".into()), keys: Vec::new(), rate_limit_per_minute: 600, tls: None }
+        ApiConfig {
+            listen: Some("127.0.0.1:8080".into()),
+            keys: Vec::new(),
+            rate_limit_per_minute: 600,
+            rate_limit_per_client_per_minute: 1200,
+            max_connections: 1024,
+            header_read_timeout_secs: 10,
+            tls: None,
+        }
     }
 }
 
@@ -71,8 +88,15 @@ impl ApiConfig {
         for (i, k) in self.keys.iter().enumerate() {
             problems.extend(k.validate(&format!("api.keys[{i}]")));
         }
-        if self.rate_limit_per_minute == 0 {
-            problems.push("api.rate_limit_per_minute: must be at least 1".into());
+        for (field, v) in [
+            ("rate_limit_per_minute", u64::from(self.rate_limit_per_minute)),
+            ("rate_limit_per_client_per_minute", u64::from(self.rate_limit_per_client_per_minute)),
+            ("max_connections", self.max_connections as u64),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+        ] {
+            if v == 0 {
+                problems.push(format!("api.{field}: must be at least 1"));
+            }
         }
         if let Some(tls) = &self.tls {
             for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
@@ -157,13 +181,19 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(|| async { ([("content-type", "text/plain; version=0.0.4")], crate::metrics::render()) }))
         .nest("/api/v1", v1)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::per_client))
         .with_state(state)
 }
 
+/// Ready when the store answers. The store's own error is logged, not
+/// served: it names hosts, databases and users to anyone who asks.
 async fn ready(axum::extract::State(s): axum::extract::State<AppState>) -> impl IntoResponse {
     match s.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready".to_string()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+        }
     }
 }
 
@@ -174,31 +204,21 @@ pub async fn start(cfg: &ApiConfig, shared: Shared) -> anyhow::Result<Option<tok
     if cfg.keys.is_empty() {
         tracing::warn!("api.keys is empty: /api/v1 answers 401 to every request");
     }
-    let state = AppState::new(shared, auth::Auth::new(&cfg.keys, cfg.rate_limit_per_minute));
-    let Some(tls) = &cfg.tls else {
-        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("api.listen {listen}: {e}"))?;
-        tracing::info!(%listen, "API listening (HTTP)");
-        return Ok(Some(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router(state)).await {
-                tracing::error!(error = %e, "the API stopped");
-            }
-        })));
+    let state = AppState::new(shared, auth::Auth::new(&cfg.keys, cfg.rate_limit_per_minute, cfg.rate_limit_per_client_per_minute));
+    let tls = match &cfg.tls {
+        Some(t) => Some(Arc::new(serve::tls_config(&t.cert, &t.key)?)),
+        None => None,
     };
-    // rustls with ring (no other crypto provider is built in); installing
-    // it twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-        .await
-        .map_err(|e| anyhow::anyhow!("api.tls: {} / {}: {e}", tls.cert.display(), tls.key.display()))?;
-    let listener = std::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("api.listen {listen}: {e}"))?;
-    listener.set_nonblocking(true)?;
-    let server = axum_server::from_tcp_rustls(listener, config)?;
-    tracing::info!(%listen, cert = %tls.cert.display(), "API listening (HTTPS)");
-    Ok(Some(tokio::spawn(async move {
-        if let Err(e) = server.serve(router(state).into_make_service()).await {
-            tracing::error!(error = %e, "the API stopped");
-        }
-    })))
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("api.listen {listen}: {e}"))?;
+    match &cfg.tls {
+        Some(t) => tracing::info!(%listen, cert = %t.cert.display(), "API listening (HTTPS)"),
+        None => tracing::info!(%listen, "API listening (HTTP)"),
+    }
+    let bounds = serve::Bounds {
+        max_connections: cfg.max_connections,
+        header_read_timeout: std::time::Duration::from_secs(cfg.header_read_timeout_secs),
+    };
+    Ok(Some(tokio::spawn(serve::serve(listener, router(state), tls, bounds))))
 }
 
 /// The OpenAPI document of `/api/v1`.
