@@ -171,7 +171,7 @@ fn save(file: &Path, cursor: Option<String>) {
     }
 }
 
-fn event(asset: &Asset, e: &Entry) -> AuditEvent {
+pub(crate) fn event(asset: &Asset, e: &Entry) -> AuditEvent {
     let mut p = e.parsed.clone();
     p.extra.insert("cursor".into(), e.cursor.clone());
     super::build_event(asset, super::stable_id(&[&asset.id, "journald", &e.cursor]), AuditSource::Journald, p, e.message.clone())

@@ -166,6 +166,19 @@ impl Notification {
     }
 }
 
+/// A receiver URL as it may be shown (Debug, logs): scheme and host only,
+/// since a Slack or webhook URL's path is its credential.
+pub fn url_origin(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+            format!("{scheme}://{host}/…")
+        }
+        None => "…".into(),
+    }
+}
+
 /// A path segment with every byte but RFC 3986's unreserved ones
 /// percent-encoded: an asset id (which a host chooses) can neither leave
 /// its segment nor end a link in a receiver's markup (`|`, `>`).
@@ -267,7 +280,8 @@ impl Receiver {
     async fn attempt(&self, n: &Notification) -> Attempt {
         let resp = match self.kind.request(&self.client, n).send().await {
             Ok(r) => r,
-            Err(e) => return Attempt::Retry { after: None, reason: e.to_string() },
+            // Without its URL: a Slack or webhook URL is itself a secret.
+            Err(e) => return Attempt::Retry { after: None, reason: e.without_url().to_string() },
         };
         let status = resp.status();
         if status.is_success() {
@@ -335,6 +349,24 @@ pub(crate) mod tests {
             escalation: false,
             external_url: "http://127.0.0.1:8080".into(),
         }
+    }
+
+    #[test]
+    fn receiver_configs_never_print_their_secrets() {
+        let slack = super::slack::SlackConfig { url: "https://hooks.slack.com/services/T0/B0/SlackSecretPath".into() };
+        let pd = super::pagerduty::PagerDutyConfig {
+            routing_key: "R0utingKeySecret".into(),
+            url: "https://events.pagerduty.com/v2/enqueue".into(),
+        };
+        let hook = super::webhook::WebhookConfig {
+            url: "https://user:pw@hooks.example/in/HookPathSecret".into(),
+            secret: Some("HmacS3cret".into()),
+        };
+        let shown = format!("{slack:?} {pd:?} {hook:?}");
+        for secret in ["SlackSecretPath", "R0utingKeySecret", "HookPathSecret", "HmacS3cret", "user:pw"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("https://hooks.slack.com/…"), "{shown}");
     }
 
     #[test]

@@ -10,13 +10,20 @@ use serde_json::{json, Value};
 
 use super::{Kind, Notification};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PagerDutyConfig {
     /// The integration's 32-character routing key.
     pub routing_key: String,
     #[serde(default = "default_url")]
     pub url: String,
+}
+
+/// Without the credential (the URL's path, the key, the secret).
+impl std::fmt::Debug for PagerDutyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PagerDutyConfig").field("routing_key", &"[REDACTED]").field("url", &super::url_origin(&self.url)).finish()
+    }
 }
 
 fn default_url() -> String {

@@ -9,11 +9,18 @@ use serde_json::{json, Value};
 
 use super::{Kind, Notification};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
     /// The incoming-webhook URL (`https://hooks.slack.com/services/…`).
     pub url: String,
+}
+
+/// Without the credential (the URL's path, the key, the secret).
+impl std::fmt::Debug for SlackConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackConfig").field("url", &super::url_origin(&self.url)).finish()
+    }
 }
 
 pub struct Slack {

@@ -14,12 +14,22 @@ use super::super::matcher::Labels;
 use super::super::model::Alert;
 use super::{Kind, Notification};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub url: String,
     /// Shared secret for the signature header; never logged.
     pub secret: Option<String>,
+}
+
+/// Without the credential (the URL's path, the key, the secret).
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &super::url_origin(&self.url))
+            .field("secret", &self.secret.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
 }
 
 pub struct Webhook {
