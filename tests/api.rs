@@ -127,7 +127,13 @@ async fn waivers_posture_and_results() {
     services_up();
     let work = tempfile::tempdir().unwrap();
     let names = Names::new();
-    let (cfg, port) = with_api(&names, work.path(), true, &format!("  keys:\n{}", key("ops", "ops-key", "write")), "");
+    let (cfg, port) = with_api(
+        &names,
+        work.path(),
+        true,
+        &format!("  keys:\n{}{}", key("ops", "ops-key", "write"), key("ciso@example.com", "ciso-key", "admin")),
+        "",
+    );
     create_topics(&cfg);
     let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
     let base = format!("{}/api/v1", format_args!("http://127.0.0.1:{port}"));
@@ -152,22 +158,27 @@ async fn waivers_posture_and_results() {
     let before = chrono::Utc::now().to_rfc3339();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
 
-    let bad = http
-        .post(format!("{base}/waivers"))
-        .bearer_auth("ops-key")
-        .json(&json!({"control": "t.root_login", "scope": {"assets": [asset]}, "justification": "x", "approver": "", "risk": "low", "expires": "2100-01-01T00:00:00Z"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
-    assert!(bad.text().await.unwrap().contains("approver: required"));
-    let body = json!({"control": "t.root_login", "scope": {"assets": [asset]}, "justification": "appliance", "approver": "ciso@example.com",
+    let body = json!({"control": "t.root_login", "scope": {"assets": [asset]}, "justification": "appliance",
                       "risk": "high", "ticket": "SEC-9", "expires": "2100-01-01T00:00:00Z"});
-    let r = http.post(format!("{base}/waivers")).bearer_auth("ops-key").json(&body).send().await.unwrap();
+    // Approving a waiver takes an admin key; the approver is that key,
+    // not what the body says; nothing is backdated.
+    let post = |key: &'static str, body: Value| http.post(format!("{base}/waivers")).bearer_auth(key).json(&body).send();
+    assert_eq!(post("ops-key", body.clone()).await.unwrap().status(), 403, "a write key cannot approve");
+    let mut forged = body.clone();
+    forged["approver"] = json!("ceo@example.com");
+    let r = post("ciso-key", forged).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("is not this key"));
+    let mut backdated = body.clone();
+    backdated["starts"] = json!("2020-01-01T00:00:00Z");
+    let r = post("ciso-key", backdated).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("cannot be backdated"));
+    let r = post("ciso-key", body).await.unwrap();
     assert_eq!(r.status(), 201);
     let created: Value = r.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_string();
-    assert_eq!(created["created_by"], "api:ops");
+    assert_eq!((created["created_by"].as_str(), created["approver"].as_str()), (Some("api:ciso@example.com"), Some("ciso@example.com")));
 
     wait_for("the waived result", 30, async || get(results.clone()).await.filter(|v| v[0]["status"] == "waived")).await;
     let now = get(format!("{base}/posture?framework=soc2")).await.unwrap();
@@ -192,6 +203,15 @@ async fn waivers_posture_and_results() {
     .await;
     assert!(audit.iter().any(|r| r["detail"].as_str().unwrap().starts_with(&format!("waiver {id} created for t.root_login"))), "{audit:?}");
     assert!(audit.iter().any(|r| r["detail"] == format!("waiver {id} revoked").as_str()), "{audit:?}");
+    // Reading the evidence is recorded too: who looked, at what.
+    get(format!("{base}/evidence?asset={asset}")).await;
+    let reads = wait_for("the evidence read in the audit table", 30, async || {
+        let rows = try_query(&format!("SELECT key_name, detail FROM {db}.api_audit WHERE path = '/api/v1/evidence'")).await.ok()?;
+        (!rows.is_empty()).then_some(rows)
+    })
+    .await;
+    assert_eq!(reads[0]["key_name"], "ops");
+    assert!(reads[0]["detail"].as_str().unwrap().contains(&format!("asset={asset}")), "{reads:?}");
     drop(collector);
     names.drop_database().await;
 }

@@ -84,13 +84,23 @@ impl Auth {
     }
 }
 
-/// The scope a request needs: reads need `read`, anything else `write`.
-fn needed(method: &Method) -> Scope {
+/// The scope a request needs: reads need `read`, approving a waiver
+/// `admin` (it exempts assets from controls), anything else `write`.
+fn needed(method: &Method, path: &str) -> Scope {
     if method == Method::GET || method == Method::HEAD {
         Scope::Read
+    } else if method == Method::POST && path.trim_end_matches('/').ends_with("/waivers") {
+        Scope::Admin
     } else {
         Scope::Write
     }
+}
+
+/// Reads that are themselves audit-relevant: who looked at the evidence
+/// and who took a report is recorded like a write.
+fn audited_read(path: &str) -> bool {
+    let p = path.trim_end_matches('/');
+    p.ends_with("/evidence") || p.ends_with("/reports")
 }
 
 /// A 429 with `Retry-After` for a limiter that said "not until".
@@ -127,20 +137,25 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         crate::metrics::METRICS.api_rate_limited.inc();
         return too_many(not_until, format!("rate limit of key {:?} exceeded", caller.name));
     }
-    let need = needed(req.method());
+    // The full path (`/api/v1/…`), not the one inside the nested router.
+    let path = req.extensions().get::<axum::extract::OriginalUri>().map_or_else(|| req.uri().path(), |u| u.0.path()).to_string();
+    let need = needed(req.method(), &path);
     if caller.scope < need {
         return ApiError(StatusCode::FORBIDDEN, format!("key {:?} has scope {:?}; this needs {:?}", caller.name, caller.scope, need))
             .into_response();
     }
-    // The full path (`/api/v1/…`), not the one inside the nested router.
-    let path = req.extensions().get::<axum::extract::OriginalUri>().map_or_else(|| req.uri().path(), |u| u.0.path()).to_string();
+    let query = req.uri().query().map(str::to_string);
     let method = req.method().clone();
     req.extensions_mut().insert(caller.clone());
     let mut resp = next.run(req).await;
     // Handlers describe a write in this header; it is for the audit table,
     // not the client.
     let detail = resp.headers_mut().remove("x-driftwatch-audit").and_then(|v| v.to_str().ok().map(String::from)).unwrap_or_default();
-    if need >= Scope::Write {
+    let detail = match query.filter(|_| detail.is_empty() && audited_read(&path)) {
+        Some(q) => format!("read {q}"),
+        None => detail,
+    };
+    if need >= Scope::Write || audited_read(&path) {
         if let Err(e) = state.store.record_api_write(&caller.name, method.as_str(), &path, resp.status().as_u16(), &detail).await {
             tracing::error!(error = %e, key = %caller.name, %path, "recording an API write in the audit table failed");
         }

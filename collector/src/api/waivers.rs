@@ -76,7 +76,25 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let spec: WaiverSpec = serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    // The approver is the admin key that makes the request, not free text.
+    let mut doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    if let Some(obj) = doc.as_object_mut() {
+        match obj.get("approver").and_then(|a| a.as_str()) {
+            None | Some("") => {}
+            Some(a) if a == caller.name => {}
+            Some(a) => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "approver: {a:?} is not this key; the approver is the admin key that approves ({:?}): leave it out",
+                        caller.name
+                    ),
+                ))
+            }
+        }
+        obj.insert("approver".into(), serde_json::Value::String(caller.name.clone()));
+    }
+    let spec: WaiverSpec = serde_json::from_value(doc).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
     let existing = s.waivers.borrow().clone();
     let w = waiver::request(spec, "api", format!("api:{}", caller.name), &existing, Utc::now())
         .map_err(|p| ApiError(StatusCode::BAD_REQUEST, p.join("; ")))?;

@@ -243,8 +243,15 @@ pub fn request(
     if spec.id.is_empty() {
         spec.id = format!("w-{}", uuid::Uuid::now_v7().simple());
     }
-    spec.starts = Some(spec.starts.unwrap_or(now));
-    let mut problems = spec.problems();
+    let mut problems = Vec::new();
+    // A waiver recorded now cannot have been in force before: a start in
+    // the past would rewrite posture already reported (a minute of clock
+    // difference between client and collector is allowed).
+    if spec.starts.is_some_and(|s| s < now - chrono::Duration::minutes(1)) {
+        problems.push("starts: may not be before now (a waiver cannot be backdated)".to_string());
+    }
+    spec.starts = Some(spec.starts.unwrap_or(now).max(now));
+    problems.extend(spec.problems());
     if existing.get(&spec.id).is_some() {
         problems.push(format!("id {:?}: a waiver with this id exists", spec.id));
     }
