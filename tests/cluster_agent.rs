@@ -148,7 +148,7 @@ async fn the_cluster_agent_lists_watches_and_reports_the_cluster() {
     std::fs::write(
         &cfg,
         format!(
-            "mode: cluster\nstate_dir: {}\nasset:\n  labels: {{env: test}}\nkafka:\n  brokers: {BROKERS}\n  topics:\n{}cluster:\n  name: prod-eu\n  api_server: {server}\n  ca_file: {}\n  token_file: {}\n  page_size: 1\n  debounce_ms: 300\nheartbeat_secs: 0\n",
+            "mode: cluster\nstate_dir: {}\nasset:\n  labels: {{env: test}}\nkafka:\n  brokers: {BROKERS}\n  topics:\n{}cluster:\n  name: prod-eu\n  api_server: {server}\n  ca_file: {}\n  token_file: {}\n  page_size: 1\n  debounce_ms: 300\n  secrets_metadata: true\nheartbeat_secs: 0\n",
             work.path().join("state").display(),
             names.topics_yaml(false),
             ca.display(),

@@ -242,6 +242,16 @@ fn kubernetes_manifests_are_complete_and_consistent() {
         }
     }
     check_agents(&objects, "driftwatch");
+    // The opt-in role for Secrets' metadata binds the cluster agent's
+    // service account, read-only, to Secrets alone.
+    let opt_in = documents(&dir.join("opt-in/secrets-metadata.yaml"));
+    let role = opt_in.iter().find(|o| o["kind"] == "ClusterRole").unwrap();
+    assert_eq!(role["rules"].as_sequence().unwrap().len(), 1);
+    assert_eq!(role["rules"][0]["resources"].as_sequence().unwrap(), &vec![Value::from("secrets")]);
+    let binding = opt_in.iter().find(|o| o["kind"] == "ClusterRoleBinding").unwrap();
+    let sa = objects.iter().find(|o| o["kind"] == "ServiceAccount" && o["metadata"]["name"] == "driftwatch-cluster-agent").unwrap();
+    assert_eq!(binding["subjects"][0]["name"], sa["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["namespace"], sa["metadata"]["namespace"]);
 }
 
 /// The node agent's DaemonSet and the cluster agent's Deployment
@@ -319,13 +329,17 @@ fn check_agents(objects: &[Value], prefix: &str) {
         }
         granted.extend(rule["resources"].as_sequence().unwrap().iter().map(|r| r.as_str().unwrap().to_string()));
     }
-    // Every collection the cluster agent follows (agent/src/cluster/checks.rs).
+    // Every collection the cluster agent follows by default
+    // (agent/src/cluster/checks.rs), and not Secrets: listing them cannot
+    // be limited to metadata (opt-in, in a role of its own).
+    assert!(!granted.contains("secrets") && !granted.contains("*"), "no Secret reading by default: {granted:?}");
+    let agent = pod_config(objects, pod);
+    assert_ne!(agent["cluster"]["secrets_metadata"].as_bool(), Some(true), "Secrets off by default");
     for r in [
         "pods",
         "namespaces",
         "nodes",
         "serviceaccounts",
-        "secrets",
         "networkpolicies",
         "ingresses",
         "clusterroles",
@@ -335,7 +349,6 @@ fn check_agents(objects: &[Value], prefix: &str) {
     ] {
         assert!(granted.contains(r), "the ClusterRole does not grant {r}");
     }
-    let agent = pod_config(objects, pod);
     assert_eq!(agent["mode"], "cluster");
     check_pod_config(&agent, &pod_env(pod));
 }

@@ -92,6 +92,13 @@ pub struct ClusterConfig {
     pub debounce_ms: u64,
     /// Namespaces whose objects are not reported.
     pub exclude_namespaces: Vec<String>,
+    /// Also follow Secrets, as metadata only (for `k8s.secrets.*`: legacy
+    /// service account tokens). Off by default: it needs RBAC to list
+    /// Secrets, which Kubernetes cannot limit to metadata, so a stolen
+    /// token of the agent could read every secret's data. Turn it on only
+    /// with the extra role in `deploy/kubernetes/opt-in/secrets-metadata.yaml`
+    /// (Helm: `clusterAgent.secretsMetadata`).
+    pub secrets_metadata: bool,
 }
 
 impl Default for ClusterConfig {
@@ -105,6 +112,7 @@ impl Default for ClusterConfig {
             watch_timeout_secs: 290,
             debounce_ms: 1_000,
             exclude_namespaces: ["kube-system", "kube-public", "kube-node-lease"].iter().map(|s| s.to_string()).collect(),
+            secrets_metadata: false,
         }
     }
 }

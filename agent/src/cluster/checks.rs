@@ -51,6 +51,12 @@ impl Kind {
         Kind::RoleBindings,
     ];
 
+    /// The resources followed: all of them, or without Secrets unless
+    /// `secrets_metadata` is on (see `ClusterConfig::secrets_metadata`).
+    pub fn followed(secrets_metadata: bool) -> Vec<Kind> {
+        Kind::ALL.into_iter().filter(|k| secrets_metadata || *k != Kind::Secrets).collect()
+    }
+
     /// The collection's path on the API server (all namespaces).
     pub fn path(self) -> &'static str {
         match self {

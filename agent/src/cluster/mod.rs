@@ -57,7 +57,8 @@ pub async fn run(
     tracing::info!(%server, cluster = %c.name, "following the cluster's objects");
     let (tx, mut rx) = mpsc::channel::<Update>(1024);
     let mut tasks = Vec::new();
-    for kind in Kind::ALL {
+    let kinds = Kind::followed(c.secrets_metadata);
+    for &kind in &kinds {
         tasks.push(tokio::spawn(follow(api.clone(), kind, c.page_size, c.watch_timeout_secs, tx.clone())));
     }
     drop(tx);
@@ -85,7 +86,7 @@ pub async fn run(
             _ = shutdown.changed() => break,
         };
         due = None;
-        if settled.len() < Kind::ALL.len() {
+        if settled.len() < kinds.len() {
             continue; // the first snapshot waits for every resource
         }
         let facts = checks::facts(&store, &c.exclude_namespaces);
