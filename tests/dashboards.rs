@@ -91,6 +91,14 @@ async fn every_panel_query_runs_on_both_engines_with_the_expected_columns() {
             vars.iter().any(|v| v["type"] == "datasource" && v["query"] == "grafana-clickhouse-datasource"),
             "{name}: no data source variable"
         );
+        // No free-text variable: its value would be spliced into SQL. A
+        // custom variable offers only its own values.
+        for v in vars {
+            assert!(!["textbox", "adhoc"].contains(&v["type"].as_str().unwrap_or("")), "{name}: free-text variable {}", v["name"]);
+            if v["type"] == "custom" {
+                assert_eq!(v["allowCustomValue"].as_bool(), Some(false), "{name}: custom variable {} takes any value", v["name"]);
+            }
+        }
         // Variable queries run too.
         for v in vars.iter().filter(|v| v["type"] == "query") {
             let sql = expand(v["query"].as_str().unwrap(), from, to);
