@@ -360,16 +360,7 @@ async fn an_outside_producer_writes_to_a_running_collector() {
     let bytes = hex_of(&written[0]);
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
     producer.send(FutureRecord::to(&names.topic("snapshots")).key(asset.as_str()).payload(&bytes), Duration::from_secs(10)).await.unwrap();
-    let db = names.database.clone();
-    wait_for("the outside producer's snapshot to be evaluated", 60, async || {
-        let rows = try_query(&format!(
-            "SELECT status FROM {db}.evaluations WHERE asset_id = '{asset}' AND control_id = 'linux.sshd.root_login_disabled'"
-        ))
-        .await
-        .ok()?;
-        rows.first().filter(|r| r["status"] == "pass").cloned()
-    })
-    .await;
+    wait_status(&names.database, &asset, "linux.sshd.root_login_disabled", None, "pass", 60).await;
     assert!(collector.alive());
     assert!(!collector.log().contains("dead-lettered"), "{}", collector.log());
     names.drop_database().await;

@@ -70,17 +70,7 @@ async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
     }
 
     // The good record after the bad ones is stored and evaluated.
-    let db = names.database.clone();
-    let a = asset.clone();
-    wait_for("the good snapshot to be evaluated", 60, async || {
-        let rows = try_query(&format!(
-            "SELECT status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = 'linux.sshd.root_login_disabled'"
-        ))
-        .await
-        .ok()?;
-        rows.first().filter(|r| r["status"] == "pass").cloned()
-    })
-    .await;
+    wait_status(&names.database, &asset, "linux.sshd.root_login_disabled", None, "pass", 60).await;
     assert!(collector.alive(), "collector survived bad records");
 
     // The dead-letter topic holds the three bad records with their reasons.

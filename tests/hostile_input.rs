@@ -69,20 +69,10 @@ async fn hostile_records_are_bounded_and_the_collector_keeps_going() {
         send(names.topic("audit"), enc.encode(&Message::Audit(a)).unwrap()).await;
     }
     // A heartbeat from 2106: it would keep a dead host "alive".
-    let heartbeat = Message::Sla(driftwatch_schemas::SlaMeasurement {
-        asset_id: asset.clone(),
-        probe_id: "heartbeat".into(),
-        target: "agent".into(),
-        kind: driftwatch_schemas::ProbeKind::Host,
-        timestamp: Utc.with_ymd_and_hms(2106, 1, 1, 0, 0, 0).unwrap(),
-        success: true,
-        latency_us: 0,
-        status_code: None,
-        error: None,
-        host_metrics: None,
-        cert_days_left: None,
-        agent_health: None,
-    });
+    let mut heartbeat = heartbeat(&asset);
+    if let Message::Sla(h) = &mut heartbeat {
+        h.timestamp = Utc.with_ymd_and_hms(2106, 1, 1, 0, 0, 0).unwrap();
+    }
     send(names.topic("sla"), enc.encode(&heartbeat).unwrap()).await;
     // 1.2 MB that is not Avro: its copy with headers is over the dead-letter
     // producer's message.max.bytes, and was once retried forever.
@@ -91,16 +81,7 @@ async fn hostile_records_are_bounded_and_the_collector_keeps_going() {
     produce(&producer, &names, &snapshot(&asset, 2, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "no")])).await;
 
     let db = names.database.clone();
-    let a = asset.clone();
-    wait_for("the real delta after the hostile records to be evaluated", 90, async || {
-        let rows = try_query(&format!(
-            "SELECT status FROM {db}.evaluations WHERE asset_id = '{a}' AND control_id = '{CONTROL}' AND snapshot_id = '{a}-2'"
-        ))
-        .await
-        .ok()?;
-        rows.first().filter(|r| r["status"] == "pass").cloned()
-    })
-    .await;
+    wait_status(&db, &asset, CONTROL, Some(&format!("{asset}-2")), "pass", 90).await;
     assert!(collector.alive(), "the collector survived:\n{}", collector.log());
     let forged = number(&format!("SELECT count() AS n FROM {db}.evaluations WHERE snapshot_id = '{asset}-forged'")).await;
     assert_eq!(forged, 0, "the far-ahead delta was not applied");

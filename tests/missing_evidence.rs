@@ -7,28 +7,11 @@
 use std::process::Command;
 
 use chrono::Utc;
-use driftwatch_schemas::{Asset, AssetKind, ConfigSnapshot, Fact, FactValue, Message, ProbeKind, SlaMeasurement, SnapshotKind};
+use driftwatch_schemas::{Asset, AssetKind, ConfigSnapshot, Fact, FactValue, Message, SnapshotKind};
 use driftwatch_tests::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::FutureProducer;
 use serde_json::Value;
-
-fn heartbeat(asset: &str) -> Message {
-    Message::Sla(SlaMeasurement {
-        asset_id: asset.into(),
-        probe_id: driftwatch_schemas::HEARTBEAT_PROBE_ID.into(),
-        target: "agent".into(),
-        kind: ProbeKind::Host,
-        timestamp: Utc::now(),
-        success: true,
-        latency_us: 0,
-        status_code: None,
-        error: None,
-        host_metrics: None,
-        cert_days_left: None,
-        agent_health: None,
-    })
-}
 
 /// A full snapshot where the shadow file could not be read.
 fn unreadable(asset: &str) -> Message {

@@ -460,6 +460,36 @@ pub fn ssh_login(asset: &str, i: usize, hostname: &str, user: &str) -> driftwatc
     })
 }
 
+/// The agent's heartbeat for `asset`, stamped now.
+pub fn heartbeat(asset: &str) -> driftwatch_schemas::Message {
+    driftwatch_schemas::Message::Sla(driftwatch_schemas::SlaMeasurement {
+        asset_id: asset.into(),
+        probe_id: driftwatch_schemas::HEARTBEAT_PROBE_ID.into(),
+        target: "agent".into(),
+        kind: driftwatch_schemas::ProbeKind::Host,
+        timestamp: chrono::Utc::now(),
+        success: true,
+        latency_us: 0,
+        status_code: None,
+        error: None,
+        host_metrics: None,
+        cert_days_left: None,
+        agent_health: None,
+    })
+}
+
+/// Waits until `control` on `asset` has a stored evaluation with
+/// `status` (of snapshot `snapshot_id`, when given).
+pub async fn wait_status(db: &str, asset: &str, control: &str, snapshot_id: Option<&str>, status: &str, secs: u64) {
+    let snapshot = snapshot_id.map(|s| format!(" AND snapshot_id = '{s}'")).unwrap_or_default();
+    let sql = format!("SELECT status FROM {db}.evaluations WHERE asset_id = '{asset}' AND control_id = '{control}'{snapshot}");
+    wait_for(&format!("{control} on {asset} to be {status}"), secs, async || {
+        let rows = try_query(&sql).await.ok()?;
+        rows.iter().any(|r| r["status"] == status).then_some(())
+    })
+    .await;
+}
+
 /// A log without terminal colour codes.
 pub fn strip_ansi(log: &str) -> String {
     let mut out = String::with_capacity(log.len());
