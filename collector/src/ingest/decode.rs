@@ -99,8 +99,8 @@ impl DeadLetters {
     pub async fn send(&self, origin: &Origin<'_>, key: Option<&[u8]>, payload: Option<&[u8]>, reason: &str) {
         let m = &crate::metrics::METRICS;
         m.records.with_label_values(&[origin.topic, "dead_lettered"]).inc();
-        tracing::warn!(topic = origin.topic, partition = origin.partition, offset = origin.offset, %reason, "record dead-lettered");
         let reason = cut(reason, REASON_MAX);
+        tracing::warn!(topic = origin.topic, partition = origin.partition, offset = origin.offset, %reason, "record dead-lettered");
         let key = key.map(|k| &k[..k.len().min(REASON_MAX)]);
         let room = self.max_bytes.saturating_sub(DEAD_LETTER_OVERHEAD);
         let original = payload.map_or(0, <[u8]>::len);

@@ -145,11 +145,10 @@ impl KafkaSource {
             .map_err(|e| anyhow::anyhow!("Kafka consumer for {}: {e}", cfg.brokers))?;
         // A dead letter is acknowledged or refused within 30 s (librdkafka
         // waits 5 minutes by default), so that a refused one is soon skipped.
-        let dlq_config = client_config(cfg, &[("message.timeout.ms", "30000")]);
+        let mut dlq_config = client_config(cfg, &[("message.timeout.ms", "30000")]);
         let max_bytes = dlq_config.get("message.max.bytes").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
         let dlq = DeadLetters {
             producer: dlq_config
-                .clone()
                 .set("enable.idempotence", "true")
                 .set("acks", "all")
                 .create()
