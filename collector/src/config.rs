@@ -237,6 +237,10 @@ pub struct EvaluationConfig {
     pub unknown_after_secs: u64,
     /// How often silent assets are looked for.
     pub evidence_check_secs: u64,
+    /// The facts of an asset not seen for this long are let go (its
+    /// posture is kept; it comes back as after a restart). 0: never. Keep
+    /// it above `unknown_after_secs`.
+    pub evict_after_secs: u64,
     /// Threads a full evaluation (a full snapshot's controls, a policy
     /// reload) is shared out over; 0: one per core, 1: the consumer loop's
     /// own thread only. Deltas run on the loop's thread.
@@ -252,6 +256,7 @@ impl Default for EvaluationConfig {
             score_interval_secs: 300,
             unknown_after_secs: 7_200,
             evidence_check_secs: 60,
+            evict_after_secs: 3 * 86_400,
             threads: 0,
         }
     }
@@ -271,6 +276,10 @@ impl EvaluationConfig {
     }
 
     /// `unknown_after_secs` as a duration (`None`: off).
+    pub fn evict_after(&self) -> Option<chrono::Duration> {
+        (self.evict_after_secs > 0).then(|| chrono::Duration::seconds(self.evict_after_secs.min(i64::MAX as u64 / 1000) as i64))
+    }
+
     pub fn unknown_after(&self) -> Option<chrono::Duration> {
         (self.unknown_after_secs > 0).then(|| chrono::Duration::seconds(self.unknown_after_secs.min(i64::MAX as u64 / 1000) as i64))
     }

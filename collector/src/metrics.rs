@@ -30,6 +30,8 @@ pub struct Metrics {
     /// could not be written whole or at all (the original was still
     /// skipped past: one record never stops a partition).
     pub dead_letter_failures: IntCounterVec,
+    /// Assets whose facts the engine holds.
+    pub assets_held: prometheus::IntGauge,
     /// API connections closed at accept: `api.max_connections` were open.
     pub api_connections_refused: IntCounter,
     /// API requests answered 429 (per client address or per key).
@@ -128,6 +130,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Dead letters truncated (too_large), or not written (permanent: the topic refused it; gave_up: retries ran out).",
             &["reason"],
         ),
+        assets_held: {
+            let g = prometheus::IntGauge::new("assets_held", "Assets whose facts the collector holds (idle ones are let go after evaluation.evict_after_secs).")
+                .expect("metric definition");
+            r.register(Box::new(g.clone())).expect("metric registered once");
+            g
+        },
         api_connections_refused: counter(&r, "api_connections_refused_total", "API connections closed at accept: api.max_connections were open."),
         api_rate_limited: counter(&r, "api_rate_limited_total", "API requests answered 429 (per client address or per key)."),
         batches_stored: counter(&r, "batches_stored_total", "Batches written to ClickHouse."),

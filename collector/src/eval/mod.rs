@@ -493,6 +493,28 @@ impl Engine {
         self
     }
 
+    /// Forgets the facts of assets not seen since `now - after` (their
+    /// posture and labels are kept: violations stay open and alerts about
+    /// them still route as before), so a fleet's churn does not hold every
+    /// host that ever reported. An evicted asset that returns is taken as
+    /// after a restart: a full snapshot restores everything; a delta
+    /// evaluates only the controls whose facts it carries. Returns how
+    /// many were evicted.
+    pub fn evict_idle(&mut self, now: DateTime<Utc>, after: chrono::Duration) -> usize {
+        let idle: Vec<String> = self.assets.iter().filter(|(_, s)| now - s.last_seen > after).map(|(id, _)| id.clone()).collect();
+        for id in &idle {
+            if let Some(s) = self.assets.remove(id) {
+                self.restored_labels.insert(id.clone(), s.asset.labels);
+            }
+        }
+        idle.len()
+    }
+
+    /// Assets whose facts the engine holds.
+    pub fn assets_held(&self) -> usize {
+        self.assets.len()
+    }
+
     /// Assets whose facts are recent enough to evaluate again at `at`.
     fn current_assets(&self, at: DateTime<Utc>) -> Vec<String> {
         self.assets.iter().filter(|(_, s)| self.unknown_after.is_none_or(|d| at - s.last_seen <= d)).map(|(id, _)| id.clone()).collect()
@@ -1015,6 +1037,24 @@ mod tests {
         assert!(e.apply(&snap(4, SnapshotKind::Delta, &[(r#"files["/etc/shadow"].mode"#, "0777".into())], &[])).evaluations.is_empty());
         let a = e.apply(&snap(6, SnapshotKind::Delta, &[], &[r#"files["/etc/shadow"].mode"#]));
         assert_eq!(status(&a, "shadow"), Status::NotApplicable);
+    }
+
+    #[test]
+    fn idle_assets_are_evicted_and_come_back_as_after_a_restart() {
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
+        let first = e.apply(&snap(1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
+        let opened = first.transitions[0].violation_id.clone();
+        let now = Utc::now();
+        assert_eq!(e.evict_idle(now, chrono::Duration::hours(1)), 0, "seen just now");
+        assert_eq!(e.evict_idle(now + chrono::Duration::hours(2), chrono::Duration::hours(1)), 1);
+        assert_eq!(e.assets_held(), 0);
+        // Posture is kept: the violation is still open, and the next full
+        // snapshot resolves it.
+        assert_eq!(e.posture("a", "root").unwrap().violation_id.as_deref(), Some(opened.as_str()));
+        let back = e.apply(&snap(2, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]));
+        assert_eq!(status(&back, "root"), Status::Pass);
+        assert_eq!(back.transitions[0].kind, TransitionKind::Resolved);
+        assert_eq!(e.assets_held(), 1);
     }
 
     #[test]

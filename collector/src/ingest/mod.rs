@@ -48,6 +48,8 @@ pub struct Pipeline {
     /// Assets alerting was told this collector processes (since the last
     /// reassignment, which makes it forget them).
     owned: std::collections::HashSet<String>,
+    /// `evaluation.evict_after_secs`.
+    evict_after: Option<chrono::Duration>,
 }
 
 /// A batch being filled, then stored. Its violation alerts were sent as
@@ -113,6 +115,7 @@ impl Pipeline {
             waivers_after_restore: false,
             flushed: 0,
             owned: Default::default(),
+            evict_after: cfg.evict_after(),
         })
     }
 
@@ -171,10 +174,19 @@ impl Pipeline {
         }
     }
 
-    /// Ages detection windows (resolving detections that no longer hold).
+    /// Ages detection windows (resolving detections that no longer hold),
+    /// and lets go of the facts of assets idle past `evict_after`.
     pub fn tick(&mut self, pending: &mut Pending) {
-        let applied = self.engine.tick(Utc::now());
+        let now = Utc::now();
+        let applied = self.engine.tick(now);
         self.add(pending, applied);
+        if let Some(after) = self.evict_after {
+            let evicted = self.engine.evict_idle(now, after);
+            if evicted > 0 {
+                tracing::info!(evicted, held = self.engine.assets_held(), "facts of idle assets let go");
+            }
+        }
+        crate::metrics::METRICS.assets_held.set(self.engine.assets_held() as i64);
     }
 
     /// Swaps in reloaded policy packs and re-evaluates every known asset.
