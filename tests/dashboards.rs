@@ -77,6 +77,17 @@ async fn every_panel_query_runs_on_both_engines_with_the_expected_columns() {
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
     files.sort();
     assert_eq!(files.len(), 6, "six dashboards: {files:?}");
+    // Grafana's user reads, and nothing else: no writes, no DDL, no table
+    // functions (url(), file()) whatever a variable makes of a query.
+    for (sql, refused) in [
+        (format!("CREATE TABLE {}.planted (a UInt8) ENGINE = Memory", names.database), "readonly"),
+        (format!("OPTIMIZE TABLE {}.scores", names.database), "readonly"),
+        ("SELECT * FROM url('http://127.0.0.1:8123/ping', TSV, 'a String')".to_string(), "Table functions are forbidden"),
+        (format!("DROP TABLE {}.scores", names.database), "readonly"),
+    ] {
+        let e = run(&names.database, &sql).await.expect_err(&sql);
+        assert!(e.contains(refused), "{sql}: {e}");
+    }
     let mut uids = std::collections::BTreeSet::new();
     let mut expanded = Vec::new();
     let mut failures = Vec::new();
@@ -150,10 +161,16 @@ async fn every_panel_query_runs_on_both_engines_with_the_expected_columns() {
 
 /// Column names and row count of `sql` in `db` (FORMAT JSON keeps the
 /// column list even without rows).
+/// Runs `sql` as Grafana would: as the read-only `driftwatch_grafana`
+/// user (deploy/local/clickhouse/users.xml).
 async fn run(db: &str, sql: &str) -> Result<(Vec<String>, usize), String> {
     let client = reqwest::Client::new();
-    let resp =
-        client.post(format!("{CLICKHOUSE}/?database={db}")).body(format!("{sql}\nFORMAT JSON")).send().await.map_err(|e| e.to_string())?;
+    let resp = client
+        .post(format!("{CLICKHOUSE}/?database={db}&user=driftwatch_grafana"))
+        .body(format!("{sql}\nFORMAT JSON"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     let ok = resp.status().is_success();
     let text = resp.text().await.map_err(|e| e.to_string())?;
     if !ok {

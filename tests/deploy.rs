@@ -88,6 +88,16 @@ fn compose_stack_is_consistent() {
     assert!(mounts("collector").contains(&"/etc/driftwatch/collector.yaml".to_string()));
     assert!(mounts("agent").contains(&"/etc/driftwatch/agent.yaml".to_string()) && mounts("agent").contains(&"/host".to_string()));
     assert!(mounts("grafana").contains(&"/var/lib/grafana/dashboards/driftwatch".to_string()));
+    // Grafana reads ClickHouse as a read-only user, defined where the
+    // server reads users, with the same password on both sides.
+    assert_eq!(j["username"], "driftwatch_grafana");
+    assert!(mounts("clickhouse").contains(&"/etc/clickhouse-server/users.d/driftwatch-grafana.xml".to_string()));
+    let users = std::fs::read_to_string(repo().join("deploy/clickhouse/users.d/driftwatch-grafana.xml")).unwrap();
+    assert!(users.contains("<driftwatch_grafana>") && users.contains("<readonly>1</readonly>") && users.contains("<changeable_in_readonly/>"));
+    assert_eq!(
+        c["services"]["clickhouse"]["environment"]["DRIFTWATCH_GRAFANA_PASSWORD"],
+        c["services"]["grafana"]["environment"]["DRIFTWATCH_GRAFANA_PASSWORD"]
+    );
 
     // The configurations pass the binaries' own validation (paths that
     // exist only in the containers pointed at this checkout).
