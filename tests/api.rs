@@ -247,7 +247,8 @@ async fn the_openapi_document_describes_every_answer() {
     let work = tempfile::tempdir().unwrap();
     let names = Names::new();
     let extra = "slo:\n  objectives:\n    - {service: web, sli: {kind: availability, probes: [web]}, objective: 99.9, window: 30d}\nevaluation:\n  score_interval_secs: 1\n";
-    let (cfg, port) = with_api(&names, work.path(), true, &format!("  keys:\n{}", key("ops", "ops-key", "write")), extra);
+    // An admin key: approving a waiver is among the writes.
+    let (cfg, port) = with_api(&names, work.path(), true, &format!("  keys:\n{}", key("ops", "ops-key", "admin")), extra);
     create_topics(&cfg);
     let started = chrono::Utc::now() - chrono::Duration::minutes(1);
     let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
@@ -272,7 +273,7 @@ async fn the_openapi_document_describes_every_answer() {
         ("/silences", json!({"matchers": [format!("asset={asset}")], "duration": "1h", "comment": "contract test"})),
         (
             "/waivers",
-            json!({"requirement": "pci-dss:10.2.1", "scope": {"assets": [asset]}, "justification": "contract test", "approver": "qa", "risk": "low", "expires": "2100-01-01T00:00:00Z"}),
+            json!({"requirement": "pci-dss:10.2.1", "scope": {"assets": [asset]}, "justification": "contract test", "risk": "low", "expires": "2100-01-01T00:00:00Z"}),
         ),
     ] {
         let r = http.post(format!("{base}{path}")).bearer_auth("ops-key").json(&body).send().await.unwrap();
