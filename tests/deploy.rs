@@ -93,7 +93,9 @@ fn compose_stack_is_consistent() {
     assert_eq!(j["username"], "driftwatch_grafana");
     assert!(mounts("clickhouse").contains(&"/etc/clickhouse-server/users.d/driftwatch-grafana.xml".to_string()));
     let users = std::fs::read_to_string(repo().join("deploy/clickhouse/users.d/driftwatch-grafana.xml")).unwrap();
-    assert!(users.contains("<driftwatch_grafana>") && users.contains("<readonly>1</readonly>") && users.contains("<changeable_in_readonly/>"));
+    assert!(
+        users.contains("<driftwatch_grafana>") && users.contains("<readonly>1</readonly>") && users.contains("<changeable_in_readonly/>")
+    );
     assert_eq!(
         c["services"]["clickhouse"]["environment"]["DRIFTWATCH_GRAFANA_PASSWORD"],
         c["services"]["grafana"]["environment"]["DRIFTWATCH_GRAFANA_PASSWORD"]

@@ -138,3 +138,40 @@ async fn hostile_records_are_bounded_and_the_collector_keeps_going() {
     }
     names.drop_database().await;
 }
+
+/// At its memory ceiling the collector pauses consumption instead of
+/// growing until it is killed: it stays up and in its group, says so in
+/// `/metrics` and its log, and takes no records while over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_its_memory_ceiling_the_collector_pauses_consumption() {
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let names = Names::new();
+    let cfg = names.collector_config(work.path(), "http://127.0.0.1:9/hook");
+    let port = free_port();
+    // A ceiling of 1 MiB: over it from the start.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("listen: null", &format!("listen: 127.0.0.1:{port}"))
+        + "evaluation: {memory_limit_mb: 1, tick_ms: 200}\n";
+    std::fs::write(&cfg, text).unwrap();
+    create_topics(&cfg);
+    let mut collector =
+        Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
+    wait_for("consumption to pause and the partitions to be assigned", 60, async || {
+        let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.ok()?.text().await.ok()?;
+        let log = collector.log();
+        (metrics.contains("driftwatch_consumption_paused 1")
+            && log.contains("partitions assigned")
+            && log.contains("memory ceiling reached"))
+        .then_some(())
+    })
+    .await;
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
+    let asset = unique("ceiling");
+    produce(&producer, &names, &snapshot(&asset, 1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no")])).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(collector.alive(), "{}", collector.log());
+    let db = names.database.clone();
+    let rows = try_query(&format!("SELECT count() AS n FROM {db}.snapshots WHERE asset_id = '{asset}'")).await.expect("the store is there");
+    assert_eq!(count(&rows[0]["n"]), 0, "nothing taken while paused");
+    names.drop_database().await;
+}

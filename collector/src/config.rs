@@ -241,6 +241,10 @@ pub struct EvaluationConfig {
     /// posture is kept; it comes back as after a restart). 0: never. Keep
     /// it above `unknown_after_secs`.
     pub evict_after_secs: u64,
+    /// Resident memory (MiB) above which the collector pauses consumption
+    /// (it stays in its consumer group) until it is back under 90 % of it,
+    /// rather than being killed for its memory. 0: no ceiling.
+    pub memory_limit_mb: u64,
     /// Threads a full evaluation (a full snapshot's controls, a policy
     /// reload) is shared out over; 0: one per core, 1: the consumer loop's
     /// own thread only. Deltas run on the loop's thread.
@@ -257,6 +261,7 @@ impl Default for EvaluationConfig {
             unknown_after_secs: 7_200,
             evidence_check_secs: 60,
             evict_after_secs: 3 * 86_400,
+            memory_limit_mb: 0,
             threads: 0,
         }
     }

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub dead_letter_failures: IntCounterVec,
     /// Assets whose facts the engine holds.
     pub assets_held: prometheus::IntGauge,
+    /// 1 while consumption is paused at the memory ceiling.
+    pub consumption_paused: prometheus::IntGauge,
     /// API connections closed at accept: `api.max_connections` were open.
     pub api_connections_refused: IntCounter,
     /// API requests answered 429 (per client address or per key).
@@ -132,6 +134,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ),
         assets_held: {
             let g = prometheus::IntGauge::new("assets_held", "Assets whose facts the collector holds (idle ones are let go after evaluation.evict_after_secs).")
+                .expect("metric definition");
+            r.register(Box::new(g.clone())).expect("metric registered once");
+            g
+        },
+        consumption_paused: {
+            let g = prometheus::IntGauge::new("consumption_paused", "1 while consumption is paused at the memory ceiling (evaluation.memory_limit_mb).")
                 .expect("metric definition");
             r.register(Box::new(g.clone())).expect("metric registered once");
             g

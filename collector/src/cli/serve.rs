@@ -119,6 +119,7 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
         max_wait: Duration::from_millis(cfg.batch.max_wait_ms),
         linger: Duration::from_millis(cfg.batch.linger_ms),
         tick: Duration::from_millis(cfg.evaluation.tick_ms),
+        memory_limit: (cfg.evaluation.memory_limit_mb > 0).then(|| cfg.evaluation.memory_limit_mb.saturating_mul(1 << 20)),
         policies: policies_rx,
         waivers: waivers_rx,
     };

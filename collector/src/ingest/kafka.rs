@@ -57,6 +57,9 @@ struct RebalanceContext {
     /// Partition 0 of this topic decides who runs fleet-wide work (SLOs).
     leader_topic: String,
     leader: Arc<AtomicBool>,
+    /// Consumption is paused (the memory ceiling): partitions assigned
+    /// meanwhile are paused as they come.
+    paused: AtomicBool,
 }
 
 impl ClientContext for RebalanceContext {
@@ -76,9 +79,14 @@ impl ClientContext for RebalanceContext {
 }
 
 impl ConsumerContext for RebalanceContext {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                if self.paused.load(Ordering::SeqCst) {
+                    if let Err(e) = consumer.pause(tpl) {
+                        tracing::warn!(error = %e, "could not pause the partitions just assigned");
+                    }
+                }
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
                 self.assigned.store(true, Ordering::SeqCst);
                 self.wake.notify_one();
@@ -141,6 +149,7 @@ impl KafkaSource {
                 wake: Arc::default(),
                 leader_topic: cfg.topics.sla.clone(),
                 leader,
+                paused: AtomicBool::new(false),
             })
             .map_err(|e| anyhow::anyhow!("Kafka consumer for {}: {e}", cfg.brokers))?;
         // A dead letter is acknowledged or refused within 30 s (librdkafka
@@ -233,6 +242,18 @@ impl Source for KafkaSource {
 
     fn reassigned(&mut self) -> bool {
         self.consumer.context().assigned.swap(false, Ordering::SeqCst)
+    }
+
+    fn pause(&mut self, paused: bool) {
+        self.consumer.context().paused.store(paused, Ordering::SeqCst);
+        let assignment = match self.consumer.assignment() {
+            Ok(a) => a,
+            Err(e) => return tracing::warn!(error = %e, "could not read the assignment to pause or resume it"),
+        };
+        let done = if paused { self.consumer.pause(&assignment) } else { self.consumer.resume(&assignment) };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, paused, "could not pause or resume the assigned partitions");
+        }
     }
 
     fn reassignments(&self) -> Option<Arc<tokio::sync::Notify>> {

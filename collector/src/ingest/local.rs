@@ -19,12 +19,14 @@ pub struct LocalSource {
     /// Undecodable records read since the last commit: acknowledged with
     /// it (the spool's position only moves past stored records).
     skipped: Vec<Pos>,
+    /// The memory ceiling: nothing is read while set.
+    paused: bool,
 }
 
 impl LocalSource {
     pub fn new(reader: SpoolReader, limits: &Limits) -> anyhow::Result<Self> {
         let decoder = super::decode::RecordDecoder::new(&Default::default(), limits)?;
-        Ok(LocalSource { reader, decoder, skipped: Vec::new() })
+        Ok(LocalSource { reader, decoder, skipped: Vec::new(), paused: false })
     }
 }
 
@@ -33,6 +35,10 @@ impl Source for LocalSource {
     type Ack = Pos;
 
     async fn recv(&mut self) -> Option<(Message, Pos)> {
+        if self.paused {
+            // Resumed by the loop, which cancels this wait at its next tick.
+            std::future::pending::<()>().await;
+        }
         loop {
             let (rec, next) = self.reader.next().await;
             let stream = match rec.stream {
@@ -51,6 +57,10 @@ impl Source for LocalSource {
                 }
             }
         }
+    }
+
+    fn pause(&mut self, paused: bool) {
+        self.paused = paused;
     }
 
     async fn commit(&mut self, mut acks: Vec<Pos>) {

@@ -312,6 +312,30 @@ pub trait Source: Send {
     /// Periodic upkeep, called while idle (a Kafka source checks that the
     /// group has left no partition without an owner).
     async fn upkeep(&mut self) {}
+
+    /// Stops (`true`) or resumes delivering records, without leaving the
+    /// consumer group: the collector sheds load at its memory ceiling.
+    fn pause(&mut self, _paused: bool) {}
+}
+
+/// The collector's resident memory, in bytes (Linux: `/proc/self/statm`;
+/// `None` elsewhere or when it cannot be read).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf takes an integer and reads no memory.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok().filter(|p| *p > 0)?)
+}
+
+/// Whether consumption should be paused: above `limit` bytes it pauses,
+/// and it resumes only below 90 % of it (so it does not flap).
+pub fn over_ceiling(resident: u64, limit: u64, paused: bool) -> bool {
+    if paused {
+        resident.saturating_mul(10) >= limit.saturating_mul(9)
+    } else {
+        resident > limit
+    }
 }
 
 /// How the consumer loop batches and what it watches besides records.
@@ -323,8 +347,11 @@ pub struct LoopOptions {
     /// With no batch in flight, a batch closes once no record has come
     /// for this long (see [`next_record`]).
     pub linger: std::time::Duration,
-    /// How often detection windows are aged while idle.
+    /// How often detection windows are aged while idle (and the memory
+    /// ceiling looked at).
     pub tick: std::time::Duration,
+    /// Resident bytes above which consumption pauses (`None`: no ceiling).
+    pub memory_limit: Option<u64>,
     /// The policy set in force (see [`reload`]); a new one is swapped in
     /// between batches.
     pub policies: tokio::sync::watch::Receiver<Arc<PolicySet>>,
@@ -351,6 +378,7 @@ pub async fn run<S: Source>(
     let mut ticker = tokio::time::interval(opts.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut in_flight: InFlight<S::Ack> = None;
+    let mut paused = false;
     let reassignments = source.reassignments();
     let reassignment = || async {
         match &reassignments {
@@ -381,6 +409,19 @@ pub async fn run<S: Source>(
             }
             _ = ticker.tick() => {
                 source.upkeep().await;
+                if let (Some(limit), Some(resident)) = (opts.memory_limit, opts.memory_limit.and_then(|_| resident_bytes())) {
+                    let over = over_ceiling(resident, limit, paused);
+                    if over != paused {
+                        paused = over;
+                        source.pause(paused);
+                        crate::metrics::METRICS.consumption_paused.set(i64::from(paused));
+                        if paused {
+                            tracing::warn!(resident_mb = resident >> 20, limit_mb = limit >> 20, "memory ceiling reached: consumption paused");
+                        } else {
+                            tracing::info!(resident_mb = resident >> 20, "below the memory ceiling: consumption resumed");
+                        }
+                    }
+                }
                 take_over_idle(&mut source, &mut pipeline, &mut in_flight, &mut waivers).await?;
                 if in_flight.is_none() {
                     // Everything received is stored: what was skipped
@@ -574,6 +615,20 @@ async fn restore(pipeline: &mut Pipeline) {
         tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "restoring posture after a rebalance failed");
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(std::time::Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod ceiling_tests {
+    use super::*;
+
+    #[test]
+    fn the_ceiling_pauses_above_the_limit_and_resumes_below_nine_tenths() {
+        assert!(!over_ceiling(100, 100, false));
+        assert!(over_ceiling(101, 100, false));
+        assert!(over_ceiling(95, 100, true), "still paused between 90 % and the limit");
+        assert!(!over_ceiling(89, 100, true));
+        assert!(resident_bytes().is_some_and(|b| b > 1 << 20), "this process has a resident size");
     }
 }
 
