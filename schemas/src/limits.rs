@@ -8,6 +8,8 @@
 //! an agent's clock cannot choose the partitions, the retention or the
 //! liveness of what is stored.
 
+use std::fmt::Arguments;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
@@ -89,7 +91,7 @@ impl Limits {
 
     /// Whether a record of `bytes` may be decoded at all.
     pub fn check_size(&self, bytes: usize) -> Result<(), LimitError> {
-        over("max_record_bytes", "the record", bytes, self.max_record_bytes)
+        over("max_record_bytes", format_args!("the record"), bytes, self.max_record_bytes)
     }
 
     /// Whether a decoded message stays within every limit.
@@ -111,74 +113,74 @@ impl Limits {
             ("agent_version", &x.agent_version),
             ("snapshot_id", &x.snapshot_id),
         ] {
-            self.string(what, v)?;
+            self.string(format_args!("{what}"), v)?;
         }
-        over("max_labels", "asset.labels", x.asset.labels.len(), self.max_labels)?;
+        over("max_labels", format_args!("asset.labels"), x.asset.labels.len(), self.max_labels)?;
         for (k, v) in &x.asset.labels {
-            self.string("asset.labels key", k)?;
-            self.string(&format!("asset.labels[{k}]"), v)?;
+            self.string(format_args!("asset.labels key"), k)?;
+            self.string(format_args!("asset.labels[{k}]"), v)?;
         }
-        over("max_facts", "facts", x.facts.len(), self.max_facts)?;
-        over("max_removed_paths", "removed_paths", x.removed_paths.len(), self.max_removed_paths)?;
+        over("max_facts", format_args!("facts"), x.facts.len(), self.max_facts)?;
+        over("max_removed_paths", format_args!("removed_paths"), x.removed_paths.len(), self.max_removed_paths)?;
         for (i, f) in x.facts.iter().enumerate() {
-            self.path(&format!("facts[{i}].path"), &f.path)?;
+            self.path(format_args!("facts[{i}].path"), &f.path)?;
             match &f.value {
-                FactValue::Str(v) => over("max_value_bytes", &format!("facts[{i}].value"), v.len(), self.max_value_bytes)?,
-                FactValue::List(items) => self.list(&format!("facts[{i}].value"), items)?,
+                FactValue::Str(v) => over("max_value_bytes", format_args!("facts[{i}].value"), v.len(), self.max_value_bytes)?,
+                FactValue::List(items) => self.list(format_args!("facts[{i}].value"), items)?,
                 _ => {}
             }
         }
         for (i, p) in x.removed_paths.iter().enumerate() {
-            self.path(&format!("removed_paths[{i}]"), p)?;
+            self.path(format_args!("removed_paths[{i}]"), p)?;
         }
         Ok(())
     }
 
     fn check_audit(&self, a: &AuditEvent) -> Result<(), LimitError> {
         for (what, v) in [("event_id", &a.event_id), ("asset_id", &a.asset_id), ("hostname", &a.hostname), ("action", &a.action)] {
-            self.string(what, v)?;
+            self.string(format_args!("{what}"), v)?;
         }
         for (what, v) in [("actor.user", &a.actor.user), ("actor.auid", &a.actor.auid), ("source_address", &a.source_address)] {
             if let Some(v) = v {
-                self.string(what, v)?;
+                self.string(format_args!("{what}"), v)?;
             }
         }
-        self.list("actor.groups", &a.actor.groups)?;
+        self.list(format_args!("actor.groups"), &a.actor.groups)?;
         if let Some(o) = &a.object {
-            over("max_value_bytes", "object", o.len(), self.max_value_bytes)?;
+            over("max_value_bytes", format_args!("object"), o.len(), self.max_value_bytes)?;
         }
-        over("max_value_bytes", "raw", a.raw.len(), self.max_value_bytes)?;
-        over("max_labels", "extra", a.extra.len(), self.max_labels)?;
+        over("max_value_bytes", format_args!("raw"), a.raw.len(), self.max_value_bytes)?;
+        over("max_labels", format_args!("extra"), a.extra.len(), self.max_labels)?;
         for (k, v) in &a.extra {
-            self.string("extra key", k)?;
-            over("max_value_bytes", &format!("extra[{k}]"), v.len(), self.max_value_bytes)?;
+            self.string(format_args!("extra key"), k)?;
+            over("max_value_bytes", format_args!("extra[{k}]"), v.len(), self.max_value_bytes)?;
         }
         Ok(())
     }
 
     fn check_sla(&self, x: &SlaMeasurement) -> Result<(), LimitError> {
         for (what, v) in [("asset_id", &x.asset_id), ("probe_id", &x.probe_id), ("target", &x.target)] {
-            self.string(what, v)?;
+            self.string(format_args!("{what}"), v)?;
         }
         if let Some(e) = &x.error {
-            self.string("error", e)?;
+            self.string(format_args!("error"), e)?;
         }
         Ok(())
     }
 
-    fn string(&self, what: &str, v: &str) -> Result<(), LimitError> {
+    fn string(&self, what: Arguments<'_>, v: &str) -> Result<(), LimitError> {
         over("max_string_bytes", what, v.len(), self.max_string_bytes)
     }
 
     /// A list's items, and their bytes together.
-    fn list(&self, what: &str, items: &[String]) -> Result<(), LimitError> {
+    fn list(&self, what: Arguments<'_>, items: &[String]) -> Result<(), LimitError> {
         over("max_list_items", what, items.len(), self.max_list_items)?;
         over("max_value_bytes", what, items.iter().map(String::len).sum(), self.max_value_bytes)
     }
 
     /// A fact path's bytes, then its depth (bytes first: the depth is
     /// counted by walking the path).
-    fn path(&self, what: &str, path: &str) -> Result<(), LimitError> {
+    fn path(&self, what: Arguments<'_>, path: &str) -> Result<(), LimitError> {
         over("max_path_bytes", what, path.len(), self.max_path_bytes)?;
         // Every segment after the first starts with '.' or '[': fewer of
         // those than the limit is within it without a walk.
@@ -192,7 +194,10 @@ impl Limits {
     }
 }
 
-fn over(limit: &'static str, what: &str, found: usize, max: usize) -> Result<(), LimitError> {
+/// `what` is formatted only when a limit is broken: a snapshot's hundreds
+/// of facts are checked on every record, and naming each one (`facts[i]`)
+/// up front cost an allocation per fact.
+fn over(limit: &'static str, what: Arguments<'_>, found: usize, max: usize) -> Result<(), LimitError> {
     if found > max {
         Err(LimitError { limit, what: what.to_string(), found, max })
     } else {
