@@ -6,16 +6,6 @@ use std::process::Command;
 
 use driftwatch_tests::*;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-
-fn sha(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
-
-/// A key's line under `api.keys`.
-fn key(name: &str, secret: &str, scope: &str) -> String {
-    format!("    - {{name: {name}, sha256: {}, scope: {scope}}}\n", sha(secret))
-}
 
 /// A collector configuration (with the drift test pack, or the shipped
 /// packs) whose API listens on a free loopback port, with `api` (keys,
@@ -27,9 +17,8 @@ fn with_api(names: &Names, work: &std::path::Path, drift_pack: bool, api: &str, 
     } else {
         names.collector_config(work, hook)
     };
-    let port = driftwatch_tests::free_port();
-    let text =
-        std::fs::read_to_string(&cfg).unwrap().replace("api:\n  listen: null\n", &format!("api:\n  listen: 127.0.0.1:{port}\n{api}"));
+    let port = listen_api(&cfg, api);
+    let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, text + extra).unwrap();
     (cfg, port)
 }
@@ -39,7 +28,7 @@ async fn keys_scopes_silences_audit_and_rate_limit() {
     services_up();
     let work = tempfile::tempdir().unwrap();
     let names = Names::new();
-    let api = format!("  rate_limit_per_minute: 5\n  keys:\n{}{}", key("ops", "ops-key", "write"), key("viewer", "viewer-key", "read"));
+    let api = format!("  rate_limit_per_minute: 5\n  keys:\n{}{}", api_key("ops", "ops-key", "write"), api_key("viewer", "viewer-key", "read"));
     let (cfg, port) = with_api(&names, work.path(), false, &api, "");
     create_topics(&cfg);
     let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
@@ -131,7 +120,7 @@ async fn waivers_posture_and_results() {
         &names,
         work.path(),
         true,
-        &format!("  keys:\n{}{}", key("ops", "ops-key", "write"), key("ciso@example.com", "ciso-key", "admin")),
+        &format!("  keys:\n{}{}", api_key("ops", "ops-key", "write"), api_key("ciso@example.com", "ciso-key", "admin")),
         "",
     );
     create_topics(&cfg);
@@ -248,7 +237,7 @@ async fn the_openapi_document_describes_every_answer() {
     let names = Names::new();
     let extra = "slo:\n  objectives:\n    - {service: web, sli: {kind: availability, probes: [web]}, objective: 99.9, window: 30d}\nevaluation:\n  score_interval_secs: 1\n";
     // An admin key: approving a waiver is among the writes.
-    let (cfg, port) = with_api(&names, work.path(), true, &format!("  keys:\n{}", key("ops", "ops-key", "admin")), extra);
+    let (cfg, port) = with_api(&names, work.path(), true, &format!("  keys:\n{}", api_key("ops", "ops-key", "admin")), extra);
     create_topics(&cfg);
     let started = chrono::Utc::now() - chrono::Duration::minutes(1);
     let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
@@ -350,7 +339,7 @@ async fn the_api_serves_https() {
     let (cert, key) = (work.path().join("api.crt"), work.path().join("api.key"));
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let api = format!("  tls: {{cert: {}, key: {}}}\n  keys:\n{}", cert.display(), key.display(), self::key("ops", "ops-key", "read"));
+    let api = format!("  tls: {{cert: {}, key: {}}}\n  keys:\n{}", cert.display(), key.display(), self::api_key("ops", "ops-key", "read"));
     let (cfg, port) = with_api(&names, work.path(), false, &api, "");
     let text = std::fs::read_to_string(&cfg).unwrap();
 
@@ -393,7 +382,7 @@ async fn the_api_holds_under_abuse() {
     let names = Names::new();
     let api = format!(
         "  header_read_timeout_secs: 2\n  max_connections: 4\n  rate_limit_per_client_per_minute: 10\n  keys:\n{}",
-        key("ops", "ops-key", "read")
+        api_key("ops", "ops-key", "read")
     );
     let (cfg, port) = with_api(&names, work.path(), false, &api, "");
     create_topics(&cfg);

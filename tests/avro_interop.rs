@@ -359,7 +359,10 @@ async fn an_outside_producer_writes_to_a_running_collector() {
     let written = fastavro("write", &[json!({"schema": SNAPSHOT_AVSC, "record": native(&Message::Snapshot(s))})]);
     let bytes = hex_of(&written[0]);
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
-    producer.send(FutureRecord::to(&names.topic("snapshots")).key(asset.as_str()).payload(&bytes), Duration::from_secs(10)).await.unwrap();
+    // Signed as schemas/README.md describes (any Ed25519 library will do).
+    let topic = names.topic("snapshots");
+    let record = FutureRecord::to(&topic).key(asset.as_str()).payload(&bytes).headers(signed_as(&asset, &bytes));
+    producer.send(record, Duration::from_secs(10)).await.unwrap();
     wait_status(&names.database, &asset, "linux.sshd.root_login_disabled", None, "pass", 60).await;
     assert!(collector.alive());
     assert!(!collector.log().contains("dead-lettered"), "{}", collector.log());

@@ -21,10 +21,7 @@ async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
     let work = tempfile::tempdir().unwrap();
     let (_receiver, addr) = Receiver::start().await;
     let names = Names::new();
-    let cfg = names.collector_config(work.path(), &format!("http://{addr}/hook"));
-    let port = driftwatch_tests::free_port();
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("listen: null", &format!("listen: 127.0.0.1:{port}"));
-    std::fs::write(&cfg, text).unwrap();
+    let (cfg, port) = names.collector_config_with_api(work.path(), &format!("http://{addr}/hook"), "");
     create_topics(&cfg);
     let mut collector =
         Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
@@ -66,7 +63,8 @@ async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
     }
     let bad: [&[u8]; 3] = [b"{\"not\": \"avro\"}", &unknown_schema, &good[..good.len() / 2]];
     for payload in bad.iter().chain([&&good[..]]) {
-        producer.send(FutureRecord::to(&topic).key(asset.as_str()).payload(*payload), Duration::from_secs(10)).await.unwrap();
+        let record = FutureRecord::to(&topic).key(asset.as_str()).payload(*payload).headers(signed_as(&asset, payload));
+        producer.send(record, Duration::from_secs(10)).await.unwrap();
     }
 
     // The good record after the bad ones is stored and evaluated.

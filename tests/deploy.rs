@@ -32,7 +32,7 @@ fn compose_stack_is_consistent() {
     let c = yaml(&dir.join("docker-compose.yaml"));
     let services = c["services"].as_mapping().expect("services");
     let names: Vec<&str> = services.keys().filter_map(|k| k.as_str()).collect();
-    for want in ["kafka", "clickhouse", "grafana", "topics", "collector", "agent"] {
+    for want in ["kafka", "clickhouse", "grafana", "topics", "acls", "collector", "agent"] {
         assert!(names.contains(&want), "service {want} missing: {names:?}");
     }
     assert!(!names.iter().any(|n| n.contains("zookeeper")), "KRaft, not ZooKeeper");
@@ -54,6 +54,30 @@ fn compose_stack_is_consistent() {
     let kafka = &c["services"]["kafka"]["environment"];
     assert!(kafka["KAFKA_PROCESS_ROLES"].as_str().unwrap().contains("controller"), "KRaft mode");
     let advertised = kafka["KAFKA_ADVERTISED_LISTENERS"].as_str().unwrap();
+    // Clients authenticate, one user per role, and only ACLs grant access.
+    let listener = advertised.split_once("://").unwrap().0;
+    let protocols = kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].as_str().unwrap();
+    assert!(protocols.split(',').any(|p| p == format!("{listener}:SASL_PLAINTEXT") || p == format!("{listener}:SASL_SSL")), "{protocols}");
+    assert_eq!(kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"], "false");
+    assert!(kafka["KAFKA_AUTHORIZER_CLASS_NAME"].as_str().unwrap().ends_with("StandardAuthorizer"));
+    let jaas = kafka["KAFKA_LISTENER_NAME_SASL__PLAINTEXT_PLAIN_SASL_JAAS_CONFIG"].as_str().unwrap();
+    let env_of = |svc: &str| serde_yaml::to_string(&c["services"][svc]["environment"]).unwrap();
+    let acls = std::fs::read_to_string(dir.join("kafka-admin.sh")).unwrap();
+    for (role, file, other) in [("agent", "agent.yaml", "COLLECTOR"), ("collector", "collector.yaml", "AGENT")] {
+        let user = format!("driftwatch_{role}");
+        assert_eq!(yaml(&dir.join(file))["kafka"]["properties"]["sasl.username"].as_str(), Some(user.as_str()), "{file}");
+        assert!(jaas.contains(&format!("user_{user}=")), "the broker knows {user}");
+        let env = env_of(role);
+        assert!(env.contains(&format!("DRIFTWATCH_KAFKA_{}_PASSWORD", role.to_uppercase())), "{role}: its own password
+{env}");
+        assert!(!env.contains(&format!("DRIFTWATCH_KAFKA_{other}_PASSWORD")) && !env.contains("ADMIN"), "{role}: no other credential
+{env}");
+        assert!(acls.contains(&format!("User:{user}")), "{user} is granted its topics");
+    }
+    assert!(!env_of("agent").to_lowercase().contains("clickhouse"), "no ClickHouse credential on a host");
+    // Agents may only write the streams: never read, never the dead letters.
+    let agent_grants: Vec<&str> = acls.lines().filter(|l| l.contains("User:driftwatch_agent")).collect();
+    assert!(agent_grants.iter().all(|l| !l.contains("Read") && !l.contains("dead-letter")), "{agent_grants:?}");
     let grafana = &c["services"]["grafana"];
     assert!(grafana["environment"]["GF_INSTALL_PLUGINS"].as_str().unwrap().contains("grafana-clickhouse-datasource"));
 
@@ -388,7 +412,7 @@ fn pod_env(pod: &Value) -> Vec<(&str, String)> {
         .as_sequence()
         .unwrap()
         .iter()
-        .filter(|e| e["name"].as_str().unwrap().starts_with("DRIFTWATCH_AGENT__"))
+        .filter(|e| e["name"].as_str().is_some_and(|n| n.starts_with("DRIFTWATCH_AGENT__") || n.starts_with("DRIFTWATCH_COLLECTOR__")))
         .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap_or("from-the-downward-api").to_string()))
         .collect()
 }
@@ -405,7 +429,7 @@ fn check_in_pod(binary: &str, config: &Value, env: &[(&str, String)]) {
     let work = tempfile::tempdir().unwrap();
     let secrets = work.path().join("secrets");
     std::fs::create_dir_all(&secrets).unwrap();
-    for name in ["kafka-password", "clickhouse-password", "kafka-ca.pem"] {
+    for name in ["kafka-password", "clickhouse-password", "kafka-ca.pem", "kafka-client.pem", "kafka-client.key"] {
         std::fs::write(secrets.join(name), "stand-in").unwrap();
     }
     let local = |s: &str| s.replace("/etc/driftwatch/secrets", &secrets.display().to_string());
@@ -448,6 +472,9 @@ fn check_collector(objects: &[Value], prefix: &str, partitions: u64) {
     let config = pod_config(objects, pod);
     assert!(config["api"]["listen"].as_str().unwrap().ends_with(&format!(":{port}")), "the API listens on the container port");
     assert_eq!(config["policies"], "/etc/driftwatch/policies", "the image's packs (not hidden by the config mount)");
+    // The release's nodes are in its cluster by the operator's word, not theirs.
+    assert_eq!(config["assets"]["host_labels"], "prefixed");
+    assert_eq!(config["assets"]["labels"][0]["labels"]["cluster"], "my-cluster");
     let mounts: Vec<&str> = c["volumeMounts"].as_sequence().unwrap().iter().map(|m| m["mountPath"].as_str().unwrap()).collect();
     assert!(!mounts.iter().any(|m| *m == "/etc/driftwatch" || *m == "/etc/driftwatch/policies"), "{mounts:?}");
     let svc = find("Service").expect("the collector Service");
@@ -478,35 +505,68 @@ fn check_collector(objects: &[Value], prefix: &str, partitions: u64) {
 #[test]
 fn helm_chart_renders_what_the_plain_manifests_hold_and_the_collector() {
     driftwatch_tests::services_up();
-    // Defaults: every component, no secret.
-    let objects = rendered("{}");
+    // Defaults: SASL on, so each role's password must be given.
+    let chart = driftwatch_tests::helm::Chart::load(&repo().join("deploy/helm/driftwatch")).unwrap();
+    let refused = chart.render("dw", "driftwatch", &serde_yaml::from_str("{}").unwrap()).unwrap_err();
+    assert!(refused.contains("kafka.agent.password is required"), "{refused}");
+    const CREDENTIALS: &str = "kafka: {agent: {password: agent-pw}, collector: {password: collector-pw}}\n";
+    let objects = rendered(CREDENTIALS);
     check_agents(&objects, "dw");
     check_collector(&objects, "dw", 6);
-    assert!(!objects.iter().any(|o| o["kind"] == "Secret"), "no secret to hold");
 
-    // Kafka security and a ClickHouse password: in a Secret, read from files.
-    let objects = rendered(
-        "kafka:\n  partitions: 12\n  saslPassword: s3cret\n  properties: {security.protocol: SASL_SSL, sasl.mechanism: SCRAM-SHA-512, sasl.username: dw}\ncollector: {clickhouse: {password: pw}}\n",
-    );
-    check_agents(&objects, "dw");
-    check_collector(&objects, "dw", 12);
-    let secret = objects.iter().find(|o| o["kind"] == "Secret").expect("a Secret");
-    assert_eq!(
-        (secret["stringData"]["kafka-password"].as_str(), secret["stringData"]["clickhouse-password"].as_str()),
-        (Some("s3cret"), Some("pw"))
-    );
+    // One credential per role, each in its own Secret, mounted only where
+    // that role runs; the ClickHouse password never on a node.
+    let objects = rendered(&format!("{CREDENTIALS}collector: {{clickhouse: {{password: ch-pw}}}}\n"));
+    let secret = |name: &str| objects.iter().find(|o| o["kind"] == "Secret" && o["metadata"]["name"] == name).unwrap_or_else(|| panic!("{name}"));
+    let (agent_secret, collector_secret) = (secret("dw-agent-secrets"), secret("dw-collector-secrets"));
+    assert_eq!(agent_secret["stringData"]["kafka-password"], "agent-pw");
+    assert!(agent_secret["stringData"]["clickhouse-password"].is_null(), "no ClickHouse password for agents");
+    assert_eq!(collector_secret["stringData"]["kafka-password"], "collector-pw");
+    assert_eq!(collector_secret["stringData"]["clickhouse-password"], "ch-pw");
     let text = serde_yaml::to_string(&objects.iter().filter(|o| o["kind"] != "Secret").collect::<Vec<_>>()).unwrap();
-    assert!(!text.contains("s3cret") && !text.contains(": pw"), "secrets stay in the Secret");
+    assert!(!text.contains("agent-pw") && !text.contains("collector-pw") && !text.contains("ch-pw"), "secrets stay in the Secrets");
+    for (kind, name, role) in [("DaemonSet", "dw-node-agent", "agent"), ("Deployment", "dw-cluster-agent", "agent"), ("Deployment", "dw-collector", "collector")] {
+        let workload = objects.iter().find(|o| o["kind"] == kind && o["metadata"]["name"] == name).unwrap();
+        let pod = &workload["spec"]["template"]["spec"];
+        let secrets: Vec<&str> =
+            pod["volumes"].as_sequence().unwrap().iter().filter_map(|v| v["secret"]["secretName"].as_str()).collect();
+        assert_eq!(secrets, [format!("dw-{role}-secrets")], "{name} mounts its role's Secret only");
+        let config = pod_config(&objects, pod);
+        let kafka = &config["kafka"]["properties"];
+        assert_eq!((kafka["security.protocol"].as_str(), kafka["sasl.username"].as_str()), (Some("SASL_SSL"), Some(format!("driftwatch-{role}").as_str())), "{name}");
+        let env = pod_env(pod);
+        let upper = role.to_uppercase();
+        assert!(
+            env.iter().any(|(k, v)| *k == format!("DRIFTWATCH_{upper}__KAFKA__PROPERTIES__SASL.PASSWORD") && v.contains("/etc/driftwatch/secrets/kafka-password")),
+            "{name}: {env:?}"
+        );
+    }
+    // The cluster agent's key outlives its pod.
+    let pvc = objects.iter().find(|o| o["kind"] == "PersistentVolumeClaim").expect("the cluster agent's state claim");
+    assert_eq!(pvc["metadata"]["name"], "dw-cluster-agent-state");
+
+    // Client certificates instead (mTLS), with the brokers' CA.
+    let objects = rendered("kafka:\n  auth: mtls\n  caPem: CA\n  agent: {certPem: AC, keyPem: AK}\n  collector: {certPem: CC, keyPem: CK}\n");
+    check_agents(&objects, "dw");
+    check_collector(&objects, "dw", 6);
     let ds = objects.iter().find(|o| o["kind"] == "DaemonSet").unwrap();
-    let env = pod_env(&ds["spec"]["template"]["spec"]);
-    assert!(env
-        .iter()
-        .any(|(k, v)| *k == "DRIFTWATCH_AGENT__KAFKA__PROPERTIES__SASL.PASSWORD" && v.contains("/etc/driftwatch/secrets/kafka-password")));
-    let agent = pod_config(&objects, &ds["spec"]["template"]["spec"]);
-    assert_eq!(agent["kafka"]["properties"]["security.protocol"], "SASL_SSL");
+    let kafka = pod_config(&objects, &ds["spec"]["template"]["spec"])["kafka"]["properties"].clone();
+    assert_eq!(kafka["security.protocol"], "SSL");
+    assert_eq!(kafka["ssl.key.location"], "/etc/driftwatch/secrets/kafka-client.key");
+    assert_eq!(kafka["ssl.ca.location"], "/etc/driftwatch/secrets/kafka-ca.pem");
+    let agent_secret = objects.iter().find(|o| o["kind"] == "Secret" && o["metadata"]["name"] == "dw-agent-secrets").unwrap();
+    assert_eq!(agent_secret["stringData"]["kafka-client.key"], "AK");
+    let refused = chart.render("dw", "driftwatch", &serde_yaml::from_str("kafka: {auth: mtls}").unwrap()).unwrap_err();
+    assert!(refused.contains("kafka.agent.certPem is required"), "{refused}");
+
+    // Plaintext only when asked for.
+    let objects = rendered("kafka: {auth: none, partitions: 12}\n");
+    check_collector(&objects, "dw", 12);
+    let ds = objects.iter().find(|o| o["kind"] == "DaemonSet").unwrap();
+    assert!(pod_config(&objects, &ds["spec"]["template"]["spec"])["kafka"]["properties"]["security.protocol"].is_null());
 
     // Components turned off are not rendered.
-    let objects = rendered("nodeAgent: {enabled: false}\nclusterAgent: {enabled: false}\ncollector: {autoscaling: {enabled: false}}\n");
+    let objects = rendered(&format!("{CREDENTIALS}nodeAgent: {{enabled: false}}\nclusterAgent: {{enabled: false}}\ncollector: {{autoscaling: {{enabled: false}}}}\n"));
     assert!(!objects.iter().any(|o| ["DaemonSet", "ClusterRole", "HorizontalPodAutoscaler"].contains(&o["kind"].as_str().unwrap())));
     check_collector(&objects, "dw", 6);
 }

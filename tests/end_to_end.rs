@@ -156,6 +156,21 @@ async fn violation_opens_on_bad_sshd_config_and_resolves_when_fixed() {
     assert_eq!(sla[0]["status_code"], 200);
     assert!(sla[0]["latency_us"].as_str().map(|s| s.parse::<i64>().unwrap()).or(sla[0]["latency_us"].as_i64()).unwrap() > 0);
 
+    // The agent signed everything with its own key, which the collector
+    // pinned for the asset: the one `driftwatch-agent identity` prints.
+    let out = Command::new(bin("driftwatch-agent")).arg("identity").arg("--config").arg(&agent_cfg).output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(&format!("asset: {asset}\n")), "{printed}");
+    let key = printed.lines().find_map(|l| l.strip_prefix("key: ")).expect("a key line").to_string();
+    let pinned = query(&format!(
+        "SELECT fingerprint, argMax(status, version) AS status, argMax(decided_by, version) AS by FROM {db}.asset_keys WHERE asset_id = '{asset}' GROUP BY fingerprint"
+    ))
+    .await;
+    assert_eq!(pinned, vec![serde_json::json!({"fingerprint": key, "status": "pinned", "by": "first use"})]);
+    assert!(printed.contains(&format!("driftwatch-collector keys approve {asset} {key}")), "{printed}");
+    let mode = std::fs::metadata(work.path().join("state/agent.key")).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600, "the key is the agent's alone");
+
     drop(agent);
     drop(collector);
     names.drop_database().await;

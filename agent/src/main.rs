@@ -53,6 +53,14 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Print this agent's asset id and key fingerprint (making the key
+    /// pair if there is none yet), to enrol it on the collector before it
+    /// first sends: `driftwatch-collector keys approve ASSET FINGERPRINT`.
+    Identity {
+        /// Configuration file (state directory, asset identity).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Validate a configuration file and report every error.
     CheckConfig {
         #[arg(long, short)]
@@ -115,6 +123,18 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                     }
                 }
             }
+            Ok(())
+        }
+        Command::Identity { config } => {
+            let cfg = AgentConfig::load(config.as_deref())?;
+            std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating state directory {}", cfg.state_dir.display()))?;
+            let key = driftwatch_agent::ship::identity::load_or_create(&cfg.state_dir)?;
+            let asset = match cfg.mode {
+                driftwatch_agent::config::Mode::Host => snapshot::asset(&cfg, &HostRoot::new(&cfg.root)),
+                driftwatch_agent::config::Mode::Cluster => driftwatch_agent::cluster::asset(&cfg),
+            };
+            let fingerprint = key.public().fingerprint();
+            println!("asset: {}\nkey: {fingerprint}\nenrol: driftwatch-collector keys approve {} {fingerprint}", asset.id, asset.id);
             Ok(())
         }
         Command::CheckConfig { config } => {

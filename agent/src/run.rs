@@ -23,8 +23,10 @@ pub async fn run(cfg: AgentConfig, shutdown: tokio_watch::Receiver<bool>) -> any
     let shared = open_spool(&cfg)?;
     tracing::info!(brokers = %cfg.kafka.brokers, "shipping to Kafka");
     let (stop_sending, sending_stopped) = tokio_watch::channel(false);
+    let signer = Arc::new(ship::identity::load_or_create(&cfg.state_dir)?);
+    tracing::info!(fingerprint = %signer.public().fingerprint(), "signing records with the agent's key");
     let producer = ship::producer::producer(&cfg.kafka)?;
-    let sender = tokio::spawn(ship::producer::send(cfg.kafka.clone(), producer, shared.clone(), sending_stopped));
+    let sender = tokio::spawn(ship::producer::send(cfg.kafka.clone(), producer, signer, shared.clone(), sending_stopped));
     sources(cfg, shared, shutdown).await?;
     tracing::info!("sending what is spooled for up to 10 s");
     let _ = stop_sending.send(true);

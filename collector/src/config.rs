@@ -42,6 +42,10 @@ pub struct CollectorConfig {
     /// Bounds on what one record may hold; a record over one is
     /// dead-lettered (`driftwatch_schemas::limits`).
     pub limits: driftwatch_schemas::limits::Limits,
+    /// Agent identity: how keys are pinned, whether unsigned records pass.
+    pub identity: crate::identity::IdentityConfig,
+    /// Assets' labels: the operator's, and whether a host's own are trusted.
+    pub assets: crate::assets::AssetsConfig,
 }
 
 /// The evidence chain.
@@ -71,6 +75,8 @@ impl Default for CollectorConfig {
             evidence: Default::default(),
             retention: Default::default(),
             limits: Default::default(),
+            identity: Default::default(),
+            assets: Default::default(),
         }
     }
 }
@@ -428,6 +434,8 @@ impl CollectorConfig {
         self.slo.validate(&mut problems);
         self.api.validate(&mut problems);
         self.retention.validate(&mut problems);
+        self.identity.validate(&mut problems);
+        self.assets.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

@@ -105,7 +105,7 @@ enum Command {
         partitions: i32,
         #[arg(long, default_value_t = 1)]
         replication: i32,
-        /// Configuration file, for topic names.
+        /// Configuration file: topic names, and the Kafka client settings (kafka.properties: SASL, TLS).
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -221,6 +221,14 @@ enum Command {
         #[command(subcommand)]
         command: cli::waiver::WaiverCommand,
     },
+    /// Agents' keys per asset: list them, approve a new one (enrolment, a reinstalled agent), revoke one.
+    Keys {
+        /// Configuration file (for the store's connection).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: cli::keys::KeysCommand,
+    },
     /// Work with policy packs.
     Policies {
         #[command(subcommand)]
@@ -328,7 +336,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
             let cfg = CollectorConfig::load(config.as_deref())?;
             let t = &cfg.kafka.topics;
             let names = [t.snapshots.as_str(), t.audit.as_str(), t.sla.as_str(), t.dead_letter.as_str()];
-            let created = ingest::topics::ensure(&brokers, &names, partitions, replication).await?;
+            let created = ingest::topics::ensure(&brokers, &cfg.kafka.properties, &names, partitions, replication).await?;
             eprintln!(
                 "topics ready on {brokers}: {} (created now: {})",
                 names.join(", "),
@@ -472,6 +480,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Waiver { config, command } => {
             let (cfg, _, store) = open_store(config.as_deref()).await?;
             cli::waiver::run(&store, &load_waivers(&cfg.policies, &store).await?, command).await?;
+        }
+        Command::Keys { config, command } => {
+            let (_, _, store) = open_store(config.as_deref()).await?;
+            cli::keys::run(&store, command).await?;
         }
         Command::Slo { config, format } => {
             let cfg = CollectorConfig::load(config.as_deref())?;

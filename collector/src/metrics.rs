@@ -30,6 +30,11 @@ pub struct Metrics {
     /// could not be written whole or at all (the original was still
     /// skipped past: one record never stops a partition).
     pub dead_letter_failures: IntCounterVec,
+    /// `outcome`: records by what their signature showed (`signed`,
+    /// `pinned_first_use`, `unsigned_accepted`, or `rejected_<concern>`).
+    pub identity_records: IntCounterVec,
+    /// Keys recorded as pending (waiting for an operator), as last read.
+    pub agent_keys_pending: prometheus::IntGauge,
     /// Assets whose facts the engine holds.
     pub assets_held: prometheus::IntGauge,
     /// 1 while consumption is paused at the memory ceiling.
@@ -132,6 +137,18 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Dead letters truncated (too_large), or not written (permanent: the topic refused it; gave_up: retries ran out).",
             &["reason"],
         ),
+        identity_records: counter_vec(
+            &r,
+            "identity_records_total",
+            "Records by what their signature showed: signed (by the pinned key), pinned_first_use, unsigned_accepted, or rejected_<why>.",
+            &["outcome"],
+        ),
+        agent_keys_pending: {
+            let g = prometheus::IntGauge::new("agent_keys_pending", "Agent keys waiting for an operator's approval (driftwatch-collector keys list --status pending).")
+                .expect("metric definition");
+            r.register(Box::new(g.clone())).expect("metric registered once");
+            g
+        },
         assets_held: {
             let g = prometheus::IntGauge::new("assets_held", "Assets whose facts the collector holds (idle ones are let go after evaluation.evict_after_secs).")
                 .expect("metric definition");

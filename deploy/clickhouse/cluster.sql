@@ -313,3 +313,18 @@ CREATE TABLE IF NOT EXISTS controls_local ON CLUSTER 'driftwatch' (
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', loaded_at)
 ORDER BY control_id;
 CREATE TABLE IF NOT EXISTS controls ON CLUSTER 'driftwatch' AS controls_local ENGINE = Distributed('driftwatch', currentDatabase(), controls_local, rand());
+
+-- 0013_asset_keys
+CREATE TABLE IF NOT EXISTS asset_keys_local ON CLUSTER 'driftwatch' (
+    asset_id String,
+    fingerprint String,
+    public_key String,
+    status String,
+    first_seen DateTime,
+    decided_at DateTime,
+    decided_by String,
+    reason String,
+    version UInt64
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', version)
+ORDER BY (asset_id, fingerprint);
+CREATE TABLE IF NOT EXISTS asset_keys ON CLUSTER 'driftwatch' AS asset_keys_local ENGINE = Distributed('driftwatch', currentDatabase(), asset_keys_local, cityHash64(asset_id));

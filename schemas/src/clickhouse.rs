@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 10, name: "0010_agent_health", sql: include_str!("../clickhouse/0010_agent_health.sql") },
     Migration { version: 11, name: "0011_latest_evaluations", sql: include_str!("../clickhouse/0011_latest_evaluations.sql") },
     Migration { version: 12, name: "0012_controls", sql: include_str!("../clickhouse/0012_controls.sql") },
+    Migration { version: 13, name: "0013_asset_keys", sql: include_str!("../clickhouse/0013_asset_keys.sql") },
 ];
 
 /// Latest posture per (asset, control) with its open violation.
@@ -77,6 +78,8 @@ pub const WAIVERS_SQL: &str = include_str!("../clickhouse/queries/waivers.sql");
 pub const SILENT_RESULTS_SQL: &str = include_str!("../clickhouse/queries/silent_results.sql");
 /// The latest labels of every asset seen in the past week.
 pub const ASSET_LABELS_SQL: &str = include_str!("../clickhouse/queries/asset_labels.sql");
+/// Agents' keys per asset, latest version each (`?` asset or '', twice).
+pub const ASSET_KEYS_SQL: &str = include_str!("../clickhouse/queries/asset_keys.sql");
 /// Last time each asset sent anything.
 pub const ASSET_LAST_SEEN_SQL: &str = include_str!("../clickhouse/queries/asset_last_seen.sql");
 

@@ -8,6 +8,8 @@
 //! - [`canonical_form`]: the specification's Parsing Canonical Form and
 //!   CRC-64-AVRO fingerprints, by which messages name their writer schema;
 //! - [`fact_path`]: the names of facts, written as CEL select expressions;
+//! - [`identity`]: how agents sign records (Ed25519 over the value, in
+//!   two headers) and how keys are named (fingerprints);
 //! - [`limits`]: bounds on what one record may hold, and record times
 //!   bounded by their receipt;
 //! - [`clickhouse`]: numbered DDL migrations for the collector's store.
@@ -18,6 +20,7 @@ pub mod avro;
 pub mod canonical_form;
 pub mod clickhouse;
 pub mod fact_path;
+pub mod identity;
 pub mod limits;
 pub mod settings;
 pub mod types;

@@ -44,6 +44,11 @@ pub struct Limits {
     pub max_string_bytes: usize,
 }
 
+/// The most `max_path_depth` may be set to: the collector builds, patches
+/// and drops a fact's nested values one level per path segment, so this
+/// bounds their stack (`eval/facts.rs` tests it on a small stack).
+pub const MAX_PATH_DEPTH_CEILING: usize = 256;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -86,7 +91,14 @@ impl Limits {
             ("max_labels", self.max_labels),
             ("max_string_bytes", self.max_string_bytes),
         ];
-        all.iter().filter(|(_, v)| *v == 0).map(|(k, _)| format!("limits.{k}: must be at least 1")).collect()
+        let mut problems: Vec<String> =
+            all.iter().filter(|(_, v)| *v == 0).map(|(k, _)| format!("limits.{k}: must be at least 1")).collect();
+        if self.max_path_depth > MAX_PATH_DEPTH_CEILING {
+            problems.push(format!(
+                "limits.max_path_depth: at most {MAX_PATH_DEPTH_CEILING} (every walk over a fact's path, building, patching and dropping its values, is as deep as the path)"
+            ));
+        }
+        problems
     }
 
     /// Whether a record of `bytes` may be decoded at all.
@@ -272,6 +284,8 @@ mod tests {
         let e = limits.check(&snapshot(vec![Fact { path: deep, value: FactValue::Null }])).unwrap_err();
         assert_eq!((e.limit, e.found, e.max), ("max_path_depth", 41, 32));
         assert_eq!(e.to_string(), "limit max_path_depth: facts[0].path is 41, more than limits.max_path_depth (32)");
+        let too_deep = Limits { max_path_depth: MAX_PATH_DEPTH_CEILING + 1, ..Limits::default() };
+        assert!(too_deep.problems()[0].starts_with("limits.max_path_depth: at most 256"), "{:?}", too_deep.problems());
         let long = format!("a{}", ".b".repeat(50_000));
         assert_eq!(limits.check(&snapshot(vec![Fact { path: long, value: FactValue::Null }])).unwrap_err().limit, "max_path_bytes");
         // Dots inside a quoted key are not segments.

@@ -3,7 +3,7 @@
 //! binary can be installed here): `{{ .Values.a.b }}`, `.Release.*`,
 //! `.Chart.*`, whitespace trimming (`{{-`, `-}}`), `if`/`else`/`end`,
 //! `define`/`include`, and the functions `quote`, `toYaml`, `nindent`,
-//! `indent`, `default` and `or`. Anything else is an error, so a template
+//! `indent`, `default`, `or`, `eq` and `required`. Anything else is an error, so a template
 //! that uses more fails the test instead of rendering wrongly.
 
 use std::collections::BTreeMap;
@@ -209,6 +209,15 @@ impl Chart {
                 }
             }
             "or" => args.iter().find(|v| truthy(v)).or(args.last()).cloned().unwrap_or(Value::Null),
+            "eq" => Value::Bool(text(&arg(0)?) == text(&arg(1)?)),
+            // `required "message" value`: Helm stops with the message when empty.
+            "required" => {
+                let v = arg(1)?;
+                if !truthy(&v) {
+                    return Err(text(&arg(0)?));
+                }
+                v
+            }
             other => return Err(format!("unsupported function {other:?} in {expr:?}")),
         })
     }
@@ -324,6 +333,9 @@ mod tests {
         assert_eq!(render("l:\n  {{- toYaml .Values.m | nindent 2 }}\n", "m: {k: v}").unwrap(), "l:\n  k: v\n");
         assert_eq!(render("{{- if .Values.on }}yes{{- else }}no{{- end }}", "on: false").unwrap(), "no");
         assert_eq!(render("{{ or .Values.a .Values.b }}", "{a: '', b: x}").unwrap(), "x");
+        assert_eq!(render("{{- if eq .Values.a \"sasl\" }}yes{{- end }}", "a: sasl").unwrap(), "yes");
+        assert_eq!(render("{{ required \"x is required\" .Values.x }}", "x: 1").unwrap(), "1");
+        assert_eq!(render("{{ required \"x is required\" .Values.x }}", "{}").unwrap_err(), "x is required");
         assert_eq!(render("{{- define \"t\" -}}v={{ .Values.x }}{{- end }}[{{ include \"t\" . }}]", "x: 1").unwrap(), "[v=1]");
         assert!(render("{{ range .Values.l }}{{ end }}", "l: []").unwrap_err().contains("unsupported"));
         assert!(render("{{ .Values.x | upper }}", "x: a").unwrap_err().contains("upper"));

@@ -247,6 +247,10 @@ pub fn create_topics(collector_config: &Path) {
     assert!(out.status.success(), "topics: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The `assets:` section of the tests' collector configurations: hosts'
+/// own labels trusted (the default keeps them as `host_<key>`).
+pub const TRUSTED_HOST_LABELS: &str = "assets:\n  host_labels: trusted\n";
+
 /// Names for one isolated pipeline: its own topics, group and database.
 #[derive(Clone)]
 pub struct Names {
@@ -281,10 +285,12 @@ impl Names {
     }
 
     /// A collector config for these names, with the packs in `policies`.
+    /// Its operator trusts the labels hosts send ([`TRUSTED_HOST_LABELS`]):
+    /// the tests' snapshots say `team=web` for routes, waivers and scores.
     pub fn collector_config_with_policies(&self, dir: &Path, webhook: &str, policies: &Path) -> PathBuf {
         let path = dir.join("collector.yaml");
         let text = format!(
-            "kafka:\n  brokers: {BROKERS}\n  group_id: {}\n  topics:\n{}clickhouse:\n  url: {CLICKHOUSE}\n  database: {}\npolicies: {}\nbatch:\n  max_messages: 500\n  max_wait_ms: 200\nalerts:\n  receivers:\n    - name: test\n      webhook: {{url: \"{webhook}\"}}\n  route:\n    receiver: test\n    group_by: [\"...\"]\n    group_wait: 0s\n    group_interval: 1s\napi:\n  listen: null\n",
+            "kafka:\n  brokers: {BROKERS}\n  group_id: {}\n  topics:\n{}clickhouse:\n  url: {CLICKHOUSE}\n  database: {}\npolicies: {}\nbatch:\n  max_messages: 500\n  max_wait_ms: 200\n{TRUSTED_HOST_LABELS}alerts:\n  receivers:\n    - name: test\n      webhook: {{url: \"{webhook}\"}}\n  route:\n    receiver: test\n    group_by: [\"...\"]\n    group_wait: 0s\n    group_interval: 1s\napi:\n  listen: null\n",
             self.group,
             self.topics_yaml(true),
             self.database,
@@ -292,6 +298,14 @@ impl Names {
         );
         std::fs::write(&path, text).expect("write collector config");
         path
+    }
+
+    /// [`Self::collector_config`] with the API listening on a free loopback
+    /// port (returned), `api` (keys, limits, TLS) under `api:`.
+    pub fn collector_config_with_api(&self, dir: &Path, webhook: &str, api: &str) -> (PathBuf, u16) {
+        let cfg = self.collector_config(dir, webhook);
+        let port = listen_api(&cfg, api);
+        (cfg, port)
     }
 
     pub async fn drop_database(&self) {
@@ -303,6 +317,23 @@ impl Default for Names {
     fn default() -> Self {
         Names::new()
     }
+}
+
+/// Makes the collector configuration at `cfg` serve its API on a free
+/// loopback port (returned), with `api` (keys, limits, TLS) under `api:`.
+pub fn listen_api(cfg: &Path, api: &str) -> u16 {
+    let port = free_port();
+    let text = std::fs::read_to_string(cfg).expect("read collector config");
+    assert!(text.contains("api:\n  listen: null\n"), "{} has no `api: listen: null` to replace", cfg.display());
+    let text = text.replace("api:\n  listen: null\n", &format!("api:\n  listen: 127.0.0.1:{port}\n{api}"));
+    std::fs::write(cfg, text).expect("write collector config");
+    port
+}
+
+/// A line under `api.keys`: a key named `name` whose secret is `secret`.
+pub fn api_key(name: &str, secret: &str, scope: &str) -> String {
+    use sha2::Digest;
+    format!("    - {{name: {name}, sha256: {}, scope: {scope}}}\n", hex::encode(sha2::Sha256::digest(secret.as_bytes())))
 }
 
 /// A snapshot of a host labelled `team=web` with string facts.
@@ -326,8 +357,33 @@ pub fn snapshot(asset: &str, seq: i64, kind: driftwatch_schemas::SnapshotKind, f
     })
 }
 
+/// The key the test agent of `asset` signs with, derived from the asset id
+/// (tests keep no key files; a real agent makes its own at first start).
+pub fn agent_key(asset: &str) -> driftwatch_schemas::identity::KeyPair {
+    use sha2::Digest;
+    let seed: [u8; 32] = sha2::Sha256::digest(format!("driftwatch-test-agent:{asset}")).into();
+    driftwatch_schemas::identity::KeyPair::from_seed(&seed)
+}
+
+/// The signature headers `key` puts on a record whose value is `payload`
+/// (`driftwatch_schemas::identity`), as the agent's producer does.
+pub fn signed_by(key: &driftwatch_schemas::identity::KeyPair, payload: &[u8]) -> rdkafka::message::OwnedHeaders {
+    use driftwatch_schemas::identity::{SIGNATURE_HEADER, SIGNER_HEADER};
+    use rdkafka::message::{Header, OwnedHeaders};
+    let (signer, signature) = key.sign(payload);
+    OwnedHeaders::new()
+        .insert(Header { key: SIGNER_HEADER, value: Some(signer) })
+        .insert(Header { key: SIGNATURE_HEADER, value: Some(&signature) })
+}
+
+/// The headers of `asset`'s test agent ([`agent_key`]) for `payload`.
+pub fn signed_as(asset: &str, payload: &[u8]) -> rdkafka::message::OwnedHeaders {
+    signed_by(&agent_key(asset), payload)
+}
+
 /// Encodes `msg` and produces it to its stream's topic for `names`, keyed
-/// by asset id (as the agent does); returns the partition it went to.
+/// by asset id and signed by the asset's test agent (as the agent does);
+/// returns the partition it went to.
 pub async fn produce(p: &rdkafka::producer::FutureProducer, names: &Names, msg: &driftwatch_schemas::Message) -> i32 {
     use driftwatch_schemas::Stream;
     let stream = match msg.stream() {
@@ -337,7 +393,11 @@ pub async fn produce(p: &rdkafka::producer::FutureProducer, names: &Names, msg: 
     };
     let topic = names.topic(stream);
     let payload = driftwatch_schemas::Encoder::new().expect("encoder").encode(msg).expect("encode");
-    p.send(rdkafka::producer::FutureRecord::to(&topic).key(msg.asset_id()).payload(&payload), std::time::Duration::from_secs(10))
+    let headers = signed_as(msg.asset_id(), &payload);
+    p.send(
+        rdkafka::producer::FutureRecord::to(&topic).key(msg.asset_id()).payload(&payload).headers(headers),
+        std::time::Duration::from_secs(10),
+    )
         .await
         .expect("produce")
         .partition
@@ -359,8 +419,10 @@ pub async fn produce_all(p: &rdkafka::producer::FutureProducer, names: &Names, m
             (names.topic(stream), m.asset_id().to_string(), encoder.encode(m).expect("encode"))
         })
         .collect();
+    let mut keys = std::collections::HashMap::new();
     let sends = records.iter().map(|(topic, key, payload)| {
-        p.send(rdkafka::producer::FutureRecord::to(topic).key(key).payload(payload), std::time::Duration::from_secs(30))
+        let headers = signed_by(keys.entry(key.clone()).or_insert_with(|| agent_key(key)), payload);
+        p.send(rdkafka::producer::FutureRecord::to(topic).key(key).payload(payload).headers(headers), std::time::Duration::from_secs(30))
     });
     for r in futures_util::future::join_all(sends).await {
         r.expect("produce");

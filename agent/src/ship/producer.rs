@@ -15,9 +15,11 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use driftwatch_schemas::identity::{self, KeyPair};
 use driftwatch_schemas::{Encoder, Message, Stream};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -58,10 +60,16 @@ pub struct KafkaProducer {
 }
 
 impl KafkaProducer {
-    /// Queues a record; its delivery report arrives on the returned channel.
-    fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<Delivery, KafkaError> {
+    /// Queues a record signed by `signer` (headers of
+    /// `driftwatch_schemas::identity`); its delivery report arrives on the
+    /// returned channel.
+    fn send(&self, topic: &str, key: &str, payload: &[u8], signer: &KeyPair) -> Result<Delivery, KafkaError> {
         let (tx, rx) = oneshot::channel();
-        let record = BaseRecord::with_opaque_to(topic, Box::new(tx)).key(key).payload(payload);
+        let (public, signature) = signer.sign(payload);
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header { key: identity::SIGNER_HEADER, value: Some(public) })
+            .insert(Header { key: identity::SIGNATURE_HEADER, value: Some(&signature) });
+        let record = BaseRecord::with_opaque_to(topic, Box::new(tx)).key(key).payload(payload).headers(headers);
         self.inner.send(record).map(|()| rx).map_err(|(e, _)| e)
     }
 
@@ -203,9 +211,16 @@ fn refused_for_good(e: &KafkaError) -> bool {
     )
 }
 
-/// Sends the spool to Kafka until `stop` turns true, then for up to
-/// [`DRAIN`] more while anything is left; what is left stays spooled.
-pub async fn send(cfg: KafkaConfig, mut producer: KafkaProducer, shared: Shared, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+/// Sends the spool to Kafka, each record signed by `signer`, until `stop`
+/// turns true, then for up to [`DRAIN`] more while anything is left; what
+/// is left stays spooled.
+pub async fn send(
+    cfg: KafkaConfig,
+    mut producer: KafkaProducer,
+    signer: Arc<KeyPair>,
+    shared: Shared,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let mut cursor = shared.lock().acked();
     let mut inflight: VecDeque<(Flight, Pos)> = VecDeque::new();
     let mut persist = tokio::time::interval(Duration::from_secs(1));
@@ -217,7 +232,7 @@ pub async fn send(cfg: KafkaConfig, mut producer: KafkaProducer, shared: Shared,
         // Fill the window from the spool.
         while inflight.len() < WINDOW {
             let Some((rec, next)) = shared.lock().read(cursor) else { break };
-            match producer.send(topic(&cfg, rec.stream), &rec.key, &rec.payload) {
+            match producer.send(topic(&cfg, rec.stream), &rec.key, &rec.payload, &signer) {
                 Ok(f) => inflight.push_back((Flight::Pending(f), next)),
                 Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => break,
                 Err(e) => inflight.push_back((Flight::Refused(e), next)),

@@ -84,12 +84,14 @@ impl Auth {
     }
 }
 
-/// The scope a request needs: reads need `read`, approving a waiver
-/// `admin` (it exempts assets from controls), anything else `write`.
+/// The scope a request needs: reads need `read`; approving a waiver (it
+/// exempts assets from controls) or deciding on an agent's key (whose
+/// word an asset's records are) `admin`; anything else `write`.
 fn needed(method: &Method, path: &str) -> Scope {
+    let path = path.trim_end_matches('/');
     if method == Method::GET || method == Method::HEAD {
         Scope::Read
-    } else if method == Method::POST && path.trim_end_matches('/').ends_with("/waivers") {
+    } else if method == Method::POST && (path.ends_with("/waivers") || path.contains("/keys/")) {
         Scope::Admin
     } else {
         Scope::Write

@@ -3,7 +3,8 @@
 //! `/api/v1/` (described by `openapi.json`, served at
 //! `/api/v1/openapi.json`): posture and results (`posture.rs`), frameworks
 //! and controls (`catalog.rs`), assets, violations, gaps, effectiveness,
-//! evidence, reports and SLOs (`compliance.rs`), silences, waivers, drift
+//! evidence, reports and SLOs (`compliance.rs`), silences, waivers, agents'
+//! keys (`keys.rs`), drift
 //! (recent and live); and the live drift view's page at `/ui`.
 //! Authentication by API key
 //! (`Authorization: Bearer <key>` or `X-API-Key: <key>`), keys stored only
@@ -14,6 +15,7 @@ mod assets;
 pub mod auth;
 mod catalog;
 mod compliance;
+mod keys;
 mod live;
 mod posture;
 pub mod serve;
@@ -26,7 +28,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -159,6 +161,9 @@ pub fn router(state: AppState) -> Router {
         .route("/silences/{id}", delete(silences::expire))
         .route("/waivers", get(waivers::list).post(waivers::create))
         .route("/waivers/{id}", delete(waivers::revoke))
+        .route("/keys", get(keys::list))
+        .route("/keys/approve", post(keys::approve))
+        .route("/keys/revoke", post(keys::revoke))
         .route("/posture", get(posture::posture))
         .route("/results", get(posture::results_list))
         .route("/drift", get(live::recent))
@@ -245,6 +250,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/waivers"),
     ("post", "/waivers"),
     ("delete", "/waivers/{id}"),
+    ("get", "/keys"),
+    ("post", "/keys/approve"),
+    ("post", "/keys/revoke"),
     ("get", "/openapi.json"),
 ];
 

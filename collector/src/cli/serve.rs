@@ -81,6 +81,16 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
     if cfg.retention.enforce {
         tokio::spawn(store::retention::run(store.clone(), cfg.retention.clone(), leader.clone()));
     }
+    // Records on the broker are taken as their asset's word only when
+    // signed by its pinned key (the single-node mode reads its own agent).
+    let identity = match transport {
+        Transport::Kafka => Some(
+            ingest::identity::IdentityGate::start(cfg.identity.clone(), store.clone(), alerting.clone())
+                .await
+                .context("reading agents' keys")?,
+        ),
+        Transport::Local(_) => None,
+    };
     let mut pipeline =
         ingest::Pipeline::start(policies, store, alerting, &cfg.evaluation, cfg.alerts.drift_min_severity, cfg.evidence.chain_id.clone())
             .await
@@ -123,14 +133,19 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
         policies: policies_rx,
         waivers: waivers_rx,
     };
+    let labels = driftwatch_collector::assets::AssetLabels::compile(&cfg.assets)
+        .map_err(|p| anyhow::anyhow!("assets.labels: {}", p.join("; ")))?;
     let stopping = pipeline.alerting.clone();
     let consumed = match transport {
-        Transport::Kafka => ingest::kafka::run(&cfg.kafka, &cfg.limits, opts, leader, pipeline, rx).await,
+        Transport::Kafka => {
+            let identity = identity.context("the identity gate is started for Kafka")?;
+            ingest::kafka::run(&cfg.kafka, &cfg.limits, labels, identity, opts, leader, pipeline, rx).await
+        }
         Transport::Local(agent) => {
             let spool = driftwatch_agent::run::open_spool(&agent)?;
             let reader = driftwatch_agent::ship::local::SpoolReader::new(spool.clone());
             let agent = tokio::spawn(driftwatch_agent::run::sources(*agent, spool, rx.clone()));
-            let source = ingest::local::LocalSource::new(reader, &cfg.limits)?;
+            let source = ingest::local::LocalSource::new(reader, &cfg.limits, labels)?;
             // The agent stops first (its queue spooled), then the loop
             // stores what it read.
             ingest::run(source, opts, pipeline, rx).await?;

@@ -284,6 +284,27 @@ mod tests {
         FactValue::List((0..n).map(|i| format!("lib{i}")).chain(extra.iter().map(|s| s.to_string())).collect())
     }
 
+    /// Values are built, patched and dropped one level per path segment:
+    /// at the deepest path the limits allow, that fits a small stack (an
+    /// evaluation thread's is 2 MiB: half of it here, unoptimised).
+    #[test]
+    fn the_deepest_allowed_path_is_built_patched_and_dropped_on_a_small_stack() {
+        let depth = driftwatch_schemas::limits::MAX_PATH_DEPTH_CEILING;
+        let deep = move |leaf: &str| format!("a{}.{leaf}", ".b".repeat(depth - 2));
+        std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(move || {
+                let mut f = facts(&[(&deep("x"), "1".into())]);
+                let mut vals = CelFacts::build(&f);
+                f.insert(deep("y"), "2".into());
+                vals.update(&f, &[FactPath::parse(&deep("y")).unwrap()]);
+                drop(vals);
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+    }
+
     #[test]
     fn evidence_summarizes_long_lists_by_the_checks_constants() {
         let list = packages(40, &["telnetd", "inetutils-telnet"]);

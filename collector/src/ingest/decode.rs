@@ -11,15 +11,18 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use crate::assets::AssetLabels;
 use crate::config::TopicsConfig;
 
 /// Maps topics to streams, decodes, and holds each record to the
 /// configured [`Limits`]; record times are bounded by their receipt
-/// ([`bound_times`]).
+/// ([`bound_times`]) and, once given [`AssetLabels`], a snapshot's labels
+/// are the ones that decide (`crate::assets`).
 pub struct RecordDecoder {
     decoder: Decoder,
     topics: BTreeMap<String, Stream>,
     limits: Limits,
+    labels: Option<AssetLabels>,
 }
 
 /// Where a record came from, for dead-letter headers and logs.
@@ -36,7 +39,14 @@ impl RecordDecoder {
             (topics.audit.clone(), Stream::Audit),
             (topics.sla.clone(), Stream::Sla),
         ]);
-        Ok(RecordDecoder { decoder: Decoder::new()?, topics: map, limits: limits.clone() })
+        Ok(RecordDecoder { decoder: Decoder::new()?, topics: map, limits: limits.clone(), labels: None })
+    }
+
+    /// Snapshots' asset labels are replaced by `labels`' (the host's own
+    /// kept, or trusted, as configured; the operator's over them).
+    pub fn with_labels(mut self, labels: AssetLabels) -> Self {
+        self.labels = Some(labels);
+        self
     }
 
     /// Decodes a record of `topic`, or says why not.
@@ -58,6 +68,9 @@ impl RecordDecoder {
         self.limits.check_size(bytes.len()).map_err(limited)?;
         let mut msg = self.decoder.decode(stream, bytes).map_err(|e| e.to_string())?;
         self.limits.check(&msg).map_err(limited)?;
+        if let (Some(labels), Message::Snapshot(s)) = (&self.labels, &mut msg) {
+            labels.apply(&mut s.asset);
+        }
         if let Some(claimed) = bound_times(&mut msg, chrono::Utc::now()) {
             m.clock_skew_records.with_label_values(&[label]).inc();
             tracing::warn!(topic = label, asset = msg.asset_id(), %claimed, "record time far from its receipt; stored at its receipt");

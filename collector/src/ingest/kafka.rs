@@ -14,7 +14,9 @@ use rdkafka::{Message as _, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::decode::{DeadLetters, Origin, RecordDecoder};
+use super::identity::{self, IdentityGate};
 use super::{LoopOptions, Pipeline, Source};
+use crate::assets::AssetLabels;
 use crate::config::KafkaConfig;
 use driftwatch_schemas::limits::Limits;
 
@@ -125,6 +127,18 @@ pub struct KafkaSource {
     dead: Option<DeadLetter>,
     /// Offsets after dead-lettered records, committed with the next batch.
     dead_offsets: HashMap<(String, i32), i64>,
+    /// Checks each record's signer.
+    identity: IdentityGate,
+    /// A decoded record whose signer is being checked against the store.
+    checking: Option<Checking>,
+}
+
+/// A record waiting for [`IdentityGate::resolve`], owned (the consumer's
+/// borrowed message cannot be kept across calls).
+struct Checking {
+    msg: driftwatch_schemas::Message,
+    presented: identity::Presented,
+    record: rdkafka::message::OwnedMessage,
 }
 
 /// A record's place: committed as the offset after it.
@@ -134,9 +148,16 @@ pub struct Offset {
     next: i64,
 }
 
+impl Offset {
+    fn after(m: &impl rdkafka::Message) -> Offset {
+        Offset { topic: m.topic().to_string(), partition: m.partition(), next: m.offset() + 1 }
+    }
+}
+
 impl KafkaSource {
-    /// Joins the consumer group and subscribes to the three streams.
-    pub fn connect(cfg: &KafkaConfig, limits: &Limits, leader: Arc<AtomicBool>) -> anyhow::Result<Self> {
+    /// Joins the consumer group and subscribes to the three streams; each
+    /// record's signer is checked by `identity`.
+    pub fn connect(cfg: &KafkaConfig, limits: &Limits, labels: AssetLabels, identity: IdentityGate, leader: Arc<AtomicBool>) -> anyhow::Result<Self> {
         let consumer: StreamConsumer<RebalanceContext> = client_config(cfg, CONSUMER_DEFAULTS)
             .set("group.id", &cfg.group_id)
             .set("enable.auto.commit", "false")
@@ -183,15 +204,17 @@ impl KafkaSource {
             consumer,
             orphans: OrphanWatch::new(probe, topics.map(String::from).to_vec(), session_timeout),
             dlq,
-            decoder: RecordDecoder::new(&cfg.topics, limits)?,
+            decoder: RecordDecoder::new(&cfg.topics, limits)?.with_labels(labels),
             dead: None,
             dead_offsets: HashMap::new(),
+            identity,
+            checking: None,
         })
     }
 
     /// Starts sending an undecodable record to the dead-letter topic (see
     /// [`DeadLetters::send`]: it ends, written or skipped past).
-    fn start_dead_letter(dlq: &DeadLetters, m: &rdkafka::message::BorrowedMessage<'_>, reason: String) -> DeadLetter {
+    fn start_dead_letter(dlq: &DeadLetters, m: &impl rdkafka::Message, reason: String) -> DeadLetter {
         let dlq = dlq.clone();
         let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
         let (key, payload) = (m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec));
@@ -222,6 +245,17 @@ impl Source for KafkaSource {
     async fn recv(&mut self) -> Option<(driftwatch_schemas::Message, Offset)> {
         loop {
             self.land_dead_letter().await;
+            // A record whose signer must be checked against the store: kept
+            // here until decided, so that a cancelled call resumes it.
+            if let Some(c) = &self.checking {
+                let verdict = self.identity.resolve(c.msg.asset_id(), &c.presented).await;
+                let Some(c) = self.checking.take() else { continue };
+                match self.identity.apply(c.msg.asset_id(), &c.presented, verdict) {
+                    Ok(()) => return Some((c.msg, Offset::after(&c.record))),
+                    Err(reason) => self.dead = Some(Self::start_dead_letter(&self.dlq, &c.record, reason)),
+                }
+                continue;
+            }
             let m = match self.consumer.recv().await {
                 Ok(m) => m,
                 Err(e) => {
@@ -233,15 +267,39 @@ impl Source for KafkaSource {
                 let age_ms = chrono::Utc::now().timestamp_millis().saturating_sub(at).max(0);
                 crate::metrics::METRICS.record_age_seconds.observe(age_ms as f64 / 1000.0);
             }
-            match self.decoder.decode(m.topic(), m.payload()) {
-                Ok(msg) => return Some((msg, Offset { topic: m.topic().to_string(), partition: m.partition(), next: m.offset() + 1 })),
+            // From here to the return nothing awaits: a record taken from
+            // the consumer is returned, dead-lettered or kept in `checking`.
+            let checked = match self.decoder.decode(m.topic(), m.payload()) {
+                Ok(msg) => {
+                    let presented = identity::presented(m.headers(), m.payload().unwrap_or_default());
+                    match self.identity.verdict_cached(msg.asset_id(), &presented) {
+                        Some(verdict) => self.identity.apply(msg.asset_id(), &presented, verdict).map(|()| msg),
+                        None => {
+                            self.checking = Some(Checking { msg, presented, record: m.detach() });
+                            continue;
+                        }
+                    }
+                }
+                Err(reason) => Err(reason),
+            };
+            match checked {
+                Ok(msg) => return Some((msg, Offset::after(&m))),
                 Err(reason) => self.dead = Some(Self::start_dead_letter(&self.dlq, &m, reason)),
             }
         }
     }
 
     fn reassigned(&mut self) -> bool {
-        self.consumer.context().assigned.swap(false, Ordering::SeqCst)
+        let reassigned = self.consumer.context().assigned.swap(false, Ordering::SeqCst);
+        if reassigned {
+            // Assets new to this collector: their keys may have changed
+            // while another collector held them.
+            self.identity.refresh_soon();
+            // A record still being checked is fetched again from the
+            // committed offset if its partition is still this collector's.
+            self.checking = None;
+        }
+        reassigned
     }
 
     fn pause(&mut self, paused: bool) {
@@ -301,6 +359,8 @@ impl Source for KafkaSource {
     }
 
     async fn commit(&mut self, acks: Vec<Offset>) {
+        // Keys pinned or held by these records are stored before them.
+        self.identity.save().await;
         let mut offsets = std::mem::take(&mut self.dead_offsets);
         for a in acks {
             let o = offsets.entry((a.topic, a.partition)).or_insert(a.next);
@@ -442,12 +502,14 @@ fn offsets_view(probe: &BaseConsumer, topics: &[String]) -> Result<Vec<Partition
 pub async fn run(
     cfg: &KafkaConfig,
     limits: &Limits,
+    labels: AssetLabels,
+    identity: IdentityGate,
     opts: LoopOptions,
     leader: Arc<AtomicBool>,
     pipeline: Pipeline,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    super::run(KafkaSource::connect(cfg, limits, leader)?, opts, pipeline, shutdown).await
+    super::run(KafkaSource::connect(cfg, limits, labels, identity, leader)?, opts, pipeline, shutdown).await
 }
 
 #[cfg(test)]

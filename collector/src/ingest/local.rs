@@ -24,8 +24,10 @@ pub struct LocalSource {
 }
 
 impl LocalSource {
-    pub fn new(reader: SpoolReader, limits: &Limits) -> anyhow::Result<Self> {
-        let decoder = super::decode::RecordDecoder::new(&Default::default(), limits)?;
+    /// Reads `reader`; the local agent is the operator's own, in-process,
+    /// so its labels are taken as they are (operator rules still apply).
+    pub fn new(reader: SpoolReader, limits: &Limits, labels: crate::assets::AssetLabels) -> anyhow::Result<Self> {
+        let decoder = super::decode::RecordDecoder::new(&Default::default(), limits)?.with_labels(labels.trusting_host());
         Ok(LocalSource { reader, decoder, skipped: Vec::new(), paused: false })
     }
 }

@@ -1,11 +1,13 @@
 //! Ingest: getting agent messages into the collector. A transport is a
 //! [`Source`]: [`kafka`] is the consumer group of the distributed mode,
 //! [`local`] the agent's spool in the same process (single-node mode).
-//! [`decode`] turns records into messages or dead letters; [`run`] is the
+//! [`decode`] turns records into messages or dead letters, [`identity`]
+//! refuses those not signed by their asset's key; [`run`] is the
 //! one consumer loop (batch, evaluate, store, then acknowledge) and
 //! [`Pipeline`] what it feeds: evaluate, gather the batch, store, alert.
 
 pub mod decode;
+pub mod identity;
 pub mod kafka;
 pub mod local;
 pub mod reload;

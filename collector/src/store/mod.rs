@@ -8,6 +8,7 @@
 pub mod alerting;
 pub mod clickhouse;
 pub mod evidence;
+pub mod keys;
 pub mod records;
 pub mod retention;
 pub mod rows;
@@ -25,6 +26,7 @@ use rows::*;
 
 pub use alerting::AlertLog;
 pub use evidence::EvidenceStore;
+pub use keys::KeyRing;
 pub use retention::Retention;
 pub use slo::SloStore;
 pub use views::Views;
@@ -88,12 +90,12 @@ impl Batch {
 }
 
 /// Seconds since the epoch, as ClickHouse `DateTime` columns take them.
-pub(crate) fn secs(t: &DateTime<Utc>) -> u32 {
+pub fn secs(t: &DateTime<Utc>) -> u32 {
     t.timestamp().clamp(0, i64::from(u32::MAX)) as u32
 }
 
 /// A ClickHouse `DateTime` (0: the epoch).
-pub(crate) fn time(s: u32) -> DateTime<Utc> {
+pub fn time(s: u32) -> DateTime<Utc> {
     use chrono::TimeZone;
     Utc.timestamp_opt(i64::from(s), 0).single().unwrap_or_default()
 }
@@ -120,9 +122,9 @@ pub enum StoreError {
 /// Everything the collector keeps, whatever keeps it: ClickHouse in the
 /// distributed mode ([`clickhouse`]), SQLite in the single-node mode
 /// ([`sqlite`]). Each part is the interface of one room's needs.
-pub trait Store: Streams + Views + AlertLog + WaiverLog + SloStore + EvidenceStore + Retention + Send + Sync {}
+pub trait Store: Streams + Views + AlertLog + WaiverLog + SloStore + EvidenceStore + KeyRing + Retention + Send + Sync {}
 
-impl<T: Streams + Views + AlertLog + WaiverLog + SloStore + EvidenceStore + Retention + Send + Sync> Store for T {}
+impl<T: Streams + Views + AlertLog + WaiverLog + SloStore + EvidenceStore + KeyRing + Retention + Send + Sync> Store for T {}
 
 /// The store, shared by every task of the collector.
 pub type SharedStore = std::sync::Arc<dyn Store>;
@@ -164,7 +166,7 @@ pub trait Streams {
 /// The store and every part of its interface, for the rooms that use it
 /// (`use crate::store::prelude::*`: methods of a part need it in scope).
 pub mod prelude {
-    pub use super::{AlertLog, EvidenceStore, Retention, SharedStore, SloStore, Store, Streams, Views, WaiverLog};
+    pub use super::{AlertLog, EvidenceStore, KeyRing, Retention, SharedStore, SloStore, Store, Streams, Views, WaiverLog};
 }
 
 /// Opens the configured store: connects to ClickHouse (and migrates it,

@@ -5,6 +5,7 @@
 
 mod alerting;
 mod evidence;
+mod keys;
 mod retention;
 mod slo;
 mod views;

@@ -19,6 +19,7 @@
 
 mod alerting;
 mod evidence;
+mod keys;
 mod retention;
 mod slo;
 mod views;
@@ -32,6 +33,7 @@ use rusqlite::{Connection, ToSql};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::keys::AssetKeyRow;
 use super::records::{ApiAuditRow, NotificationRow, RootWriteRow, SilenceWriteRow, WaiverRow};
 use super::rows::*;
 use super::{Batch, StoreError, Streams};
@@ -210,6 +212,8 @@ doc!(WaiverRow, "waivers", |r| key: key(&[&r.waiver_id, &r.version]), asset: "",
     at: r.updated_at, ord: r.version.min(i64::MAX as u64) as i64, batch: "");
 doc!(ControlRow, "controls", |r| key: key(&[&r.control_id]), asset: "", subject: &r.control_id, at: r.loaded_at,
     ord: ms(r.loaded_at, 0), batch: "");
+doc!(AssetKeyRow, "asset_keys", |r| key: key(&[&r.asset_id, &r.fingerprint, &r.version]), asset: &r.asset_id,
+    subject: &r.fingerprint, at: r.decided_at, ord: r.version.min(i64::MAX as u64) as i64, batch: "");
 doc!(ScoreRow, "scores", |r| key: key(&[&r.at, &r.framework, &r.scope, &r.label_key, &r.group_value]), asset: "",
     subject: &r.framework, at: r.at, ord: ms(r.at, 0), batch: "");
 
