@@ -124,3 +124,72 @@ async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
     assert_eq!(counted, 7, "{metrics}");
     names.drop_database().await;
 }
+
+/// A record whose rows the store refuses (here a ClickHouse `throwIf` on
+/// one fact path, as a value the server cannot hold would be) is traced in
+/// its batch, sent to the dead-letter topic as it was produced, and
+/// skipped past: the records beside it and after it are stored, the
+/// partition goes on, and the evidence chain seals exactly what is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_store_refuses_is_dead_lettered_alone() {
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let names = Names::new();
+    let (cfg, port) = names.collector_config_with_api(work.path(), "http://127.0.0.1:9/hook", "");
+    create_topics(&cfg);
+    let from = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
+    let mut collector =
+        Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
+    let facts = format!("{}.facts", names.database);
+    wait_for("the collector's tables", 60, async || try_query(&format!("SELECT count() AS n FROM {facts}")).await.ok()).await;
+    exec(&format!("ALTER TABLE {facts} ADD COLUMN refuse UInt8 MATERIALIZED throwIf(path = 'poison.path')")).await;
+
+    let (good, poisoned, after) = (unique("good"), unique("poisoned"), unique("after"));
+    let root = ("sshd.config.permitrootlogin", "no");
+    let poison = snapshot(&poisoned, 1, SnapshotKind::Full, &[root, ("poison.path", "x")]);
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
+    produce_all(&producer, &names, &[snapshot(&good, 1, SnapshotKind::Full, &[root]), poison.clone()]).await;
+    produce_all(&producer, &names, &[snapshot(&after, 1, SnapshotKind::Full, &[root])]).await;
+
+    let control = "linux.sshd.root_login_disabled";
+    wait_status(&names.database, &good, control, None, "pass", 60).await;
+    wait_status(&names.database, &after, control, None, "pass", 60).await;
+
+    // The refused record, as produced, with the reason.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BROKERS)
+        .set("group.id", unique("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&names.topic("dead-letter")]).unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await.expect("a dead letter arrives").unwrap();
+    let header = |k: &str| {
+        m.headers().and_then(|h| h.iter().find(|h| h.key == k)).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let reason = header("driftwatch.reason").unwrap();
+    assert!(reason.starts_with("the store refused this record's rows (batch ") && reason.contains("facts: ") && reason.contains("395"), "{reason}");
+    assert_eq!(header("driftwatch.topic").as_deref(), Some(names.topic("snapshots").as_str()));
+    assert_eq!(m.payload(), Some(&Encoder::new().unwrap().encode(&poison).unwrap()[..]), "the record as produced");
+    assert_eq!(m.key(), Some(poisoned.as_bytes()));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), consumer.recv()).await.is_err(),
+        "only the refused record is dead-lettered"
+    );
+
+    // Nothing of its facts is stored; its partition goes on.
+    let n = number(&format!("SELECT count() AS n FROM {facts} WHERE asset_id = '{poisoned}'")).await;
+    assert_eq!(n, 0, "none of the refused record's facts");
+    let fixed = snapshot(&poisoned, 2, SnapshotKind::Full, &[root]);
+    produce_all(&producer, &names, &[fixed]).await;
+    wait_status(&names.database, &poisoned, control, Some(&format!("{poisoned}-2")), "pass", 60).await;
+    assert!(collector.alive(), "the collector survived the refusal");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("driftwatch_store_refused_records_total 1"), "{metrics}");
+    assert!(collector.log().contains("the store refused the batch's rows; finding whose"));
+
+    // The chain seals what is stored: verify finds it intact.
+    let out = Command::new(bin("driftwatch-collector")).args(["verify", "--from", &from, "--config"]).arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    names.drop_database().await;
+}

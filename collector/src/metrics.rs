@@ -44,6 +44,15 @@ pub struct Metrics {
     /// API requests answered 429 (per client address or per key).
     pub api_rate_limited: IntCounter,
     pub batches_stored: IntCounter,
+    /// `fault`: failed batch writes, by what the failure said: `transient`
+    /// (retried), `refused` (the batch split to find whose rows),
+    /// `systemic` (the store refused rows it took before: waited for).
+    pub store_write_failures: IntCounterVec,
+    /// Records whose rows the store refused, sent to the dead-letter topic.
+    pub store_refused_records: IntCounter,
+    /// Rows the collector derived on its own that the store refused (a
+    /// defect: logged and dropped rather than retried forever).
+    pub store_dropped_rows: IntCounter,
     pub rows_stored: IntCounter,
     /// From a Kafka record's timestamp to its receipt.
     pub record_age_seconds: Histogram,
@@ -164,6 +173,14 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         api_connections_refused: counter(&r, "api_connections_refused_total", "API connections closed at accept: api.max_connections were open."),
         api_rate_limited: counter(&r, "api_rate_limited_total", "API requests answered 429 (per client address or per key)."),
         batches_stored: counter(&r, "batches_stored_total", "Batches written to ClickHouse."),
+        store_write_failures: counter_vec(
+            &r,
+            "store_write_failures_total",
+            "Failed batch writes: transient (retried), refused (split to find the records), systemic (the store refused rows it took before).",
+            &["fault"],
+        ),
+        store_refused_records: counter(&r, "store_refused_records_total", "Records whose rows the store refused, dead-lettered."),
+        store_dropped_rows: counter(&r, "store_dropped_rows_total", "Rows of no record (the collector's own) that the store refused, dropped."),
         rows_stored: counter(&r, "rows_stored_total", "Rows written to ClickHouse."),
         record_age_seconds: histogram(
             &r,

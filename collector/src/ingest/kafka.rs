@@ -131,6 +131,8 @@ pub struct KafkaSource {
     identity: IdentityGate,
     /// A decoded record whose signer is being checked against the store.
     checking: Option<Checking>,
+    /// How a record the store refused is read again (see [`read_again`]).
+    reread: ClientConfig,
 }
 
 /// A record waiting for [`IdentityGate::resolve`], owned (the consumer's
@@ -209,6 +211,11 @@ impl KafkaSource {
             dead_offsets: HashMap::new(),
             identity,
             checking: None,
+            reread: client_config(cfg, CONSUMER_DEFAULTS)
+                .set("group.id", &cfg.group_id)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .clone(),
         })
     }
 
@@ -358,6 +365,21 @@ impl Source for KafkaSource {
         }
     }
 
+    /// The record was let go of when decoded: it is read again by offset
+    /// for its dead letter (headers only, saying why, if it cannot be).
+    async fn refuse(&mut self, ack: &Offset, reason: &str) {
+        let (topic, partition, offset) = (ack.topic.clone(), ack.partition, ack.next - 1);
+        let reread = self.reread.clone();
+        let again = tokio::task::spawn_blocking(move || read_again(&reread, &topic, partition, offset))
+            .await
+            .unwrap_or_else(|e| Err(format!("the reading task failed: {e}")));
+        let origin = Origin { topic: &ack.topic, partition, offset };
+        match again {
+            Ok(m) => self.dlq.send(&origin, m.key(), m.payload(), reason).await,
+            Err(why) => self.dlq.send(&origin, None, None, &format!("{reason} (the record could not be read again: {why})")).await,
+        }
+    }
+
     async fn commit(&mut self, acks: Vec<Offset>) {
         // Keys pinned or held by these records are stored before them.
         self.identity.save().await;
@@ -381,6 +403,26 @@ impl Source for KafkaSource {
             tracing::warn!(error = %e, "offset commit failed; records will be redelivered");
         }
     }
+}
+
+/// Reads the record at `offset` of a partition again, with a consumer of
+/// its own that joins no group and commits nothing. Blocking.
+fn read_again(cfg: &ClientConfig, topic: &str, partition: i32, offset: i64) -> Result<rdkafka::message::OwnedMessage, String> {
+    const WITHIN: Duration = Duration::from_secs(15);
+    let consumer: BaseConsumer = cfg.create().map_err(|e| e.to_string())?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset)).map_err(|e| e.to_string())?;
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    let until = Instant::now() + WITHIN;
+    while Instant::now() < until {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) if m.offset() == offset => return Ok(m.detach()),
+            Some(Ok(m)) if m.offset() > offset => return Err(format!("offset {offset} is gone (read {} first)", m.offset())),
+            Some(Err(e)) => return Err(e.to_string()),
+            _ => {}
+        }
+    }
+    Err(format!("not read within {} s", WITHIN.as_secs()))
 }
 
 /// How often the group's offsets are looked at for orphaned partitions.

@@ -4,12 +4,14 @@
 //! [`decode`] turns records into messages or dead letters, [`identity`]
 //! refuses those not signed by their asset's key; [`run`] is the
 //! one consumer loop (batch, evaluate, store, then acknowledge) and
-//! [`Pipeline`] what it feeds: evaluate, gather the batch, store, alert.
+//! [`Pipeline`] what it feeds: evaluate, gather the batch, store
+//! ([`persist`]: records the store refuses are refused alone), alert.
 
 pub mod decode;
 pub mod identity;
 pub mod kafka;
 pub mod local;
+pub mod persist;
 pub mod reload;
 pub mod topics;
 
@@ -52,6 +54,8 @@ pub struct Pipeline {
     owned: std::collections::HashSet<String>,
     /// `evaluation.evict_after_secs`.
     evict_after: Option<chrono::Duration>,
+    /// A few rows of the last batch the store took (see [`persist`]).
+    sample: Arc<std::sync::Mutex<Option<Batch>>>,
 }
 
 /// A batch being filled, then stored. Its violation alerts were sent as
@@ -118,6 +122,7 @@ impl Pipeline {
             flushed: 0,
             owned: Default::default(),
             evict_after: cfg.evict_after(),
+            sample: Default::default(),
         })
     }
 
@@ -146,8 +151,16 @@ impl Pipeline {
         Pending { batch: Batch::new(), drifts: Vec::new(), raised: false, first_at: None }
     }
 
-    /// Evaluates one message into the pending batch.
+    /// Evaluates one message into the pending batch; the rows it brings
+    /// are noted as its (the batch's next record: see [`persist`]).
     pub fn process(&mut self, msg: &Message, pending: &mut Pending) {
+        let start = pending.batch.counts(pending.drifts.len());
+        self.evaluate(msg, pending);
+        let end = pending.batch.counts(pending.drifts.len());
+        pending.batch.records.push(crate::store::RecordRows { start, end });
+    }
+
+    fn evaluate(&mut self, msg: &Message, pending: &mut Pending) {
         let now = Utc::now();
         pending.first_at.get_or_insert_with(std::time::Instant::now);
         if !self.owned.contains(msg.asset_id()) {
@@ -231,14 +244,15 @@ impl Pipeline {
     }
 
     /// Attributes drifts here (the engine holds the audit events), then
-    /// hands the batch to a task that seals it into the evidence chain,
-    /// stores its rows (retrying with backoff until the store takes them),
-    /// publishes its drift to live pages, queues its drift alerts, then
-    /// stores its chain link. The consumer loop
-    /// evaluates the next batch meanwhile and acknowledges this one's
-    /// records once the task is done; it keeps one batch in flight, so
-    /// batches are sealed and stored in order.
-    pub fn begin_flush(&mut self, mut pending: Pending) -> tokio::task::JoinHandle<()> {
+    /// hands the batch to a task that stores its rows ([`persist`]:
+    /// transient failures retried with backoff; records the store refuses
+    /// are returned, their rows left out), seals what was stored into the
+    /// evidence chain, publishes its drift to live pages, queues its drift
+    /// alerts, then stores its chain link. The consumer loop evaluates the
+    /// next batch meanwhile and acknowledges this one's records once the
+    /// task is done (the refused ones dead-lettered first); it keeps one
+    /// batch in flight, so batches are sealed and stored in order.
+    pub fn begin_flush(&mut self, mut pending: Pending) -> tokio::task::JoinHandle<Vec<persist::Refusal>> {
         if let Some(first) = pending.first_at {
             crate::metrics::METRICS.batch_wait_seconds.observe(first.elapsed().as_secs_f64());
         }
@@ -246,14 +260,33 @@ impl Pipeline {
         self.flushed += 1;
         let seq = self.flushed;
         let (store, chain, live, alerting) = (self.store.clone(), self.chain.clone(), self.live.clone(), self.alerting.clone());
+        let sample = self.sample.clone();
         let min = self.drift_min_severity;
         tokio::spawn(async move {
             pending.batch.add_drifts(&pending.drifts);
-            // Sealed once: a retried write stores the same link.
-            pending.batch.link = chain.lock().unwrap_or_else(|p| p.into_inner()).seal(&pending.batch, Utc::now());
             let timer = crate::metrics::METRICS.store_seconds.start_timer();
-            until_stored(&pending.batch, || store.write_rows(&pending.batch)).await;
+            let earlier = sample.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let stored = persist::store_rows(&*store, &pending.batch, earlier.as_ref()).await;
             timer.observe_duration();
+            if !stored.whole() {
+                // What is sealed, published and alerted is what was stored
+                // (drift rows are the drift events, in order).
+                let mut kept = vec![stored.own[6]; pending.drifts.len()];
+                for (i, span) in pending.batch.records.iter().enumerate() {
+                    let taken = stored.refused.iter().find(|r| r.record == i).is_none_or(|r| r.taken[6]);
+                    for k in kept.iter_mut().take(span.end.0[6]).skip(span.start.0[6]) {
+                        *k = taken;
+                    }
+                }
+                let mut keep = kept.into_iter();
+                pending.drifts.retain(|_| keep.next().unwrap_or(true));
+                pending.batch = stored.of(&pending.batch);
+            }
+            if pending.batch.rows() > 0 {
+                *sample.lock().unwrap_or_else(|p| p.into_inner()) = Some(pending.batch.sample());
+            }
+            // Sealed once, over the rows stored: a retried write stores the same link.
+            pending.batch.link = chain.lock().unwrap_or_else(|p| p.into_inner()).seal(&pending.batch, Utc::now());
             crate::metrics::METRICS.batches_stored.inc();
             crate::metrics::METRICS.rows_stored.inc_by(pending.batch.rows() as u64);
             tracing::debug!(rows = pending.batch.rows(), batch = %pending.batch.batch_id, "batch stored");
@@ -265,24 +298,13 @@ impl Pipeline {
                 alerting.send(Alert::from_drift(d, &d.asset_labels));
             }
             if let Some(link) = &pending.batch.link {
-                until_stored(&pending.batch, || store.write_link(link)).await;
+                if let Err(e) = persist::until_stored(1, || store.write_link(link)).await {
+                    // Ours, not a record's: `verify` will show the batch unsealed.
+                    tracing::error!(error = %e, batch = %pending.batch.batch_id, "the store refused the batch's evidence link");
+                }
             }
+            stored.refused
         })
-    }
-}
-
-/// Retries `write` with backoff until the store takes it (the records'
-/// offsets are not committed meanwhile).
-async fn until_stored<F, Fut>(batch: &Batch, mut write: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), crate::store::StoreError>>,
-{
-    let mut wait = std::time::Duration::from_millis(250);
-    while let Err(e) = write().await {
-        tracing::error!(error = %e, rows = batch.rows(), retry_in_ms = wait.as_millis() as u64, "store write failed; offsets not committed");
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(std::time::Duration::from_secs(30));
     }
 }
 
@@ -310,6 +332,14 @@ pub trait Source: Send {
 
     /// The records of `acks` (in receive order) are stored.
     async fn commit(&mut self, acks: Vec<Self::Ack>);
+
+    /// The store refused the rows of the record of `ack` for what they
+    /// hold ([`persist`]): it goes where undecodable records go, before its
+    /// batch is acknowledged. Returns once it is there (or skipped past).
+    async fn refuse(&mut self, ack: &Self::Ack, reason: &str) {
+        let _ = ack;
+        tracing::error!(%reason, "record refused by the store; skipped");
+    }
 
     /// Periodic upkeep, called while idle (a Kafka source checks that the
     /// group has left no partition without an owner).
@@ -397,10 +427,7 @@ pub async fn run<S: Source>(
             r = source.recv() => r,
             _ = shutdown.changed() => break,
             r = stored(&mut in_flight) => {
-                r?;
-                if let Some((_, acks)) = in_flight.take() {
-                    source.commit(acks).await;
-                }
+                acknowledge(&mut source, &mut in_flight, r?).await;
                 continue;
             }
             () = reassignment() => {
@@ -501,10 +528,7 @@ async fn next_record<S: Source>(
             tokio::select! {
                 r = source.recv() => return Ok(r),
                 r = stored(in_flight) => {
-                    r?;
-                    if let Some((_, acks)) = in_flight.take() {
-                        source.commit(acks).await;
-                    }
+                    acknowledge(source, in_flight, r?).await;
                     *linger_until = Some(tokio::time::Instant::now() + linger);
                 }
             }
@@ -522,11 +546,11 @@ async fn next_record<S: Source>(
 }
 
 /// The batch being stored, and the acknowledgements of its records.
-type InFlight<A> = Option<(tokio::task::JoinHandle<()>, Vec<A>)>;
+type InFlight<A> = Option<(tokio::task::JoinHandle<Vec<persist::Refusal>>, Vec<A>)>;
 
 /// Resolves when the batch in flight is stored (never when there is
-/// none). Cancel-safe.
-async fn stored<A>(in_flight: &mut InFlight<A>) -> anyhow::Result<()> {
+/// none), with the records the store refused. Cancel-safe.
+async fn stored<A>(in_flight: &mut InFlight<A>) -> anyhow::Result<Vec<persist::Refusal>> {
     match in_flight {
         // The task retries until the store takes the batch; it fails only
         // by a bug (a panic): then nothing more is acknowledged, and the
@@ -536,15 +560,27 @@ async fn stored<A>(in_flight: &mut InFlight<A>) -> anyhow::Result<()> {
     }
 }
 
+/// Acknowledges the batch in flight, once stored: the records the store
+/// refused are refused first (dead-lettered), then every record is
+/// acknowledged (a refused one is done with too).
+async fn acknowledge<S: Source>(source: &mut S, in_flight: &mut InFlight<S::Ack>, refused: Vec<persist::Refusal>) {
+    let Some((_, acks)) = in_flight.take() else { return };
+    for r in &refused {
+        match acks.get(r.record) {
+            Some(ack) => source.refuse(ack, &r.reason).await,
+            None => tracing::error!(record = r.record, reason = %r.reason, "a refused record has no acknowledgement"),
+        }
+    }
+    source.commit(acks).await;
+}
+
 /// Waits for the batch in flight to be stored, then acknowledges it.
 async fn land<S: Source>(source: &mut S, in_flight: &mut InFlight<S::Ack>) -> anyhow::Result<()> {
     if in_flight.is_some() {
         let timer = crate::metrics::METRICS.store_wait_seconds.start_timer();
-        stored(in_flight).await?;
+        let refused = stored(in_flight).await?;
         timer.observe_duration();
-        if let Some((_, acks)) = in_flight.take().filter(|(_, acks)| !acks.is_empty()) {
-            source.commit(acks).await;
-        }
+        acknowledge(source, in_flight, refused).await;
     }
     Ok(())
 }
@@ -701,7 +737,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_slow_store_does_not_stop_the_next_batch_filling() {
         let store = Duration::from_millis(300);
-        let mut in_flight: InFlight<()> = Some((tokio::spawn(tokio::time::sleep(store)), vec![()]));
+        let mut in_flight: InFlight<()> = Some((
+            tokio::spawn(async move {
+                tokio::time::sleep(store).await;
+                Vec::new()
+            }),
+            vec![()],
+        ));
         let mut source = Trickle;
         let start = Instant::now();
         let mut linger_until = None;

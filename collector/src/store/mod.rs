@@ -47,6 +47,23 @@ pub struct Batch {
     pub drifts: Vec<DriftRow>,
     /// The batch's link in its collector's evidence chain (written last).
     pub link: Option<crate::evidence::LinkRow>,
+    /// Which rows each record brought, in the order the records were
+    /// processed (see [`Self::part`]); rows of no record are the
+    /// collector's own (ticks, reloads, waivers).
+    pub records: Vec<RecordRows>,
+}
+
+/// How many rows each table held: snapshots, facts, audit, sla,
+/// evaluations, violations, drifts (the order of [`crate::evidence::TABLES`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RowCounts(pub [usize; 7]);
+
+/// The rows one record brought into a batch: in each table, those from
+/// `start` up to `end`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRows {
+    pub start: RowCounts,
+    pub end: RowCounts,
 }
 
 impl Batch {
@@ -77,6 +94,135 @@ impl Batch {
         self.drifts.extend(drifts.iter().map(|d| drift_row(d, &self.batch_id)));
     }
 
+    /// How many rows each table holds now (drift rows are added at the
+    /// flush; `drifts` counts the drift events waiting for it).
+    pub fn counts(&self, drifts: usize) -> RowCounts {
+        RowCounts([
+            self.snapshots.len(),
+            self.facts.len(),
+            self.audit.len(),
+            self.sla.len(),
+            self.evaluations.len(),
+            self.violations.len(),
+            self.drifts.len() + drifts,
+        ])
+    }
+
+    /// A batch (same id) of the rows the records at positions `records`
+    /// brought, or, for `None`, of the rows no record brought.
+    pub fn part(&self, records: Option<std::ops::Range<usize>>) -> Batch {
+        let spans = |t: usize, len: usize| -> Vec<std::ops::Range<usize>> {
+            let clamp = |r: std::ops::Range<usize>| r.start.min(len)..r.end.min(len);
+            match &records {
+                Some(r) => self.records.get(r.clone()).unwrap_or_default().iter().map(|s| clamp(s.start.0[t]..s.end.0[t])).collect(),
+                None => {
+                    let (mut gaps, mut at) = (Vec::new(), 0);
+                    for s in &self.records {
+                        gaps.push(clamp(at..s.start.0[t].max(at)));
+                        at = at.max(s.end.0[t]);
+                    }
+                    gaps.push(clamp(at..len.max(at)));
+                    gaps
+                }
+            }
+        };
+        fn pick<T: Clone>(rows: &[T], spans: Vec<std::ops::Range<usize>>) -> Vec<T> {
+            spans.into_iter().flat_map(|r| rows[r].iter().cloned()).collect()
+        }
+        Batch {
+            batch_id: self.batch_id.clone(),
+            snapshots: pick(&self.snapshots, spans(0, self.snapshots.len())),
+            facts: pick(&self.facts, spans(1, self.facts.len())),
+            audit: pick(&self.audit, spans(2, self.audit.len())),
+            sla: pick(&self.sla, spans(3, self.sla.len())),
+            evaluations: pick(&self.evaluations, spans(4, self.evaluations.len())),
+            violations: pick(&self.violations, spans(5, self.violations.len())),
+            drifts: pick(&self.drifts, spans(6, self.drifts.len())),
+            link: None,
+            records: Vec::new(),
+        }
+    }
+
+    /// This batch without the refused rows: per table (in [`RowCounts`]'
+    /// order), `own` says whether the store took the rows of no record,
+    /// and `refused` holds records' positions and the same for their rows.
+    /// What is left keeps its record spans.
+    pub fn without(&self, own: [bool; 7], refused: &[(usize, [bool; 7])]) -> Batch {
+        let mut out = Batch { batch_id: self.batch_id.clone(), ..Default::default() };
+        // Rows of no record first, then each record's, spans renumbered.
+        out.append(self.part(None).tables(own));
+        for i in 0..self.records.len() {
+            let mut rows = self.part(Some(i..i + 1));
+            if let Some((_, taken)) = refused.iter().find(|(r, _)| *r == i) {
+                rows = rows.tables(*taken);
+            }
+            let start = out.counts(0);
+            out.append(rows);
+            let end = out.counts(0);
+            out.records.push(RecordRows { start, end });
+        }
+        out
+    }
+
+    /// This batch with only the rows of the tables marked in `keep` (in
+    /// [`RowCounts`]' order).
+    pub fn tables(mut self, keep: [bool; 7]) -> Batch {
+        let [snapshots, facts, audit, sla, evaluations, violations, drifts] = keep;
+        if !snapshots {
+            self.snapshots.clear();
+        }
+        if !facts {
+            self.facts.clear();
+        }
+        if !audit {
+            self.audit.clear();
+        }
+        if !sla {
+            self.sla.clear();
+        }
+        if !evaluations {
+            self.evaluations.clear();
+        }
+        if !violations {
+            self.violations.clear();
+        }
+        if !drifts {
+            self.drifts.clear();
+        }
+        self
+    }
+
+    fn append(&mut self, mut other: Batch) {
+        self.snapshots.append(&mut other.snapshots);
+        self.facts.append(&mut other.facts);
+        self.audit.append(&mut other.audit);
+        self.sla.append(&mut other.sla);
+        self.evaluations.append(&mut other.evaluations);
+        self.violations.append(&mut other.violations);
+        self.drifts.append(&mut other.drifts);
+    }
+
+    /// One row of each table that has any: written again (a row written
+    /// twice is stored once), it tells whether the store still takes what
+    /// it took before.
+    pub fn sample(&self) -> Batch {
+        fn first<T: Clone>(rows: &[T]) -> Vec<T> {
+            rows.first().cloned().into_iter().collect()
+        }
+        Batch {
+            batch_id: self.batch_id.clone(),
+            snapshots: first(&self.snapshots),
+            facts: first(&self.facts),
+            audit: first(&self.audit),
+            sla: first(&self.sla),
+            evaluations: first(&self.evaluations),
+            violations: first(&self.violations),
+            drifts: first(&self.drifts),
+            link: None,
+            records: Vec::new(),
+        }
+    }
+
     /// Total rows in the batch.
     pub fn rows(&self) -> usize {
         self.snapshots.len()
@@ -100,7 +246,19 @@ pub fn time(s: u32) -> DateTime<Utc> {
     Utc.timestamp_opt(i64::from(s), 0).single().unwrap_or_default()
 }
 
-/// Why the store failed; the caller retries the same batch.
+/// What a store failure says about the rows that met it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The store may take them later: unreachable, overloaded, timing
+    /// out, busy, misconfigured until an operator acts. Retried with backoff.
+    Transient,
+    /// The store refuses these rows and would refuse them again (a value
+    /// it cannot parse or hold, a constraint): retrying cannot help; the
+    /// batch is split to find the records whose rows they are.
+    Refused,
+}
+
+/// Why the store failed; [`StoreError::fault`] says whether trying again can help.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("ClickHouse at {url}: {source}")]
@@ -117,6 +275,77 @@ pub enum StoreError {
     Layout { path: String, found: i64, supported: i64 },
     #[error("store task failed: {0}")]
     Task(String),
+}
+
+impl StoreError {
+    /// Whether the same rows may be taken later ([`Fault::Transient`]) or
+    /// are refused for what they hold ([`Fault::Refused`]). What is not
+    /// known to be the rows' fault is transient: a store that refuses
+    /// everything (a table altered by hand, a permission) is waited for,
+    /// not emptied into the dead-letter topic.
+    pub fn fault(&self) -> Fault {
+        match self {
+            StoreError::ClickHouse { source, .. } => clickhouse_fault(source),
+            StoreError::Sqlite { source, .. } => sqlite_fault(source),
+            _ => Fault::Transient,
+        }
+    }
+}
+
+/// ClickHouse exception codes that mean "these values" (ErrorCodes.cpp):
+/// unparsable or out-of-range input, a constraint or `throwIf` refusing a
+/// row, one INSERT spanning too many partitions.
+const CLICKHOUSE_REFUSALS: &[u32] = &[
+    6,   // CANNOT_PARSE_TEXT
+    26,  // CANNOT_PARSE_QUOTED_STRING
+    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    32,  // ATTEMPT_TO_READ_AFTER_EOF
+    33,  // CANNOT_READ_ALL_DATA
+    38,  // CANNOT_PARSE_DATE
+    41,  // CANNOT_PARSE_DATETIME
+    53,  // TYPE_MISMATCH
+    69,  // ARGUMENT_OUT_OF_BOUND
+    70,  // CANNOT_CONVERT_TYPE
+    72,  // CANNOT_PARSE_NUMBER
+    117, // INCORRECT_DATA
+    128, // TOO_LARGE_ARRAY_SIZE
+    131, // TOO_LARGE_STRING_SIZE
+    190, // SIZES_OF_ARRAYS_DONT_MATCH
+    321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    349, // CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+    395, // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO
+    469, // VIOLATED_CONSTRAINT
+];
+
+fn clickhouse_fault(e: &::clickhouse::error::Error) -> Fault {
+    use ::clickhouse::error::Error as E;
+    match e {
+        E::BadResponse(text) => {
+            let code = text
+                .split_once("Code: ")
+                .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|n| n.parse::<u32>().ok());
+            match code {
+                Some(c) if CLICKHOUSE_REFUSALS.contains(&c) => Fault::Refused,
+                // TOO_MANY_PARTS: merges lagging (wait), or one INSERT
+                // over too many partitions (the rows' dates: refused).
+                Some(252) if text.contains("partitions for single INSERT") => Fault::Refused,
+                _ => Fault::Transient,
+            }
+        }
+        // The rows could not be serialized: they never will be.
+        E::Custom(_) | E::SequenceMustHaveLength | E::InvalidUtf8Encoding(_) | E::InvalidTagEncoding(_) => Fault::Refused,
+        _ => Fault::Transient,
+    }
+}
+
+fn sqlite_fault(e: &rusqlite::Error) -> Fault {
+    use rusqlite::ErrorCode as C;
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, C::ConstraintViolation | C::TooBig | C::TypeMismatch) => Fault::Refused,
+        rusqlite::Error::ToSqlConversionFailure(_) => Fault::Refused,
+        _ => Fault::Transient,
+    }
 }
 
 /// Everything the collector keeps, whatever keeps it: ClickHouse in the
