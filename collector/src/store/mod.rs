@@ -406,3 +406,33 @@ pub async fn open(cfg: &crate::config::CollectorConfig) -> Result<SharedStore, S
         crate::config::StoreKind::Sqlite => std::sync::Arc::new(sqlite::SqliteStore::open(&cfg.store.sqlite_path)?),
     })
 }
+
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+
+    fn clickhouse(text: &str) -> StoreError {
+        StoreError::ClickHouse { url: "u".into(), source: ::clickhouse::error::Error::BadResponse(text.into()) }
+    }
+
+    #[test]
+    fn what_the_rows_hold_is_refused_and_the_rest_is_transient() {
+        let refused = "Code: 395. DB::Exception: Value passed to 'throwIf' function is non zero";
+        assert_eq!(clickhouse(refused).fault(), Fault::Refused);
+        assert_eq!(clickhouse("Code: 252, e.displayText() = DB::Exception: Too many partitions for single INSERT block (more than 100)").fault(), Fault::Refused);
+        assert_eq!(clickhouse("Code: 252. DB::Exception: Too many parts (300). Merges are processing significantly slower than inserts").fault(), Fault::Transient);
+        assert_eq!(clickhouse("Code: 241. DB::Exception: Memory limit (total) exceeded").fault(), Fault::Transient);
+        assert_eq!(clickhouse("Code: 60. DB::Exception: Table dw.facts doesn't exist").fault(), Fault::Transient);
+        assert_eq!(clickhouse("502 Bad Gateway").fault(), Fault::Transient);
+        let timeout = StoreError::ClickHouse { url: "u".into(), source: ::clickhouse::error::Error::TimedOut };
+        assert_eq!(timeout.fault(), Fault::Transient);
+        let sqlite = |code, msg: &str| StoreError::Sqlite {
+            path: "p".into(),
+            source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(msg.into())),
+        };
+        assert_eq!(sqlite(rusqlite::ffi::SQLITE_CONSTRAINT, "refused").fault(), Fault::Refused);
+        assert_eq!(sqlite(rusqlite::ffi::SQLITE_TOOBIG, "too big").fault(), Fault::Refused);
+        assert_eq!(sqlite(rusqlite::ffi::SQLITE_BUSY, "busy").fault(), Fault::Transient);
+        assert_eq!(StoreError::Task("x".into()).fault(), Fault::Transient);
+    }
+}
