@@ -28,7 +28,8 @@ async fn keys_scopes_silences_audit_and_rate_limit() {
     services_up();
     let work = tempfile::tempdir().unwrap();
     let names = Names::new();
-    let api = format!("  rate_limit_per_minute: 5\n  keys:\n{}{}", api_key("ops", "ops-key", "write"), api_key("viewer", "viewer-key", "read"));
+    let api =
+        format!("  rate_limit_per_minute: 5\n  keys:\n{}{}", api_key("ops", "ops-key", "write"), api_key("viewer", "viewer-key", "read"));
     let (cfg, port) = with_api(&names, work.path(), false, &api, "");
     create_topics(&cfg);
     let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());

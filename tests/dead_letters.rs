@@ -15,6 +15,18 @@ use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message as _;
 
+/// A consumer of the names' dead-letter topic, from its start.
+fn dead_letter_reader(names: &Names) -> StreamConsumer {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BROKERS)
+        .set("group.id", unique("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&names.topic("dead-letter")]).unwrap();
+    consumer
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
     services_up();
@@ -72,13 +84,7 @@ async fn undecodable_records_are_dead_lettered_and_the_collector_keeps_going() {
     assert!(collector.alive(), "collector survived bad records");
 
     // The dead-letter topic holds the three bad records with their reasons.
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", BROKERS)
-        .set("group.id", unique("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[&names.topic("dead-letter")]).unwrap();
+    let consumer = dead_letter_reader(&names);
     let mut reasons = Vec::new();
     let mut elsewhere = Vec::new();
     while reasons.len() + elsewhere.len() < 7 {
@@ -156,26 +162,20 @@ async fn a_record_the_store_refuses_is_dead_lettered_alone() {
     wait_status(&names.database, &after, control, None, "pass", 60).await;
 
     // The refused record, as produced, with the reason.
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", BROKERS)
-        .set("group.id", unique("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[&names.topic("dead-letter")]).unwrap();
+    let consumer = dead_letter_reader(&names);
     let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await.expect("a dead letter arrives").unwrap();
     let header = |k: &str| {
         m.headers().and_then(|h| h.iter().find(|h| h.key == k)).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
     };
     let reason = header("driftwatch.reason").unwrap();
-    assert!(reason.starts_with("the store refused this record's rows (batch ") && reason.contains("facts: ") && reason.contains("395"), "{reason}");
+    assert!(
+        reason.starts_with("the store refused this record's rows (batch ") && reason.contains("facts: ") && reason.contains("395"),
+        "{reason}"
+    );
     assert_eq!(header("driftwatch.topic").as_deref(), Some(names.topic("snapshots").as_str()));
     assert_eq!(m.payload(), Some(&Encoder::new().unwrap().encode(&poison).unwrap()[..]), "the record as produced");
     assert_eq!(m.key(), Some(poisoned.as_bytes()));
-    assert!(
-        tokio::time::timeout(Duration::from_secs(3), consumer.recv()).await.is_err(),
-        "only the refused record is dead-lettered"
-    );
+    assert!(tokio::time::timeout(Duration::from_secs(3), consumer.recv()).await.is_err(), "only the refused record is dead-lettered");
 
     // Nothing of its facts is stored; its partition goes on.
     let n = number(&format!("SELECT count() AS n FROM {facts} WHERE asset_id = '{poisoned}'")).await;

@@ -68,10 +68,16 @@ fn compose_stack_is_consistent() {
         assert_eq!(yaml(&dir.join(file))["kafka"]["properties"]["sasl.username"].as_str(), Some(user.as_str()), "{file}");
         assert!(jaas.contains(&format!("user_{user}=")), "the broker knows {user}");
         let env = env_of(role);
-        assert!(env.contains(&format!("DRIFTWATCH_KAFKA_{}_PASSWORD", role.to_uppercase())), "{role}: its own password
-{env}");
-        assert!(!env.contains(&format!("DRIFTWATCH_KAFKA_{other}_PASSWORD")) && !env.contains("ADMIN"), "{role}: no other credential
-{env}");
+        assert!(
+            env.contains(&format!("DRIFTWATCH_KAFKA_{}_PASSWORD", role.to_uppercase())),
+            "{role}: its own password
+{env}"
+        );
+        assert!(
+            !env.contains(&format!("DRIFTWATCH_KAFKA_{other}_PASSWORD")) && !env.contains("ADMIN"),
+            "{role}: no other credential
+{env}"
+        );
         assert!(acls.contains(&format!("User:{user}")), "{user} is granted its topics");
     }
     assert!(!env_of("agent").to_lowercase().contains("clickhouse"), "no ClickHouse credential on a host");
@@ -517,7 +523,8 @@ fn helm_chart_renders_what_the_plain_manifests_hold_and_the_collector() {
     // One credential per role, each in its own Secret, mounted only where
     // that role runs; the ClickHouse password never on a node.
     let objects = rendered(&format!("{CREDENTIALS}collector: {{clickhouse: {{password: ch-pw}}}}\n"));
-    let secret = |name: &str| objects.iter().find(|o| o["kind"] == "Secret" && o["metadata"]["name"] == name).unwrap_or_else(|| panic!("{name}"));
+    let secret =
+        |name: &str| objects.iter().find(|o| o["kind"] == "Secret" && o["metadata"]["name"] == name).unwrap_or_else(|| panic!("{name}"));
     let (agent_secret, collector_secret) = (secret("dw-agent-secrets"), secret("dw-collector-secrets"));
     assert_eq!(agent_secret["stringData"]["kafka-password"], "agent-pw");
     assert!(agent_secret["stringData"]["clickhouse-password"].is_null(), "no ClickHouse password for agents");
@@ -525,19 +532,25 @@ fn helm_chart_renders_what_the_plain_manifests_hold_and_the_collector() {
     assert_eq!(collector_secret["stringData"]["clickhouse-password"], "ch-pw");
     let text = serde_yaml::to_string(&objects.iter().filter(|o| o["kind"] != "Secret").collect::<Vec<_>>()).unwrap();
     assert!(!text.contains("agent-pw") && !text.contains("collector-pw") && !text.contains("ch-pw"), "secrets stay in the Secrets");
-    for (kind, name, role) in [("DaemonSet", "dw-node-agent", "agent"), ("Deployment", "dw-cluster-agent", "agent"), ("Deployment", "dw-collector", "collector")] {
+    for (kind, name, role) in
+        [("DaemonSet", "dw-node-agent", "agent"), ("Deployment", "dw-cluster-agent", "agent"), ("Deployment", "dw-collector", "collector")]
+    {
         let workload = objects.iter().find(|o| o["kind"] == kind && o["metadata"]["name"] == name).unwrap();
         let pod = &workload["spec"]["template"]["spec"];
-        let secrets: Vec<&str> =
-            pod["volumes"].as_sequence().unwrap().iter().filter_map(|v| v["secret"]["secretName"].as_str()).collect();
+        let secrets: Vec<&str> = pod["volumes"].as_sequence().unwrap().iter().filter_map(|v| v["secret"]["secretName"].as_str()).collect();
         assert_eq!(secrets, [format!("dw-{role}-secrets")], "{name} mounts its role's Secret only");
         let config = pod_config(&objects, pod);
         let kafka = &config["kafka"]["properties"];
-        assert_eq!((kafka["security.protocol"].as_str(), kafka["sasl.username"].as_str()), (Some("SASL_SSL"), Some(format!("driftwatch-{role}").as_str())), "{name}");
+        assert_eq!(
+            (kafka["security.protocol"].as_str(), kafka["sasl.username"].as_str()),
+            (Some("SASL_SSL"), Some(format!("driftwatch-{role}").as_str())),
+            "{name}"
+        );
         let env = pod_env(pod);
         let upper = role.to_uppercase();
         assert!(
-            env.iter().any(|(k, v)| *k == format!("DRIFTWATCH_{upper}__KAFKA__PROPERTIES__SASL.PASSWORD") && v.contains("/etc/driftwatch/secrets/kafka-password")),
+            env.iter().any(|(k, v)| *k == format!("DRIFTWATCH_{upper}__KAFKA__PROPERTIES__SASL.PASSWORD")
+                && v.contains("/etc/driftwatch/secrets/kafka-password")),
             "{name}: {env:?}"
         );
     }
@@ -546,7 +559,8 @@ fn helm_chart_renders_what_the_plain_manifests_hold_and_the_collector() {
     assert_eq!(pvc["metadata"]["name"], "dw-cluster-agent-state");
 
     // Client certificates instead (mTLS), with the brokers' CA.
-    let objects = rendered("kafka:\n  auth: mtls\n  caPem: CA\n  agent: {certPem: AC, keyPem: AK}\n  collector: {certPem: CC, keyPem: CK}\n");
+    let objects =
+        rendered("kafka:\n  auth: mtls\n  caPem: CA\n  agent: {certPem: AC, keyPem: AK}\n  collector: {certPem: CC, keyPem: CK}\n");
     check_agents(&objects, "dw");
     check_collector(&objects, "dw", 6);
     let ds = objects.iter().find(|o| o["kind"] == "DaemonSet").unwrap();
@@ -566,7 +580,9 @@ fn helm_chart_renders_what_the_plain_manifests_hold_and_the_collector() {
     assert!(pod_config(&objects, &ds["spec"]["template"]["spec"])["kafka"]["properties"]["security.protocol"].is_null());
 
     // Components turned off are not rendered.
-    let objects = rendered(&format!("{CREDENTIALS}nodeAgent: {{enabled: false}}\nclusterAgent: {{enabled: false}}\ncollector: {{autoscaling: {{enabled: false}}}}\n"));
+    let objects = rendered(&format!(
+        "{CREDENTIALS}nodeAgent: {{enabled: false}}\nclusterAgent: {{enabled: false}}\ncollector: {{autoscaling: {{enabled: false}}}}\n"
+    ));
     assert!(!objects.iter().any(|o| ["DaemonSet", "ClusterRole", "HorizontalPodAutoscaler"].contains(&o["kind"].as_str().unwrap())));
     check_collector(&objects, "dw", 6);
 }

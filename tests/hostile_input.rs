@@ -10,12 +10,12 @@ use std::time::Duration;
 use chrono::{Datelike, TimeZone, Utc};
 use driftwatch_schemas::{Encoder, Message, SnapshotKind};
 use driftwatch_tests::*;
-use serde_json::{json, Value};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message as _;
+use serde_json::{json, Value};
 
 const CONTROL: &str = "linux.sshd.root_login_disabled";
 
@@ -218,11 +218,7 @@ async fn records_not_signed_by_the_assets_key_are_refused_and_alerted() {
     };
     let (by_forger, unsigned, bad_signature) = (forged(2), forged(3), forged(4));
     let stolen_name = signed_by(&agent_key(&asset), &forged(99));
-    for (payload, headers) in [
-        (&by_forger, Some(signed_by(&forger, &by_forger))),
-        (&unsigned, None),
-        (&bad_signature, Some(stolen_name)),
-    ] {
+    for (payload, headers) in [(&by_forger, Some(signed_by(&forger, &by_forger))), (&unsigned, None), (&bad_signature, Some(stolen_name))] {
         let mut record = FutureRecord::to(&topic).key(asset.as_str()).payload(payload);
         if let Some(h) = headers {
             record = record.headers(h);
@@ -236,8 +232,12 @@ async fn records_not_signed_by_the_assets_key_are_refused_and_alerted() {
     assert_eq!(forged_rows, 0, "no forged snapshot stored");
 
     // Each forgery is a dead letter that says why.
-    let consumer: StreamConsumer =
-        ClientConfig::new().set("bootstrap.servers", BROKERS).set("group.id", unique("dlq")).set("auto.offset.reset", "earliest").create().unwrap();
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BROKERS)
+        .set("group.id", unique("dlq"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
     consumer.subscribe(&[&names.topic("dead-letter")]).unwrap();
     let mut reasons = Vec::new();
     while reasons.len() < 3 {
@@ -271,9 +271,12 @@ async fn records_not_signed_by_the_assets_key_are_refused_and_alerted() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| (k["fingerprint"].as_str().unwrap().into(), k["status"].as_str().unwrap().into(), k["decided_by"].as_str().unwrap().into()))
+        .map(|k| {
+            (k["fingerprint"].as_str().unwrap().into(), k["status"].as_str().unwrap().into(), k["decided_by"].as_str().unwrap().into())
+        })
         .collect();
-    let mut expected = vec![(agent_fp.clone(), "pinned".to_string(), "first use".to_string()), (forger_fp.clone(), "pending".into(), "collector".into())];
+    let mut expected =
+        vec![(agent_fp.clone(), "pinned".to_string(), "first use".to_string()), (forger_fp.clone(), "pending".into(), "collector".into())];
     expected.sort();
     assert_eq!(standing, expected);
 
@@ -300,7 +303,8 @@ async fn records_not_signed_by_the_assets_key_are_refused_and_alerted() {
         let record = FutureRecord::to(&topic).key(asset.as_str()).payload(&payload).headers(signed_by(&forger, &payload));
         producer.send(record, Duration::from_secs(10)).await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let n = number(&format!("SELECT count() AS n FROM {db}.evaluations WHERE snapshot_id LIKE '{asset}-new-%' AND status = 'pass'")).await;
+        let n =
+            number(&format!("SELECT count() AS n FROM {db}.evaluations WHERE snapshot_id LIKE '{asset}-new-%' AND status = 'pass'")).await;
         (n > 0).then_some(())
     })
     .await;
@@ -324,7 +328,10 @@ async fn records_not_signed_by_the_assets_key_are_refused_and_alerted() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("is not a key fingerprint"));
 
     // Every decision is in the audit table, with its key's name.
-    let audited = number(&format!("SELECT count() AS n FROM {db}.api_audit WHERE key_name = 'root' AND path = '/api/v1/keys/approve' AND status = 200")).await;
+    let audited = number(&format!(
+        "SELECT count() AS n FROM {db}.api_audit WHERE key_name = 'root' AND path = '/api/v1/keys/approve' AND status = 200"
+    ))
+    .await;
     assert_eq!(audited, 1);
     assert!(collector.alive(), "{}", collector.log());
     names.drop_database().await;
@@ -360,7 +367,8 @@ async fn a_hosts_own_labels_decide_nothing_by_default() {
     let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
     let http = reqwest::Client::new();
     let waivers = format!("http://127.0.0.1:{port}/api/v1/waivers");
-    wait_for("the API", 60, async || http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.ok().filter(|r| r.status() == 200)).await;
+    wait_for("the API", 60, async || http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.ok().filter(|r| r.status() == 200))
+        .await;
     let waiver = json!({"control": CONTROL, "scope": {"labels": {"zone": "dmz"}}, "justification": "DMZ jump hosts", "risk": "low", "expires": "2100-01-01T00:00:00Z"});
     assert_eq!(http.post(&waivers).bearer_auth("admin-key").json(&waiver).send().await.unwrap().status(), 201);
 
@@ -379,7 +387,8 @@ async fn a_hosts_own_labels_decide_nothing_by_default() {
     wait_status(&db, &host, CONTROL, None, "fail", 60).await;
     wait_status(&db, &op, CONTROL, None, "fail", 60).await;
 
-    let alerted = |r: &Receiver, asset: &str| notified_alerts(&r.all()).into_iter().find(|a| a["asset_id"] == asset && a["alertname"] == "violation");
+    let alerted =
+        |r: &Receiver, asset: &str| notified_alerts(&r.all()).into_iter().find(|a| a["asset_id"] == asset && a["alertname"] == "violation");
     let to_web = wait_for("the operator-labelled asset's alert at the web team", 30, async || alerted(&web, &op)).await;
     assert_eq!(to_web["labels"]["team"], "web");
     let to_everyone = wait_for("the self-labelled asset's alert at the default receiver", 30, async || alerted(&everyone, &host)).await;

@@ -398,9 +398,9 @@ pub async fn produce(p: &rdkafka::producer::FutureProducer, names: &Names, msg: 
         rdkafka::producer::FutureRecord::to(&topic).key(msg.asset_id()).payload(&payload).headers(headers),
         std::time::Duration::from_secs(10),
     )
-        .await
-        .expect("produce")
-        .partition
+    .await
+    .expect("produce")
+    .partition
 }
 
 /// Produces `msgs` as [`produce`] does, all in flight at once (fast for a

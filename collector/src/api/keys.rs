@@ -45,11 +45,19 @@ pub struct Decision {
     pub reason: String,
 }
 
-pub async fn approve(State(s): State<AppState>, Extension(caller): Extension<Caller>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn approve(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     decide(s, caller, body, "approve").await
 }
 
-pub async fn revoke(State(s): State<AppState>, Extension(caller): Extension<Caller>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn revoke(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     decide(s, caller, body, "revoke").await
 }
 
@@ -63,7 +71,12 @@ async fn decide(s: AppState, caller: Caller, body: axum::body::Bytes, action: &s
     };
     let rows = decided.map_err(|e| ApiError(if e.contains("has no key") { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST }, e))?;
     s.store.put_asset_keys(&rows).await.map_err(unavailable)?;
-    let detail = format!("key {} of {} {action}d{}", d.fingerprint, d.asset_id, if d.reason.is_empty() { String::new() } else { format!(": {}", d.reason) });
+    let detail = format!(
+        "key {} of {} {action}d{}",
+        d.fingerprint,
+        d.asset_id,
+        if d.reason.is_empty() { String::new() } else { format!(": {}", d.reason) }
+    );
     let mut r = (StatusCode::OK, Json(List { keys: rows })).into_response();
     if let Ok(v) = detail.parse() {
         r.headers_mut().insert("x-driftwatch-audit", v);

@@ -90,7 +90,8 @@ impl AssetLabels {
                 problems.push(format!("assets.labels[{i}].labels: give at least one label"));
             }
             for k in r.labels.keys().filter(|k| !valid_key(k)) {
-                problems.push(format!("assets.labels[{i}].labels: {k:?} is not a label name (letters, digits, _; not starting with a digit)"));
+                problems
+                    .push(format!("assets.labels[{i}].labels: {k:?} is not a label name (letters, digits, _; not starting with a digit)"));
             }
             rules.push((matchers, r.labels.clone()));
         }

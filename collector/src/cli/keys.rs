@@ -96,7 +96,14 @@ enum Decision {
 
 /// Stores an operator's decision on one key of one asset, and records it
 /// in the audit table; returns the new versions.
-async fn decide(store: &SharedStore, d: Decision, asset: &str, fingerprint: &str, by: &str, reason: &str) -> anyhow::Result<Vec<AssetKeyRow>> {
+async fn decide(
+    store: &SharedStore,
+    d: Decision,
+    asset: &str,
+    fingerprint: &str,
+    by: &str,
+    reason: &str,
+) -> anyhow::Result<Vec<AssetKeyRow>> {
     let verb = match d {
         Decision::Approve => "approve",
         Decision::Revoke => "revoke",

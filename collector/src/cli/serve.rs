@@ -133,8 +133,8 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
         policies: policies_rx,
         waivers: waivers_rx,
     };
-    let labels = driftwatch_collector::assets::AssetLabels::compile(&cfg.assets)
-        .map_err(|p| anyhow::anyhow!("assets.labels: {}", p.join("; ")))?;
+    let labels =
+        driftwatch_collector::assets::AssetLabels::compile(&cfg.assets).map_err(|p| anyhow::anyhow!("assets.labels: {}", p.join("; ")))?;
     let stopping = pipeline.alerting.clone();
     let consumed = match transport {
         Transport::Kafka => {

@@ -152,9 +152,7 @@ pub fn decide(cfg: &IdentityConfig, asset: &str, keys: &[AssetKeyRow], presented
             false,
         ),
         Presented::Unsigned if cfg.unsigned == Unsigned::Accept => Verdict::Accept,
-        Presented::Unsigned => {
-            reject(format!("identity: unsigned record for asset {asset} (identity.unsigned is reject)"), None, false)
-        }
+        Presented::Unsigned => reject(format!("identity: unsigned record for asset {asset} (identity.unsigned is reject)"), None, false),
         Presented::Invalid(e) => reject(format!("identity: asset {asset}: {e}"), (!pinned.is_empty()).then_some(Concern::Forged), false),
         Presented::Signed(key) => {
             let fp = key.fingerprint();
@@ -189,7 +187,15 @@ pub fn decide(cfg: &IdentityConfig, asset: &str, keys: &[AssetKeyRow], presented
 }
 
 /// A new version of a key's standing, decided at `now`.
-pub fn row(asset: &str, key: KeyRef<'_>, status: KeyStatus, by: &str, reason: &str, first_seen: DateTime<Utc>, now: DateTime<Utc>) -> AssetKeyRow {
+pub fn row(
+    asset: &str,
+    key: KeyRef<'_>,
+    status: KeyStatus,
+    by: &str,
+    reason: &str,
+    first_seen: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AssetKeyRow {
     AssetKeyRow {
         asset_id: asset.to_string(),
         fingerprint: key.fingerprint.to_string(),
@@ -215,7 +221,14 @@ pub struct KeyRef<'a> {
 /// current ones): it becomes the pinned key and any other pinned key is
 /// revoked (one key speaks for an asset). Approving a key never seen
 /// enrols it ahead of its agent.
-pub fn approve(keys: &[AssetKeyRow], asset: &str, fingerprint: &str, by: &str, reason: &str, now: DateTime<Utc>) -> Result<Vec<AssetKeyRow>, String> {
+pub fn approve(
+    keys: &[AssetKeyRow],
+    asset: &str,
+    fingerprint: &str,
+    by: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<AssetKeyRow>, String> {
     check_names(asset, fingerprint)?;
     let known = keys.iter().find(|k| k.fingerprint == fingerprint);
     let mut out = Vec::new();
@@ -232,7 +245,14 @@ pub fn approve(keys: &[AssetKeyRow], asset: &str, fingerprint: &str, by: &str, r
 
 /// An operator revokes `fingerprint` for `asset`: its records are refused
 /// from now on. The asset then accepts no new key without an approval.
-pub fn revoke(keys: &[AssetKeyRow], asset: &str, fingerprint: &str, by: &str, reason: &str, now: DateTime<Utc>) -> Result<Vec<AssetKeyRow>, String> {
+pub fn revoke(
+    keys: &[AssetKeyRow],
+    asset: &str,
+    fingerprint: &str,
+    by: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<AssetKeyRow>, String> {
     check_names(asset, fingerprint)?;
     let k = keys.iter().find(|k| k.fingerprint == fingerprint).ok_or_else(|| format!("asset {asset} has no key {fingerprint}"))?;
     let key = KeyRef { fingerprint, public_key: &k.public_key };
@@ -244,7 +264,9 @@ fn check_names(asset: &str, fingerprint: &str) -> Result<(), String> {
         return Err("the asset id is empty".into());
     }
     if !driftwatch_schemas::identity::is_fingerprint(fingerprint) {
-        return Err(format!("{fingerprint:?} is not a key fingerprint (sha256: and 64 lower-case hex digits, as `driftwatch-agent identity` prints)"));
+        return Err(format!(
+            "{fingerprint:?} is not a key fingerprint (sha256: and 64 lower-case hex digits, as `driftwatch-agent identity` prints)"
+        ));
     }
     Ok(())
 }
@@ -323,7 +345,10 @@ mod tests {
         let keys = [standing(key(1), KeyStatus::Pinned)];
         assert_eq!(decide(&cfg, "a", &keys, &Presented::Signed(key(1))), Verdict::Accept);
         let other = decide(&cfg, "a", &keys, &Presented::Signed(key(2)));
-        assert!(matches!(&other, Verdict::Reject { hold: true, reason, .. } if reason.contains(&key(2).fingerprint()) && reason.contains(&key(1).fingerprint())), "{other:?}");
+        assert!(
+            matches!(&other, Verdict::Reject { hold: true, reason, .. } if reason.contains(&key(2).fingerprint()) && reason.contains(&key(1).fingerprint())),
+            "{other:?}"
+        );
         assert_eq!(concern(&other), Some(Concern::KeyChanged));
         let unsigned = decide(&IdentityConfig { unsigned: Unsigned::Accept, ..cfg.clone() }, "a", &keys, &Presented::Unsigned);
         assert_eq!(concern(&unsigned), Some(Concern::Unsigned), "a pinned asset never takes an unsigned record");

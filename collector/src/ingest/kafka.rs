@@ -159,7 +159,13 @@ impl Offset {
 impl KafkaSource {
     /// Joins the consumer group and subscribes to the three streams; each
     /// record's signer is checked by `identity`.
-    pub fn connect(cfg: &KafkaConfig, limits: &Limits, labels: AssetLabels, identity: IdentityGate, leader: Arc<AtomicBool>) -> anyhow::Result<Self> {
+    pub fn connect(
+        cfg: &KafkaConfig,
+        limits: &Limits,
+        labels: AssetLabels,
+        identity: IdentityGate,
+        leader: Arc<AtomicBool>,
+    ) -> anyhow::Result<Self> {
         let consumer: StreamConsumer<RebalanceContext> = client_config(cfg, CONSUMER_DEFAULTS)
             .set("group.id", &cfg.group_id)
             .set("enable.auto.commit", "false")

@@ -23,9 +23,7 @@ pub async fn ensure(
     for (k, v) in properties {
         config.set(k, v);
     }
-    let admin: AdminClient<DefaultClientContext> = config
-        .create()
-        .map_err(|e| anyhow::anyhow!("Kafka admin client for {brokers}: {e}"))?;
+    let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| anyhow::anyhow!("Kafka admin client for {brokers}: {e}"))?;
     let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication))).collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin.create_topics(&new, &opts).await.map_err(|e| anyhow::anyhow!("creating topics on {brokers}: {e}"))?;

@@ -419,8 +419,14 @@ mod fault_tests {
     fn what_the_rows_hold_is_refused_and_the_rest_is_transient() {
         let refused = "Code: 395. DB::Exception: Value passed to 'throwIf' function is non zero";
         assert_eq!(clickhouse(refused).fault(), Fault::Refused);
-        assert_eq!(clickhouse("Code: 252, e.displayText() = DB::Exception: Too many partitions for single INSERT block (more than 100)").fault(), Fault::Refused);
-        assert_eq!(clickhouse("Code: 252. DB::Exception: Too many parts (300). Merges are processing significantly slower than inserts").fault(), Fault::Transient);
+        assert_eq!(
+            clickhouse("Code: 252, e.displayText() = DB::Exception: Too many partitions for single INSERT block (more than 100)").fault(),
+            Fault::Refused
+        );
+        assert_eq!(
+            clickhouse("Code: 252. DB::Exception: Too many parts (300). Merges are processing significantly slower than inserts").fault(),
+            Fault::Transient
+        );
         assert_eq!(clickhouse("Code: 241. DB::Exception: Memory limit (total) exceeded").fault(), Fault::Transient);
         assert_eq!(clickhouse("Code: 60. DB::Exception: Table dw.facts doesn't exist").fault(), Fault::Transient);
         assert_eq!(clickhouse("502 Bad Gateway").fault(), Fault::Transient);
