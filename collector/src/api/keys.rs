@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::{unavailable, ApiError, AppState};
-use crate::identity::{self, KeyStatus};
+use crate::identity::{Decision as KeyDecision, KeyStatus};
 use crate::store::keys::AssetKeyRow;
 
 #[derive(Debug, Deserialize)]
@@ -50,7 +50,7 @@ pub async fn approve(
     Extension(caller): Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    decide(s, caller, body, "approve").await
+    decide(s, caller, body, KeyDecision::Approve).await
 }
 
 pub async fn revoke(
@@ -58,23 +58,21 @@ pub async fn revoke(
     Extension(caller): Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    decide(s, caller, body, "revoke").await
+    decide(s, caller, body, KeyDecision::Revoke).await
 }
 
-async fn decide(s: AppState, caller: Caller, body: axum::body::Bytes, action: &str) -> Result<Response, ApiError> {
+async fn decide(s: AppState, caller: Caller, body: axum::body::Bytes, decision: KeyDecision) -> Result<Response, ApiError> {
     let d: Decision = serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
     let keys = s.store.asset_keys(Some(&d.asset_id)).await.map_err(unavailable)?;
     let by = format!("api:{}", caller.name);
-    let decided = match action {
-        "approve" => identity::approve(&keys, &d.asset_id, &d.fingerprint, &by, &d.reason, Utc::now()),
-        _ => identity::revoke(&keys, &d.asset_id, &d.fingerprint, &by, &d.reason, Utc::now()),
-    };
+    let decided = decision.rows(&keys, &d.asset_id, &d.fingerprint, &by, &d.reason, Utc::now());
     let rows = decided.map_err(|e| ApiError(if e.contains("has no key") { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST }, e))?;
     s.store.put_asset_keys(&rows).await.map_err(unavailable)?;
     let detail = format!(
-        "key {} of {} {action}d{}",
+        "key {} of {} {}d{}",
         d.fingerprint,
         d.asset_id,
+        decision.verb(),
         if d.reason.is_empty() { String::new() } else { format!(": {}", d.reason) }
     );
     let mut r = (StatusCode::OK, Json(List { keys: rows })).into_response();

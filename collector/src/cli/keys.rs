@@ -9,6 +9,7 @@
 use anyhow::Context;
 use chrono::Utc;
 use clap::Subcommand;
+use driftwatch_collector::identity::Decision;
 use driftwatch_collector::store::keys::AssetKeyRow;
 use driftwatch_collector::store::prelude::*;
 
@@ -88,12 +89,6 @@ pub async fn run(store: &SharedStore, command: KeysCommand) -> anyhow::Result<()
     Ok(())
 }
 
-#[derive(Clone, Copy)]
-enum Decision {
-    Approve,
-    Revoke,
-}
-
 /// Stores an operator's decision on one key of one asset, and records it
 /// in the audit table; returns the new versions.
 async fn decide(
@@ -104,18 +99,11 @@ async fn decide(
     by: &str,
     reason: &str,
 ) -> anyhow::Result<Vec<AssetKeyRow>> {
-    let verb = match d {
-        Decision::Approve => "approve",
-        Decision::Revoke => "revoke",
-    };
+    let verb = d.verb();
     anyhow::ensure!(!by.trim().is_empty(), "--by must name who decides ({verb})");
     let keys = store.asset_keys(Some(asset)).await.context("reading the asset's keys")?;
     let (now, who) = (Utc::now(), format!("cli:{by}"));
-    let rows = match d {
-        Decision::Approve => driftwatch_collector::identity::approve(&keys, asset, fingerprint, &who, reason, now),
-        Decision::Revoke => driftwatch_collector::identity::revoke(&keys, asset, fingerprint, &who, reason, now),
-    }
-    .map_err(anyhow::Error::msg)?;
+    let rows = d.rows(&keys, asset, fingerprint, &who, reason, now).map_err(anyhow::Error::msg)?;
     store.put_asset_keys(&rows).await.context("storing the decision")?;
     store
         .record_api_write(&who, "CLI", &format!("keys {verb} {asset} {fingerprint}"), 0, reason)

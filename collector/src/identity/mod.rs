@@ -217,6 +217,40 @@ pub struct KeyRef<'a> {
     pub public_key: &'a str,
 }
 
+/// An operator's decision on one key of one asset (the CLI's and the
+/// API's `keys approve|revoke`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Revoke,
+}
+
+impl Decision {
+    /// The verb, as the commands and the audit table name it.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Revoke => "revoke",
+        }
+    }
+
+    /// The new versions of the asset's keys ([`approve`], [`revoke`]).
+    pub fn rows(
+        self,
+        keys: &[AssetKeyRow],
+        asset: &str,
+        fingerprint: &str,
+        by: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AssetKeyRow>, String> {
+        match self {
+            Decision::Approve => approve(keys, asset, fingerprint, by, reason, now),
+            Decision::Revoke => revoke(keys, asset, fingerprint, by, reason, now),
+        }
+    }
+}
+
 /// An operator approves `fingerprint` for `asset` (`keys` are the asset's
 /// current ones): it becomes the pinned key and any other pinned key is
 /// revoked (one key speaks for an asset). Approving a key never seen

@@ -55,7 +55,7 @@ pub struct Pipeline {
     /// `evaluation.evict_after_secs`.
     evict_after: Option<chrono::Duration>,
     /// A few rows of the last batch the store took (see [`persist`]).
-    sample: Arc<std::sync::Mutex<Option<Batch>>>,
+    sample: Arc<std::sync::Mutex<Option<Arc<Batch>>>>,
 }
 
 /// A batch being filled, then stored. Its violation alerts were sent as
@@ -266,24 +266,16 @@ impl Pipeline {
             pending.batch.add_drifts(&pending.drifts);
             let timer = crate::metrics::METRICS.store_seconds.start_timer();
             let earlier = sample.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let stored = persist::store_rows(&*store, &pending.batch, earlier.as_ref()).await;
+            let stored = persist::store_rows(&*store, &pending.batch, earlier.as_deref()).await;
             timer.observe_duration();
             if !stored.whole() {
-                // What is sealed, published and alerted is what was stored
-                // (drift rows are the drift events, in order).
-                let mut kept = vec![stored.own[6]; pending.drifts.len()];
-                for (i, span) in pending.batch.records.iter().enumerate() {
-                    let taken = stored.refused.iter().find(|r| r.record == i).is_none_or(|r| r.taken[6]);
-                    for k in kept.iter_mut().take(span.end.0[6]).skip(span.start.0[6]) {
-                        *k = taken;
-                    }
-                }
-                let mut keep = kept.into_iter();
+                // What is sealed, published and alerted is what was stored.
+                let mut keep = stored.drifts_kept(&pending.batch, pending.drifts.len()).into_iter();
                 pending.drifts.retain(|_| keep.next().unwrap_or(true));
                 pending.batch = stored.of(&pending.batch);
             }
             if pending.batch.rows() > 0 {
-                *sample.lock().unwrap_or_else(|p| p.into_inner()) = Some(pending.batch.sample());
+                *sample.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(pending.batch.sample()));
             }
             // Sealed once, over the rows stored: a retried write stores the same link.
             pending.batch.link = chain.lock().unwrap_or_else(|p| p.into_inner()).seal(&pending.batch, Utc::now());

@@ -47,6 +47,19 @@ impl Stored {
         self.refused.is_empty() && self.own == [true; 7]
     }
 
+    /// Whether each of the batch's `drifts` drift events was stored (drift
+    /// rows are the drift events, in order).
+    pub fn drifts_kept(&self, batch: &Batch, drifts: usize) -> Vec<bool> {
+        let mut kept = vec![self.own[6]; drifts];
+        for (i, span) in batch.records.iter().enumerate() {
+            let taken = self.refused.iter().find(|r| r.record == i).is_none_or(|r| r.taken[6]);
+            for k in kept.iter_mut().take(span.end.0[6]).skip(span.start.0[6]) {
+                *k = taken;
+            }
+        }
+        kept
+    }
+
     /// The rows of `batch` that were stored.
     pub fn of(&self, batch: &Batch) -> Batch {
         let refused: Vec<(usize, [bool; 7])> = self.refused.iter().map(|r| (r.record, r.taken)).collect();
