@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::alert::mute::{InhibitRule, MaintenanceWindow};
 use crate::alert::receivers::ReceiverConfig;
 use crate::alert::route::{Route, RouteConfig};
+pub use crate::store::config::{ClickHouseConfig, StoreConfig, StoreKind};
 
 /// The whole collector configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -134,70 +135,6 @@ impl Default for TopicsConfig {
             audit: "driftwatch.audit".into(),
             sla: "driftwatch.sla".into(),
             dead_letter: "driftwatch.dead-letter".into(),
-        }
-    }
-}
-
-/// Where the collector keeps what it receives and derives.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    /// `clickhouse` (the `clickhouse` section; the distributed mode) or
-    /// `sqlite` (one file, `sqlite_path`; what `standalone` uses).
-    pub kind: StoreKind,
-    /// The SQLite database file, for kind `sqlite`.
-    pub sqlite_path: PathBuf,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig { kind: StoreKind::Clickhouse, sqlite_path: PathBuf::from("driftwatch-data/driftwatch.db") }
-    }
-}
-
-/// The kinds of store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreKind {
-    Clickhouse,
-    Sqlite,
-}
-
-/// ClickHouse connection.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClickHouseConfig {
-    /// HTTP endpoint.
-    pub url: String,
-    pub database: String,
-    pub user: String,
-    /// Never logged.
-    pub password: Option<String>,
-    /// Create the database and apply migrations at start. Off for a
-    /// cluster whose schema was applied from `deploy/clickhouse/cluster.sql`.
-    pub migrate: bool,
-}
-
-impl std::fmt::Debug for ClickHouseConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouseConfig")
-            .field("url", &self.url)
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("migrate", &self.migrate)
-            .finish()
-    }
-}
-
-impl Default for ClickHouseConfig {
-    fn default() -> Self {
-        ClickHouseConfig {
-            url: "http://127.0.0.1:8123".into(),
-            database: "driftwatch".into(),
-            user: "default".into(),
-            password: None,
-            migrate: true,
         }
     }
 }

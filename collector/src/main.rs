@@ -569,11 +569,11 @@ async fn silence(config: Option<&Path>, command: SilenceCommand) -> anyhow::Resu
             anyhow::ensure!(ends_at > starts_at, "the silence ends ({ends_at}) before it starts ({starts_at})");
             anyhow::ensure!(!author.trim().is_empty() && !comment.trim().is_empty(), "--author and --comment must not be empty");
             let s = Silence { id: uuid::Uuid::now_v7().to_string(), matchers, starts_at, ends_at, created_by: author, comment };
-            store.put_silence(&s).await.context("storing the silence")?;
+            store.put_silence(&s.row(chrono::Utc::now())).await.context("storing the silence")?;
             println!("{}", s.id);
         }
         SilenceCommand::List { format } => {
-            let list = store.silences().await.context("reading silences")?;
+            let list = Silence::from_rows(store.silences().await.context("reading silences")?);
             print_out(format, &list, || {
                 let mut t = String::from("ID                                    ENDS                  BY        MATCHERS / COMMENT\n");
                 for s in &list {
@@ -591,10 +591,10 @@ async fn silence(config: Option<&Path>, command: SilenceCommand) -> anyhow::Resu
             })?;
         }
         SilenceCommand::Expire { id } => {
-            let list = store.silences().await.context("reading silences")?;
+            let list = Silence::from_rows(store.silences().await.context("reading silences")?);
             let mut s = list.into_iter().find(|s| s.id == id).with_context(|| format!("no active silence {id}"))?;
             s.ends_at = chrono::Utc::now();
-            store.put_silence(&s).await.context("storing the silence")?;
+            store.put_silence(&s.row(chrono::Utc::now())).await.context("storing the silence")?;
             println!("expired {id}");
         }
     }
@@ -603,7 +603,7 @@ async fn silence(config: Option<&Path>, command: SilenceCommand) -> anyhow::Resu
 
 /// Opens the configured store (ClickHouse, migrated unless off; or SQLite).
 pub(crate) async fn connect(cfg: &CollectorConfig) -> anyhow::Result<SharedStore> {
-    store::open(cfg).await.with_context(|| match cfg.store.kind {
+    store::open(&cfg.store, &cfg.clickhouse).await.with_context(|| match cfg.store.kind {
         driftwatch_collector::config::StoreKind::Clickhouse => {
             format!("connecting to ClickHouse at {} (database {})", cfg.clickhouse.url, cfg.clickhouse.database)
         }
@@ -648,7 +648,7 @@ async fn verify_evidence(
 /// The waivers: those declared beside the packs, and those stored.
 pub(crate) async fn load_waivers(dir: &Path, store: &SharedStore) -> anyhow::Result<waiver::Waivers> {
     let declared = waiver::load_dir(dir).map_err(|e| anyhow::anyhow!("waiver files in {} are invalid:\n{e}", dir.display()))?;
-    let stored = store.waivers().await.context("reading stored waivers")?;
+    let stored = waiver::Waiver::from_rows(store.waivers().await.context("reading stored waivers")?);
     Ok(waiver::Waivers::new(waiver::runner::merge(&declared, &stored)))
 }
 

@@ -23,6 +23,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::matcher::Labels;
 use super::model::Alert;
+use crate::store::records::NotificationRow;
+use crate::store::{secs, time};
 use super::mute::{InhibitRule, Inhibition, MaintenanceWindow, Silence};
 use super::receivers::Notification;
 use super::route::Route;
@@ -38,6 +40,35 @@ pub struct Sent {
     /// The alerts notified firing (to resolve them after a restart).
     pub alerts: Vec<Alert>,
     pub escalation: bool,
+}
+
+impl Sent {
+    /// The notification log's row of this send, with its status
+    /// (`firing`, `resolved`, `sent`).
+    pub fn row(&self, status: &str) -> NotificationRow {
+        NotificationRow {
+            receiver: self.receiver.clone(),
+            group_key: self.group_key.clone(),
+            sent_at: secs(&self.at),
+            status: status.to_string(),
+            escalation: u8::from(self.escalation),
+            firing: self.firing.iter().cloned().collect(),
+            alerts: serde_json::to_string(&self.alerts).unwrap_or_default(),
+        }
+    }
+
+    /// A send as the notification log kept it.
+    pub fn from_row(r: NotificationRow) -> Sent {
+        Sent {
+            receiver: r.receiver,
+            group_key: r.group_key,
+            at: time(r.sent_at),
+            firing: r.firing.into_iter().collect(),
+            // A log row this version can't read only loses its resolve.
+            alerts: serde_json::from_str(&r.alerts).unwrap_or_default(),
+            escalation: r.escalation != 0,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::matcher::Labels;
 use crate::eval::drift::DriftEvent;
 use crate::eval::{Transition, TransitionKind};
+use crate::store::alerting::OpenViolation;
 
 /// One alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +129,27 @@ impl Alert {
             );
         }
         Alert { labels, annotations, starts_at: e.evaluated_at, ends_at: None, instance: d.drift_id.clone(), one_shot: true }
+    }
+}
+
+impl Alert {
+    /// The firing alert of an open violation, rebuilt from its stored row
+    /// (evidence as the row's JSON): [`Alert::violation`], as the engine
+    /// made it.
+    pub fn reopened(v: OpenViolation) -> Alert {
+        let evidence: BTreeMap<String, FactValue> = serde_json::from_str(&v.evidence).unwrap_or_default();
+        let violation = Violation {
+            id: &v.violation_id,
+            asset_id: &v.asset_id,
+            control_id: &v.control_id,
+            title: &v.title,
+            severity: &v.severity,
+            frameworks: &v.frameworks,
+            evidence: &evidence,
+            message: None,
+            at: v.opened_at,
+        };
+        Alert::violation(violation, v.labels)
     }
 }
 
@@ -243,5 +265,66 @@ mod tests {
         let reordered = list(["openssh-server", "aide"].map(String::from));
         assert_eq!(change_text("p", Some(&before), Some(&reordered)), r#"p: ["aide","openssh-server"] → ["openssh-server","aide"]"#);
         assert_eq!(change_text("sshd.config.permitrootlogin", Some(&"no".into()), None), r#"sshd.config.permitrootlogin: "no" → null"#);
+    }
+}
+
+#[cfg(test)]
+mod restored_tests {
+    use super::*;
+    use crate::store::alerting::OpenViolation;
+    use crate::eval::Engine;
+    use crate::policy::PolicySet;
+    use driftwatch_schemas::{Asset, AssetKind, ConfigSnapshot, Fact, SnapshotKind};
+    use std::sync::Arc;
+
+    /// A violation's alert restored from its stored row is the alert the
+    /// engine raised: same labels (fingerprint, group) and evidence text,
+    /// also for a control whose requirement ids are not in sorted order.
+    #[test]
+    fn a_restored_violation_alert_is_the_live_one() {
+        let text = r#"pack: t
+controls:
+  - id: root
+    title: root login off
+    severity: high
+    check: sshd.config.permitrootlogin == "no" && !("telnetd" in packages.installed)
+    frameworks: {soc2: [CC6.1], pci-dss: ["2.2.6", "10.2.1"]}
+"#;
+        let policies = Arc::new(PolicySet::new(crate::policy::load_text(std::path::Path::new("t.yaml"), text).unwrap()));
+        let mut engine = Engine::new(policies, chrono::Duration::minutes(10));
+        let labels = std::collections::BTreeMap::from([("team".to_string(), "web".to_string())]);
+        let packages = driftwatch_schemas::FactValue::List((0..40).map(|i| format!("p{i}")).chain(["telnetd".into()]).collect());
+        let applied = engine.apply(&ConfigSnapshot {
+            asset: Asset { id: "a".into(), kind: AssetKind::Host, hostname: "h".into(), labels: labels.clone() },
+            agent_id: "ag".into(),
+            agent_version: "0".into(),
+            snapshot_id: "s1".into(),
+            sequence: 1,
+            collected_at: chrono::Utc::now(),
+            kind: SnapshotKind::Full,
+            facts: vec![
+                Fact { path: "sshd.config.permitrootlogin".into(), value: "yes".into() },
+                Fact { path: "packages.installed".into(), value: packages },
+            ],
+            removed_paths: vec![],
+        });
+        let t = &applied.transitions[0];
+        let live = Alert::from_transition(t, &t.asset_labels);
+        let row = crate::eval::rows::violation_row(t, "b");
+        let restored = Alert::reopened(OpenViolation {
+            violation_id: row.violation_id,
+            asset_id: row.asset_id,
+            control_id: row.control_id,
+            title: row.title,
+            severity: row.severity,
+            frameworks: row.frameworks,
+            evidence: row.evidence,
+            opened_at: t.evaluation.evaluated_at,
+            labels,
+        });
+        assert_eq!(restored.labels, live.labels);
+        assert_eq!(restored.fingerprint(), live.fingerprint());
+        assert_eq!(restored.annotations, live.annotations);
+        assert_eq!(live.labels["frameworks"], "pci-dss:10.2.1,pci-dss:2.2.6,soc2:CC6.1");
     }
 }

@@ -13,6 +13,8 @@ use chrono::{DateTime, Datelike, NaiveTime, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
 use super::matcher::{all_match, Labels, Matcher};
+use crate::store::records::{SilenceRow, SilenceWriteRow};
+use crate::store::{secs, time};
 
 /// A silence.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +34,49 @@ impl Silence {
 
     pub fn mutes(&self, labels: &Labels, now: DateTime<Utc>) -> bool {
         self.is_active(now) && all_match(&self.matchers, labels)
+    }
+}
+
+impl Silence {
+    /// The row of this silence's new version, written at `now` (the
+    /// latest version wins).
+    pub fn row(&self, now: DateTime<Utc>) -> SilenceWriteRow {
+        SilenceWriteRow {
+            silence_id: self.id.clone(),
+            matchers: self.matchers.iter().map(|m| m.to_string()).collect(),
+            starts_at: secs(&self.starts_at),
+            ends_at: secs(&self.ends_at),
+            created_by: self.created_by.clone(),
+            comment: self.comment.clone(),
+            updated_at: secs(&now),
+            // Milliseconds: an expiry right after creation still wins.
+            version: now.timestamp_millis().max(0) as u64,
+        }
+    }
+
+    /// The silence of a stored row; `None` (with an error log) when a
+    /// stored matcher no longer parses: the silence then mutes nothing.
+    pub fn from_row(r: SilenceRow) -> Option<Silence> {
+        let matchers: Result<Vec<Matcher>, String> = r.matchers.iter().map(|m| Matcher::parse(m)).collect();
+        match matchers {
+            Ok(matchers) => Some(Silence {
+                id: r.silence_id,
+                matchers,
+                starts_at: time(r.starts_at),
+                ends_at: time(r.ends_at),
+                created_by: r.created_by,
+                comment: r.comment,
+            }),
+            Err(e) => {
+                tracing::error!(silence = %r.silence_id, error = %e, "stored silence has a bad matcher; ignored");
+                None
+            }
+        }
+    }
+
+    /// The silences of stored rows that still parse.
+    pub fn from_rows(rows: Vec<SilenceRow>) -> Vec<Silence> {
+        rows.into_iter().filter_map(Silence::from_row).collect()
     }
 }
 

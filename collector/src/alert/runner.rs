@@ -141,7 +141,7 @@ impl Alerting {
             tokio::spawn(deliver(receiver, rx, log_tx.clone(), batches.clone()));
             queues.insert(rc.name.clone(), tx);
         }
-        let silences = Arc::new(RwLock::new(store.silences().await?));
+        let silences = Arc::new(RwLock::new(Silence::from_rows(store.silences().await?)));
         tokio::spawn(refresh_silences(store.clone(), silences.clone(), Duration::from_secs(cfg.silence_refresh_secs.max(1))));
         let dispatcher = Dispatcher::new(route, cfg.inhibit_rules.clone(), cfg.maintenance_windows.clone(), cfg.external_url.clone());
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -299,7 +299,7 @@ async fn recheck_state(
     // A bounded query each (a key list is part of the query's text).
     for keys in r.keys.chunks(1_000) {
         match store.notification_log_for(keys).await {
-            Ok(s) => sent.extend(s),
+            Ok(s) => sent.extend(s.into_iter().map(Sent::from_row)),
             Err(e) => {
                 tracing::error!(error = %e, "reading the notification log again failed; its groups stay held");
                 r.at = tokio::time::Instant::now() + RECHECK_AFTER;
@@ -328,7 +328,8 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 
 /// The open violations' alerts and the notification log.
 async fn read_state(store: &SharedStore) -> Result<(Vec<Alert>, Vec<Sent>), crate::store::StoreError> {
-    Ok((store.open_violation_alerts().await?, store.notification_log().await?))
+    let open = store.open_violations().await?.into_iter().map(Alert::reopened).collect();
+    Ok((open, store.notification_log().await?.into_iter().map(Sent::from_row).collect()))
 }
 
 /// Each condition alert notified firing in `sent`, once (violations and
@@ -383,7 +384,7 @@ async fn run(
                     if !unknown.is_empty() {
                         match store.notification_log_for(&unknown).await {
                             Ok(sent) => {
-                                dispatcher.restore_with(sent, Utc::now(), false);
+                                dispatcher.restore_with(sent.into_iter().map(Sent::from_row).collect(), Utc::now(), false);
                             }
                             Err(e) => tracing::warn!(error = %e, "reading the notification log for a resolve failed; it may not be sent"),
                         }
@@ -528,7 +529,7 @@ async fn write_log(store: SharedStore, mut rx: mpsc::Receiver<Delivered>, mut st
         let after = batch.iter().map(|d| d.after_batch).max().unwrap_or(0);
         // Err: the pipeline is gone (nothing more will be stored).
         let _ = stored.wait_for(|s| *s >= after).await;
-        let rows: Vec<(Sent, &str)> = batch.drain(..).map(|d| (d.sent, d.status)).collect();
+        let rows: Vec<_> = batch.drain(..).map(|d| d.sent.row(d.status)).collect();
         let mut wait = Duration::from_millis(250);
         while let Err(e) = store.record_notifications(&rows).await {
             tracing::warn!(error = %e, notifications = rows.len(), "recording notifications failed; retrying");
@@ -559,7 +560,7 @@ async fn refresh_silences(store: SharedStore, silences: Arc<RwLock<Vec<Silence>>
     loop {
         tokio::time::sleep(every).await;
         match store.silences().await {
-            Ok(s) => *silences.write().await = s,
+            Ok(s) => *silences.write().await = Silence::from_rows(s),
             Err(e) => tracing::warn!(error = %e, "reading silences failed; keeping the previous ones"),
         }
     }
@@ -676,7 +677,7 @@ mod tests {
             Route::compile(&serde_yaml::from_str("receiver: slack\ngroup_by: [asset]\ngroup_wait: 0s").unwrap(), &["slack".to_string()])
                 .unwrap();
         let mut dispatcher = Dispatcher::new(route, Vec::new(), Vec::new(), "http://x".into());
-        let open = store.open_violation_alerts().await.unwrap();
+        let open: Vec<Alert> = store.open_violations().await.unwrap().into_iter().map(Alert::reopened).collect();
         let late = open.iter().find(|a| a.labels["asset"] == "web-1").unwrap().clone();
         let key = dispatcher.group_keys(&late.labels).remove(0);
         let page = Sent {
@@ -694,7 +695,7 @@ mod tests {
         assert!(dispatcher.flush(Utc::now(), &[]).is_empty(), "held groups send nothing");
         assert!(conditions.borrow().is_none(), "the conditions wait for the second look");
         // The previous owner's log lands; the second look finds it.
-        store.record_notifications(&[(page, "firing")]).await.unwrap();
+        store.record_notifications(&[page.row("firing")]).await.unwrap();
         assert!(recheck_state(&mut dispatcher, &store, &conditions, r).await.is_none());
         assert!(conditions.borrow().is_some());
         let sent = dispatcher.flush(Utc::now(), &[]);

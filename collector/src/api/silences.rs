@@ -35,7 +35,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<Silence>>, ApiError> {
-    s.store.silences().await.map(Json).map_err(internal)
+    s.store.silences().await.map(|rows| Json(Silence::from_rows(rows))).map_err(internal)
 }
 
 pub async fn create(
@@ -70,7 +70,7 @@ pub async fn create(
     }
     let silence =
         Silence { id: uuid::Uuid::now_v7().to_string(), matchers, starts_at, ends_at, created_by: caller.name, comment: new.comment };
-    s.store.put_silence(&silence).await.map_err(internal)?;
+    s.store.put_silence(&silence.row(Utc::now())).await.map_err(internal)?;
     let audit = format!("silence {} created: {}", silence.id, silence.matchers.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(","));
     let mut r = (StatusCode::CREATED, Json(&silence)).into_response();
     if let Ok(v) = audit.parse() {
@@ -80,12 +80,12 @@ pub async fn create(
 }
 
 pub async fn expire(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let list = s.store.silences().await.map_err(internal)?;
+    let list = Silence::from_rows(s.store.silences().await.map_err(internal)?);
     let Some(mut silence) = list.into_iter().find(|x| x.id == id) else {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no active silence {id}")));
     };
     silence.ends_at = Utc::now();
-    s.store.put_silence(&silence).await.map_err(internal)?;
+    s.store.put_silence(&silence.row(Utc::now())).await.map_err(internal)?;
     let mut r = StatusCode::NO_CONTENT.into_response();
     if let Ok(v) = format!("silence {id} expired").parse() {
         r.headers_mut().insert("x-driftwatch-audit", v);

@@ -98,7 +98,7 @@ pub async fn create(
     let existing = s.waivers.borrow().clone();
     let w = waiver::request(spec, "api", format!("api:{}", caller.name), &existing, Utc::now())
         .map_err(|p| ApiError(StatusCode::BAD_REQUEST, p.join("; ")))?;
-    s.store.put_waiver(&w).await.map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    s.store.put_waiver(&w.row(Utc::now())).await.map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     publish(&s, &w);
     let detail = format!("waiver {} created for {} until {}", w.spec.id, w.target(), w.spec.expires.to_rfc3339());
     Ok(with_audit((StatusCode::CREATED, Json(&w)).into_response(), detail))
@@ -110,7 +110,7 @@ pub async fn revoke(State(s): State<AppState>, Extension(caller): Extension<Call
         RevokeError::NotFound(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
         _ => ApiError(StatusCode::CONFLICT, e.to_string()),
     })?;
-    s.store.put_waiver(&w).await.map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    s.store.put_waiver(&w.row(Utc::now())).await.map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     publish(&s, &w);
     Ok(with_audit(StatusCode::NO_CONTENT.into_response(), format!("waiver {id} revoked")))
 }

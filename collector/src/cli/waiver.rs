@@ -127,7 +127,7 @@ pub async fn run(store: &SharedStore, waivers: &Waivers, command: WaiverCommand)
             anyhow::ensure!(!by.trim().is_empty(), "--by must name who creates the waiver");
             let w = driftwatch_collector::waiver::request(spec, "cli", format!("cli:{by}"), waivers, now)
                 .map_err(|p| anyhow::anyhow!("invalid waiver:\n  {}", p.join("\n  ")))?;
-            store.put_waiver(&w).await.context("storing the waiver")?;
+            store.put_waiver(&w.row(chrono::Utc::now())).await.context("storing the waiver")?;
             audit(store, &by, &format!("waiver add {}", w.spec.id), &serde_json::to_string(&w)?).await?;
             println!("{}", w.spec.id);
         }
@@ -160,7 +160,7 @@ pub async fn run(store: &SharedStore, waivers: &Waivers, command: WaiverCommand)
         WaiverCommand::Revoke { id, by } => {
             anyhow::ensure!(!by.trim().is_empty(), "--by must name who revokes the waiver");
             let w = driftwatch_collector::waiver::revoke(waivers, &id, format!("cli:{by}"), now)?;
-            store.put_waiver(&w).await.context("storing the revocation")?;
+            store.put_waiver(&w.row(chrono::Utc::now())).await.context("storing the revocation")?;
             audit(store, &by, &format!("waiver revoke {id}"), "").await?;
             println!("revoked {id}");
         }

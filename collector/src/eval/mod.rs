@@ -20,6 +20,7 @@
 pub mod detect;
 pub mod drift;
 pub mod facts;
+pub mod rows;
 pub mod silence;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,50 +31,9 @@ use driftwatch_schemas::{Asset, ConfigSnapshot, FactPath, FactValue, Message, Sn
 use serde::Serialize;
 
 use crate::policy::{CompiledControl, PolicySet};
+pub use crate::store::values::Status;
 use facts::FactMap;
 
-/// The result of one control on one asset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Pass,
-    Fail,
-    Error,
-    NotApplicable,
-    /// The evidence is missing or untrustworthy; counts against the score.
-    Unknown,
-    /// Failing, but exempted by a waiver in force.
-    Waived,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Fail => "fail",
-            Status::Error => "error",
-            Status::NotApplicable => "not_applicable",
-            Status::Unknown => "unknown",
-            Status::Waived => "waived",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        [Status::Pass, Status::Fail, Status::Error, Status::NotApplicable, Status::Unknown, Status::Waived]
-            .into_iter()
-            .find(|x| x.as_str() == s)
-    }
-
-    /// What the check itself said, as far as a stored status tells: a
-    /// waived control fails; an unknown one said nothing trustworthy.
-    pub fn checked(self) -> Option<Status> {
-        match self {
-            Status::Unknown => None,
-            Status::Waived => Some(Status::Fail),
-            s => Some(s),
-        }
-    }
-}
 
 /// One control evaluated on one asset.
 #[derive(Debug, Clone, Serialize)]
@@ -323,6 +283,11 @@ impl PostureEntry {
     /// An entry as restored from a stored status.
     pub fn restored(status: Status, since: DateTime<Utc>, last_evaluated: DateTime<Utc>, violation_id: Option<String>) -> Self {
         PostureEntry { status, since, last_evaluated, violation_id, checked: status.checked() }
+    }
+
+    /// The (asset, control) and entry of a status the store kept.
+    pub fn from_stored(s: crate::store::views::LatestStatus) -> (String, String, PostureEntry) {
+        (s.asset_id, s.control_id, PostureEntry::restored(s.status, s.since, s.last_evaluated, s.violation_id))
     }
 }
 

@@ -10,61 +10,18 @@
 //! Each collector process writes its own chain (`evidence.chain_id`, by
 //! default the host name and the process's start), so chains never fork.
 
-mod canonical;
 pub mod roots;
 pub mod verify;
 
-use ::clickhouse::Row;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub use crate::store::digest::{batch_digests, row_digest, RowDigest, TABLES};
+pub use crate::store::evidence::LinkRow;
 use crate::store::Batch;
-
-/// The tables a batch writes, in the order of their codes (1-based).
-pub const TABLES: [&str; 7] = ["snapshots", "facts", "audit_events", "sla_measurements", "evaluations", "violations", "drift_events"];
 
 /// The hash before a chain's first link.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// A row's digest: the first 16 bytes of the SHA-256 of its canonical JSON.
-pub type RowDigest = [u8; 16];
-
-/// The digest of one stored row (`batch_id` left out): the SHA-256 of its
-/// canonical JSON, the fields sorted by name (see [`canonical`]).
-pub fn row_digest<T: Serialize>(row: &T) -> RowDigest {
-    let h = Sha256::digest(canonical::to_vec(row).unwrap_or_default());
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&h[..16]);
-    out
-}
-
-/// (table code, digest) of every row of a batch, sorted.
-pub fn batch_digests(b: &Batch) -> Vec<(u8, RowDigest)> {
-    let mut out: Vec<(u8, RowDigest)> = Vec::with_capacity(b.rows());
-    out.extend(b.snapshots.iter().map(|r| (1, row_digest(r))));
-    out.extend(b.facts.iter().map(|r| (2, row_digest(r))));
-    out.extend(b.audit.iter().map(|r| (3, row_digest(r))));
-    out.extend(b.sla.iter().map(|r| (4, row_digest(r))));
-    out.extend(b.evaluations.iter().map(|r| (5, row_digest(r))));
-    out.extend(b.violations.iter().map(|r| (6, row_digest(r))));
-    out.extend(b.drifts.iter().map(|r| (7, row_digest(r))));
-    out.sort_unstable();
-    out
-}
-
-/// One link, as stored in `evidence_chain`.
-#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
-pub struct LinkRow {
-    pub chain_id: String,
-    pub seq: u64,
-    pub batch_id: String,
-    pub at: u32,
-    pub prev_hash: String,
-    pub hash: String,
-    pub row_tables: Vec<u8>,
-    pub row_digests: Vec<RowDigest>,
-}
 
 impl LinkRow {
     /// The hash this link must have.

@@ -8,26 +8,7 @@ use serde::Serialize;
 
 use super::{merkle_root, LinkRow, RowDigest, GENESIS, TABLES};
 
-/// A stored row, as verification sees it.
-#[derive(Debug, Clone)]
-pub struct StoredRow {
-    /// Table code (1-based index into [`TABLES`]).
-    pub table: u8,
-    pub batch_id: String,
-    pub digest: RowDigest,
-    /// A few identifying fields, for the report.
-    pub key: String,
-}
-
-/// A stored hourly root.
-#[derive(Debug, Clone)]
-pub struct StoredRoot {
-    pub chain_id: String,
-    pub hour: chrono::DateTime<chrono::Utc>,
-    pub root: String,
-    pub first_seq: u64,
-    pub last_seq: u64,
-}
+pub use crate::store::evidence::{StoredRoot, StoredRow};
 
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -136,7 +136,7 @@ impl Pipeline {
         let labels = self.store.asset_labels().await?;
         let read = started.elapsed();
         let (entries, assets) = (restored.len(), labels.len());
-        self.engine.replace_posture(restored, labels);
+        self.engine.replace_posture(restored.into_iter().map(crate::eval::PostureEntry::from_stored), labels);
         tracing::info!(
             entries,
             assets,

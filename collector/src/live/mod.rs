@@ -17,7 +17,8 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::eval::drift::DriftEvent;
-use crate::store::rows::{drift_row, DriftRow};
+use crate::eval::rows::drift_row;
+use crate::store::rows::DriftRow;
 
 /// The page.
 pub const PAGE: &str = include_str!("index.html");

@@ -398,6 +398,22 @@ pub(crate) fn line_of_id(text: &str, id: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// The catalog rows of every control in `set`.
+pub fn control_rows(set: &PolicySet, now: &chrono::DateTime<chrono::Utc>) -> Vec<crate::store::rows::ControlRow> {
+    set.controls
+        .iter()
+        .map(|c| crate::store::rows::ControlRow {
+            control_id: c.control.id.clone(),
+            title: c.control.title.clone(),
+            severity: c.control.severity.as_str().to_string(),
+            pack: c.pack.to_string(),
+            frameworks: c.frameworks.ids.clone(),
+            loaded_at: crate::store::secs(now),
+        })
+        .collect()
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,16 +16,7 @@ use serde::Serialize;
 use crate::eval::Status;
 use crate::policy::PolicySet;
 
-/// The evaluation history of one control on one asset.
-#[derive(Debug, Clone)]
-pub struct History {
-    pub asset_id: String,
-    pub control_id: String,
-    /// The status at `from` (the last evaluation at or before it).
-    pub initial: Option<Status>,
-    /// Evaluations after `from`, in time order (repeats are fine).
-    pub changes: Vec<(DateTime<Utc>, Status)>,
-}
+pub use crate::store::views::History;
 
 /// A stretch of time when something did not pass.
 #[derive(Debug, Clone, PartialEq, Serialize)]

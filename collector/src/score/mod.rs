@@ -25,37 +25,7 @@ use crate::eval::Status;
 use crate::policy::{PolicySet, Severity};
 use crate::waiver::Waivers;
 
-/// The latest result of one control on one asset.
-#[derive(Debug, Clone)]
-pub struct Result {
-    pub asset_id: String,
-    /// The asset's labels (one map per asset, shared by its results).
-    pub labels: std::sync::Arc<BTreeMap<String, String>>,
-    pub control_id: String,
-    pub status: Status,
-    /// Since when the control has had this status.
-    pub since: DateTime<Utc>,
-    /// When the asset's latest snapshot was collected: the age of the
-    /// evidence behind a fact check (`None`: no snapshot).
-    pub evidence_at: Option<DateTime<Utc>>,
-}
-
-/// One label map per asset, shared by the results built for it (a
-/// posture holds hundreds of results per asset).
-#[derive(Default)]
-pub struct SharedLabels(std::collections::HashMap<String, std::sync::Arc<BTreeMap<String, String>>>);
-
-impl SharedLabels {
-    /// The asset's labels: built by `labels` for its first result only.
-    pub fn of(&mut self, asset_id: &str, labels: impl FnOnce() -> BTreeMap<String, String>) -> std::sync::Arc<BTreeMap<String, String>> {
-        if let Some(l) = self.0.get(asset_id) {
-            return l.clone();
-        }
-        let l = std::sync::Arc::new(labels());
-        self.0.insert(asset_id.to_string(), l.clone());
-        l
-    }
-}
+pub use crate::store::views::{ControlResult as Result, SharedLabels};
 
 /// How results are grouped into scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::clickhouse::Row;
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{scores, GroupBy, WaiversAt};
@@ -21,21 +19,7 @@ use crate::policy::PolicySet;
 use crate::store::prelude::*;
 use crate::waiver::Waivers;
 
-#[derive(Debug, Clone, Row, Serialize, Deserialize)]
-pub struct ScoreRow {
-    pub(crate) at: u32,
-    pub(crate) framework: String,
-    pub(crate) scope: String,
-    pub(crate) label_key: String,
-    pub(crate) group_value: String,
-    pub(crate) score: f64,
-    pub(crate) passing: u32,
-    pub(crate) partial: u32,
-    pub(crate) failing: u32,
-    pub(crate) applicable: u32,
-    pub(crate) waived: u32,
-    pub(crate) score_without_waivers: f64,
-}
+pub use crate::store::rows::ScoreRow;
 
 /// Runs until the process ends, with the packs and waivers in force.
 pub async fn run(
@@ -61,7 +45,7 @@ pub async fn run(
         }
         let (set, w) = (policies.borrow().clone(), waivers.borrow().clone());
         if !cataloged.as_ref().is_some_and(|c| Arc::ptr_eq(c, &set)) {
-            match store.put_controls(&crate::store::rows::control_rows(&set, &Utc::now())).await {
+            match store.put_controls(&crate::policy::control_rows(&set, &Utc::now())).await {
                 Ok(()) => cataloged = Some(set.clone()),
                 Err(e) => tracing::warn!(error = %e, "writing the controls catalog failed; trying again in a second"),
             }

@@ -38,6 +38,17 @@ pub struct SloConfig {
     pub labels: BTreeMap<String, String>,
 }
 
+impl SloConfig {
+    /// The latency a good probe answers within, for a latency SLI (the
+    /// store's minutes count good results by it); `None`: availability.
+    pub fn latency_ms(&self) -> Option<u64> {
+        match self.sli.kind {
+            SliKind::Availability => None,
+            SliKind::Latency => Some(self.sli.latency_ms.unwrap_or(5000)),
+        }
+    }
+}
+
 fn thirty_days() -> String {
     "30d".into()
 }
@@ -123,13 +134,7 @@ impl SloConfig {
     }
 }
 
-/// One minute of the SLO's probes.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Minute {
-    pub at: DateTime<Utc>,
-    pub total: u64,
-    pub good: u64,
-}
+pub use crate::store::slo::Minute;
 
 /// A burn-rate rule: both windows must burn faster than `factor`.
 #[derive(Debug, Clone, Copy, PartialEq)]

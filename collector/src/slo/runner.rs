@@ -206,7 +206,7 @@ pub async fn statuses(
     let mut out = Vec::new();
     for slo in &settings.objectives {
         let from = now - slo.window().max(chrono::Duration::days(3));
-        let minutes = store.slo_minutes(slo, from).await?;
+        let minutes = store.slo_minutes(&slo.sli.probes, slo.latency_ms(), from).await?;
         out.push((slo.clone(), Status::compute(slo, &minutes, now)));
     }
     Ok(out)

@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rows::*;
 use super::StoreError;
-use crate::evidence::verify::{StoredRoot, StoredRow};
-use crate::evidence::{row_digest, LinkRow};
+use super::digest::{row_digest, RowDigest};
 
 /// The evidence chain's reads and writes.
 #[async_trait]
@@ -93,3 +92,38 @@ chained! {
     ViolationRow = 6, |r| format!("violation {} {}", r.violation_id, r.event);
     DriftRow = 7, |r| format!("drift {} of {} on {}", r.drift_id, r.control_id, r.asset_id);
 }
+
+/// One link, as stored in `evidence_chain`.
+#[derive(Debug, Clone, PartialEq, ::clickhouse::Row, Serialize, Deserialize)]
+pub struct LinkRow {
+    pub chain_id: String,
+    pub seq: u64,
+    pub batch_id: String,
+    pub at: u32,
+    pub prev_hash: String,
+    pub hash: String,
+    pub row_tables: Vec<u8>,
+    pub row_digests: Vec<RowDigest>,
+}
+
+/// A stored row, as verification sees it.
+#[derive(Debug, Clone)]
+pub struct StoredRow {
+    /// Table code (1-based index into [`TABLES`](super::digest::TABLES)).
+    pub table: u8,
+    pub batch_id: String,
+    pub digest: RowDigest,
+    /// A few identifying fields, for the report.
+    pub key: String,
+}
+
+/// A stored hourly root.
+#[derive(Debug, Clone)]
+pub struct StoredRoot {
+    pub chain_id: String,
+    pub hour: chrono::DateTime<chrono::Utc>,
+    pub root: String,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+

@@ -6,7 +6,10 @@
 //! distributed-mode store.
 
 pub mod alerting;
+mod canonical;
 pub mod clickhouse;
+pub mod config;
+pub mod digest;
 pub mod evidence;
 pub mod keys;
 pub mod records;
@@ -14,14 +17,13 @@ pub mod retention;
 pub mod rows;
 pub mod slo;
 pub mod sqlite;
+pub mod values;
 pub mod views;
 pub mod waivers;
 
 use chrono::{DateTime, Utc};
 use driftwatch_schemas::{AuditEvent, ConfigSnapshot, SlaMeasurement};
 
-use crate::eval::drift::DriftEvent;
-use crate::eval::{Evaluation, Transition};
 use rows::*;
 
 pub use alerting::AlertLog;
@@ -32,7 +34,6 @@ pub use slo::SloStore;
 pub use views::Views;
 pub use waivers::WaiverLog;
 
-use crate::score::recorder::ScoreRow;
 
 /// Rows for every table, gathered from one consumer batch.
 #[derive(Debug, Default, Clone)]
@@ -46,7 +47,7 @@ pub struct Batch {
     pub violations: Vec<ViolationRow>,
     pub drifts: Vec<DriftRow>,
     /// The batch's link in its collector's evidence chain (written last).
-    pub link: Option<crate::evidence::LinkRow>,
+    pub link: Option<evidence::LinkRow>,
     /// Which rows each record brought, in the order the records were
     /// processed (see [`Self::part`]); rows of no record are the
     /// collector's own (ticks, reloads, waivers).
@@ -54,7 +55,7 @@ pub struct Batch {
 }
 
 /// How many rows each table held: snapshots, facts, audit, sla,
-/// evaluations, violations, drifts (the order of [`crate::evidence::TABLES`]).
+/// evaluations, violations, drifts (the order of [`digest::TABLES`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RowCounts(pub [usize; 7]);
 
@@ -83,15 +84,6 @@ impl Batch {
 
     pub fn add_sla(&mut self, m: &SlaMeasurement) {
         self.sla.push(sla_row(m, &self.batch_id));
-    }
-
-    pub fn add_evaluations(&mut self, evs: Vec<Evaluation>, transitions: &[Transition]) {
-        self.evaluations.extend(evs.into_iter().map(|e| evaluation_row(e, &self.batch_id)));
-        self.violations.extend(transitions.iter().map(|t| violation_row(t, &self.batch_id)));
-    }
-
-    pub fn add_drifts(&mut self, drifts: &[DriftEvent]) {
-        self.drifts.extend(drifts.iter().map(|d| drift_row(d, &self.batch_id)));
     }
 
     /// How many rows each table holds now (drift rows are added at the
@@ -368,7 +360,7 @@ pub trait Streams {
 
     /// Writes a batch's link in the evidence chain, once its rows are
     /// stored (a link never precedes the rows it seals).
-    async fn write_link(&self, link: &crate::evidence::LinkRow) -> Result<(), StoreError>;
+    async fn write_link(&self, link: &evidence::LinkRow) -> Result<(), StoreError>;
 
     /// Writes a batch: its rows, then its link.
     async fn write(&self, b: &Batch) -> Result<(), StoreError> {
@@ -400,10 +392,10 @@ pub mod prelude {
 
 /// Opens the configured store: connects to ClickHouse (and migrates it,
 /// unless off) or opens the SQLite file.
-pub async fn open(cfg: &crate::config::CollectorConfig) -> Result<SharedStore, StoreError> {
-    Ok(match cfg.store.kind {
-        crate::config::StoreKind::Clickhouse => std::sync::Arc::new(clickhouse::ClickHouseStore::connect(&cfg.clickhouse).await?),
-        crate::config::StoreKind::Sqlite => std::sync::Arc::new(sqlite::SqliteStore::open(&cfg.store.sqlite_path)?),
+pub async fn open(store: &config::StoreConfig, clickhouse: &config::ClickHouseConfig) -> Result<SharedStore, StoreError> {
+    Ok(match store.kind {
+        config::StoreKind::Clickhouse => std::sync::Arc::new(clickhouse::ClickHouseStore::connect(clickhouse).await?),
+        config::StoreKind::Sqlite => std::sync::Arc::new(sqlite::SqliteStore::open(&store.sqlite_path)?),
     })
 }
 

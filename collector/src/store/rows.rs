@@ -1,4 +1,5 @@
-//! ClickHouse rows: one struct per table, built from the domain types.
+//! ClickHouse rows: one struct per table. The agent's records become rows
+//! here; the rooms above build theirs (`eval::rows`, `policy::control_rows`).
 //! Field order matches the columns of `schemas/clickhouse/*.sql` (RowBinary
 //! is positional by the names listed in the INSERT).
 
@@ -8,8 +9,6 @@ use driftwatch_schemas::{AuditEvent, ConfigSnapshot, SlaMeasurement};
 use serde::{Deserialize, Serialize};
 
 use super::secs;
-use crate::eval::drift::DriftEvent;
-use crate::eval::{Evaluation, Transition};
 
 pub(crate) fn millis(t: &DateTime<Utc>) -> u16 {
     t.timestamp_subsec_millis().min(999) as u16
@@ -254,10 +253,6 @@ pub fn sla_row(m: &SlaMeasurement, batch_id: &str) -> SlaRow {
     }
 }
 
-fn framework_ids(e: &Evaluation) -> Vec<String> {
-    e.frameworks.ids.clone()
-}
-
 /// One control of the catalog (`controls`): what a result's mapping and
 /// severity are, read by dashboards (evaluations do not repeat them).
 #[derive(Debug, Clone, Row, Serialize, Deserialize)]
@@ -268,90 +263,6 @@ pub struct ControlRow {
     pub pack: String,
     pub frameworks: Vec<String>,
     pub loaded_at: u32,
-}
-
-/// The catalog rows of every control in `set`.
-pub fn control_rows(set: &crate::policy::PolicySet, now: &DateTime<Utc>) -> Vec<ControlRow> {
-    set.controls
-        .iter()
-        .map(|c| ControlRow {
-            control_id: c.control.id.clone(),
-            title: c.control.title.clone(),
-            severity: c.control.severity.as_str().to_string(),
-            pack: c.pack.to_string(),
-            frameworks: c.frameworks.ids.clone(),
-            loaded_at: secs(now),
-        })
-        .collect()
-}
-
-fn evidence_json(e: &Evaluation) -> String {
-    serde_json::to_string(&e.evidence).unwrap_or_default()
-}
-
-/// The row of an evaluation, which it consumes (most are only stored).
-pub fn evaluation_row(e: Evaluation, batch_id: &str) -> EvaluationRow {
-    EvaluationRow {
-        status: e.status.as_str().to_string(),
-        severity: e.severity.as_str().to_string(),
-        evaluated_at: secs(&e.evaluated_at),
-        sequence: e.sequence,
-        // In the `controls` catalog instead (a third of a row's bytes).
-        frameworks: Vec::new(),
-        evidence: evidence_json(&e),
-        asset_id: e.asset_id,
-        control_id: e.control_id,
-        snapshot_id: e.snapshot_id,
-        message: e.message.unwrap_or_default(),
-        batch_id: batch_id.to_string(),
-        evaluated_ms: millis(&e.evaluated_at),
-    }
-}
-
-pub fn violation_row(t: &Transition, batch_id: &str) -> ViolationRow {
-    let e = &t.evaluation;
-    ViolationRow {
-        violation_id: t.violation_id.clone(),
-        asset_id: e.asset_id.clone(),
-        control_id: e.control_id.clone(),
-        title: e.title.clone(),
-        severity: e.severity.as_str().to_string(),
-        event: t.kind.as_str().to_string(),
-        at: secs(&e.evaluated_at),
-        frameworks: framework_ids(e),
-        evidence: evidence_json(e),
-        batch_id: batch_id.to_string(),
-    }
-}
-
-pub fn drift_row(d: &DriftEvent, batch_id: &str) -> DriftRow {
-    let e = &d.evaluation;
-    let c = d.cause.as_ref();
-    DriftRow {
-        drift_id: d.drift_id.clone(),
-        asset_id: e.asset_id.clone(),
-        control_id: e.control_id.clone(),
-        title: e.title.clone(),
-        severity: e.severity.as_str().to_string(),
-        direction: d.direction().to_string(),
-        from_status: d.from.as_str().to_string(),
-        to_status: e.status.as_str().to_string(),
-        at: secs(&e.evaluated_at),
-        frameworks: framework_ids(e),
-        before: serde_json::to_string(&d.before).unwrap_or_default(),
-        after: evidence_json(e),
-        changed: d.changed.clone(),
-        cause_event_id: c.map(|c| c.event_id.clone()).unwrap_or_default(),
-        cause_source: c.map(|c| c.source.clone()).unwrap_or_default(),
-        cause_action: c.map(|c| c.action.clone()).unwrap_or_default(),
-        cause_user: c.and_then(|c| c.user.clone()).unwrap_or_default(),
-        cause_object: c.and_then(|c| c.object.clone()).unwrap_or_default(),
-        cause_at: c.map(|c| secs(&c.at)).unwrap_or(0),
-        cause_matched: c.map(|c| c.matched.clone()).unwrap_or_default(),
-        snapshot_id: e.snapshot_id.clone(),
-        sequence: e.sequence,
-        batch_id: batch_id.to_string(),
-    }
 }
 
 /// A row of `queries/current_results.sql`.
@@ -394,4 +305,21 @@ pub struct ResultAtRow {
     pub label_keys: Vec<String>,
     pub label_values: Vec<String>,
     pub evidence_at: u32,
+}
+
+/// One framework score of a scope at an instant (`compliance_scores`).
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
+pub struct ScoreRow {
+    pub at: u32,
+    pub framework: String,
+    pub scope: String,
+    pub label_key: String,
+    pub group_value: String,
+    pub score: f64,
+    pub passing: u32,
+    pub partial: u32,
+    pub failing: u32,
+    pub applicable: u32,
+    pub waived: u32,
+    pub score_without_waivers: f64,
 }

@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::slo::{Minute, SloConfig};
 
 /// What the SLO evaluator reads.
 #[async_trait]
@@ -12,8 +11,10 @@ pub trait SloStore {
     /// Recomputes the minute rollups of [from, to) from the raw results.
     async fn refresh_sla_rollups(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), StoreError>;
 
-    /// The SLO's minutes since `from`: total probes and good ones (by its SLI).
-    async fn slo_minutes(&self, slo: &SloConfig, from: DateTime<Utc>) -> Result<Vec<Minute>, StoreError>;
+    /// The minutes of `probes` since `from`: total results and good ones
+    /// (successful, and for a latency SLI (`latency_ms`) answered within
+    /// [`latency_bucket_ms`]).
+    async fn slo_minutes(&self, probes: &[String], latency_ms: Option<u64>, from: DateTime<Utc>) -> Result<Vec<Minute>, StoreError>;
 
     /// The last minute each of `probes` reported (absent: never).
     async fn probes_last_seen(&self, probes: &[String]) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
@@ -22,13 +23,20 @@ pub trait SloStore {
     async fn assets_last_seen(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
 }
 
-/// The latency bound (ms) under which a probe counts as good for `slo`, as
-/// the minute rollups count them (50, 100, 250, 500, 1000, 2500, else
-/// 5000); `None` for an availability SLI.
-pub fn latency_bound_ms(slo: &SloConfig) -> Option<u64> {
-    match (slo.sli.kind, slo.sli.latency_ms) {
-        (crate::slo::SliKind::Availability, _) => None,
-        (_, Some(ms @ (50 | 100 | 250 | 500 | 1000 | 2500))) => Some(ms),
-        _ => Some(5000),
+/// The latency bound (ms) a probe must answer within to count as good, as
+/// the minute rollups count them: `latency_ms` rounded to one of their
+/// buckets (50, 100, 250, 500, 1000, 2500, else 5000).
+pub fn latency_bucket_ms(latency_ms: u64) -> u64 {
+    match latency_ms {
+        ms @ (50 | 100 | 250 | 500 | 1000 | 2500) => ms,
+        _ => 5000,
     }
+}
+
+/// One minute of an SLO's probes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Minute {
+    pub at: DateTime<Utc>,
+    pub total: u64,
+    pub good: u64,
 }

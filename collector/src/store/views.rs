@@ -10,23 +10,22 @@ use serde::{Deserialize, Serialize};
 
 use super::rows::{AuditRow, DriftRow};
 use super::StoreError;
-use crate::eval::PostureEntry;
-use crate::score::effectiveness::History;
+use super::values::Status;
 
 /// What the API, reports, scores and posture restore read.
 #[async_trait]
 pub trait Views {
     /// The latest posture of every (asset, control) and its open violation.
-    async fn load_posture(&self) -> Result<Vec<(String, String, PostureEntry)>, StoreError>;
+    async fn load_posture(&self) -> Result<Vec<LatestStatus>, StoreError>;
 
     /// The latest result of every (asset, control) with the asset's labels;
     /// `since` is when a failing control's violation opened, else its last
     /// evaluation.
-    async fn current_results(&self) -> Result<Vec<crate::score::Result>, StoreError>;
+    async fn current_results(&self) -> Result<Vec<ControlResult>, StoreError>;
 
     /// The posture at an instant (the last evaluation at or before it),
     /// with the assets' labels as of then; `since` is that evaluation's time.
-    async fn results_at(&self, at: DateTime<Utc>) -> Result<Vec<crate::score::Result>, StoreError>;
+    async fn results_at(&self, at: DateTime<Utc>) -> Result<Vec<ControlResult>, StoreError>;
 
     /// Every (asset, control)'s status at `from` and its evaluations in
     /// (from, to], for operating effectiveness (change points only).
@@ -97,3 +96,61 @@ pub struct EvaluationAt {
     pub message: String,
     pub batch_id: String,
 }
+
+/// The latest status of a control on an asset, as the engine's posture is
+/// restored from it (`PostureEntry::restored`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestStatus {
+    pub asset_id: String,
+    pub control_id: String,
+    pub status: Status,
+    /// Since when the control has had this status.
+    pub since: DateTime<Utc>,
+    pub last_evaluated: DateTime<Utc>,
+    /// The open violation, while the control fails.
+    pub violation_id: Option<String>,
+}
+
+/// The latest result of one control on one asset.
+#[derive(Debug, Clone)]
+pub struct ControlResult {
+    pub asset_id: String,
+    /// The asset's labels (one map per asset, shared by its results).
+    pub labels: std::sync::Arc<BTreeMap<String, String>>,
+    pub control_id: String,
+    pub status: Status,
+    /// Since when the control has had this status.
+    pub since: DateTime<Utc>,
+    /// When the asset's latest snapshot was collected: the age of the
+    /// evidence behind a fact check (`None`: no snapshot).
+    pub evidence_at: Option<DateTime<Utc>>,
+}
+
+/// One label map per asset, shared by the results built for it (a
+/// posture holds hundreds of results per asset).
+#[derive(Default)]
+pub struct SharedLabels(std::collections::HashMap<String, std::sync::Arc<BTreeMap<String, String>>>);
+
+impl SharedLabels {
+    /// The asset's labels: built by `labels` for its first result only.
+    pub fn of(&mut self, asset_id: &str, labels: impl FnOnce() -> BTreeMap<String, String>) -> std::sync::Arc<BTreeMap<String, String>> {
+        if let Some(l) = self.0.get(asset_id) {
+            return l.clone();
+        }
+        let l = std::sync::Arc::new(labels());
+        self.0.insert(asset_id.to_string(), l.clone());
+        l
+    }
+}
+
+/// The evaluation history of one control on one asset.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub asset_id: String,
+    pub control_id: String,
+    /// The status at `from` (the last evaluation at or before it).
+    pub initial: Option<Status>,
+    /// Evaluations after `from`, in time order (repeats are fine).
+    pub changes: Vec<(DateTime<Utc>, Status)>,
+}
+

@@ -7,18 +7,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::eval::Status;
-use crate::waiver::Waiver;
+use super::values::Status;
+use super::records::WaiverRow;
 
 /// Waivers and the reads of the missing-evidence checks.
 #[async_trait]
 pub trait WaiverLog {
     /// Writes a new version of a waiver (the latest version wins).
-    async fn put_waiver(&self, w: &Waiver) -> Result<(), StoreError>;
+    async fn put_waiver(&self, row: &WaiverRow) -> Result<(), StoreError>;
 
-    /// Every waiver (revoked and expired ones too). A stored row this
-    /// version cannot read is skipped with an error log.
-    async fn waivers(&self) -> Result<Vec<Waiver>, StoreError>;
+    /// The latest version of every waiver (revoked and expired ones too).
+    async fn waivers(&self) -> Result<Vec<WaiverRow>, StoreError>;
 
     /// The latest labels of every asset seen in the past week.
     async fn asset_labels(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>, StoreError>;

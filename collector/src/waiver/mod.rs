@@ -19,6 +19,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{PolicyError, PolicyErrors, PolicySet, Severity};
+use crate::store::records::WaiverRow;
+use crate::store::{secs, time};
 
 /// What a waiver says, as declared in YAML or posted to the API.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -147,6 +149,70 @@ impl Waiver {
             self.spec.risk.as_str(),
             self.spec.justification
         )
+    }
+}
+
+impl Waiver {
+    /// The row of this waiver's new version, written at `now` (the latest
+    /// version wins).
+    pub fn row(&self, now: DateTime<Utc>) -> WaiverRow {
+        let w = self;
+        WaiverRow {
+            waiver_id: w.spec.id.clone(),
+            control_id: w.spec.control.clone().unwrap_or_default(),
+            requirement: w.spec.requirement.clone().unwrap_or_default(),
+            scope: serde_json::to_string(&w.spec.scope).unwrap_or_default(),
+            justification: w.spec.justification.clone(),
+            approver: w.spec.approver.clone(),
+            risk: w.spec.risk.as_str().into(),
+            ticket: w.spec.ticket.clone(),
+            starts_at: w.spec.starts.map_or(0, |s| secs(&s)),
+            expires_at: secs(&w.spec.expires),
+            revoked_at: w.revoked_at.map_or(0, |r| secs(&r)),
+            revoked_by: w.revoked_by.clone(),
+            created_by: w.created_by.clone(),
+            source: w.source.clone(),
+            updated_at: secs(&now),
+            // Microseconds: a revocation right after creation still wins.
+            version: now.timestamp_micros().max(0) as u64,
+        }
+    }
+
+    /// The waiver of a stored row; `None` (with an error log) when its
+    /// scope is unreadable.
+    pub fn from_row(r: WaiverRow) -> Option<Waiver> {
+        let this = r;
+        let scope: Scope = match serde_json::from_str(&this.scope) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(waiver = %this.waiver_id, error = %e, "stored waiver has an unreadable scope; ignored");
+                return None;
+            }
+        };
+        let risk: Severity = serde_json::from_value(serde_json::Value::String(this.risk.clone())).unwrap_or(Severity::High);
+        Some(Waiver {
+            spec: WaiverSpec {
+                id: this.waiver_id,
+                control: Some(this.control_id).filter(|c| !c.is_empty()),
+                requirement: Some(this.requirement).filter(|c| !c.is_empty()),
+                scope,
+                justification: this.justification,
+                approver: this.approver,
+                risk,
+                ticket: this.ticket,
+                starts: (this.starts_at > 0).then(|| time(this.starts_at)),
+                expires: time(this.expires_at),
+            },
+            source: this.source,
+            created_by: this.created_by,
+            revoked_at: (this.revoked_at > 0).then(|| time(this.revoked_at)),
+            revoked_by: this.revoked_by,
+        })
+    }
+
+    /// The waivers of stored rows that can still be read.
+    pub fn from_rows(rows: Vec<WaiverRow>) -> Vec<Waiver> {
+        rows.into_iter().filter_map(Waiver::from_row).collect()
     }
 }
 

@@ -193,7 +193,7 @@ impl Runner {
                 }
             }
             match self.store.waivers().await {
-                Ok(s) => stored = s,
+                Ok(s) => stored = Waiver::from_rows(s),
                 Err(e) => tracing::warn!(error = %e, "reading stored waivers failed; keeping the last ones read"),
             }
             let leader = self.leader.load(Ordering::SeqCst);
@@ -201,14 +201,14 @@ impl Runner {
                 let plan = sync_plan(&declared, &stored, now);
                 let mut wrote = false;
                 for w in &plan {
-                    match self.store.put_waiver(w).await {
+                    match self.store.put_waiver(&w.row(chrono::Utc::now())).await {
                         Ok(()) => wrote = true,
                         Err(e) => tracing::warn!(waiver = %w.spec.id, error = %e, "recording a declared waiver failed; trying again"),
                     }
                 }
                 if wrote {
                     if let Ok(s) = self.store.waivers().await {
-                        stored = s;
+                        stored = Waiver::from_rows(s);
                     }
                 }
             }

@@ -8,10 +8,7 @@ use serde::Deserialize;
 use async_trait::async_trait;
 
 use super::ClickHouseStore;
-use crate::alert::dispatch::Sent;
-use crate::alert::model::Alert;
-use crate::alert::mute::Silence;
-use crate::store::alerting::{violation_alert, AlertLog};
+use crate::store::alerting::{AlertLog, OpenViolation};
 use crate::store::records::{ApiAuditRow, NotificationRow, SilenceRow, SilenceWriteRow};
 use crate::store::{time, StoreError};
 
@@ -42,34 +39,28 @@ struct OpenViolationRow {
 #[async_trait]
 impl AlertLog for ClickHouseStore {
     /// Records a delivered notification.
-    async fn record_notifications(&self, sent: &[(Sent, &str)]) -> Result<(), StoreError> {
-        let rows: Vec<NotificationRow> = sent.iter().map(|(s, status)| NotificationRow::new(s, status)).collect();
-        self.insert_rows("notification_log", &rows).await
+    async fn record_notifications(&self, rows: &[NotificationRow]) -> Result<(), StoreError> {
+        self.insert_rows("notification_log", rows).await
     }
 
     /// The last notification of every (receiver, group).
-    async fn notification_log(&self) -> Result<Vec<Sent>, StoreError> {
+    async fn notification_log(&self) -> Result<Vec<NotificationRow>, StoreError> {
         let rows: Vec<LastNotificationRow> = self.fetch(driftwatch_schemas::clickhouse::NOTIFICATION_LOG_SQL).await?;
-        Ok(to_sent(rows))
+        Ok(last_rows(rows))
     }
 
     /// The last notification of the groups `keys`.
-    async fn notification_log_for(&self, keys: &[String]) -> Result<Vec<Sent>, StoreError> {
+    async fn notification_log_for(&self, keys: &[String]) -> Result<Vec<NotificationRow>, StoreError> {
         let rows: Vec<LastNotificationRow> =
             self.fetch_bound(driftwatch_schemas::clickhouse::NOTIFICATION_LOG_GROUPS_SQL, |q| q.bind(keys.to_vec())).await?;
-        Ok(to_sent(rows))
+        Ok(last_rows(rows))
     }
-    /// Silences not yet ended. A stored matcher that no longer parses is
-    /// skipped with an error log (the silence then mutes nothing).
-    async fn silences(&self) -> Result<Vec<Silence>, StoreError> {
-        let rows: Vec<SilenceRow> = self.fetch(driftwatch_schemas::clickhouse::SILENCES_SQL).await?;
-        Ok(rows.into_iter().filter_map(SilenceRow::into_silence).collect())
+    async fn silences(&self) -> Result<Vec<SilenceRow>, StoreError> {
+        self.fetch(driftwatch_schemas::clickhouse::SILENCES_SQL).await
     }
 
-    /// Creates or updates a silence (the latest version wins).
-    async fn put_silence(&self, s: &Silence) -> Result<(), StoreError> {
-        let row = SilenceWriteRow::new(s, Utc::now());
-        self.insert_rows("silences", &[row]).await
+    async fn put_silence(&self, row: &SilenceWriteRow) -> Result<(), StoreError> {
+        self.insert_rows("silences", std::slice::from_ref(row)).await
     }
 
     /// Records a write through the API (who, what, when, outcome).
@@ -78,42 +69,36 @@ impl AlertLog for ClickHouseStore {
         self.insert_rows("api_audit", &[row]).await
     }
 
-    /// Firing alerts for every open violation.
-    async fn open_violation_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+    async fn open_violations(&self) -> Result<Vec<OpenViolation>, StoreError> {
         let rows: Vec<OpenViolationRow> = self.fetch(driftwatch_schemas::clickhouse::OPEN_VIOLATIONS_SQL).await?;
         Ok(rows
             .into_iter()
-            .map(|r| {
-                let labels = r.label_keys.into_iter().zip(r.label_values).collect();
-                violation_alert(
-                    &r.violation_id,
-                    &r.asset_id,
-                    &r.control_id,
-                    &r.title,
-                    &r.severity,
-                    &r.frameworks,
-                    &r.evidence,
-                    time(r.opened_at),
-                    labels,
-                )
+            .map(|r| OpenViolation {
+                labels: r.label_keys.into_iter().zip(r.label_values).collect(),
+                violation_id: r.violation_id,
+                asset_id: r.asset_id,
+                control_id: r.control_id,
+                title: r.title,
+                severity: r.severity,
+                frameworks: r.frameworks,
+                evidence: r.evidence,
+                opened_at: time(r.opened_at),
             })
             .collect())
     }
 }
 
-fn to_sent(rows: Vec<LastNotificationRow>) -> Vec<Sent> {
+/// The log's rows of the last notification per group.
+fn last_rows(rows: Vec<LastNotificationRow>) -> Vec<NotificationRow> {
     rows.into_iter()
-        .map(|r| {
-            NotificationRow {
-                receiver: r.receiver,
-                group_key: r.group_key,
-                sent_at: r.last_sent,
-                status: String::new(),
-                escalation: r.last_escalation,
-                firing: r.last_firing,
-                alerts: r.last_alerts,
-            }
-            .into_sent()
+        .map(|r| NotificationRow {
+            receiver: r.receiver,
+            group_key: r.group_key,
+            sent_at: r.last_sent,
+            status: String::new(),
+            escalation: r.last_escalation,
+            firing: r.last_firing,
+            alerts: r.last_alerts,
         })
         .collect()
 }

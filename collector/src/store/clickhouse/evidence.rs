@@ -9,8 +9,9 @@ use serde::Deserialize;
 use async_trait::async_trait;
 
 use super::ClickHouseStore;
-use crate::evidence::verify::{StoredRoot, StoredRow};
-use crate::evidence::{LinkRow, TABLES};
+use crate::store::evidence::{StoredRoot, StoredRow};
+use crate::store::digest::TABLES;
+use crate::store::evidence::LinkRow;
 use crate::store::evidence::{ChainHead, Chained, EvidenceStore, TIME_COLUMNS};
 use crate::store::records::{RootRow, RootWriteRow};
 use crate::store::rows::*;

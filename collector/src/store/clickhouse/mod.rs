@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use async_trait::async_trait;
 
 use super::{Batch, StoreError, Streams};
-use crate::config::ClickHouseConfig;
-use crate::score::recorder::ScoreRow;
+use crate::store::config::ClickHouseConfig;
+use crate::store::rows::ScoreRow;
 
 /// A connection to one ClickHouse database.
 #[derive(Clone)]
@@ -183,7 +183,7 @@ impl Streams for ClickHouseStore {
         Ok(())
     }
 
-    async fn write_link(&self, link: &crate::evidence::LinkRow) -> Result<(), StoreError> {
+    async fn write_link(&self, link: &crate::store::evidence::LinkRow) -> Result<(), StoreError> {
         self.insert_all("evidence_chain", std::slice::from_ref(link)).await
     }
 

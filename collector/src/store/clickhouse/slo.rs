@@ -8,8 +8,7 @@ use serde::Deserialize;
 use async_trait::async_trait;
 
 use super::ClickHouseStore;
-use crate::slo::{Minute, SloConfig};
-use crate::store::slo::{latency_bound_ms, SloStore};
+use crate::store::slo::{latency_bucket_ms, Minute, SloStore};
 use crate::store::{secs, time, StoreError};
 
 #[derive(Debug, Row, Deserialize)]
@@ -46,14 +45,13 @@ impl SloStore for ClickHouseStore {
         self.execute_bound(driftwatch_schemas::clickhouse::SLA_ROLLUP_SQL, |q| q.bind(version).bind(secs(&from)).bind(secs(&to))).await
     }
 
-    /// The SLO's minutes since `from`: total probes and good ones (by its SLI).
-    async fn slo_minutes(&self, slo: &SloConfig, from: DateTime<Utc>) -> Result<Vec<Minute>, StoreError> {
+    async fn slo_minutes(&self, probes: &[String], latency_ms: Option<u64>, from: DateTime<Utc>) -> Result<Vec<Minute>, StoreError> {
         let rows: Vec<MinuteRow> =
-            self.fetch_bound(driftwatch_schemas::clickhouse::SLO_MINUTES_SQL, |q| q.bind(slo.sli.probes.clone()).bind(secs(&from))).await?;
+            self.fetch_bound(driftwatch_schemas::clickhouse::SLO_MINUTES_SQL, |q| q.bind(probes.to_vec()).bind(secs(&from))).await?;
         Ok(rows
             .into_iter()
             .map(|r| {
-                let good = match latency_bound_ms(slo) {
+                let good = match latency_ms.map(latency_bucket_ms) {
                     None => r.good,
                     Some(50) => r.le_50ms,
                     Some(100) => r.le_100ms,

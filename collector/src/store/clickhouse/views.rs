@@ -10,10 +10,9 @@ use async_trait::async_trait;
 use chrono::TimeZone;
 
 use super::ClickHouseStore;
-use crate::eval::{PostureEntry, Status};
-use crate::score::effectiveness::History;
+use crate::store::values::Status;
 use crate::store::rows::{CurrentRow, HistoryRow, PostureRow, ResultAtRow, StatusAtRow};
-use crate::store::views::{AssetInfo, EvaluationAt, Views, Violation};
+use crate::store::views::{AssetInfo, ControlResult, EvaluationAt, History, LatestStatus, SharedLabels, Views, Violation};
 use crate::store::{secs, time, StoreError};
 
 #[derive(Debug, Row, Deserialize)]
@@ -49,7 +48,7 @@ struct AssetRow {
 #[async_trait]
 impl Views for ClickHouseStore {
     /// The latest posture of every (asset, control) and its open violation.
-    async fn load_posture(&self) -> Result<Vec<(String, String, PostureEntry)>, StoreError> {
+    async fn load_posture(&self) -> Result<Vec<LatestStatus>, StoreError> {
         let sql = driftwatch_schemas::clickhouse::LATEST_POSTURE_SQL;
         let rows = self.client.query(sql).fetch_all::<PostureRow>().await.map_err(|e| self.err(e))?;
         Ok(rows
@@ -59,7 +58,7 @@ impl Views for ClickHouseStore {
                 let violation_id = (!r.violation_id.is_empty()).then_some(r.violation_id);
                 let since = Utc.timestamp_opt(i64::from(r.since), 0).single()?;
                 let last_evaluated = Utc.timestamp_opt(i64::from(r.last_evaluated), 0).single()?;
-                Some((r.asset_id, r.control_id, PostureEntry::restored(status, since, last_evaluated, violation_id)))
+                Some(LatestStatus { asset_id: r.asset_id, control_id: r.control_id, status, since, last_evaluated, violation_id })
             })
             .collect())
     }
@@ -67,20 +66,20 @@ impl Views for ClickHouseStore {
     /// The latest result of every (asset, control) with the asset's labels;
     /// `since` is when a failing control's violation opened, else its last
     /// evaluation.
-    async fn current_results(&self) -> Result<Vec<crate::score::Result>, StoreError> {
+    async fn current_results(&self) -> Result<Vec<ControlResult>, StoreError> {
         let rows = self
             .client
             .query(driftwatch_schemas::clickhouse::CURRENT_RESULTS_SQL)
             .fetch_all::<CurrentRow>()
             .await
             .map_err(|e| self.err(e))?;
-        let mut shared = crate::score::SharedLabels::default();
+        let mut shared = SharedLabels::default();
         Ok(rows
             .into_iter()
             .filter_map(|r| {
                 let status = Status::parse(&r.status)?;
                 let since = if r.opened_at > 0 && status == Status::Fail { r.opened_at } else { r.last_evaluated };
-                Some(crate::score::Result {
+                Some(ControlResult {
                     labels: shared.of(&r.asset_id, || r.label_keys.into_iter().zip(r.label_values).collect()),
                     asset_id: r.asset_id,
                     control_id: r.control_id,
@@ -100,17 +99,17 @@ impl Views for ClickHouseStore {
 
     /// The posture at an instant (the last evaluation at or before it),
     /// with the assets' labels as of then; `since` is that evaluation's time.
-    async fn results_at(&self, at: DateTime<Utc>) -> Result<Vec<crate::score::Result>, StoreError> {
+    async fn results_at(&self, at: DateTime<Utc>) -> Result<Vec<ControlResult>, StoreError> {
         let secs = at.timestamp().clamp(0, i64::from(u32::MAX)) as u32;
         // An instant given to the second covers that whole second.
         let ms = if at.timestamp_subsec_millis() == 0 { 999 } else { crate::store::rows::millis(&at) };
         let rows: Vec<ResultAtRow> =
             self.fetch_bound(driftwatch_schemas::clickhouse::RESULTS_AT_SQL, |q| q.bind(secs).bind(secs).bind(ms).bind(secs)).await?;
-        let mut shared = crate::score::SharedLabels::default();
+        let mut shared = SharedLabels::default();
         Ok(rows
             .into_iter()
             .filter_map(|r| {
-                Some(crate::score::Result {
+                Some(ControlResult {
                     status: Status::parse(&r.status)?,
                     since: Utc.timestamp_opt(i64::from(r.last_evaluated), 0).single()?,
                     evidence_at: (r.evidence_at > 0).then(|| time(r.evidence_at)),

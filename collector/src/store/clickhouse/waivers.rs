@@ -10,11 +10,10 @@ use serde::Deserialize;
 use async_trait::async_trait;
 
 use super::ClickHouseStore;
-use crate::eval::Status;
+use crate::store::values::Status;
 use crate::store::records::WaiverRow;
 use crate::store::waivers::{SilentResult, WaiverLog};
 use crate::store::{secs, time, StoreError};
-use crate::waiver::Waiver;
 
 /// A version of a waiver, as written and as read back (latest version).
 #[derive(Debug, Row, Deserialize)]
@@ -35,17 +34,12 @@ struct SilentRow {
 
 #[async_trait]
 impl WaiverLog for ClickHouseStore {
-    /// Writes a new version of a waiver (the latest version wins).
-    async fn put_waiver(&self, w: &Waiver) -> Result<(), StoreError> {
-        let row = WaiverRow::new(w, Utc::now());
-        self.insert_rows("waivers", &[row]).await
+    async fn put_waiver(&self, row: &WaiverRow) -> Result<(), StoreError> {
+        self.insert_rows("waivers", std::slice::from_ref(row)).await
     }
 
-    /// Every waiver (revoked and expired ones too). A stored row this
-    /// version cannot read is skipped with an error log.
-    async fn waivers(&self) -> Result<Vec<Waiver>, StoreError> {
-        let rows: Vec<WaiverRow> = self.fetch(driftwatch_schemas::clickhouse::WAIVERS_SQL).await?;
-        Ok(rows.into_iter().filter_map(WaiverRow::into_waiver).collect())
+    async fn waivers(&self) -> Result<Vec<WaiverRow>, StoreError> {
+        self.fetch(driftwatch_schemas::clickhouse::WAIVERS_SQL).await
     }
 
     /// The latest labels of every asset seen in the past week.

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{docs, json_list, Doc, SqliteStore};
-use crate::evidence::verify::{StoredRoot, StoredRow};
-use crate::evidence::LinkRow;
+use crate::store::evidence::{StoredRoot, StoredRow};
+use crate::store::evidence::LinkRow;
 use crate::store::evidence::{ChainHead, Chained, EvidenceStore};
 use crate::store::records::{RootRow, RootWriteRow};
 use crate::store::rows::*;
@@ -109,7 +109,7 @@ impl EvidenceStore for SqliteStore {
             let mut stmt = c.prepare_cached(
                 "SELECT DISTINCT batch_id FROM rows WHERE tbl IN (SELECT value FROM json_each(?1)) AND batch_id != '' AND at >= ?2 AND at <= ?3",
             )?;
-            let tables = json_list(&crate::evidence::TABLES.map(String::from));
+            let tables = json_list(&crate::store::digest::TABLES.map(String::from));
             for id in stmt.query_map(rusqlite::params![tables, f, t], |r| r.get::<_, String>(0))? {
                 ids.insert(id?);
             }

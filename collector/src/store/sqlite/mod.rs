@@ -37,8 +37,8 @@ use super::keys::AssetKeyRow;
 use super::records::{ApiAuditRow, NotificationRow, RootWriteRow, SilenceWriteRow, WaiverRow};
 use super::rows::*;
 use super::{Batch, StoreError, Streams};
-use crate::evidence::LinkRow;
-use crate::score::recorder::ScoreRow;
+use crate::store::evidence::LinkRow;
+use crate::store::rows::ScoreRow;
 
 /// The layout version this build writes (`PRAGMA user_version`).
 const LAYOUT: i64 = 1;
@@ -302,7 +302,7 @@ impl Streams for SqliteStore {
         .await
     }
 
-    async fn write_link(&self, link: &crate::evidence::LinkRow) -> Result<(), StoreError> {
+    async fn write_link(&self, link: &crate::store::evidence::LinkRow) -> Result<(), StoreError> {
         self.put(vec![link.clone()]).await
     }
 

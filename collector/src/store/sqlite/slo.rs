@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::waivers::last_seen;
 use super::{json_list, SqliteStore};
-use crate::slo::{Minute, SloConfig};
-use crate::store::slo::{latency_bound_ms, SloStore};
+use crate::store::slo::{latency_bucket_ms, Minute, SloStore};
 use crate::store::{secs, time, StoreError};
 
 /// Probe results of `?1` (a JSON list of probes), host metrics excluded.
@@ -20,10 +19,10 @@ impl SloStore for SqliteStore {
         Ok(())
     }
 
-    async fn slo_minutes(&self, slo: &SloConfig, from: DateTime<Utc>) -> Result<Vec<Minute>, StoreError> {
-        let (probes, from) = (json_list(&slo.sli.probes), i64::from(secs(&from)));
+    async fn slo_minutes(&self, probes: &[String], latency_ms: Option<u64>, from: DateTime<Utc>) -> Result<Vec<Minute>, StoreError> {
+        let (probes, from) = (json_list(probes), i64::from(secs(&from)));
         // Availability: every success is good (no latency bound).
-        let bound_us = latency_bound_ms(slo).map_or(i64::MAX, |ms| ms as i64 * 1000);
+        let bound_us = latency_ms.map_or(i64::MAX, |ms| latency_bucket_ms(ms) as i64 * 1000);
         self.with(move |c| {
             let sql = format!(
                 "SELECT at / 60 * 60 AS minute, count(*), \

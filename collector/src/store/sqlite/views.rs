@@ -7,10 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{docs, per_subject, SqliteStore};
-use crate::eval::{PostureEntry, Status};
-use crate::score::effectiveness::History;
+use crate::store::values::Status;
 use crate::store::rows::{AuditRow, DriftRow, EvaluationRow, SnapshotRow, ViolationRow};
-use crate::store::views::{AssetInfo, EvaluationAt, Views, Violation};
+use crate::store::views::{AssetInfo, ControlResult, EvaluationAt, History, LatestStatus, SharedLabels, Views, Violation};
 use crate::store::{secs, time, StoreError};
 
 /// A violation's lifecycle, from its rows.
@@ -82,7 +81,7 @@ fn latest_evaluations(c: &rusqlite::Connection, until: i64) -> rusqlite::Result<
 
 #[async_trait]
 impl Views for SqliteStore {
-    async fn load_posture(&self) -> Result<Vec<(String, String, PostureEntry)>, StoreError> {
+    async fn load_posture(&self) -> Result<Vec<LatestStatus>, StoreError> {
         self.with(|c| {
             let evals = latest_evaluations(c, i64::MAX)?;
             let first = by_pair(per_subject(
@@ -116,15 +115,21 @@ impl Views for SqliteStore {
                     } else {
                         first.get(&pair).copied().unwrap_or(e.evaluated_at)
                     };
-                    let entry = PostureEntry::restored(status, time(since), time(e.evaluated_at), violation.map(|v| v.0.clone()));
-                    Some((pair.0, pair.1, entry))
+                    Some(LatestStatus {
+                        asset_id: pair.0,
+                        control_id: pair.1,
+                        status,
+                        since: time(since),
+                        last_evaluated: time(e.evaluated_at),
+                        violation_id: violation.map(|v| v.0.clone()),
+                    })
                 })
                 .collect())
         })
         .await
     }
 
-    async fn current_results(&self) -> Result<Vec<crate::score::Result>, StoreError> {
+    async fn current_results(&self) -> Result<Vec<ControlResult>, StoreError> {
         self.with(|c| {
             let evals = latest_evaluations(c, i64::MAX)?;
             let snapshots = latest_snapshots(c, None)?;
@@ -133,7 +138,7 @@ impl Views for SqliteStore {
                 let e = opened.entry((l.first.asset_id.clone(), l.first.control_id.clone())).or_insert(l.opened_at);
                 *e = (*e).min(l.opened_at);
             }
-            let mut shared = crate::score::SharedLabels::default();
+            let mut shared = SharedLabels::default();
             Ok(evals
                 .into_iter()
                 .filter_map(|e| {
@@ -141,7 +146,7 @@ impl Views for SqliteStore {
                     let opened_at = opened.get(&(e.asset_id.clone(), e.control_id.clone())).copied().unwrap_or(0);
                     let since = if opened_at > 0 && status == Status::Fail { opened_at } else { e.evaluated_at };
                     let snap = snapshots.get(&e.asset_id);
-                    Some(crate::score::Result {
+                    Some(ControlResult {
                         labels: shared.of(&e.asset_id, || snap.map(|s| labels(&s.0)).unwrap_or_default()),
                         evidence_at: snap.filter(|s| s.1 > 0).map(|s| time(s.1)),
                         asset_id: e.asset_id,
@@ -155,19 +160,19 @@ impl Views for SqliteStore {
         .await
     }
 
-    async fn results_at(&self, at: DateTime<Utc>) -> Result<Vec<crate::score::Result>, StoreError> {
+    async fn results_at(&self, at: DateTime<Utc>) -> Result<Vec<ControlResult>, StoreError> {
         let s = secs(&at);
         // An instant given to the second covers that whole second.
         let ms = if at.timestamp_subsec_millis() == 0 { 999 } else { crate::store::rows::millis(&at) };
         let until = i64::from(s) * 1000 + i64::from(ms);
         self.with(move |c| {
             let snapshots = latest_snapshots(c, Some(s))?;
-            let mut shared = crate::score::SharedLabels::default();
+            let mut shared = SharedLabels::default();
             Ok(latest_evaluations(c, until)?
                 .into_iter()
                 .filter_map(|e| {
                     let snap = snapshots.get(&e.asset_id);
-                    Some(crate::score::Result {
+                    Some(ControlResult {
                         status: Status::parse(&e.status)?,
                         since: time(e.evaluated_at),
                         labels: shared.of(&e.asset_id, || snap.map(|s| labels(&s.0)).unwrap_or_default()),

@@ -7,12 +7,11 @@ use chrono::{DateTime, Utc};
 
 use super::views::{labels, latest_snapshots};
 use super::{docs, per_subject, SqliteStore};
-use crate::eval::Status;
+use crate::store::values::Status;
 use crate::store::records::WaiverRow;
 use crate::store::rows::EvaluationRow;
 use crate::store::waivers::{SilentResult, WaiverLog};
 use crate::store::{secs, time, StoreError};
-use crate::waiver::Waiver;
 
 /// When each asset last sent a snapshot or heartbeat (seconds).
 pub(super) fn last_seen(c: &rusqlite::Connection, heartbeats_only: bool) -> rusqlite::Result<BTreeMap<String, u32>> {
@@ -29,15 +28,15 @@ pub(super) fn last_seen(c: &rusqlite::Connection, heartbeats_only: bool) -> rusq
 
 #[async_trait]
 impl WaiverLog for SqliteStore {
-    async fn put_waiver(&self, w: &Waiver) -> Result<(), StoreError> {
-        self.put(vec![WaiverRow::new(w, Utc::now())]).await
+    async fn put_waiver(&self, row: &WaiverRow) -> Result<(), StoreError> {
+        self.put(vec![row.clone()]).await
     }
 
-    async fn waivers(&self) -> Result<Vec<Waiver>, StoreError> {
+    async fn waivers(&self) -> Result<Vec<WaiverRow>, StoreError> {
         self.with(|c| {
             let mut rows = docs::<WaiverRow>(c, "1", Some("subject"), &[])?;
             rows.sort_by(|a, b| a.waiver_id.cmp(&b.waiver_id));
-            Ok(rows.into_iter().filter_map(WaiverRow::into_waiver).collect())
+            Ok(rows)
         })
         .await
     }
