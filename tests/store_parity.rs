@@ -276,19 +276,34 @@ async fn clickhouse_and_sqlite_answer_every_read_alike() {
             ("silences", set(&Silence::from_rows(s.silences().await.unwrap_or_else(|err| panic!("{name}: silences: {err}"))))),
             (
                 "open_violation_alerts",
-                set(&s.open_violations().await.unwrap_or_else(|err| panic!("{name}: open: {err}")).into_iter().map(Alert::reopened).collect::<Vec<_>>()),
+                set(&s
+                    .open_violations()
+                    .await
+                    .unwrap_or_else(|err| panic!("{name}: open: {err}"))
+                    .into_iter()
+                    .map(Alert::reopened)
+                    .collect::<Vec<_>>()),
             ),
             (
                 "waivers",
-                driftwatch_collector::waiver::Waiver::from_rows(s.waivers().await.unwrap_or_else(|err| panic!("{name}: waivers: {err}"))).iter().map(|d| format!("{d:?}")).collect(),
+                driftwatch_collector::waiver::Waiver::from_rows(s.waivers().await.unwrap_or_else(|err| panic!("{name}: waivers: {err}")))
+                    .iter()
+                    .map(|d| format!("{d:?}"))
+                    .collect(),
             ),
             ("asset_labels", vec![format!("{:?}", s.asset_labels().await.unwrap_or_else(|err| panic!("{name}: labels: {err}")))]),
             (
                 "silent_results",
                 set(&s.silent_results(Utc::now() + Duration::minutes(1)).await.unwrap_or_else(|err| panic!("{name}: silent: {err}"))),
             ),
-            ("slo_minutes latency", set(&s.slo_minutes(&slo.sli.probes, slo.latency_ms(), base).await.unwrap_or_else(|err| panic!("{name}: slo: {err}")))),
-            ("slo_minutes availability", set(&s.slo_minutes(&avail.sli.probes, avail.latency_ms(), base).await.unwrap_or_else(|err| panic!("{name}: slo: {err}")))),
+            (
+                "slo_minutes latency",
+                set(&s.slo_minutes(&slo.sli.probes, slo.latency_ms(), base).await.unwrap_or_else(|err| panic!("{name}: slo: {err}"))),
+            ),
+            (
+                "slo_minutes availability",
+                set(&s.slo_minutes(&avail.sli.probes, avail.latency_ms(), base).await.unwrap_or_else(|err| panic!("{name}: slo: {err}"))),
+            ),
             ("probes_last_seen", set(&s.probes_last_seen(&["shop".into()]).await.unwrap_or_else(|err| panic!("{name}: probes: {err}")))),
             ("assets_last_seen", set(&s.assets_last_seen().await.unwrap_or_else(|err| panic!("{name}: seen: {err}")))),
             (

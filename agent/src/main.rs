@@ -110,9 +110,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             cfg.root = root;
             anyhow::ensure!(cfg.root.is_dir(), "--root {}: not a directory", cfg.root.display());
             let host = HostRoot::new(&cfg.root);
-            let asset = snapshot::asset(&cfg, &host);
+            let asset = snapshot::asset(&cfg.asset, &host);
             let mut s = Snapshotter::new(asset, "snapshot-cli".into(), None);
-            let mut snap = driftwatch_schemas::Message::Snapshot(s.full(snapshot::collect(&host, &cfg, None)));
+            let mut snap = driftwatch_schemas::Message::Snapshot(s.full(snapshot::collect(&host, &cfg.facts, None)));
             driftwatch_agent::redact::Redactor::new(&cfg.redact.patterns).map_err(anyhow::Error::msg)?.message(&mut snap);
             let driftwatch_schemas::Message::Snapshot(snap) = snap else { unreachable!("built as a snapshot") };
             match format {
@@ -130,8 +130,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating state directory {}", cfg.state_dir.display()))?;
             let key = driftwatch_agent::ship::identity::load_or_create(&cfg.state_dir)?;
             let asset = match cfg.mode {
-                driftwatch_agent::config::Mode::Host => snapshot::asset(&cfg, &HostRoot::new(&cfg.root)),
-                driftwatch_agent::config::Mode::Cluster => driftwatch_agent::cluster::asset(&cfg),
+                driftwatch_agent::config::Mode::Host => snapshot::asset(&cfg.asset, &HostRoot::new(&cfg.root)),
+                driftwatch_agent::config::Mode::Cluster => driftwatch_agent::cluster::asset(&cfg.asset, &cfg.cluster),
             };
             let fingerprint = key.public().fingerprint();
             println!("asset: {}\nkey: {fingerprint}\nenrol: driftwatch-collector keys approve {} {fingerprint}", asset.id, asset.id);

@@ -20,6 +20,7 @@ use std::sync::LazyLock;
 
 use driftwatch_schemas::{AuditEvent, FactValue, Message};
 use regex::Regex;
+use serde::Deserialize;
 
 pub const MARKER: &str = "[REDACTED]";
 
@@ -271,6 +272,15 @@ fn k8s_without_secret_bodies(raw: &str) -> String {
         }
     }
     v.to_string()
+}
+
+/// Redaction of secrets before anything is shipped (built-in patterns are
+/// always on; see `redact.rs`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedactConfig {
+    /// Extra regular expressions; every match is replaced.
+    pub patterns: Vec<String>,
 }
 
 #[cfg(test)]

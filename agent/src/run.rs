@@ -53,8 +53,8 @@ pub fn open_spool(cfg: &AgentConfig) -> anyhow::Result<ship::producer::Shared> {
 pub async fn sources(cfg: AgentConfig, shared: ship::producer::Shared, shutdown: tokio_watch::Receiver<bool>) -> anyhow::Result<()> {
     let root = Arc::new(HostRoot::new(&cfg.root));
     let asset = match cfg.mode {
-        Mode::Host => snapshot::asset(&cfg, &root),
-        Mode::Cluster => crate::cluster::asset(&cfg),
+        Mode::Host => snapshot::asset(&cfg.asset, &root),
+        Mode::Cluster => crate::cluster::asset(&cfg.asset, &cfg.cluster),
     };
     let agent_id = snapshot::agent_id(&cfg.state_dir);
     tracing::info!(asset = %asset.id, hostname = %asset.hostname, root = %cfg.root.display(), "agent starting");
@@ -79,7 +79,10 @@ pub async fn sources(cfg: AgentConfig, shared: ship::producer::Shared, shutdown:
     let snapshotter = Snapshotter::new(asset, agent_id, Some(&cfg.state_dir));
     match cfg.mode {
         Mode::Host => host_snapshots(&cfg, &root, snapshotter, &tx, shutdown).await?,
-        Mode::Cluster => crate::cluster::run(&cfg, snapshotter, tx.clone(), shutdown).await?,
+        Mode::Cluster => {
+            let full = std::time::Duration::from_secs(cfg.snapshots.full_interval_secs);
+            crate::cluster::run(&cfg.cluster, full, snapshotter, tx.clone(), shutdown).await?
+        }
     }
 
     tracing::info!("shutting down: spooling what is queued");
@@ -146,7 +149,7 @@ async fn collect(
 ) -> anyhow::Result<(crate::facts::Facts, BTreeSet<PathBuf>)> {
     let (root, cfg) = (root.clone(), cfg.clone());
     tokio::task::spawn_blocking(move || {
-        let facts = snapshot::collect(&root, &cfg, previous.as_ref());
+        let facts = snapshot::collect(&root, &cfg.facts, previous.as_ref());
         let reads = root.take_reads().iter().map(|p| root.path(p)).collect();
         // Reading a host allocates and frees megabytes (package databases):
         // give the freed memory back rather than keep it until the next run.

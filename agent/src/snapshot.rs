@@ -3,29 +3,30 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
-use driftwatch_schemas::{Asset, ConfigSnapshot, SnapshotKind};
+use std::collections::BTreeMap;
 
-use crate::config::AgentConfig;
+use chrono::Utc;
+use driftwatch_schemas::{Asset, AssetKind, ConfigSnapshot, SnapshotKind};
+use serde::Deserialize;
+
 use crate::facts::{self, Facts};
 use crate::root::HostRoot;
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Works out the asset's identity from the config and the host.
-pub fn asset(cfg: &AgentConfig, root: &HostRoot) -> Asset {
+pub fn asset(cfg: &AssetConfig, root: &HostRoot) -> Asset {
     let read = |p: &str| root.read_to_string(p).ok().flatten().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let hostname = cfg
-        .asset
         .hostname
         .clone()
         .or_else(|| read("/etc/hostname"))
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()))
         .unwrap_or_else(|| "unknown".into());
-    let id = cfg.asset.id.clone().or_else(|| read("/etc/machine-id")).unwrap_or_else(|| hostname.clone());
+    let id = cfg.id.clone().or_else(|| read("/etc/machine-id")).unwrap_or_else(|| hostname.clone());
     // Identity reads are not facts: don't watch them.
     let _ = root.take_reads();
-    Asset { id, kind: cfg.asset.kind, hostname, labels: cfg.asset.labels.clone() }
+    Asset { id, kind: cfg.kind, hostname, labels: cfg.labels.clone() }
 }
 
 /// Produces the snapshots of one asset.
@@ -102,8 +103,8 @@ impl Snapshotter {
 
 /// Collects all facts of the host; with `previous`, the expensive file
 /// scan is carried over instead of repeated (delta collections).
-pub fn collect(root: &HostRoot, cfg: &AgentConfig, previous: Option<&Facts>) -> Facts {
-    facts::collect(root, &cfg.facts, previous)
+pub fn collect(root: &HostRoot, cfg: &facts::FactsConfig, previous: Option<&Facts>) -> Facts {
+    facts::collect(root, cfg, previous)
 }
 
 /// The agent's own id, created once and kept in the state directory.
@@ -117,6 +118,42 @@ pub fn agent_id(state_dir: &Path) -> String {
         tracing::warn!(file = %f.display(), error = %e, "cannot persist the agent id");
     }
     id
+}
+
+/// Identity of the asset this agent reports on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssetConfig {
+    /// Asset id; default: the host's `/etc/machine-id`, else its hostname.
+    pub id: Option<String>,
+    /// Hostname; default: the host's `/etc/hostname`, else the agent's.
+    pub hostname: Option<String>,
+    pub kind: AssetKind,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for AssetConfig {
+    fn default() -> Self {
+        AssetConfig { id: None, hostname: None, kind: AssetKind::Host, labels: BTreeMap::new() }
+    }
+}
+
+/// When to snapshot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotConfig {
+    /// Seconds between full snapshots.
+    pub full_interval_secs: u64,
+    /// Watch the files facts were read from and send deltas on change.
+    pub watch: bool,
+    /// Quiet time after a change before the delta is collected.
+    pub debounce_ms: u64,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig { full_interval_secs: 3600, watch: true, debounce_ms: 500 }
+    }
 }
 
 #[cfg(test)]

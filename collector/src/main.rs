@@ -33,7 +33,7 @@ fn no_transparent_huge_pages() {}
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use driftwatch_collector::store::prelude::*;
-use driftwatch_collector::{alert, config::CollectorConfig, eval, ingest, policy, score, slo, store, waiver};
+use driftwatch_collector::{alert, config::CollectorConfig, eval, ingest, policy, score, slo, store, tasks, waiver};
 use driftwatch_schemas::ConfigSnapshot;
 
 #[derive(Parser)]
@@ -494,7 +494,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
                 .await
                 .context("refreshing rollups")?;
             let statuses: Vec<slo::Status> =
-                slo::runner::statuses(&cfg.slo, &store, now).await.context("computing SLOs")?.into_iter().map(|(_, s)| s).collect();
+                tasks::slo::statuses(&cfg.slo, &store, now).await.context("computing SLOs")?.into_iter().map(|(_, s)| s).collect();
             let pct = |v: Option<f64>| v.map(|v| format!("{v:.3}%")).unwrap_or_else(|| "no data".into());
             print_out(format, &statuses, || {
                 let mut t = String::from("SERVICE          SLI        OBJECTIVE  WINDOW  BUDGET LEFT  BURNING                SLA\n");
@@ -521,7 +521,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Policies { command: PoliciesCommand::Test { dir } } => {
             let set = load_policies(&dir)?;
-            let report = policy::testing::run(&dir, &set);
+            let report = eval::testing::run(&dir, &set);
             for f in &report.failures {
                 eprintln!("{f}");
             }
@@ -649,7 +649,7 @@ async fn verify_evidence(
 pub(crate) async fn load_waivers(dir: &Path, store: &SharedStore) -> anyhow::Result<waiver::Waivers> {
     let declared = waiver::load_dir(dir).map_err(|e| anyhow::anyhow!("waiver files in {} are invalid:\n{e}", dir.display()))?;
     let stored = waiver::Waiver::from_rows(store.waivers().await.context("reading stored waivers")?);
-    Ok(waiver::Waivers::new(waiver::runner::merge(&declared, &stored)))
+    Ok(waiver::Waivers::new(waiver::sync::merge(&declared, &stored)))
 }
 
 /// Validates the declared waivers (an error fails, a flag warns); returns

@@ -372,6 +372,14 @@ impl Stream {
     }
 }
 
+/// The brokers both binaries connect to unless configured: the local
+/// broker `deploy/local/services` starts.
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+
+/// The default topic of records the collector could not take (the reason
+/// in a header).
+pub const DEAD_LETTER_TOPIC: &str = "driftwatch.dead-letter";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 use super::authlog::{self, Parsed};
-use crate::config::JournaldConfig;
+use super::config::JournaldConfig;
 use crate::root::HostRoot;
 
 /// One journal entry, interpreted; `cursor` identifies it.

@@ -5,6 +5,7 @@
 
 pub mod auditd;
 pub mod authlog;
+pub mod config;
 pub mod journald;
 pub mod k8s;
 pub mod tail;
@@ -20,8 +21,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::config::AuditConfig;
 use crate::root::HostRoot;
+pub use config::AuditConfig;
 use tail::{Line, Tailer};
 
 /// A stable event id: the same line of the same file always gets the same

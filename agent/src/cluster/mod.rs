@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod checks;
+pub mod config;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -23,8 +24,9 @@ use tokio::sync::{mpsc, watch};
 
 use self::api::{Api, WatchEvent};
 use self::checks::{Kind, Store, Summary};
-use crate::config::{AgentConfig, ClusterConfig};
+use crate::snapshot::AssetConfig;
 use crate::snapshot::Snapshotter;
+pub use config::ClusterConfig;
 
 /// A change to the store, from a resource's task.
 enum Update {
@@ -37,21 +39,21 @@ enum Update {
 }
 
 /// The cluster's asset: its name is the id and the `cluster` label.
-pub fn asset(cfg: &AgentConfig) -> Asset {
-    let mut labels = cfg.asset.labels.clone();
-    labels.entry("cluster".into()).or_insert_with(|| cfg.cluster.name.clone());
-    let hostname = cfg.cluster.server().ok().and_then(|u| reqwest::Url::parse(&u).ok()?.host_str().map(String::from)).unwrap_or_default();
-    Asset { id: cfg.asset.id.clone().unwrap_or_else(|| cfg.cluster.name.clone()), kind: AssetKind::K8sCluster, hostname, labels }
+pub fn asset(asset: &AssetConfig, cluster: &ClusterConfig) -> Asset {
+    let mut labels = asset.labels.clone();
+    labels.entry("cluster".into()).or_insert_with(|| cluster.name.clone());
+    let hostname = cluster.server().ok().and_then(|u| reqwest::Url::parse(&u).ok()?.host_str().map(String::from)).unwrap_or_default();
+    Asset { id: asset.id.clone().unwrap_or_else(|| cluster.name.clone()), kind: AssetKind::K8sCluster, hostname, labels }
 }
 
 /// Runs until `shutdown` turns true.
 pub async fn run(
-    cfg: &AgentConfig,
+    c: &ClusterConfig,
+    full_interval: Duration,
     mut snapshotter: Snapshotter,
     out: mpsc::Sender<Message>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let c = &cfg.cluster;
     let server = c.server()?;
     let api = Arc::new(Api::new(&server, c.ca_file().as_deref(), c.token_file())?);
     tracing::info!(%server, cluster = %c.name, "following the cluster's objects");
@@ -68,7 +70,7 @@ pub async fn run(
     let debounce = Duration::from_millis(c.debounce_ms);
     let mut due: Option<tokio::time::Instant> = None;
     let mut sent_full = false;
-    let mut full_tick = tokio::time::interval(Duration::from_secs(cfg.snapshots.full_interval_secs));
+    let mut full_tick = tokio::time::interval(full_interval);
     full_tick.tick().await;
     loop {
         let far = tokio::time::Instant::now() + Duration::from_secs(3600);

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod apt;
+pub mod config;
 pub mod files;
 pub mod host;
 pub mod kernel;
@@ -26,8 +27,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use driftwatch_schemas::{Fact, FactPath, FactValue};
 
-use crate::config::FactsConfig;
 use crate::root::HostRoot;
+pub use config::FactsConfig;
 
 /// The facts of one collection, keyed by textual path.
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use driftwatch_schemas::FactPath;
 
+use super::config::ScanConfig;
 use super::Facts;
-use crate::config::ScanConfig;
 use crate::root::HostRoot;
 
 /// Entries listed per fact at most; the count is still exact in `scanned`.

@@ -10,8 +10,8 @@ use driftwatch_schemas::{ProbeKind, SlaMeasurement};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Method;
 
+use super::config::ProbeConfig;
 use super::Started;
-use crate::config::ProbeConfig;
 
 /// The first bytes of a body that `expect_body` is matched against.
 const BODY_LIMIT: usize = 1 << 20;

@@ -4,6 +4,7 @@
 //! first: HTTP(S) ([`http`]), TCP connect and DNS resolution ([`net`]),
 //! host metrics ([`host`]); and the agent's [`heartbeat`].
 
+pub mod config;
 pub mod heartbeat;
 pub mod host;
 pub mod http;
@@ -16,7 +17,7 @@ use driftwatch_schemas::{Message, ProbeKind as Kind, SlaMeasurement};
 use rand::Rng;
 use tokio::sync::mpsc;
 
-use crate::config::{ProbeConfig, ProbeKind};
+pub use config::{ProbeConfig, ProbeKind};
 
 /// When a measurement started, by the wall clock (its timestamp) and the
 /// monotonic one (its latency).

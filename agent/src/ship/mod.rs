@@ -3,6 +3,7 @@
 //! [`local`] reads the spool for a collector in the same process instead;
 //! [`identity`] is the agent's key pair, which signs every record produced).
 
+pub mod config;
 pub mod identity;
 pub mod local;
 pub mod producer;

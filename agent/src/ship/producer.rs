@@ -24,8 +24,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::ClientContext;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use super::config::KafkaConfig;
 use super::spool::{Pos, Record, Spool};
-use crate::config::KafkaConfig;
 use crate::redact::Redactor;
 
 /// Records handed to librdkafka and not yet acknowledged, at most.

@@ -23,11 +23,11 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::matcher::Labels;
 use super::model::Alert;
+use super::mute::{InhibitRule, Inhibition, MaintenanceWindow, Silence};
+use super::notification::Notification;
+use super::route::Route;
 use crate::store::records::NotificationRow;
 use crate::store::{secs, time};
-use super::mute::{InhibitRule, Inhibition, MaintenanceWindow, Silence};
-use super::receivers::Notification;
-use super::route::Route;
 
 /// What was last sent for a group, as the notification log keeps it.
 #[derive(Debug, Clone)]
@@ -649,7 +649,7 @@ fn notification(
 mod tests {
     use super::*;
     use crate::alert::matcher::Matcher;
-    use crate::alert::receivers::tests::alert;
+    use crate::alert::notification::tests::alert;
     use crate::alert::route::RouteConfig;
 
     fn dispatcher(yaml: &str) -> Dispatcher {

@@ -271,9 +271,9 @@ mod tests {
 #[cfg(test)]
 mod restored_tests {
     use super::*;
-    use crate::store::alerting::OpenViolation;
     use crate::eval::Engine;
     use crate::policy::PolicySet;
+    use crate::store::alerting::OpenViolation;
     use driftwatch_schemas::{Asset, AssetKind, ConfigSnapshot, Fact, SnapshotKind};
     use std::sync::Arc;
 

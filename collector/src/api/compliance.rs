@@ -126,6 +126,6 @@ pub async fn evidence(State(s): State<AppState>, Query(q): Query<EvidenceQuery>)
 
 pub async fn slos(State(s): State<AppState>) -> Result<Json<Vec<crate::slo::Status>>, ApiError> {
     let now = Utc::now();
-    let statuses = crate::slo::runner::statuses(&s.slo, &s.store, now).await.map_err(unavailable)?;
+    let statuses = crate::tasks::slo::statuses(&s.slo, &s.store, now).await.map_err(unavailable)?;
     Ok(Json(statuses.into_iter().map(|(_, st)| st).collect()))
 }

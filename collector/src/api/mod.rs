@@ -121,7 +121,7 @@ pub struct Shared {
     pub publish_waivers: Option<Arc<watch::Sender<Arc<Waivers>>>>,
     /// Drift events as they are stored, for the live view.
     pub hub: crate::live::Hub,
-    pub slo: crate::slo::runner::SloSettings,
+    pub slo: crate::slo::conditions::SloSettings,
     /// `evaluation.unknown_after_secs`: when an asset counts as silent.
     pub unknown_after_secs: u64,
 }
@@ -135,7 +135,7 @@ pub struct AppState {
     pub waivers: watch::Receiver<Arc<Waivers>>,
     pub publish_waivers: Option<Arc<watch::Sender<Arc<Waivers>>>>,
     pub hub: crate::live::Hub,
-    pub slo: crate::slo::runner::SloSettings,
+    pub slo: crate::slo::conditions::SloSettings,
     pub unknown_after_secs: u64,
 }
 

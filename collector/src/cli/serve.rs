@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use driftwatch_collector::config::CollectorConfig;
-use driftwatch_collector::{alert, eval, ingest, score, slo, store, waiver};
+use driftwatch_collector::{ingest, tasks, waiver};
 
 /// Where records come from.
 pub enum Transport {
@@ -34,14 +34,14 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
     let (policies_tx, policies_rx) = tokio::sync::watch::channel(policies.clone());
     let (waivers_tx, waivers_rx) = tokio::sync::watch::channel(waivers.clone());
     let restore = match transport {
-        Transport::Kafka => alert::runner::Restore::AtAssignment,
-        Transport::Local(_) => alert::runner::Restore::AtStart,
+        Transport::Kafka => tasks::alerting::Restore::AtAssignment,
+        Transport::Local(_) => tasks::alerting::Restore::AtStart,
     };
-    let alerting = alert::runner::Alerting::start(&cfg.alerts, store.clone(), restore).await.context("starting alerting")?;
+    let alerting = tasks::alerting::Alerting::start(&cfg.alerts, store.clone(), restore).await.context("starting alerting")?;
     // Fleet-wide work (SLOs, scores, retention…) runs on one collector: the
     // owner of the SLA topic's partition 0, or the only one.
     let leader = Arc::new(AtomicBool::new(matches!(transport, Transport::Local(_))));
-    tokio::spawn(slo::runner::run(cfg.slo.clone(), store.clone(), alerting.clone(), leader.clone()));
+    tokio::spawn(tasks::slo::run(cfg.slo.clone(), store.clone(), alerting.clone(), leader.clone()));
     let waivers_tx = Arc::new(waivers_tx);
     let shared = driftwatch_collector::api::Shared {
         store: store.clone(),
@@ -54,7 +54,7 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
     };
     let hub = shared.hub.clone();
     driftwatch_collector::api::start(&cfg.api, shared).await?;
-    tokio::spawn(score::recorder::run(
+    tokio::spawn(tasks::scores::run(
         policies_rx.clone(),
         waivers_rx.clone(),
         store.clone(),
@@ -63,10 +63,10 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
     ));
     if let Some(after) = cfg.evaluation.unknown_after() {
         let every = Duration::from_secs(cfg.evaluation.evidence_check_secs);
-        tokio::spawn(eval::silence::run(policies_rx.clone(), store.clone(), after, every, leader.clone()));
+        tokio::spawn(tasks::silence::run(policies_rx.clone(), store.clone(), after, every, leader.clone()));
     }
     tokio::spawn(
-        waiver::runner::Runner {
+        tasks::waivers::Runner {
             dir: cfg.policies.clone(),
             store: store.clone(),
             policies: policies_rx.clone(),
@@ -77,9 +77,9 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
         }
         .run(),
     );
-    tokio::spawn(driftwatch_collector::evidence::roots::run(store.clone(), leader.clone()));
+    tokio::spawn(driftwatch_collector::tasks::roots::run(store.clone(), leader.clone()));
     if cfg.retention.enforce {
-        tokio::spawn(store::retention::run(store.clone(), cfg.retention.clone(), leader.clone()));
+        tokio::spawn(tasks::retention::run(store.clone(), cfg.retention.clone(), leader.clone()));
     }
     // Records on the broker are taken as their asset's word only when
     // signed by its pinned key (the single-node mode reads its own agent).

@@ -22,6 +22,7 @@ pub mod drift;
 pub mod facts;
 pub mod rows;
 pub mod silence;
+pub mod testing;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -33,7 +34,6 @@ use serde::Serialize;
 use crate::policy::{CompiledControl, PolicySet};
 pub use crate::store::values::Status;
 use facts::FactMap;
-
 
 /// One control evaluated on one asset.
 #[derive(Debug, Clone, Serialize)]

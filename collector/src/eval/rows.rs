@@ -92,4 +92,3 @@ pub fn drift_row(d: &DriftEvent, batch_id: &str) -> DriftRow {
         batch_id: batch_id.to_string(),
     }
 }
-

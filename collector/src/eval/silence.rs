@@ -2,26 +2,16 @@
 //! a heartbeat for `evaluation.unknown_after_secs` is `unknown` (reason
 //! `asset_silent`), never left passing on stale evidence.
 //!
-//! It runs from the store, on the collector doing fleet-wide work, so it
-//! covers assets that no collector has seen since a restart. The unknown
+//! [`crate::tasks::silence`] runs it from the store, on the collector doing
+//! fleet-wide work, so it covers assets that no collector has seen since a restart. The unknown
 //! result is stamped at the instant the asset went silent: posture at a
 //! past instant reads right, and a fresh snapshot (newer) replaces it.
 //! Unknown neither opens nor resolves violations (see [`super::Engine`]),
 //! so the owning collector's engine needs no word of it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
-use tokio::sync::watch;
-
 use super::{Evaluation, Status};
-use crate::evidence::Chain;
 use crate::policy::PolicySet;
-use crate::store::prelude::*;
 use crate::store::waivers::SilentResult;
-use crate::store::{Batch, StoreError};
 
 /// The `unknown` results for the latest results of silent assets. Only
 /// fact checks: detections are about events, and silence is none.
@@ -57,58 +47,10 @@ pub fn unknown_results(policies: &PolicySet, silent: &[SilentResult], unknown_af
         .collect()
 }
 
-/// One pass: marks the results of assets silent at `now`, as a batch of
-/// `chain` (this task's own evidence chain); returns how many.
-pub async fn mark(
-    policies: &PolicySet,
-    store: &SharedStore,
-    chain: &mut Chain,
-    unknown_after: chrono::Duration,
-    now: DateTime<Utc>,
-) -> Result<usize, StoreError> {
-    let silent = store.silent_results(now - unknown_after).await?;
-    let evaluations = unknown_results(policies, &silent, unknown_after);
-    if evaluations.is_empty() {
-        return Ok(0);
-    }
-    let (results, assets) =
-        (evaluations.len(), evaluations.iter().map(|e| e.asset_id.as_str()).collect::<std::collections::BTreeSet<_>>().len());
-    let mut batch = Batch::new();
-    batch.add_evaluations(evaluations, &[]);
-    let mut next = chain.clone();
-    batch.link = next.seal(&batch, now);
-    store.write(&batch).await?;
-    *chain = next;
-    tracing::warn!(results, assets, "assets went silent: their results are unknown until they report again");
-    Ok(results)
-}
-
-/// Runs until the process ends, while this collector runs fleet-wide work.
-pub async fn run(
-    policies: watch::Receiver<Arc<PolicySet>>,
-    store: SharedStore,
-    unknown_after: chrono::Duration,
-    every: Duration,
-    leader: Arc<AtomicBool>,
-) {
-    let mut chain = Chain::new(format!("{}/silence", Chain::default_id()));
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if !leader.load(Ordering::SeqCst) {
-            continue;
-        }
-        let set = policies.borrow().clone();
-        if let Err(e) = mark(&set, &store, &mut chain, unknown_after, Utc::now()).await {
-            tracing::warn!(error = %e, "checking for silent assets failed; trying again next interval");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
     use std::path::Path;
 
     #[test]

@@ -16,9 +16,21 @@ pub mod verify;
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
+use serde::Deserialize;
+
 pub use crate::store::digest::{batch_digests, row_digest, RowDigest, TABLES};
 pub use crate::store::evidence::LinkRow;
 use crate::store::Batch;
+
+/// The evidence chain.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// This collector's chain. Unset: a new chain per process (host name and
+    /// start time). Set (unique per collector, e.g. the StatefulSet pod
+    /// name): the chain continues across restarts.
+    pub chain_id: Option<String>,
+}
 
 /// The hash before a chain's first link.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

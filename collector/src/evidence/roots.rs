@@ -3,15 +3,10 @@
 //! the root over that hour's link hashes, and stores it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, Utc};
 
 use super::{merkle_root, LinkRow};
-use crate::store::prelude::*;
-use crate::store::StoreError;
 
 /// Roots for the hours of `links` that end before `now` minus a margin
 /// and are not in `done` ((chain, hour) already stored): (chain, hour,
@@ -33,35 +28,6 @@ pub fn due(links: &[LinkRow], done: &[(String, DateTime<Utc>)], now: DateTime<Ut
             (chain, hour, merkle_root(&hashes), first, last, ls.len() as u32)
         })
         .collect()
-}
-
-/// One pass; returns how many roots were stored.
-pub async fn record(store: &SharedStore, now: DateTime<Utc>) -> Result<usize, StoreError> {
-    let from = (now - chrono::Duration::days(2)).duration_trunc(chrono::Duration::hours(1)).unwrap_or(now);
-    let links = store.evidence_links(from, now).await?;
-    let done: Vec<(String, DateTime<Utc>)> = store.evidence_roots(from, now).await?.into_iter().map(|r| (r.chain_id, r.hour)).collect();
-    let roots = due(&links, &done, now);
-    for (chain, hour, root, first, last, n) in &roots {
-        store.put_root(chain, *hour, root.clone(), *first, *last, *n).await?;
-    }
-    Ok(roots.len())
-}
-
-/// Runs until the process ends, while this collector runs fleet-wide work.
-pub async fn run(store: SharedStore, leader: Arc<AtomicBool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(300));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if !leader.load(Ordering::SeqCst) {
-            continue;
-        }
-        match record(&store, Utc::now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(roots = n, "hourly evidence roots recorded"),
-            Err(e) => tracing::warn!(error = %e, "recording evidence roots failed; trying again later"),
-        }
-    }
 }
 
 #[cfg(test)]

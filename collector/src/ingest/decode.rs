@@ -11,8 +11,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use super::config::TopicsConfig;
 use crate::assets::AssetLabels;
-use crate::config::TopicsConfig;
 
 /// Maps topics to streams, decodes, and holds each record to the
 /// configured [`Limits`]; record times are bounded by their receipt

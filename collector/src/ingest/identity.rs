@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use driftwatch_schemas::identity::{self, SIGNATURE_HEADER, SIGNER_HEADER};
 
-use crate::alert::runner::Alerting;
 pub use crate::identity::Presented;
 use crate::identity::{decide, IdentityConfig, KeyRef, KeyStatus, Verdict};
 use crate::store::keys::AssetKeyRow;
 use crate::store::prelude::*;
 use crate::store::StoreError;
+use crate::tasks::alerting::Alerting;
+use crate::tasks::until_ok;
 
 /// An asset's keys are read again from the store at most this often when
 /// one of its records would be refused.
@@ -191,17 +192,7 @@ impl IdentityGate {
         if self.unsaved.is_empty() {
             return;
         }
-        let mut wait = Duration::from_millis(200);
-        loop {
-            match self.store.put_asset_keys(&self.unsaved).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, keys = self.unsaved.len(), retry_in_ms = wait.as_millis() as u64, "agents' keys not stored yet; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
+        until_ok("storing agents' keys", || self.store.put_asset_keys(&self.unsaved)).await;
         self.unsaved.clear();
     }
 
@@ -213,17 +204,7 @@ impl IdentityGate {
     /// Reads one asset's keys, waiting for the store if it does not
     /// answer (a key must not be pinned over one the store holds).
     async fn read_asset(&mut self, asset: &str) {
-        let mut wait = Duration::from_millis(200);
-        let rows = loop {
-            match self.store.asset_keys(Some(asset)).await {
-                Ok(rows) => break rows,
-                Err(e) => {
-                    tracing::warn!(asset, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot read the asset's keys; waiting for the store");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(30));
-                }
-            }
-        };
+        let rows = until_ok("reading an asset's keys (its records wait)", || self.store.asset_keys(Some(asset))).await;
         self.assets.insert(asset.to_string(), Cached { keys: rows, read_at: Some(Instant::now()) });
         for r in self.unsaved.clone().into_iter().filter(|r| r.asset_id == asset) {
             self.remember(r);

@@ -13,11 +13,11 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::{Message as _, TopicPartitionList};
 use tokio::sync::watch;
 
+use super::config::KafkaConfig;
 use super::decode::{DeadLetters, Origin, RecordDecoder};
 use super::identity::{self, IdentityGate};
 use super::{LoopOptions, Pipeline, Source};
 use crate::assets::AssetLabels;
-use crate::config::KafkaConfig;
 use driftwatch_schemas::limits::Limits;
 
 /// A client of `cfg.brokers`: `defaults`, then the configured properties

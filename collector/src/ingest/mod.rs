@@ -7,6 +7,7 @@
 //! [`Pipeline`] what it feeds: evaluate, gather the batch, store
 //! ([`persist`]: records the store refuses are refused alone), alert.
 
+pub mod config;
 pub mod decode;
 pub mod identity;
 pub mod kafka;
@@ -21,14 +22,14 @@ use chrono::Utc;
 use driftwatch_schemas::Message;
 
 use crate::alert::model::Alert;
-use crate::alert::runner::Alerting;
-use crate::config::EvaluationConfig;
 use crate::eval::drift::DriftEvent;
 use crate::eval::{Applied, Engine};
 use crate::policy::PolicySet;
 use crate::policy::Severity;
 use crate::store::prelude::*;
 use crate::store::{Batch, StoreError};
+use crate::tasks::alerting::Alerting;
+use config::EvaluationConfig;
 
 /// Evaluation, storage and alerting for decoded messages, independent of
 /// where they came from.
@@ -640,11 +641,10 @@ async fn take_over_idle<S: Source>(
 /// Restores posture from the store, retrying until it answers: evaluating
 /// without it could raise false alerts.
 async fn restore(pipeline: &mut Pipeline) {
-    let mut wait = std::time::Duration::from_millis(250);
+    let mut backoff = crate::tasks::Backoff::default();
     while let Err(e) = pipeline.restore_posture().await {
-        tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "restoring posture after a rebalance failed");
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(std::time::Duration::from_secs(30));
+        tracing::error!(error = %e, retry_in_ms = backoff.next_wait().as_millis() as u64, "restoring posture after a rebalance failed");
+        backoff.wait().await;
     }
 }
 

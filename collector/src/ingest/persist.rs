@@ -18,6 +18,7 @@
 use std::time::Duration;
 
 use crate::store::{Batch, Fault, StoreError, Streams};
+use crate::tasks::Backoff;
 
 /// A record of a batch whose rows the store refused: its position among
 /// the batch's records, whether each table took its rows of it (in
@@ -77,7 +78,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), StoreError>>,
 {
-    let mut wait = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), MAX_BACKOFF);
     loop {
         let e = match write().await {
             Ok(()) => return Ok(()),
@@ -89,9 +90,8 @@ where
         if fault == Fault::Refused {
             return Err(e);
         }
-        tracing::error!(error = %e, rows, retry_in_ms = wait.as_millis() as u64, "store write failed; offsets not committed");
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(MAX_BACKOFF);
+        tracing::error!(error = %e, rows, retry_in_ms = backoff.next_wait().as_millis() as u64, "store write failed; offsets not committed");
+        backoff.wait().await;
     }
 }
 
@@ -99,7 +99,7 @@ where
 /// what was stored: every row but those the store refused. `sample`: rows
 /// of an earlier batch the store took (see the module's note).
 pub async fn store_rows<S: Streams + ?Sized + Sync>(store: &S, batch: &Batch, sample: Option<&Batch>) -> Stored {
-    let mut wait = Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_secs(1), MAX_BACKOFF);
     loop {
         let refusal = match until_stored(batch.rows(), || store.write_rows(batch)).await {
             Ok(()) => return Stored::all(),
@@ -111,11 +111,10 @@ pub async fn store_rows<S: Streams + ?Sized + Sync>(store: &S, batch: &Batch, sa
             Err(e) => {
                 crate::metrics::METRICS.store_write_failures.with_label_values(&["systemic"]).inc();
                 tracing::error!(
-                    error = %refusal, sample_error = %e, rows = batch.rows(), retry_in_ms = wait.as_millis() as u64,
+                    error = %refusal, sample_error = %e, rows = batch.rows(), retry_in_ms = backoff.next_wait().as_millis() as u64,
                     "the store refuses rows it took before (its schema altered?): the batch waits, offsets not committed"
                 );
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(MAX_BACKOFF);
+                backoff.wait().await;
             }
         }
     }
@@ -224,7 +223,7 @@ mod tests {
         async fn write_link(&self, _: &crate::evidence::LinkRow) -> Result<(), StoreError> {
             Ok(())
         }
-        async fn put_scores(&self, _: &[crate::score::recorder::ScoreRow]) -> Result<(), StoreError> {
+        async fn put_scores(&self, _: &[crate::store::rows::ScoreRow]) -> Result<(), StoreError> {
             Ok(())
         }
         async fn put_controls(&self, _: &[crate::store::rows::ControlRow]) -> Result<(), StoreError> {

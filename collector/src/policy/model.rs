@@ -18,7 +18,6 @@ pub struct PackFile {
     pub controls: Vec<Control>,
 }
 
-
 /// Which assets a control applies to.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -14,7 +14,6 @@
 //! waiver of the requirement in force at the instant scored.
 
 pub mod effectiveness;
-pub mod recorder;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -8,7 +8,7 @@
 //! Everything here is pure; `runner.rs` reads the minute rollups from the
 //! store, calls [`Status::compute`] and turns conditions into alerts.
 
-pub mod runner;
+pub mod conditions;
 
 use std::collections::BTreeMap;
 

@@ -35,4 +35,3 @@ pub fn batch_digests(b: &Batch) -> Vec<(u8, RowDigest)> {
     out.sort_unstable();
     out
 }
-

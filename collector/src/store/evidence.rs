@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::digest::{row_digest, RowDigest};
 use super::rows::*;
 use super::StoreError;
-use super::digest::{row_digest, RowDigest};
 
 /// The evidence chain's reads and writes.
 #[async_trait]
@@ -126,4 +126,3 @@ pub struct StoredRoot {
     pub first_seq: u64,
     pub last_seq: u64,
 }
-

@@ -34,7 +34,6 @@ pub use slo::SloStore;
 pub use views::Views;
 pub use waivers::WaiverLog;
 
-
 /// Rows for every table, gathered from one consumer batch.
 #[derive(Debug, Default, Clone)]
 pub struct Batch {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{SharedStore, StoreError};
+use super::StoreError;
 
 /// The `retention` section of the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -117,28 +117,6 @@ pub trait Retention {
 
     /// Drops the planned months.
     async fn drop_partitions(&self, expired: &[Expired]) -> Result<(), StoreError>;
-}
-
-/// Runs once a day while this collector runs fleet-wide work.
-pub async fn run(store: SharedStore, cfg: RetentionConfig, leader: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        // Give the consumer group a moment to pick who runs fleet-wide work.
-        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-        if !leader.load(std::sync::atomic::Ordering::SeqCst) {
-            continue;
-        }
-        let result = async {
-            let expired = store.retention_plan(&cfg, Utc::now()).await?;
-            store.drop_partitions(&expired).await
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "retention failed; trying again tomorrow");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::rows::{AuditRow, DriftRow};
-use super::StoreError;
 use super::values::Status;
+use super::StoreError;
 
 /// What the API, reports, scores and posture restore read.
 #[async_trait]
@@ -153,4 +153,3 @@ pub struct History {
     /// Evaluations after `from`, in time order (repeats are fine).
     pub changes: Vec<(DateTime<Utc>, Status)>,
 }
-

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::StoreError;
-use super::values::Status;
 use super::records::WaiverRow;
+use super::values::Status;
+use super::StoreError;
 
 /// Waivers and the reads of the missing-evidence checks.
 #[async_trait]

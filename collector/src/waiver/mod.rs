@@ -10,7 +10,7 @@
 //! their history, so posture at a past instant uses the waivers in force
 //! then. [`runner`] keeps the collector's set current.
 
-pub mod runner;
+pub mod sync;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -345,7 +345,7 @@ pub enum RevokeError {
 /// The waiver `id` revoked at `now` by `by` (to be stored).
 pub fn revoke(existing: &Waivers, id: &str, by: String, now: DateTime<Utc>) -> Result<Waiver, RevokeError> {
     let mut w = existing.get(id).cloned().ok_or_else(|| RevokeError::NotFound(id.into()))?;
-    if w.created_by == runner::DECLARED_BY {
+    if w.created_by == sync::DECLARED_BY {
         return Err(RevokeError::Declared(id.into(), w.source));
     }
     if w.revoked_at.is_some() {
@@ -376,11 +376,7 @@ pub fn flags(waivers: &[Waiver], policies: &PolicySet) -> Vec<String> {
     out
 }
 
-/// Whether a YAML text is a waiver file (top-level key `waivers:`), not a
-/// policy pack.
-pub fn is_waiver_file(text: &str) -> bool {
-    text.lines().any(|l| l.starts_with("waivers:"))
-}
+pub use crate::policy::is_waiver_file;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

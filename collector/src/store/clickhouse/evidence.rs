@@ -9,10 +9,10 @@ use serde::Deserialize;
 use async_trait::async_trait;
 
 use super::ClickHouseStore;
-use crate::store::evidence::{StoredRoot, StoredRow};
 use crate::store::digest::TABLES;
 use crate::store::evidence::LinkRow;
 use crate::store::evidence::{ChainHead, Chained, EvidenceStore, TIME_COLUMNS};
+use crate::store::evidence::{StoredRoot, StoredRow};
 use crate::store::records::{RootRow, RootWriteRow};
 use crate::store::rows::*;
 use crate::store::{secs, StoreError};

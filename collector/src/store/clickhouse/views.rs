@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::TimeZone;
 
 use super::ClickHouseStore;
-use crate::store::values::Status;
 use crate::store::rows::{CurrentRow, HistoryRow, PostureRow, ResultAtRow, StatusAtRow};
+use crate::store::values::Status;
 use crate::store::views::{AssetInfo, ControlResult, EvaluationAt, History, LatestStatus, SharedLabels, Views, Violation};
 use crate::store::{secs, time, StoreError};
 

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use async_trait::async_trait;
 
 use super::ClickHouseStore;
-use crate::store::values::Status;
 use crate::store::records::WaiverRow;
+use crate::store::values::Status;
 use crate::store::waivers::{SilentResult, WaiverLog};
 use crate::store::{secs, time, StoreError};
 

@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{docs, json_list, Doc, SqliteStore};
-use crate::store::evidence::{StoredRoot, StoredRow};
 use crate::store::evidence::LinkRow;
 use crate::store::evidence::{ChainHead, Chained, EvidenceStore};
+use crate::store::evidence::{StoredRoot, StoredRow};
 use crate::store::records::{RootRow, RootWriteRow};
 use crate::store::rows::*;
 use crate::store::{secs, StoreError};

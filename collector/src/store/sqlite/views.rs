@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{docs, per_subject, SqliteStore};
-use crate::store::values::Status;
 use crate::store::rows::{AuditRow, DriftRow, EvaluationRow, SnapshotRow, ViolationRow};
+use crate::store::values::Status;
 use crate::store::views::{AssetInfo, ControlResult, EvaluationAt, History, LatestStatus, SharedLabels, Views, Violation};
 use crate::store::{secs, time, StoreError};
 

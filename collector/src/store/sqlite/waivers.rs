@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 
 use super::views::{labels, latest_snapshots};
 use super::{docs, per_subject, SqliteStore};
-use crate::store::values::Status;
 use crate::store::records::WaiverRow;
 use crate::store::rows::EvaluationRow;
+use crate::store::values::Status;
 use crate::store::waivers::{SilentResult, WaiverLog};
 use crate::store::{secs, time, StoreError};
 

@@ -10,9 +10,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::super::matcher::Labels;
-use super::super::model::Alert;
 use super::{Kind, Notification};
+use crate::alert::matcher::Labels;
+use crate::alert::model::Alert;
 
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,8 +126,8 @@ struct AlertBody<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{alert, notification};
     use super::*;
+    use crate::alert::notification::tests::{alert, notification};
 
     #[test]
     fn alertmanager_shape_and_a_verifiable_signature() {

@@ -121,8 +121,8 @@ pub fn message(n: &Notification) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{alert, notification};
     use super::*;
+    use crate::alert::notification::tests::{alert, notification};
 
     #[test]
     fn block_kit_with_severity_colour_requirements_and_diff() {

@@ -1,6 +1,6 @@
-//! The SLO task: every `slo.interval_secs` it refreshes the minute rollups
-//! of the recent past, computes every SLO's status, and turns conditions
-//! into alerts — a burn-rate rule holding (`slo_burn`, page or ticket), the
+//! What the SLO task ([`crate::tasks::slo`]) alerts on, and its settings:
+//! every `slo.interval_secs` it refreshes the minute rollups of the recent
+//! past, computes every SLO's status, and turns conditions into alerts — a burn-rate rule holding (`slo_burn`, page or ticket), the
 //! SLA missed over its window (`sla_breach`, with the credit due), a probe
 //! with no data (`probe_no_data`), an asset gone silent (`asset_silent`).
 //! A condition that stops holding is resolved.
@@ -11,19 +11,13 @@
 //! point, so it neither re-pages nor forgets to resolve.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{SloConfig, Status};
-use crate::alert::conditions::Conditions;
 use crate::alert::matcher::Labels;
 use crate::alert::model::Alert;
-use crate::alert::runner::Alerting;
-use crate::store::prelude::*;
 
 /// Alert names this task owns.
 pub const ALERTNAMES: [&str; 4] = ["slo_burn", "sla_breach", "probe_no_data", "asset_silent"];
@@ -163,53 +157,6 @@ pub fn conditions(
         }
     }
     out
-}
-
-/// Runs until the process ends.
-pub async fn run(settings: SloSettings, store: SharedStore, alerting: Alerting, owner: Arc<AtomicBool>) {
-    if settings.objectives.is_empty() && settings.silent_after_secs == 0 {
-        return;
-    }
-    let mut conditions = Conditions::restore(&ALERTNAMES, &alerting).await;
-    let mut tick = tokio::time::interval(Duration::from_secs(settings.interval_secs.max(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if !owner.load(Ordering::SeqCst) {
-            continue;
-        }
-        match evaluate(&settings, &store).await {
-            Ok(holding) => conditions.update(holding, &alerting, Utc::now()),
-            Err(e) => tracing::warn!(error = %e, "SLO evaluation failed; conditions unchanged until the next try"),
-        }
-    }
-}
-
-/// One pass: rollups, statuses, conditions.
-pub async fn evaluate(settings: &SloSettings, store: &SharedStore) -> Result<Vec<Alert>, crate::store::StoreError> {
-    let now = Utc::now();
-    store.refresh_sla_rollups(now - chrono::Duration::minutes(15), now + chrono::Duration::minutes(1)).await?;
-    let statuses = statuses(settings, store, now).await?;
-    let probes: Vec<String> = settings.objectives.iter().flat_map(|s| s.sli.probes.clone()).collect();
-    let seen: HashMap<String, DateTime<Utc>> =
-        if probes.is_empty() { HashMap::new() } else { store.probes_last_seen(&probes).await?.into_iter().collect() };
-    let assets = if settings.silent_after_secs > 0 { store.assets_last_seen().await? } else { Vec::new() };
-    Ok(conditions(&statuses, &seen, &assets, settings, now))
-}
-
-/// Every SLO's status now.
-pub async fn statuses(
-    settings: &SloSettings,
-    store: &SharedStore,
-    now: DateTime<Utc>,
-) -> Result<Vec<(SloConfig, Status)>, crate::store::StoreError> {
-    let mut out = Vec::new();
-    for slo in &settings.objectives {
-        let from = now - slo.window().max(chrono::Duration::days(3));
-        let minutes = store.slo_minutes(&slo.sli.probes, slo.latency_ms(), from).await?;
-        out.push((slo.clone(), Status::compute(slo, &minutes, now)));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@
 //! Groups of other collectors' assets stay quiet here (only a pure resolve
 //! may be sent), so repeats and escalations fire once.
 
+pub mod config;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,13 +37,13 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::{mpsc, RwLock};
 
-use super::dispatch::{Dispatcher, Sent};
-use super::model::Alert;
-use super::mute::Silence;
-use super::receivers::{Notification, Receiver};
-use super::route::Route;
-use crate::config::AlertsConfig;
+use crate::alert::dispatch::{Dispatcher, Sent};
+use crate::alert::model::Alert;
+use crate::alert::mute::Silence;
+use crate::alert::route::Route;
+use crate::receivers::{Notification, Receiver};
 use crate::store::prelude::*;
+pub use config::AlertsConfig;
 
 /// Alerts waiting for the dispatcher. Past it, alerts are dropped with an
 /// error log rather than stalling ingestion.
@@ -246,18 +248,8 @@ async fn take_state(
     store: &SharedStore,
     conditions: &tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>,
 ) -> Option<Recheck> {
-    let mut wait = Duration::from_millis(250);
     let started = std::time::Instant::now();
-    let (open, sent) = loop {
-        match read_state(store).await {
-            Ok(state) => break state,
-            Err(e) => {
-                tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "reading the alerting state failed; alerts wait");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(30));
-            }
-        }
-    };
+    let (open, sent) = super::until_ok("reading the alerting state (alerts wait)", || read_state(store)).await;
     let read_ms = started.elapsed().as_millis() as u64;
     // Published once the held groups' log is read too.
     let notified = conditions.borrow().is_none().then(|| notified_conditions(&sent));
@@ -530,12 +522,7 @@ async fn write_log(store: SharedStore, mut rx: mpsc::Receiver<Delivered>, mut st
         // Err: the pipeline is gone (nothing more will be stored).
         let _ = stored.wait_for(|s| *s >= after).await;
         let rows: Vec<_> = batch.drain(..).map(|d| d.sent.row(d.status)).collect();
-        let mut wait = Duration::from_millis(250);
-        while let Err(e) = store.record_notifications(&rows).await {
-            tracing::warn!(error = %e, notifications = rows.len(), "recording notifications failed; retrying");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(30));
-        }
+        super::until_ok("recording notifications", || store.record_notifications(&rows)).await;
         next_write = tokio::time::Instant::now() + LOG_SPACING;
     }
 }
@@ -569,7 +556,7 @@ async fn refresh_silences(store: SharedStore, silences: Arc<RwLock<Vec<Silence>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::receivers::tests::alert;
+    use crate::alert::notification::tests::alert;
 
     fn named(name: &str, asset: &str, resolved: bool) -> Alert {
         let mut a = alert(asset, "high", resolved);
@@ -811,7 +798,7 @@ mod tests {
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let app = axum::Router::new().route("/hook", axum::routing::post(hook)).with_state(seen.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let cfg: crate::alert::receivers::ReceiverConfig =
+        let cfg: crate::receivers::ReceiverConfig =
             serde_yaml::from_str(&format!("name: hook\nwebhook: {{url: \"{url}\"}}\nrate_limit_per_minute: 100000\nmax_in_flight: 4"))
                 .unwrap();
         let (tx, rx) = mpsc::channel(100);

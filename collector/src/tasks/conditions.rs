@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::model::Alert;
-use super::runner::Alerting;
+use super::alerting::Alerting;
+use crate::alert::model::Alert;
 
 /// The conditions of one task (the alert names it owns) that hold.
 pub struct Conditions {

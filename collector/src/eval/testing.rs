@@ -36,10 +36,10 @@ use driftwatch_schemas::{
 };
 use serde::Deserialize;
 
-use super::{PolicyError, PolicySet};
-use crate::eval::detect::{Detector, Raw};
-use crate::eval::facts::CelFacts;
-use crate::eval::{evaluate_all, Status};
+use super::detect::{Detector, Raw};
+use super::facts::CelFacts;
+use super::{evaluate_all, Status};
+use crate::policy::{PolicyError, PolicySet};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -337,7 +337,7 @@ mod tests {
             "linux/fixtures/t.yaml",
             "- control: t.root\n  expect: pass\n  facts: {sshd.config.permitrootlogin: \"no\"}\n- control: t.root\n  expect: pass\n  facts: {sshd.config.permitrootlogin: \"yes\"}\n- control: nope\n  expect: pass\n",
         );
-        let set = super::super::load_dir(d.path()).unwrap();
+        let set = crate::policy::load_dir(d.path()).unwrap();
         let r = run(d.path(), &set);
         assert_eq!(r.passed, 1);
         let msgs: Vec<String> = r.failures.iter().map(|f| f.to_string()).collect();
@@ -383,7 +383,7 @@ controls:
   events: [{action: ssh_login_failed, user: alice, repeat: 2}, {action: sudo, user: alice}, {action: ssh_login_failed, user: alice}]
 "#,
         );
-        let set = super::super::load_dir(d.path()).unwrap();
+        let set = crate::policy::load_dir(d.path()).unwrap();
         let r = run(d.path(), &set);
         assert!(r.failures.is_empty(), "{:#?}", r.failures);
         assert_eq!(r.passed, 4);

@@ -1,4 +1,4 @@
-//! Records compliance scores over time (the `scores` table, read by the
+//! The scores task: records compliance scores over time (the `scores` table, read by the
 //! posture dashboard): every `evaluation.score_interval_secs`, fleet-wide
 //! and per value of every asset label, computed exactly as the `posture`
 //! command does, with and without waivers; and, whenever the policy set
@@ -7,19 +7,19 @@
 //! Only the collector running fleet-wide work records them.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::watch;
 
-use super::{scores, GroupBy, WaiversAt};
+use super::{Leader, OnLeader};
 use crate::policy::PolicySet;
+use crate::score::{scores, GroupBy, Score, WaiversAt};
 use crate::store::prelude::*;
 use crate::waiver::Waivers;
 
-pub use crate::store::rows::ScoreRow;
+use crate::store::rows::ScoreRow;
 
 /// Runs until the process ends, with the packs and waivers in force.
 pub async fn run(
@@ -27,21 +27,19 @@ pub async fn run(
     waivers: watch::Receiver<Arc<Waivers>>,
     store: SharedStore,
     every: Duration,
-    leader: Arc<AtomicBool>,
+    leader: Leader,
 ) {
     // Leadership and policy changes are looked at every second (the
     // catalog follows at once); scores are recorded every `every`, the
     // first one interval after the start (not in the middle of restoring).
-    let mut tick = tokio::time::interval(every.min(Duration::from_secs(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The policy set whose catalog is written (by this process).
+    let mut passes = OnLeader::new(every.min(Duration::from_secs(1)), Duration::ZERO, leader);
+    // The policy set whose catalog is written (by this process, since it
+    // last became leader).
     let mut cataloged: Option<Arc<PolicySet>> = None;
     let mut next_scores = tokio::time::Instant::now() + every;
     loop {
-        tick.tick().await;
-        if !leader.load(Ordering::SeqCst) {
+        if passes.next().await.first {
             cataloged = None;
-            continue;
         }
         let (set, w) = (policies.borrow().clone(), waivers.borrow().clone());
         if !cataloged.as_ref().is_some_and(|c| Arc::ptr_eq(c, &set)) {
@@ -67,7 +65,7 @@ pub async fn record(set: &PolicySet, waivers: &Waivers, store: &SharedStore) -> 
     let w = WaiversAt { waivers, at: now };
     let at = crate::store::secs(&now);
     let mut rows = Vec::new();
-    let mut push = |scope: &str, key: &str, s: super::Score| {
+    let mut push = |scope: &str, key: &str, s: Score| {
         rows.push(ScoreRow {
             at,
             framework: s.framework,

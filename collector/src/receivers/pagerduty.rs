@@ -106,8 +106,8 @@ pub fn event(routing_key: &str, n: &Notification) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{alert, notification};
     use super::*;
+    use crate::alert::notification::tests::{alert, notification};
 
     #[test]
     fn trigger_and_resolve_share_the_dedup_key() {
