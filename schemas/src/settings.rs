@@ -29,6 +29,36 @@ pub fn masked(props: &std::collections::BTreeMap<String, String>) -> std::collec
     props.iter().map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() })).collect()
 }
 
+/// A Kafka client's extra librdkafka properties (`security.protocol`,
+/// `sasl.*`, `ssl.*`), as both binaries' `kafka.properties` hold them:
+/// printed with secret values masked.
+#[derive(Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct ClientProperties(pub std::collections::BTreeMap<String, String>);
+
+impl std::fmt::Debug for ClientProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        masked(&self.0).fmt(f)
+    }
+}
+
+impl std::ops::Deref for ClientProperties {
+    type Target = std::collections::BTreeMap<String, String>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a ClientProperties {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, String>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 /// A configuration that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {

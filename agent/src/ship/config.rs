@@ -2,8 +2,7 @@
 //! on-disk spool (`spool`). Defaults shared with the collector (brokers,
 //! topic names) come from `driftwatch_schemas`.
 
-use std::collections::BTreeMap;
-
+use driftwatch_schemas::settings::ClientProperties;
 use serde::Deserialize;
 
 /// The on-disk spool every message passes through on its way to Kafka
@@ -35,7 +34,7 @@ impl SpoolConfig {
 }
 
 /// Kafka producer settings.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     pub brokers: String,
@@ -43,7 +42,7 @@ pub struct KafkaConfig {
     /// Batch compression: `zstd`, `lz4`, `gzip`, `snappy` or `none`.
     pub compression: String,
     /// Extra librdkafka properties (`security.protocol`, `sasl.*`, `ssl.*`).
-    pub properties: BTreeMap<String, String>,
+    pub properties: ClientProperties,
 }
 
 impl Default for KafkaConfig {
@@ -52,19 +51,8 @@ impl Default for KafkaConfig {
             brokers: driftwatch_schemas::DEFAULT_BROKERS.into(),
             topics: TopicsConfig::default(),
             compression: "zstd".into(),
-            properties: BTreeMap::new(),
+            properties: ClientProperties::default(),
         }
-    }
-}
-
-impl std::fmt::Debug for KafkaConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaConfig")
-            .field("brokers", &self.brokers)
-            .field("topics", &self.topics)
-            .field("compression", &self.compression)
-            .field("properties", &driftwatch_schemas::settings::masked(&self.properties))
-            .finish()
     }
 }
 

@@ -24,7 +24,7 @@ pub enum KeysCommand {
         #[arg(long)]
         status: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
-        format: crate::OutputFormat,
+        format: super::OutputFormat,
     },
     /// Pin a key for an asset: its records are the asset's word; any other pinned key of the asset is revoked.
     Approve {
@@ -65,7 +65,7 @@ pub async fn run(store: &SharedStore, command: KeysCommand) -> anyhow::Result<()
                 .into_iter()
                 .filter(|k| status.as_ref().is_none_or(|s| &k.status == s))
                 .collect();
-            crate::print_out(format, &keys, || {
+            super::print_out(format, &keys, || {
                 let mut t = String::from("ASSET                    STATUS   FINGERPRINT                                                              DECIDED               BY\n");
                 for k in &keys {
                     let decided = driftwatch_collector::store::time(k.decided_at).format("%Y-%m-%dT%H:%M:%SZ");

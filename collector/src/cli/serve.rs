@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::Args;
 use driftwatch_collector::config::CollectorConfig;
 use driftwatch_collector::{ingest, tasks, waiver};
 
@@ -22,12 +23,12 @@ pub enum Transport {
 
 /// Runs until SIGINT/SIGTERM.
 pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<()> {
-    let policies = Arc::new(crate::load_policies(&cfg.policies)?);
+    let policies = Arc::new(super::load_policies(&cfg.policies)?);
     tracing::info!(controls = policies.controls.len(), dir = %cfg.policies_source(), "policies loaded");
-    let store = crate::connect(&cfg).await?;
+    let store = super::connect(&cfg).await?;
     tracing::info!(store = %store.location(), "store open");
     // Waivers are in force before the first record is evaluated.
-    let waivers = Arc::new(crate::load_waivers(&cfg.policies, &store).await?);
+    let waivers = Arc::new(super::load_waivers(&cfg.policies, &store).await?);
     for f in waiver::flags(&waivers.list, &policies) {
         tracing::warn!("{f}");
     }
@@ -173,18 +174,44 @@ async fn shutdown_signal() {
     }
 }
 
-/// The settings of `standalone`, from its flags.
-pub struct Standalone {
+/// The arguments of `driftwatch-collector run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Configuration file (YAML); env DRIFTWATCH_COLLECTOR__SECTION__KEY overrides.
+    #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// `--policies`, over the configuration's.
+    /// Directory of policy packs, over the configuration's `policies` (default: ./policies, else the packs installed beside the binary, else those embedded in it).
+    #[arg(long)]
     pub policies: Option<PathBuf>,
+}
+
+/// `driftwatch-collector run`: the distributed mode, fed by the Kafka
+/// consumer group.
+pub async fn run_command(args: RunArgs) -> anyhow::Result<()> {
+    let cfg = CollectorConfig::load_with_policies(args.config.as_deref(), args.policies.as_deref())?;
+    run(cfg, Transport::Kafka).await
+}
+
+/// The arguments of `driftwatch-collector standalone`.
+#[derive(Args)]
+pub struct StandaloneArgs {
+    /// Collector configuration (YAML); its kafka and clickhouse sections are unused.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Where the database and the agent's state go (unless the configurations set them).
+    #[arg(long, default_value = "driftwatch-data", env = "DRIFTWATCH_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// The local agent's configuration (as for driftwatch-agent); its kafka section is unused.
+    #[arg(long)]
     pub agent_config: Option<PathBuf>,
+    /// Directory of policy packs, over the configuration's `policies` (default: ./policies, else the packs installed beside the binary, else those embedded in it).
+    #[arg(long)]
+    pub policies: Option<PathBuf>,
 }
 
 /// `driftwatch-collector standalone`: the collector and a local agent in
 /// one process, SQLite instead of ClickHouse, the spool instead of Kafka.
-pub async fn standalone(s: Standalone) -> anyhow::Result<()> {
+pub async fn standalone(s: StandaloneArgs) -> anyhow::Result<()> {
     let mut cfg = CollectorConfig::load_with_policies(s.config.as_deref(), s.policies.as_deref())?;
     cfg.store.kind = driftwatch_collector::config::StoreKind::Sqlite;
     if cfg.store.sqlite_path == driftwatch_collector::config::StoreConfig::default().sqlite_path {

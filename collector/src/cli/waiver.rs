@@ -69,7 +69,7 @@ pub enum WaiverCommand {
         #[arg(long)]
         all: bool,
         #[arg(long, value_enum, default_value = "text")]
-        format: crate::OutputFormat,
+        format: super::OutputFormat,
     },
     /// Revoke a waiver now: its controls fail again (and alert) at once.
     Revoke {
@@ -133,7 +133,7 @@ pub async fn run(store: &SharedStore, waivers: &Waivers, command: WaiverCommand)
         }
         WaiverCommand::List { all, format } => {
             let list: Vec<&Waiver> = waivers.list.iter().filter(|w| all || (w.revoked_at.is_none() && w.spec.expires > now)).collect();
-            crate::print_out(format, &list, || {
+            super::print_out(format, &list, || {
                 let mut t = String::from(
                     "ID                     TARGET                          STATE     EXPIRES               RISK      APPROVER / SOURCE\n",
                 );

@@ -3,13 +3,12 @@
 //! (`evaluation`). Defaults shared with the agent (brokers, topic names)
 //! come from `driftwatch_schemas`.
 
-use std::collections::BTreeMap;
-
+use driftwatch_schemas::settings::ClientProperties;
 use driftwatch_schemas::Stream;
 use serde::Deserialize;
 
 /// Kafka consumer settings.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Comma-separated bootstrap servers.
@@ -18,7 +17,7 @@ pub struct KafkaConfig {
     pub group_id: String,
     pub topics: TopicsConfig,
     /// Extra librdkafka properties (e.g. `security.protocol`, `sasl.*`).
-    pub properties: BTreeMap<String, String>,
+    pub properties: ClientProperties,
 }
 
 impl Default for KafkaConfig {
@@ -27,19 +26,8 @@ impl Default for KafkaConfig {
             brokers: driftwatch_schemas::DEFAULT_BROKERS.into(),
             group_id: "driftwatch-collector".into(),
             topics: TopicsConfig::default(),
-            properties: BTreeMap::new(),
+            properties: ClientProperties::default(),
         }
-    }
-}
-
-impl std::fmt::Debug for KafkaConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaConfig")
-            .field("brokers", &self.brokers)
-            .field("group_id", &self.group_id)
-            .field("topics", &self.topics)
-            .field("properties", &driftwatch_schemas::settings::masked(&self.properties))
-            .finish()
     }
 }
 

@@ -5,8 +5,9 @@
 //! the multi-window, multi-burn-rate alert rules. A contractual SLA adds
 //! service-credit tiers.
 //!
-//! Everything here is pure; `runner.rs` reads the minute rollups from the
-//! store, calls [`Status::compute`] and turns conditions into alerts.
+//! Everything here is pure; [`crate::tasks::slo`] reads the minute rollups
+//! from the store, calls [`Status::compute`] and turns the conditions of
+//! [`conditions`] into alerts.
 
 pub mod conditions;
 

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Whether this collector does the fleet-wide work (the consumer-group
-/// member that owns partition 0 of the snapshot topic, or the only one).
+/// member that owns partition 0 of the SLA topic, or the only one).
 pub type Leader = Arc<AtomicBool>;
 
 /// One pass of an [`OnLeader`] task.

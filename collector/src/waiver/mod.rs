@@ -8,7 +8,7 @@
 //! to the policy packs (any file whose top-level key is `waivers:`) or
 //! created through the API and the CLI; the store keeps all of them, with
 //! their history, so posture at a past instant uses the waivers in force
-//! then. [`runner`] keeps the collector's set current.
+//! then. [`crate::tasks::waivers`] keeps the collector's set current ([`sync`]: the pure steps).
 
 pub mod sync;
 

@@ -29,8 +29,10 @@
 //! may be sent), so repeats and escalations fire once.
 
 pub mod config;
+mod delivery;
+mod restore;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +46,8 @@ use crate::alert::route::Route;
 use crate::receivers::{Notification, Receiver};
 use crate::store::prelude::*;
 pub use config::AlertsConfig;
+use delivery::{deliver, write_log, Delivered};
+use restore::{recheck_state, take_state, Recheck};
 
 /// Alerts waiting for the dispatcher. Past it, alerts are dropped with an
 /// error log rather than stalling ingestion.
@@ -235,105 +239,12 @@ impl Alerting {
     }
 }
 
-/// Reads the open violations and the notification log into the
-/// dispatcher ([`Dispatcher::reconcile`]), retrying until the store
-/// answers; the first time, publishes the conditions notified firing. A
-/// collector that paged a moment ago may still be writing its log (a
-/// rebalance or restart right after a page): the groups of open violations
-/// the log lacks are held, to be looked up once more 2 s later
-/// ([`recheck_state`]) before their violations are taken for pages lost in
-/// a crash; everything else goes on at once.
-async fn take_state(
-    dispatcher: &mut Dispatcher,
-    store: &SharedStore,
-    conditions: &tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>,
-) -> Option<Recheck> {
-    let started = std::time::Instant::now();
-    let (open, sent) = super::until_ok("reading the alerting state (alerts wait)", || read_state(store)).await;
-    let read_ms = started.elapsed().as_millis() as u64;
-    // Published once the held groups' log is read too.
-    let notified = conditions.borrow().is_none().then(|| notified_conditions(&sent));
-    let (open_violations, notified_groups) = (open.len(), sent.len());
-    let now = Utc::now();
-    let keys = dispatcher.reconcile(open, sent, now);
-    dispatcher.hold(&keys, now);
-    let applied_ms = started.elapsed().as_millis() as u64 - read_ms;
-    tracing::info!(open_violations, notified_groups, held_groups = keys.len(), read_ms, applied_ms, "alerting state read");
-    if keys.is_empty() {
-        if let Some(notified) = notified {
-            let _ = conditions.send(Some(Arc::new(notified)));
-        }
-        return None;
-    }
-    Some(Recheck { at: tokio::time::Instant::now() + RECHECK_AFTER, keys, notified })
-}
-
-/// How long after the state was read the held groups' log is read again.
-const RECHECK_AFTER: Duration = Duration::from_secs(2);
-
-/// Groups held for a second look at the notification log, and the
-/// conditions notified firing waiting to be published with it.
-struct Recheck {
-    at: tokio::time::Instant,
-    keys: Vec<String>,
-    notified: Option<Vec<Alert>>,
-}
-
-/// The second look at the held groups' log (see [`take_state`]): applied,
-/// and the groups released; `Some` (to try again) when the store fails.
-async fn recheck_state(
-    dispatcher: &mut Dispatcher,
-    store: &SharedStore,
-    conditions: &tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>,
-    mut r: Recheck,
-) -> Option<Recheck> {
-    let mut sent = Vec::new();
-    // A bounded query each (a key list is part of the query's text).
-    for keys in r.keys.chunks(1_000) {
-        match store.notification_log_for(keys).await {
-            Ok(s) => sent.extend(s.into_iter().map(Sent::from_row)),
-            Err(e) => {
-                tracing::error!(error = %e, "reading the notification log again failed; its groups stay held");
-                r.at = tokio::time::Instant::now() + RECHECK_AFTER;
-                return Some(r);
-            }
-        }
-    }
-    tracing::info!(groups = r.keys.len(), found = sent.len(), "held groups' notification log read again");
-    if let Some(mut notified) = r.notified.take() {
-        notified.extend(notified_conditions(&sent));
-        let mut seen = HashSet::new();
-        notified.retain(|a| seen.insert(a.fingerprint()));
-        let _ = conditions.send(Some(Arc::new(notified)));
-    }
-    dispatcher.release(sent, Utc::now());
-    None
-}
-
 /// Resolves at `at`; never without one.
 async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// The open violations' alerts and the notification log.
-async fn read_state(store: &SharedStore) -> Result<(Vec<Alert>, Vec<Sent>), crate::store::StoreError> {
-    let open = store.open_violations().await?.into_iter().map(Alert::reopened).collect();
-    Ok((open, store.notification_log().await?.into_iter().map(Sent::from_row).collect()))
-}
-
-/// Each condition alert notified firing in `sent`, once (violations and
-/// drift are restored from the store's open violations instead).
-fn notified_conditions(sent: &[Sent]) -> Vec<Alert> {
-    let mut seen = std::collections::HashSet::new();
-    sent.iter()
-        .flat_map(|s| &s.alerts)
-        .filter(|a| !a.is_resolved() && a.labels.get("alertname").is_some_and(|n| n != "violation" && n != "drift"))
-        .filter(|a| seen.insert(a.fingerprint()))
-        .cloned()
-        .collect()
 }
 
 /// How soon after an alert arrives the dispatcher is flushed: groups with
@@ -440,109 +351,6 @@ async fn drain(
     }
 }
 
-/// Delivers a receiver's queue: up to its `max_in_flight` notifications at
-/// once (a storm's tens of thousands would otherwise go one round trip at
-/// a time), but one at a time per group, in the order queued (a group's
-/// resolve never overtakes its page). Each delivered one is logged.
-async fn deliver(receiver: Receiver, mut rx: mpsc::Receiver<Notification>, log: mpsc::Sender<Delivered>, batches: Arc<Batches>) {
-    use futures_util::stream::{FuturesUnordered, StreamExt};
-    let receiver = Arc::new(receiver);
-    let max_in_flight = receiver.max_in_flight;
-    let one = |n: Notification| {
-        let (receiver, log, batches) = (receiver.clone(), log.clone(), batches.clone());
-        async move {
-            if receiver.deliver(&n).await {
-                // Its alerts were raised by the batch this names, or one before.
-                let after_batch = batches.raised.load(std::sync::atomic::Ordering::Acquire);
-                let sent = Sent {
-                    receiver: n.receiver.clone(),
-                    group_key: n.group_key.clone(),
-                    at: Utc::now(),
-                    firing: n.firing.iter().filter(|a| !a.one_shot).map(|a| a.fingerprint()).collect(),
-                    alerts: n.firing.iter().filter(|a| !a.one_shot).cloned().collect(),
-                    escalation: n.escalation,
-                };
-                let _ = log.send(Delivered { sent, status: n.status(), after_batch }).await;
-            }
-            n.group_key
-        }
-    };
-    let mut in_flight = FuturesUnordered::new();
-    // Groups with a notification in flight, and what waits behind it.
-    let mut behind: HashMap<String, std::collections::VecDeque<Notification>> = HashMap::new();
-    let mut open = true;
-    while open || !in_flight.is_empty() {
-        tokio::select! {
-            n = rx.recv(), if open && in_flight.len() < max_in_flight => match n {
-                Some(n) => match behind.get_mut(&n.group_key) {
-                    Some(waiting) => waiting.push_back(n),
-                    None => {
-                        behind.insert(n.group_key.clone(), Default::default());
-                        in_flight.push(one(n));
-                    }
-                },
-                None => open = false,
-            },
-            Some(group) = in_flight.next() => match behind.get_mut(&group).and_then(|w| w.pop_front()) {
-                Some(next) => in_flight.push(one(next)),
-                None => {
-                    behind.remove(&group);
-                }
-            },
-        }
-    }
-}
-
-/// The least time between two log writes: a burst of pages is one write
-/// (and one ClickHouse part to merge), not one per page. The first page
-/// after a quiet spell is written at once, so a lone page is logged as
-/// soon as it is delivered; in a burst, a kill re-sends up to this much of
-/// what was delivered after the restart (delivery is at least once).
-const LOG_SPACING: Duration = Duration::from_millis(200);
-
-/// A delivered notification on its way to the log.
-struct Delivered {
-    sent: Sent,
-    status: &'static str,
-    /// Logged once the pipeline's batches are stored up to this one (see
-    /// [`Batches`]).
-    after_batch: u64,
-}
-
-/// Writes delivered notifications to the log, at most one write per
-/// [`LOG_SPACING`], each once the batches that raised its alerts are
-/// stored, retrying while the store is down (the log only prevents
-/// repeats; delivery waits for it only when this queue is full). Ends once
-/// every sender is gone and all is written.
-async fn write_log(store: SharedStore, mut rx: mpsc::Receiver<Delivered>, mut stored: tokio::sync::watch::Receiver<u64>) {
-    let mut batch = Vec::new();
-    let mut next_write = tokio::time::Instant::now();
-    while gather(&mut rx, &mut batch, RECEIVER_QUEUE, next_write).await > 0 {
-        let after = batch.iter().map(|d| d.after_batch).max().unwrap_or(0);
-        // Err: the pipeline is gone (nothing more will be stored).
-        let _ = stored.wait_for(|s| *s >= after).await;
-        let rows: Vec<_> = batch.drain(..).map(|d| d.sent.row(d.status)).collect();
-        super::until_ok("recording notifications", || store.record_notifications(&rows)).await;
-        next_write = tokio::time::Instant::now() + LOG_SPACING;
-    }
-}
-
-/// Waits for a first item, then gathers into `batch` what else comes
-/// until `not_before` (at once if that has passed; up to `max` in all).
-/// Returns how many it holds: 0 once the channel is closed and empty.
-async fn gather<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize, not_before: tokio::time::Instant) -> usize {
-    if rx.recv_many(batch, max).await == 0 {
-        return 0;
-    }
-    while batch.len() < max {
-        match tokio::time::timeout_at(not_before, rx.recv_many(batch, max - batch.len())).await {
-            Ok(0) | Err(_) => break, // closed, or time is up
-            Ok(_) => {}
-        }
-    }
-    batch.len()
-}
-
 async fn refresh_silences(store: SharedStore, silences: Arc<RwLock<Vec<Silence>>>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
@@ -555,6 +363,8 @@ async fn refresh_silences(store: SharedStore, silences: Arc<RwLock<Vec<Silence>>
 
 #[cfg(test)]
 mod tests {
+    use super::delivery::gather;
+    use super::restore::notified_conditions;
     use super::*;
     use crate::alert::notification::tests::alert;
 

@@ -1,0 +1,228 @@
+//! Reads over the stored results: `posture` (scores), `gaps`,
+//! `effectiveness`, `report` (an audit-ready report) and `slo`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use driftwatch_collector::config::CollectorConfig;
+use driftwatch_collector::{policy, score, slo, tasks};
+
+use super::{connect, load_waivers, open_store, print_out, OutputFormat};
+
+/// The arguments of `driftwatch-collector posture`.
+#[derive(Args)]
+pub struct PostureArgs {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Only this framework (e.g. soc2, pci-dss).
+    #[arg(long)]
+    pub framework: Option<String>,
+    /// Scope of each score: fleet, asset, or label:KEY (e.g. label:env).
+    #[arg(long, default_value = "fleet")]
+    pub by: score::GroupBy,
+    /// The posture at a past instant (RFC 3339): the last evaluation of each asset and control at or before it.
+    #[arg(long)]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+/// Compliance scores per framework, from the stored posture: (passing + 0.5 × partial) / applicable requirements.
+pub async fn posture(args: PostureArgs) -> anyhow::Result<()> {
+    let PostureArgs { config, framework, by, at, format } = args;
+    let (cfg, set, store) = open_store(config.as_deref()).await?;
+    let waivers = load_waivers(&cfg.policies, &store).await?;
+    let results = match at {
+        Some(at) => store.results_at(at).await.with_context(|| format!("reading the posture at {at}"))?,
+        None => store.current_results().await.context("reading the current posture")?,
+    };
+    let w = score::WaiversAt { waivers: &waivers, at: at.unwrap_or_else(chrono::Utc::now) };
+    let scores = score::scores(&set, &results, framework.as_deref(), &by, w);
+    print_out(format, &scores, || {
+        let mut t =
+            String::from("FRAMEWORK     GROUP                         SCORE  W/O WAIVERS  PASS  WAIVED  PARTIAL  FAIL  APPLICABLE\n");
+        for s in &scores {
+            t += &format!(
+                "{:<13} {:<28} {:>6.1}  {:>11.1}  {:>4}  {:>6}  {:>7}  {:>4}  {:>10}\n",
+                s.framework, s.group, s.score, s.score_without_waivers, s.passing, s.waived, s.partial, s.failing, s.applicable
+            );
+        }
+        t
+    })?;
+    Ok(())
+}
+
+/// The arguments of `driftwatch-collector gaps`.
+#[derive(Args)]
+pub struct GapsArgs {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub framework: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+/// Failing and partially met requirements with severity, owner, first seen and due date.
+pub async fn gaps(args: GapsArgs) -> anyhow::Result<()> {
+    let GapsArgs { config, framework, format } = args;
+    let (cfg, set, store) = open_store(config.as_deref()).await?;
+    let waivers = load_waivers(&cfg.policies, &store).await?;
+    let results = store.current_results().await.context("reading the current posture")?;
+    let now = chrono::Utc::now();
+    let gaps = score::gaps(&set, &results, framework.as_deref(), score::WaiversAt { waivers: &waivers, at: now }, now);
+    print_out(format, &gaps, || {
+        let mut t = String::from("DUE         SEVERITY  FRAMEWORK     REQUIREMENT             STATUS   ASSETS  OWNERS / CONTROLS\n");
+        for g in &gaps {
+            t += &format!(
+                "{}{} {:<9} {:<13} {:<23} {:<8} {:>6}  {} / {}\n",
+                g.due.format("%Y-%m-%d"),
+                if g.overdue { "!" } else { " " },
+                g.severity.as_str(),
+                g.framework,
+                g.requirement,
+                format!("{:?}", g.status).to_lowercase(),
+                g.failing_assets,
+                if g.owners.is_empty() { "-".to_string() } else { g.owners.join(",") },
+                g.failing_controls.join(",")
+            );
+        }
+        t
+    })?;
+    Ok(())
+}
+
+/// The arguments of `driftwatch-collector effectiveness`.
+#[derive(Args)]
+pub struct EffectivenessArgs {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub framework: Option<String>,
+    /// Start, RFC 3339 (e.g. 2026-01-01T00:00:00Z).
+    #[arg(long)]
+    pub from: chrono::DateTime<chrono::Utc>,
+    /// End, RFC 3339; default now.
+    #[arg(long)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only this asset.
+    #[arg(long)]
+    pub asset: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+/// Operating effectiveness over [from, to]: per asset, each control's and requirement's share of time passing, and when it did not.
+pub async fn effectiveness(args: EffectivenessArgs) -> anyhow::Result<()> {
+    let EffectivenessArgs { config, framework, from, to, asset, format } = args;
+    let to = to.unwrap_or_else(chrono::Utc::now);
+    anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
+    let (_, set, store) = open_store(config.as_deref()).await?;
+    let mut histories = store.histories(from, to).await.context("reading the evaluation history")?;
+    if let Some(a) = &asset {
+        histories.retain(|h| &h.asset_id == a);
+    }
+    let eff = score::effectiveness::compute(&set, &histories, framework.as_deref(), from, to);
+    print_out(format, &eff, || {
+        let mut t = String::from("ASSET                     SUBJECT                                     PASSING  NOT PASSING\n");
+        for e in &eff {
+            let share = e.pass_share.map(|s| format!("{:6.2}%", s * 100.0)).unwrap_or_else(|| "    n/a".into());
+            let gaps: Vec<String> =
+                e.not_passing.iter().map(|i| format!("{} {}→{}", i.status.as_str(), i.from.to_rfc3339(), i.to.to_rfc3339())).collect();
+            t += &format!("{:<25} {:<43} {}  {}\n", e.asset_id, e.subject, share, gaps.join("; "));
+        }
+        t
+    })?;
+    Ok(())
+}
+
+/// The arguments of `driftwatch-collector report`.
+#[derive(Args)]
+pub struct ReportArgs {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// The framework (e.g. soc2, pci-dss, iso27001).
+    #[arg(long)]
+    pub framework: String,
+    /// Start, RFC 3339.
+    #[arg(long)]
+    pub from: chrono::DateTime<chrono::Utc>,
+    /// End, RFC 3339; default now.
+    #[arg(long)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    #[arg(long, value_enum, default_value = "html")]
+    pub format: driftwatch_collector::report::render::Format,
+    /// Write here instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// An audit-ready report for one framework over a period: summary and trend, requirements with their checks, operating effectiveness, gaps, waivers.
+pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let ReportArgs { config, framework, from, to, format, output } = args;
+    use driftwatch_collector::report;
+    let to = to.unwrap_or_else(chrono::Utc::now);
+    anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
+    anyhow::ensure!(
+        policy::frameworks::framework(&framework).is_some(),
+        "--framework {framework:?}: unknown (known: {})",
+        policy::frameworks::FRAMEWORKS.iter().map(|f| f.key).collect::<Vec<_>>().join(", ")
+    );
+    let (cfg, set, store) = open_store(config.as_deref()).await?;
+    let waivers = load_waivers(&cfg.policies, &store).await?;
+    let inputs = report::gather(&store, &set, &waivers, &framework, from, to).await.context("reading the period's results")?;
+    let bytes = report::render::render(&report::build(&inputs, chrono::Utc::now()), format);
+    match output {
+        Some(path) => std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?,
+        None => std::io::Write::write_all(&mut std::io::stdout(), &bytes).context("writing the report")?,
+    }
+    Ok(())
+}
+
+/// The arguments of `driftwatch-collector slo`.
+#[derive(Args)]
+pub struct SloArgs {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+/// SLO status: SLI, error budget left, burn rates, SLA breach and credit, per configured objective.
+pub async fn slo(args: SloArgs) -> anyhow::Result<()> {
+    let SloArgs { config, format } = args;
+    let cfg = CollectorConfig::load(config.as_deref())?;
+    let store = connect(&cfg).await?;
+    let now = chrono::Utc::now();
+    store
+        .refresh_sla_rollups(now - chrono::Duration::minutes(15), now + chrono::Duration::minutes(1))
+        .await
+        .context("refreshing rollups")?;
+    let statuses: Vec<slo::Status> =
+        tasks::slo::statuses(&cfg.slo, &store, now).await.context("computing SLOs")?.into_iter().map(|(_, s)| s).collect();
+    let pct = |v: Option<f64>| v.map(|v| format!("{v:.3}%")).unwrap_or_else(|| "no data".into());
+    print_out(format, &statuses, || {
+        let mut t = String::from("SERVICE          SLI        OBJECTIVE  WINDOW  BUDGET LEFT  BURNING                SLA\n");
+        for s in &statuses {
+            let burning: Vec<String> = s.burning.iter().map(|(w, a)| format!("{w} {a}")).collect();
+            let sla = if s.sla_breached {
+                format!("BREACHED, credit {}", s.credit_due.map(|c| format!("{c}%")).unwrap_or_else(|| "none".into()))
+            } else {
+                "ok".into()
+            };
+            t += &format!(
+                "{:<16} {:<10} {:>8}%  {:<7} {:>11}  {:<22} {}\n",
+                s.service,
+                pct(s.sli),
+                s.objective,
+                s.window,
+                s.budget_remaining.map(|b| format!("{:.1}%", b * 100.0)).unwrap_or_else(|| "-".into()),
+                if burning.is_empty() { "-".into() } else { burning.join(", ") },
+                sla
+            );
+        }
+        t
+    })?;
+    Ok(())
+}
