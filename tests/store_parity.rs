@@ -16,7 +16,9 @@ use driftwatch_collector::config::ClickHouseConfig;
 use driftwatch_collector::eval::Engine;
 use driftwatch_collector::store::clickhouse::ClickHouseStore;
 use driftwatch_collector::store::prelude::*;
+use driftwatch_collector::store::rows::EvaluationRow;
 use driftwatch_collector::store::sqlite::SqliteStore;
+use driftwatch_collector::store::values::Status;
 use driftwatch_collector::store::Batch;
 use driftwatch_schemas::{Actor, AuditEvent, AuditSource, Message, Outcome, ProbeKind, SlaMeasurement, SnapshotKind};
 use driftwatch_tests::*;
@@ -349,6 +351,34 @@ async fn clickhouse_and_sqlite_answer_every_read_alike() {
         }
     }
     assert!(differ.is_empty(), "the stores disagree:\n{}", differ.join("\n"));
+
+    // The latest result is the latest to the millisecond: a delta evaluated
+    // in the same second as the full snapshot before it wins, whichever
+    // row the store receives first.
+    let second = at_step(base, 6).timestamp() as u32;
+    let proto = batches[0].evaluations[0].clone();
+    for (name, s) in &stores {
+        for (ms, status) in [(900, "pass"), (100, "fail")] {
+            let mut b = Batch::new();
+            b.evaluations.push(EvaluationRow {
+                asset_id: "ms-host".into(),
+                control_id: "ms.control".into(),
+                status: status.into(),
+                evaluated_at: second,
+                evaluated_ms: ms,
+                snapshot_id: format!("ms-{ms}"),
+                batch_id: b.batch_id.clone(),
+                ..proto.clone()
+            });
+            s.write(&b).await.unwrap_or_else(|e| panic!("{name}: write: {e}"));
+        }
+        let current = s.current_results().await.unwrap_or_else(|e| panic!("{name}: current: {e}"));
+        let latest = current.iter().find(|r| r.asset_id == "ms-host").unwrap_or_else(|| panic!("{name}: no result for ms-host"));
+        assert_eq!(latest.status, Status::Pass, "{name}: the result 800 ms later in the same second is the latest");
+        let posture = s.load_posture().await.unwrap_or_else(|e| panic!("{name}: posture: {e}"));
+        let restored = posture.iter().find(|p| p.asset_id == "ms-host").unwrap_or_else(|| panic!("{name}: no posture for ms-host"));
+        assert_eq!(restored.status, Status::Pass, "{name}: posture restores the latest to the millisecond");
+    }
     names.drop_database().await;
 }
 
