@@ -70,6 +70,10 @@ fn hardened_host_facts_and_verdicts() {
         "linux.sshd.empty_passwords_refused",
         "linux.sshd.max_auth_tries",
         "linux.sshd.x11_forwarding_disabled",
+        "linux.sshd.idle_timeout",
+        "linux.sshd.max_startups",
+        "linux.sshd.tcp_forwarding_disabled",
+        "linux.sshd.agent_forwarding_disabled",
         "linux.files.passwd_protected",
         "linux.files.group_protected",
     ] {
@@ -95,7 +99,17 @@ fn sloppy_host_facts_and_verdicts() {
     ] {
         assert_eq!(v[c], "fail", "{c}: {v:#?}");
     }
-    assert_eq!(v["linux.sshd.x11_forwarding_disabled"], "pass", "absent keyword takes OpenSSH's default (no)");
+    // X11Forwarding is absent globally (OpenSSH's default, no) but a Match
+    // block turns it on for alice: the control fails; so does MaxStartups
+    // 10:30:100 (its full is over 60) and a scoped sudo timestamp_timeout.
+    assert!(text_has(&root, "sshd.config.x11forwarding = \"no\""), "absent keyword takes OpenSSH's default (no)");
+    for c in ["linux.sshd.x11_forwarding_disabled", "linux.sshd.max_startups", "linux.sudo.timestamp_timeout"] {
+        assert_eq!(v[c], "fail", "{c}: {v:#?}");
+    }
+}
+
+fn text_has(root: &Path, line: &str) -> bool {
+    snapshot(root, "text").lines().any(|l| l == line)
 }
 
 #[test]
