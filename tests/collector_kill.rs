@@ -86,9 +86,13 @@ async fn sigkill_mid_backlog_loses_doubles_and_repeats_nothing() {
     let mut collector = start();
     wait_for("the whole backlog stored", 180, async || (number(&stored()).await == EVENTS as u64).then_some(())).await;
 
-    // 3. Half the assets are fixed: each resolves, once.
+    // 3. Half the assets are fixed: each resolves, once. A full snapshot
+    // (as agents send hourly and at their start): the restarted collector
+    // holds no facts, and a delta naming only PermitRootLogin cannot show
+    // that no Match block allows root login (posture does not resolve on a
+    // partial view).
     for a in &assets[..ASSETS / 2] {
-        produce(producer, names, &snapshot(a, 2, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "no")])).await;
+        produce(producer, names, &snapshot(a, 2, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no")])).await;
     }
     wait_for("the resolves", 90, async || (control_alerts(receiver, "resolved").len() >= ASSETS / 2).then_some(())).await;
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;

@@ -124,3 +124,164 @@ fn unreadable_files_become_error_facts_not_crashes() {
     assert!(errors.contains("/etc/login.defs"), "{errors}");
     assert!(text.contains("sshd.config.permitrootlogin = \"no\""), "other facts still collected");
 }
+
+/// Where OpenSCAP's verdict and ours differ on a fixture host, and why
+/// ours stands (`tests/fixtures/openscap/accepted.yaml`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Accepted {
+    host: String,
+    control: String,
+    ours: String,
+    openscap: String,
+    reason: String,
+}
+
+/// The SCAP Security Guide's data stream the fixture hosts are scanned
+/// with (Debian's `ssg-debian`; its newest Debian content is Debian 11's).
+const SSG_DS: &str = "/usr/share/xml/scap/ssg/content/ssg-debian11-ds.xml";
+
+/// Each shipped control's `references.ssg` rule.
+fn ssg_references() -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut files = Vec::new();
+    for dir in ["policies/linux", "policies/kubernetes", "policies/audit", "policies/sla"] {
+        for e in std::fs::read_dir(repo().join(dir)).into_iter().flatten().flatten() {
+            if e.path().extension().is_some_and(|x| x == "yaml") {
+                files.push(e.path());
+            }
+        }
+    }
+    for f in files {
+        let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        for c in doc["controls"].as_sequence().into_iter().flatten() {
+            if let (Some(id), Some(rule)) = (c["id"].as_str(), c["references"]["ssg"].as_str()) {
+                out.insert(id.to_string(), rule.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// OpenSCAP's result for each of `rules` on the tree at `root`, scanned
+/// offline (`OSCAP_PROBE_ROOT`) as the Debian release the content is for.
+fn openscap(root: &Path, rules: &[&String]) -> BTreeMap<String, String> {
+    let scan = tempfile::tempdir().unwrap();
+    let tree = scan.path().join("root");
+    assert!(Command::new("cp").arg("-a").arg(root).arg(&tree).status().unwrap().success());
+    // The content applies to Debian 11 only (its CPE check reads these).
+    std::fs::write(
+        tree.join("etc/os-release"),
+        "PRETTY_NAME=\"Debian GNU/Linux 11 (bullseye)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"11\"\nID=debian\n",
+    )
+    .unwrap();
+    std::fs::write(tree.join("etc/debian_version"), "11.9\n").unwrap();
+    // OpenSCAP's package probe opens the tree's dpkg database through apt:
+    // it needs dpkg's architecture tables there, and apt's package cache,
+    // which the host's apt configuration may turn off (Docker images'
+    // `docker-clean` does): apt reads no host configuration parts.
+    std::fs::create_dir_all(tree.join("usr/share/dpkg")).unwrap();
+    for table in ["cputable", "tupletable", "ostable", "abitable"] {
+        let (from, to) = (Path::new("/usr/share/dpkg").join(table), tree.join("usr/share/dpkg").join(table));
+        if from.exists() && !to.exists() {
+            std::fs::copy(from, to).unwrap();
+        }
+    }
+    for d in ["var/lib/apt/lists/partial", "var/cache/apt/archives/partial"] {
+        std::fs::create_dir_all(tree.join(d)).unwrap();
+    }
+    // Mounted as its fstab says (OpenSCAP's partition probe reads what is
+    // mounted: /proc/mounts of the tree, and the mount points).
+    let fstab = std::fs::read_to_string(tree.join("etc/fstab")).unwrap_or_default();
+    let mut mounts = String::new();
+    for f in fstab.lines().filter(|l| !l.trim_start().starts_with('#')).map(|l| l.split_whitespace().collect::<Vec<_>>()) {
+        if let [device, point, fstype, options, ..] = f[..] {
+            mounts += &format!("{device} {point} {fstype} {options} 0 0\n");
+            std::fs::create_dir_all(tree.join(point.trim_start_matches('/'))).unwrap();
+        }
+    }
+    std::fs::create_dir_all(tree.join("proc")).unwrap();
+    std::fs::write(tree.join("proc/mounts"), mounts).unwrap();
+    let parts = scan.path().join("apt-parts");
+    std::fs::create_dir_all(&parts).unwrap();
+    let apt_config = scan.path().join("apt.conf");
+    std::fs::write(&apt_config, format!("Dir::Etc::parts \"{}\";\n", parts.display())).unwrap();
+    let results = scan.path().join("results.xml");
+    let mut cmd = Command::new("oscap");
+    cmd.env("OSCAP_PROBE_ROOT", &tree).env("APT_CONFIG", &apt_config).args(["xccdf", "eval", "--results"]).arg(&results);
+    for r in rules {
+        cmd.arg("--rule").arg(format!("xccdf_org.ssgproject.content_rule_{r}"));
+    }
+    let out = cmd.arg(SSG_DS).output().expect("oscap runs (deploy/local/services up installs openscap-scanner)");
+    // Exit 2 means some rule failed: a result, not an error.
+    assert!(matches!(out.status.code(), Some(0 | 2)), "oscap: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let xml = std::fs::read_to_string(&results).unwrap();
+    let re =
+        regex::Regex::new(r#"(?s)<rule-result[^>]*idref="xccdf_org\.ssgproject\.content_rule_([^"]+)"[^>]*>.*?<result>(\w+)</result>"#)
+            .unwrap();
+    re.captures_iter(&xml).map(|c| (c[1].to_string(), c[2].to_string())).filter(|(_, r)| r != "notselected").collect()
+}
+
+/// Our verdicts on the fixture hosts against OpenSCAP with the SCAP
+/// Security Guide, rule by rule (each control's `references.ssg`): where
+/// both give pass or fail they must agree, or the difference be listed
+/// in `tests/fixtures/openscap/accepted.yaml` with the reason our verdict
+/// stands; a listed difference that no longer occurs fails too. Prints
+/// the agreement.
+#[test]
+fn verdicts_agree_with_openscap_or_the_difference_is_explained() {
+    services_up();
+    assert!(Path::new(SSG_DS).exists(), "{SSG_DS} missing: deploy/local/services up installs ssg-debian");
+    let refs = ssg_references();
+    assert!(refs.len() >= 100, "the packs reference {} SSG rules", refs.len());
+    let accepted: Vec<Accepted> =
+        serde_yaml::from_str(&std::fs::read_to_string(repo().join("tests/fixtures/openscap/accepted.yaml")).unwrap()).unwrap();
+    // Rules the Debian content has (some references name rules of other
+    // distributions' content).
+    let ds = std::fs::read_to_string(SSG_DS).unwrap();
+    let mut rules: Vec<&String> =
+        refs.values().filter(|r| ds.contains(&format!(" id=\"xccdf_org.ssgproject.content_rule_{r}\""))).collect();
+    rules.sort();
+    rules.dedup();
+    println!(
+        "{} controls reference {} SSG rules; the Debian 11 content has {}",
+        refs.len(),
+        refs.values().collect::<std::collections::BTreeSet<_>>().len(),
+        rules.len()
+    );
+    let (mut compared, mut agreed, mut problems, mut seen) = (0, 0, Vec::new(), Vec::new());
+    for (name, mode) in [("hardened", 0o640), ("sloppy", 0o644)] {
+        let (_d, root) = host(name, mode);
+        let ours = evaluate(&snapshot(&root, "json"));
+        let theirs = openscap(&root, &rules);
+        for (control, rule) in &refs {
+            let (Some(o), Some(t)) = (ours.get(control), theirs.get(rule)) else { continue };
+            if !matches!(o.as_str(), "pass" | "fail") || !matches!(t.as_str(), "pass" | "fail") {
+                continue;
+            }
+            compared += 1;
+            let listed = accepted.iter().find(|a| a.host == name && &a.control == control);
+            if o == t {
+                agreed += 1;
+                if listed.is_some() {
+                    problems.push(format!("{name} {control}: listed as a difference, but both say {o} now"));
+                }
+                continue;
+            }
+            println!("  {name:<9} {control:<45} ours {o:<5} openscap {t:<5} ({rule})");
+            match listed {
+                Some(a) if &a.ours == o && &a.openscap == t && !a.reason.trim().is_empty() => seen.push((name, control.clone())),
+                _ => problems.push(format!("{name} {control} ({rule}): ours {o}, OpenSCAP {t}: not explained in accepted.yaml")),
+            }
+        }
+    }
+    println!("OpenSCAP agreement on the fixture hosts: {agreed} of {compared} comparable verdicts ({} explained differences)", seen.len());
+    for a in &accepted {
+        if !seen.iter().any(|(h, c)| *h == a.host && *c == a.control) && !problems.iter().any(|p| p.contains(&a.control)) {
+            problems
+                .push(format!("{} {}: listed in accepted.yaml but not compared (no longer a pass/fail on both sides)", a.host, a.control));
+        }
+    }
+    assert!(compared >= 20, "only {compared} verdicts were comparable: the scan did not run as intended");
+    assert!(problems.is_empty(), "{} problem(s):\n  {}", problems.len(), problems.join("\n  "));
+}
