@@ -137,7 +137,10 @@ async fn split<S: Streams + ?Sized + Sync>(store: &S, batch: &Batch, first: &Sto
         }
     }
     let mut refused = Vec::new();
-    let mut parts = vec![0..batch.records.len()];
+    // Record ranges still to write: bisected until each refused one is a
+    // single record.
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+    parts.push(0..batch.records.len());
     while let Some(r) = parts.pop() {
         let part = batch.part(Some(r.clone()));
         if part.rows() == 0 {

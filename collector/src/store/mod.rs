@@ -158,28 +158,19 @@ impl Batch {
     /// This batch with only the rows of the tables marked in `keep` (in
     /// [`RowCounts`]' order).
     pub fn tables(mut self, keep: [bool; 7]) -> Batch {
+        fn keep_if<T>(rows: &mut Vec<T>, keep: bool) {
+            if !keep {
+                rows.clear();
+            }
+        }
         let [snapshots, facts, audit, sla, evaluations, violations, drifts] = keep;
-        if !snapshots {
-            self.snapshots.clear();
-        }
-        if !facts {
-            self.facts.clear();
-        }
-        if !audit {
-            self.audit.clear();
-        }
-        if !sla {
-            self.sla.clear();
-        }
-        if !evaluations {
-            self.evaluations.clear();
-        }
-        if !violations {
-            self.violations.clear();
-        }
-        if !drifts {
-            self.drifts.clear();
-        }
+        keep_if(&mut self.snapshots, snapshots);
+        keep_if(&mut self.facts, facts);
+        keep_if(&mut self.audit, audit);
+        keep_if(&mut self.sla, sla);
+        keep_if(&mut self.evaluations, evaluations);
+        keep_if(&mut self.violations, violations);
+        keep_if(&mut self.drifts, drifts);
         self
     }
 
