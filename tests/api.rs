@@ -285,8 +285,15 @@ async fn the_openapi_document_describes_every_answer() {
     for (path, ops) in doc["paths"].as_object().unwrap() {
         let Some(op) = ops.get("get") else { continue };
         let mut query: Vec<(String, String)> = Vec::new();
+        let mut at = path.clone();
         for p in op["parameters"].as_array().unwrap() {
             let name = p["name"].as_str().unwrap();
+            if p["in"] == "path" {
+                // The one path parameter of a GET: a control of the test pack.
+                assert_eq!((path.as_str(), name), ("/controls/{id}", "id"), "a path parameter this test has no value for");
+                at = path.replace("{id}", "t.root_login");
+                continue;
+            }
             // Required parameters, and the ones that select this test's data.
             if p["required"] == true || ["asset", "framework"].contains(&name) && path != "/violations" {
                 let v =
@@ -294,8 +301,8 @@ async fn the_openapi_document_describes_every_answer() {
                 query.push((name.to_string(), v));
             }
         }
-        let r = http.get(format!("{base}{path}")).bearer_auth("ops-key").query(&query).send().await.unwrap();
-        assert_eq!(r.status(), 200, "{path}?{query:?}");
+        let r = http.get(format!("{base}{at}")).bearer_auth("ops-key").query(&query).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{at}?{query:?}");
         let (ctype, schema) = op["responses"]["200"]["content"].as_object().unwrap().iter().next().unwrap();
         assert!(r.headers()["content-type"].to_str().unwrap().starts_with(ctype.as_str()), "{path}: content type");
         if ctype == "text/event-stream" {
@@ -311,8 +318,15 @@ async fn the_openapi_document_describes_every_answer() {
         if path == "/violations" {
             assert!(body["total"].as_u64().unwrap() >= 1, "{body}");
         }
+        if path == "/controls/{id}" {
+            let failing = body["not_passing"].as_array().unwrap();
+            assert!(failing.iter().any(|r| r["asset_id"] == asset.as_str() && r["status"] == "fail"), "{body}");
+            assert!(body["remediation"].as_str().unwrap().contains("PermitRootLogin no"), "{body}");
+        }
     }
-    assert!(called >= 14, "{called} GETs");
+    assert!(called >= 15, "{called} GETs");
+    let unknown = http.get(format!("{base}/controls/no.such.control")).bearer_auth("ops-key").send().await.unwrap();
+    assert_eq!(unknown.status(), 404, "a control not in the packs");
 
     // /metrics: scores per framework, open violations per severity, consumer lag.
     let metrics = wait_for("scores, violations and lag in /metrics", 60, async || {

@@ -180,6 +180,13 @@ async fn drift_detections_reload_and_scores() {
     let (first, due) = (cc61["first_seen"].as_str().unwrap(), cc61["due"].as_str().unwrap());
     let days = chrono::DateTime::parse_from_rfc3339(due).unwrap() - chrono::DateTime::parse_from_rfc3339(first).unwrap();
     assert_eq!(days.num_days(), 30, "high severity: 30 days");
+    // What to do about it: the control's remediation and rationale.
+    let fix = cc61["fixes"].as_array().unwrap().iter().find(|f| f["control_id"] == "t.root_login").expect("root login's fix");
+    assert_eq!(fix["remediation"], "Set `PermitRootLogin no` in /etc/ssh/sshd_config and reload sshd.");
+    assert!(fix["rationale"].as_str().unwrap().starts_with("Direct root logins"), "{fix}");
+    let text = Command::new(bin("driftwatch-collector")).args(["gaps", "--framework", "soc2", "--config"]).arg(&cfg).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("    fix t.root_login: Set `PermitRootLogin no` in /etc/ssh/sshd_config and reload sshd."), "{text}");
 
     let from = started.to_rfc3339();
     let eff = cli(&["effectiveness", "--from", &from, "--asset", &asset, "--framework", "soc2"], &cfg);

@@ -54,6 +54,12 @@ async fn violation_opens_on_bad_sshd_config_and_resolves_when_fixed() {
     let opened = wait_for("the violation alert", 90, async || alert_for(&receiver.all(), &asset, "firing")).await;
     assert_eq!(opened["severity"], "high");
     assert!(opened["annotations"]["evidence"].as_str().unwrap().contains(r#"sshd.config.permitrootlogin = "yes""#), "{opened}");
+    // What to do about it, from the pack, and where to read more.
+    assert_eq!(
+        opened["annotations"]["remediation"],
+        "Set `PermitRootLogin no` in /etc/ssh/sshd_config (before any Match block) and reload sshd."
+    );
+    assert!(opened["generator_url"].as_str().unwrap().ends_with(&format!("/controls/{CONTROL}")), "{opened}");
     let frameworks = opened["frameworks"].as_str().unwrap();
     assert!(frameworks.contains("soc2:CC6.1") && frameworks.contains("pci-dss:2.2.6"), "{frameworks}");
     let violation_id = opened["instance"].as_str().unwrap().to_string();

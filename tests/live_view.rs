@@ -1,8 +1,9 @@
 //! The live drift view in headless Chromium: a real agent watches a fixture
 //! host, a real collector serves the page; the test changes sshd_config on
 //! the fixture host and sees the drift appear on the open page (no reload),
-//! filters it, and opens the asset's page with its timeline, the diff and
-//! the age of the evidence behind each result.
+//! filters it, opens the asset's page by the link notifications carry, with
+//! its timeline, the diff, the age of the evidence behind each result and
+//! what to do, and from there the control's page.
 
 use std::process::Command;
 
@@ -85,8 +86,14 @@ async fn a_changed_file_appears_on_the_live_page() {
         .await;
     assert_eq!(back, true, "{}", browser.text().await);
 
-    // The asset's page: its results with the age of their evidence, and its timeline.
-    browser.eval(&format!("location.hash = '#/asset/{asset}'; return true")).await;
+    // The asset's page, opened by the link notifications carry (a redirect
+    // to the page's view): its results with the age of their evidence and
+    // what to do, and its timeline.
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let link = plain.get(format!("{base}/assets/{asset}")).send().await.unwrap();
+    assert!(link.status().is_redirection(), "{}", link.status());
+    assert_eq!(link.headers()["location"], format!("/ui#/asset/{asset}").as_str(), "to the asset's view");
+    browser.goto(&format!("{base}/assets/{asset}")).await;
     let row = browser
         .wait_for(
             "the asset's results",
@@ -94,7 +101,9 @@ async fn a_changed_file_appears_on_the_live_page() {
             r#"const r = document.querySelector('#asset-results tr[data-control="t.root_login"]'); return r && r.innerText"#,
         )
         .await;
-    assert!(row.as_str().unwrap().contains("fail"), "{row}");
+    let row = row.as_str().unwrap();
+    assert!(row.contains("fail") && row.contains("SSH root login is disabled"), "{row}");
+    assert!(row.contains("Set `PermitRootLogin no` in /etc/ssh/sshd_config and reload sshd."), "what to do: {row}");
     let age =
         browser.eval(r#"return document.querySelector('#asset-results tr[data-control="t.root_login"] td[data-age]').dataset.age"#).await;
     assert!(age.as_str().and_then(|a| a.parse::<i64>().ok()).is_some_and(|a| a >= 0), "evidence age: {age}");
@@ -106,6 +115,24 @@ async fn a_changed_file_appears_on_the_live_page() {
         )
         .await;
     assert!(timeline.as_str().unwrap().contains(r#""no" → "yes""#), "{timeline}");
+
+    // The control's page, from the asset's: why, how to fix it, and where
+    // it does not pass.
+    browser.eval(r#"document.querySelector('#asset-results tr[data-control="t.root_login"] a').click(); return true"#).await;
+    let failing = browser
+        .wait_for(
+            "the control's page",
+            30,
+            &format!(r#"const r = document.querySelector('#control-assets tr[data-asset="{asset}"]'); return r && r.innerText"#),
+        )
+        .await;
+    assert!(failing.as_str().unwrap().contains("fail"), "{failing}");
+    let page = browser.eval("return document.getElementById('control').innerText").await;
+    let page = page.as_str().unwrap();
+    for shown in ["SSH root login is disabled", "Direct root logins leave no trace", "Set `PermitRootLogin no`", "soc2: CC6.1"] {
+        assert!(page.contains(shown), "{shown} on the control's page: {page}");
+    }
+    assert!(browser.eval("return document.getElementById('asset').hidden").await == true, "one view at a time");
 
     drop(browser);
     drop(agent);

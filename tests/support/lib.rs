@@ -448,6 +448,7 @@ pub fn notified_alerts(bodies: &[serde_json::Value]) -> Vec<serde_json::Value> {
                     "labels": a["labels"],
                     "instance": a["instance"],
                     "annotations": a["annotations"],
+                    "generator_url": a["generatorURL"],
                     "receiver": b["receiver"],
                 })
             })

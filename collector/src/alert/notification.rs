@@ -70,8 +70,18 @@ impl Notification {
     /// Link to the first alert's asset in the collector's UI.
     pub fn link(&self) -> Option<String> {
         let a = self.firing.first().or(self.resolved.first())?;
-        let asset = a.labels.get("asset")?;
-        Some(format!("{}/assets/{}", self.external_url.trim_end_matches('/'), percent_encode(asset)))
+        self.page("assets", a.labels.get("asset")?)
+    }
+
+    /// Link to `alert`'s control in the collector's UI: what it checks,
+    /// why, the whole remediation, and where else it fails.
+    pub fn control_link(&self, alert: &super::model::Alert) -> Option<String> {
+        self.page("controls", alert.labels.get("control")?)
+    }
+
+    /// `<external_url>/<kind>/<id>`, the id one encoded path segment.
+    fn page(&self, kind: &str, id: &str) -> Option<String> {
+        Some(format!("{}/{kind}/{}", self.external_url.trim_end_matches('/'), percent_encode(id)))
     }
 }
 
@@ -115,6 +125,7 @@ pub(crate) mod tests {
             annotations: [
                 ("summary".to_string(), format!("SSH root login is disabled on {asset}")),
                 ("diff".to_string(), "sshd.config.permitrootlogin: \"no\" → \"yes\"".to_string()),
+                ("remediation".to_string(), "Set `PermitRootLogin no` and reload sshd.".to_string()),
             ]
             .into(),
             starts_at: Utc::now(),
@@ -146,5 +157,6 @@ pub(crate) mod tests {
         let r = notification(vec![], vec![alert("web-1", "high", true)]);
         assert_eq!(r.status(), "resolved");
         assert_eq!(r.link().as_deref(), Some("http://127.0.0.1:8080/assets/web-1"));
+        assert_eq!(r.control_link(&r.resolved[0]).as_deref(), Some("http://127.0.0.1:8080/controls/linux.sshd.root_login_disabled"));
     }
 }

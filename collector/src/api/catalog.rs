@@ -1,6 +1,8 @@
 //! `/api/v1/frameworks` (each framework's requirements and the checks
-//! behind them) and `/api/v1/controls` (each control with its results
-//! counted by status), from the packs in force.
+//! behind them), `/api/v1/controls` (each control with its results
+//! counted by status) and `/api/v1/controls/{id}` (one control's text,
+//! remediation included, and the assets where it does not pass), from the
+//! packs in force.
 
 use std::collections::BTreeMap;
 
@@ -66,6 +68,8 @@ pub struct Control {
     /// `check` (facts) or `detection` (audit or probe records).
     pub kind: &'static str,
     pub frameworks: BTreeMap<String, Vec<String>>,
+    /// What to do where it fails.
+    pub remediation: String,
     /// Assets per status, now.
     pub results: BTreeMap<Status, usize>,
 }
@@ -82,14 +86,70 @@ pub async fn controls(State(s): State<AppState>, Query(q): Query<ControlsQuery>)
         .iter()
         .filter(|c| q.framework.as_ref().is_none_or(|f| c.control.frameworks.contains_key(f)))
         .filter(|c| q.severity.as_ref().is_none_or(|sv| c.control.severity.as_str() == sv))
-        .map(|c| Control {
+        .map(|c| Control::of(c, counts.get(c.control.id.as_str()).cloned().unwrap_or_default()))
+        .collect();
+    Ok(Json(out))
+}
+
+impl Control {
+    fn of(c: &crate::policy::CompiledControl, results: BTreeMap<Status, usize>) -> Control {
+        Control {
             id: c.control.id.clone(),
             title: c.control.title.clone(),
             severity: c.control.severity,
             kind: if c.detect.is_some() { "detection" } else { "check" },
             frameworks: c.control.frameworks.clone(),
-            results: counts.get(c.control.id.as_str()).cloned().unwrap_or_default(),
-        })
-        .collect();
-    Ok(Json(out))
+            remediation: c.control.remediation.clone(),
+            results,
+        }
+    }
+}
+
+/// One control as its page shows it: what it checks and why, how to fix
+/// it ([`Control::remediation`]), and each asset where it does not pass now.
+#[derive(Debug, Serialize)]
+pub struct ControlDetail {
+    #[serde(flatten)]
+    pub control: Control,
+    pub description: String,
+    pub rationale: String,
+    /// Equivalent rules elsewhere (`ssg`, `cis`, …).
+    pub references: BTreeMap<String, String>,
+    /// Assets where it fails, is unknown or errs, the longest failing first.
+    pub not_passing: Vec<NotPassing>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NotPassing {
+    pub asset_id: String,
+    pub status: Status,
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+pub async fn control(
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<ControlDetail>, ApiError> {
+    let policies = s.policies.borrow().clone();
+    let Some((_, c)) = policies.get(&id) else {
+        return Err(ApiError(axum::http::StatusCode::NOT_FOUND, format!("no control {id:?} in the packs in force")));
+    };
+    let results = s.store.current_results().await.map_err(unavailable)?;
+    let mut counts = BTreeMap::new();
+    let mut not_passing = Vec::new();
+    for r in results.into_iter().filter(|r| r.control_id == id) {
+        *counts.entry(r.status).or_default() += 1;
+        if !matches!(r.status, Status::Pass | Status::Waived | Status::NotApplicable) {
+            not_passing.push(NotPassing { asset_id: r.asset_id, status: r.status, since: r.since });
+        }
+    }
+    not_passing.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.asset_id.cmp(&b.asset_id)));
+    let k = &c.control;
+    Ok(Json(ControlDetail {
+        control: Control::of(c, counts),
+        description: k.description.clone(),
+        rationale: k.rationale.clone(),
+        references: k.references.clone(),
+        not_passing,
+    }))
 }

@@ -29,6 +29,16 @@ pub async fn page() -> impl IntoResponse {
     )
 }
 
+/// `/assets/{id}` and `/controls/{id}`, the links notifications carry:
+/// a redirect to the page's view of it (`/ui#/asset/<id>`; the part after
+/// `#` stays in the browser, so the page's key is asked for there, not
+/// here). The id is encoded again, so it stays one segment of the view's
+/// address whatever a host named itself.
+pub async fn page_of(view: &'static str, axum::extract::Path(id): axum::extract::Path<String>) -> impl IntoResponse {
+    let to = format!("/ui#/{view}/{}", crate::alert::notification::percent_encode(&id));
+    ([("cache-control", "no-cache"), ("referrer-policy", "no-referrer")], axum::response::Redirect::to(&to))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DriftQuery {

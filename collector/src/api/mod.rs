@@ -170,6 +170,7 @@ pub fn router(state: AppState) -> Router {
         .route("/live", get(live::stream))
         .route("/frameworks", get(catalog::frameworks))
         .route("/controls", get(catalog::controls))
+        .route("/controls/{id}", get(catalog::control))
         .route("/assets", get(assets::list))
         .route("/violations", get(violations::list))
         .route("/gaps", get(compliance::gaps))
@@ -182,6 +183,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(|| async { axum::response::Redirect::to("/ui") }))
         .route("/ui", get(live::page))
+        .route("/assets/{id}", get(|p| live::page_of("asset", p)))
+        .route("/controls/{id}", get(|p| live::page_of("control", p)))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(|| async { ([("content-type", "text/plain; version=0.0.4")], crate::metrics::render()) }))
@@ -235,6 +238,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/results"),
     ("get", "/frameworks"),
     ("get", "/controls"),
+    ("get", "/controls/{id}"),
     ("get", "/assets"),
     ("get", "/violations"),
     ("get", "/gaps"),

@@ -64,7 +64,7 @@ pub struct GapsArgs {
     pub format: OutputFormat,
 }
 
-/// Failing and partially met requirements with severity, owner, first seen and due date.
+/// Failing and partially met requirements with severity, owner, first seen, due date and what to do.
 pub async fn gaps(args: GapsArgs) -> anyhow::Result<()> {
     let GapsArgs { config, framework, format } = args;
     let (cfg, set, store) = open_store(config.as_deref()).await?;
@@ -87,6 +87,9 @@ pub async fn gaps(args: GapsArgs) -> anyhow::Result<()> {
                 if g.owners.is_empty() { "-".to_string() } else { g.owners.join(",") },
                 g.failing_controls.join(",")
             );
+            for f in &g.fixes {
+                t += &format!("    fix {}: {}\n", f.control_id, driftwatch_collector::policy::model::fix_line(&f.remediation));
+            }
         }
         t
     })?;

@@ -38,7 +38,8 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
         Transport::Kafka => tasks::alerting::Restore::AtAssignment,
         Transport::Local(_) => tasks::alerting::Restore::AtStart,
     };
-    let alerting = tasks::alerting::Alerting::start(&cfg.alerts, store.clone(), restore).await.context("starting alerting")?;
+    let alerting =
+        tasks::alerting::Alerting::start(&cfg.alerts, store.clone(), policies_rx.clone(), restore).await.context("starting alerting")?;
     // Fleet-wide work (SLOs, scores, retention…) runs on one collector: the
     // owner of the SLA topic's partition 0, or the only one.
     let leader = Arc::new(AtomicBool::new(matches!(transport, Transport::Local(_))));

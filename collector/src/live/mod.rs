@@ -1,8 +1,11 @@
 //! The live drift view: a page the collector serves at `/ui` (one file,
 //! styles and script inline, nothing from a CDN) showing the fleet's
-//! posture per framework and drift events as they happen, with filters, and
-//! an asset page with its drift timeline, each change's diff, and its
-//! results with the age of their evidence.
+//! posture per framework and drift events as they happen, with filters; an
+//! asset page (`#/asset/<id>`, linked from notifications as `/assets/<id>`)
+//! with its drift timeline, each change's diff, and its results with the
+//! age of their evidence and what to do where one does not pass; and a
+//! control page (`#/control/<id>`, `/controls/<id>`) with what it checks,
+//! why, how to fix it, and where it does not pass.
 //!
 //! [`Hub`] fans the drift events of each stored batch out to every open
 //! page (server-sent events at `/api/v1/live`); a page that falls behind

@@ -60,6 +60,30 @@ pub struct Control {
     pub references: BTreeMap<String, String>,
 }
 
+/// The longest fix line ([`Control::fix_line`]).
+pub const FIX_LINE_CHARS: usize = 280;
+
+impl Control {
+    /// The remediation's [`fix_line`].
+    pub fn fix_line(&self) -> String {
+        fix_line(&self.remediation)
+    }
+}
+
+/// A remediation's first paragraph on one line (whitespace folded), cut
+/// after [`FIX_LINE_CHARS`] characters with an ellipsis: what an alert or
+/// a listing shows; the control's page shows it all.
+pub fn fix_line(remediation: &str) -> String {
+    let first = remediation.trim().split("\n\n").next().unwrap_or_default();
+    let line = first.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= FIX_LINE_CHARS {
+        return line;
+    }
+    let mut cut: String = line.chars().take(FIX_LINE_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
 /// The stream a detection watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -109,4 +133,24 @@ fn one() -> u32 {
 
 fn five_minutes() -> String {
     "5m".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_remediation(text: &str) -> Control {
+        let mut c: Control = serde_yaml::from_str("{id: x, title: x, severity: low, check: 'true', frameworks: {}}").unwrap();
+        c.remediation = text.to_string();
+        c
+    }
+
+    #[test]
+    fn a_fix_line_is_the_first_paragraph_on_one_line_and_bounded() {
+        assert_eq!(with_remediation("  Set `X no`\n  and reload.\n\nBackground.").fix_line(), "Set `X no` and reload.");
+        let line = with_remediation(&"word ".repeat(200)).fix_line();
+        assert_eq!(line.chars().count(), FIX_LINE_CHARS);
+        assert!(line.ends_with('…'));
+        assert_eq!(with_remediation("").fix_line(), "");
+    }
 }

@@ -73,7 +73,17 @@ pub fn event(routing_key: &str, n: &Notification) -> Value {
         .firing
         .iter()
         .take(20)
-        .map(|a| json!({"labels": a.labels, "summary": a.annotations.get("summary"), "diff": a.annotations.get("diff"), "cause": a.annotations.get("cause"), "since": a.starts_at.to_rfc3339()}))
+        .map(|a| {
+            json!({
+                "labels": a.labels,
+                "summary": a.annotations.get("summary"),
+                "diff": a.annotations.get("diff"),
+                "cause": a.annotations.get("cause"),
+                "remediation": a.annotations.get("remediation"),
+                "control_url": n.control_link(a),
+                "since": a.starts_at.to_rfc3339(),
+            })
+        })
         .collect();
     let summary: String = n.title().chars().take(1024).collect();
     let mut e = json!({
@@ -97,9 +107,19 @@ pub fn event(routing_key: &str, n: &Notification) -> Value {
             },
         },
     });
+    let mut links = Vec::new();
     if let Some(link) = n.link() {
         e["client_url"] = json!(link.clone());
-        e["links"] = json!([{"href": link, "text": "Open in Driftwatch"}]);
+        links.push(json!({"href": link, "text": "Open in Driftwatch"}));
+    }
+    if let Some(link) = n.control_link(first) {
+        links.push(json!({"href": link, "text": "The control and how to fix it"}));
+    }
+    if !links.is_empty() {
+        e["links"] = json!(links);
+    }
+    if let Some(fix) = first.annotations.get("remediation") {
+        e["payload"]["custom_details"]["remediation"] = json!(fix);
     }
     e
 }
@@ -117,6 +137,8 @@ mod tests {
         assert_eq!(t["payload"]["source"], "web-1");
         assert!(t["payload"]["summary"].as_str().unwrap().len() <= 1024);
         assert_eq!(t["payload"]["custom_details"]["requirements"], "soc2:CC6.1");
+        assert_eq!(t["payload"]["custom_details"]["remediation"], "Set `PermitRootLogin no` and reload sshd.");
+        assert_eq!(t["links"][1]["href"], "http://127.0.0.1:8080/controls/linux.sshd.root_login_disabled");
         let r = event("k", &notification(vec![], vec![alert("web-1", "high", true)]));
         assert_eq!(r["event_action"], "resolve");
         assert_eq!(t["dedup_key"], r["dedup_key"]);

@@ -95,6 +95,15 @@ pub fn message(n: &Notification) -> Value {
         if let Some(c) = a.annotations.get("cause") {
             text += &format!("*Likely cause:* {}\n", escape(c));
         }
+        if !a.is_resolved() {
+            if let Some(fix) = a.annotations.get("remediation") {
+                text += &format!("*Fix:* {}", escape(fix));
+                if let Some(link) = n.control_link(a) {
+                    text += &format!(" <{link}|More on this control>");
+                }
+                text += "\n";
+            }
+        }
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(&text, 3000)}}));
         let fields: Vec<Value> = ["severity", "asset", "control", "service"]
             .iter()
@@ -134,10 +143,17 @@ mod tests {
         let body = blocks[1]["text"]["text"].as_str().unwrap();
         assert!(body.contains("*Requirements:* soc2:CC6.1"), "{body}");
         assert!(body.contains("sshd.config.permitrootlogin"), "{body}");
+        assert!(
+            body.contains(
+                "*Fix:* Set `PermitRootLogin no` and reload sshd. <http://127.0.0.1:8080/controls/linux.sshd.root_login_disabled|"
+            ),
+            "{body}"
+        );
         assert!(blocks.last().unwrap()["elements"][0]["text"].as_str().unwrap().contains("<http://127.0.0.1:8080/assets/web-1|"));
         assert!(m["text"].as_str().unwrap().starts_with("FIRING"));
         let resolved = message(&notification(vec![], vec![alert("web-1", "critical", true)]));
         assert_eq!(resolved["attachments"][0]["color"], "#2EB67D");
+        assert!(!resolved.to_string().contains("*Fix:*"), "nothing to fix once resolved");
     }
 
     #[test]

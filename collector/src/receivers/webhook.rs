@@ -71,8 +71,8 @@ fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
 
 /// The request body, written straight from the notification (no JSON
 /// tree built first: a storm sends tens of thousands).
-pub fn body(n: &Notification) -> Body<'_> {
-    fn alert(a: &Alert) -> AlertBody<'_> {
+pub fn body<'a>(n: &'a Notification) -> Body<'a> {
+    let alert = |a: &'a Alert| -> AlertBody<'a> {
         AlertBody {
             status: if a.is_resolved() { "resolved" } else { "firing" },
             labels: &a.labels,
@@ -81,8 +81,9 @@ pub fn body(n: &Notification) -> Body<'_> {
             ends_at: a.ends_at.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), |t| t.to_rfc3339()),
             fingerprint: a.fingerprint(),
             instance: &a.instance,
+            generator_url: n.control_link(a),
         }
-    }
+    };
     Body {
         version: "4",
         receiver: &n.receiver,
@@ -122,6 +123,9 @@ struct AlertBody<'a> {
     ends_at: String,
     fingerprint: String,
     instance: &'a str,
+    /// The control's page (Alertmanager's field for where an alert comes from).
+    #[serde(rename = "generatorURL", skip_serializing_if = "Option::is_none")]
+    generator_url: Option<String>,
 }
 
 #[cfg(test)]
@@ -142,6 +146,8 @@ mod tests {
         assert_eq!(b["alerts"][1]["endsAt"].as_str().map(|t| t.ends_with("00:00")), Some(true), "a resolved alert's end: {b}");
         assert_eq!(b["alerts"][0]["labels"]["asset"], "web-1");
         assert_eq!(b["alerts"][1]["status"], "resolved");
+        assert_eq!(b["alerts"][0]["generatorURL"], "http://127.0.0.1:8080/controls/linux.sshd.root_login_disabled");
+        assert_eq!(b["alerts"][0]["annotations"]["remediation"], "Set `PermitRootLogin no` and reload sshd.");
         // RFC 4231 test case 2.
         assert_eq!(
             hmac_hex(b"Jefe", &[b"what do ya want for nothing?"]),

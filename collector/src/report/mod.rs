@@ -1,7 +1,9 @@
 //! Audit-ready reports for one framework over a period: an executive
 //! summary (score now and at the start, with and without waivers), every
 //! requirement with the checks behind it, operating effectiveness over the
-//! period, gaps with due dates, and every waiver in force during the
+//! period, gaps with due dates, a remediation plan (each failing control's
+//! fix, its assets and due date, soonest and most severe first), and every
+//! waiver in force during the
 //! period with its justification and approver, and the head of each
 //! evidence chain for the period (see [`crate::evidence`]; `verify` checks
 //! it). Built from stored results
@@ -36,6 +38,8 @@ pub struct Report {
     pub summary: Summary,
     pub requirements: Vec<Requirement>,
     pub gaps: Vec<Gap>,
+    /// What to do, in the order to do it (see [`score::plan`]).
+    pub remediation_plan: Vec<score::plan::Step>,
     /// Waivers in force at any time during the period that touch the
     /// framework (a waived control mapped to it, or one of its requirements).
     pub waivers: Vec<Waiver>,
@@ -233,6 +237,7 @@ pub fn build(i: &Inputs, generated_at: DateTime<Utc>) -> Report {
         summary,
         requirements,
         gaps: score::gaps(i.policies, &i.at_end, Some(fw), end, i.to),
+        remediation_plan: score::plan::plan(i.policies, &i.at_end, Some(fw), end, i.to),
         waivers,
         evidence: i.evidence.clone(),
     }
@@ -285,5 +290,13 @@ mod tests {
         // Only waivers that touch soc2: w-b (control b maps to soc2); w-other is pci-dss.
         assert_eq!(rep.waivers.iter().map(|w| w.id()).collect::<Vec<_>>(), vec!["w-b"]);
         assert_eq!(rep.gaps.iter().map(|g| g.requirement.as_str()).collect::<Vec<_>>(), vec!["CC7.2"]);
+        // The plan: c's evidence on h1 (b is waived, a passes).
+        assert_eq!(rep.remediation_plan.iter().map(|s| s.fix.control_id.as_str()).collect::<Vec<_>>(), vec!["c"]);
+        assert_eq!(
+            (rep.remediation_plan[0].assets.as_slice(), rep.remediation_plan[0].requirements.as_slice()),
+            (&["h1".to_string()][..], &["soc2:CC7.2".to_string()][..])
+        );
+        let html = String::from_utf8(render::render(&rep, render::Format::Html)).unwrap();
+        assert!(html.contains("<h2>Remediation plan</h2>") && html.contains("<b>c</b>"), "{html}");
     }
 }

@@ -211,6 +211,29 @@ th{{background:#f3f4f8}} .pass{{color:#137333}} .fail{{color:#b3261e}} .partial{
         }
         h.push_str("</table>");
     }
+    h.push_str("\n<h2>Remediation plan</h2>");
+    if r.remediation_plan.is_empty() {
+        h.push_str("<p>Nothing to remediate.</p>");
+    } else {
+        h.push_str("<p class=\"muted\">Each control that does not pass, soonest due and most severe first.</p>");
+        h.push_str("<table><tr><th>Due</th><th>Control</th><th>What to do</th><th>Why</th><th>Requirements</th><th>Assets</th></tr>\n");
+        for p in &r.remediation_plan {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}{}</td><td><b>{}</b><br><span class=\"muted\">{} · {}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                day(&p.due),
+                if p.overdue { " <b class=\"fail\">overdue</b>" } else { "" },
+                esc(&p.fix.title),
+                esc(&p.fix.control_id),
+                p.fix.severity.as_str(),
+                esc(&p.fix.remediation),
+                esc(&p.fix.rationale),
+                esc(&p.requirements.join(", ")),
+                esc(&p.assets.join(", "))
+            );
+        }
+        h.push_str("</table>");
+    }
     h.push_str("\n<h2>Waivers in force during the period</h2>");
     if r.waivers.is_empty() {
         h.push_str("<p>None.</p>");
@@ -329,6 +352,21 @@ fn lines(r: &Report) -> Vec<(u8, bool, String)> {
                 if g.overdue { " OVERDUE" } else { "" }
             ),
         ));
+    }
+    l.push((0, false, String::new()));
+    l.push((0, true, "Remediation plan".into()));
+    if r.remediation_plan.is_empty() {
+        l.push((1, false, "Nothing to remediate.".into()));
+    }
+    for p in &r.remediation_plan {
+        let f = &p.fix;
+        let overdue = if p.overdue { " OVERDUE" } else { "" };
+        l.push((1, true, format!("Due {}{overdue}: {} [{}, {}]", day(&p.due), f.title, f.control_id, f.severity.as_str())));
+        l.push((2, false, format!("Fix: {}", f.remediation)));
+        if !f.rationale.is_empty() {
+            l.push((2, false, format!("Why: {}", f.rationale)));
+        }
+        l.push((2, false, format!("On {} ({}) for {}", p.assets.join(", "), p.assets.len(), p.requirements.join(", "))));
     }
     l.push((0, false, String::new()));
     l.push((0, true, "Waivers in force during the period".into()));

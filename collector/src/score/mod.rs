@@ -14,6 +14,7 @@
 //! waiver of the requirement in force at the instant scored.
 
 pub mod effectiveness;
+pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -210,6 +211,8 @@ pub struct Gap {
     /// `first_seen` plus the remediation time of its severity.
     pub due: DateTime<Utc>,
     pub overdue: bool,
+    /// What to do: each failing control's remediation and rationale.
+    pub fixes: Vec<plan::Fix>,
 }
 
 /// Days to remediate a gap of each severity.
@@ -240,6 +243,7 @@ pub fn gaps(policies: &PolicySet, results: &[Result], framework: Option<&str>, w
             let owners: BTreeSet<String> =
                 failing.iter().filter_map(|r| r.labels.get("owner").or_else(|| r.labels.get("team")).cloned()).collect();
             let controls: BTreeSet<String> = failing.iter().map(|r| r.control_id.clone()).collect();
+            let fixes = controls.iter().filter_map(|id| policies.get(id)).map(|(_, c)| plan::Fix::of(&c.control)).collect();
             let assets: BTreeSet<&str> = failing.iter().map(|r| r.asset_id.as_str()).collect();
             out.push(Gap {
                 framework: fw.clone(),
@@ -252,6 +256,7 @@ pub fn gaps(policies: &PolicySet, results: &[Result], framework: Option<&str>, w
                 first_seen,
                 due,
                 overdue: due < now,
+                fixes,
             });
         }
     }

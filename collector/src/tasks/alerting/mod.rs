@@ -47,7 +47,7 @@ use crate::receivers::{Notification, Receiver};
 use crate::store::prelude::*;
 pub use config::AlertsConfig;
 use delivery::{deliver, write_log, Delivered};
-use restore::{recheck_state, take_state, Recheck};
+use restore::{recheck_state, take_state, Recheck, State};
 
 /// Alerts waiting for the dispatcher. Past it, alerts are dropped with an
 /// error log rather than stalling ingestion.
@@ -130,7 +130,14 @@ impl Alerting {
     /// Starts the dispatcher and the receivers. Their state is read from
     /// `store` by the alerting task (see [`Restore`]) while the collector
     /// goes on starting: inputs sent meanwhile wait in its queue, in order.
-    pub async fn start(cfg: &AlertsConfig, store: SharedStore, restore: Restore) -> anyhow::Result<Self> {
+    /// Violation and drift alerts get their control's fix line from the
+    /// packs `policies` holds at the time.
+    pub async fn start(
+        cfg: &AlertsConfig,
+        store: SharedStore,
+        policies: tokio::sync::watch::Receiver<Arc<crate::policy::PolicySet>>,
+        restore: Restore,
+    ) -> anyhow::Result<Self> {
         let Some(route_cfg) = cfg.route_config() else {
             tracing::warn!("no alert receivers configured: violations are stored but nobody is notified");
             return Ok(Self::disabled());
@@ -152,10 +159,11 @@ impl Alerting {
         let dispatcher = Dispatcher::new(route, cfg.inhibit_rules.clone(), cfg.maintenance_windows.clone(), cfg.external_url.clone());
         let (tx, rx) = mpsc::channel(QUEUE);
         let (conditions_tx, conditions) = tokio::sync::watch::channel(None);
+        let state = State { store, policies, conditions: conditions_tx };
         tokio::spawn(async move {
             let mut dispatcher = dispatcher;
-            let recheck = if restore == Restore::AtStart { take_state(&mut dispatcher, &store, &conditions_tx).await } else { None };
-            run(dispatcher, rx, queues, silences, store, conditions_tx, recheck).await
+            let recheck = if restore == Restore::AtStart { take_state(&mut dispatcher, &state).await } else { None };
+            run(dispatcher, rx, queues, silences, state, recheck).await
         });
         Ok(Alerting { tx: Some(tx), conditions, logged: Arc::new(std::sync::Mutex::new(Some(logged))), batches })
     }
@@ -257,8 +265,7 @@ async fn run(
     mut rx: mpsc::Receiver<Input>,
     queues: HashMap<String, mpsc::Sender<Notification>>,
     silences: Arc<RwLock<Vec<Silence>>>,
-    store: SharedStore,
-    conditions: tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>,
+    state: State,
     mut recheck: Option<Recheck>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -272,7 +279,7 @@ async fn run(
                 Some(Input::Owned(asset)) => dispatcher.own([asset]),
                 Some(Input::Reassigned) => {
                     dispatcher.disown_all();
-                    recheck = take_state(&mut dispatcher, &store, &conditions).await;
+                    recheck = take_state(&mut dispatcher, &state).await;
                 }
                 // Dropping the queues lets each receiver finish its own,
                 // then the log writer ends.
@@ -281,11 +288,12 @@ async fn run(
                     break;
                 }
                 Some(Input::Alert(a)) => {
+                    let a = state.annotated(a);
                     // A resolve of a group notified elsewhere (another
                     // collector, before a restart): read its log first.
                     let unknown = dispatcher.unknown_groups(&a);
                     if !unknown.is_empty() {
-                        match store.notification_log_for(&unknown).await {
+                        match state.store.notification_log_for(&unknown).await {
                             Ok(sent) => {
                                 dispatcher.restore_with(sent.into_iter().map(Sent::from_row).collect(), Utc::now(), false);
                             }
@@ -303,7 +311,7 @@ async fn run(
             }
             () = recheck_due => {
                 if let Some(r) = recheck.take() {
-                    recheck = recheck_state(&mut dispatcher, &store, &conditions, r).await;
+                    recheck = recheck_state(&mut dispatcher, &state, r).await;
                     send_due(&mut dispatcher, &silences, &queues).await;
                 }
             }
@@ -486,14 +494,17 @@ mod tests {
             escalation: false,
         };
         let (conditions, _rx) = tokio::sync::watch::channel(None);
-        let r = take_state(&mut dispatcher, &store, &conditions).await.expect("two groups the log lacks: held");
+        let policies = tokio::sync::watch::channel(Arc::new(crate::policy::PolicySet::new(Vec::new()))).1;
+        let state = State { store: store.clone(), policies, conditions };
+        let r = take_state(&mut dispatcher, &state).await.expect("two groups the log lacks: held");
+        let conditions = &state.conditions;
         assert_eq!(r.keys.len(), 2);
         dispatcher.own(["web-1".to_string(), "web-2".to_string()]);
         assert!(dispatcher.flush(Utc::now(), &[]).is_empty(), "held groups send nothing");
         assert!(conditions.borrow().is_none(), "the conditions wait for the second look");
         // The previous owner's log lands; the second look finds it.
         store.record_notifications(&[page.row("firing")]).await.unwrap();
-        assert!(recheck_state(&mut dispatcher, &store, &conditions, r).await.is_none());
+        assert!(recheck_state(&mut dispatcher, &state, r).await.is_none());
         assert!(conditions.borrow().is_some());
         let sent = dispatcher.flush(Utc::now(), &[]);
         let assets: Vec<&str> = sent.iter().flat_map(|n| &n.firing).map(|a| a.labels["asset"].as_str()).collect();

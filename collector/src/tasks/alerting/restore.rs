@@ -9,8 +9,28 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::alert::dispatch::{Dispatcher, Sent};
+use crate::alert::guidance;
 use crate::alert::model::Alert;
+use crate::policy::PolicySet;
 use crate::store::prelude::*;
+
+/// Where the alerting task reads its state, what it annotates alerts
+/// from, and where it publishes the conditions notified before the start.
+pub(super) struct State {
+    pub(super) store: SharedStore,
+    /// The packs in force: each violation and drift alert, raised or
+    /// restored, gets its control's fix line from them ([`guidance`]).
+    pub(super) policies: tokio::sync::watch::Receiver<Arc<PolicySet>>,
+    pub(super) conditions: tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>,
+}
+
+impl State {
+    /// `alert` with what to do about it, from the packs in force.
+    pub(super) fn annotated(&self, mut alert: Alert) -> Alert {
+        guidance::annotate(&mut alert, &self.policies.borrow());
+        alert
+    }
+}
 
 /// Reads the open violations and the notification log into the
 /// dispatcher ([`Dispatcher::reconcile`]), retrying until the store
@@ -20,13 +40,11 @@ use crate::store::prelude::*;
 /// the log lacks are held, to be looked up once more 2 s later
 /// ([`recheck_state`]) before their violations are taken for pages lost in
 /// a crash; everything else goes on at once.
-pub(super) async fn take_state(
-    dispatcher: &mut Dispatcher,
-    store: &SharedStore,
-    conditions: &tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>,
-) -> Option<Recheck> {
+pub(super) async fn take_state(dispatcher: &mut Dispatcher, state: &State) -> Option<Recheck> {
     let started = std::time::Instant::now();
-    let (open, sent) = crate::tasks::until_ok("reading the alerting state (alerts wait)", || read_state(store)).await;
+    let (open, sent) = crate::tasks::until_ok("reading the alerting state (alerts wait)", || read_state(&state.store)).await;
+    let open = open.into_iter().map(|a| state.annotated(a)).collect::<Vec<_>>();
+    let conditions = &state.conditions;
     let read_ms = started.elapsed().as_millis() as u64;
     // Published once the held groups' log is read too.
     let notified = conditions.borrow().is_none().then(|| notified_conditions(&sent));
@@ -58,12 +76,8 @@ pub(super) struct Recheck {
 
 /// The second look at the held groups' log (see [`take_state`]): applied,
 /// and the groups released; `Some` (to try again) when the store fails.
-pub(super) async fn recheck_state(
-    dispatcher: &mut Dispatcher,
-    store: &SharedStore,
-    conditions: &tokio::sync::watch::Sender<Option<Arc<Vec<Alert>>>>,
-    mut r: Recheck,
-) -> Option<Recheck> {
+pub(super) async fn recheck_state(dispatcher: &mut Dispatcher, state: &State, mut r: Recheck) -> Option<Recheck> {
+    let (store, conditions) = (&state.store, &state.conditions);
     let mut sent = Vec::new();
     // A bounded query each (a key list is part of the query's text).
     for keys in r.keys.chunks(1_000) {
