@@ -318,6 +318,15 @@ async fn the_openapi_document_describes_every_answer() {
         if path == "/violations" {
             assert!(body["total"].as_u64().unwrap() >= 1, "{body}");
         }
+        if path == "/frameworks" {
+            // Whole catalogs: every SOC 2 criterion with its title, mapped or not.
+            let soc2 = body.as_array().unwrap().iter().find(|f| f["key"] == "soc2").unwrap();
+            assert_eq!(soc2["catalog_requirements"], 61, "{soc2}");
+            let reqs = soc2["requirements"].as_array().unwrap();
+            let cc11 = reqs.iter().find(|r| r["id"] == "CC1.1").unwrap();
+            assert!(cc11["title"].as_str().is_some_and(|t| !t.is_empty()) && cc11["controls"].as_array().unwrap().is_empty(), "{cc11}");
+            assert!(reqs.iter().any(|r| r["id"] == "CC6.1" && r["controls"].as_array().unwrap().contains(&json!("t.root_login"))));
+        }
         if path == "/controls/{id}" {
             let failing = body["not_passing"].as_array().unwrap();
             assert!(failing.iter().any(|r| r["asset_id"] == asset.as_str() && r["status"] == "fail"), "{body}");

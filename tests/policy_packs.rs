@@ -34,3 +34,36 @@ fn a_wrong_expectation_fails_with_its_location() {
     assert!(!ok);
     assert!(out.contains("fixtures/sshd.yaml:5: case 2: linux.sshd.root_login_disabled: expected pass, got fail"), "{out}");
 }
+
+/// A mapping to a requirement the framework does not have is refused,
+/// naming the control's file and line and the catalog it was checked
+/// against; a catalog of the policy folder's own replaces the shipped one.
+#[test]
+fn a_mapping_outside_the_catalog_is_refused_with_its_location() {
+    services_up();
+    let d = tempfile::tempdir().unwrap();
+    let st = Command::new("cp").arg("-a").arg(repo().join("policies")).arg(d.path()).status().unwrap();
+    assert!(st.success());
+    let dir = d.path().join("policies");
+    let pack = dir.join("linux/sshd.yaml");
+    let text = std::fs::read_to_string(&pack).unwrap();
+    // CC6.9 has the shape of a SOC 2 id, but SOC 2 has no such criterion.
+    let text = text.replacen("soc2: [CC6.1, CC6.6]", "soc2: [CC6.1, CC6.9]", 1);
+    std::fs::write(&pack, &text).unwrap();
+    let line = text.lines().position(|l| l.trim_start().starts_with("- id: linux.sshd.root_login_disabled")).unwrap() + 1;
+    let (ok, out) = policies(&["check"], &dir);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "linux/sshd.yaml:{line}: control linux.sshd.root_login_disabled: soc2 has no requirement \"CC6.9\" (its catalog: {})",
+            dir.join("frameworks/soc2.yaml").display()
+        )),
+        "{out}"
+    );
+    // An organisation that has its own criterion adds it to its catalog.
+    let catalog = dir.join("frameworks/soc2.yaml");
+    let with = std::fs::read_to_string(&catalog).unwrap() + "  - {id: CC6.9, group: CC6, title: Our own access criterion}\n";
+    std::fs::write(&catalog, with).unwrap();
+    let (ok, out) = policies(&["check"], &dir);
+    assert!(ok, "{out}");
+}

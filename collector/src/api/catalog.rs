@@ -16,6 +16,11 @@ use crate::eval::Status;
 #[derive(Debug, Serialize)]
 pub struct Requirement {
     pub id: String,
+    /// From the framework's catalog (`None`: no catalog).
+    pub title: Option<String>,
+    /// Its group in the catalog (a SOC 2 criteria series, a CSF category).
+    pub group: Option<String>,
+    /// The controls mapped to it; none: no automated evidence.
     pub controls: Vec<String>,
 }
 
@@ -24,6 +29,9 @@ pub struct Framework {
     pub key: &'static str,
     pub name: &'static str,
     pub controls: usize,
+    /// Requirements in its catalog (`None`: no catalog; then only the
+    /// requirements controls map to are listed).
+    pub catalog_requirements: Option<usize>,
     pub requirements: Vec<Requirement>,
 }
 
@@ -33,21 +41,37 @@ pub async fn frameworks(State(s): State<AppState>) -> Json<Vec<Framework>> {
         .iter()
         .map(|f| {
             let mut reqs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let catalog = policies.catalogs.get(f.key);
+            // Every requirement of the catalog, in its order, mapped or not.
+            let mut order: Vec<String> = catalog.map(|c| c.requirements.iter().map(|r| r.id.clone()).collect()).unwrap_or_default();
+            for id in &order {
+                reqs.insert(id.clone(), Vec::new());
+            }
             let mut controls = 0;
             for c in &policies.controls {
                 if let Some(ids) = c.control.frameworks.get(f.key) {
                     controls += 1;
                     for id in ids {
+                        if !reqs.contains_key(id) {
+                            order.push(id.clone());
+                        }
                         reqs.entry(id.clone()).or_default().push(c.control.id.clone());
                     }
                 }
             }
-            Framework {
-                key: f.key,
-                name: f.name,
-                controls,
-                requirements: reqs.into_iter().map(|(id, controls)| Requirement { id, controls }).collect(),
-            }
+            let requirements = order
+                .into_iter()
+                .map(|id| {
+                    let entry = catalog.and_then(|c| c.requirement(&id));
+                    Requirement {
+                        title: entry.map(|r| r.title.clone()),
+                        group: entry.map(|r| r.group.clone()),
+                        controls: reqs.remove(&id).unwrap_or_default(),
+                        id,
+                    }
+                })
+                .collect();
+            Framework { key: f.key, name: f.name, controls, catalog_requirements: catalog.map(|c| c.requirements.len()), requirements }
         })
         .collect();
     Json(out)

@@ -37,7 +37,12 @@ pub const FRAMEWORKS: &[Framework] = &[
         example: "AC-2(3)",
     },
     Framework { key: "cmmc", name: "CMMC 2.0", id_pattern: r"^[A-Z]{2}\.L[1-3]-3\.[0-9]{1,2}\.[0-9]{1,2}$", example: "AC.L2-3.1.1" },
-    Framework { key: "nerc-cip", name: "NERC CIP", id_pattern: r"^CIP-0[0-9]{2}-[0-9]+ R[0-9]+(\.[0-9]+)?$", example: "CIP-007-6 R5" },
+    Framework {
+        key: "nerc-cip",
+        name: "NERC CIP",
+        id_pattern: r"^CIP-0[0-9]{2}-[0-9]+(\.[0-9]+[a-z]?)? R[0-9]+(\.[0-9]+)?$",
+        example: "CIP-007-6 R5",
+    },
     Framework { key: "gdpr", name: "GDPR", id_pattern: r"^Art\. [0-9]{1,2}(\([0-9]\))?$", example: "Art. 32" },
     Framework { key: "cis", name: "CIS Benchmarks", id_pattern: r"^[A-Za-z0-9 ._-]+ [0-9]+(\.[0-9]+)*$", example: "Debian 12 5.1.20" },
 ];

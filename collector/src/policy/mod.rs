@@ -5,6 +5,7 @@
 //! every problem it found, so an operator fixes them in one pass.
 
 pub mod bundled;
+pub mod catalog;
 pub mod cel;
 pub mod frameworks;
 pub mod model;
@@ -104,6 +105,9 @@ pub struct PolicySet {
     by_id: HashMap<String, usize>,
     /// Stream → indexes of the detections that watch it.
     detections: HashMap<DetectStream, Vec<usize>>,
+    /// The frameworks' catalogs: what a mapping may name, and what a score
+    /// covers.
+    pub catalogs: catalog::Catalogs,
 }
 
 impl PolicySet {
@@ -126,7 +130,7 @@ impl PolicySet {
                 detections.entry(d.stream).or_default().push(i);
             }
         }
-        PolicySet { controls, index, by_id, detections }
+        PolicySet { controls, index, by_id, detections, catalogs: catalog::Catalogs::shipped() }
     }
 
     /// Indexes of the detections of `stream`.
@@ -195,8 +199,10 @@ impl fmt::Display for PolicyErrors {
 const ASSET_KINDS: [&str; 3] = ["host", "k8s-node", "k8s-cluster"];
 
 /// Loads every `*.yaml` / `*.yml` under `dir` (recursively, in name order).
-/// Files under a folder named `fixtures` are test data, not packs; files
-/// whose top-level key is `waivers:` are waivers ([`crate::waiver`]).
+/// Files under a folder named `fixtures` are test data, not packs; those
+/// under `frameworks/` are catalogs ([`catalog`]: a control may map only to
+/// requirements they list); files whose top-level key is `waivers:` are
+/// waivers ([`crate::waiver`]).
 pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
     let mut files = Vec::new();
     collect_files(dir, &mut files)
@@ -205,6 +211,7 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
     let mut errors = Vec::new();
     let mut all = Vec::new();
     let mut seen: HashMap<String, (PathBuf, Option<usize>)> = HashMap::new();
+    let catalogs = catalog::Catalogs::load(dir).map_err(|mut e| errors.append(&mut e)).unwrap_or_default();
     for file in files {
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
@@ -233,6 +240,11 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
                         continue;
                     }
                     seen.insert(c.control.id.clone(), (file.clone(), line));
+                    errors.extend(unknown_requirements(&c.control, &catalogs).map(|message| PolicyError {
+                        file: file.clone(),
+                        line,
+                        message,
+                    }));
                     all.push(c);
                 }
             }
@@ -247,17 +259,30 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
                 message: "no controls found (expected *.yaml policy packs)".into(),
             }]));
         }
-        Ok(PolicySet::new(all))
+        let mut set = PolicySet::new(all);
+        set.catalogs = catalogs;
+        Ok(set)
     } else {
         Err(PolicyErrors(errors))
     }
+}
+
+/// Each mapping of `control` to a requirement its framework's catalog does
+/// not have.
+fn unknown_requirements<'a>(control: &'a model::Control, catalogs: &'a catalog::Catalogs) -> impl Iterator<Item = String> + 'a {
+    control.frameworks.iter().filter_map(|(fw, ids)| Some((fw, ids, catalogs.get(fw)?))).flat_map(move |(fw, ids, cat)| {
+        ids.iter()
+            .filter(|id| !cat.contains(id))
+            .map(move |id| format!("control {}: {fw} has no requirement {id:?} (its catalog: {})", control.id, cat.source.display()))
+    })
 }
 
 pub(crate) fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
-            if path.file_name().is_some_and(|n| n == "fixtures") {
+            // Test data, and the frameworks' catalogs (`catalog`).
+            if path.file_name().is_some_and(|n| n == "fixtures" || n == catalog::DIR) {
                 continue;
             }
             collect_files(&path, out)?;
