@@ -347,6 +347,8 @@ async fn the_openapi_document_describes_every_answer() {
     })
     .await;
     assert!(metrics.contains(r#"driftwatch_compliance_score{framework="pci-dss",waivers="ignored"} 0"#), "{metrics}");
+    // What the score covers: one of SOC 2's 61 criteria has evidence.
+    assert!(metrics.contains(r#"driftwatch_compliance_coverage{framework="soc2"} 1.64"#), "{metrics}");
     drop(collector);
     names.drop_database().await;
 }

@@ -154,12 +154,21 @@ async fn drift_detections_reload_and_scores() {
     let posture = cli(&["posture"], &cfg);
     let score = |fw: &str| posture.as_array().unwrap().iter().find(|s| s["framework"] == fw).map(|s| s["score"].as_f64().unwrap());
     assert_eq!((score("soc2"), score("pci-dss")), (Some(33.33), Some(25.0)), "{posture:#}");
+    // Each score says what it covers: 3 of SOC 2's 61 criteria have
+    // evidence; PCI DSS has no catalog yet, and says so.
+    let soc2 = posture.as_array().unwrap().iter().find(|s| s["framework"] == "soc2").unwrap();
+    assert_eq!(
+        (soc2["catalog_requirements"].as_u64(), soc2["not_assessed"].as_u64(), soc2["coverage"].as_f64()),
+        (Some(61), Some(58), Some(4.92))
+    );
+    let pci = posture.as_array().unwrap().iter().find(|s| s["framework"] == "pci-dss").unwrap();
+    assert!(pci["coverage"].is_null() && pci["catalog_requirements"].is_null(), "{pci}");
     let by_team = cli(&["posture", "--by", "label:team", "--framework", "soc2"], &cfg);
     assert_eq!(by_team[0]["group"], "web");
     // The same numbers are recorded over time for the dashboards.
     let recorded = wait_for("recorded scores", 30, async || {
         let rows = try_query(&format!(
-            "SELECT scope, label_key, group_value, score FROM {db}.scores WHERE framework = 'soc2' ORDER BY at DESC, scope LIMIT 2"
+            "SELECT scope, label_key, group_value, score, coverage FROM {db}.scores WHERE framework = 'soc2' ORDER BY at DESC, scope LIMIT 2"
         ))
         .await
         .ok()?;
@@ -167,6 +176,7 @@ async fn drift_detections_reload_and_scores() {
     })
     .await;
     assert!(recorded.iter().any(|r| r["scope"] == "label" && r["label_key"] == "team" && r["group_value"] == "web"), "{recorded:?}");
+    assert!(recorded.iter().all(|r| r["coverage"].as_f64() == Some(4.92)), "coverage recorded beside the score: {recorded:?}");
 
     // Point in time: at the first evaluation root login passed, and no
     // other soc2 check had a result: 100.

@@ -61,6 +61,12 @@ async fn a_changed_file_appears_on_the_live_page() {
         .wait_for("the posture on the page", 90, r#"return document.querySelector('#posture tr[data-framework="soc2"]') !== null && document.getElementById('conn').textContent === 'live'"#)
         .await;
     assert!(!browser.eval("return location.href").await.as_str().unwrap().contains("view-key"), "the key leaves the URL");
+    // The score comes with what it covers of SOC 2's 61 criteria.
+    let coverage = browser
+        .eval(r#"const c = document.querySelector('#posture tr[data-framework="soc2"] td.coverage'); return c.innerText + " | " + c.title"#)
+        .await;
+    let coverage = coverage.as_str().unwrap();
+    assert!(coverage.ends_with("requirements not assessed") && coverage.contains("% | ") && coverage.contains(" of 61 "), "{coverage}");
 
     // Someone changes the file on the host; the page shows the drift by itself.
     let tmp = host.join("etc/ssh/.sshd_config.new");

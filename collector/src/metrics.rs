@@ -71,6 +71,8 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     /// `framework`, `waivers` (`honoured`, `ignored`): fleet score, 0–100.
     pub compliance_score: GaugeVec,
+    /// `framework`: share of its catalog's requirements with evidence, 0–100.
+    pub compliance_coverage: GaugeVec,
     /// `severity`.
     pub open_violations: IntGaugeVec,
 }
@@ -221,6 +223,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "compliance_score",
             "Fleet compliance score per framework (0-100), with waivers honoured or ignored.",
             &["framework", "waivers"],
+        ),
+        compliance_coverage: gauge_vec(
+            &r,
+            "compliance_coverage",
+            "Share of each framework's catalog requirements with evidence in the fleet (0-100); the rest are not assessed.",
+            &["framework"],
         ),
         open_violations: int_gauge_vec(&r, "open_violations", "Open violations by severity.", &["severity"]),
         registry: r,

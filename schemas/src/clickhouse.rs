@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 11, name: "0011_latest_evaluations", sql: include_str!("../clickhouse/0011_latest_evaluations.sql") },
     Migration { version: 12, name: "0012_controls", sql: include_str!("../clickhouse/0012_controls.sql") },
     Migration { version: 13, name: "0013_asset_keys", sql: include_str!("../clickhouse/0013_asset_keys.sql") },
+    Migration { version: 14, name: "0014_score_coverage", sql: include_str!("../clickhouse/0014_score_coverage.sql") },
 ];
 
 /// Latest posture per (asset, control) with its open violation.

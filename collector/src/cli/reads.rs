@@ -28,7 +28,7 @@ pub struct PostureArgs {
     pub format: OutputFormat,
 }
 
-/// Compliance scores per framework, from the stored posture: (passing + 0.5 × partial) / applicable requirements.
+/// Compliance scores per framework, from the stored posture: (passing + 0.5 × partial) / applicable requirements, with the coverage of the framework's catalog.
 pub async fn posture(args: PostureArgs) -> anyhow::Result<()> {
     let PostureArgs { config, framework, by, at, format } = args;
     let (cfg, set, store) = open_store(config.as_deref()).await?;
@@ -40,13 +40,31 @@ pub async fn posture(args: PostureArgs) -> anyhow::Result<()> {
     let w = score::WaiversAt { waivers: &waivers, at: at.unwrap_or_else(chrono::Utc::now) };
     let scores = score::scores(&set, &results, framework.as_deref(), &by, w);
     print_out(format, &scores, || {
-        let mut t =
-            String::from("FRAMEWORK     GROUP                         SCORE  W/O WAIVERS  PASS  WAIVED  PARTIAL  FAIL  APPLICABLE\n");
+        let mut t = String::from(
+            "FRAMEWORK     GROUP                         COVERAGE  NOT ASSESSED  SCORE  W/O WAIVERS  PASS  WAIVED  PARTIAL  FAIL  APPLICABLE\n",
+        );
         for s in &scores {
+            let (coverage, not_assessed) = match (s.coverage, s.not_assessed, s.catalog_requirements) {
+                (Some(c), Some(n), Some(total)) => (format!("{c:.1}%"), format!("{n} of {total}")),
+                _ => ("no catalog".to_string(), "-".to_string()),
+            };
             t += &format!(
-                "{:<13} {:<28} {:>6.1}  {:>11.1}  {:>4}  {:>6}  {:>7}  {:>4}  {:>10}\n",
-                s.framework, s.group, s.score, s.score_without_waivers, s.passing, s.waived, s.partial, s.failing, s.applicable
+                "{:<13} {:<28} {:>9}  {:>12}  {:>5.1}  {:>11.1}  {:>4}  {:>6}  {:>7}  {:>4}  {:>10}\n",
+                s.framework,
+                s.group,
+                coverage,
+                not_assessed,
+                s.score,
+                s.score_without_waivers,
+                s.passing,
+                s.waived,
+                s.partial,
+                s.failing,
+                s.applicable
             );
+        }
+        if scores.iter().any(|s| s.coverage.is_some_and(|c| c < 100.0)) {
+            t += "A score is over the requirements assessed; below 100% coverage the rest have no evidence either way.\n";
         }
         t
     })?;

@@ -48,9 +48,16 @@ pub struct Report {
     pub evidence: Vec<ChainHead>,
 }
 
-/// The executive summary.
+/// The executive summary. It leads with coverage: a score is over the
+/// requirements with evidence, and the rest of the catalog is not assessed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// Requirements in the framework's catalog (`None`: it has none).
+    pub catalog_requirements: Option<usize>,
+    /// Catalog requirements without evidence at the end of the period.
+    pub not_assessed: Option<usize>,
+    /// Share of the catalog with evidence, 0–100.
+    pub coverage: Option<f64>,
     /// At the end of the period; waived requirements count as met.
     pub score: f64,
     pub score_without_waivers: f64,
@@ -78,7 +85,9 @@ pub struct Summary {
 #[derive(Debug, Clone, Serialize)]
 pub struct Requirement {
     pub id: String,
-    /// `None`: no applicable result.
+    /// From the framework's catalog.
+    pub title: Option<String>,
+    /// `None`: not assessed (no applicable result, or no check maps to it).
     pub status: Option<RequirementStatus>,
     /// Share of evaluated time it was met over the period.
     pub effectiveness: Option<f64>,
@@ -160,10 +169,13 @@ pub fn build(i: &Inputs, generated_at: DateTime<Utc>) -> Report {
     let share = |(p, e): (i64, i64)| (e > 0).then(|| p as f64 / e as f64);
 
     let counted = score::requirements(i.policies, &i.at_end, fw, end);
-    // Every requirement some check maps to, with or without results.
+    // Every requirement of the catalog and every one some check maps to,
+    // with or without results: none is silently left out.
+    let catalog = i.policies.catalogs.get(fw);
     let mut ids: BTreeSet<String> =
         i.policies.controls.iter().flat_map(|c| c.control.frameworks.get(fw).cloned().unwrap_or_default()).collect();
     ids.extend(counted.keys().cloned());
+    ids.extend(catalog.iter().flat_map(|c| c.requirements.iter().map(|r| r.id.clone())));
     let requirements = ids
         .into_iter()
         .map(|id| {
@@ -195,14 +207,25 @@ pub fn build(i: &Inputs, generated_at: DateTime<Utc>) -> Report {
                     check.oldest_evidence = Some(check.oldest_evidence.map_or(e, |o| o.min(e)));
                 }
             }
-            Requirement { effectiveness: eff.get(&id).copied().and_then(share), id, status, checks: checks.into_values().collect() }
+            Requirement {
+                title: catalog.and_then(|c| c.requirement(&id)).map(|r| r.title.clone()),
+                effectiveness: eff.get(&id).copied().and_then(share),
+                id,
+                status,
+                checks: checks.into_values().collect(),
+            }
         })
         .collect();
 
     let in_framework: Vec<&score::Result> =
         i.at_end.iter().filter(|r| i.policies.get(&r.control_id).is_some_and(|(_, c)| c.control.frameworks.contains_key(fw))).collect();
     let total = eff.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let catalog_size = catalog.map(|c| c.requirements.len());
     let summary = Summary {
+        catalog_requirements: catalog_size,
+        // No result at all: nothing of the catalog is assessed.
+        not_assessed: now.as_ref().and_then(|s| s.not_assessed).or(catalog_size),
+        coverage: now.as_ref().and_then(|s| s.coverage).or(catalog_size.map(|_| 0.0)),
         score: now.as_ref().map_or(100.0, |s| s.score),
         score_without_waivers: now.as_ref().map_or(100.0, |s| s.score_without_waivers),
         score_at_start: start.as_ref().map(|s| s.score),
@@ -281,9 +304,20 @@ mod tests {
         assert_eq!(rep.summary.score_without_waivers, 50.0, "CC6.1 partial without the waiver");
         assert_eq!((rep.summary.score_at_start, rep.summary.trend), (Some(0.0), Some(66.67)));
         assert_eq!(rep.summary.unknown_results, 1);
-        let ids: Vec<&str> = rep.requirements.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, vec!["CC6.1", "CC6.6", "CC7.2"]);
-        let cc61 = &rep.requirements[0];
+        // Every criterion of the catalog is listed; those without results
+        // are not assessed, and coverage says how many.
+        assert_eq!(rep.requirements.len(), 61);
+        let assessed: Vec<&str> = rep.requirements.iter().filter(|r| r.status.is_some()).map(|r| r.id.as_str()).collect();
+        assert_eq!(assessed, vec!["CC6.1", "CC6.6", "CC7.2"]);
+        let cc11 = rep.requirements.iter().find(|r| r.id == "CC1.1").unwrap();
+        assert!(cc11.status.is_none() && cc11.checks.is_empty() && cc11.title.is_some());
+        assert_eq!((rep.summary.catalog_requirements, rep.summary.not_assessed, rep.summary.coverage), (Some(61), Some(58), Some(4.92)));
+        let html = String::from_utf8(render::render(&rep, render::Format::Html)).unwrap();
+        assert!(html.contains("Coverage 4.9%: 3 of the 61 requirements of SOC 2 (2017 TSC) have evidence; 58 are not assessed"), "{html}");
+        assert!(!html.to_lowercase().contains("compliant"), "no framework is called compliant below full coverage");
+        let csv = String::from_utf8(render::render(&rep, render::Format::Csv)).unwrap();
+        assert!(csv.lines().any(|l| l.starts_with("soc2,CC1.1,not assessed")), "{csv}");
+        let cc61 = rep.requirements.iter().find(|r| r.id == "CC6.1").unwrap();
         assert_eq!(cc61.status, Some(RequirementStatus::Waived));
         assert_eq!(cc61.checks.iter().map(|c| c.control_id.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
         assert_eq!(cc61.checks[1].not_passing, vec!["h1"]);
@@ -296,7 +330,6 @@ mod tests {
             (rep.remediation_plan[0].assets.as_slice(), rep.remediation_plan[0].requirements.as_slice()),
             (&["h1".to_string()][..], &["soc2:CC7.2".to_string()][..])
         );
-        let html = String::from_utf8(render::render(&rep, render::Format::Html)).unwrap();
         assert!(html.contains("<h2>Remediation plan</h2>") && html.contains("<b>c</b>"), "{html}");
     }
 }

@@ -54,7 +54,28 @@ fn status(s: Option<RequirementStatus>) -> &'static str {
         Some(RequirementStatus::Waived) => "waived",
         Some(RequirementStatus::Partial) => "partial",
         Some(RequirementStatus::Fail) => "fail",
-        None => "no results",
+        None => "not assessed",
+    }
+}
+
+/// The summary's first line: how much of the framework the report covers.
+/// Below full coverage it says so, and that the score is over the
+/// assessed requirements only; it never calls the framework compliant.
+fn coverage_line(r: &Report) -> String {
+    let s = &r.summary;
+    match (s.coverage, s.not_assessed, s.catalog_requirements) {
+        (Some(c), Some(0), Some(total)) => {
+            format!("Coverage {c:.1}%: all {total} requirements of {} have evidence.", r.framework_name)
+        }
+        (Some(c), Some(n), Some(total)) => format!(
+            "Coverage {c:.1}%: {} of the {total} requirements of {} have evidence; {n} are not assessed, and the score below is over the assessed requirements only.",
+            total - n,
+            r.framework_name
+        ),
+        _ => format!(
+            "Coverage unknown: Driftwatch has no catalog of {}; the score is over the {} requirements its checks map to.",
+            r.framework_name, s.requirements
+        ),
     }
 }
 
@@ -99,6 +120,10 @@ fn csv(r: &Report) -> Vec<u8> {
         "waivers",
     ]);
     for q in &r.requirements {
+        if q.checks.is_empty() {
+            let row = [r.framework.clone(), q.id.clone(), status(q.status).to_string()];
+            let _ = w.write_record(row.iter().map(|v| cell(v).into_owned()).chain(std::iter::repeat_n(String::new(), 8)));
+        }
         for c in &q.checks {
             let row = [
                 r.framework.clone(),
@@ -138,12 +163,14 @@ th{{background:#f3f4f8}} .pass{{color:#137333}} .fail{{color:#b3261e}} .partial{
 <h1>{name} compliance report</h1>
 <p class="muted">Period {from} – {to} · generated {gen} · Driftwatch</p>
 <h2>Executive summary</h2>
+<p class="coverage">{coverage}</p>
 <table><tr><th>Score</th><th>Without waivers</th><th>At the start</th><th>Trend</th><th>Operating effectiveness</th></tr>
 <tr><td class="num">{score:.1}</td><td>{without:.1}</td><td>{start}</td><td>{trend}</td><td>{eff}</td></tr></table>
 <p>{reqs} requirements with results: {pass} met, {waived} met by waivers, {partial} partially met, {fail} not met.
 {assets} assets; {unknown} results with missing evidence; oldest evidence {oldest}.</p>
 "#,
         name = esc(&r.framework_name),
+        coverage = esc(&coverage_line(r)),
         from = day(&r.from),
         to = day(&r.to),
         gen = day(&r.generated_at),
@@ -164,6 +191,18 @@ th{{background:#f3f4f8}} .pass{{color:#137333}} .fail{{color:#b3261e}} .partial{
     h.push_str("<h2>Requirements</h2><table><tr><th>Requirement</th><th>Status</th><th>Effectiveness</th><th>Check</th><th>Results</th><th>Not passing on</th><th>Oldest evidence</th><th>Waivers</th></tr>\n");
     for q in &r.requirements {
         let n = q.checks.len().max(1);
+        if q.checks.is_empty() {
+            let _ = writeln!(
+                h,
+                r#"<tr><td>{}</td><td class="muted">{}</td><td>{}</td><td colspan="5" class="muted">No automated check maps to it.</td></tr>"#,
+                match &q.title {
+                    Some(t) => format!("{}<br><span class=\"muted\">{}</span>", esc(&q.id), esc(t)),
+                    None => esc(&q.id),
+                },
+                status(q.status),
+                pct(q.effectiveness)
+            );
+        }
         for (i, c) in q.checks.iter().enumerate() {
             h.push_str("<tr>");
             if i == 0 {
@@ -171,7 +210,10 @@ th{{background:#f3f4f8}} .pass{{color:#137333}} .fail{{color:#b3261e}} .partial{
                 let _ = write!(
                     h,
                     r#"<td rowspan="{n}">{}</td><td rowspan="{n}" class="{}">{st}</td><td rowspan="{n}">{}</td>"#,
-                    esc(&q.id),
+                    match &q.title {
+                        Some(t) => format!("{}<br><span class=\"muted\">{}</span>", esc(&q.id), esc(t)),
+                        None => esc(&q.id),
+                    },
                     st.split(' ').next().unwrap_or(st),
                     pct(q.effectiveness)
                 );
@@ -288,6 +330,7 @@ fn lines(r: &Report) -> Vec<(u8, bool, String)> {
         (0, false, format!("Period {} - {}; generated {}", day(&r.from), day(&r.to), day(&r.generated_at))),
         (0, false, String::new()),
         (0, true, "Executive summary".into()),
+        (1, true, coverage_line(r)),
         (
             1,
             false,
@@ -326,7 +369,8 @@ fn lines(r: &Report) -> Vec<(u8, bool, String)> {
         (0, true, "Requirements".into()),
     ];
     for q in &r.requirements {
-        l.push((1, true, format!("{}  {}  (effectiveness {})", q.id, status(q.status), pct(q.effectiveness))));
+        let title = q.title.as_deref().map(|t| format!(" {t}")).unwrap_or_default();
+        l.push((1, true, format!("{}{title}  {}  (effectiveness {})", q.id, status(q.status), pct(q.effectiveness))));
         for c in &q.checks {
             let not = if c.not_passing.is_empty() { String::new() } else { format!("; not passing on {}", c.not_passing.join(", ")) };
             l.push((2, false, format!("{} [{}, {}]: {}{not}", c.title, c.control_id, c.severity.as_str(), results(c))));

@@ -12,6 +12,13 @@
 //! `score_without_waivers` the same with every waived result failing.
 //! A result is waived by its control's waiver (stored as `waived`) or by a
 //! waiver of the requirement in force at the instant scored.
+//!
+//! Every score says what it covers: of the requirements in the framework's
+//! catalog ([`crate::policy::catalog`]), how many have evidence in the
+//! scope (`applicable`) and how many have none (`not_assessed`), and
+//! `coverage` = the share with evidence. A score of 100 with a coverage
+//! below 100 says that what was assessed is met, not that the framework
+//! is.
 
 pub mod effectiveness;
 pub mod plan;
@@ -86,6 +93,26 @@ pub struct Score {
     pub score: f64,
     /// 0–100, waived results counted as failing.
     pub score_without_waivers: f64,
+    /// Requirements in the framework's catalog (`None`: it has none).
+    pub catalog_requirements: Option<usize>,
+    /// Catalog requirements with no applicable result in the scope: no
+    /// evidence either way.
+    pub not_assessed: Option<usize>,
+    /// Share of the catalog's requirements with evidence, 0–100.
+    pub coverage: Option<f64>,
+}
+
+/// What a score covers of `framework`'s catalog, given the requirement ids
+/// with evidence: (catalog size, not assessed, coverage).
+fn coverage<'a>(
+    policies: &PolicySet,
+    framework: &str,
+    assessed: impl Iterator<Item = &'a String>,
+) -> (Option<usize>, Option<usize>, Option<f64>) {
+    let Some(catalog) = policies.catalogs.get(framework) else { return (None, None, None) };
+    let total = catalog.requirements.len();
+    let with_evidence = assessed.filter(|id| catalog.contains(id)).count();
+    (Some(total), Some(total - with_evidence), Some(percent(with_evidence as f64, total)))
 }
 
 /// The waivers to apply, and the instant they must be in force at.
@@ -164,7 +191,11 @@ pub fn scores(policies: &PolicySet, results: &[Result], framework: Option<&str>,
                 };
             }
             let applicable = reqs.len();
+            let (catalog_requirements, not_assessed, coverage) = coverage(policies, &fw, reqs.keys());
             Score {
+                catalog_requirements,
+                not_assessed,
+                coverage,
                 framework: fw,
                 group,
                 applicable,
@@ -322,7 +353,11 @@ controls:
                 failing: 1,
                 waived: 0,
                 score: 50.0,
-                score_without_waivers: 50.0
+                score_without_waivers: 50.0,
+                // Three of SOC 2's 61 criteria have evidence.
+                catalog_requirements: Some(61),
+                not_assessed: Some(58),
+                coverage: Some(4.92),
             }]
         );
         let by_team = scores(&p, &rs, Some("pci-dss"), &GroupBy::Label("team".into()), none());

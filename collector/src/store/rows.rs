@@ -322,4 +322,8 @@ pub struct ScoreRow {
     pub applicable: u32,
     pub waived: u32,
     pub score_without_waivers: f64,
+    /// What the score covers of its framework's catalog (`None`: no catalog).
+    pub catalog_requirements: Option<u32>,
+    pub not_assessed: Option<u32>,
+    pub coverage: Option<f64>,
 }

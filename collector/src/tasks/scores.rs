@@ -79,12 +79,18 @@ pub async fn record(set: &PolicySet, waivers: &Waivers, store: &SharedStore) -> 
             applicable: s.applicable as u32,
             waived: s.waived as u32,
             score_without_waivers: s.score_without_waivers,
+            catalog_requirements: s.catalog_requirements.map(|n| n as u32),
+            not_assessed: s.not_assessed.map(|n| n as u32),
+            coverage: s.coverage,
         })
     };
     for s in scores(set, &results, None, &GroupBy::Fleet, w) {
         let m = &crate::metrics::METRICS.compliance_score;
         m.with_label_values(&[s.framework.as_str(), "honoured"]).set(s.score);
         m.with_label_values(&[s.framework.as_str(), "ignored"]).set(s.score_without_waivers);
+        if let Some(c) = s.coverage {
+            crate::metrics::METRICS.compliance_coverage.with_label_values(&[s.framework.as_str()]).set(c);
+        }
         push("fleet", "", s);
     }
     // Open violations: failing results (a waived one is closed).
