@@ -163,6 +163,13 @@ async fn drift_detections_reload_and_scores() {
     );
     let pci = posture.as_array().unwrap().iter().find(|s| s["framework"] == "pci-dss").unwrap();
     assert!(pci["coverage"].is_null() && pci["catalog_requirements"].is_null(), "{pci}");
+    // Per SOC 2 category: all three criteria are common criteria (security, 33 of them).
+    let by_section = cli(&["posture", "--by", "section", "--framework", "soc2"], &cfg);
+    assert_eq!(
+        (by_section[0]["group"].as_str(), by_section[0]["catalog_requirements"].as_u64()),
+        (Some("security"), Some(33)),
+        "{by_section:#}"
+    );
     let by_team = cli(&["posture", "--by", "label:team", "--framework", "soc2"], &cfg);
     assert_eq!(by_team[0]["group"], "web");
     // The same numbers are recorded over time for the dashboards.

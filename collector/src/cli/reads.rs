@@ -18,7 +18,7 @@ pub struct PostureArgs {
     /// Only this framework (e.g. soc2, pci-dss).
     #[arg(long)]
     pub framework: Option<String>,
-    /// Scope of each score: fleet, asset, or label:KEY (e.g. label:env).
+    /// Scope of each score: fleet, asset, section (SOC 2 category, CSF function, … of the framework's catalog), or label:KEY (e.g. label:env).
     #[arg(long, default_value = "fleet")]
     pub by: score::GroupBy,
     /// The posture at a past instant (RFC 3339): the last evaluation of each asset and control at or before it.

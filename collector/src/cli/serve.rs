@@ -141,7 +141,10 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
     let consumed = match transport {
         Transport::Kafka => {
             let identity = identity.context("the identity gate is started for Kafka")?;
-            ingest::kafka::run(&cfg.kafka, &cfg.limits, labels, identity, opts, leader, pipeline, rx).await
+            // The consumer group, until the signal, as the local transport
+            // below: one loop (`ingest::run`) over either source.
+            let source = ingest::kafka::KafkaSource::connect(&cfg.kafka, &cfg.limits, labels, identity, leader)?;
+            ingest::run(source, opts, pipeline, rx).await
         }
         Transport::Local(agent) => {
             let spool = driftwatch_agent::run::open_spool(&agent)?;

@@ -11,12 +11,11 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::{Message as _, TopicPartitionList};
-use tokio::sync::watch;
 
 use super::config::KafkaConfig;
 use super::decode::{DeadLetters, Origin, RecordDecoder};
 use super::identity::{self, IdentityGate};
-use super::{LoopOptions, Pipeline, Source};
+use super::Source;
 use crate::assets::AssetLabels;
 use driftwatch_schemas::limits::Limits;
 
@@ -544,20 +543,6 @@ fn offsets_view(probe: &BaseConsumer, topics: &[String]) -> Result<Vec<Partition
         out.push(PartitionOffsets { topic: e.topic().to_string(), partition: e.partition(), committed, end });
     }
     Ok(out)
-}
-
-/// Consumes the configured topics until `shutdown` turns true.
-pub async fn run(
-    cfg: &KafkaConfig,
-    limits: &Limits,
-    labels: AssetLabels,
-    identity: IdentityGate,
-    opts: LoopOptions,
-    leader: Arc<AtomicBool>,
-    pipeline: Pipeline,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    super::run(KafkaSource::connect(cfg, limits, labels, identity, leader)?, opts, pipeline, shutdown).await
 }
 
 #[cfg(test)]

@@ -41,6 +41,11 @@ pub enum GroupBy {
     Asset,
     /// By the value of a label; assets without it form the group `(none)`.
     Label(String),
+    /// By the top-level group of the framework's catalog each requirement
+    /// sits under: a SOC 2 trust services category, a CSF function, an ISO
+    /// theme, a CMMC family, a HIPAA section. Requirements of a framework
+    /// without a catalog form the group `(no catalog)`.
+    Section,
 }
 
 impl std::str::FromStr for GroupBy {
@@ -49,22 +54,34 @@ impl std::str::FromStr for GroupBy {
         match s {
             "fleet" => Ok(GroupBy::Fleet),
             "asset" => Ok(GroupBy::Asset),
+            "section" => Ok(GroupBy::Section),
             _ => match s.strip_prefix("label:") {
                 Some(k) if !k.is_empty() => Ok(GroupBy::Label(k.to_string())),
-                _ => Err(format!("{s:?}: expected fleet, asset or label:KEY")),
+                _ => Err(format!("{s:?}: expected fleet, asset, section or label:KEY")),
             },
         }
     }
 }
 
 impl GroupBy {
-    fn group_of(&self, r: &Result) -> String {
+    /// The group of result `r` as it counts for `framework`'s requirement
+    /// `id`.
+    fn group_of(&self, r: &Result, policies: &PolicySet, framework: &str, id: &str) -> String {
         match self {
             GroupBy::Fleet => "fleet".into(),
             GroupBy::Asset => r.asset_id.clone(),
             GroupBy::Label(k) => r.labels.get(k).cloned().unwrap_or_else(|| "(none)".into()),
+            GroupBy::Section => section_of(policies, framework, id).unwrap_or_else(|| NO_CATALOG.into()),
         }
     }
+}
+
+/// The group of requirements of a framework without a catalog.
+const NO_CATALOG: &str = "(no catalog)";
+
+/// The id of the catalog's top-level group `id` sits under.
+fn section_of(policies: &PolicySet, framework: &str, id: &str) -> Option<String> {
+    policies.catalogs.get(framework)?.root_group(id).map(|g| g.id.clone())
 }
 
 /// A requirement's status within a scope.
@@ -102,16 +119,19 @@ pub struct Score {
     pub coverage: Option<f64>,
 }
 
-/// What a score covers of `framework`'s catalog, given the requirement ids
-/// with evidence: (catalog size, not assessed, coverage).
+/// What a score covers of `framework`'s catalog (of one of its sections
+/// only, with `section`), given the requirement ids with evidence:
+/// (catalog size, not assessed, coverage).
 fn coverage<'a>(
     policies: &PolicySet,
     framework: &str,
+    section: Option<&str>,
     assessed: impl Iterator<Item = &'a String>,
 ) -> (Option<usize>, Option<usize>, Option<f64>) {
     let Some(catalog) = policies.catalogs.get(framework) else { return (None, None, None) };
-    let total = catalog.requirements.len();
-    let with_evidence = assessed.filter(|id| catalog.contains(id)).count();
+    let in_scope = |id: &str| section.is_none_or(|s| catalog.root_group(id).is_some_and(|g| g.id == s));
+    let total = catalog.requirements.iter().filter(|r| in_scope(&r.id)).count();
+    let with_evidence = assessed.filter(|id| catalog.contains(id) && in_scope(id)).count();
     (Some(total), Some(total - with_evidence), Some(percent(with_evidence as f64, total)))
 }
 
@@ -140,10 +160,10 @@ fn tally<'a>(policies: &PolicySet, results: &'a [Result], framework: Option<&str
             if framework.is_some_and(|f| f != fw) {
                 continue;
             }
-            let reqs = t.entry((fw.clone(), by.group_of(r))).or_default();
             for id in ids {
                 let waived = !matches!(r.status, Status::Pass | Status::Waived)
                     && w.waivers.for_requirement(fw, id, &r.asset_id, &r.labels, w.at).is_some();
+                let reqs = t.entry((fw.clone(), by.group_of(r, policies, fw, id))).or_default();
                 reqs.entry(id.clone()).or_default().push((r, if waived { Status::Waived } else { r.status }));
             }
         }
@@ -191,7 +211,8 @@ pub fn scores(policies: &PolicySet, results: &[Result], framework: Option<&str>,
                 };
             }
             let applicable = reqs.len();
-            let (catalog_requirements, not_assessed, coverage) = coverage(policies, &fw, reqs.keys());
+            let section = (*by == GroupBy::Section).then_some(group.as_str());
+            let (catalog_requirements, not_assessed, coverage) = coverage(policies, &fw, section, reqs.keys());
             Score {
                 catalog_requirements,
                 not_assessed,
@@ -367,6 +388,24 @@ controls:
         let h1_soc2 = by_asset.iter().find(|s| s.group == "h1" && s.framework == "soc2").unwrap();
         // h1: CC6.1 partial, CC6.6 pass (c is not applicable, so CC7.2 is out).
         assert_eq!((h1_soc2.applicable, h1_soc2.score), (2, 75.0));
+    }
+
+    #[test]
+    fn sections_score_the_catalog_groups_with_their_own_coverage() {
+        let p = policies();
+        let rs = vec![r("h1", "web", "a", Status::Pass, 1), r("h1", "web", "b", Status::Fail, 3), r("h1", "web", "c", Status::Pass, 1)];
+        let by_section = scores(&p, &rs, None, &GroupBy::Section, none());
+        let soc2: Vec<(&str, f64, Option<usize>, Option<f64>)> = by_section
+            .iter()
+            .filter(|s| s.framework == "soc2")
+            .map(|s| (s.group.as_str(), s.score, s.catalog_requirements, s.coverage))
+            .collect();
+        // CC6.1 partial, CC6.6 and CC7.2 pass, all under the security
+        // category, whose 33 common criteria are the coverage's whole.
+        assert_eq!(soc2, vec![("security", 83.33, Some(33), Some(9.09))]);
+        let pci = by_section.iter().find(|s| s.framework == "pci-dss").unwrap();
+        assert_eq!((pci.group.as_str(), pci.coverage), ("(no catalog)", None));
+        assert_eq!("section".parse::<GroupBy>(), Ok(GroupBy::Section));
     }
 
     #[test]

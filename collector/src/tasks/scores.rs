@@ -93,6 +93,10 @@ pub async fn record(set: &PolicySet, waivers: &Waivers, store: &SharedStore) -> 
         }
         push("fleet", "", s);
     }
+    // Per section of each framework's catalog (SOC 2 category, CSF function…).
+    for s in scores(set, &results, None, &GroupBy::Section, w) {
+        push("section", "", s);
+    }
     // Open violations: failing results (a waived one is closed).
     let mut open: std::collections::BTreeMap<&str, i64> = ["low", "medium", "high", "critical"].into_iter().map(|s| (s, 0)).collect();
     for r in results.iter().filter(|r| r.status == crate::eval::Status::Fail) {
