@@ -208,6 +208,34 @@ async fn the_cluster_agent_lists_watches_and_reports_the_cluster() {
         assert_eq!(list(&f, path), want, "{path}");
     }
     assert!(!f.contains_key("k8s.errors"), "every resource was listed: {:?}", f.get("k8s.errors"));
+
+    // The cluster's findings as Kubernetes PolicyReports: the privileged pod
+    // in its namespace's report, the cluster-admin binding in the cluster's.
+    let snapshot_file = work.path().join("cluster-snapshot.json");
+    std::fs::write(&snapshot_file, serde_json::to_vec(&full).unwrap()).unwrap();
+    let out = Command::new(bin("driftwatch-collector"))
+        .args(["evaluate", "--format", "policyreport", "--snapshot"])
+        .arg(&snapshot_file)
+        .arg("--policies")
+        .arg(repo().join("policies"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = reports["items"].as_array().unwrap();
+    let app =
+        items.iter().find(|i| i["kind"] == "PolicyReport" && i["metadata"]["namespace"] == "app").expect("the app namespace's report");
+    let privileged = app["results"].as_array().unwrap().iter().find(|r| r["policy"] == "k8s.pods.no_privileged").expect("privileged pods");
+    assert_eq!(privileged["result"], "fail");
+    assert_eq!(privileged["resources"][0], serde_json::json!({"apiVersion": "v1", "kind": "Pod", "namespace": "app", "name": "debug"}));
+    let cluster = items.iter().find(|i| i["kind"] == "ClusterPolicyReport").expect("the cluster's report");
+    assert!(
+        cluster["results"].as_array().unwrap().iter().any(|r| r["resources"].as_array().is_some_and(|rs| rs.contains(
+            &serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "name": "ops-admins"})
+        ))),
+        "{cluster:#}"
+    );
+    assert!(cluster["summary"]["pass"].as_u64().unwrap() > 0, "{cluster:#}");
     {
         let requests = replay.requests.lock().unwrap();
         assert!(requests.iter().any(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("continue=")), "pods were paged: {requests:?}");

@@ -31,10 +31,13 @@ fn snapshot(root: &Path, format: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn evaluate(snapshot_json: &str) -> BTreeMap<String, String> {
+/// `driftwatch-collector evaluate` of a snapshot with extra arguments: its
+/// output and exit status.
+fn evaluate_with(snapshot_json: &str, args: &[&str]) -> (std::process::Output, String) {
     let mut child = Command::new(bin("driftwatch-collector"))
         .args(["evaluate", "--snapshot", "-", "--policies"])
         .arg(repo().join("policies"))
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -43,6 +46,12 @@ fn evaluate(snapshot_json: &str) -> BTreeMap<String, String> {
     use std::io::Write;
     child.stdin.take().unwrap().write_all(snapshot_json.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    (out, stdout)
+}
+
+fn evaluate(snapshot_json: &str) -> BTreeMap<String, String> {
+    let (out, _) = evaluate_with(snapshot_json, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     results.iter().map(|r| (r["control_id"].as_str().unwrap().to_string(), r["status"].as_str().unwrap().to_string())).collect()
@@ -107,6 +116,17 @@ fn sloppy_host_facts_and_verdicts() {
     for c in ["linux.sshd.x11_forwarding_disabled", "linux.sshd.max_startups", "linux.sudo.timestamp_timeout"] {
         assert_eq!(v[c], "fail", "{c}: {v:#?}");
     }
+
+    // In a CI pipeline: JUnit XML, and a gate on severity.
+    let json = snapshot(&root, "json");
+    let (out, xml) = evaluate_with(&json, &["--format", "junit", "--fail-on", "critical"]);
+    assert_eq!(out.status.code(), Some(1), "a critical control fails: the gate closes\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("of severity critical or above fail"));
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>") && xml.contains("<testsuites name="), "{xml}");
+    let failures = v.values().filter(|s| *s == "fail").count();
+    assert!(xml.contains(&format!("failures=\"{failures}\"")), "one failure per failing control ({failures}):\n{xml}");
+    assert!(xml.contains("<testcase name=\"linux.sshd.root_login_disabled (SSH root login is disabled)\""), "{xml}");
+    assert!(xml.contains("fix: Set `PermitRootLogin no`"), "{xml}");
 }
 
 #[test]

@@ -139,7 +139,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Run(args) => cli::serve::run_command(args).await?,
         Command::Standalone(args) => cli::serve::standalone(args).await?,
-        Command::Evaluate(args) => cli::policies::evaluate(args)?,
+        Command::Evaluate(args) => return cli::policies::evaluate(args),
         Command::Schema(args) => cli::setup::schema(args)?,
         Command::Topics(args) => cli::setup::topics(args).await?,
         Command::CheckConfig(args) => cli::setup::check_config(args)?,

@@ -328,3 +328,7 @@ CREATE TABLE IF NOT EXISTS asset_keys_local ON CLUSTER 'driftwatch' (
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', version)
 ORDER BY (asset_id, fingerprint);
 CREATE TABLE IF NOT EXISTS asset_keys ON CLUSTER 'driftwatch' AS asset_keys_local ENGINE = Distributed('driftwatch', currentDatabase(), asset_keys_local, cityHash64(asset_id));
+
+-- 0014_score_coverage
+ALTER TABLE scores_local ON CLUSTER 'driftwatch' ADD COLUMN catalog_requirements Nullable(UInt32), ADD COLUMN not_assessed Nullable(UInt32), ADD COLUMN coverage Nullable(Float64);
+ALTER TABLE scores ON CLUSTER 'driftwatch' ADD COLUMN catalog_requirements Nullable(UInt32), ADD COLUMN not_assessed Nullable(UInt32), ADD COLUMN coverage Nullable(Float64);

@@ -22,6 +22,20 @@ pub struct EvaluateArgs {
     /// Directory of policy packs (default: ./policies, else the packs installed beside the binary, else those embedded in it).
     #[arg(long, default_value = "policies")]
     pub policies: PathBuf,
+    /// `json` (every result), `junit` (JUnit XML for CI pipelines: a failure per failing control, with its evidence and fix), or `policyreport` (a cluster's findings as wgpolicyk8s.io PolicyReports, a v1 List for kubectl apply).
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: EvaluateFormat,
+    /// Exit 1 when a control of at least this severity fails or errs (low, medium, high, critical): a pipeline's gate.
+    #[arg(long)]
+    pub fail_on: Option<policy::Severity>,
+}
+
+/// How `evaluate` prints its results.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum EvaluateFormat {
+    Json,
+    Junit,
+    Policyreport,
 }
 
 #[derive(Subcommand)]
@@ -72,8 +86,8 @@ pub fn run(command: PoliciesCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// `driftwatch-collector evaluate`.
-pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
-    let EvaluateArgs { snapshot, policies } = args;
+pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
+    let EvaluateArgs { snapshot, policies, format, fail_on } = args;
     let (snapshot, policies) = (snapshot.as_path(), policies.as_path());
     let text = if snapshot == Path::new("-") {
         let mut s = String::new();
@@ -90,6 +104,28 @@ pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     let set = load_policies(&policies)?;
     let facts = snap.facts.iter().map(|f| (f.path.clone(), f.value.clone())).collect();
     let results = eval::evaluate_all(&set, &snap.asset, &facts, &snap.snapshot_id, snap.sequence, snap.collected_at);
-    println!("{}", serde_json::to_string_pretty(&results)?);
-    Ok(())
+    match format {
+        EvaluateFormat::Json => println!("{}", serde_json::to_string_pretty(&results)?),
+        EvaluateFormat::Junit => {
+            print!("{}", driftwatch_collector::report::junit::render(&results, &set, &snap.asset.id, snap.collected_at))
+        }
+        EvaluateFormat::Policyreport => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&driftwatch_collector::report::policyreport::render(&results, &set, &snap.asset.id))?
+            )
+        }
+    }
+    let failing = |e: &&eval::Evaluation| matches!(e.status, eval::Status::Fail | eval::Status::Error);
+    match fail_on {
+        Some(min) if results.iter().filter(failing).any(|e| e.severity >= min) => {
+            eprintln!(
+                "{} control(s) of severity {} or above fail",
+                results.iter().filter(failing).filter(|e| e.severity >= min).count(),
+                min.as_str()
+            );
+            Ok(ExitCode::from(1))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }

@@ -231,14 +231,27 @@ mod tests {
         // The whole catalogs: SOC 2's 61 criteria, ISO 27001:2022's 93
         // Annex A controls, CSF 2.0's 106 subcategories, CMMC level 2's 110
         // practices; HIPAA's standards and implementation specifications;
-        // NERC CIP's requirements; GDPR's security articles.
-        for (fw, n) in [("soc2", 61), ("iso27001", 93), ("nist-csf", 106), ("cmmc", 110), ("hipaa", 65), ("nerc-cip", 72), ("gdpr", 26)] {
+        // NERC CIP's requirements; GDPR's security articles; PCI DSS 4.0's
+        // requirements down to x.y.z and below.
+        for (fw, n) in [
+            ("soc2", 61),
+            ("iso27001", 93),
+            ("nist-csf", 106),
+            ("cmmc", 110),
+            ("hipaa", 65),
+            ("nerc-cip", 72),
+            ("gdpr", 26),
+            ("pci-dss", 250),
+        ] {
             assert_eq!(sizes.get(fw), Some(&n), "{fw}: {sizes:?}");
         }
         let shipped = Catalogs::shipped();
         assert_eq!(shipped.get("nist-csf").unwrap().root_group("PR.AA-05").map(|g| g.title.as_str()), Some("Protect"));
         assert_eq!(shipped.get("soc2").unwrap().root_group("A1.2").map(|g| g.id.as_str()), Some("availability"));
         assert_eq!(shipped.get("hipaa").unwrap().requirement("164.312(a)(2)(iv)").and_then(|r| r.kind.as_deref()), Some("addressable"));
+        let pci = shipped.get("pci-dss").unwrap();
+        assert_eq!(pci.requirement("9.5.1.2.1").and_then(|r| r.parent.as_deref()), Some("9.5.1.2"));
+        assert_eq!(pci.root_group("10.2.1.4").map(|g| g.id.as_str()), Some("10"));
     }
 
     #[test]

@@ -9,8 +9,13 @@
 //! it). Built from stored results
 //! only ([`build`] is pure; [`gather`] reads the store), so a report for a
 //! past period shows what the live view showed then. [`render`] writes it
-//! as JSON, CSV, self-contained HTML or PDF.
+//! as JSON, CSV, self-contained HTML or PDF. An offline evaluation (the
+//! `evaluate` command) is exported for CI pipelines as JUnit XML
+//! ([`junit`]) and, for a cluster, as Kubernetes PolicyReports
+//! ([`policyreport`]).
 
+pub mod junit;
+pub mod policyreport;
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -169,13 +174,16 @@ pub fn build(i: &Inputs, generated_at: DateTime<Utc>) -> Report {
     let share = |(p, e): (i64, i64)| (e > 0).then(|| p as f64 / e as f64);
 
     let counted = score::requirements(i.policies, &i.at_end, fw, end);
-    // Every requirement of the catalog and every one some check maps to,
-    // with or without results: none is silently left out.
+    // Every requirement of the catalog, in its order, then every other one
+    // some check maps to, with or without results: none is silently left
+    // out.
     let catalog = i.policies.catalogs.get(fw);
-    let mut ids: BTreeSet<String> =
+    let mut others: BTreeSet<String> =
         i.policies.controls.iter().flat_map(|c| c.control.frameworks.get(fw).cloned().unwrap_or_default()).collect();
-    ids.extend(counted.keys().cloned());
-    ids.extend(catalog.iter().flat_map(|c| c.requirements.iter().map(|r| r.id.clone())));
+    others.extend(counted.keys().cloned());
+    let mut ids: Vec<String> = catalog.map(|c| c.requirements.iter().map(|r| r.id.clone()).collect()).unwrap_or_default();
+    others.retain(|id| !catalog.is_some_and(|c| c.contains(id)));
+    ids.extend(others);
     let requirements = ids
         .into_iter()
         .map(|id| {

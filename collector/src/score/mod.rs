@@ -403,8 +403,14 @@ controls:
         // CC6.1 partial, CC6.6 and CC7.2 pass, all under the security
         // category, whose 33 common criteria are the coverage's whole.
         assert_eq!(soc2, vec![("security", 83.33, Some(33), Some(9.09))]);
-        let pci = by_section.iter().find(|s| s.framework == "pci-dss").unwrap();
-        assert_eq!((pci.group.as_str(), pci.coverage), ("(no catalog)", None));
+        // PCI DSS by principal requirement: 2.2.6 under 2, 8.3.1 under 8.
+        let pci: Vec<&str> = by_section.iter().filter(|s| s.framework == "pci-dss").map(|s| s.group.as_str()).collect();
+        assert_eq!(pci, ["2", "8"]);
+        // A framework without a catalog: one group, no coverage.
+        let text = "pack: t\ncontrols:\n  - {id: a, title: a, severity: high, check: 'x.a', frameworks: {nist-800-53: [AC-2]}}\n";
+        let uncatalogued = PolicySet::new(crate::policy::load_text(Path::new("t.yaml"), text).unwrap());
+        let s = scores(&uncatalogued, &[r("h1", "web", "a", Status::Pass, 1)], None, &GroupBy::Section, none());
+        assert_eq!((s[0].group.as_str(), s[0].coverage, s[0].catalog_requirements), ("(no catalog)", None, None));
         assert_eq!("section".parse::<GroupBy>(), Ok(GroupBy::Section));
     }
 
