@@ -201,6 +201,10 @@ async fn drift_detections_reload_and_scores() {
     let fix = cc61["fixes"].as_array().unwrap().iter().find(|f| f["control_id"] == "t.root_login").expect("root login's fix");
     assert_eq!(fix["remediation"], "Set `PermitRootLogin no` in /etc/ssh/sshd_config and reload sshd.");
     assert!(fix["rationale"].as_str().unwrap().starts_with("Direct root logins"), "{fix}");
+    // Filtered: the web team's gaps are these; nobody else has any, and none is critical.
+    assert_eq!(cli(&["gaps", "--framework", "soc2", "--owner", "web"], &cfg), gaps);
+    assert_eq!(cli(&["gaps", "--framework", "soc2", "--owner", "db"], &cfg), serde_json::json!([]));
+    assert_eq!(cli(&["gaps", "--framework", "soc2", "--severity", "critical"], &cfg), serde_json::json!([]));
     let text = Command::new(bin("driftwatch-collector")).args(["gaps", "--framework", "soc2", "--config"]).arg(&cfg).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("    fix t.root_login: Set `PermitRootLogin no` in /etc/ssh/sshd_config and reload sshd."), "{text}");

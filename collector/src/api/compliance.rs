@@ -24,13 +24,22 @@ fn known_framework(f: &str) -> Result<(), ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct GapsQuery {
     pub framework: Option<String>,
+    pub asset: Option<String>,
+    pub owner: Option<String>,
+    /// At or above.
+    pub severity: Option<String>,
 }
 
 pub async fn gaps(State(s): State<AppState>, Query(q): Query<GapsQuery>) -> Result<Json<Vec<score::Gap>>, ApiError> {
+    let min_severity = match &q.severity {
+        Some(v) => Some(v.parse::<crate::policy::Severity>().map_err(|e| bad(format!("severity: {e}")))?),
+        None => None,
+    };
     let results = s.store.current_results().await.map_err(unavailable)?;
     let (policies, waivers) = (s.policies.borrow().clone(), s.waivers.borrow().clone());
     let now = Utc::now();
-    Ok(Json(score::gaps(&policies, &results, q.framework.as_deref(), WaiversAt { waivers: &waivers, at: now }, now)))
+    let filter = score::GapFilter { asset: q.asset.as_deref(), owner: q.owner.as_deref(), min_severity };
+    Ok(Json(filter.gaps(&policies, &results, q.framework.as_deref(), WaiversAt { waivers: &waivers, at: now }, now)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -78,18 +78,28 @@ pub struct GapsArgs {
     pub config: Option<PathBuf>,
     #[arg(long)]
     pub framework: Option<String>,
+    /// Only the gaps of this asset's results.
+    #[arg(long)]
+    pub asset: Option<String>,
+    /// Only the gaps of this owner's assets (their `owner` label, else `team`).
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Only gaps of this severity or above (low, medium, high, critical).
+    #[arg(long)]
+    pub severity: Option<policy::Severity>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: OutputFormat,
 }
 
 /// Failing and partially met requirements with severity, owner, first seen, due date and what to do.
 pub async fn gaps(args: GapsArgs) -> anyhow::Result<()> {
-    let GapsArgs { config, framework, format } = args;
+    let GapsArgs { config, framework, asset, owner, severity, format } = args;
     let (cfg, set, store) = open_store(config.as_deref()).await?;
     let waivers = load_waivers(&cfg.policies, &store).await?;
     let results = store.current_results().await.context("reading the current posture")?;
     let now = chrono::Utc::now();
-    let gaps = score::gaps(&set, &results, framework.as_deref(), score::WaiversAt { waivers: &waivers, at: now }, now);
+    let filter = score::GapFilter { asset: asset.as_deref(), owner: owner.as_deref(), min_severity: severity };
+    let gaps = filter.gaps(&set, &results, framework.as_deref(), score::WaiversAt { waivers: &waivers, at: now }, now);
     print_out(format, &gaps, || {
         let mut t = String::from("DUE         SEVERITY  FRAMEWORK     REQUIREMENT             STATUS   ASSETS  OWNERS / CONTROLS\n");
         for g in &gaps {

@@ -318,6 +318,33 @@ pub fn gaps(policies: &PolicySet, results: &[Result], framework: Option<&str>, w
     out
 }
 
+/// Which gaps to list (every field optional): those of one asset's results
+/// or of one owner's assets (its `owner` label, else `team`), at or above
+/// a severity.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GapFilter<'a> {
+    pub asset: Option<&'a str>,
+    pub owner: Option<&'a str>,
+    pub min_severity: Option<Severity>,
+}
+
+impl GapFilter<'_> {
+    /// The gaps of the results this filter keeps (a requirement's due date
+    /// is then its own on those assets).
+    pub fn gaps(&self, policies: &PolicySet, results: &[Result], framework: Option<&str>, w: WaiversAt, now: DateTime<Utc>) -> Vec<Gap> {
+        let owner_of = |r: &Result| r.labels.get("owner").or_else(|| r.labels.get("team")).cloned();
+        let kept: Vec<Result> = results
+            .iter()
+            .filter(|r| self.asset.is_none_or(|a| r.asset_id == a))
+            .filter(|r| self.owner.is_none_or(|o| owner_of(r).as_deref() == Some(o)))
+            .cloned()
+            .collect();
+        let mut out = gaps(policies, &kept, framework, w, now);
+        out.retain(|g| self.min_severity.is_none_or(|min| g.severity >= min));
+        out
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -412,6 +439,19 @@ controls:
         let s = scores(&uncatalogued, &[r("h1", "web", "a", Status::Pass, 1)], None, &GroupBy::Section, none());
         assert_eq!((s[0].group.as_str(), s[0].coverage, s[0].catalog_requirements), ("(no catalog)", None, None));
         assert_eq!("section".parse::<GroupBy>(), Ok(GroupBy::Section));
+    }
+
+    #[test]
+    fn gaps_filter_by_asset_owner_and_severity() {
+        let p = policies();
+        let rs = vec![r("h1", "web", "a", Status::Fail, 1), r("h1", "web", "b", Status::Fail, 10), r("h2", "db", "c", Status::Fail, 2)];
+        let now = Utc::now();
+        let of = |f: GapFilter| f.gaps(&p, &rs, Some("soc2"), none(), now).into_iter().map(|g| g.requirement).collect::<Vec<_>>();
+        assert_eq!(of(GapFilter::default()).len(), 3);
+        assert_eq!(of(GapFilter { owner: Some("db"), ..Default::default() }), ["CC7.2"], "team db owns h2");
+        assert_eq!(of(GapFilter { asset: Some("h1"), ..Default::default() }).len(), 2, "CC6.1 and CC6.6 fail on h1");
+        assert_eq!(of(GapFilter { min_severity: Some(Severity::Critical), ..Default::default() }), ["CC6.1"], "b is critical");
+        assert!(of(GapFilter { asset: Some("h2"), owner: Some("web"), ..Default::default() }).is_empty());
     }
 
     #[test]
