@@ -46,11 +46,12 @@ async fn drift_detections_reload_and_scores() {
     std::fs::create_dir_all(&packs).unwrap();
     let fixtures = repo().join("tests/fixtures/packs/drift");
     std::fs::copy(fixtures.join("pack.yaml"), packs.join("pack.yaml")).unwrap();
-    let (_receiver, addr) = Receiver::start().await;
+    let (receiver, addr) = Receiver::start().await;
     let names = Names::new();
     let cfg = names.collector_config_with_policies(work.path(), &format!("http://{addr}/hook"), &packs);
-    // Record scores every second (the posture dashboard's history).
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    // Record scores every second (the posture dashboard's history), and
+    // alert on a posture below 90.
+    let mut text = std::fs::read_to_string(&cfg).unwrap().replacen("alerts:\n", "alerts:\n  posture: {min_score: 90}\n", 1);
     text.push_str("evaluation:\n  score_interval_secs: 1\n");
     std::fs::write(&cfg, text).unwrap();
     create_topics(&cfg);
@@ -184,6 +185,22 @@ async fn drift_detections_reload_and_scores() {
     .await;
     assert!(recorded.iter().any(|r| r["scope"] == "label" && r["label_key"] == "team" && r["group_value"] == "web"), "{recorded:?}");
     assert!(recorded.iter().all(|r| r["coverage"].as_f64() == Some(4.92)), "coverage recorded beside the score: {recorded:?}");
+    // SOC 2 has been below the floor of 90 since its first score: the
+    // posture alert fired then, saying the score and what it covers.
+    let floor = wait_for("the posture alert", 30, async || {
+        notified_alerts(&receiver.all())
+            .into_iter()
+            .find(|a| a["alertname"] == "posture_below_floor" && a["labels"]["framework"] == "soc2" && a["status"] == "firing")
+    })
+    .await;
+    let summary = floor["annotations"]["summary"].as_str().unwrap();
+    assert!(summary.starts_with("SOC 2 (2017 TSC) score ") && summary.ends_with(" is below 90.0"), "{floor}");
+    assert!(floor["annotations"]["coverage"].as_str().unwrap().starts_with("coverage "), "{floor}");
+    let fired = notified_alerts(&receiver.all())
+        .into_iter()
+        .filter(|a| a["alertname"] == "posture_below_floor" && a["labels"]["framework"] == "soc2" && a["status"] == "firing")
+        .count();
+    assert_eq!(fired, 1, "notified once while it holds, not at every recording");
 
     // Point in time: at the first evaluation root login passed, and no
     // other soc2 check had a result: 100.

@@ -57,9 +57,12 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
     let hub = shared.hub.clone();
     driftwatch_collector::api::start(&cfg.api, shared).await?;
     tokio::spawn(tasks::scores::run(
-        policies_rx.clone(),
-        waivers_rx.clone(),
-        store.clone(),
+        tasks::scores::Inputs {
+            policies: policies_rx.clone(),
+            waivers: waivers_rx.clone(),
+            store: store.clone(),
+            posture: cfg.alerts.posture.clone().map(|p| (p, alerting.clone())),
+        },
         Duration::from_secs(cfg.evaluation.score_interval_secs),
         leader.clone(),
     ));

@@ -22,6 +22,7 @@
 
 pub mod effectiveness;
 pub mod plan;
+pub mod posture;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -4,7 +4,9 @@
 //! command does, with and without waivers; and, whenever the policy set
 //! changes, the catalog of the controls in force (the `controls` table:
 //! their framework mapping and severity, which dashboards join to results).
-//! Only the collector running fleet-wide work records them.
+//! Only the collector running fleet-wide work records them. With
+//! `alerts.posture`, each recording's fleet scores raise or resolve the
+//! posture conditions ([`crate::score::posture`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,22 +15,34 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::watch;
 
+use super::alerting::Alerting;
+use super::conditions::Conditions;
 use super::{Leader, OnLeader};
 use crate::policy::PolicySet;
+use crate::score::posture::{self, PostureAlerts};
 use crate::score::{scores, GroupBy, Score, WaiversAt};
 use crate::store::prelude::*;
 use crate::waiver::Waivers;
 
 use crate::store::rows::ScoreRow;
 
+/// Where the scores task reads its inputs and raises its conditions.
+pub struct Inputs {
+    pub policies: watch::Receiver<Arc<PolicySet>>,
+    pub waivers: watch::Receiver<Arc<Waivers>>,
+    pub store: SharedStore,
+    /// With the posture conditions' settings, where they are raised.
+    pub posture: Option<(PostureAlerts, Alerting)>,
+}
+
 /// Runs until the process ends, with the packs and waivers in force.
-pub async fn run(
-    policies: watch::Receiver<Arc<PolicySet>>,
-    waivers: watch::Receiver<Arc<Waivers>>,
-    store: SharedStore,
-    every: Duration,
-    leader: Leader,
-) {
+pub async fn run(inputs: Inputs, every: Duration, leader: Leader) {
+    let Inputs { policies, waivers, store, posture } = inputs;
+    let mut conditions = match &posture {
+        Some((_, alerting)) => Some(Conditions::restore(&posture::ALERTNAMES, alerting).await),
+        None => None,
+    };
+    let mut history = posture::History::default();
     // Leadership and policy changes are looked at every second (the
     // catalog follows at once); scores are recorded every `every`, the
     // first one interval after the start (not in the middle of restoring).
@@ -40,6 +54,8 @@ pub async fn run(
     loop {
         if passes.next().await.first {
             cataloged = None;
+            // A drop is measured from what this leader has seen.
+            history = posture::History::default();
         }
         let (set, w) = (policies.borrow().clone(), waivers.borrow().clone());
         if !cataloged.as_ref().is_some_and(|c| Arc::ptr_eq(c, &set)) {
@@ -52,14 +68,21 @@ pub async fn run(
             continue;
         }
         next_scores = tokio::time::Instant::now() + every;
-        if let Err(e) = record(&set, &w, &store).await {
-            tracing::warn!(error = %e, "recording scores failed; trying again next interval");
+        match record(&set, &w, &store).await {
+            Ok(fleet) => {
+                if let (Some((cfg, alerting)), Some(held)) = (&posture, conditions.as_mut()) {
+                    let now = Utc::now();
+                    history.record(&fleet, cfg, now);
+                    held.update(posture::conditions(&fleet, &history, cfg, now), alerting, now);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "recording scores failed; trying again next interval"),
         }
     }
 }
 
-/// One recording; returns the rows written.
-pub async fn record(set: &PolicySet, waivers: &Waivers, store: &SharedStore) -> anyhow::Result<usize> {
+/// One recording; returns the fleet scores (one per framework).
+pub async fn record(set: &PolicySet, waivers: &Waivers, store: &SharedStore) -> anyhow::Result<Vec<Score>> {
     let results = store.current_results().await?;
     let now = Utc::now();
     let w = WaiversAt { waivers, at: now };
@@ -84,7 +107,8 @@ pub async fn record(set: &PolicySet, waivers: &Waivers, store: &SharedStore) -> 
             coverage: s.coverage,
         })
     };
-    for s in scores(set, &results, None, &GroupBy::Fleet, w) {
+    let fleet = scores(set, &results, None, &GroupBy::Fleet, w);
+    for s in fleet.iter().cloned() {
         let m = &crate::metrics::METRICS.compliance_score;
         m.with_label_values(&[s.framework.as_str(), "honoured"]).set(s.score);
         m.with_label_values(&[s.framework.as_str(), "ignored"]).set(s.score_without_waivers);
@@ -113,7 +137,6 @@ pub async fn record(set: &PolicySet, waivers: &Waivers, store: &SharedStore) -> 
             push("label", &k, s);
         }
     }
-    let n = rows.len();
     store.put_scores(&rows).await?;
-    Ok(n)
+    Ok(fleet)
 }

@@ -23,6 +23,9 @@ pub struct AlertsConfig {
     pub maintenance_windows: Vec<MaintenanceWindow>,
     /// How often silences are re-read from the store.
     pub silence_refresh_secs: u64,
+    /// Alerts on a framework's fleet score below a floor or falling fast
+    /// (`posture: {}` turns them on with their defaults; absent: off).
+    pub posture: Option<crate::score::posture::PostureAlerts>,
 }
 
 impl Default for AlertsConfig {
@@ -35,6 +38,7 @@ impl Default for AlertsConfig {
             inhibit_rules: Vec::new(),
             maintenance_windows: Vec::new(),
             silence_refresh_secs: 10,
+            posture: None,
         }
     }
 }
@@ -82,6 +86,9 @@ impl AlertsConfig {
         }
         if self.silence_refresh_secs == 0 {
             problems.push("alerts.silence_refresh_secs: must be at least 1".into());
+        }
+        if let Some(p) = &self.posture {
+            p.validate(problems);
         }
     }
 }
