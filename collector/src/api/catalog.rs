@@ -40,33 +40,28 @@ pub async fn frameworks(State(s): State<AppState>) -> Json<Vec<Framework>> {
     let out = crate::policy::frameworks::FRAMEWORKS
         .iter()
         .map(|f| {
-            let mut reqs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            let catalog = policies.catalogs.get(f.key);
-            // Every requirement of the catalog, in its order, mapped or not.
-            let mut order: Vec<String> = catalog.map(|c| c.requirements.iter().map(|r| r.id.clone()).collect()).unwrap_or_default();
-            for id in &order {
-                reqs.insert(id.clone(), Vec::new());
-            }
+            // Requirement → the controls mapped to it.
+            let mut reqs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
             let mut controls = 0;
             for c in &policies.controls {
                 if let Some(ids) = c.control.frameworks.get(f.key) {
                     controls += 1;
                     for id in ids {
-                        if !reqs.contains_key(id) {
-                            order.push(id.clone());
-                        }
-                        reqs.entry(id.clone()).or_default().push(c.control.id.clone());
+                        reqs.entry(id.as_str()).or_default().push(c.control.id.clone());
                     }
                 }
             }
-            let requirements = order
+            let catalog = policies.catalogs.get(f.key);
+            // Every requirement of the catalog, in its order, mapped or not.
+            let requirements = policies
+                .requirement_ids(f.key)
                 .into_iter()
                 .map(|id| {
                     let entry = catalog.and_then(|c| c.requirement(&id));
                     Requirement {
                         title: entry.map(|r| r.title.clone()),
                         group: entry.map(|r| r.group.clone()),
-                        controls: reqs.remove(&id).unwrap_or_default(),
+                        controls: reqs.remove(id.as_str()).unwrap_or_default(),
                         id,
                     }
                 })

@@ -143,6 +143,21 @@ impl PolicySet {
         self.by_id.get(id).map(|&i| (i, &self.controls[i]))
     }
 
+    /// Every requirement of `framework`: its catalog's, in the catalog's
+    /// order, then those controls map to that the catalog lacks (all of
+    /// them, without a catalog), sorted.
+    pub fn requirement_ids(&self, framework: &str) -> Vec<String> {
+        let catalog = self.catalogs.get(framework);
+        let mapped: std::collections::BTreeSet<&String> = self
+            .controls
+            .iter()
+            .flat_map(|c| c.control.frameworks.get(framework).into_iter().flatten())
+            .filter(|id| !catalog.is_some_and(|c| c.contains(id)))
+            .collect();
+        let listed = catalog.into_iter().flat_map(|c| c.requirements.iter().map(|r| &r.id));
+        listed.chain(mapped).cloned().collect()
+    }
+
     /// Indexes (into `controls`) of the controls whose result may change
     /// when the facts at `changed` change: a control reading `p` is affected
     /// by a change at, below, or above `p` (a check may read a whole map).

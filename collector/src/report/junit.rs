@@ -178,22 +178,8 @@ mod tests {
         PolicySet::new(crate::policy::load_text(std::path::Path::new("t.yaml"), text).unwrap())
     }
 
-    fn evaluation(p: &PolicySet, id: &str, status: Status, evidence: &[(&str, &str)]) -> Evaluation {
-        let (_, c) = p.get(id).unwrap();
-        Evaluation {
-            asset_id: "web-1".into(),
-            control_id: id.into(),
-            title: c.control.title.clone(),
-            severity: c.control.severity,
-            status,
-            frameworks: c.frameworks.clone(),
-            evidence: evidence.iter().map(|(k, v)| (k.to_string(), FactValue::Str(v.to_string()))).collect(),
-            message: None,
-            evaluated_at: Utc::now(),
-            snapshot_id: "s".into(),
-            sequence: 1,
-            checked: Some(status),
-        }
+    fn evaluation(p: &PolicySet, id: &str, status: Status, evidence: &[(&'static str, &str)]) -> Evaluation {
+        super::super::evaluation(p, id, status, evidence.iter().map(|(k, v)| (*k, FactValue::Str(v.to_string()))))
     }
 
     /// Every element and attribute, parsed back (so the document is

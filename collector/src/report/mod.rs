@@ -178,13 +178,9 @@ pub fn build(i: &Inputs, generated_at: DateTime<Utc>) -> Report {
     // some check maps to, with or without results: none is silently left
     // out.
     let catalog = i.policies.catalogs.get(fw);
-    let mut others: BTreeSet<String> =
-        i.policies.controls.iter().flat_map(|c| c.control.frameworks.get(fw).cloned().unwrap_or_default()).collect();
-    others.extend(counted.keys().cloned());
-    let mut ids: Vec<String> = catalog.map(|c| c.requirements.iter().map(|r| r.id.clone()).collect()).unwrap_or_default();
-    others.retain(|id| !catalog.is_some_and(|c| c.contains(id)));
-    ids.extend(others);
-    let requirements = ids
+    let requirements = i
+        .policies
+        .requirement_ids(fw)
         .into_iter()
         .map(|id| {
             let (status, rs) = match counted.get(&id) {
@@ -271,6 +267,32 @@ pub fn build(i: &Inputs, generated_at: DateTime<Utc>) -> Report {
         remediation_plan: score::plan::plan(i.policies, &i.at_end, Some(fw), end, i.to),
         waivers,
         evidence: i.evidence.clone(),
+    }
+}
+
+/// An evaluation of control `id` of `p` on asset `web-1`, for the export
+/// formats' tests.
+#[cfg(test)]
+pub(crate) fn evaluation(
+    p: &PolicySet,
+    id: &str,
+    status: Status,
+    evidence: impl IntoIterator<Item = (&'static str, driftwatch_schemas::FactValue)>,
+) -> crate::eval::Evaluation {
+    let (_, c) = p.get(id).expect("a control of the test pack");
+    crate::eval::Evaluation {
+        asset_id: "web-1".into(),
+        control_id: id.into(),
+        title: c.control.title.clone(),
+        severity: c.control.severity,
+        status,
+        frameworks: c.frameworks.clone(),
+        evidence: evidence.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        message: None,
+        evaluated_at: Utc::now(),
+        snapshot_id: "s".into(),
+        sequence: 1,
+        checked: Some(status),
     }
 }
 

@@ -163,7 +163,6 @@ fn label_value(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
     use driftwatch_schemas::FactValue;
 
     fn policies() -> PolicySet {
@@ -171,22 +170,8 @@ mod tests {
         PolicySet::new(crate::policy::load_text(std::path::Path::new("k.yaml"), text).unwrap())
     }
 
-    fn evaluation(p: &PolicySet, id: &str, status: Status, path: &str, keys: &[&str]) -> Evaluation {
-        let (_, c) = p.get(id).unwrap();
-        Evaluation {
-            asset_id: "prod-eu".into(),
-            control_id: id.into(),
-            title: c.control.title.clone(),
-            severity: c.control.severity,
-            status,
-            frameworks: c.frameworks.clone(),
-            evidence: [(path.to_string(), FactValue::List(keys.iter().map(|k| k.to_string()).collect()))].into(),
-            message: None,
-            evaluated_at: Utc::now(),
-            snapshot_id: "s".into(),
-            sequence: 1,
-            checked: Some(status),
-        }
+    fn evaluation(p: &PolicySet, id: &str, status: Status, path: &'static str, keys: &[&str]) -> Evaluation {
+        super::super::evaluation(p, id, status, [(path, FactValue::List(keys.iter().map(|k| k.to_string()).collect()))])
     }
 
     #[test]

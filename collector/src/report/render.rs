@@ -144,6 +144,14 @@ fn csv(r: &Report) -> Vec<u8> {
     w.into_inner().unwrap_or_default()
 }
 
+/// A requirement's id, and its title from the catalog beneath.
+fn requirement_cell(q: &super::Requirement) -> String {
+    match &q.title {
+        Some(t) => format!("{}<br><span class=\"muted\">{}</span>", esc(&q.id), esc(t)),
+        None => esc(&q.id),
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -195,10 +203,7 @@ th{{background:#f3f4f8}} .pass{{color:#137333}} .fail{{color:#b3261e}} .partial{
             let _ = writeln!(
                 h,
                 r#"<tr><td>{}</td><td class="muted">{}</td><td>{}</td><td colspan="5" class="muted">No automated check maps to it.</td></tr>"#,
-                match &q.title {
-                    Some(t) => format!("{}<br><span class=\"muted\">{}</span>", esc(&q.id), esc(t)),
-                    None => esc(&q.id),
-                },
+                requirement_cell(q),
                 status(q.status),
                 pct(q.effectiveness)
             );
@@ -210,10 +215,7 @@ th{{background:#f3f4f8}} .pass{{color:#137333}} .fail{{color:#b3261e}} .partial{
                 let _ = write!(
                     h,
                     r#"<td rowspan="{n}">{}</td><td rowspan="{n}" class="{}">{st}</td><td rowspan="{n}">{}</td>"#,
-                    match &q.title {
-                        Some(t) => format!("{}<br><span class=\"muted\">{}</span>", esc(&q.id), esc(t)),
-                        None => esc(&q.id),
-                    },
+                    requirement_cell(q),
                     st.split(' ').next().unwrap_or(st),
                     pct(q.effectiveness)
                 );

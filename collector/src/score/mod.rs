@@ -293,8 +293,7 @@ pub fn gaps(policies: &PolicySet, results: &[Result], framework: Option<&str>, w
                 failing.iter().filter_map(|r| policies.get(&r.control_id)).map(|(_, c)| c.control.severity).max().unwrap_or(Severity::Low);
             let first_seen = failing.iter().map(|r| r.since).min().unwrap_or(now);
             let due = first_seen + Duration::days(remediation_days(severity));
-            let owners: BTreeSet<String> =
-                failing.iter().filter_map(|r| r.labels.get("owner").or_else(|| r.labels.get("team")).cloned()).collect();
+            let owners: BTreeSet<String> = failing.iter().filter_map(|r| owner_of(r).cloned()).collect();
             let controls: BTreeSet<String> = failing.iter().map(|r| r.control_id.clone()).collect();
             let fixes = controls.iter().filter_map(|id| policies.get(id)).map(|(_, c)| plan::Fix::of(&c.control)).collect();
             let assets: BTreeSet<&str> = failing.iter().map(|r| r.asset_id.as_str()).collect();
@@ -319,6 +318,11 @@ pub fn gaps(policies: &PolicySet, results: &[Result], framework: Option<&str>, w
     out
 }
 
+/// Who owns a result's asset: its `owner` label, else its `team`.
+fn owner_of(r: &Result) -> Option<&String> {
+    r.labels.get("owner").or_else(|| r.labels.get("team"))
+}
+
 /// Which gaps to list (every field optional): those of one asset's results
 /// or of one owner's assets (its `owner` label, else `team`), at or above
 /// a severity.
@@ -333,14 +337,17 @@ impl GapFilter<'_> {
     /// The gaps of the results this filter keeps (a requirement's due date
     /// is then its own on those assets).
     pub fn gaps(&self, policies: &PolicySet, results: &[Result], framework: Option<&str>, w: WaiversAt, now: DateTime<Utc>) -> Vec<Gap> {
-        let owner_of = |r: &Result| r.labels.get("owner").or_else(|| r.labels.get("team")).cloned();
-        let kept: Vec<Result> = results
-            .iter()
-            .filter(|r| self.asset.is_none_or(|a| r.asset_id == a))
-            .filter(|r| self.owner.is_none_or(|o| owner_of(r).as_deref() == Some(o)))
-            .cloned()
-            .collect();
-        let mut out = gaps(policies, &kept, framework, w, now);
+        let mut out = if self.asset.is_none() && self.owner.is_none() {
+            gaps(policies, results, framework, w, now)
+        } else {
+            let kept: Vec<Result> = results
+                .iter()
+                .filter(|r| self.asset.is_none_or(|a| r.asset_id == a))
+                .filter(|r| self.owner.is_none_or(|o| owner_of(r).is_some_and(|x| x == o)))
+                .cloned()
+                .collect();
+            gaps(policies, &kept, framework, w, now)
+        };
         out.retain(|g| self.min_severity.is_none_or(|min| g.severity >= min));
         out
     }
