@@ -271,6 +271,36 @@ async fn the_openapi_document_describes_every_answer() {
         let schema = &doc["paths"][path]["post"]["responses"]["201"]["content"]["application/json"]["schema"];
         check(&doc, path, schema, &r.json().await.unwrap());
     }
+    // An attestation, with an evidence file (multipart).
+    let pdf = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n".to_vec();
+    let form = || {
+        reqwest::multipart::Form::new()
+            .text("control_id", "t.access_review")
+            .text("statement", "Reviewed 41 accounts; removed 3.")
+            .part("file", reqwest::multipart::Part::bytes(pdf.clone()).file_name("review.pdf").mime_str("application/pdf").unwrap())
+    };
+    let r = http.post(format!("{base}/attestations")).bearer_auth("ops-key").multipart(form()).send().await.unwrap();
+    assert_eq!(r.status(), 201, "attestation");
+    let attestation: Value = r.json().await.unwrap();
+    check(
+        &doc,
+        "/attestations",
+        &doc["paths"]["/attestations"]["post"]["responses"]["201"]["content"]["application/json"]["schema"],
+        &attestation,
+    );
+    assert_eq!(attestation["attested_by"], "ops", "the key's name, unless given");
+    let sha256 = attestation["file_sha256"][0].as_str().unwrap().to_string();
+    // Bytes that are not what their type says: 415, named.
+    let lying = reqwest::multipart::Form::new()
+        .text("control_id", "t.access_review")
+        .text("statement", "x")
+        .part("file", reqwest::multipart::Part::bytes(b"<html></html>".to_vec()).file_name("r.pdf").mime_str("application/pdf").unwrap());
+    let r = http.post(format!("{base}/attestations")).bearer_auth("ops-key").multipart(lying).send().await.unwrap();
+    assert_eq!(r.status(), 415);
+    assert!(r.text().await.unwrap().contains("declared application/pdf but its bytes are text"));
+    let check_control = reqwest::multipart::Form::new().text("control_id", "t.root_login").text("statement", "x");
+    let r = http.post(format!("{base}/attestations")).bearer_auth("ops-key").multipart(check_control).send().await.unwrap();
+    assert_eq!(r.status(), 400, "a check is not attested");
 
     let real = |name: &str| -> Option<String> {
         match name {
@@ -289,9 +319,13 @@ async fn the_openapi_document_describes_every_answer() {
         for p in op["parameters"].as_array().unwrap() {
             let name = p["name"].as_str().unwrap();
             if p["in"] == "path" {
-                // The one path parameter of a GET: a control of the test pack.
-                assert_eq!((path.as_str(), name), ("/controls/{id}", "id"), "a path parameter this test has no value for");
-                at = path.replace("{id}", "t.root_login");
+                // The path parameters of GETs: a control of the test pack,
+                // the evidence file attested above.
+                at = match (path.as_str(), name) {
+                    ("/controls/{id}", "id") => path.replace("{id}", "t.root_login"),
+                    ("/attestations/files/{sha256}", "sha256") => path.replace("{sha256}", &sha256),
+                    _ => panic!("{path}: a path parameter this test has no value for: {name}"),
+                };
                 continue;
             }
             // Required parameters, and the ones that select this test's data.
@@ -304,6 +338,12 @@ async fn the_openapi_document_describes_every_answer() {
         let r = http.get(format!("{base}{at}")).bearer_auth("ops-key").query(&query).send().await.unwrap();
         assert_eq!(r.status(), 200, "{at}?{query:?}");
         let (ctype, schema) = op["responses"]["200"]["content"].as_object().unwrap().iter().next().unwrap();
+        if ctype == "*/*" {
+            // An evidence file: its own type, and the very bytes attested.
+            assert_eq!(r.headers()["content-type"], "application/pdf");
+            assert_eq!(r.bytes().await.unwrap().to_vec(), pdf, "{path}");
+            continue;
+        }
         assert!(r.headers()["content-type"].to_str().unwrap().starts_with(ctype.as_str()), "{path}: content type");
         if ctype == "text/event-stream" {
             continue; // a stream: its events are Drift objects, checked below
@@ -326,6 +366,10 @@ async fn the_openapi_document_describes_every_answer() {
             let cc11 = reqs.iter().find(|r| r["id"] == "CC1.1").unwrap();
             assert!(cc11["title"].as_str().is_some_and(|t| !t.is_empty()) && cc11["controls"].as_array().unwrap().is_empty(), "{cc11}");
             assert!(reqs.iter().any(|r| r["id"] == "CC6.1" && r["controls"].as_array().unwrap().contains(&json!("t.root_login"))));
+        }
+        if path == "/attestations" {
+            let listed = body.as_array().unwrap().iter().find(|a| a["control_id"] == "t.access_review").unwrap();
+            assert_eq!((listed["state"].as_str(), listed["status"].as_str()), (Some("holding"), Some("pass")), "{listed}");
         }
         if path == "/controls/{id}" {
             let failing = body["not_passing"].as_array().unwrap();

@@ -50,7 +50,7 @@ async fn seed(db: &str, now: i64) {
         format!("INSERT INTO {db}.sla_measurements (asset_id, probe_id, target, kind, timestamp, timestamp_ms, success, latency_us, status_code, error, cpu_percent, memory_used_bytes, memory_total_bytes, disk_used_percent, load1, batch_id) VALUES ('web-1','web','https://x/','http',{},0,1,120000,200,'',NULL,NULL,NULL,NULL,NULL,'b'), ('web-1','web','https://x/','http',{},0,0,5000000,NULL,'timeout',NULL,NULL,NULL,NULL,NULL,'b')", t(120), t(60)),
         format!("INSERT INTO {db}.sla_measurements (asset_id, probe_id, target, kind, timestamp, timestamp_ms, success, latency_us, error, batch_id, spool_depth, spool_bytes, agent_dropped, last_sent) VALUES ('web-1','heartbeat','agent','host',{},0,1,0,'','b',120,65536,3,{})", t(30), t(400)),
         format!("INSERT INTO {db}.sla_minutes VALUES ('web','web-1',toStartOfMinute(toDateTime({})),2,1,1,1,1,1,1,1,2,1)", t(120)),
-        format!("INSERT INTO {db}.scores VALUES ({},'soc2','fleet','','fleet',75.0,2,1,1,4,1,62.5,61,57,6.56), ({},'soc2','label','team','web',50.0,1,1,1,3,0,50.0,61,58,4.92), ({},'soc2','section','','security',75.0,2,1,1,4,1,62.5,33,29,12.12)", t(300), t(300), t(300)),
+        format!("INSERT INTO {db}.scores VALUES ({},'soc2','fleet','','fleet',75.0,2,1,1,4,1,62.5,61,57,6.56,1), ({},'soc2','label','team','web',50.0,1,1,1,3,0,50.0,61,58,4.92,0), ({},'soc2','section','','security',75.0,2,1,1,4,1,62.5,33,29,12.12,1)", t(300), t(300), t(300)),
         format!("INSERT INTO {db}.notification_log VALUES ('pager','0:abc',{},'firing',0,['f1'],'[{{\"labels\":{{\"alertname\":\"slo_burn\"}}}}]')", t(200)),
     ];
     for s in stmts {

@@ -379,6 +379,40 @@ async fn clickhouse_and_sqlite_answer_every_read_alike() {
         let restored = posture.iter().find(|p| p.asset_id == "ms-host").unwrap_or_else(|| panic!("{name}: no posture for ms-host"));
         assert_eq!(restored.status, Status::Pass, "{name}: posture restores the latest to the millisecond");
     }
+    // Attestations and their files: written alike (a file twice, stored
+    // once), read back alike, oldest first.
+    let mut answers = Vec::new();
+    for (name, s) in &stores {
+        use driftwatch_collector::store::attestations::{AttestationFileRow, AttestationRow};
+        let file = |sha: &str, content: &str| AttestationFileRow {
+            sha256: sha.into(),
+            content_type: "text/plain".into(),
+            size: 3,
+            content: content.into(),
+            stored_at: 1_700_000_000,
+        };
+        let row = |id: &str, at: u32, files: &[&str]| AttestationRow {
+            attestation_id: id.into(),
+            control_id: "org.review".into(),
+            status: "pass".into(),
+            statement: "reviewed".into(),
+            attested_by: "alice".into(),
+            attested_at: at,
+            source: "cli".into(),
+            file_names: files.iter().map(|f| format!("{f}.txt")).collect(),
+            file_sha256: files.iter().map(|f| f.to_string()).collect(),
+            file_sizes: files.iter().map(|_| 3).collect(),
+            file_types: files.iter().map(|_| "text/plain".to_string()).collect(),
+        };
+        s.put_attestation(&row("b", 1_700_000_100, &["aa", "bb"]), &[file("aa", "YWFh"), file("bb", "YmJi")]).await.unwrap();
+        s.put_attestation(&row("a", 1_700_000_000, &["aa"]), &[file("aa", "YWFh")]).await.unwrap();
+        let all = s.attestations().await.unwrap_or_else(|e| panic!("{name}: attestations: {e}"));
+        assert_eq!(all.iter().map(|a| a.attestation_id.as_str()).collect::<Vec<_>>(), ["a", "b"], "{name}: oldest first");
+        let f = s.attestation_file("bb").await.unwrap();
+        assert_eq!(s.attestation_file("cc").await.unwrap(), None, "{name}");
+        answers.push((all, f));
+    }
+    assert_eq!(answers[0], answers[1], "ClickHouse and SQLite answer attestations alike");
     names.drop_database().await;
 }
 

@@ -46,6 +46,9 @@ pub struct CollectorConfig {
     pub identity: crate::identity::IdentityConfig,
     /// Assets' labels: the operator's, and whether a host's own are trusted.
     pub assets: crate::assets::AssetsConfig,
+    /// Attested controls: how often their results are looked at, and the
+    /// bounds on evidence files.
+    pub attestations: crate::attest::Limits,
 }
 
 impl Default for CollectorConfig {
@@ -67,6 +70,7 @@ impl Default for CollectorConfig {
             limits: Default::default(),
             identity: Default::default(),
             assets: Default::default(),
+            attestations: Default::default(),
         }
     }
 }
@@ -130,6 +134,7 @@ impl CollectorConfig {
         self.slo.validate(&mut problems);
         self.api.validate(&mut problems);
         self.retention.validate(&mut problems);
+        self.attestations.validate(&mut problems);
         self.identity.validate(&mut problems);
         self.assets.validate(&mut problems);
         if problems.is_empty() {

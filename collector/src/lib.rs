@@ -12,6 +12,7 @@
 pub mod alert;
 pub mod api;
 pub mod assets;
+pub mod attest;
 pub mod config;
 pub mod eval;
 pub mod evidence;

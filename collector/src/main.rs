@@ -97,6 +97,14 @@ enum Command {
         #[command(subcommand)]
         command: cli::waiver::WaiverCommand,
     },
+    /// Attestations: people attest what no agent can observe (access reviews, training, restore tests), with evidence files.
+    Attestation {
+        /// Configuration file (for the store, the policy directory and the evidence limits).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: cli::attest::AttestationCommand,
+    },
     /// Agents' keys per asset: list them, approve a new one (enrolment, a reinstalled agent), revoke one.
     Keys {
         /// Configuration file (for the store's connection).
@@ -154,6 +162,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Waiver { config, command } => {
             let (cfg, _, store) = cli::open_store(config.as_deref()).await?;
             cli::waiver::run(&store, &cli::load_waivers(&cfg.policies, &store).await?, command).await?
+        }
+        Command::Attestation { config, command } => {
+            let (cfg, set, store) = cli::open_store(config.as_deref()).await?;
+            cli::attest::run(&store, &set, cfg.attestations, command).await?
         }
         Command::Keys { config, command } => {
             let (_, _, store) = cli::open_store(config.as_deref()).await?;

@@ -73,6 +73,7 @@ pub struct Metrics {
     pub compliance_score: GaugeVec,
     /// `framework`: share of its catalog's requirements with evidence, 0–100.
     pub compliance_coverage: GaugeVec,
+    pub compliance_requirements: IntGaugeVec,
     /// `severity`.
     pub open_violations: IntGaugeVec,
 }
@@ -229,6 +230,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "compliance_coverage",
             "Share of each framework's catalog requirements with evidence in the fleet (0-100); the rest are not assessed.",
             &["framework"],
+        ),
+        compliance_requirements: int_gauge_vec(
+            &r,
+            "compliance_requirements",
+            "Each framework's catalog requirements by the evidence they have in the fleet: automated, attested (only), not_assessed.",
+            &["framework", "evidence"],
         ),
         open_violations: int_gauge_vec(&r, "open_violations", "Open violations by severity.", &["severity"]),
         registry: r,

@@ -332,3 +332,33 @@ CREATE TABLE IF NOT EXISTS asset_keys ON CLUSTER 'driftwatch' AS asset_keys_loca
 -- 0014_score_coverage
 ALTER TABLE scores_local ON CLUSTER 'driftwatch' ADD COLUMN catalog_requirements Nullable(UInt32), ADD COLUMN not_assessed Nullable(UInt32), ADD COLUMN coverage Nullable(Float64);
 ALTER TABLE scores ON CLUSTER 'driftwatch' ADD COLUMN catalog_requirements Nullable(UInt32), ADD COLUMN not_assessed Nullable(UInt32), ADD COLUMN coverage Nullable(Float64);
+
+-- 0015_attestations
+CREATE TABLE IF NOT EXISTS attestations_local ON CLUSTER 'driftwatch' (
+    attestation_id String,
+    control_id String,
+    status String,
+    statement String,
+    attested_by String,
+    attested_at DateTime,
+    source String,
+    file_names Array(String),
+    file_sha256 Array(String),
+    file_sizes Array(UInt64),
+    file_types Array(String)
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(attested_at)
+ORDER BY (control_id, attestation_id);
+CREATE TABLE IF NOT EXISTS attestations ON CLUSTER 'driftwatch' AS attestations_local ENGINE = Distributed('driftwatch', currentDatabase(), attestations_local, rand());
+CREATE TABLE IF NOT EXISTS attestation_files_local ON CLUSTER 'driftwatch' (
+    sha256 String,
+    content_type String,
+    size UInt64,
+    content String,
+    stored_at DateTime
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(stored_at)
+ORDER BY sha256;
+CREATE TABLE IF NOT EXISTS attestation_files ON CLUSTER 'driftwatch' AS attestation_files_local ENGINE = Distributed('driftwatch', currentDatabase(), attestation_files_local, rand());
+ALTER TABLE scores_local ON CLUSTER 'driftwatch' ADD COLUMN attested Nullable(UInt32);
+ALTER TABLE scores ON CLUSTER 'driftwatch' ADD COLUMN attested Nullable(UInt32);

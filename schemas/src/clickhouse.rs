@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 12, name: "0012_controls", sql: include_str!("../clickhouse/0012_controls.sql") },
     Migration { version: 13, name: "0013_asset_keys", sql: include_str!("../clickhouse/0013_asset_keys.sql") },
     Migration { version: 14, name: "0014_score_coverage", sql: include_str!("../clickhouse/0014_score_coverage.sql") },
+    Migration { version: 15, name: "0015_attestations", sql: include_str!("../clickhouse/0015_attestations.sql") },
 ];
 
 /// Latest posture per (asset, control) with its open violation.
@@ -73,6 +74,10 @@ pub const VIOLATIONS_SQL: &str = include_str!("../clickhouse/queries/violations.
 pub const ASSETS_SQL: &str = include_str!("../clickhouse/queries/assets.sql");
 /// The evaluation behind a result (`?` asset, control, instant).
 pub const EVALUATION_AT_SQL: &str = include_str!("../clickhouse/queries/evaluation_at.sql");
+/// Every attestation, oldest first.
+pub const ATTESTATIONS_SQL: &str = include_str!("../clickhouse/queries/attestations.sql");
+/// One attestation evidence file (`?` SHA-256).
+pub const ATTESTATION_FILE_SQL: &str = include_str!("../clickhouse/queries/attestation_file.sql");
 /// Every waiver, latest version each.
 pub const WAIVERS_SQL: &str = include_str!("../clickhouse/queries/waivers.sql");
 /// Latest results of assets silent since an instant (`?`, `?` = seconds).

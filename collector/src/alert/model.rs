@@ -37,6 +37,17 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// The alert of a condition that holds since `starts_at` (the `title`
+    /// is the `summary` unless given): one instance per time it starts.
+    pub fn condition(labels: Labels, mut annotations: BTreeMap<String, String>, starts_at: DateTime<Utc>) -> Alert {
+        if let Some(summary) = annotations.get("summary").filter(|_| !annotations.contains_key("title")).cloned() {
+            annotations.insert("title".into(), summary);
+        }
+        let mut a = Alert { labels, annotations, starts_at, ends_at: None, instance: String::new(), one_shot: false };
+        a.instance = format!("{}@{}", a.fingerprint(), starts_at.timestamp());
+        a
+    }
+
     /// Identity of the alert: a hash of its labels (as Alertmanager).
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.labels)

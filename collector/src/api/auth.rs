@@ -98,11 +98,12 @@ fn needed(method: &Method, path: &str) -> Scope {
     }
 }
 
-/// Reads that are themselves audit-relevant: who looked at the evidence
-/// and who took a report is recorded like a write.
+/// Reads that are themselves audit-relevant: who looked at the evidence,
+/// took a report or downloaded an attested evidence file is recorded like
+/// a write.
 fn audited_read(path: &str) -> bool {
     let p = path.trim_end_matches('/');
-    p.ends_with("/evidence") || p.ends_with("/reports")
+    p.ends_with("/evidence") || p.ends_with("/reports") || p.contains("/attestations/files/")
 }
 
 /// A 429 with `Retry-After` for a limiter that said "not until".

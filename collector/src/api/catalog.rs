@@ -116,7 +116,7 @@ impl Control {
             id: c.control.id.clone(),
             title: c.control.title.clone(),
             severity: c.control.severity,
-            kind: if c.detect.is_some() { "detection" } else { "check" },
+            kind: c.kind(),
             frameworks: c.control.frameworks.clone(),
             remediation: c.control.remediation.clone(),
             results,

@@ -3,7 +3,8 @@
 //! `/api/v1/` (described by `openapi.json`, served at
 //! `/api/v1/openapi.json`): posture and results (`posture.rs`), frameworks
 //! and controls (`catalog.rs`), assets, violations, gaps, effectiveness,
-//! evidence, reports and SLOs (`compliance.rs`), silences, waivers, agents'
+//! evidence, reports and SLOs (`compliance.rs`), silences, waivers,
+//! attestations with their evidence files (`attestations.rs`), agents'
 //! keys (`keys.rs`), drift
 //! (recent and live); and the live drift view's page at `/ui`.
 //! Authentication by API key
@@ -12,6 +13,7 @@
 //! `admin`); a rate limit per key; every write recorded in `api_audit`.
 
 mod assets;
+mod attestations;
 pub mod auth;
 mod catalog;
 mod compliance;
@@ -124,6 +126,8 @@ pub struct Shared {
     pub slo: crate::slo::conditions::SloSettings,
     /// `evaluation.unknown_after_secs`: when an asset counts as silent.
     pub unknown_after_secs: u64,
+    /// The bounds on attestations' evidence files.
+    pub attestations: crate::attest::Limits,
 }
 
 /// What handlers share.
@@ -137,6 +141,7 @@ pub struct AppState {
     pub hub: crate::live::Hub,
     pub slo: crate::slo::conditions::SloSettings,
     pub unknown_after_secs: u64,
+    pub attestations: crate::attest::Limits,
 }
 
 impl AppState {
@@ -150,6 +155,7 @@ impl AppState {
             hub: shared.hub,
             slo: shared.slo,
             unknown_after_secs: shared.unknown_after_secs,
+            attestations: shared.attestations,
         }
     }
 }
@@ -161,6 +167,13 @@ pub fn router(state: AppState) -> Router {
         .route("/silences/{id}", delete(silences::expire))
         .route("/waivers", get(waivers::list).post(waivers::create))
         .route("/waivers/{id}", delete(waivers::revoke))
+        .route(
+            "/attestations",
+            get(attestations::list)
+                .post(attestations::create)
+                .layer(axum::extract::DefaultBodyLimit::max(state.attestations.max_body_bytes())),
+        )
+        .route("/attestations/files/{sha256}", get(attestations::file))
         .route("/keys", get(keys::list))
         .route("/keys/approve", post(keys::approve))
         .route("/keys/revoke", post(keys::revoke))
@@ -254,6 +267,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/waivers"),
     ("post", "/waivers"),
     ("delete", "/waivers/{id}"),
+    ("get", "/attestations"),
+    ("post", "/attestations"),
+    ("get", "/attestations/files/{sha256}"),
     ("get", "/keys"),
     ("post", "/keys/approve"),
     ("post", "/keys/revoke"),

@@ -35,7 +35,10 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let store = connect(&cfg).await?;
     let v = verify_evidence(&store, from, to).await.context("reading the evidence")?;
     print_out(format, &v, || {
-        let mut t = format!("{} chains, {} links, {} rows, {} hourly roots checked: ", v.chains, v.links, v.rows, v.roots);
+        let mut t = format!(
+            "{} chains, {} links, {} rows, {} hourly roots, {} attested evidence files checked: ",
+            v.chains, v.links, v.rows, v.roots, v.files
+        );
         if v.intact() {
             t += "intact\n";
         } else {
@@ -97,5 +100,18 @@ async fn verify_evidence(
         rows.iter().filter(|r| !batches.contains(&r.batch_id)).map(|r| r.batch_id.clone()).collect();
     let outside = store.evidence_links_for(&unknown.into_iter().collect::<Vec<_>>()).await?;
     let roots = store.evidence_roots(from, to).await?;
-    Ok(driftwatch_collector::evidence::verify::verify(&links, &outside, &rows, &roots))
+    let mut v = driftwatch_collector::evidence::verify::verify(&links, &outside, &rows, &roots);
+    // Attestations of the period: their files against their SHA-256.
+    let (from_s, to_s) = (driftwatch_collector::store::secs(&from), driftwatch_collector::store::secs(&to));
+    for a in store.attestations().await?.iter().filter(|a| (from_s..=to_s).contains(&a.attested_at)) {
+        let mut files = std::collections::HashMap::new();
+        for sha in &a.file_sha256 {
+            if let Some(f) = store.attestation_file(sha).await? {
+                files.insert(sha.clone(), f);
+            }
+        }
+        v.files += a.file_sha256.len();
+        v.findings.extend(driftwatch_collector::attest::check_files(a, |sha| files.get(sha)));
+    }
+    Ok(v)
 }

@@ -2,6 +2,7 @@
 //! is the command table and dispatches here. What several commands share
 //! (opening the store, loading packs and waivers, printing) is below.
 
+pub mod attest;
 pub mod evidence;
 pub mod keys;
 pub mod policies;

@@ -41,18 +41,19 @@ pub async fn posture(args: PostureArgs) -> anyhow::Result<()> {
     let scores = score::scores(&set, &results, framework.as_deref(), &by, w);
     print_out(format, &scores, || {
         let mut t = String::from(
-            "FRAMEWORK     GROUP                         COVERAGE  NOT ASSESSED  SCORE  W/O WAIVERS  PASS  WAIVED  PARTIAL  FAIL  APPLICABLE\n",
+            "FRAMEWORK     GROUP                         COVERAGE  ATTESTED  NOT ASSESSED  SCORE  W/O WAIVERS  PASS  WAIVED  PARTIAL  FAIL  APPLICABLE\n",
         );
         for s in &scores {
-            let (coverage, not_assessed) = match (s.coverage, s.not_assessed, s.catalog_requirements) {
-                (Some(c), Some(n), Some(total)) => (format!("{c:.1}%"), format!("{n} of {total}")),
-                _ => ("no catalog".to_string(), "-".to_string()),
+            let (coverage, attested, not_assessed) = match (s.coverage, s.attested, s.not_assessed, s.catalog_requirements) {
+                (Some(c), Some(a), Some(n), Some(total)) => (format!("{c:.1}%"), a.to_string(), format!("{n} of {total}")),
+                _ => ("no catalog".to_string(), "-".to_string(), "-".to_string()),
             };
             t += &format!(
-                "{:<13} {:<28} {:>9}  {:>12}  {:>5.1}  {:>11.1}  {:>4}  {:>6}  {:>7}  {:>4}  {:>10}\n",
+                "{:<13} {:<28} {:>9}  {:>8}  {:>12}  {:>5.1}  {:>11.1}  {:>4}  {:>6}  {:>7}  {:>4}  {:>10}\n",
                 s.framework,
                 s.group,
                 coverage,
+                attested,
                 not_assessed,
                 s.score,
                 s.score_without_waivers,

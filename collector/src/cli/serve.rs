@@ -53,6 +53,7 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
         hub: driftwatch_collector::live::Hub::default(),
         slo: cfg.slo.clone(),
         unknown_after_secs: cfg.evaluation.unknown_after_secs,
+        attestations: cfg.attestations,
     };
     let hub = shared.hub.clone();
     driftwatch_collector::api::start(&cfg.api, shared).await?;
@@ -64,6 +65,13 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
             posture: cfg.alerts.posture.clone().map(|p| (p, alerting.clone())),
         },
         Duration::from_secs(cfg.evaluation.score_interval_secs),
+        leader.clone(),
+    ));
+    tokio::spawn(tasks::attestations::run(
+        policies_rx.clone(),
+        store.clone(),
+        alerting.clone(),
+        Duration::from_secs(cfg.attestations.check_secs),
         leader.clone(),
     ));
     if let Some(after) = cfg.evaluation.unknown_after() {

@@ -104,8 +104,9 @@ pub(super) fn evaluate(
         None => Box::new(policies.controls.iter()),
     };
     let controls: Vec<&CompiledControl> = controls
-        // Detections run on records (see `detect`), never on facts.
-        .filter(|c| c.detect.is_none())
+        // Detections run on records (see `detect`), never on facts, and
+        // attested controls take their results from attestations.
+        .filter(|c| c.is_check())
         .filter(|c| c.applies_to(asset.kind, &asset.labels))
         // Without the asset's full snapshot (a restart, a rebalance: posture
         // is restored, facts are not), a missing fact says nothing: only

@@ -220,7 +220,7 @@ impl Engine {
             in_force.symmetric_difference(&self.waivers_in_force).map(|(_, control)| control.clone()).collect();
         self.waivers_in_force = in_force;
         let p = self.policies.clone();
-        let which: Vec<usize> = changed.iter().filter_map(|c| p.get(c)).filter(|(_, c)| c.detect.is_none()).map(|(i, _)| i).collect();
+        let which: Vec<usize> = changed.iter().filter_map(|c| p.get(c)).filter(|(_, c)| c.is_check()).map(|(i, _)| i).collect();
         // Fact checks of assets whose facts are here: evaluate again.
         let change_id = format!("waiver-change@{}", now.timestamp());
         let ids = self.current_assets(now);

@@ -14,14 +14,15 @@ use crate::policy::PolicySet;
 use crate::store::waivers::SilentResult;
 
 /// The `unknown` results for the latest results of silent assets. Only
-/// fact checks: detections are about events, and silence is none.
+/// fact checks: detections are about events, and silence is none;
+/// attestations expire on their own.
 pub fn unknown_results(policies: &PolicySet, silent: &[SilentResult], unknown_after: chrono::Duration) -> Vec<Evaluation> {
     silent
         .iter()
         .filter(|r| r.status != Status::Unknown && r.status != Status::NotApplicable)
         .filter_map(|r| {
             let (_, c) = policies.get(&r.control_id)?;
-            if c.detect.is_some() {
+            if !c.is_check() {
                 return None;
             }
             let at = (r.last_seen + unknown_after).max(r.last_evaluated + chrono::Duration::seconds(1));

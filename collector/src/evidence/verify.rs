@@ -28,6 +28,10 @@ pub enum Finding {
     RowsInserted { batch_id: String, table: String, rows: usize, keys: Vec<String> },
     /// An hourly root does not match its links.
     RootMismatch { chain_id: String, hour: chrono::DateTime<chrono::Utc> },
+    /// An attestation's evidence file no longer has the SHA-256 attested.
+    FileAltered { attestation_id: String, name: String, sha256: String },
+    /// An attestation's evidence file is gone.
+    FileMissing { attestation_id: String, name: String, sha256: String },
 }
 
 /// What verification checked and found.
@@ -37,6 +41,8 @@ pub struct Verification {
     pub links: usize,
     pub rows: usize,
     pub roots: usize,
+    /// Attestations' evidence files checked against their SHA-256.
+    pub files: usize,
     pub findings: Vec<Finding>,
 }
 
@@ -135,7 +141,7 @@ pub fn verify(links: &[LinkRow], outside: &[LinkRow], rows: &[StoredRow], roots:
             findings.push(Finding::RootMismatch { chain_id: root.chain_id.clone(), hour: root.hour });
         }
     }
-    Verification { chains: chains.len(), links: links.len(), rows: rows.len(), roots: roots.len(), findings }
+    Verification { chains: chains.len(), links: links.len(), rows: rows.len(), roots: roots.len(), files: 0, findings }
 }
 
 fn chained_in(l: &LinkRow, t: u8, d: &RowDigest) -> bool {
@@ -168,6 +174,12 @@ impl std::fmt::Display for Finding {
                 write!(f, "batch {batch_id}: inserted, not in any chain ({rows} {table} row(s): {})", keys.join("; "))
             }
             Finding::RootMismatch { chain_id, hour } => write!(f, "chain {chain_id}: the Merkle root of {hour} does not match its links"),
+            Finding::FileAltered { attestation_id, name, sha256 } => {
+                write!(f, "attestation {attestation_id}: evidence file {name} no longer has SHA-256 {sha256}: altered")
+            }
+            Finding::FileMissing { attestation_id, name, sha256 } => {
+                write!(f, "attestation {attestation_id}: evidence file {name} (SHA-256 {sha256}) is missing")
+            }
         }
     }
 }

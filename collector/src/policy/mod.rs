@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use driftwatch_schemas::{AssetKind, FactPath};
-pub use model::{Control, DetectStream, Severity};
+pub use model::{Control, DetectStream, Severity, ORGANIZATION};
 
 /// A control ready to evaluate.
 #[derive(Debug)]
 pub struct CompiledControl {
     pub control: Control,
-    /// The check, or for a detection its `match`.
+    /// The check, or for a detection its `match`; for an attestation the
+    /// constant `false`, never run (its results come from attestations).
     pub program: ::cel::Program,
     /// The fact paths the check reads; the evidence of a result. Empty for
     /// detections, which read records, not facts.
@@ -36,6 +37,8 @@ pub struct CompiledControl {
     pub constants: BTreeSet<String>,
     /// Set for a detection over the audit or SLA stream.
     pub detect: Option<CompiledDetect>,
+    /// Set for an attested control.
+    pub attest: Option<CompiledAttest>,
     /// Where the control was declared, and its pack's name.
     pub source: PathBuf,
     pub pack: Arc<str>,
@@ -81,7 +84,33 @@ pub struct CompiledDetect {
     pub guards: Vec<cel::Guard>,
 }
 
+/// An attested control's compiled parts (see [`model::Attest`]).
+#[derive(Debug, Clone)]
+pub struct CompiledAttest {
+    pub owner: String,
+    /// How long an attestation holds.
+    pub cadence: chrono::Duration,
+    /// How long before expiry its reminder fires.
+    pub remind_before: chrono::Duration,
+    pub evidence: String,
+}
+
 impl CompiledControl {
+    /// Whether it is a check over facts (neither a detection nor attested):
+    /// what a snapshot evaluates.
+    pub fn is_check(&self) -> bool {
+        self.detect.is_none() && self.attest.is_none()
+    }
+
+    /// How it gets its results: `check`, `detection` or `attestation`.
+    pub fn kind(&self) -> &'static str {
+        match (&self.detect, &self.attest) {
+            (Some(_), _) => "detection",
+            (_, Some(_)) => "attestation",
+            _ => "check",
+        }
+    }
+
     /// Whether the control applies to an asset of `kind` with `labels`.
     pub fn applies_to(&self, kind: AssetKind, labels: &std::collections::BTreeMap<String, String>) -> bool {
         let a = &self.control.applies_to;
@@ -349,37 +378,49 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
                 }
             }
         }
-        match (&control.check, &control.detect) {
-            (Some(check), None) => match cel::compile(check) {
+        let frameworks = Frameworks::new(&control.frameworks);
+        let compiled =
+            |control: Control, program: ::cel::Program, detect: Option<CompiledDetect>, attest: Option<CompiledAttest>| CompiledControl {
+                control,
+                program,
+                reads: BTreeSet::new(),
+                read_texts: Vec::new(),
+                constants: BTreeSet::new(),
+                detect,
+                attest,
+                source: file.to_path_buf(),
+                pack,
+                frameworks,
+            };
+        match (&control.check, &control.detect, &control.attest) {
+            (Some(check), None, None) => match cel::compile(check) {
                 Err(e) => err(format!("control {}: check does not compile: {e}", control.id)),
                 Ok(program) => {
                     let (reads, constants) = (cel::fact_paths(&program), cel::string_constants(&program));
-                    let frameworks = Frameworks::new(&control.frameworks);
-                    let source = file.to_path_buf();
                     let read_texts = reads.iter().map(ToString::to_string).collect();
-                    out.push(CompiledControl { control, program, reads, read_texts, constants, detect: None, source, pack, frameworks });
+                    out.push(CompiledControl { reads, read_texts, constants, ..compiled(control, program, None, None) });
                 }
             },
-            (None, Some(d)) => {
+            (None, Some(d), None) => {
                 if let Some(detect) = compile_detect(&control.id, d, &mut err) {
                     match cel::compile(&d.matches) {
                         Err(e) => err(format!("control {}: detect.match does not compile: {e}", control.id)),
-                        Ok(program) => out.push(CompiledControl {
-                            frameworks: Frameworks::new(&control.frameworks),
-                            control,
-                            program,
-                            reads: BTreeSet::new(),
-                            read_texts: Vec::new(),
-                            constants: BTreeSet::new(),
-                            detect: Some(detect),
-                            source: file.to_path_buf(),
-                            pack,
-                        }),
+                        Ok(program) => out.push(compiled(control, program, Some(detect), None)),
                     }
                 }
             }
-            (Some(_), Some(_)) => err(format!("control {}: has both `check` and `detect`; give one", control.id)),
-            (None, None) => err(format!("control {}: has neither `check` (over facts) nor `detect` (over a stream)", control.id)),
+            (None, None, Some(a)) => {
+                if !control.applies_to.kinds.is_empty() || !control.applies_to.labels.is_empty() {
+                    err(format!("control {}: an attested control is the organisation's; it takes no applies_to", control.id));
+                }
+                if let (Some(attest), Ok(never)) = (compile_attest(&control.id, a, &mut err), cel::compile("false")) {
+                    out.push(compiled(control, never, None, Some(attest)));
+                }
+            }
+            (None, None, None) => {
+                err(format!("control {}: has none of `check` (over facts), `detect` (over a stream), `attest` (by people)", control.id))
+            }
+            _ => err(format!("control {}: give one of `check`, `detect` and `attest`", control.id)),
         }
     }
     if errors.is_empty() {
@@ -387,6 +428,27 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
     } else {
         Err(errors)
     }
+}
+
+/// Parses an attestation's durations.
+fn compile_attest(id: &str, a: &model::Attest, err: &mut impl FnMut(String)) -> Option<CompiledAttest> {
+    let mut duration = |field: &str, text: &str| match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => chrono::Duration::from_std(d).ok(),
+        Ok(_) => {
+            err(format!("control {id}: attest.{field} {text:?} must be a positive duration"));
+            None
+        }
+        Err(e) => {
+            err(format!("control {id}: attest.{field} {text:?}: {e} (e.g. \"90d\", \"365d\")"));
+            None
+        }
+    };
+    let (cadence, remind_before) = (duration("cadence", &a.cadence), duration("remind_before", &a.remind_before));
+    if a.owner.trim().is_empty() || a.evidence.trim().is_empty() {
+        err(format!("control {id}: attest needs an owner and the evidence it expects"));
+        return None;
+    }
+    Some(CompiledAttest { owner: a.owner.clone(), cadence: cadence?, remind_before: remind_before?, evidence: a.evidence.clone() })
 }
 
 /// Compiles a detection's group keys and parses its window.
@@ -534,6 +596,37 @@ controls:
     /// The coverage the shipped packs promise: 150+ checks, every
     /// framework evidenced by 10+ of them, every check mapped to 2+
     /// frameworks, and Linux fact checks naming an SSG rule where they can.
+    /// The organisational requirements no agent can observe are each
+    /// mapped by an attested control, so that automated and attested
+    /// evidence together can cover these frameworks.
+    #[test]
+    fn shipped_attested_controls_cover_the_organisational_requirements() {
+        let set = load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")).unwrap_or_else(|e| panic!("{e}"));
+        let attested: BTreeSet<(&str, &str)> = set
+            .controls
+            .iter()
+            .filter(|c| c.attest.is_some())
+            .flat_map(|c| c.control.frameworks.iter().flat_map(|(fw, ids)| ids.iter().map(move |id| (fw.as_str(), id.as_str()))))
+            .collect();
+        let sections: [(&str, &[&str]); 4] = [
+            ("soc2", &["CC1.", "CC2.", "CC3.", "CC4.", "CC5.", "CC9."]),
+            ("iso27001", &["A.5.", "A.6."]),
+            ("hipaa", &["164.308("]),
+            ("pci-dss", &["12."]),
+        ];
+        for (fw, prefixes) in sections {
+            let catalog = set.catalogs.get(fw).unwrap();
+            let wanted: Vec<&str> =
+                catalog.requirements.iter().map(|r| r.id.as_str()).filter(|id| prefixes.iter().any(|p| id.starts_with(p))).collect();
+            assert!(wanted.len() >= 8, "{fw}: {wanted:?}");
+            let missing: Vec<&&str> = wanted.iter().filter(|id| !attested.contains(&(fw, **id))).collect();
+            assert!(missing.is_empty(), "{fw}: no attested control maps to {missing:?}");
+        }
+        for c in set.controls.iter().filter(|c| c.attest.is_some()) {
+            assert!(c.control.id.starts_with("org."), "{}: attested controls live in policies/organization", c.control.id);
+        }
+    }
+
     #[test]
     fn shipped_packs_cover_every_framework() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");

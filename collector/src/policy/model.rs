@@ -30,7 +30,8 @@ pub struct AppliesTo {
     pub labels: BTreeMap<String, String>,
 }
 
-/// One automated control.
+/// One control: automated (a `check` over facts, a `detect` over a
+/// stream) or attested by people (`attest`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Control {
@@ -51,6 +52,10 @@ pub struct Control {
     /// A detection over the audit or SLA stream instead of a fact check.
     #[serde(default)]
     pub detect: Option<Detect>,
+    /// What no agent can observe (access reviews, training, restore
+    /// tests): people attest it, with evidence files, for a while.
+    #[serde(default)]
+    pub attest: Option<Attest>,
     #[serde(default)]
     pub remediation: String,
     /// Framework → requirement ids this control gives evidence for.
@@ -125,6 +130,31 @@ pub struct Detect {
     /// Sliding window, e.g. `5m`, `1h`, `30s`.
     #[serde(default = "five_minutes")]
     pub window: String,
+}
+
+/// An attested control: its result is the latest attestation while it
+/// holds (`cadence` after it was made), `unknown` once that has passed.
+/// Attestations are of the organisation: the result belongs to the asset
+/// [`ORGANIZATION`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attest {
+    /// Who attests: a team or a role (the `owner` of its reminders).
+    pub owner: String,
+    /// How long an attestation holds, e.g. `90d`, `365d`.
+    pub cadence: String,
+    /// What the evidence attached must show.
+    pub evidence: String,
+    /// How long before expiry the reminder fires (default `14d`).
+    #[serde(default = "fourteen_days")]
+    pub remind_before: String,
+}
+
+/// The asset attested controls' results belong to.
+pub const ORGANIZATION: &str = "organization";
+
+fn fourteen_days() -> String {
+    "14d".into()
 }
 
 fn one() -> u32 {

@@ -63,6 +63,9 @@ pub struct Summary {
     pub not_assessed: Option<usize>,
     /// Share of the catalog with evidence, 0–100.
     pub coverage: Option<f64>,
+    /// Of the requirements with evidence, those whose only evidence is
+    /// attested (the rest have automated evidence).
+    pub attested: Option<usize>,
     /// At the end of the period; waived requirements count as met.
     pub score: f64,
     pub score_without_waivers: f64,
@@ -230,6 +233,7 @@ pub fn build(i: &Inputs, generated_at: DateTime<Utc>) -> Report {
         // No result at all: nothing of the catalog is assessed.
         not_assessed: now.as_ref().and_then(|s| s.not_assessed).or(catalog_size),
         coverage: now.as_ref().and_then(|s| s.coverage).or(catalog_size.map(|_| 0.0)),
+        attested: now.as_ref().and_then(|s| s.attested).or(catalog_size.map(|_| 0)),
         score: now.as_ref().map_or(100.0, |s| s.score),
         score_without_waivers: now.as_ref().map_or(100.0, |s| s.score_without_waivers),
         score_at_start: start.as_ref().map(|s| s.score),
@@ -343,7 +347,7 @@ mod tests {
         assert!(cc11.status.is_none() && cc11.checks.is_empty() && cc11.title.is_some());
         assert_eq!((rep.summary.catalog_requirements, rep.summary.not_assessed, rep.summary.coverage), (Some(61), Some(58), Some(4.92)));
         let html = String::from_utf8(render::render(&rep, render::Format::Html)).unwrap();
-        assert!(html.contains("Coverage 4.9%: 3 of the 61 requirements of SOC 2 (2017 TSC) have evidence; 58 are not assessed"), "{html}");
+        assert!(html.contains("Coverage 4.9%: 3 of the 61 requirements of SOC 2 (2017 TSC) have evidence (3 automated, 0 attested only); 58 are not assessed"), "{html}");
         assert!(!html.to_lowercase().contains("compliant"), "no framework is called compliant below full coverage");
         let csv = String::from_utf8(render::render(&rep, render::Format::Csv)).unwrap();
         assert!(csv.lines().any(|l| l.starts_with("soc2,CC1.1,not assessed")), "{csv}");

@@ -63,14 +63,19 @@ fn status(s: Option<RequirementStatus>) -> &'static str {
 /// assessed requirements only; it never calls the framework compliant.
 fn coverage_line(r: &Report) -> String {
     let s = &r.summary;
+    let kinds = |with: usize| {
+        let attested = s.attested.unwrap_or_default();
+        format!("{} automated, {attested} attested only", with.saturating_sub(attested))
+    };
     match (s.coverage, s.not_assessed, s.catalog_requirements) {
         (Some(c), Some(0), Some(total)) => {
-            format!("Coverage {c:.1}%: all {total} requirements of {} have evidence.", r.framework_name)
+            format!("Coverage {c:.1}%: all {total} requirements of {} have evidence ({}).", r.framework_name, kinds(total))
         }
         (Some(c), Some(n), Some(total)) => format!(
-            "Coverage {c:.1}%: {} of the {total} requirements of {} have evidence; {n} are not assessed, and the score below is over the assessed requirements only.",
+            "Coverage {c:.1}%: {} of the {total} requirements of {} have evidence ({}); {n} are not assessed, and the score below is over the assessed requirements only.",
             total - n,
-            r.framework_name
+            r.framework_name,
+            kinds(total - n)
         ),
         _ => format!(
             "Coverage unknown: Driftwatch has no catalog of {}; the score is over the {} requirements its checks map to.",

@@ -118,22 +118,39 @@ pub struct Score {
     pub not_assessed: Option<usize>,
     /// Share of the catalog's requirements with evidence, 0–100.
     pub coverage: Option<f64>,
+    /// Catalog requirements whose only evidence is attested (the others
+    /// with evidence have automated evidence, from checks or detections).
+    pub attested: Option<usize>,
 }
 
 /// What a score covers of `framework`'s catalog (of one of its sections
-/// only, with `section`), given the requirement ids with evidence:
-/// (catalog size, not assessed, coverage).
-fn coverage<'a>(
-    policies: &PolicySet,
-    framework: &str,
-    section: Option<&str>,
-    assessed: impl Iterator<Item = &'a String>,
-) -> (Option<usize>, Option<usize>, Option<f64>) {
-    let Some(catalog) = policies.catalogs.get(framework) else { return (None, None, None) };
+/// only, with `section`), given each requirement with evidence and the
+/// results behind it.
+fn coverage(policies: &PolicySet, framework: &str, section: Option<&str>, assessed: &BTreeMap<String, Vec<Counted>>) -> Coverage {
+    let Some(catalog) = policies.catalogs.get(framework) else { return Coverage::default() };
     let in_scope = |id: &str| section.is_none_or(|s| catalog.root_group(id).is_some_and(|g| g.id == s));
     let total = catalog.requirements.iter().filter(|r| in_scope(&r.id)).count();
-    let with_evidence = assessed.filter(|id| catalog.contains(id) && in_scope(id)).count();
-    (Some(total), Some(total - with_evidence), Some(percent(with_evidence as f64, total)))
+    let with_evidence: Vec<&Vec<Counted>> =
+        assessed.iter().filter(|(id, _)| catalog.contains(id) && in_scope(id)).map(|(_, rs)| rs).collect();
+    let attested = with_evidence
+        .iter()
+        .filter(|rs| rs.iter().all(|(r, _)| policies.get(&r.control_id).is_some_and(|(_, c)| c.attest.is_some())))
+        .count();
+    Coverage {
+        catalog_requirements: Some(total),
+        not_assessed: Some(total - with_evidence.len()),
+        coverage: Some(percent(with_evidence.len() as f64, total)),
+        attested: Some(attested),
+    }
+}
+
+/// A score's [`coverage`] (all `None` without a catalog).
+#[derive(Default)]
+struct Coverage {
+    catalog_requirements: Option<usize>,
+    not_assessed: Option<usize>,
+    coverage: Option<f64>,
+    attested: Option<usize>,
 }
 
 /// The waivers to apply, and the instant they must be in force at.
@@ -213,11 +230,12 @@ pub fn scores(policies: &PolicySet, results: &[Result], framework: Option<&str>,
             }
             let applicable = reqs.len();
             let section = (*by == GroupBy::Section).then_some(group.as_str());
-            let (catalog_requirements, not_assessed, coverage) = coverage(policies, &fw, section, reqs.keys());
+            let Coverage { catalog_requirements, not_assessed, coverage, attested } = coverage(policies, &fw, section, &reqs);
             Score {
                 catalog_requirements,
                 not_assessed,
                 coverage,
+                attested,
                 framework: fw,
                 group,
                 applicable,
@@ -368,6 +386,22 @@ controls:
         PolicySet::new(crate::policy::load_text(Path::new("t.yaml"), text).unwrap())
     }
 
+    #[test]
+    fn coverage_says_which_requirements_only_attestations_give_evidence_for() {
+        let text = r#"pack: t
+controls:
+  - {id: a, title: a, severity: high, check: 'x.a', frameworks: {soc2: [CC6.1]}}
+  - {id: org.review, title: r, severity: high, attest: {owner: sec, cadence: 90d, evidence: e}, frameworks: {soc2: [CC6.1, CC6.2, CC1.1]}}
+"#;
+        let p = PolicySet::new(crate::policy::load_text(Path::new("t.yaml"), text).unwrap());
+        let rs = vec![r("h1", "web", "a", Status::Pass, 1), r(crate::policy::ORGANIZATION, "", "org.review", Status::Pass, 1)];
+        let fleet = scores(&p, &rs, Some("soc2"), &GroupBy::Fleet, none());
+        // CC6.1 has automated evidence too; CC6.2 and CC1.1 only attested.
+        assert_eq!((fleet[0].applicable, fleet[0].attested, fleet[0].not_assessed), (3, Some(2), Some(58)));
+        let sections = scores(&p, &rs, Some("soc2"), &GroupBy::Section, none());
+        assert_eq!(sections.iter().filter_map(|s| s.attested).sum::<usize>(), 2, "{sections:#?}");
+    }
+
     /// No waivers.
     pub(crate) fn none() -> WaiversAt<'static> {
         static NONE: std::sync::OnceLock<Waivers> = std::sync::OnceLock::new();
@@ -414,6 +448,7 @@ controls:
                 catalog_requirements: Some(61),
                 not_assessed: Some(58),
                 coverage: Some(4.92),
+                attested: Some(0),
             }]
         );
         let by_team = scores(&p, &rs, Some("pci-dss"), &GroupBy::Label("team".into()), none());

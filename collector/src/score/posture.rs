@@ -121,15 +121,12 @@ fn alert(name: &str, severity: &str, framework: &str, summary: String, annotatio
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let mut ann: BTreeMap<String, String> = annotations.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    ann.insert("title".into(), summary.clone());
     ann.insert("summary".into(), summary);
     ann.insert(
         "remediation".into(),
         format!("driftwatch-collector gaps --framework {framework} lists what fails, soonest due first, with the fix for each."),
     );
-    let mut a = Alert { labels, annotations: ann, starts_at: now, ends_at: None, instance: String::new(), one_shot: false };
-    a.instance = format!("{}@{}", a.fingerprint(), now.timestamp());
-    a
+    Alert::condition(labels, ann, now)
 }
 
 #[cfg(test)]
@@ -150,6 +147,7 @@ mod tests {
             catalog_requirements: Some(61),
             not_assessed: Some(51),
             coverage: Some(16.39),
+            attested: Some(0),
         }
     }
 

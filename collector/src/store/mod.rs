@@ -6,6 +6,7 @@
 //! distributed-mode store.
 
 pub mod alerting;
+pub mod attestations;
 mod canonical;
 pub mod clickhouse;
 pub mod config;
@@ -27,6 +28,7 @@ use driftwatch_schemas::{AuditEvent, ConfigSnapshot, SlaMeasurement};
 use rows::*;
 
 pub use alerting::AlertLog;
+pub use attestations::AttestationLog;
 pub use evidence::EvidenceStore;
 pub use keys::KeyRing;
 pub use retention::Retention;
@@ -333,9 +335,15 @@ fn sqlite_fault(e: &rusqlite::Error) -> Fault {
 /// Everything the collector keeps, whatever keeps it: ClickHouse in the
 /// distributed mode ([`clickhouse`]), SQLite in the single-node mode
 /// ([`sqlite`]). Each part is the interface of one room's needs.
-pub trait Store: Streams + Views + AlertLog + WaiverLog + SloStore + EvidenceStore + KeyRing + Retention + Send + Sync {}
+pub trait Store:
+    Streams + Views + AlertLog + WaiverLog + SloStore + EvidenceStore + KeyRing + Retention + AttestationLog + Send + Sync
+{
+}
 
-impl<T: Streams + Views + AlertLog + WaiverLog + SloStore + EvidenceStore + KeyRing + Retention + Send + Sync> Store for T {}
+impl<T: Streams + Views + AlertLog + WaiverLog + SloStore + EvidenceStore + KeyRing + Retention + AttestationLog + Send + Sync> Store
+    for T
+{
+}
 
 /// The store, shared by every task of the collector.
 pub type SharedStore = std::sync::Arc<dyn Store>;
@@ -377,7 +385,7 @@ pub trait Streams {
 /// The store and every part of its interface, for the rooms that use it
 /// (`use crate::store::prelude::*`: methods of a part need it in scope).
 pub mod prelude {
-    pub use super::{AlertLog, EvidenceStore, KeyRing, Retention, SharedStore, SloStore, Store, Streams, Views, WaiverLog};
+    pub use super::{AlertLog, AttestationLog, EvidenceStore, KeyRing, Retention, SharedStore, SloStore, Store, Streams, Views, WaiverLog};
 }
 
 /// Opens the configured store: connects to ClickHouse (and migrates it,

@@ -44,6 +44,8 @@ pub fn default_days() -> BTreeMap<&'static str, Option<u32>> {
         "evidence_roots",
         "api_audit",
         "notification_log",
+        "attestations",
+        "attestation_files",
     ];
     let mut m: BTreeMap<&'static str, Option<u32>> = evidence.into_iter().map(|t| (t, Some(EVIDENCE_DAYS))).collect();
     m.insert("sla_measurements", Some(90));

@@ -326,4 +326,6 @@ pub struct ScoreRow {
     pub catalog_requirements: Option<u32>,
     pub not_assessed: Option<u32>,
     pub coverage: Option<f64>,
+    /// Of the requirements with evidence, those with attested evidence only.
+    pub attested: Option<u32>,
 }

@@ -17,6 +17,7 @@
 //! [`Backoff`] / [`until_ok`], retrying what must eventually succeed.
 
 pub mod alerting;
+pub mod attestations;
 pub mod conditions;
 pub mod retention;
 pub mod roots;

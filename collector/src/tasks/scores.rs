@@ -105,6 +105,7 @@ pub async fn record(set: &PolicySet, waivers: &Waivers, store: &SharedStore) -> 
             catalog_requirements: s.catalog_requirements.map(|n| n as u32),
             not_assessed: s.not_assessed.map(|n| n as u32),
             coverage: s.coverage,
+            attested: s.attested.map(|n| n as u32),
         })
     };
     let fleet = scores(set, &results, None, &GroupBy::Fleet, w);
@@ -114,6 +115,13 @@ pub async fn record(set: &PolicySet, waivers: &Waivers, store: &SharedStore) -> 
         m.with_label_values(&[s.framework.as_str(), "ignored"]).set(s.score_without_waivers);
         if let Some(c) = s.coverage {
             crate::metrics::METRICS.compliance_coverage.with_label_values(&[s.framework.as_str()]).set(c);
+        }
+        if let (Some(total), Some(not), Some(attested)) = (s.catalog_requirements, s.not_assessed, s.attested) {
+            let m = &crate::metrics::METRICS.compliance_requirements;
+            let automated = total.saturating_sub(not + attested);
+            for (evidence, n) in [("automated", automated), ("attested", attested), ("not_assessed", not)] {
+                m.with_label_values(&[s.framework.as_str(), evidence]).set(n as i64);
+            }
         }
         push("fleet", "", s);
     }

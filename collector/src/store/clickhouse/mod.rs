@@ -4,6 +4,7 @@
 //! per client. One file per part of the [`super::Store`] interface.
 
 mod alerting;
+mod attestations;
 mod evidence;
 mod keys;
 mod retention;

@@ -18,6 +18,7 @@
 //! processes, such as `driftwatch-collector posture`, read meanwhile).
 
 mod alerting;
+mod attestations;
 mod evidence;
 mod keys;
 mod retention;
@@ -33,6 +34,7 @@ use rusqlite::{Connection, ToSql};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::attestations::{AttestationFileRow, AttestationRow};
 use super::keys::AssetKeyRow;
 use super::records::{ApiAuditRow, NotificationRow, RootWriteRow, SilenceWriteRow, WaiverRow};
 use super::rows::*;
@@ -214,6 +216,10 @@ doc!(ControlRow, "controls", |r| key: key(&[&r.control_id]), asset: "", subject:
     ord: ms(r.loaded_at, 0), batch: "");
 doc!(AssetKeyRow, "asset_keys", |r| key: key(&[&r.asset_id, &r.fingerprint, &r.version]), asset: &r.asset_id,
     subject: &r.fingerprint, at: r.decided_at, ord: r.version.min(i64::MAX as u64) as i64, batch: "");
+doc!(AttestationRow, "attestations", |r| key: key(&[&r.control_id, &r.attestation_id]), asset: "", subject: &r.control_id,
+    at: r.attested_at, ord: ms(r.attested_at, 0), batch: "");
+doc!(AttestationFileRow, "attestation_files", |r| key: key(&[&r.sha256]), asset: "", subject: &r.sha256, at: r.stored_at,
+    ord: ms(r.stored_at, 0), batch: "");
 doc!(ScoreRow, "scores", |r| key: key(&[&r.at, &r.framework, &r.scope, &r.label_key, &r.group_value]), asset: "",
     subject: &r.framework, at: r.at, ord: ms(r.at, 0), batch: "");
 
