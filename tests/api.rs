@@ -298,6 +298,25 @@ async fn the_openapi_document_describes_every_answer() {
     let r = http.post(format!("{base}/attestations")).bearer_auth("ops-key").multipart(lying).send().await.unwrap();
     assert_eq!(r.status(), 415);
     assert!(r.text().await.unwrap().contains("declared application/pdf but its bytes are text"));
+    // A gap assigned: its tracking, then the list says so.
+    let r = http
+        .post(format!("{base}/gaps/soc2:CC6.1/tracking"))
+        .bearer_auth("ops-key")
+        .json(&json!({"assignee": "alice", "state": "in_progress", "note": "rolling out the fix"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "gap tracking");
+    let tracking: Value = r.json().await.unwrap();
+    check(
+        &doc,
+        "/gaps/{id}/tracking",
+        &doc["paths"]["/gaps/{id}/tracking"]["post"]["responses"]["201"]["content"]["application/json"]["schema"],
+        &tracking,
+    );
+    let r =
+        http.post(format!("{base}/gaps/soc2:NOPE/tracking")).bearer_auth("ops-key").json(&json!({"assignee": "x"})).send().await.unwrap();
+    assert_eq!(r.status(), 404, "a requirement the framework does not have");
     let check_control = reqwest::multipart::Form::new().text("control_id", "t.root_login").text("statement", "x");
     let r = http.post(format!("{base}/attestations")).bearer_auth("ops-key").multipart(check_control).send().await.unwrap();
     assert_eq!(r.status(), 400, "a check is not attested");
@@ -324,6 +343,7 @@ async fn the_openapi_document_describes_every_answer() {
                 at = match (path.as_str(), name) {
                     ("/controls/{id}", "id") => path.replace("{id}", "t.root_login"),
                     ("/attestations/files/{sha256}", "sha256") => path.replace("{sha256}", &sha256),
+                    ("/gaps/{id}/history", "id") => path.replace("{id}", "soc2:CC6.1"),
                     _ => panic!("{path}: a path parameter this test has no value for: {name}"),
                 };
                 continue;
@@ -366,6 +386,13 @@ async fn the_openapi_document_describes_every_answer() {
             let cc11 = reqs.iter().find(|r| r["id"] == "CC1.1").unwrap();
             assert!(cc11["title"].as_str().is_some_and(|t| !t.is_empty()) && cc11["controls"].as_array().unwrap().is_empty(), "{cc11}");
             assert!(reqs.iter().any(|r| r["id"] == "CC6.1" && r["controls"].as_array().unwrap().contains(&json!("t.root_login"))));
+        }
+        if path == "/gaps" {
+            let g = body.as_array().unwrap().iter().find(|g| g["id"] == "soc2:CC6.1").unwrap_or_else(|| panic!("{body}"));
+            assert_eq!((g["assignee"].as_str(), g["state"].as_str()), (Some("alice"), Some("in_progress")), "{g}");
+        }
+        if path == "/gaps/{id}/history" {
+            assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
         }
         if path == "/attestations" {
             let listed = body.as_array().unwrap().iter().find(|a| a["control_id"] == "t.access_review").unwrap();

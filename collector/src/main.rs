@@ -97,6 +97,14 @@ enum Command {
         #[command(subcommand)]
         command: cli::waiver::WaiverCommand,
     },
+    /// Track a gap to closure: assign it, move it on, accept its risk (a waiver), see its history.
+    Gap {
+        /// Configuration file (for the store and the policy directory).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: cli::gap::GapCommand,
+    },
     /// Attestations: people attest what no agent can observe (access reviews, training, restore tests), with evidence files.
     Attestation {
         /// Configuration file (for the store, the policy directory and the evidence limits).
@@ -162,6 +170,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Waiver { config, command } => {
             let (cfg, _, store) = cli::open_store(config.as_deref()).await?;
             cli::waiver::run(&store, &cli::load_waivers(&cfg.policies, &store).await?, command).await?
+        }
+        Command::Gap { config, command } => {
+            let (cfg, set, store) = cli::open_store(config.as_deref()).await?;
+            cli::gap::run(&store, &set, &cli::load_waivers(&cfg.policies, &store).await?, command).await?
         }
         Command::Attestation { config, command } => {
             let (cfg, set, store) = cli::open_store(config.as_deref()).await?;

@@ -362,3 +362,18 @@ ORDER BY sha256;
 CREATE TABLE IF NOT EXISTS attestation_files ON CLUSTER 'driftwatch' AS attestation_files_local ENGINE = Distributed('driftwatch', currentDatabase(), attestation_files_local, rand());
 ALTER TABLE scores_local ON CLUSTER 'driftwatch' ADD COLUMN attested Nullable(UInt32);
 ALTER TABLE scores ON CLUSTER 'driftwatch' ADD COLUMN attested Nullable(UInt32);
+
+-- 0016_gap_tracking
+CREATE TABLE IF NOT EXISTS gap_events_local ON CLUSTER 'driftwatch' (
+    gap_id String,
+    state String,
+    assignee String,
+    note String,
+    waiver_id String,
+    changed_by String,
+    changed_at DateTime,
+    version UInt64
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(changed_at)
+ORDER BY (gap_id, version);
+CREATE TABLE IF NOT EXISTS gap_events ON CLUSTER 'driftwatch' AS gap_events_local ENGINE = Distributed('driftwatch', currentDatabase(), gap_events_local, rand());

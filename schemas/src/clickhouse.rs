@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 13, name: "0013_asset_keys", sql: include_str!("../clickhouse/0013_asset_keys.sql") },
     Migration { version: 14, name: "0014_score_coverage", sql: include_str!("../clickhouse/0014_score_coverage.sql") },
     Migration { version: 15, name: "0015_attestations", sql: include_str!("../clickhouse/0015_attestations.sql") },
+    Migration { version: 16, name: "0016_gap_tracking", sql: include_str!("../clickhouse/0016_gap_tracking.sql") },
 ];
 
 /// Latest posture per (asset, control) with its open violation.
@@ -78,6 +79,8 @@ pub const EVALUATION_AT_SQL: &str = include_str!("../clickhouse/queries/evaluati
 pub const ATTESTATIONS_SQL: &str = include_str!("../clickhouse/queries/attestations.sql");
 /// One attestation evidence file (`?` SHA-256).
 pub const ATTESTATION_FILE_SQL: &str = include_str!("../clickhouse/queries/attestation_file.sql");
+/// Every change of every gap's tracking, in order.
+pub const GAP_EVENTS_SQL: &str = include_str!("../clickhouse/queries/gap_events.sql");
 /// Every waiver, latest version each.
 pub const WAIVERS_SQL: &str = include_str!("../clickhouse/queries/waivers.sql");
 /// Latest results of assets silent since an instant (`?`, `?` = seconds).

@@ -28,6 +28,9 @@ pub struct GapsQuery {
     pub owner: Option<String>,
     /// At or above.
     pub severity: Option<String>,
+    /// Tracking state: open, in_progress, risk_accepted, resolved.
+    pub state: Option<String>,
+    pub assignee: Option<String>,
 }
 
 pub async fn gaps(State(s): State<AppState>, Query(q): Query<GapsQuery>) -> Result<Json<Vec<score::Gap>>, ApiError> {
@@ -35,11 +38,17 @@ pub async fn gaps(State(s): State<AppState>, Query(q): Query<GapsQuery>) -> Resu
         Some(v) => Some(v.parse::<crate::policy::Severity>().map_err(|e| bad(format!("severity: {e}")))?),
         None => None,
     };
+    let state = match &q.state {
+        Some(v) => Some(v.parse::<score::tracking::GapState>().map_err(|e| bad(format!("state: {e}")))?),
+        None => None,
+    };
     let results = s.store.current_results().await.map_err(unavailable)?;
+    let tracked = score::tracking::latest(&s.store.gap_events().await.map_err(unavailable)?);
     let (policies, waivers) = (s.policies.borrow().clone(), s.waivers.borrow().clone());
     let now = Utc::now();
-    let filter = score::GapFilter { asset: q.asset.as_deref(), owner: q.owner.as_deref(), min_severity };
-    Ok(Json(filter.gaps(&policies, &results, q.framework.as_deref(), WaiversAt { waivers: &waivers, at: now }, now)))
+    let filter =
+        score::GapFilter { asset: q.asset.as_deref(), owner: q.owner.as_deref(), min_severity, state, assignee: q.assignee.as_deref() };
+    Ok(Json(filter.gaps(&policies, &results, q.framework.as_deref(), WaiversAt { waivers: &waivers, at: now }, now, &tracked)))
 }
 
 #[derive(Debug, Deserialize)]

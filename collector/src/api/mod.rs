@@ -17,6 +17,7 @@ mod attestations;
 pub mod auth;
 mod catalog;
 mod compliance;
+mod gaps;
 mod keys;
 mod live;
 mod posture;
@@ -187,6 +188,8 @@ pub fn router(state: AppState) -> Router {
         .route("/assets", get(assets::list))
         .route("/violations", get(violations::list))
         .route("/gaps", get(compliance::gaps))
+        .route("/gaps/{id}/tracking", post(gaps::change))
+        .route("/gaps/{id}/history", get(gaps::history))
         .route("/effectiveness", get(compliance::effectiveness))
         .route("/evidence", get(compliance::evidence))
         .route("/reports", get(compliance::report))
@@ -255,6 +258,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/assets"),
     ("get", "/violations"),
     ("get", "/gaps"),
+    ("post", "/gaps/{id}/tracking"),
+    ("get", "/gaps/{id}/history"),
     ("get", "/effectiveness"),
     ("get", "/evidence"),
     ("get", "/reports"),

@@ -53,7 +53,7 @@ pub async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Json
 
 /// Publishes a changed waiver to the engine without waiting for the next
 /// refresh.
-fn publish(s: &AppState, w: &Waiver) {
+pub(super) fn publish(s: &AppState, w: &Waiver) {
     if let Some(tx) = &s.publish_waivers {
         tx.send_modify(|set| {
             let mut next: Waivers = (**set).clone();

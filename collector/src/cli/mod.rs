@@ -4,6 +4,7 @@
 
 pub mod attest;
 pub mod evidence;
+pub mod gap;
 pub mod keys;
 pub mod policies;
 pub mod reads;

@@ -88,30 +88,41 @@ pub struct GapsArgs {
     /// Only gaps of this severity or above (low, medium, high, critical).
     #[arg(long)]
     pub severity: Option<policy::Severity>,
+    /// Only gaps in this tracking state (open, in_progress, risk_accepted, resolved).
+    #[arg(long)]
+    pub state: Option<score::tracking::GapState>,
+    /// Only gaps assigned to this person.
+    #[arg(long)]
+    pub assignee: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: OutputFormat,
 }
 
 /// Failing and partially met requirements with severity, owner, first seen, due date and what to do.
 pub async fn gaps(args: GapsArgs) -> anyhow::Result<()> {
-    let GapsArgs { config, framework, asset, owner, severity, format } = args;
+    let GapsArgs { config, framework, asset, owner, severity, state, assignee, format } = args;
     let (cfg, set, store) = open_store(config.as_deref()).await?;
     let waivers = load_waivers(&cfg.policies, &store).await?;
     let results = store.current_results().await.context("reading the current posture")?;
+    let tracked = score::tracking::latest(&store.gap_events().await.context("reading gap tracking")?);
     let now = chrono::Utc::now();
-    let filter = score::GapFilter { asset: asset.as_deref(), owner: owner.as_deref(), min_severity: severity };
-    let gaps = filter.gaps(&set, &results, framework.as_deref(), score::WaiversAt { waivers: &waivers, at: now }, now);
+    let filter =
+        score::GapFilter { asset: asset.as_deref(), owner: owner.as_deref(), min_severity: severity, state, assignee: assignee.as_deref() };
+    let gaps = filter.gaps(&set, &results, framework.as_deref(), score::WaiversAt { waivers: &waivers, at: now }, now, &tracked);
     print_out(format, &gaps, || {
-        let mut t = String::from("DUE         SEVERITY  FRAMEWORK     REQUIREMENT             STATUS   ASSETS  OWNERS / CONTROLS\n");
+        let mut t = String::from(
+            "DUE         SEVERITY  GAP                                STATUS   STATE        ASSIGNEE      ASSETS  OWNERS / CONTROLS\n",
+        );
         for g in &gaps {
             t += &format!(
-                "{}{} {:<9} {:<13} {:<23} {:<8} {:>6}  {} / {}\n",
+                "{}{} {:<9} {:<34} {:<8} {:<12} {:<13} {:>6}  {} / {}\n",
                 g.due.format("%Y-%m-%d"),
                 if g.overdue { "!" } else { " " },
                 g.severity.as_str(),
-                g.framework,
-                g.requirement,
+                g.id,
                 format!("{:?}", g.status).to_lowercase(),
+                if g.reopened { "reopened".to_string() } else { g.state.as_str().to_string() },
+                g.assignee.as_deref().unwrap_or("-"),
                 g.failing_assets,
                 if g.owners.is_empty() { "-".to_string() } else { g.owners.join(",") },
                 g.failing_controls.join(",")

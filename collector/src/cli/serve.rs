@@ -63,6 +63,7 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
             waivers: waivers_rx.clone(),
             store: store.clone(),
             posture: cfg.alerts.posture.clone().map(|p| (p, alerting.clone())),
+            gaps: cfg.alerts.gaps.clone().map(|g| (g, alerting.clone())),
         },
         Duration::from_secs(cfg.evaluation.score_interval_secs),
         leader.clone(),

@@ -9,12 +9,14 @@
 //! it). Built from stored results
 //! only ([`build`] is pure; [`gather`] reads the store), so a report for a
 //! past period shows what the live view showed then. [`render`] writes it
-//! as JSON, CSV, self-contained HTML or PDF. An offline evaluation (the
+//! as JSON, CSV, self-contained HTML or PDF, and as NIST OSCAL assessment
+//! results ([`oscal`]). An offline evaluation (the
 //! `evaluate` command) is exported for CI pipelines as JUnit XML
 //! ([`junit`]) and, for a cluster, as Kubernetes PolicyReports
 //! ([`policyreport`]).
 
 pub mod junit;
+pub mod oscal;
 pub mod policyreport;
 pub mod render;
 
@@ -108,6 +110,8 @@ pub struct Check {
     pub control_id: String,
     pub title: String,
     pub severity: Severity,
+    /// `check`, `detection` or `attestation`.
+    pub kind: &'static str,
     /// Status → number of assets, at the end of the period (as counted for
     /// this requirement).
     pub results: BTreeMap<Status, usize>,
@@ -129,6 +133,8 @@ pub struct Inputs<'a> {
     /// Evaluation histories over [from, to].
     pub histories: Vec<History>,
     pub evidence: Vec<ChainHead>,
+    /// Each gap's tracking as of `to`.
+    pub gap_tracking: BTreeMap<String, score::tracking::Tracking>,
 }
 
 /// Reads what a report needs from the store.
@@ -150,6 +156,11 @@ pub async fn gather<'a>(
         at_end: store.results_at(to).await?,
         histories: store.histories(from, to).await?,
         evidence: store.evidence_heads(None, from, to).await?,
+        gap_tracking: {
+            let until = crate::store::secs(&to);
+            let events: Vec<_> = store.gap_events().await?.into_iter().filter(|e| e.changed_at <= until).collect();
+            score::tracking::latest(&events)
+        },
     })
 }
 
@@ -198,6 +209,7 @@ pub fn build(i: &Inputs, generated_at: DateTime<Utc>) -> Report {
                         control_id: c.control.id.clone(),
                         title: c.control.title.clone(),
                         severity: c.control.severity,
+                        kind: c.kind(),
                         results: BTreeMap::new(),
                         not_passing: Vec::new(),
                         oldest_evidence: None,
@@ -267,7 +279,7 @@ pub fn build(i: &Inputs, generated_at: DateTime<Utc>) -> Report {
         generated_at,
         summary,
         requirements,
-        gaps: score::gaps(i.policies, &i.at_end, Some(fw), end, i.to),
+        gaps: score::GapFilter::default().gaps(i.policies, &i.at_end, Some(fw), end, i.to, &i.gap_tracking),
         remediation_plan: score::plan::plan(i.policies, &i.at_end, Some(fw), end, i.to),
         waivers,
         evidence: i.evidence.clone(),
@@ -301,9 +313,35 @@ pub(crate) fn evaluation(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::score::tests::{policies, r};
+
+    /// A report over the test pack: CC6.1 partial, CC6.6 met, CC7.2
+    /// failing; the rest of SOC 2 not assessed.
+    pub(crate) fn report() -> Report {
+        let p = policies();
+        let waivers = Waivers::default();
+        let now = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 6, 1, 0, 0, 0).unwrap();
+        let inputs = Inputs {
+            policies: &p,
+            waivers: &waivers,
+            framework: "soc2",
+            from: now - chrono::Duration::days(7),
+            to: now,
+            at_start: vec![],
+            at_end: vec![
+                r("h1", "web", "a", Status::Pass, 1),
+                r("h1", "web", "b", Status::Fail, 1),
+                r("h2", "db", "a", Status::Pass, 1),
+                r("h2", "db", "c", Status::Fail, 1),
+            ],
+            histories: vec![],
+            evidence: vec![ChainHead { chain_id: "c1".into(), links: 3, first_seq: 1, last_seq: 3, head: "ab".repeat(32), last_at: 0 }],
+            gap_tracking: Default::default(),
+        };
+        build(&inputs, now)
+    }
 
     #[test]
     fn a_report_lists_requirements_checks_waivers_and_the_trend() {
@@ -330,6 +368,7 @@ mod tests {
             ],
             histories: vec![],
             evidence: vec![],
+            gap_tracking: Default::default(),
         };
         let rep = build(&inputs, now);
         // CC6.1: a pass + b waived → waived; CC6.6: a pass; CC7.2: c unknown → fail.

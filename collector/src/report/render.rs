@@ -17,12 +17,14 @@ pub enum Format {
     Csv,
     Html,
     Pdf,
+    /// NIST OSCAL assessment results ([`super::oscal`]).
+    Oscal,
 }
 
 impl Format {
     pub fn content_type(self) -> &'static str {
         match self {
-            Format::Json => "application/json",
+            Format::Json | Format::Oscal => "application/json",
             Format::Csv => "text/csv; charset=utf-8",
             Format::Html => "text/html; charset=utf-8",
             Format::Pdf => "application/pdf",
@@ -37,6 +39,7 @@ pub fn render(r: &Report, format: Format) -> Vec<u8> {
         Format::Csv => csv(r),
         Format::Html => html(r).into_bytes(),
         Format::Pdf => pdf(&lines(r)),
+        Format::Oscal => serde_json::to_vec_pretty(&super::oscal::render(r)).unwrap_or_default(),
     }
 }
 
@@ -55,6 +58,17 @@ fn status(s: Option<RequirementStatus>) -> &'static str {
         Some(RequirementStatus::Partial) => "partial",
         Some(RequirementStatus::Fail) => "fail",
         None => "not assessed",
+    }
+}
+
+/// A gap's tracking in a cell: its state, whether it failed again after
+/// being recorded resolved, and who it is assigned to.
+fn tracking_cell(g: &crate::score::Gap) -> String {
+    let state = g.state.as_str().replace('_', " ");
+    let state = if g.reopened { format!("{state} (reopened)") } else { state };
+    match &g.assignee {
+        Some(a) => format!("{state}, {a}"),
+        None => state,
     }
 }
 
@@ -242,11 +256,11 @@ th{{background:#f3f4f8}} .pass{{color:#137333}} .fail{{color:#b3261e}} .partial{
     if r.gaps.is_empty() {
         h.push_str("<p>None.</p>");
     } else {
-        h.push_str("<table><tr><th>Requirement</th><th>Status</th><th>Severity</th><th>Controls</th><th>Assets</th><th>Owners</th><th>First seen</th><th>Due</th></tr>\n");
+        h.push_str("<table><tr><th>Requirement</th><th>Status</th><th>Severity</th><th>Controls</th><th>Assets</th><th>Owners</th><th>First seen</th><th>Due</th><th>Tracking</th></tr>\n");
         for g in &r.gaps {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>",
                 esc(&g.requirement),
                 status(Some(g.status)),
                 g.severity.as_str(),
@@ -255,7 +269,8 @@ th{{background:#f3f4f8}} .pass{{color:#137333}} .fail{{color:#b3261e}} .partial{
                 esc(&g.owners.join(", ")),
                 day(&g.first_seen),
                 day(&g.due),
-                if g.overdue { " <b class=\"fail\">overdue</b>" } else { "" }
+                if g.overdue { " <b class=\"fail\">overdue</b>" } else { "" },
+                esc(&tracking_cell(g))
             );
         }
         h.push_str("</table>");
@@ -393,14 +408,15 @@ fn lines(r: &Report) -> Vec<(u8, bool, String)> {
             1,
             false,
             format!(
-                "{} {} ({}): {} on {} assets; due {}{}",
+                "{} {} ({}): {} on {} assets; due {}{}; {}",
                 g.requirement,
                 status(Some(g.status)),
                 g.severity.as_str(),
                 g.failing_controls.join(", "),
                 g.failing_assets,
                 day(&g.due),
-                if g.overdue { " OVERDUE" } else { "" }
+                if g.overdue { " OVERDUE" } else { "" },
+                tracking_cell(g)
             ),
         ));
     }

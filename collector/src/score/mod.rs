@@ -23,6 +23,7 @@
 pub mod effectiveness;
 pub mod plan;
 pub mod posture;
+pub mod tracking;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -111,6 +112,10 @@ pub struct Score {
     pub score: f64,
     /// 0–100, waived results counted as failing.
     pub score_without_waivers: f64,
+    /// 0–100, each requirement weighted by the highest severity of the
+    /// controls behind it (low 1, medium 2, high 3, critical 4): shown
+    /// beside the score, never instead of it.
+    pub score_weighted: f64,
     /// Requirements in the framework's catalog (`None`: it has none).
     pub catalog_requirements: Option<usize>,
     /// Catalog requirements with no applicable result in the scope: no
@@ -203,6 +208,26 @@ fn requirement_status(results: &[Counted], honour_waivers: bool) -> RequirementS
     }
 }
 
+/// What a requirement's status counts for in a score.
+fn met(s: RequirementStatus) -> f64 {
+    match s {
+        RequirementStatus::Pass | RequirementStatus::Waived => 1.0,
+        RequirementStatus::Partial => 0.5,
+        RequirementStatus::Fail => 0.0,
+    }
+}
+
+/// A requirement's weight in `score_weighted`: the highest severity of
+/// the controls behind it.
+fn severity_weight(s: Option<Severity>) -> f64 {
+    match s {
+        Some(Severity::Critical) => 4.0,
+        Some(Severity::High) => 3.0,
+        Some(Severity::Medium) => 2.0,
+        _ => 1.0,
+    }
+}
+
 fn percent(met: f64, applicable: usize) -> f64 {
     let score = if applicable == 0 { 100.0 } else { met / applicable as f64 * 100.0 };
     (score * 100.0).round() / 100.0
@@ -215,18 +240,20 @@ pub fn scores(policies: &PolicySet, results: &[Result], framework: Option<&str>,
         .map(|((fw, group), reqs)| {
             let (mut passing, mut partial, mut failing, mut waived) = (0, 0, 0, 0);
             let mut met_without = 0.0;
+            let (mut weighted_met, mut weights) = (0.0, 0.0);
             for rs in reqs.values() {
-                match requirement_status(rs, true) {
+                let status = requirement_status(rs, true);
+                match status {
                     RequirementStatus::Pass => passing += 1,
                     RequirementStatus::Waived => waived += 1,
                     RequirementStatus::Partial => partial += 1,
                     RequirementStatus::Fail => failing += 1,
                 }
-                met_without += match requirement_status(rs, false) {
-                    RequirementStatus::Pass => 1.0,
-                    RequirementStatus::Partial => 0.5,
-                    _ => 0.0,
-                };
+                let weight =
+                    severity_weight(rs.iter().filter_map(|(r, _)| policies.get(&r.control_id)).map(|(_, c)| c.control.severity).max());
+                weights += weight;
+                weighted_met += weight * met(status);
+                met_without += met(requirement_status(rs, false));
             }
             let applicable = reqs.len();
             let section = (*by == GroupBy::Section).then_some(group.as_str());
@@ -245,6 +272,7 @@ pub fn scores(policies: &PolicySet, results: &[Result], framework: Option<&str>,
                 waived,
                 score: percent(passing as f64 + waived as f64 + 0.5 * partial as f64, applicable),
                 score_without_waivers: percent(met_without, applicable),
+                score_weighted: if weights == 0.0 { 100.0 } else { (weighted_met / weights * 10_000.0).round() / 100.0 },
             }
         })
         .collect()
@@ -268,6 +296,8 @@ pub fn requirements<'a>(
 /// A requirement not (fully) met.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Gap {
+    /// `<framework>:<requirement>`: stable, what tracking refers to.
+    pub id: String,
     pub framework: String,
     pub requirement: String,
     pub status: RequirementStatus,
@@ -284,6 +314,11 @@ pub struct Gap {
     pub overdue: bool,
     /// What to do: each failing control's remediation and rationale.
     pub fixes: Vec<plan::Fix>,
+    /// Its tracking ([`tracking::track`]): state and assignee.
+    pub state: tracking::GapState,
+    pub assignee: Option<String>,
+    /// Recorded resolved (or risk accepted) but failing again.
+    pub reopened: bool,
 }
 
 /// Days to remediate a gap of each severity.
@@ -316,6 +351,10 @@ pub fn gaps(policies: &PolicySet, results: &[Result], framework: Option<&str>, w
             let fixes = controls.iter().filter_map(|id| policies.get(id)).map(|(_, c)| plan::Fix::of(&c.control)).collect();
             let assets: BTreeSet<&str> = failing.iter().map(|r| r.asset_id.as_str()).collect();
             out.push(Gap {
+                id: tracking::gap_id(&fw, &req),
+                state: tracking::GapState::Open,
+                assignee: None,
+                reopened: false,
                 framework: fw.clone(),
                 requirement: req,
                 status,
@@ -349,12 +388,23 @@ pub struct GapFilter<'a> {
     pub asset: Option<&'a str>,
     pub owner: Option<&'a str>,
     pub min_severity: Option<Severity>,
+    /// Only gaps in this tracking state, or assigned to this person.
+    pub state: Option<tracking::GapState>,
+    pub assignee: Option<&'a str>,
 }
 
 impl GapFilter<'_> {
     /// The gaps of the results this filter keeps (a requirement's due date
-    /// is then its own on those assets).
-    pub fn gaps(&self, policies: &PolicySet, results: &[Result], framework: Option<&str>, w: WaiversAt, now: DateTime<Utc>) -> Vec<Gap> {
+    /// is then its own on those assets), with their `tracking`.
+    pub fn gaps(
+        &self,
+        policies: &PolicySet,
+        results: &[Result],
+        framework: Option<&str>,
+        w: WaiversAt,
+        now: DateTime<Utc>,
+        tracked: &BTreeMap<String, tracking::Tracking>,
+    ) -> Vec<Gap> {
         let mut out = if self.asset.is_none() && self.owner.is_none() {
             gaps(policies, results, framework, w, now)
         } else {
@@ -366,7 +416,12 @@ impl GapFilter<'_> {
                 .collect();
             gaps(policies, &kept, framework, w, now)
         };
-        out.retain(|g| self.min_severity.is_none_or(|min| g.severity >= min));
+        tracking::track(&mut out, tracked);
+        out.retain(|g| {
+            self.min_severity.is_none_or(|min| g.severity >= min)
+                && self.state.is_none_or(|s| g.state == s)
+                && self.assignee.is_none_or(|a| g.assignee.as_deref() == Some(a))
+        });
         out
     }
 }
@@ -444,6 +499,9 @@ controls:
                 waived: 0,
                 score: 50.0,
                 score_without_waivers: 50.0,
+                // CC6.1 (partial, critical b: 4 × 0.5) + CC6.6 (pass, high
+                // a: 3) + CC7.2 (fail, low: 0) over 4 + 3 + 1.
+                score_weighted: 62.5,
                 // Three of SOC 2's 61 criteria have evidence.
                 catalog_requirements: Some(61),
                 not_assessed: Some(58),
@@ -489,7 +547,9 @@ controls:
         let p = policies();
         let rs = vec![r("h1", "web", "a", Status::Fail, 1), r("h1", "web", "b", Status::Fail, 10), r("h2", "db", "c", Status::Fail, 2)];
         let now = Utc::now();
-        let of = |f: GapFilter| f.gaps(&p, &rs, Some("soc2"), none(), now).into_iter().map(|g| g.requirement).collect::<Vec<_>>();
+        let of = |f: GapFilter| {
+            f.gaps(&p, &rs, Some("soc2"), none(), now, &Default::default()).into_iter().map(|g| g.requirement).collect::<Vec<_>>()
+        };
         assert_eq!(of(GapFilter::default()).len(), 3);
         assert_eq!(of(GapFilter { owner: Some("db"), ..Default::default() }), ["CC7.2"], "team db owns h2");
         assert_eq!(of(GapFilter { asset: Some("h1"), ..Default::default() }).len(), 2, "CC6.1 and CC6.6 fail on h1");

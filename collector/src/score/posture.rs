@@ -144,6 +144,7 @@ mod tests {
             waived: 0,
             score,
             score_without_waivers: score,
+            score_weighted: score,
             catalog_requirements: Some(61),
             not_assessed: Some(51),
             coverage: Some(16.39),

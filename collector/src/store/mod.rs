@@ -12,6 +12,7 @@ pub mod clickhouse;
 pub mod config;
 pub mod digest;
 pub mod evidence;
+pub mod gaps;
 pub mod keys;
 pub mod records;
 pub mod retention;
@@ -30,6 +31,7 @@ use rows::*;
 pub use alerting::AlertLog;
 pub use attestations::AttestationLog;
 pub use evidence::EvidenceStore;
+pub use gaps::GapLog;
 pub use keys::KeyRing;
 pub use retention::Retention;
 pub use slo::SloStore;
@@ -336,12 +338,13 @@ fn sqlite_fault(e: &rusqlite::Error) -> Fault {
 /// distributed mode ([`clickhouse`]), SQLite in the single-node mode
 /// ([`sqlite`]). Each part is the interface of one room's needs.
 pub trait Store:
-    Streams + Views + AlertLog + WaiverLog + SloStore + EvidenceStore + KeyRing + Retention + AttestationLog + Send + Sync
+    Streams + Views + AlertLog + WaiverLog + SloStore + EvidenceStore + KeyRing + Retention + AttestationLog + GapLog + Send + Sync
 {
 }
 
-impl<T: Streams + Views + AlertLog + WaiverLog + SloStore + EvidenceStore + KeyRing + Retention + AttestationLog + Send + Sync> Store
-    for T
+impl<
+        T: Streams + Views + AlertLog + WaiverLog + SloStore + EvidenceStore + KeyRing + Retention + AttestationLog + GapLog + Send + Sync,
+    > Store for T
 {
 }
 
@@ -385,7 +388,9 @@ pub trait Streams {
 /// The store and every part of its interface, for the rooms that use it
 /// (`use crate::store::prelude::*`: methods of a part need it in scope).
 pub mod prelude {
-    pub use super::{AlertLog, AttestationLog, EvidenceStore, KeyRing, Retention, SharedStore, SloStore, Store, Streams, Views, WaiverLog};
+    pub use super::{
+        AlertLog, AttestationLog, EvidenceStore, GapLog, KeyRing, Retention, SharedStore, SloStore, Store, Streams, Views, WaiverLog,
+    };
 }
 
 /// Opens the configured store: connects to ClickHouse (and migrates it,

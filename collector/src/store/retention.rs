@@ -46,6 +46,7 @@ pub fn default_days() -> BTreeMap<&'static str, Option<u32>> {
         "notification_log",
         "attestations",
         "attestation_files",
+        "gap_events",
     ];
     let mut m: BTreeMap<&'static str, Option<u32>> = evidence.into_iter().map(|t| (t, Some(EVIDENCE_DAYS))).collect();
     m.insert("sla_measurements", Some(90));

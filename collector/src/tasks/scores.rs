@@ -6,7 +6,9 @@
 //! their framework mapping and severity, which dashboards join to results).
 //! Only the collector running fleet-wide work records them. With
 //! `alerts.posture`, each recording's fleet scores raise or resolve the
-//! posture conditions ([`crate::score::posture`]).
+//! posture conditions ([`crate::score::posture`]); with `alerts.gaps`, the
+//! gaps of the same results (with their tracking) raise or resolve their
+//! reminders ([`crate::score::tracking`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,7 +22,8 @@ use super::conditions::Conditions;
 use super::{Leader, OnLeader};
 use crate::policy::PolicySet;
 use crate::score::posture::{self, PostureAlerts};
-use crate::score::{scores, GroupBy, Score, WaiversAt};
+use crate::score::tracking::{self, GapReminders};
+use crate::score::{scores, GapFilter, GroupBy, Score, WaiversAt};
 use crate::store::prelude::*;
 use crate::waiver::Waivers;
 
@@ -33,13 +36,19 @@ pub struct Inputs {
     pub store: SharedStore,
     /// With the posture conditions' settings, where they are raised.
     pub posture: Option<(PostureAlerts, Alerting)>,
+    /// With the gap reminders' settings, where they are raised.
+    pub gaps: Option<(GapReminders, Alerting)>,
 }
 
 /// Runs until the process ends, with the packs and waivers in force.
 pub async fn run(inputs: Inputs, every: Duration, leader: Leader) {
-    let Inputs { policies, waivers, store, posture } = inputs;
+    let Inputs { policies, waivers, store, posture, gaps } = inputs;
     let mut conditions = match &posture {
         Some((_, alerting)) => Some(Conditions::restore(&posture::ALERTNAMES, alerting).await),
+        None => None,
+    };
+    let mut reminders = match &gaps {
+        Some((_, alerting)) => Some(Conditions::restore(&tracking::ALERTNAMES, alerting).await),
         None => None,
     };
     let mut history = posture::History::default();
@@ -69,11 +78,27 @@ pub async fn run(inputs: Inputs, every: Duration, leader: Leader) {
         }
         next_scores = tokio::time::Instant::now() + every;
         match record(&set, &w, &store).await {
-            Ok(fleet) => {
+            Ok((fleet, results)) => {
+                let now = Utc::now();
                 if let (Some((cfg, alerting)), Some(held)) = (&posture, conditions.as_mut()) {
-                    let now = Utc::now();
                     history.record(&fleet, cfg, now);
                     held.update(posture::conditions(&fleet, &history, cfg, now), alerting, now);
+                }
+                if let (Some((cfg, alerting)), Some(held)) = (&gaps, reminders.as_mut()) {
+                    match store.gap_events().await {
+                        Ok(events) => {
+                            let listed = GapFilter::default().gaps(
+                                &set,
+                                &results,
+                                None,
+                                WaiversAt { waivers: &w, at: now },
+                                now,
+                                &tracking::latest(&events),
+                            );
+                            held.update(tracking::conditions(&listed, cfg, now), alerting, now);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "reading gap tracking failed; reminders are looked at next interval"),
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "recording scores failed; trying again next interval"),
@@ -81,8 +106,9 @@ pub async fn run(inputs: Inputs, every: Duration, leader: Leader) {
     }
 }
 
-/// One recording; returns the fleet scores (one per framework).
-pub async fn record(set: &PolicySet, waivers: &Waivers, store: &SharedStore) -> anyhow::Result<Vec<Score>> {
+/// One recording; returns the fleet scores (one per framework) and the
+/// results they were computed from.
+pub async fn record(set: &PolicySet, waivers: &Waivers, store: &SharedStore) -> anyhow::Result<(Vec<Score>, Vec<crate::score::Result>)> {
     let results = store.current_results().await?;
     let now = Utc::now();
     let w = WaiversAt { waivers, at: now };
@@ -146,5 +172,5 @@ pub async fn record(set: &PolicySet, waivers: &Waivers, store: &SharedStore) -> 
         }
     }
     store.put_scores(&rows).await?;
-    Ok(fleet)
+    Ok((fleet, results))
 }

@@ -6,6 +6,7 @@
 mod alerting;
 mod attestations;
 mod evidence;
+mod gaps;
 mod keys;
 mod retention;
 mod slo;

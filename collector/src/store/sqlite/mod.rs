@@ -20,6 +20,7 @@
 mod alerting;
 mod attestations;
 mod evidence;
+mod gaps;
 mod keys;
 mod retention;
 mod slo;
@@ -35,6 +36,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::attestations::{AttestationFileRow, AttestationRow};
+use super::gaps::GapEventRow;
 use super::keys::AssetKeyRow;
 use super::records::{ApiAuditRow, NotificationRow, RootWriteRow, SilenceWriteRow, WaiverRow};
 use super::rows::*;
@@ -220,6 +222,8 @@ doc!(AttestationRow, "attestations", |r| key: key(&[&r.control_id, &r.attestatio
     at: r.attested_at, ord: ms(r.attested_at, 0), batch: "");
 doc!(AttestationFileRow, "attestation_files", |r| key: key(&[&r.sha256]), asset: "", subject: &r.sha256, at: r.stored_at,
     ord: ms(r.stored_at, 0), batch: "");
+doc!(GapEventRow, "gap_events", |r| key: key(&[&r.gap_id, &r.version]), asset: "", subject: &r.gap_id, at: r.changed_at,
+    ord: r.version.min(i64::MAX as u64) as i64, batch: "");
 doc!(ScoreRow, "scores", |r| key: key(&[&r.at, &r.framework, &r.scope, &r.label_key, &r.group_value]), asset: "",
     subject: &r.framework, at: r.at, ord: ms(r.at, 0), batch: "");
 

@@ -26,6 +26,9 @@ pub struct AlertsConfig {
     /// Alerts on a framework's fleet score below a floor or falling fast
     /// (`posture: {}` turns them on with their defaults; absent: off).
     pub posture: Option<crate::score::posture::PostureAlerts>,
+    /// Reminders as a gap's due date nears and once it is overdue
+    /// (`gaps: {}` turns them on with their defaults; absent: off).
+    pub gaps: Option<crate::score::tracking::GapReminders>,
 }
 
 impl Default for AlertsConfig {
@@ -39,6 +42,7 @@ impl Default for AlertsConfig {
             maintenance_windows: Vec::new(),
             silence_refresh_secs: 10,
             posture: None,
+            gaps: None,
         }
     }
 }
@@ -89,6 +93,9 @@ impl AlertsConfig {
         }
         if let Some(p) = &self.posture {
             p.validate(problems);
+        }
+        if let Some(g) = &self.gaps {
+            g.validate(problems);
         }
     }
 }
