@@ -49,6 +49,9 @@ pub struct CollectorConfig {
     /// Attested controls: how often their results are looked at, and the
     /// bounds on evidence files.
     pub attestations: crate::attest::Limits,
+    /// Scheduled reports (a weekly scorecard per framework by email or
+    /// webhook).
+    pub reports: crate::report::schedule::ReportsConfig,
 }
 
 impl Default for CollectorConfig {
@@ -71,6 +74,7 @@ impl Default for CollectorConfig {
             identity: Default::default(),
             assets: Default::default(),
             attestations: Default::default(),
+            reports: Default::default(),
         }
     }
 }
@@ -135,6 +139,9 @@ impl CollectorConfig {
         self.api.validate(&mut problems);
         self.retention.validate(&mut problems);
         self.attestations.validate(&mut problems);
+        let receivers: Vec<(String, bool)> =
+            self.alerts.receivers.iter().map(|r| (r.name.clone(), r.email.is_some() || r.webhook.is_some())).collect();
+        self.reports.validate(&receivers, &mut problems);
         self.identity.validate(&mut problems);
         self.assets.validate(&mut problems);
         if problems.is_empty() {

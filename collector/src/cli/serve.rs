@@ -68,6 +68,15 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
         Duration::from_secs(cfg.evaluation.score_interval_secs),
         leader.clone(),
     ));
+    if !cfg.reports.schedules.is_empty() {
+        let named: std::collections::BTreeSet<&String> = cfg.reports.schedules.iter().flat_map(|s| &s.receivers).collect();
+        let mut receivers = std::collections::BTreeMap::new();
+        for r in cfg.alerts.receivers.iter().filter(|r| named.contains(&r.name)) {
+            receivers.insert(r.name.clone(), driftwatch_collector::receivers::Receiver::new(r)?);
+        }
+        let inputs = tasks::reports::Inputs { policies: policies_rx.clone(), waivers: waivers_rx.clone(), store: store.clone(), receivers };
+        tokio::spawn(tasks::reports::run(cfg.reports.clone(), inputs, leader.clone()));
+    }
     tokio::spawn(tasks::attestations::run(
         policies_rx.clone(),
         store.clone(),

@@ -1,12 +1,15 @@
-//! Receivers: where notifications go (the sinks of alerting). Each kind (`slack.rs`,
-//! `pagerduty.rs`, `webhook.rs`) turns a [`Notification`] into one HTTP
-//! request; this module delivers it: a per-receiver rate limit (governor),
-//! retries with exponential backoff and full jitter on network errors,
-//! timeouts, 429 and 5xx (honouring `Retry-After`), and no retry on other
-//! 4xx (the payload will never be accepted). Every outcome is logged and
+//! Receivers: where notifications go (the sinks of alerting). The HTTP
+//! kinds (`slack.rs`, `pagerduty.rs`, `webhook.rs`) turn a [`Notification`]
+//! into one HTTP request; `email.rs` into one message sent over SMTP (with
+//! STARTTLS). This module delivers it: a per-receiver rate limit
+//! (governor), retries with exponential backoff and full jitter on network
+//! errors, timeouts, 429 and 5xx (honouring `Retry-After`) and SMTP's
+//! transient replies (4xx), and no retry on other 4xx or SMTP's permanent
+//! replies (5xx: the message will never be accepted). Every outcome is logged and
 //! counted (`driftwatch_notifications_total`); a delivered notification is
 //! recorded in the notification log.
 
+pub mod email;
 pub mod pagerduty;
 pub mod slack;
 pub mod webhook;
@@ -31,6 +34,7 @@ pub struct ReceiverConfig {
     pub slack: Option<slack::SlackConfig>,
     pub pagerduty: Option<pagerduty::PagerDutyConfig>,
     pub webhook: Option<webhook::WebhookConfig>,
+    pub email: Option<email::EmailConfig>,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// Attempts before a notification is given up (and logged as failed).
@@ -62,9 +66,10 @@ impl ReceiverConfig {
     /// Problems, each naming its field under `at`.
     pub fn validate(&self, at: &str) -> Vec<String> {
         let mut e = Vec::new();
-        let kinds = [self.slack.is_some(), self.pagerduty.is_some(), self.webhook.is_some()].iter().filter(|k| **k).count();
+        let kinds =
+            [self.slack.is_some(), self.pagerduty.is_some(), self.webhook.is_some(), self.email.is_some()].iter().filter(|k| **k).count();
         if kinds != 1 {
-            e.push(format!("{at}: give exactly one of slack, pagerduty, webhook (found {kinds})"));
+            e.push(format!("{at}: give exactly one of slack, pagerduty, webhook, email (found {kinds})"));
         }
         if self.max_attempts == 0 {
             e.push(format!("{at}.max_attempts: must be at least 1"));
@@ -92,6 +97,9 @@ impl ReceiverConfig {
         if let Some(w) = &self.webhook {
             url("webhook.url", &w.url, &mut e);
         }
+        if let Some(m) = &self.email {
+            m.validate(&format!("{at}.email"), &mut e);
+        }
         e
     }
 }
@@ -109,16 +117,92 @@ pub fn url_origin(url: &str) -> String {
     }
 }
 
-/// The kinds' common shape: one request per notification.
+/// A scheduled report as a receiver delivers it (`reports.schedules`).
+#[derive(Debug, Clone)]
+pub struct Scheduled {
+    /// The schedule's name.
+    pub schedule: String,
+    pub subject: String,
+    /// A plain-text summary (coverage, score, gaps).
+    pub text: String,
+    /// The report rendered in the schedule's format: file name, content
+    /// type, bytes (an email's attachment).
+    pub attachment: (String, String, Vec<u8>),
+    /// The report as JSON (a webhook's body).
+    pub json: serde_json::Value,
+}
+
+/// How a receiver's kind makes one attempt at delivering a notification
+/// (and, for the kinds that take them, a scheduled report).
+#[async_trait::async_trait]
 pub trait Kind: Send + Sync {
+    async fn attempt(&self, n: &Notification) -> Attempt;
+
+    async fn attempt_report(&self, _r: &Scheduled) -> Attempt {
+        Attempt::GiveUp("this receiver kind takes no reports (email and webhook do)".into())
+    }
+}
+
+/// The HTTP kinds' shape: one request per notification.
+pub trait HttpKind: Send + Sync {
     fn request(&self, client: &reqwest::Client, n: &Notification) -> reqwest::RequestBuilder;
+
+    /// The request delivering a scheduled report, for kinds that take them.
+    fn report_request(&self, _client: &reqwest::Client, _r: &Scheduled) -> Option<reqwest::RequestBuilder> {
+        None
+    }
+}
+
+/// An HTTP kind with its client.
+struct Http<K> {
+    kind: K,
+    client: reqwest::Client,
+}
+
+#[async_trait::async_trait]
+impl<K: HttpKind> Kind for Http<K> {
+    async fn attempt(&self, n: &Notification) -> Attempt {
+        outcome(self.kind.request(&self.client, n).send().await).await
+    }
+
+    async fn attempt_report(&self, r: &Scheduled) -> Attempt {
+        match self.kind.report_request(&self.client, r) {
+            Some(req) => outcome(req.send().await).await,
+            None => Attempt::GiveUp("this receiver kind takes no reports (email and webhook do)".into()),
+        }
+    }
+}
+
+/// What an HTTP response says of a delivery.
+async fn outcome(sent: reqwest::Result<reqwest::Response>) -> Attempt {
+    let resp = match sent {
+        Ok(r) => r,
+        // Without its URL: a Slack or webhook URL is itself a secret.
+        Err(e) => return Attempt::Retry { after: None, reason: e.without_url().to_string() },
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return Attempt::Delivered;
+    }
+    let after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s).min(MAX_BACKOFF * 4));
+    let body = resp.text().await.unwrap_or_default();
+    let reason = format!("HTTP {status}: {}", body.chars().take(200).collect::<String>());
+    if status.as_u16() == 429 || status.is_server_error() {
+        Attempt::Retry { after, reason }
+    } else {
+        Attempt::GiveUp(reason)
+    }
 }
 
 /// A receiver ready to deliver.
 pub struct Receiver {
     pub name: String,
     kind: Box<dyn Kind>,
-    client: reqwest::Client,
     max_attempts: u32,
     /// See [`ReceiverConfig::max_in_flight`].
     pub max_in_flight: usize,
@@ -126,7 +210,7 @@ pub struct Receiver {
 }
 
 /// The outcome of one attempt.
-enum Attempt {
+pub enum Attempt {
     Delivered,
     Retry { after: Option<Duration>, reason: String },
     GiveUp(String),
@@ -134,18 +218,19 @@ enum Attempt {
 
 impl Receiver {
     pub fn new(cfg: &ReceiverConfig) -> anyhow::Result<Self> {
-        let kind: Box<dyn Kind> = match (&cfg.slack, &cfg.pagerduty, &cfg.webhook) {
-            (Some(s), None, None) => Box::new(slack::Slack::new(s)),
-            (None, Some(p), None) => Box::new(pagerduty::PagerDuty::new(p)),
-            (None, None, Some(w)) => Box::new(webhook::Webhook::new(w)),
-            _ => anyhow::bail!("receiver {}: give exactly one of slack, pagerduty, webhook", cfg.name),
+        let timeout = Duration::from_millis(cfg.timeout_ms);
+        let client = || reqwest::Client::builder().timeout(timeout).build();
+        let kind: Box<dyn Kind> = match (&cfg.slack, &cfg.pagerduty, &cfg.webhook, &cfg.email) {
+            (Some(s), None, None, None) => Box::new(Http { kind: slack::Slack::new(s), client: client()? }),
+            (None, Some(p), None, None) => Box::new(Http { kind: pagerduty::PagerDuty::new(p), client: client()? }),
+            (None, None, Some(w), None) => Box::new(Http { kind: webhook::Webhook::new(w), client: client()? }),
+            (None, None, None, Some(m)) => Box::new(email::Email::new(m, timeout)?),
+            _ => anyhow::bail!("receiver {}: give exactly one of slack, pagerduty, webhook, email", cfg.name),
         };
-        let client = reqwest::Client::builder().timeout(Duration::from_millis(cfg.timeout_ms)).build()?;
         let per_minute = NonZeroU32::new(cfg.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
         Ok(Receiver {
             name: cfg.name.clone(),
             kind,
-            client,
             max_attempts: cfg.max_attempts.max(1),
             max_in_flight: cfg.max_in_flight.max(1),
             limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
@@ -159,58 +244,55 @@ impl Receiver {
     /// Delivers one notification; true once the receiver accepted it.
     pub async fn deliver(&self, n: &Notification) -> bool {
         let _timer = crate::metrics::METRICS.notification_seconds.with_label_values(&[self.name.as_str()]).start_timer();
-        for attempt in 1..=self.max_attempts {
+        let delivered = self.with_retries(&n.group_key, || self.kind.attempt(n)).await;
+        if delivered {
+            tracing::debug!(receiver = %self.name, group = %n.group_key, status = n.status(), firing = n.firing.len(), resolved = n.resolved.len(), "notification delivered");
+        }
+        delivered
+    }
+
+    /// Delivers a scheduled report; true once the receiver accepted it.
+    pub async fn deliver_report(&self, r: &Scheduled) -> bool {
+        let delivered = self.with_retries(&format!("report:{}", r.schedule), || self.kind.attempt_report(r)).await;
+        if delivered {
+            tracing::info!(receiver = %self.name, schedule = %r.schedule, "scheduled report delivered");
+        }
+        delivered
+    }
+
+    /// Makes attempts within the rate limit until one is accepted, one is
+    /// refused for good, or `max_attempts` have failed.
+    async fn with_retries<'a, F, Fut>(&'a self, group: &str, attempt: F) -> bool
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Attempt> + 'a,
+    {
+        for n in 1..=self.max_attempts {
             self.limiter.until_ready().await;
-            match self.attempt(n).await {
+            match attempt().await {
                 Attempt::Delivered => {
                     self.count("delivered");
-                    tracing::debug!(receiver = %self.name, group = %n.group_key, status = n.status(), firing = n.firing.len(), resolved = n.resolved.len(), attempt, "notification delivered");
                     return true;
                 }
                 Attempt::GiveUp(reason) => {
                     self.count("failed");
-                    tracing::error!(receiver = %self.name, group = %n.group_key, %reason, "notification rejected by the receiver; not retried");
+                    tracing::error!(receiver = %self.name, %group, %reason, "notification rejected by the receiver; not retried");
                     return false;
                 }
                 Attempt::Retry { after, reason } => {
-                    if attempt == self.max_attempts {
+                    if n == self.max_attempts {
                         self.count("failed");
-                        tracing::error!(receiver = %self.name, group = %n.group_key, %reason, attempts = attempt, "notification delivery failed; giving up");
+                        tracing::error!(receiver = %self.name, %group, %reason, attempts = n, "notification delivery failed; giving up");
                         return false;
                     }
                     self.count("retried");
-                    let wait = after.unwrap_or_else(|| backoff(attempt));
-                    tracing::warn!(receiver = %self.name, group = %n.group_key, %reason, attempt, wait_ms = wait.as_millis() as u64, "notification delivery failed; retrying");
+                    let wait = after.unwrap_or_else(|| backoff(n));
+                    tracing::warn!(receiver = %self.name, %group, %reason, attempt = n, wait_ms = wait.as_millis() as u64, "notification delivery failed; retrying");
                     tokio::time::sleep(wait).await;
                 }
             }
         }
         false
-    }
-
-    async fn attempt(&self, n: &Notification) -> Attempt {
-        let resp = match self.kind.request(&self.client, n).send().await {
-            Ok(r) => r,
-            // Without its URL: a Slack or webhook URL is itself a secret.
-            Err(e) => return Attempt::Retry { after: None, reason: e.without_url().to_string() },
-        };
-        let status = resp.status();
-        if status.is_success() {
-            return Attempt::Delivered;
-        }
-        let after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_BACKOFF * 4));
-        let body = resp.text().await.unwrap_or_default();
-        let reason = format!("HTTP {status}: {}", body.chars().take(200).collect::<String>());
-        if status.as_u16() == 429 || status.is_server_error() {
-            Attempt::Retry { after, reason }
-        } else {
-            Attempt::GiveUp(reason)
-        }
     }
 }
 

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{Kind, Notification};
+use super::{HttpKind, Notification};
 
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +41,7 @@ impl PagerDuty {
     }
 }
 
-impl Kind for PagerDuty {
+impl HttpKind for PagerDuty {
     fn request(&self, client: &reqwest::Client, n: &Notification) -> reqwest::RequestBuilder {
         client.post(&self.url).json(&event(&self.routing_key, n))
     }

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{Kind, Notification};
+use super::{HttpKind, Notification};
 
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,7 +33,7 @@ impl Slack {
     }
 }
 
-impl Kind for Slack {
+impl HttpKind for Slack {
     fn request(&self, client: &reqwest::Client, n: &Notification) -> reqwest::RequestBuilder {
         client.post(&self.url).json(&message(n))
     }

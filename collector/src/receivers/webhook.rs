@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::{Kind, Notification};
+use super::{HttpKind, Notification, Scheduled};
 use crate::alert::matcher::Labels;
 use crate::alert::model::Alert;
 
@@ -41,17 +41,35 @@ impl Webhook {
     pub fn new(cfg: &WebhookConfig) -> Self {
         Webhook { url: cfg.url.clone(), secret: cfg.secret.clone() }
     }
-}
 
-impl Kind for Webhook {
-    fn request(&self, client: &reqwest::Client, n: &Notification) -> reqwest::RequestBuilder {
-        let body = serde_json::to_vec(&body(n)).unwrap_or_default();
+    /// A JSON POST of `body`, signed when there is a secret.
+    fn post(&self, client: &reqwest::Client, body: Vec<u8>) -> reqwest::RequestBuilder {
         let mut req = client.post(&self.url).header(reqwest::header::CONTENT_TYPE, "application/json");
         if let Some(secret) = &self.secret {
             let ts = chrono::Utc::now().timestamp().to_string();
             req = req.header("X-Driftwatch-Timestamp", &ts).header("X-Driftwatch-Signature", signature(secret, &ts, &body));
         }
         req.body(body)
+    }
+}
+
+impl HttpKind for Webhook {
+    fn request(&self, client: &reqwest::Client, n: &Notification) -> reqwest::RequestBuilder {
+        self.post(client, serde_json::to_vec(&body(n)).unwrap_or_default())
+    }
+
+    /// A scheduled report: `{"kind": "report", "schedule", "subject",
+    /// "text", "report"}` (the report as JSON), signed like an alert.
+    fn report_request(&self, client: &reqwest::Client, r: &Scheduled) -> Option<reqwest::RequestBuilder> {
+        let body = serde_json::json!({
+            "version": "1",
+            "kind": "report",
+            "schedule": r.schedule,
+            "subject": r.subject,
+            "text": r.text,
+            "report": r.json,
+        });
+        Some(self.post(client, serde_json::to_vec(&body).unwrap_or_default()))
     }
 }
 

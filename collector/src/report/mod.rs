@@ -19,6 +19,7 @@ pub mod junit;
 pub mod oscal;
 pub mod policyreport;
 pub mod render;
+pub mod schedule;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -22,6 +22,17 @@ pub enum Format {
 }
 
 impl Format {
+    /// The file name extension of a report in this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Csv => "csv",
+            Format::Html => "html",
+            Format::Pdf => "pdf",
+            Format::Oscal => "oscal.json",
+        }
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Json | Format::Oscal => "application/json",
@@ -75,7 +86,7 @@ fn tracking_cell(g: &crate::score::Gap) -> String {
 /// The summary's first line: how much of the framework the report covers.
 /// Below full coverage it says so, and that the score is over the
 /// assessed requirements only; it never calls the framework compliant.
-fn coverage_line(r: &Report) -> String {
+pub(crate) fn coverage_line(r: &Report) -> String {
     let s = &r.summary;
     let kinds = |with: usize| {
         let attested = s.attested.unwrap_or_default();

@@ -19,6 +19,7 @@
 pub mod alerting;
 pub mod attestations;
 pub mod conditions;
+pub mod reports;
 pub mod retention;
 pub mod roots;
 pub mod scores;
