@@ -5,8 +5,7 @@
 //! before and at expiry, the result turns `unknown` when it expires, the
 //! files come back intact, and `verify` names a file that went missing.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use driftwatch_tests::*;
 use serde_json::Value;
@@ -27,22 +26,6 @@ controls:
 "#;
 
 const PDF: &[u8] = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n";
-
-fn run(args: &[&str], cfg: &Path) -> Output {
-    Command::new(bin("driftwatch-collector")).args(args).arg("--config").arg(cfg).output().unwrap()
-}
-
-fn ok(args: &[&str], cfg: &Path) -> String {
-    let out = run(args, cfg);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(args: &[&str], cfg: &Path) -> Value {
-    let mut with = args.to_vec();
-    with.extend(["--format", "json"]);
-    serde_json::from_str(&ok(&with, cfg)).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attested_controls_from_evidence_to_coverage_reminders_and_expiry() {
@@ -75,22 +58,20 @@ async fn attested_controls_from_evidence_to_coverage_reminders_and_expiry() {
     std::fs::write(&pdf, PDF).unwrap();
     std::fs::write(&csv, "account,decision\nbob,keep\neve,remove\n").unwrap();
     std::fs::write(&fake, "<html>a web page</html>").unwrap();
-    let refused =
-        run(&["attestation", "add", "t.access_review", "--by", "alice", "--statement", "x", "--file", fake.to_str().unwrap()], &cfg);
-    assert!(!refused.status.success());
-    let err = String::from_utf8_lossy(&refused.stderr);
+    let err = collector_err(
+        &["attestation", "add", "t.access_review", "--by", "alice", "--statement", "x", "--file", fake.to_str().unwrap()],
+        &cfg,
+    );
     assert!(err.contains("file \"scan.pdf\": declared application/pdf but its bytes are text"), "{err}");
     let big = work.path().join("big.txt");
     std::fs::write(&big, "x".repeat(5000)).unwrap();
-    let err = String::from_utf8(
-        run(&["attestation", "add", "t.access_review", "--by", "a", "--statement", "x", "--file", big.to_str().unwrap()], &cfg).stderr,
-    )
-    .unwrap();
+    let err =
+        collector_err(&["attestation", "add", "t.access_review", "--by", "a", "--statement", "x", "--file", big.to_str().unwrap()], &cfg);
     assert!(err.contains("larger than 4096 bytes (attestations.max_file_bytes)"), "{err}");
-    let checked = run(&["attestation", "add", "t.root_login", "--by", "a", "--statement", "x"], &cfg);
-    assert!(String::from_utf8_lossy(&checked.stderr).contains("control t.root_login is a check"));
+    assert!(collector_err(&["attestation", "add", "t.root_login", "--by", "a", "--statement", "x"], &cfg)
+        .contains("control t.root_login is a check"));
 
-    let out = ok(
+    let out = collector_ok(
         &[
             "attestation",
             "add",
@@ -120,7 +101,7 @@ async fn attested_controls_from_evidence_to_coverage_reminders_and_expiry() {
     assert_eq!(number(&format!("SELECT count() AS n FROM {db}.evidence_chain WHERE batch_id = '{batch}'")).await, 1, "sealed in a chain");
 
     // Coverage: SOC 2's CC6.2 has attested evidence only.
-    let posture = json(&["posture", "--framework", "soc2"], &cfg);
+    let posture = collector_json(&["posture", "--framework", "soc2"], &cfg);
     let soc2 = &posture[0];
     assert_eq!((soc2["applicable"].as_u64(), soc2["attested"].as_u64(), soc2["passing"].as_u64()), (Some(1), Some(1), Some(1)), "{soc2}");
     assert_eq!(soc2["not_assessed"], 60, "{soc2}");
@@ -131,7 +112,7 @@ async fn attested_controls_from_evidence_to_coverage_reminders_and_expiry() {
         (!rows.is_empty()).then_some(())
     })
     .await;
-    let list = json(&["attestation", "list"], &cfg);
+    let list = collector_json(&["attestation", "list"], &cfg);
     let review = list.as_array().unwrap().iter().find(|l| l["control_id"] == "t.access_review").unwrap();
     assert_eq!(
         (review["state"].as_str(), review["owner"].as_str(), review["cadence_days"].as_i64()),
@@ -142,13 +123,13 @@ async fn attested_controls_from_evidence_to_coverage_reminders_and_expiry() {
 
     // The file comes back as attested.
     let back = work.path().join("back.pdf");
-    ok(&["attestation", "file", &pdf_sha, "--out", back.to_str().unwrap()], &cfg);
+    collector_ok(&["attestation", "file", &pdf_sha, "--out", back.to_str().unwrap()], &cfg);
     assert_eq!(std::fs::read(&back).unwrap(), PDF);
 
     // A short cadence: the reminder, then expiry (unknown) and its alert.
     let log = work.path().join("restore.txt");
     std::fs::write(&log, "restored 12 GB in 4m10s; checksums match\n").unwrap();
-    ok(
+    collector_ok(
         &["attestation", "add", "t.restore_test", "--by", "bob", "--statement", "Restored into scratch.", "--file", log.to_str().unwrap()],
         &cfg,
     );
@@ -169,11 +150,11 @@ async fn attested_controls_from_evidence_to_coverage_reminders_and_expiry() {
 
     // verify: every file checked; a file gone is named.
     let from = started.to_rfc3339();
-    let intact = ok(&["verify", "--from", &from], &cfg);
+    let intact = collector_ok(&["verify", "--from", &from], &cfg);
     assert!(intact.contains("3 attested evidence files checked: intact"), "{intact}");
     exec(&format!("ALTER TABLE {db}.attestation_files DELETE WHERE sha256 = '{csv_sha}'")).await;
     let broken = wait_for("verify to notice the missing file", 30, async || {
-        let out = run(&["verify", "--from", &from], &cfg);
+        let out = driftwatch_tests::collector(&["verify", "--from", &from], &cfg);
         (out.status.code() == Some(1)).then(|| String::from_utf8(out.stdout).unwrap())
     })
     .await;

@@ -4,7 +4,6 @@
 //! requirement that takes the gap off the list; a gap's reminder fires
 //! at the webhook as its due date nears.
 
-use std::path::Path;
 use std::process::Command;
 
 use driftwatch_schemas::SnapshotKind;
@@ -12,23 +11,6 @@ use driftwatch_tests::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::FutureProducer;
 use serde_json::Value;
-
-fn run(args: &[&str], cfg: &Path) -> (bool, String) {
-    let out = Command::new(bin("driftwatch-collector")).args(args).arg("--config").arg(cfg).output().unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
-fn ok(args: &[&str], cfg: &Path) -> String {
-    let (ok, text) = run(args, cfg);
-    assert!(ok, "{args:?}: {text}");
-    text
-}
-
-fn json(args: &[&str], cfg: &Path) -> Value {
-    let mut with = args.to_vec();
-    with.extend(["--format", "json"]);
-    serde_json::from_str(&ok(&with, cfg)).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gap_is_assigned_moved_on_reminded_and_its_risk_accepted() {
@@ -48,7 +30,7 @@ async fn a_gap_is_assigned_moved_on_reminded_and_its_risk_accepted() {
     produce(&producer, &names, &snapshot(&asset, 1, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "yes")])).await;
     wait_status(&names.database, &asset, "t.root_login", None, "fail", 60).await;
 
-    let gaps = json(&["gaps", "--framework", "soc2"], &cfg);
+    let gaps = collector_json(&["gaps", "--framework", "soc2"], &cfg);
     let gap = &gaps.as_array().unwrap()[0];
     assert_eq!((gap["id"].as_str(), gap["state"].as_str(), &gap["assignee"]), (Some("soc2:CC6.1"), Some("open"), &Value::Null), "{gaps}");
 
@@ -61,18 +43,18 @@ async fn a_gap_is_assigned_moved_on_reminded_and_its_risk_accepted() {
     assert!(due["annotations"]["remediation"].as_str().unwrap().contains("PermitRootLogin no"), "{due}");
 
     // Assigned, then in progress; each change kept.
-    assert!(ok(&["gap", "assign", "soc2:CC6.1", "--to", "alice", "--by", "bob"], &cfg).contains("soc2:CC6.1 open (alice)"));
-    ok(&["gap", "state", "soc2:CC6.1", "in_progress", "--by", "alice", "--note", "rolling out sshd_config"], &cfg);
-    let (refused, text) = run(&["gap", "state", "soc2:CC6.1", "in_progress", "--by", "alice"], &cfg);
-    assert!(!refused && text.contains("already in_progress"), "{text}");
-    let (refused, text) = run(&["gap", "assign", "soc2:NOPE", "--to", "x", "--by", "y"], &cfg);
-    assert!(!refused && text.contains("no requirement \"NOPE\" in framework \"soc2\""), "{text}");
-    let mine = json(&["gaps", "--assignee", "alice", "--state", "in_progress"], &cfg);
+    assert!(collector_ok(&["gap", "assign", "soc2:CC6.1", "--to", "alice", "--by", "bob"], &cfg).contains("soc2:CC6.1 open (alice)"));
+    collector_ok(&["gap", "state", "soc2:CC6.1", "in_progress", "--by", "alice", "--note", "rolling out sshd_config"], &cfg);
+    let text = collector_err(&["gap", "state", "soc2:CC6.1", "in_progress", "--by", "alice"], &cfg);
+    assert!(text.contains("already in_progress"), "{text}");
+    let text = collector_err(&["gap", "assign", "soc2:NOPE", "--to", "x", "--by", "y"], &cfg);
+    assert!(text.contains("no requirement \"NOPE\" in framework \"soc2\""), "{text}");
+    let mine = collector_json(&["gaps", "--assignee", "alice", "--state", "in_progress"], &cfg);
     assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
-    assert!(json(&["gaps", "--state", "open"], &cfg).as_array().unwrap().iter().all(|g| g["id"] != "soc2:CC6.1"));
+    assert!(collector_json(&["gaps", "--state", "open"], &cfg).as_array().unwrap().iter().all(|g| g["id"] != "soc2:CC6.1"));
 
     // Risk accepted: a waiver of the requirement; the gap is met by it.
-    let out = ok(
+    let out = collector_ok(
         &[
             "gap",
             "accept-risk",
@@ -91,12 +73,12 @@ async fn a_gap_is_assigned_moved_on_reminded_and_its_risk_accepted() {
         &cfg,
     );
     let waiver = out.lines().next().unwrap().strip_prefix("waiver ").unwrap().to_string();
-    let waivers = json(&["waiver", "list"], &cfg);
+    let waivers = collector_json(&["waiver", "list"], &cfg);
     let w = waivers.as_array().unwrap().iter().find(|w| w["id"] == waiver.as_str()).unwrap_or_else(|| panic!("{waivers}"));
     assert_eq!((w["requirement"].as_str(), w["scope"]["fleet"].as_bool()), (Some("soc2:CC6.1"), Some(true)), "{w}");
-    let soc2 = json(&["gaps", "--framework", "soc2"], &cfg);
+    let soc2 = collector_json(&["gaps", "--framework", "soc2"], &cfg);
     assert!(soc2.as_array().unwrap().iter().all(|g| g["id"] != "soc2:CC6.1"), "a risk accepted is not a gap: {soc2}");
-    let history = json(&["gap", "history", "soc2:CC6.1"], &cfg);
+    let history = collector_json(&["gap", "history", "soc2:CC6.1"], &cfg);
     let states: Vec<&str> = history.as_array().unwrap().iter().map(|h| h["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["open", "in_progress", "risk_accepted"], "{history}");
     assert_eq!(history[2]["waiver_id"].as_str(), Some(waiver.as_str()));

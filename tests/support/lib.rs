@@ -789,3 +789,29 @@ pub fn write_host_file(root: &Path, host_path: &str, text: &str, mode: u32) {
     std::fs::write(&p, text).expect("write the file");
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("set the mode");
 }
+
+/// `driftwatch-collector ARGS --config CFG`, run to its end.
+pub fn collector(args: &[&str], cfg: &Path) -> std::process::Output {
+    Command::new(bin("driftwatch-collector")).args(args).arg("--config").arg(cfg).output().expect("running driftwatch-collector")
+}
+
+/// Its standard output; panics with its standard error if it failed.
+pub fn collector_ok(args: &[&str], cfg: &Path) -> String {
+    let out = collector(args, cfg);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// Its answer with `--format json`, parsed.
+pub fn collector_json(args: &[&str], cfg: &Path) -> serde_json::Value {
+    let mut with = args.to_vec();
+    with.extend(["--format", "json"]);
+    serde_json::from_str(&collector_ok(&with, cfg)).expect("a JSON answer")
+}
+
+/// Its standard error, when it fails (panics if it succeeds).
+pub fn collector_err(args: &[&str], cfg: &Path) -> String {
+    let out = collector(args, cfg);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
