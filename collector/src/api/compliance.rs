@@ -1,6 +1,8 @@
 //! `/api/v1/gaps`, `/api/v1/effectiveness`, `/api/v1/evidence` (the stored
 //! facts or event behind a result), `/api/v1/reports` and `/api/v1/slos`:
-//! the same computations as the CLI's commands of those names.
+//! the same computations as the CLI's commands of those names; and
+//! `/api/v1/policyreports`, the clusters' findings as Kubernetes
+//! PolicyReports from the stored results.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -146,4 +148,19 @@ pub async fn slos(State(s): State<AppState>) -> Result<Json<Vec<crate::slo::Stat
     let now = Utc::now();
     let statuses = crate::tasks::slo::statuses(&s.slo, &s.store, now).await.map_err(unavailable)?;
     Ok(Json(statuses.into_iter().map(|(_, st)| st).collect()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyReportsQuery {
+    /// One cluster asset; every cluster without it.
+    pub cluster: Option<String>,
+}
+
+/// Every cluster's findings as `wgpolicyk8s.io/v1alpha2` reports in a
+/// `v1` `List` (`curl … | kubectl apply -f -`).
+pub async fn policyreports(State(s): State<AppState>, Query(q): Query<PolicyReportsQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+    let policies = s.policies.borrow().clone();
+    let list = crate::report::policyreport::stored(&s.store, &policies, q.cluster.as_deref(), Utc::now()).await.map_err(unavailable)?;
+    Ok(Json(list))
 }

@@ -193,6 +193,7 @@ pub fn router(state: AppState) -> Router {
         .route("/effectiveness", get(compliance::effectiveness))
         .route("/evidence", get(compliance::evidence))
         .route("/reports", get(compliance::report))
+        .route("/policyreports", get(compliance::policyreports))
         .route("/slos", get(compliance::slos))
         .route("/openapi.json", get(|| async { ([("content-type", "application/json")], OPENAPI) }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::middleware));
@@ -263,6 +264,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/effectiveness"),
     ("get", "/evidence"),
     ("get", "/reports"),
+    ("get", "/policyreports"),
     ("get", "/slos"),
     ("get", "/drift"),
     ("get", "/live"),
