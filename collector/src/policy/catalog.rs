@@ -241,7 +241,7 @@ mod tests {
             ("hipaa", 65),
             ("nerc-cip", 72),
             ("gdpr", 26),
-            ("pci-dss", 250),
+            ("pci-dss", 260),
         ] {
             assert_eq!(sizes.get(fw), Some(&n), "{fw}: {sizes:?}");
         }

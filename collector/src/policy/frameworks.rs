@@ -21,7 +21,12 @@ pub const FRAMEWORKS: &[Framework] = &[
         id_pattern: r"^(CC[1-9]\.[0-9]{1,2}|A1\.[1-3]|C1\.[12]|PI1\.[1-5]|P[1-8]\.[0-9])$",
         example: "CC6.1",
     },
-    Framework { key: "pci-dss", name: "PCI DSS v4.0", id_pattern: r"^(1[0-2]|[1-9])(\.[0-9]{1,2}){1,4}$", example: "8.3.6" },
+    Framework {
+        key: "pci-dss",
+        name: "PCI DSS v4.0",
+        id_pattern: r"^((1[0-2]|[1-9])(\.[0-9]{1,2}){1,4}|A[12](\.[0-9]{1,2}){1,2})$",
+        example: "8.3.6",
+    },
     Framework {
         key: "hipaa",
         name: "HIPAA Security Rule",
@@ -72,6 +77,7 @@ mod tests {
         for (k, bad) in [
             ("soc2", "CC6"),
             ("pci-dss", "8.3.6a"),
+            ("pci-dss", "A4.1.1"),
             ("hipaa", "164.312a"),
             ("iso27001", "A.9.1"),
             ("nist-csf", "PR.AA-1"),
