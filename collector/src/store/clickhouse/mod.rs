@@ -75,8 +75,10 @@ impl ClickHouseStore {
     }
 
     /// Applies the migrations not yet recorded, in order. Each statement is
-    /// idempotent (`IF NOT EXISTS`), so a migration interrupted half-way is
-    /// simply applied again.
+    /// idempotent (`IF NOT EXISTS`; an `ADD COLUMN`, which has no such
+    /// clause on 18.16, whose column is already there is taken as done), so
+    /// a migration interrupted half-way is simply applied again, and two
+    /// collectors starting at once on a new database both succeed.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.client.query(MIGRATIONS_TABLE_DDL).execute().await.map_err(|e| self.err(e))?;
         let applied: HashSet<u32> = self
@@ -90,10 +92,18 @@ impl ClickHouseStore {
             .collect();
         for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
             for stmt in m.statements() {
-                self.client.query(&stmt).execute().await.map_err(|e| StoreError::Migration {
-                    name: m.name.to_string(),
-                    message: format!("{e} (statement: {})", stmt.lines().next().unwrap_or_default()),
-                })?;
+                match self.client.query(&stmt).execute().await {
+                    Ok(()) => {}
+                    Err(e) if already_done(&stmt, &e.to_string()) => {
+                        tracing::info!(migration = m.name, "what this statement makes is already there (an earlier or concurrent run)");
+                    }
+                    Err(e) => {
+                        return Err(StoreError::Migration {
+                            name: m.name.to_string(),
+                            message: format!("{e} (statement: {})", stmt.lines().next().unwrap_or_default()),
+                        })
+                    }
+                }
             }
             let mut ins = self.client.insert::<MigrationRow>("schema_migrations").await.map_err(|e| self.err(e))?;
             ins.write(&MigrationRow {
@@ -162,6 +172,14 @@ impl ClickHouseStore {
     }
 }
 
+/// Whether `err` says what `stmt` makes (a column it adds; a table or
+/// view it creates if not there, racing another collector) exists
+/// already: done by an interrupted or concurrent run of the same migration.
+fn already_done(stmt: &str, err: &str) -> bool {
+    let s = stmt.to_ascii_uppercase();
+    (s.contains("ADD COLUMN") || s.contains("IF NOT EXISTS")) && err.contains("already exists")
+}
+
 #[async_trait]
 impl Streams for ClickHouseStore {
     /// Writes a batch's rows. Returns only when ClickHouse acknowledged
@@ -213,4 +231,16 @@ fn base_client(cfg: &ClickHouseConfig) -> Client {
         c = c.with_password(p);
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_what_a_statement_makes_already_being_there_counts_as_done() {
+        let dup = "Code: 44, e.displayText() = DB::Exception: Cannot add column evaluated_ms: column with this name already exists";
+        assert!(super::already_done("ALTER TABLE evaluations ADD COLUMN evaluated_ms UInt16 DEFAULT 0", dup));
+        assert!(super::already_done("CREATE TABLE IF NOT EXISTS t (x UInt8) ENGINE = Memory", "Code: 57: Table dw.t already exists."));
+        assert!(!super::already_done("ALTER TABLE evaluations ADD COLUMN x UInt8", "Code: 60: Table t doesn't exist"));
+        assert!(!super::already_done("CREATE TABLE t (x UInt8) ENGINE = Memory", "Table t already exists"));
+    }
 }
