@@ -85,9 +85,10 @@ pub async fn file(State(s): State<AppState>, Path(sha256): Path<String>) -> Resu
     }
     let f = s.store.attestation_file(&sha256).await.map_err(super::unavailable)?;
     let f = f.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no evidence file with SHA-256 {sha256}")))?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&f.content)
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the stored file is not valid base64".into()))?;
+    // An altered file is never served as evidence.
+    let bytes = attest::file_bytes(&f).ok_or_else(|| {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("the stored file no longer has SHA-256 {sha256}: it was altered"))
+    })?;
     let headers = [
         ("content-type", f.content_type),
         ("x-content-type-options", "nosniff".to_string()),

@@ -422,6 +422,14 @@ pub fn listing(policies: &PolicySet, attestations: &[AttestationRow], now: DateT
         .collect()
 }
 
+/// A stored evidence file's bytes, only if they still have the SHA-256
+/// (and size) they were stored under: what `verify`, the CLI and the API
+/// all rely on before trusting or serving a file.
+pub fn file_bytes(f: &AttestationFileRow) -> Option<Vec<u8>> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(&f.content).ok()?;
+    (hex::encode(Sha256::digest(&bytes)) == f.sha256 && bytes.len() as u64 == f.size).then_some(bytes)
+}
+
 /// Whether each evidence file of `attestation` is still what was attested:
 /// `stored` gives a file by its SHA-256 (as stored now).
 pub fn check_files<'a>(
@@ -434,12 +442,8 @@ pub fn check_files<'a>(
         let (attestation_id, name, sha256) = (attestation.attestation_id.clone(), name.clone(), sha256.clone());
         match stored(&sha256) {
             None => out.push(Finding::FileMissing { attestation_id, name, sha256 }),
-            Some(f) => {
-                let bytes = base64::engine::general_purpose::STANDARD.decode(&f.content).unwrap_or_default();
-                if hex::encode(Sha256::digest(&bytes)) != sha256 || bytes.len() as u64 != f.size {
-                    out.push(Finding::FileAltered { attestation_id, name, sha256 });
-                }
-            }
+            Some(f) if f.sha256 != sha256 || file_bytes(f).is_none() => out.push(Finding::FileAltered { attestation_id, name, sha256 }),
+            Some(_) => {}
         }
     }
     out

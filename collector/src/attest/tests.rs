@@ -170,3 +170,15 @@ fn an_attested_control_is_declared_with_an_owner_a_cadence_and_no_applies_to() {
     let errors = crate::policy::load_text(Path::new("org.yaml"), &both).unwrap_err();
     assert!(errors.iter().any(|e| e.message.contains("give one of `check`, `detect` and `attest`")), "{errors:#?}");
 }
+
+#[test]
+fn a_stored_file_is_given_back_only_while_it_has_its_sha256() {
+    let (row, mut stored) =
+        accept(&set(), claim("org.access_review", "pass"), vec![upload("r.pdf", None, PDF)], Limits::default(), t0()).unwrap();
+    assert_eq!(file_bytes(&stored[0]).as_deref(), Some(PDF));
+    assert!(check_files(&row, |_| Some(&stored[0])).is_empty());
+    stored[0].content = base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.7 forged");
+    assert_eq!(file_bytes(&stored[0]), None);
+    assert!(matches!(check_files(&row, |_| Some(&stored[0]))[..], [crate::evidence::verify::Finding::FileAltered { .. }]));
+    assert!(matches!(check_files(&row, |_| None)[..], [crate::evidence::verify::Finding::FileMissing { .. }]));
+}

@@ -7,13 +7,11 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use base64::Engine as _;
 use chrono::Utc;
 use clap::Subcommand;
 use driftwatch_collector::attest::{self, Claim, Limits, Upload};
 use driftwatch_collector::policy::PolicySet;
 use driftwatch_collector::store::prelude::*;
-use sha2::{Digest, Sha256};
 
 #[derive(Subcommand)]
 pub enum AttestationCommand {
@@ -90,9 +88,8 @@ pub async fn run(store: &SharedStore, set: &PolicySet, limits: Limits, command: 
         AttestationCommand::File { sha256, out } => {
             let f = store.attestation_file(&sha256.to_ascii_lowercase()).await.context("reading the evidence file")?;
             let f = f.with_context(|| format!("no evidence file with SHA-256 {sha256}"))?;
-            let bytes = base64::engine::general_purpose::STANDARD.decode(&f.content).context("the stored file is not valid base64")?;
-            let found = hex::encode(Sha256::digest(&bytes));
-            anyhow::ensure!(found == f.sha256, "the stored file's SHA-256 is {found}, not {}: it was altered", f.sha256);
+            let bytes =
+                attest::file_bytes(&f).with_context(|| format!("the stored file no longer has SHA-256 {}: it was altered", f.sha256))?;
             match out {
                 Some(p) => std::fs::write(&p, &bytes).with_context(|| format!("writing {}", p.display()))?,
                 None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
