@@ -17,7 +17,7 @@ const INTERVAL_S: i64 = 60;
 /// What Grafana and the plugin would send for `sql`.
 fn expand(sql: &str, from: i64, to: i64) -> String {
     let vars: &[(&str, &str)] = &[
-        ("framework", "'soc2','pci-dss','hipaa','iso27001','nist-csf','nist-800-53','cmmc','nerc-cip','gdpr','cis'"),
+        ("framework", "'soc2','pci-dss','hipaa','iso27001','nist-csf','nist-800-53','fedramp-low','fedramp-moderate','fedramp-high','cmmc','nerc-cip','gdpr','cis'"),
         ("asset", "'web-1','db-1'"),
         ("severity", "'critical','high','medium','low'"),
         ("probe", "'web'"),
@@ -108,6 +108,10 @@ async fn every_panel_query_runs_on_both_engines_with_the_expected_columns() {
             assert!(!["textbox", "adhoc"].contains(&v["type"].as_str().unwrap_or("")), "{name}: free-text variable {}", v["name"]);
             if v["type"] == "custom" {
                 assert_eq!(v["allowCustomValue"].as_bool(), Some(false), "{name}: custom variable {} takes any value", v["name"]);
+            }
+            if v["name"] == "framework" {
+                let keys: Vec<&str> = driftwatch_collector::policy::frameworks::FRAMEWORKS.iter().map(|f| f.key).collect();
+                assert_eq!(v["query"].as_str(), Some(keys.join(",").as_str()), "{name}: the framework variable offers every framework");
             }
         }
         // Variable queries run too.

@@ -26,6 +26,11 @@ pub const DIR: &str = "frameworks";
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub framework: String,
+    /// Set for a baseline (FedRAMP's of NIST SP 800-53): the framework its
+    /// requirements are selected from. A control mapped to a requirement
+    /// of that framework the baseline selects counts for the baseline too
+    /// ([`Catalogs::derive`]).
+    pub baseline_of: Option<String>,
     /// Where it was read from (a path under `policies/`, or a file).
     pub source: PathBuf,
     pub groups: Vec<Group>,
@@ -67,6 +72,8 @@ pub struct Requirement {
 #[serde(deny_unknown_fields)]
 struct File {
     framework: String,
+    #[serde(default)]
+    baseline_of: Option<String>,
     groups: Vec<Group>,
     requirements: Vec<Requirement>,
 }
@@ -110,6 +117,11 @@ impl Catalog {
                 errors.push(error(line_of_id(text, &r.id, 0), format!("requirement {:?}: its parent {p:?} is not a requirement", r.id)));
             }
         }
+        if let Some(base) = &file.baseline_of {
+            if frameworks::framework(base).is_none() || *base == file.framework {
+                errors.push(error(line_of_key(text, "baseline_of"), format!("baseline_of: {base:?} is not another known framework")));
+            }
+        }
         if file.requirements.is_empty() {
             errors.push(error(None, "lists no requirements".into()));
         }
@@ -118,6 +130,7 @@ impl Catalog {
         }
         Ok(Catalog {
             framework: file.framework,
+            baseline_of: file.baseline_of,
             source: source.to_path_buf(),
             groups: file.groups,
             requirements: file.requirements,
@@ -194,10 +207,50 @@ impl Catalogs {
                 Err(mut e) => errors.append(&mut e),
             }
         }
+        errors.extend(out.baseline_errors());
         if errors.is_empty() {
             Ok(out)
         } else {
             Err(errors)
+        }
+    }
+
+    /// A baseline must select from a framework that has a catalog, and
+    /// only requirements that catalog lists.
+    fn baseline_errors(&self) -> Vec<PolicyError> {
+        let mut errors = Vec::new();
+        for c in self.iter() {
+            let Some(base) = &c.baseline_of else { continue };
+            let error = |line, message| PolicyError { file: c.source.clone(), line, message };
+            let Some(of) = self.get(base) else {
+                errors.push(error(None, format!("baseline of {base}, which has no catalog")));
+                continue;
+            };
+            for r in c.requirements.iter().filter(|r| !of.contains(&r.id)) {
+                errors.push(error(None, format!("requirement {:?} is not in the catalog of {base} ({})", r.id, of.source.display())));
+            }
+        }
+        errors
+    }
+
+    /// Adds to a control's mapping `by_framework` the baselines' share of
+    /// it: for each baseline, the requirements of the framework it is
+    /// drawn from that the control maps to and the baseline selects
+    /// (AC-2(3) of NIST SP 800-53 counts for FedRAMP Moderate, which
+    /// selects it). A mapping the control makes itself is kept.
+    pub fn derive(&self, by_framework: &mut BTreeMap<String, Vec<String>>) {
+        for c in self.iter() {
+            let Some(base) = &c.baseline_of else { continue };
+            let selected: Vec<String> = by_framework.get(base).into_iter().flatten().filter(|id| c.contains(id)).cloned().collect();
+            if selected.is_empty() {
+                continue;
+            }
+            let ids = by_framework.entry(c.framework.clone()).or_default();
+            for id in selected {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
         }
     }
 
@@ -208,6 +261,11 @@ impl Catalogs {
     pub fn iter(&self) -> impl Iterator<Item = &Catalog> {
         self.0.values().map(|c| &**c)
     }
+}
+
+/// The 1-based line of the top-level `key:`.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':'))).map(|i| i + 1)
 }
 
 /// The 1-based line of the entry `{id: <id>, …}` (quoted or not), skipping
@@ -232,7 +290,9 @@ mod tests {
         // Annex A controls, CSF 2.0's 106 subcategories, CMMC level 2's 110
         // practices; HIPAA's standards and implementation specifications;
         // NERC CIP's requirements; GDPR's security articles; PCI DSS 4.0's
-        // requirements down to x.y.z and below.
+        // requirements down to x.y.z and below; NIST SP 800-53 rev. 5's
+        // controls and enhancements in force, and FedRAMP's three
+        // baselines of them; the CIS recommendations mapped.
         for (fw, n) in [
             ("soc2", 61),
             ("iso27001", 93),
@@ -242,6 +302,11 @@ mod tests {
             ("nerc-cip", 72),
             ("gdpr", 26),
             ("pci-dss", 260),
+            ("nist-800-53", 1007),
+            ("fedramp-low", 156),
+            ("fedramp-moderate", 323),
+            ("fedramp-high", 410),
+            ("cis", 161),
         ] {
             assert_eq!(sizes.get(fw), Some(&n), "{fw}: {sizes:?}");
         }
@@ -252,6 +317,51 @@ mod tests {
         let pci = shipped.get("pci-dss").unwrap();
         assert_eq!(pci.requirement("9.5.1.2.1").and_then(|r| r.parent.as_deref()), Some("9.5.1.2"));
         assert_eq!(pci.root_group("10.2.1.4").map(|g| g.id.as_str()), Some("10"));
+        let nist = shipped.get("nist-800-53").unwrap();
+        assert_eq!(nist.requirement("AC-2(3)").and_then(|r| r.parent.as_deref()), Some("AC-2"));
+        assert_eq!(nist.requirement("SC-7").map(|r| r.title.as_str()), Some("Boundary Protection"));
+        assert!(!nist.contains("AC-13"), "withdrawn controls are left out");
+        assert_eq!(shipped.baseline_errors(), Vec::<PolicyError>::new());
+        let high = shipped.get("fedramp-high").unwrap();
+        assert_eq!(high.baseline_of.as_deref(), Some("nist-800-53"));
+        for r in &shipped.get("fedramp-low").unwrap().requirements {
+            assert!(shipped.get("fedramp-moderate").unwrap().contains(&r.id), "Low's {} is in Moderate", r.id);
+        }
+        assert_eq!(shipped.get("cis").unwrap().root_group("Debian 12 5.1.20").map(|g| g.id.as_str()), Some("Debian 12"));
+    }
+
+    #[test]
+    fn a_baseline_counts_the_mappings_to_what_it_selects() {
+        let shipped = Catalogs::shipped();
+        let mut mapping: BTreeMap<String, Vec<String>> =
+            [("nist-800-53".to_string(), vec!["AC-2(3)".to_string(), "AC-2(11)".to_string(), "PM-9".to_string()])].into();
+        mapping.insert("fedramp-high".into(), vec!["AC-2(11)".into()]);
+        shipped.derive(&mut mapping);
+        // Low selects none of them, Moderate AC-2(3), High both (the
+        // mapping made by hand kept once); PM-9 is in no FedRAMP baseline.
+        assert_eq!(mapping.get("fedramp-low"), None);
+        assert_eq!(mapping["fedramp-moderate"], ["AC-2(3)"]);
+        assert_eq!(mapping["fedramp-high"], ["AC-2(11)", "AC-2(3)"]);
+    }
+
+    #[test]
+    fn a_baseline_must_select_from_a_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(DIR)).unwrap();
+        std::fs::write(
+            dir.path().join(DIR).join("fedramp-low.yaml"),
+            "baseline_of: nist-800-53\nframework: fedramp-low\ngroups:\n  - {id: AC, title: A}\nrequirements:\n  - {id: AC-2, group: AC, title: a}\n  - {id: AC-99, group: AC, title: b}\n",
+        )
+        .unwrap();
+        let e = Catalogs::load(dir.path()).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].to_string().contains("\"AC-99\" is not in the catalog of nist-800-53"), "{e:?}");
+        let e = Catalog::parse(
+            Path::new("b.yaml"),
+            "baseline_of: nope\nframework: fedramp-low\ngroups: [{id: AC, title: A}]\nrequirements: [{id: AC-2, group: AC, title: a}]\n",
+        )
+        .unwrap_err();
+        assert!(e[0].to_string().starts_with("b.yaml:1: baseline_of: \"nope\""), "{e:?}");
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub struct Framework {
     pub example: &'static str,
 }
 
+/// A NIST SP 800-53 control or enhancement id (FedRAMP's baselines use
+/// the same).
+const NIST_800_53_ID: &str = r"^[A-Z]{2}-[0-9]{1,2}(\([0-9]{1,2}\))?$";
+
 pub const FRAMEWORKS: &[Framework] = &[
     Framework {
         key: "soc2",
@@ -35,12 +39,10 @@ pub const FRAMEWORKS: &[Framework] = &[
     },
     Framework { key: "iso27001", name: "ISO/IEC 27001:2022 Annex A", id_pattern: r"^A\.[5-8]\.[0-9]{1,2}$", example: "A.8.5" },
     Framework { key: "nist-csf", name: "NIST CSF 2.0", id_pattern: r"^(GV|ID|PR|DE|RS|RC)\.[A-Z]{2}-[0-9]{2}$", example: "PR.AA-01" },
-    Framework {
-        key: "nist-800-53",
-        name: "NIST SP 800-53 rev. 5",
-        id_pattern: r"^[A-Z]{2}-[0-9]{1,2}(\([0-9]{1,2}\))?$",
-        example: "AC-2(3)",
-    },
+    Framework { key: "nist-800-53", name: "NIST SP 800-53 rev. 5", id_pattern: NIST_800_53_ID, example: "AC-2(3)" },
+    Framework { key: "fedramp-low", name: "FedRAMP rev. 5 Low", id_pattern: NIST_800_53_ID, example: "AC-2" },
+    Framework { key: "fedramp-moderate", name: "FedRAMP rev. 5 Moderate", id_pattern: NIST_800_53_ID, example: "AC-2(3)" },
+    Framework { key: "fedramp-high", name: "FedRAMP rev. 5 High", id_pattern: NIST_800_53_ID, example: "AC-2(12)" },
     Framework { key: "cmmc", name: "CMMC 2.0", id_pattern: r"^[A-Z]{2}\.L[1-3]-3\.[0-9]{1,2}\.[0-9]{1,2}$", example: "AC.L2-3.1.1" },
     Framework {
         key: "nerc-cip",
@@ -49,7 +51,12 @@ pub const FRAMEWORKS: &[Framework] = &[
         example: "CIP-007-6 R5",
     },
     Framework { key: "gdpr", name: "GDPR", id_pattern: r"^Art\. [0-9]{1,2}(\([0-9]\))?$", example: "Art. 32" },
-    Framework { key: "cis", name: "CIS Benchmarks", id_pattern: r"^[A-Za-z0-9 ._-]+ [0-9]+(\.[0-9]+)*$", example: "Debian 12 5.1.20" },
+    Framework {
+        key: "cis",
+        name: "CIS Benchmarks (the recommendations mapped)",
+        id_pattern: r"^[A-Za-z0-9 ._-]+ [0-9]+(\.[0-9]+)*$",
+        example: "Debian 12 5.1.20",
+    },
 ];
 
 static PATTERNS: LazyLock<Vec<Regex>> =
@@ -82,6 +89,7 @@ mod tests {
             ("iso27001", "A.9.1"),
             ("nist-csf", "PR.AA-1"),
             ("nist-800-53", "AC2"),
+            ("fedramp-moderate", "ac-2.3"),
             ("gdpr", "Article 32"),
         ] {
             assert!(!framework(k).unwrap().1.is_match(bad), "{k} {bad}");

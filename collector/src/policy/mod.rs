@@ -289,6 +289,9 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
                         line,
                         message,
                     }));
+                    let mut c = c;
+                    catalogs.derive(&mut c.control.frameworks);
+                    c.frameworks = Frameworks::new(&c.control.frameworks);
                     all.push(c);
                 }
             }

@@ -534,10 +534,15 @@ controls:
         // PCI DSS by principal requirement: 2.2.6 under 2, 8.3.1 under 8.
         let pci: Vec<&str> = by_section.iter().filter(|s| s.framework == "pci-dss").map(|s| s.group.as_str()).collect();
         assert_eq!(pci, ["2", "8"]);
-        // A framework without a catalog: one group, no coverage.
+        // NIST SP 800-53 by family: AC-2 is one of the access control
+        // family's 131 controls and enhancements in force.
         let text = "pack: t\ncontrols:\n  - {id: a, title: a, severity: high, check: 'x.a', frameworks: {nist-800-53: [AC-2]}}\n";
-        let uncatalogued = PolicySet::new(crate::policy::load_text(Path::new("t.yaml"), text).unwrap());
-        let s = scores(&uncatalogued, &[r("h1", "web", "a", Status::Pass, 1)], None, &GroupBy::Section, none());
+        let mut nist = PolicySet::new(crate::policy::load_text(Path::new("t.yaml"), text).unwrap());
+        let s = scores(&nist, &[r("h1", "web", "a", Status::Pass, 1)], None, &GroupBy::Section, none());
+        assert_eq!((s[0].group.as_str(), s[0].coverage, s[0].catalog_requirements), ("AC", Some(0.76), Some(131)));
+        // A framework without a catalog: one group, no coverage.
+        nist.catalogs = Default::default();
+        let s = scores(&nist, &[r("h1", "web", "a", Status::Pass, 1)], None, &GroupBy::Section, none());
         assert_eq!((s[0].group.as_str(), s[0].coverage, s[0].catalog_requirements), ("(no catalog)", None, None));
         assert_eq!("section".parse::<GroupBy>(), Ok(GroupBy::Section));
     }
