@@ -14,8 +14,42 @@ use serde_json::Value;
 
 const INTERVAL_S: i64 = 60;
 
-/// What Grafana and the plugin would send for `sql`.
-fn expand(sql: &str, from: i64, to: i64) -> String {
+/// The plugin's `$__conditionalAll(condition, $var)`: `1=1` while `var` is
+/// "All" (so a fleet of 100,000 assets never becomes an `IN` list of
+/// 100,000 ids), else the condition.
+fn conditional_all(sql: &str, all: bool) -> String {
+    const MACRO: &str = "$__conditionalAll(";
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find(MACRO) {
+        out.push_str(&rest[..at]);
+        let body = &rest[at + MACRO.len()..];
+        let mut depth = 1;
+        let end = body
+            .char_indices()
+            .find(|&(_, c)| {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            })
+            .map(|(i, _)| i)
+            .expect("$__conditionalAll is closed");
+        let (condition, var) = body[..end].rsplit_once(", $").expect("$__conditionalAll(condition, $var)");
+        assert!(condition.contains(&format!("${{{var}:")), "$__conditionalAll on ${var} tests another variable: {condition}");
+        out.push_str(if all { "1=1" } else { condition });
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What Grafana and the plugin would send for `sql`, with the asset and
+/// probe variables set to "All" or to two values.
+fn expand_with(sql: &str, from: i64, to: i64, all: bool) -> String {
+    let sql = &conditional_all(sql, all);
     let vars: &[(&str, &str)] = &[
         ("framework", "'soc2','pci-dss','hipaa','iso27001','nist-csf','nist-800-53','fedramp-low','fedramp-moderate','fedramp-high','cmmc','nerc-cip','gdpr','cis'"),
         ("asset", "'web-1','db-1'"),
@@ -35,6 +69,10 @@ fn expand(sql: &str, from: i64, to: i64) -> String {
     s.replace("$__interval_s", &INTERVAL_S.to_string())
         .replace("$__fromTime", &format!("toDateTime({from})"))
         .replace("$__toTime", &format!("toDateTime({to})"))
+}
+
+fn expand(sql: &str, from: i64, to: i64) -> String {
+    expand_with(sql, from, to, false)
 }
 
 async fn seed(db: &str, now: i64) {
@@ -126,7 +164,18 @@ async fn every_panel_query_runs_on_both_engines_with_the_expected_columns() {
             assert_eq!(p["datasource"]["type"], "grafana-clickhouse-datasource", "{name}/{title}");
             for t in p["targets"].as_array().unwrap() {
                 assert_eq!(t["editorType"], "sql", "{name}/{title}");
-                let sql = expand(t["rawSql"].as_str().unwrap(), from, to);
+                let raw = t["rawSql"].as_str().unwrap();
+                // A variable of the fleet's size filters only through
+                // $__conditionalAll: "All" must not expand into a list.
+                for var in ["asset", "probe"] {
+                    let bare = conditional_all(raw, true);
+                    assert!(!bare.contains(&format!("${{{var}")), "{name}/{title}: ${var} outside $__conditionalAll:\n{raw}");
+                }
+                let all = expand_with(raw, from, to, true);
+                if let Err(e) = run(&names.database, &all).await {
+                    failures.push(format!("{name}/{title} (All selected): {e}\n{all}"));
+                }
+                let sql = expand(raw, from, to);
                 assert!(!sql.contains("$__") && !sql.contains("${"), "{name}/{title}: unexpanded macro or variable:\n{sql}");
                 let want: Vec<String> =
                     t["driftwatchColumns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
