@@ -111,11 +111,18 @@ pub fn load<T: DeserializeOwned>(
     if overrides.is_empty() && references == 0 {
         serde_yaml::from_str(&text_or_empty(&text)).map_err(|e| invalid(&shown, &e))
     } else {
-        serde_yaml::from_value(doc).map_err(|e| SettingsError::Invalid {
-            path: shown,
-            location: " (after environment overrides)".into(),
-            message: e.to_string(),
-        })
+        // Through YAML text again rather than `from_value`: from text, a
+        // plain scalar (`linger.ms: 5`, `enable.idempotence: true`) reads
+        // as a string where the field is a string, as it does without
+        // overrides; a `Value::Number` would not.
+        let after = |e: serde_yaml::Error| SettingsError::Invalid {
+            path: shown.clone(),
+            location: " (after environment overrides and file references)".into(),
+            // The line numbers would be of the re-written text: left out.
+            message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
+        };
+        let text = serde_yaml::to_string(&doc).map_err(after)?;
+        serde_yaml::from_str(&text).map_err(after)
     }
 }
 
@@ -208,6 +215,8 @@ mod tests {
     struct Kafka {
         #[serde(default)]
         brokers: String,
+        #[serde(default)]
+        properties: std::collections::BTreeMap<String, String>,
     }
 
     fn write(text: &str) -> tempfile::NamedTempFile {
@@ -225,7 +234,7 @@ mod tests {
             ("OTHER__N".to_string(), "9".to_string()),
         ];
         let c: Cfg = load(Some(f.path()), "X", env).unwrap();
-        assert_eq!(c, Cfg { kafka: Kafka { brokers: "b:2,c:3".into() }, n: 7 });
+        assert_eq!(c, Cfg { kafka: Kafka { brokers: "b:2,c:3".into(), ..Default::default() }, n: 7 });
     }
 
     #[test]
@@ -265,6 +274,32 @@ mod tests {
         let f = write("kafka:\n  brokers: {file: /nonexistent/secret}\n");
         let e = load::<Cfg>(Some(f.path()), "X", vec![]).unwrap_err().to_string();
         assert!(e.contains("kafka.brokers: cannot read the secret file /nonexistent/secret"), "{e}");
+    }
+
+    /// Numbers and booleans in a map of strings (`kafka.properties`) load
+    /// whether or not an override or a file reference is present (the
+    /// Helm node agent always sets one); so does a number given for a
+    /// string setting.
+    #[test]
+    fn scalars_in_string_maps_load_beside_overrides_and_file_references() {
+        let secret = write("pw\n");
+        let text = format!(
+            "kafka:\n  properties:\n    linger.ms: 5\n    enable.idempotence: true\n    sasl.password: {{file: {}}}\n",
+            secret.path().display()
+        );
+        let f = write(&text);
+        let want: std::collections::BTreeMap<String, String> =
+            [("linger.ms", "5"), ("enable.idempotence", "true"), ("sasl.password", "pw"), ("batch.size", "1000")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into();
+        let env = vec![("X__KAFKA__PROPERTIES__BATCH.SIZE".to_string(), "1000".to_string())];
+        let c: Cfg = load(Some(f.path()), "X", env).unwrap();
+        assert_eq!(c.kafka.properties, want);
+        let c: Cfg = load(None, "X", vec![("X__KAFKA__BROKERS".to_string(), "9092".to_string())]).unwrap();
+        assert_eq!(c.kafka.brokers, "9092");
+        // A wrong type is still refused, named.
+        let e = load::<Cfg>(None, "X", vec![("X__N".to_string(), "many".to_string())]).unwrap_err().to_string();
+        assert!(e.contains("after environment overrides") && e.contains("invalid type") && !e.contains(" at line "), "{e}");
     }
 
     #[test]
