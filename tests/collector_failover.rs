@@ -41,10 +41,17 @@ async fn a_killed_collectors_partitions_go_to_the_survivor_without_false_alerts(
     let (receiver, addr) = Receiver::start().await;
     let names = Names::new();
     let cfg = group_collector_config(&names, work.path(), &format!("http://{addr}/hook"));
-    let spawn = |name: &str| spawn_collector(work.path(), name, &cfg);
-    let mut a = spawn("collector-a");
+    // Each with its API (for /metrics) on a port of its own.
+    let with_api = |name: &str| {
+        let own = work.path().join(format!("{name}.yaml"));
+        std::fs::copy(&cfg, &own).unwrap();
+        (own.clone(), listen_api(&own, ""))
+    };
+    let ((cfg_a, port_a), (cfg_b, port_b)) = (with_api("a"), with_api("b"));
+    let spawn = |name: &str, cfg: &std::path::Path| spawn_collector(work.path(), name, cfg);
+    let mut a = spawn("collector-a", &cfg_a);
     wait_for("collector A to be assigned partitions", 60, async || a.log().contains("partitions assigned").then_some(())).await;
-    let b = spawn("collector-b");
+    let b = spawn("collector-b", &cfg_b);
     wait_for("both collectors to share the partitions", 60, async || {
         (strip_ansi(&a.log()).matches("partitions assigned").count() >= 2 && b.log().contains("partitions assigned")).then_some(())
     })
@@ -77,6 +84,24 @@ async fn a_killed_collectors_partitions_go_to_the_survivor_without_false_alerts(
         (number(&format!("SELECT count() AS n FROM {db}.notification_log WHERE status = 'firing'")).await >= ASSETS as u64).then_some(())
     })
     .await;
+    // Each collector reports the lag of the partitions it fetches, and
+    // only those: A's revoked ones were cleared when B joined, so no
+    // partition is reported twice. librdkafka's statistics come every
+    // 10 s; a partition's lag is known once it has a committed offset (the
+    // snapshot partitions now do). One of the two leads.
+    let (ma, mb) = wait_for("the snapshot partitions' lag", 60, async || {
+        let (ma, mb) = (metrics(port_a).await, metrics(port_b).await);
+        let snapshots = lagging(&ma).union(&lagging(&mb)).filter(|(t, _)| *t == names.topic("snapshots")).count();
+        (snapshots == 3).then_some((ma, mb))
+    })
+    .await;
+    let both: Vec<_> = lagging(&ma).intersection(&lagging(&mb)).cloned().collect();
+    assert!(both.is_empty(), "partitions reported by both collectors: {both:?}\n{ma}\n{mb}");
+    let leaders = [&ma, &mb].iter().filter(|m| m.contains("\ndriftwatch_leader 1")).count();
+    assert_eq!(leaders, 1, "one leader:\n{ma}\n{mb}");
+    for m in [&ma, &mb] {
+        assert!(m.contains("driftwatch_build_info{") && m.contains("\nprocess_resident_memory_bytes "), "{m}");
+    }
 
     // 2. A dies without leaving the group; the assets report again (still
     //    failing). B must end up with every partition and evaluate them
@@ -90,6 +115,12 @@ async fn a_killed_collectors_partitions_go_to_the_survivor_without_false_alerts(
     })
     .await;
     wait_evaluated(&names.database, &assets, 2).await;
+    wait_for("the survivor to report every snapshot partition's lag and lead", 60, async || {
+        let mb = metrics(port_b).await;
+        let snapshots = lagging(&mb).iter().filter(|(t, _)| *t == names.topic("snapshots")).count();
+        (snapshots == 3 && mb.contains("\ndriftwatch_leader 1")).then_some(())
+    })
+    .await;
     let how = if b.log().contains("joining the group again") { "joining the group again" } else { "the coordinator's rebalance" };
     eprintln!("the survivor took every partition by {how}");
 
@@ -111,4 +142,19 @@ async fn a_killed_collectors_partitions_go_to_the_survivor_without_false_alerts(
     }
     drop(b);
     names.drop_database().await;
+}
+
+/// The (topic, partition) pairs whose consumer lag `metrics` reports.
+fn lagging(metrics: &str) -> std::collections::BTreeSet<(String, String)> {
+    let label =
+        |l: &str, name: &str| l.split(&format!("{name}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or_default().to_string();
+    metrics.lines().filter(|l| l.starts_with("driftwatch_consumer_lag{")).map(|l| (label(l, "topic"), label(l, "partition"))).collect()
+}
+
+/// The collector's `/metrics` on `port` (empty while it does not answer).
+async fn metrics(port: u16) -> String {
+    match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }

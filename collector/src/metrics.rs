@@ -4,9 +4,10 @@
 //! stored and how long storing took, evaluation time, notifications per
 //! receiver and outcome and how long delivering one took, consumer lag per
 //! partition, and — on the collector
-//! running fleet-wide work — compliance scores per framework and open
-//! violations per severity. Delivery failures are counted here as well as
-//! logged: never silent.
+//! running fleet-wide work (`driftwatch_leader` 1) — compliance scores per
+//! framework and open violations per severity; the build
+//! (`driftwatch_build_info`) and the process's own `process_*` metrics.
+//! Delivery failures are counted here as well as logged: never silent.
 
 use std::sync::LazyLock;
 
@@ -76,7 +77,41 @@ pub struct Metrics {
     pub compliance_requirements: IntGaugeVec,
     /// `severity`.
     pub open_violations: IntGaugeVec,
+    /// 1 while this collector runs the fleet-wide work (it owns partition 0
+    /// of the SLA topic, or runs standalone); the fleet gauges above are
+    /// only set on it, and cleared when it stops.
+    pub leader: prometheus::IntGauge,
+    /// Always 1, labelled with the build: `version`, `os`, `arch`.
+    pub build_info: IntGaugeVec,
 }
+
+/// Records whether this collector runs the fleet-wide work. A collector
+/// that stops doing so clears its fleet gauges (scores, coverage, open
+/// violations), so that only the leader's are scraped rather than a
+/// follower's frozen ones.
+pub fn leadership(leading: bool) {
+    let m = &*METRICS;
+    m.leader.set(i64::from(leading));
+    if !leading {
+        m.compliance_score.reset();
+        m.compliance_coverage.reset();
+        m.compliance_requirements.reset();
+        m.open_violations.reset();
+    }
+}
+
+/// The process's own metrics (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_open_fds`,
+/// `process_start_time_seconds`…), under their standard names (without
+/// the `driftwatch_` prefix), as Prometheus's client libraries export them.
+static PROCESS: LazyLock<Registry> = LazyLock::new(|| {
+    let r = Registry::new();
+    #[cfg(target_os = "linux")]
+    if let Err(e) = r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())) {
+        tracing::warn!(error = %e, "process metrics are not available");
+    }
+    r
+});
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition");
@@ -238,6 +273,17 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &["framework", "evidence"],
         ),
         open_violations: int_gauge_vec(&r, "open_violations", "Open violations by severity.", &["severity"]),
+        leader: {
+            let g = prometheus::IntGauge::new("leader", "1 while this collector runs the fleet-wide work (scores, SLOs, reports); its fleet gauges are the ones to read.")
+                .expect("metric definition");
+            r.register(Box::new(g.clone())).expect("metric registered once");
+            g
+        },
+        build_info: {
+            let g = int_gauge_vec(&r, "build_info", "Always 1: the collector's version, OS and architecture.", &["version", "os", "arch"]);
+            g.with_label_values(&[env!("CARGO_PKG_VERSION"), std::env::consts::OS, std::env::consts::ARCH]).set(1);
+            g
+        },
         registry: r,
     }
 });
@@ -247,7 +293,7 @@ pub fn render() -> String {
     let mut buf = Vec::new();
     // Families without samples yet (a counter vector before its first
     // label set) are left out: the encoder refuses them.
-    let families: Vec<_> = METRICS.registry.gather().into_iter().filter(|f| !f.get_metric().is_empty()).collect();
+    let families: Vec<_> = METRICS.registry.gather().into_iter().chain(PROCESS.gather()).filter(|f| !f.get_metric().is_empty()).collect();
     if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
         tracing::error!(error = %e, "encoding metrics failed");
     }
@@ -259,6 +305,32 @@ mod tests {
     #[test]
     fn metrics_render_before_any_label_set_is_used() {
         assert!(super::render().contains("driftwatch_batches_stored_total"));
+    }
+
+    #[test]
+    fn build_and_process_metrics_are_exported() {
+        let text = super::render();
+        assert!(text.contains(&format!("driftwatch_build_info{{arch=\"{}\"", std::env::consts::ARCH)), "{text}");
+        assert!(text.contains("driftwatch_leader "), "{text}");
+        #[cfg(target_os = "linux")]
+        for m in ["process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_open_fds ", "process_start_time_seconds "] {
+            assert!(text.lines().any(|l| l.starts_with(m)), "{m} in {text}");
+        }
+    }
+
+    /// A collector that stops leading clears the fleet gauges it set.
+    #[test]
+    fn losing_leadership_clears_the_fleet_gauges() {
+        let m = &*super::METRICS;
+        super::leadership(true);
+        m.compliance_score.with_label_values(&["soc2", "honoured"]).set(93.0);
+        m.open_violations.with_label_values(&["high"]).set(4);
+        let text = super::render();
+        assert!(text.contains("driftwatch_leader 1") && text.contains("driftwatch_compliance_score{"), "{text}");
+        super::leadership(false);
+        let text = super::render();
+        assert!(text.contains("driftwatch_leader 0"), "{text}");
+        assert!(!text.contains("driftwatch_compliance_score{") && !text.contains("driftwatch_open_violations{"), "{text}");
     }
 
     #[test]

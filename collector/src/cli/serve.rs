@@ -43,6 +43,7 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
     // Fleet-wide work (SLOs, scores, retention…) runs on one collector: the
     // owner of the SLA topic's partition 0, or the only one.
     let leader = Arc::new(AtomicBool::new(matches!(transport, Transport::Local(_))));
+    driftwatch_collector::metrics::leadership(leader.load(std::sync::atomic::Ordering::SeqCst));
     tokio::spawn(tasks::slo::run(cfg.slo.clone(), store.clone(), alerting.clone(), leader.clone()));
     let waivers_tx = Arc::new(waivers_tx);
     let shared = driftwatch_collector::api::Shared {

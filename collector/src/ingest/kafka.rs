@@ -70,9 +70,17 @@ impl ClientContext for RebalanceContext {
         for (name, topic) in &statistics.topics {
             for (id, p) in &topic.partitions {
                 // -1 is librdkafka's internal unassigned partition; a
-                // negative lag means not known yet.
-                if *id >= 0 && p.consumer_lag >= 0 {
-                    crate::metrics::METRICS.consumer_lag.with_label_values(&[name.as_str(), &id.to_string()]).set(p.consumer_lag);
+                // negative lag means not known yet. A partition this
+                // consumer no longer fetches (revoked: `none`, `stopped`)
+                // has no lag here: its owner reports it.
+                if *id < 0 {
+                    continue;
+                }
+                let lag = &crate::metrics::METRICS.consumer_lag;
+                if p.consumer_lag >= 0 && !matches!(p.fetch_state.as_str(), "none" | "stopped" | "stopping") {
+                    lag.with_label_values(&[name.as_str(), &id.to_string()]).set(p.consumer_lag);
+                } else {
+                    let _ = lag.remove_label_values(&[name.as_str(), &id.to_string()]);
                 }
             }
         }
@@ -94,12 +102,17 @@ impl ConsumerContext for RebalanceContext {
                 if tpl.elements().iter().any(|e| e.topic() == self.leader_topic && e.partition() == 0) {
                     tracing::info!(topic = %self.leader_topic, "this collector now runs fleet-wide work (SLOs)");
                     self.leader.store(true, Ordering::SeqCst);
+                    crate::metrics::leadership(true);
                 }
             }
             Rebalance::Revoke(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
+                for e in tpl.elements() {
+                    let _ = crate::metrics::METRICS.consumer_lag.remove_label_values(&[e.topic(), &e.partition().to_string()]);
+                }
                 if tpl.elements().iter().any(|e| e.topic() == self.leader_topic && e.partition() == 0) {
                     self.leader.store(false, Ordering::SeqCst);
+                    crate::metrics::leadership(false);
                 }
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),

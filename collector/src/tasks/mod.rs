@@ -69,6 +69,11 @@ impl OnLeader {
         OnLeader { tick, leader, leading: false }
     }
 
+    /// Whether this collector leads now (it may have stopped during a pass).
+    pub fn leading(&self) -> bool {
+        self.leader.load(Ordering::SeqCst)
+    }
+
     /// Waits for the next pass this collector runs.
     pub async fn next(&mut self) -> Pass {
         loop {

@@ -77,7 +77,14 @@ pub async fn run(inputs: Inputs, every: Duration, leader: Leader) {
             continue;
         }
         next_scores = tokio::time::Instant::now() + every;
-        match record(&set, &w, &store).await {
+        let recorded = record(&set, &w, &store).await;
+        if !passes.leading() {
+            // Leadership was lost while recording: the gauges it just set
+            // are the new leader's to publish.
+            crate::metrics::leadership(false);
+            continue;
+        }
+        match recorded {
             Ok((fleet, results)) => {
                 let now = Utc::now();
                 if let (Some((cfg, alerting)), Some(held)) = (&posture, conditions.as_mut()) {
