@@ -8,7 +8,14 @@ use driftwatch_collector::store::config::ClickHouseConfig;
 use driftwatch_tests::*;
 
 fn config(database: &str) -> ClickHouseConfig {
-    ClickHouseConfig { url: CLICKHOUSE.into(), database: database.into(), user: "default".into(), password: None, migrate: true }
+    ClickHouseConfig {
+        url: CLICKHOUSE.into(),
+        database: database.into(),
+        user: "default".into(),
+        password: None,
+        migrate: true,
+        tls: Default::default(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

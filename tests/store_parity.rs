@@ -107,6 +107,7 @@ async fn clickhouse_and_sqlite_answer_every_read_alike() {
         user: "default".into(),
         password: None,
         migrate: true,
+        tls: Default::default(),
     })
     .await
     .expect("ClickHouse store");

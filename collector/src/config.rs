@@ -134,6 +134,14 @@ impl CollectorConfig {
         if !(self.clickhouse.url.starts_with("http://") || self.clickhouse.url.starts_with("https://")) {
             problems.push(format!("clickhouse.url: {:?} is not an http(s) URL", self.clickhouse.url));
         }
+        if self.store.kind == StoreKind::Clickhouse {
+            if self.clickhouse.tls.is_set() && !self.clickhouse.url.starts_with("https://") {
+                problems.push(format!("clickhouse.tls: set, but clickhouse.url {:?} is not https://", self.clickhouse.url));
+            }
+            if let Err(e) = crate::store::clickhouse::tls::client_config(&self.clickhouse.tls) {
+                problems.push(e);
+            }
+        }
         self.alerts.validate(&mut problems);
         self.slo.validate(&mut problems);
         self.api.validate(&mut problems);

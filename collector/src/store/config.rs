@@ -43,6 +43,27 @@ pub struct ClickHouseConfig {
     /// Create the database and apply migrations at start. Off for a
     /// cluster whose schema was applied from `deploy/clickhouse/cluster.sql`.
     pub migrate: bool,
+    /// For an `https://` URL: the CA to trust and the client certificate.
+    pub tls: ClickHouseTls,
+}
+
+/// TLS to ClickHouse (`clickhouse.tls`), for an `https://` URL.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseTls {
+    /// PEM file of the CA(s) that sign the server's certificate; without
+    /// it, the public web PKI's roots (webpki-roots) are trusted.
+    pub ca_file: Option<PathBuf>,
+    /// PEM files of a client certificate (chain) and its key, for a server
+    /// that asks for one (mutual TLS). Both or neither.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl ClickHouseTls {
+    pub fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
 }
 
 impl std::fmt::Debug for ClickHouseConfig {
@@ -53,6 +74,7 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("migrate", &self.migrate)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -65,6 +87,7 @@ impl Default for ClickHouseConfig {
             user: "default".into(),
             password: None,
             migrate: true,
+            tls: ClickHouseTls::default(),
         }
     }
 }

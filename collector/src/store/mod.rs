@@ -261,6 +261,9 @@ pub enum StoreError {
     Layout { path: String, found: i64, supported: i64 },
     #[error("store task failed: {0}")]
     Task(String),
+    /// A setting the store cannot be opened with (a TLS file).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl StoreError {

@@ -10,6 +10,7 @@ mod gaps;
 mod keys;
 mod retention;
 mod slo;
+pub mod tls;
 mod views;
 mod waivers;
 
@@ -51,7 +52,7 @@ impl ClickHouseStore {
     /// Connects, creates the database if needed and applies migrations
     /// (unless `migrate` is off: a cluster's schema is applied by hand).
     pub async fn connect(cfg: &ClickHouseConfig) -> Result<Self, StoreError> {
-        let base = base_client(cfg);
+        let base = base_client(cfg)?;
         let store =
             ClickHouseStore { client: base.clone().with_database(&cfg.database), url: cfg.url.clone(), database: cfg.database.clone() };
         if !cfg.migrate {
@@ -225,12 +226,13 @@ impl Streams for ClickHouseStore {
     }
 }
 
-fn base_client(cfg: &ClickHouseConfig) -> Client {
-    let mut c = Client::default().with_url(&cfg.url).with_validation(false).with_user(&cfg.user);
+fn base_client(cfg: &ClickHouseConfig) -> Result<Client, StoreError> {
+    let client = tls::client(&cfg.tls).map_err(StoreError::Config)?;
+    let mut c = client.with_url(&cfg.url).with_validation(false).with_user(&cfg.user);
     if let Some(p) = &cfg.password {
         c = c.with_password(p);
     }
-    c
+    Ok(c)
 }
 
 #[cfg(test)]
