@@ -79,6 +79,14 @@ impl Notification {
         self.page("controls", alert.labels.get("control")?)
     }
 
+    /// Link to `alert`'s own page: its asset's, else its control's.
+    pub fn page_of(&self, alert: &super::model::Alert) -> Option<String> {
+        match alert.labels.get("asset") {
+            Some(asset) => self.page("assets", asset),
+            None => self.control_link(alert),
+        }
+    }
+
     /// `<external_url>/<kind>/<id>`, the id one encoded path segment.
     fn page(&self, kind: &str, id: &str) -> Option<String> {
         Some(format!("{}/{kind}/{}", self.external_url.trim_end_matches('/'), percent_encode(id)))

@@ -69,7 +69,9 @@ pub struct Route {
     pub routes: Vec<Route>,
 }
 
-fn duration(field: &str, text: &str) -> Result<Duration, String> {
+/// A duration as operators write it (`30s`, `5m`, `4h`), or an error naming
+/// `field`.
+pub fn parse_duration(field: &str, text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{field}: {text:?}: {e} (e.g. \"30s\", \"5m\", \"4h\")"))
 }
 
@@ -112,7 +114,7 @@ impl Route {
     fn compile_node(cfg: &RouteConfig, parent: &Route, id: &str, at: &str, receivers: &[String], errors: &mut Vec<String>) -> Route {
         let mut dur = |field: &str, v: &Option<String>, inherited: Duration| match v {
             None => inherited,
-            Some(t) => duration(&format!("{at}.{field}"), t).unwrap_or_else(|e| {
+            Some(t) => parse_duration(&format!("{at}.{field}"), t).unwrap_or_else(|e| {
                 errors.push(e);
                 inherited
             }),
@@ -128,7 +130,7 @@ impl Route {
             if !receivers.contains(&e.receiver) {
                 errors.push(format!("{at}.escalate.receiver: no receiver named {:?}", e.receiver));
             }
-            match duration(&format!("{at}.escalate.after"), &e.after) {
+            match parse_duration(&format!("{at}.escalate.after"), &e.after) {
                 Ok(d) => Some((d, e.receiver.clone())),
                 Err(msg) => {
                     errors.push(msg);

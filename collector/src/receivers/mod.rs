@@ -1,5 +1,5 @@
 //! Receivers: where notifications go (the sinks of alerting). The HTTP
-//! kinds (`slack.rs`, `pagerduty.rs`, `webhook.rs`) turn a [`Notification`]
+//! kinds (`slack.rs`, `pagerduty.rs`, `webhook.rs`, `alertmanager.rs`) turn a [`Notification`]
 //! into one HTTP request; `email.rs` into one message sent over SMTP (with
 //! STARTTLS). This module delivers it: a per-receiver rate limit
 //! (governor), retries with exponential backoff and full jitter on network
@@ -9,6 +9,7 @@
 //! counted (`driftwatch_notifications_total`); a delivered notification is
 //! recorded in the notification log.
 
+pub mod alertmanager;
 pub mod email;
 pub mod pagerduty;
 pub mod slack;
@@ -35,6 +36,7 @@ pub struct ReceiverConfig {
     pub pagerduty: Option<pagerduty::PagerDutyConfig>,
     pub webhook: Option<webhook::WebhookConfig>,
     pub email: Option<email::EmailConfig>,
+    pub alertmanager: Option<alertmanager::AlertmanagerConfig>,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// Attempts before a notification is given up (and logged as failed).
@@ -67,9 +69,12 @@ impl ReceiverConfig {
     pub fn validate(&self, at: &str) -> Vec<String> {
         let mut e = Vec::new();
         let kinds =
-            [self.slack.is_some(), self.pagerduty.is_some(), self.webhook.is_some(), self.email.is_some()].iter().filter(|k| **k).count();
+            [self.slack.is_some(), self.pagerduty.is_some(), self.webhook.is_some(), self.email.is_some(), self.alertmanager.is_some()]
+                .iter()
+                .filter(|k| **k)
+                .count();
         if kinds != 1 {
-            e.push(format!("{at}: give exactly one of slack, pagerduty, webhook, email (found {kinds})"));
+            e.push(format!("{at}: give exactly one of slack, pagerduty, webhook, email, alertmanager (found {kinds})"));
         }
         if self.max_attempts == 0 {
             e.push(format!("{at}.max_attempts: must be at least 1"));
@@ -99,6 +104,12 @@ impl ReceiverConfig {
         }
         if let Some(m) = &self.email {
             m.validate(&format!("{at}.email"), &mut e);
+        }
+        if let Some(a) = &self.alertmanager {
+            url("alertmanager.url", &a.url, &mut e);
+            if let Err(problem) = a.hold() {
+                e.push(format!("{at}.alertmanager.{problem}"));
+            }
         }
         e
     }
@@ -220,12 +231,13 @@ impl Receiver {
     pub fn new(cfg: &ReceiverConfig) -> anyhow::Result<Self> {
         let timeout = Duration::from_millis(cfg.timeout_ms);
         let client = || reqwest::Client::builder().timeout(timeout).build();
-        let kind: Box<dyn Kind> = match (&cfg.slack, &cfg.pagerduty, &cfg.webhook, &cfg.email) {
-            (Some(s), None, None, None) => Box::new(Http { kind: slack::Slack::new(s), client: client()? }),
-            (None, Some(p), None, None) => Box::new(Http { kind: pagerduty::PagerDuty::new(p), client: client()? }),
-            (None, None, Some(w), None) => Box::new(Http { kind: webhook::Webhook::new(w), client: client()? }),
-            (None, None, None, Some(m)) => Box::new(email::Email::new(m, timeout)?),
-            _ => anyhow::bail!("receiver {}: give exactly one of slack, pagerduty, webhook, email", cfg.name),
+        let kind: Box<dyn Kind> = match (&cfg.slack, &cfg.pagerduty, &cfg.webhook, &cfg.email, &cfg.alertmanager) {
+            (Some(s), None, None, None, None) => Box::new(Http { kind: slack::Slack::new(s), client: client()? }),
+            (None, Some(p), None, None, None) => Box::new(Http { kind: pagerduty::PagerDuty::new(p), client: client()? }),
+            (None, None, Some(w), None, None) => Box::new(Http { kind: webhook::Webhook::new(w), client: client()? }),
+            (None, None, None, Some(m), None) => Box::new(email::Email::new(m, timeout)?),
+            (None, None, None, None, Some(a)) => Box::new(Http { kind: alertmanager::Alertmanager::new(a), client: client()? }),
+            _ => anyhow::bail!("receiver {}: give exactly one of slack, pagerduty, webhook, email, alertmanager", cfg.name),
         };
         let per_minute = NonZeroU32::new(cfg.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
         Ok(Receiver {

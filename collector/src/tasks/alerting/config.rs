@@ -66,6 +66,31 @@ impl AlertsConfig {
         })
     }
 
+    /// Alertmanager ends a firing alert that is not posted again within
+    /// its receiver's `hold`: every route to one must repeat sooner, and
+    /// none may escalate to one (an escalation is sent once).
+    fn check_alertmanager_routes(&self, tree: &Route, problems: &mut Vec<String>) {
+        let held =
+            |name: &str| self.receivers.iter().find(|r| r.name == name).and_then(|r| r.alertmanager.as_ref()).and_then(|a| a.hold().ok());
+        for route in tree.walk() {
+            if let Some(hold) = held(&route.receiver) {
+                if route.repeat_interval >= hold {
+                    problems.push(format!(
+                        "alerts.route: the route to {:?} (an alertmanager receiver) repeats every {}, not sooner than its hold of {}: Alertmanager would end its alerts between posts; set repeat_interval below hold",
+                        route.receiver,
+                        humantime::format_duration(route.repeat_interval),
+                        humantime::format_duration(hold)
+                    ));
+                }
+            }
+            if let Some((_, to)) = route.escalate.as_ref().filter(|(_, to)| held(to).is_some()) {
+                problems.push(format!(
+                    "alerts.route: escalates to {to:?}, an alertmanager receiver; escalations are sent once, so Alertmanager would end them: escalate with Alertmanager's own routes"
+                ));
+            }
+        }
+    }
+
     pub fn validate(&self, problems: &mut Vec<String>) {
         let mut names = std::collections::BTreeSet::new();
         for (i, r) in self.receivers.iter().enumerate() {
@@ -76,8 +101,9 @@ impl AlertsConfig {
         }
         if let Some(route) = self.route_config() {
             let names: Vec<String> = names.into_iter().collect();
-            if let Err(errors) = Route::compile(&route, &names) {
-                problems.extend(errors);
+            match Route::compile(&route, &names) {
+                Err(errors) => problems.extend(errors),
+                Ok(tree) => self.check_alertmanager_routes(&tree, problems),
             }
         } else if self.route.is_some() {
             problems.push("alerts.route: no receivers are configured".into());
