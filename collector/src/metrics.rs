@@ -38,6 +38,11 @@ pub struct Metrics {
     pub agent_keys_pending: prometheus::IntGauge,
     /// Assets whose facts the engine holds.
     pub assets_held: prometheus::IntGauge,
+    /// Assets whose results became unknown because they went silent.
+    pub assets_gone_silent: IntCounter,
+    /// What the last check of the evidence chains' links and roots (two
+    /// days, on the leader) found wrong; 0 when they hold.
+    pub evidence_findings: prometheus::IntGauge,
     /// 1 while consumption is paused at the memory ceiling.
     pub consumption_paused: prometheus::IntGauge,
     /// API connections closed at accept: `api.max_connections` were open.
@@ -202,6 +207,20 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             r.register(Box::new(g.clone())).expect("metric registered once");
             g
         },
+        assets_gone_silent: counter(
+            &r,
+            "assets_gone_silent_total",
+            "Assets whose results became unknown because they sent nothing for evaluation.unknown_after_secs.",
+        ),
+        evidence_findings: {
+            let g = prometheus::IntGauge::new(
+                "evidence_findings",
+                "Problems the leader's last check of the evidence chains' links and roots found (links altered, chains broken, links missing, roots not matching); 0 when they hold.",
+            )
+            .expect("metric definition");
+            r.register(Box::new(g.clone())).expect("metric registered once");
+            g
+        },
         consumption_paused: {
             let g = prometheus::IntGauge::new("consumption_paused", "1 while consumption is paused at the memory ceiling (evaluation.memory_limit_mb).")
                 .expect("metric definition");
@@ -288,6 +307,55 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
+/// The name of every metric family the collector exports, with or without
+/// samples yet (what alerting rules may read).
+pub fn family_names() -> Vec<String> {
+    use prometheus::core::Collector;
+    let m = &*METRICS;
+    let all: [&dyn Collector; 32] = [
+        &m.records,
+        &m.legacy_fingerprint_records,
+        &m.limit_violations,
+        &m.clock_skew_records,
+        &m.dead_letter_failures,
+        &m.identity_records,
+        &m.agent_keys_pending,
+        &m.assets_held,
+        &m.assets_gone_silent,
+        &m.evidence_findings,
+        &m.consumption_paused,
+        &m.api_connections_refused,
+        &m.api_rate_limited,
+        &m.batches_stored,
+        &m.store_write_failures,
+        &m.store_refused_records,
+        &m.store_dropped_rows,
+        &m.rows_stored,
+        &m.record_age_seconds,
+        &m.batch_wait_seconds,
+        &m.store_seconds,
+        &m.store_wait_seconds,
+        &m.evaluate_seconds,
+        &m.notifications,
+        &m.notification_seconds,
+        &m.consumer_lag,
+        &m.compliance_score,
+        &m.compliance_coverage,
+        &m.compliance_requirements,
+        &m.open_violations,
+        &m.leader,
+        &m.build_info,
+    ];
+    // The registry's prefix is added as it gathers; a vector without a
+    // label set yet gathers nothing, so the names come from the
+    // definitions.
+    let mut names: Vec<String> = all.iter().flat_map(|c| c.desc()).map(|d| format!("driftwatch_{}", d.fq_name)).collect();
+    names.extend(PROCESS.gather().iter().map(|f| f.name().to_string()));
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// The Prometheus text exposition of every metric.
 pub fn render() -> String {
     let mut buf = Vec::new();
@@ -331,6 +399,21 @@ mod tests {
         let text = super::render();
         assert!(text.contains("driftwatch_leader 0"), "{text}");
         assert!(!text.contains("driftwatch_compliance_score{") && !text.contains("driftwatch_open_violations{"), "{text}");
+    }
+
+    /// Every family rendered is one `family_names` lists (so the list
+    /// the alerting rules are checked against keeps up with the fields).
+    #[test]
+    fn family_names_list_every_metric() {
+        let m = &*super::METRICS;
+        m.records.with_label_values(&["t", "decoded"]).inc();
+        m.consumer_lag.with_label_values(&["t", "0"]).set(1);
+        let names = super::family_names();
+        for line in super::render().lines().filter_map(|l| l.strip_prefix("# HELP ")) {
+            let name = line.split(' ').next().unwrap();
+            assert!(names.iter().any(|n| n == name), "{name} is not in family_names: {names:?}");
+        }
+        assert!(names.iter().any(|n| n == "driftwatch_compliance_score"), "{names:?}");
     }
 
     #[test]

@@ -61,6 +61,24 @@ fn table(code: u8) -> String {
 /// batches chained outside the period whose rows fall in it: they vouch
 /// for those rows, and are not themselves checked.
 pub fn verify(links: &[LinkRow], outside: &[LinkRow], rows: &[StoredRow], roots: &[StoredRoot]) -> Verification {
+    let (chains, mut findings) = check_links(links);
+    findings.extend(check_rows(links, outside, rows));
+    findings.extend(check_roots(&chains, roots));
+    Verification { chains: chains.len(), links: links.len(), rows: rows.len(), roots: roots.len(), files: 0, findings }
+}
+
+/// What the links and roots alone show (no rows read): a link altered, a
+/// chain broken, links missing, a root that does not match. Cheap enough
+/// to run every few minutes (the evidence-roots task does, for
+/// `driftwatch_evidence_findings`).
+pub fn verify_links(links: &[LinkRow], roots: &[StoredRoot]) -> Vec<Finding> {
+    let (chains, mut findings) = check_links(links);
+    findings.extend(check_roots(&chains, roots));
+    findings
+}
+
+/// Each chain's links in order, and what their hashes show.
+fn check_links(links: &[LinkRow]) -> (BTreeMap<&str, Vec<&LinkRow>>, Vec<Finding>) {
     let mut findings = Vec::new();
     let mut chains: BTreeMap<&str, Vec<&LinkRow>> = BTreeMap::new();
     for l in links {
@@ -88,7 +106,12 @@ pub fn verify(links: &[LinkRow], outside: &[LinkRow], rows: &[StoredRow], roots:
             prev = Some(l);
         }
     }
+    (chains, findings)
+}
 
+/// Rows against the links that recorded them.
+fn check_rows(links: &[LinkRow], outside: &[LinkRow], rows: &[StoredRow]) -> Vec<Finding> {
+    let mut findings = Vec::new();
     // Rows: every recorded digest must still be stored (under any batch id:
     // a redelivered copy may have replaced the original), and every stored
     // row must be recorded by some link.
@@ -133,7 +156,12 @@ pub fn verify(links: &[LinkRow], outside: &[LinkRow], rows: &[StoredRow], roots:
             Finding::RowsInserted { batch_id, table: table(t), rows: rs.len(), keys }
         });
     }
+    findings
+}
 
+/// Each hourly root against the links of its hour (where all are read).
+fn check_roots(chains: &BTreeMap<&str, Vec<&LinkRow>>, roots: &[StoredRoot]) -> Vec<Finding> {
+    let mut findings = Vec::new();
     for root in roots {
         let Some(ls) = chains.get(root.chain_id.as_str()) else { continue };
         let hashes: Vec<String> = ls.iter().filter(|l| l.seq >= root.first_seq && l.seq <= root.last_seq).map(|l| l.hash.clone()).collect();
@@ -141,7 +169,7 @@ pub fn verify(links: &[LinkRow], outside: &[LinkRow], rows: &[StoredRow], roots:
             findings.push(Finding::RootMismatch { chain_id: root.chain_id.clone(), hour: root.hour });
         }
     }
-    Verification { chains: chains.len(), links: links.len(), rows: rows.len(), roots: roots.len(), files: 0, findings }
+    findings
 }
 
 fn chained_in(l: &LinkRow, t: u8, d: &RowDigest) -> bool {
@@ -250,5 +278,12 @@ mod tests {
         let mut forged = links.clone();
         forged[1].row_digests[0][0] ^= 1;
         assert!(verify(&forged, &[], &rows, &[]).findings.iter().any(|f| matches!(f, Finding::LinkAltered { seq: 2, .. })));
+
+        // The links alone (no rows read) show the forged link and the
+        // missing one, and nothing wrong with the intact chain.
+        assert!(verify_links(&links, &[]).is_empty());
+        assert!(matches!(&verify_links(&forged, &[])[..], [Finding::LinkAltered { seq: 2, .. }]), "{:?}", verify_links(&forged, &[]));
+        let gap = verify_links(&[links[0].clone(), links[2].clone()], &[]);
+        assert_eq!(gap, vec![Finding::LinksMissing { chain_id: "c".into(), after_seq: 1, before_seq: 3 }]);
     }
 }

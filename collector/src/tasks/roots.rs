@@ -1,6 +1,10 @@
 //! The evidence-roots task: every five minutes, on the leader, the
 //! completed hours of every chain get their Merkle root
-//! ([`crate::evidence::roots::due`]), stored beside the links.
+//! ([`crate::evidence::roots::due`]), stored beside the links; and the
+//! last two days' links and roots are checked
+//! ([`crate::evidence::verify::verify_links`]): what they show wrong is
+//! `driftwatch_evidence_findings` (a broken chain alerts through
+//! Prometheus without waiting for someone to run `verify`).
 
 use std::time::Duration;
 
@@ -15,7 +19,13 @@ use crate::store::StoreError;
 pub async fn record(store: &SharedStore, now: DateTime<Utc>) -> Result<usize, StoreError> {
     let from = (now - chrono::Duration::days(2)).duration_trunc(chrono::Duration::hours(1)).unwrap_or(now);
     let links = store.evidence_links(from, now).await?;
-    let done: Vec<(String, DateTime<Utc>)> = store.evidence_roots(from, now).await?.into_iter().map(|r| (r.chain_id, r.hour)).collect();
+    let stored = store.evidence_roots(from, now).await?;
+    let findings = crate::evidence::verify::verify_links(&links, &stored);
+    for f in findings.iter().take(10) {
+        tracing::error!(finding = %f, "the evidence chain does not hold (run `driftwatch-collector verify` for the whole period)");
+    }
+    crate::metrics::METRICS.evidence_findings.set(findings.len() as i64);
+    let done: Vec<(String, DateTime<Utc>)> = stored.into_iter().map(|r| (r.chain_id, r.hour)).collect();
     let roots = due(&links, &done, now);
     for (chain, hour, root, first, last, n) in &roots {
         store.put_root(chain, *hour, root.clone(), *first, *last, *n).await?;

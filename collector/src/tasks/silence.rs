@@ -39,6 +39,7 @@ pub async fn mark(
     store.write(&batch).await?;
     *chain = next;
     tracing::warn!(results, assets, "assets went silent: their results are unknown until they report again");
+    crate::metrics::METRICS.assets_gone_silent.inc_by(assets as u64);
     Ok(results)
 }
 
