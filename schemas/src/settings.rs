@@ -111,18 +111,20 @@ pub fn load<T: DeserializeOwned>(
     if overrides.is_empty() && references == 0 {
         serde_yaml::from_str(&text_or_empty(&text)).map_err(|e| invalid(&shown, &e))
     } else {
-        // Through YAML text again rather than `from_value`: from text, a
-        // plain scalar (`linger.ms: 5`, `enable.idempotence: true`) reads
-        // as a string where the field is a string, as it does without
-        // overrides; a `Value::Number` would not.
         let after = |e: serde_yaml::Error| SettingsError::Invalid {
             path: shown.clone(),
             location: " (after environment overrides and file references)".into(),
             // The line numbers would be of the re-written text: left out.
             message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
         };
-        let text = serde_yaml::to_string(&doc).map_err(after)?;
-        serde_yaml::from_str(&text).map_err(after)
+        // A `Value::Number` or `Value::Bool` does not read as a string
+        // where the field is one (`linger.ms: 5` in `kafka.properties`),
+        // as the same plain scalar does from text: what the document does
+        // not take as it is, it takes through YAML text again.
+        serde_yaml::from_value(doc.clone()).or_else(|first| {
+            let text = serde_yaml::to_string(&doc).map_err(after)?;
+            serde_yaml::from_str(&text).map_err(|_| after(first))
+        })
     }
 }
 
@@ -297,6 +299,11 @@ mod tests {
         assert_eq!(c.kafka.properties, want);
         let c: Cfg = load(None, "X", vec![("X__KAFKA__BROKERS".to_string(), "9092".to_string())]).unwrap();
         assert_eq!(c.kafka.brokers, "9092");
+        // An empty section (null) still reads as an empty map beside an
+        // override, as the Helm chart's rendered configuration has it.
+        let f = write("kafka:\n  properties:\n");
+        let c: Cfg = load(Some(f.path()), "X", vec![("X__N".to_string(), "3".to_string())]).unwrap();
+        assert!(c.kafka.properties.is_empty() && c.n == 3);
         // A wrong type is still refused, named.
         let e = load::<Cfg>(None, "X", vec![("X__N".to_string(), "many".to_string())]).unwrap_err().to_string();
         assert!(e.contains("after environment overrides") && e.contains("invalid type") && !e.contains(" at line "), "{e}");

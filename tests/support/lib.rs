@@ -244,7 +244,10 @@ pub fn create_topics(collector_config: &Path) {
         .arg(collector_config)
         .output()
         .expect("driftwatch-collector topics");
-    assert!(out.status.success(), "topics: {}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "topics: {said}");
+    // The local broker is one: the replication factor follows it.
+    assert!(said.contains("replication factor 1, chosen for 1 broker(s)"), "topics: {said}");
 }
 
 /// The `assets:` section of the tests' collector configurations: hosts'

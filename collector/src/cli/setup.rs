@@ -42,8 +42,10 @@ pub struct TopicsArgs {
     pub brokers: String,
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
-    #[arg(long, default_value_t = 1)]
-    pub replication: i32,
+    /// Replication factor of topics created now; by default 3, or as many
+    /// as the cluster has brokers when it has fewer (1 on a single broker).
+    #[arg(long)]
+    pub replication: Option<i32>,
     /// Configuration file: topic names, and the Kafka client settings (kafka.properties: SASL, TLS).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
@@ -55,11 +57,13 @@ pub async fn topics(args: TopicsArgs) -> anyhow::Result<()> {
     let cfg = CollectorConfig::load(config.as_deref())?;
     let t = &cfg.kafka.topics;
     let names = [t.snapshots.as_str(), t.audit.as_str(), t.sla.as_str(), t.dead_letter.as_str()];
-    let created = ingest::topics::ensure(&brokers, &cfg.kafka.properties, &names, partitions, replication).await?;
+    let ready = ingest::topics::ensure(&brokers, &cfg.kafka.properties, &names, partitions, replication).await?;
     eprintln!(
-        "topics ready on {brokers}: {} (created now: {})",
+        "topics ready on {brokers}: {} (created now: {}; replication factor {}{})",
         names.join(", "),
-        if created.is_empty() { "none".into() } else { created.join(", ") }
+        if ready.created.is_empty() { "none".into() } else { ready.created.join(", ") },
+        ready.replication,
+        if replication.is_none() { format!(", chosen for {} broker(s)", ready.brokers) } else { String::new() }
     );
     Ok(())
 }
