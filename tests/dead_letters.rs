@@ -193,3 +193,57 @@ async fn a_record_the_store_refuses_is_dead_lettered_alone() {
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     names.drop_database().await;
 }
+
+/// `driftwatch-collector dead-letters list` and `replay`: a snapshot
+/// refused for a limit set too low is listed with its reason; once the
+/// limit is raised, replay produces it again, signed as it was, and it is
+/// evaluated; a second replay replays nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_and_replayed_once_after_a_fix() {
+    services_up();
+    let work = tempfile::tempdir().unwrap();
+    let names = Names::new();
+    let cfg = names.collector_config(work.path(), "http://127.0.0.1:9/hook");
+    create_topics(&cfg);
+    let normal = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{normal}limits:\n  max_facts: 1\n")).unwrap();
+    let cli = |args: &[&str]| {
+        let out = Command::new(bin("driftwatch-collector")).arg("dead-letters").args(args).arg("--config").arg(&cfg).output().unwrap();
+        assert!(out.status.success(), "dead-letters {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    // 1. Refused for a limit: dead-lettered, listed with the reason.
+    let mut collector = spawn_collector(work.path(), "before", &cfg);
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
+    let asset = unique("asset");
+    let facts = [("sshd.config.permitrootlogin", "no"), ("sshd.config.x11forwarding", "no")];
+    produce(&producer, &names, &snapshot(&asset, 1, SnapshotKind::Full, &facts)).await;
+    let listed = wait_for("the dead letter to be listed", 60, async || {
+        let (out, _) = cli(&["list", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v.as_array().filter(|a| !a.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["topic"], names.topic("snapshots"));
+    assert!(listed[0]["reason"].as_str().unwrap().contains("max_facts"), "{listed:?}");
+    assert_eq!(listed[0]["truncated"], false);
+    let (text, _) = cli(&["list"]);
+    assert!(text.contains("max_facts") && text.contains(&names.topic("snapshots")), "{text}");
+    assert!(collector.terminate(30), "the collector stops");
+
+    // 2. The limit raised: replayed, signed as it was, so evaluated.
+    std::fs::write(&cfg, &normal).unwrap();
+    let (would, said) = cli(&["replay", "--dry-run"]);
+    assert!(would.contains("would replay") && said.contains("1 dead letter(s) would be replayed"), "{would}{said}");
+    let _collector = spawn_collector(work.path(), "after", &cfg);
+    let (_, said) = cli(&["replay"]);
+    assert!(said.contains("1 dead letter(s) replayed"), "{said}");
+    wait_status(&names.database, &asset, "linux.sshd.root_login_disabled", None, "pass", 90).await;
+
+    // 3. Once only.
+    let (_, said) = cli(&["replay"]);
+    assert!(said.contains("0 dead letter(s) replayed") && said.contains("0 read from"), "{said}");
+    names.drop_database().await;
+}

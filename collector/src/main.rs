@@ -121,6 +121,14 @@ enum Command {
         #[command(subcommand)]
         command: cli::keys::KeysCommand,
     },
+    /// The dead-letter topic: list what it holds and why, replay it into the pipeline after an upgrade or a fix.
+    DeadLetters {
+        /// Configuration file (for the Kafka connection and topic names).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: cli::dead_letters::DeadLettersCommand,
+    },
     /// Work with policy packs.
     Policies {
         #[command(subcommand)]
@@ -179,6 +187,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let (cfg, set, store) = cli::open_store(config.as_deref()).await?;
             cli::attest::run(&store, &set, cfg.attestations, command).await?
         }
+        Command::DeadLetters { config, command } => cli::dead_letters::run(config, command).await?,
         Command::Keys { config, command } => {
             let (_, _, store) = cli::open_store(config.as_deref()).await?;
             cli::keys::run(&store, command).await?

@@ -3,6 +3,7 @@
 //! (opening the store, loading packs and waivers, printing) is below.
 
 pub mod attest;
+pub mod dead_letters;
 pub mod evidence;
 pub mod gap;
 pub mod keys;

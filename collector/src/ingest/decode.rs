@@ -92,6 +92,29 @@ pub struct DeadLetters {
     pub max_bytes: usize,
 }
 
+/// A Kafka header, owned: its key and value.
+pub type OwnedHeader = (String, Vec<u8>);
+
+/// The headers a dead letter adds: where the record came from and why it
+/// was refused (`driftwatch-collector dead-letters` reads them).
+pub const DEAD_LETTER_HEADERS: [&str; 6] = [
+    "driftwatch.reason",
+    "driftwatch.topic",
+    "driftwatch.partition",
+    "driftwatch.offset",
+    "driftwatch.truncated",
+    "driftwatch.original_size",
+];
+
+/// A record's headers, owned (at most 16, of at most 4 KiB each: what a
+/// dead letter keeps of them).
+pub fn headers_of(m: &impl rdkafka::Message) -> Vec<OwnedHeader> {
+    use rdkafka::message::Headers as _;
+    m.headers()
+        .map(|h| h.iter().take(16).filter_map(|h| Some((h.key.to_string(), h.value?.get(..4096).unwrap_or(h.value?).to_vec()))).collect())
+        .unwrap_or_default()
+}
+
 /// Room left in a dead letter for its key, headers and framing.
 const DEAD_LETTER_OVERHEAD: usize = 16 * 1024;
 /// A reason longer than this is cut (it quotes the record at times).
@@ -109,7 +132,7 @@ impl DeadLetters {
     /// `driftwatch.original_size`); one the topic refuses for good (too
     /// large still, no such topic, not authorized) or that keeps failing is
     /// logged, counted and skipped past.
-    pub async fn send(&self, origin: &Origin<'_>, key: Option<&[u8]>, payload: Option<&[u8]>, reason: &str) {
+    pub async fn send(&self, origin: &Origin<'_>, key: Option<&[u8]>, payload: Option<&[u8]>, headers: &[OwnedHeader], reason: &str) {
         let m = &crate::metrics::METRICS;
         m.records.with_label_values(&[origin.topic, "dead_lettered"]).inc();
         let reason = cut(reason, REASON_MAX);
@@ -124,7 +147,7 @@ impl DeadLetters {
         }
         let mut wait = Duration::from_secs(1);
         for attempt in 1..=DEAD_LETTER_TRIES {
-            let e = match self.try_send(origin, key, payload, reason, truncated.then_some(original)).await {
+            let e = match self.try_send(origin, key, payload, headers, reason, truncated.then_some(original)).await {
                 Ok(()) => return,
                 Err(e) => e,
             };
@@ -148,12 +171,21 @@ impl DeadLetters {
         origin: &Origin<'_>,
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
+        original: &[OwnedHeader],
         reason: &str,
         truncated_from: Option<usize>,
     ) -> Result<(), KafkaError> {
         let partition = origin.partition.to_string();
         let offset = origin.offset.to_string();
-        let mut headers = OwnedHeaders::new()
+        // The record's own headers first (its signer and signature, so that
+        // a replay is taken as the asset's word), then where it came from
+        // and why it was refused; a header of the record under one of
+        // these names is not copied.
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in original.iter().filter(|(k, _)| !DEAD_LETTER_HEADERS.contains(&k.as_str())) {
+            headers = headers.insert(Header { key: k, value: Some(v) });
+        }
+        let mut headers = headers
             .insert(Header { key: "driftwatch.reason", value: Some(reason) })
             .insert(Header { key: "driftwatch.topic", value: Some(origin.topic) })
             .insert(Header { key: "driftwatch.partition", value: Some(&partition) })

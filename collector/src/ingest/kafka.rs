@@ -243,10 +243,11 @@ impl KafkaSource {
         let dlq = dlq.clone();
         let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
         let (key, payload) = (m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec));
+        let headers = super::decode::headers_of(m);
         let origin_topic = topic.clone();
         let task = tokio::spawn(async move {
             let origin = Origin { topic: &origin_topic, partition, offset };
-            dlq.send(&origin, key.as_deref(), payload.as_deref(), &reason).await;
+            dlq.send(&origin, key.as_deref(), payload.as_deref(), &headers, &reason).await;
         });
         DeadLetter { task, topic, partition, offset }
     }
@@ -393,8 +394,8 @@ impl Source for KafkaSource {
             .unwrap_or_else(|e| Err(format!("the reading task failed: {e}")));
         let origin = Origin { topic: &ack.topic, partition, offset };
         match again {
-            Ok(m) => self.dlq.send(&origin, m.key(), m.payload(), reason).await,
-            Err(why) => self.dlq.send(&origin, None, None, &format!("{reason} (the record could not be read again: {why})")).await,
+            Ok(m) => self.dlq.send(&origin, m.key(), m.payload(), &super::decode::headers_of(&m), reason).await,
+            Err(why) => self.dlq.send(&origin, None, None, &[], &format!("{reason} (the record could not be read again: {why})")).await,
         }
     }
 
