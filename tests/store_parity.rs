@@ -108,6 +108,7 @@ async fn clickhouse_and_sqlite_answer_every_read_alike() {
         password: None,
         migrate: true,
         tls: Default::default(),
+        query_timeout_secs: 300,
     })
     .await
     .expect("ClickHouse store");

@@ -45,6 +45,10 @@ pub struct ClickHouseConfig {
     pub migrate: bool,
     /// For an `https://` URL: the CA to trust and the client certificate.
     pub tls: ClickHouseTls,
+    /// ClickHouse stops a query of the collector's that runs longer
+    /// (`max_execution_time`); 0 for no limit. A report or a posture over a
+    /// long period on a large fleet is the reader most likely to reach it.
+    pub query_timeout_secs: u64,
 }
 
 /// TLS to ClickHouse (`clickhouse.tls`), for an `https://` URL.
@@ -75,6 +79,7 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("migrate", &self.migrate)
             .field("tls", &self.tls)
+            .field("query_timeout_secs", &self.query_timeout_secs)
             .finish()
     }
 }
@@ -88,6 +93,7 @@ impl Default for ClickHouseConfig {
             password: None,
             migrate: true,
             tls: ClickHouseTls::default(),
+            query_timeout_secs: 300,
         }
     }
 }

@@ -232,6 +232,9 @@ fn base_client(cfg: &ClickHouseConfig) -> Result<Client, StoreError> {
     if let Some(p) = &cfg.password {
         c = c.with_password(p);
     }
+    if cfg.query_timeout_secs > 0 {
+        c = c.with_setting("max_execution_time", cfg.query_timeout_secs.to_string());
+    }
     Ok(c)
 }
 
