@@ -232,6 +232,12 @@ fn base_client(cfg: &ClickHouseConfig) -> Result<Client, StoreError> {
     if let Some(p) = &cfg.password {
         c = c.with_password(p);
     }
+    // On a cluster (the Distributed tables of `schema --cluster`), an
+    // INSERT returns once the rows are on their shards, not when queued on
+    // the node that took them: the consumer commits a batch's offsets only
+    // after its write returned, so offsets follow storage there too. On a
+    // single server there is no Distributed table and it changes nothing.
+    c = c.with_setting("insert_distributed_sync", "1");
     if cfg.query_timeout_secs > 0 {
         c = c.with_setting("max_execution_time", cfg.query_timeout_secs.to_string());
     }
