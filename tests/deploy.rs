@@ -281,8 +281,10 @@ fn kubernetes_manifests_are_complete_and_consistent() {
         if name.ends_with(".yaml") && name != "kustomization.yaml" {
             assert!(listed.contains(&name.as_str()), "kustomization.yaml does not list {name}");
             objects.extend(documents(&entry.path()));
+            validate_against_kubernetes(&entry.path());
         }
     }
+    validate_against_kubernetes(&dir.join("opt-in/secrets-metadata.yaml"));
     check_agents(&objects, "driftwatch");
     // The opt-in role for Secrets' metadata binds the cluster agent's
     // service account, read-only, to Secrets alone.
@@ -445,21 +447,90 @@ fn check_in_pod(binary: &str, config: &Value, env: &[(&str, String)]) {
     check_config(binary, &file, &env);
 }
 
-/// The objects of the chart rendered with `overrides` on its values.
-fn rendered(overrides: &str) -> Vec<Value> {
+/// `helm <args> deploy/helm/driftwatch --values <values>` with the helm
+/// `deploy/local/services up` installs (the real one), its own state in a
+/// temporary folder: what it prints, or what it says when it fails.
+fn helm(args: &[&str], values: &str) -> Result<String, String> {
+    let local = std::env::var_os("DRIFTWATCH_LOCAL").map(std::path::PathBuf::from).unwrap_or_else(|| repo().join(".local"));
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("values.yaml");
+    std::fs::write(&file, values).unwrap();
+    let out = Command::new(local.join("bin/helm"))
+        .args(args)
+        .arg(repo().join("deploy/helm/driftwatch"))
+        .arg("--values")
+        .arg(&file)
+        .env("HELM_CACHE_HOME", work.path().join("cache"))
+        .env("HELM_CONFIG_HOME", work.path().join("config"))
+        .env("HELM_DATA_HOME", work.path().join("data"))
+        .output()
+        .expect("helm runs (deploy/local/services up installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// Kubernetes' own OpenAPI schemas (kubernetes-validate, strict: no field
+/// the API does not know) accept every object of `path`, for the oldest and
+/// the newest Kubernetes the chart supports. The Prometheus Operator's
+/// kinds have no schema there; their tests check them.
+fn validate_against_kubernetes(path: &Path) {
+    for version in ["1.30.0", "1.35.0"] {
+        let out = Command::new("python3")
+            .args(["-m", "kubernetes_validate", "--strict", "--quiet", "-k", version])
+            .arg(path)
+            .output()
+            .expect("python3 runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let unexplained: Vec<&str> = text
+            .lines()
+            .filter(|l| !(l.starts_with("WARN") && l.contains("monitoring.coreos.com/v1")))
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert!(out.status.success() && unexplained.is_empty(), "Kubernetes {version} refuses {}:\n{text}", path.display());
+    }
+}
+
+/// The objects of the chart rendered by helm with `values`, each checked
+/// against Kubernetes' schemas.
+fn rendered(values: &str) -> Vec<Value> {
     use serde::Deserialize;
-    let chart = driftwatch_tests::helm::Chart::load(&repo().join("deploy/helm/driftwatch")).unwrap();
-    let files = chart.render("dw", "driftwatch", &serde_yaml::from_str(overrides).unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let text = helm(&["template", "dw", "--namespace", "driftwatch"], values).unwrap_or_else(|e| panic!("helm template: {e}"));
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("rendered.yaml");
+    std::fs::write(&file, &text).unwrap();
+    validate_against_kubernetes(&file);
     let mut objects = Vec::new();
-    for (name, text) in files.iter().filter(|(n, _)| n.ends_with(".yaml")) {
-        for doc in serde_yaml::Deserializer::from_str(text) {
-            let v = Value::deserialize(doc).unwrap_or_else(|e| panic!("templates/{name} renders invalid YAML: {e}\n{text}"));
-            if !v.is_null() {
-                objects.push(v);
-            }
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v = Value::deserialize(doc).unwrap_or_else(|e| panic!("the chart renders invalid YAML: {e}\n{text}"));
+        if !v.is_null() {
+            objects.push(v);
+        }
+    }
+    // Every object carries the recommended labels.
+    for o in &objects {
+        let labels = &o["metadata"]["labels"];
+        for key in ["app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by"] {
+            assert!(
+                labels[key].is_string(),
+                "{} {} has no {key} label",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            );
         }
     }
     objects
+}
+
+/// What helm says when it refuses `values`.
+fn refused(values: &str) -> String {
+    match helm(&["template", "dw", "--namespace", "driftwatch"], values) {
+        Ok(text) => panic!("helm rendered {values:?}:\n{text}"),
+        Err(e) => e,
+    }
 }
 
 /// The collectors: image, ports, probes, configuration and scaling agree.
@@ -494,9 +565,15 @@ fn check_collector(objects: &[Value], prefix: &str, partitions: u64) {
     assert_eq!(init[init.iter().position(|a| *a == "--partitions").unwrap() + 1], partitions.to_string());
     if let Some(hpa) = find("HorizontalPodAutoscaler") {
         assert_eq!(hpa["spec"]["maxReplicas"].as_u64(), Some(partitions), "scaling stops at the partitions");
-        assert!(dep["spec"]["replicas"].as_u64().unwrap() <= partitions);
+        assert!(dep["spec"]["replicas"].is_null(), "no replicas beside the autoscaler (each upgrade would reset them)");
         assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], name.as_str());
+    } else {
+        assert!(dep["spec"]["replicas"].as_u64().unwrap() <= partitions);
     }
+    // Its own service account, without an API token.
+    let sa = pod["serviceAccountName"].as_str().expect("a service account of its own");
+    assert!(objects.iter().any(|o| o["kind"] == "ServiceAccount" && o["metadata"]["name"] == sa));
+    assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false));
     let mut env: Vec<(&str, String)> = c["env"]
         .as_sequence()
         .unwrap()
@@ -512,10 +589,10 @@ fn check_collector(objects: &[Value], prefix: &str, partitions: u64) {
 fn helm_chart_renders_what_the_plain_manifests_hold_and_the_collector() {
     driftwatch_tests::services_up();
     // Defaults: SASL on, so each role's password must be given.
-    let chart = driftwatch_tests::helm::Chart::load(&repo().join("deploy/helm/driftwatch")).unwrap();
-    let refused = chart.render("dw", "driftwatch", &serde_yaml::from_str("{}").unwrap()).unwrap_err();
-    assert!(refused.contains("kafka.agent.password is required"), "{refused}");
+    let refusal = refused("{}");
+    assert!(refusal.contains("kafka.agent.password is required"), "{refusal}");
     const CREDENTIALS: &str = "kafka: {agent: {password: agent-pw}, collector: {password: collector-pw}}\n";
+    helm(&["lint", "--strict"], CREDENTIALS).unwrap_or_else(|e| panic!("helm lint: {e}"));
     let objects = rendered(CREDENTIALS);
     check_agents(&objects, "dw");
     check_collector(&objects, "dw", 6);
@@ -570,8 +647,8 @@ fn helm_chart_renders_what_the_plain_manifests_hold_and_the_collector() {
     assert_eq!(kafka["ssl.ca.location"], "/etc/driftwatch/secrets/kafka-ca.pem");
     let agent_secret = objects.iter().find(|o| o["kind"] == "Secret" && o["metadata"]["name"] == "dw-agent-secrets").unwrap();
     assert_eq!(agent_secret["stringData"]["kafka-client.key"], "AK");
-    let refused = chart.render("dw", "driftwatch", &serde_yaml::from_str("kafka: {auth: mtls}").unwrap()).unwrap_err();
-    assert!(refused.contains("kafka.agent.certPem is required"), "{refused}");
+    let refusal = refused("kafka: {auth: mtls}");
+    assert!(refusal.contains("kafka.agent.certPem is required"), "{refusal}");
 
     // Plaintext only when asked for.
     let objects = rendered("kafka: {auth: none, partitions: 12}\n");
@@ -585,6 +662,145 @@ fn helm_chart_renders_what_the_plain_manifests_hold_and_the_collector() {
     ));
     assert!(!objects.iter().any(|o| ["DaemonSet", "ClusterRole", "HorizontalPodAutoscaler"].contains(&o["kind"].as_str().unwrap())));
     check_collector(&objects, "dw", 6);
+}
+
+/// What a platform team asks of a chart: values checked by its schema,
+/// every setting reachable, its own Secrets, its own packs, pods that roll
+/// when their configuration changes, room for drains, and the Prometheus
+/// Operator's objects.
+#[test]
+fn helm_chart_fits_a_platform() {
+    driftwatch_tests::services_up();
+    const CREDENTIALS: &str = "kafka: {agent: {password: agent-pw}, collector: {password: collector-pw}}\n";
+    // values.schema.json refuses what the chart cannot mean, naming where.
+    for (values, says) in [
+        ("kafka: {auth: kerberos}", "at '/kafka/auth'"),
+        ("colector: {replicas: 3}", "additional properties 'colector' not allowed"),
+        ("collector: {clickhouse: {url: 'clickhouse:8123'}}", "at '/collector/clickhouse/url'"),
+        ("collector: {policies: {files: {'../x.yaml': 'pack: x'}}}", "'../x.yaml' does not match pattern"),
+    ] {
+        let refusal = refused(&format!("{CREDENTIALS}{values}\n"));
+        assert!(refusal.contains(says), "{values}: {refusal}");
+    }
+
+    // Any setting, merged over the chart's: maps merge, the rest stays.
+    let objects = rendered(&format!(
+        "{CREDENTIALS}collector:\n  config: {{clickhouse: {{query_timeout_secs: 60}}, evaluation: {{score_interval_secs: 120}}}}\nnodeAgent:\n  config: {{heartbeat_secs: 15}}\n"
+    ));
+    check_agents(&objects, "dw");
+    check_collector(&objects, "dw", 6);
+    let pod_of = |objects: &[Value], kind: &str, name: &str| {
+        objects.iter().find(|o| o["kind"] == kind && o["metadata"]["name"] == name).unwrap()["spec"]["template"].clone()
+    };
+    let collector = pod_config(&objects, &pod_of(&objects, "Deployment", "dw-collector")["spec"]);
+    assert_eq!(collector["clickhouse"]["query_timeout_secs"].as_u64(), Some(60));
+    assert_eq!(collector["clickhouse"]["url"], "http://clickhouse.clickhouse.svc:8123", "the chart's settings beside it stay");
+    let node = pod_config(&objects, &pod_of(&objects, "DaemonSet", "dw-node-agent")["spec"]);
+    assert_eq!((node["heartbeat_secs"].as_u64(), node["root"].as_str()), (Some(15), Some("/host")));
+
+    // A change of configuration or Secret rolls the pods it concerns, not
+    // the others.
+    let base = rendered(CREDENTIALS);
+    let checksum = |objects: &[Value], kind: &str, name: &str, which: &str| {
+        pod_of(objects, kind, name)["metadata"]["annotations"][format!("checksum/{which}")].as_str().unwrap().to_string()
+    };
+    assert_ne!(checksum(&base, "Deployment", "dw-collector", "config"), checksum(&objects, "Deployment", "dw-collector", "config"));
+    assert_ne!(checksum(&base, "DaemonSet", "dw-node-agent", "config"), checksum(&objects, "DaemonSet", "dw-node-agent", "config"));
+    assert_eq!(checksum(&base, "Deployment", "dw-cluster-agent", "config"), checksum(&objects, "Deployment", "dw-cluster-agent", "config"));
+    let new_password = rendered("kafka: {agent: {password: agent-pw}, collector: {password: rotated}}\n");
+    assert_ne!(checksum(&base, "Deployment", "dw-collector", "secret"), checksum(&new_password, "Deployment", "dw-collector", "secret"));
+    assert_eq!(checksum(&base, "DaemonSet", "dw-node-agent", "secret"), checksum(&new_password, "DaemonSet", "dw-node-agent", "secret"));
+
+    // Secrets of your own: the chart makes none and asks for no password;
+    // the pods mount yours and read the keys you say it holds.
+    let objects = rendered(
+        "existingSecrets: {agent: vault-agent, collector: vault-collector}\nkafka: {caInSecret: true}\n\
+         collector: {clickhouse: {url: 'https://clickhouse.clickhouse.svc:8443', passwordInSecret: true, caInSecret: true}}\n",
+    );
+    assert!(!objects.iter().any(|o| o["kind"] == "Secret"), "no Secret made beside yours");
+    for (kind, name, secret) in [
+        ("DaemonSet", "dw-node-agent", "vault-agent"),
+        ("Deployment", "dw-cluster-agent", "vault-agent"),
+        ("Deployment", "dw-collector", "vault-collector"),
+    ] {
+        let pod = pod_of(&objects, kind, name);
+        let secrets: Vec<&str> =
+            pod["spec"]["volumes"].as_sequence().unwrap().iter().filter_map(|v| v["secret"]["secretName"].as_str()).collect();
+        assert_eq!(secrets, [secret], "{name}");
+        assert!(pod["metadata"]["annotations"]["checksum/secret"].is_null(), "{name}: the chart cannot know your Secret's content");
+        assert_eq!(pod_config(&objects, &pod["spec"])["kafka"]["properties"]["ssl.ca.location"], "/etc/driftwatch/secrets/kafka-ca.pem");
+    }
+    let collector = pod_config(&objects, &pod_of(&objects, "Deployment", "dw-collector")["spec"]);
+    assert_eq!(collector["clickhouse"]["password"]["file"], "/etc/driftwatch/secrets/clickhouse-password");
+    assert_eq!(collector["clickhouse"]["tls"]["ca_file"], "/etc/driftwatch/secrets/clickhouse-ca.pem");
+
+    // Your own packs and waivers beside the image's, from the values or
+    // from volumes; they load with the shipped ones.
+    let pack = "pack: site\ncontrols:\n  - id: site.motd_present\n    title: A login banner is shown\n    severity: low\n    check: 'files[\"/etc/motd\"].exists'\n    frameworks: {soc2: [CC6.1]}\n";
+    let values = format!(
+        "{CREDENTIALS}collector:\n  policies:\n    files: {{site.yaml: {pack:?}}}\n    volumes: [{{name: team, configMap: {{name: team-packs}}}}]\n"
+    );
+    let objects = rendered(&values);
+    check_collector(&objects, "dw", 6);
+    let pod = pod_of(&objects, "Deployment", "dw-collector");
+    let mounts = &pod["spec"]["containers"][0]["volumeMounts"];
+    let mount = |path: &str| {
+        mounts.as_sequence().unwrap().iter().find(|m| m["mountPath"] == path).unwrap_or_else(|| panic!("{path} is not mounted")).clone()
+    };
+    let volume = |name: &Value| pod["spec"]["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == *name).unwrap().clone();
+    assert_eq!(volume(&mount("/etc/driftwatch/policies/team")["name"])["configMap"]["name"], "team-packs");
+    let site = volume(&mount("/etc/driftwatch/policies/site")["name"])["configMap"]["name"].as_str().unwrap().to_string();
+    let cm = objects.iter().find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == site.as_str()).unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let copy = Command::new("cp").arg("-r").arg(repo().join("policies/.")).arg(folder.path()).status().unwrap();
+    assert!(copy.success());
+    std::fs::create_dir_all(folder.path().join("site")).unwrap();
+    std::fs::write(folder.path().join("site/site.yaml"), cm["data"]["site.yaml"].as_str().unwrap()).unwrap();
+    let check = Command::new(bin("driftwatch-collector")).args(["policies", "check"]).arg(folder.path()).output().unwrap();
+    let said = String::from_utf8_lossy(&check.stdout).to_string() + &String::from_utf8_lossy(&check.stderr);
+    let shipped = Command::new(bin("driftwatch-collector")).args(["policies", "check"]).arg(repo().join("policies")).output().unwrap();
+    let count = |text: &str| {
+        text.split_whitespace()
+            .zip(text.split_whitespace().skip(1))
+            .find(|(_, w)| *w == "controls,")
+            .map(|(n, _)| n.parse::<usize>().unwrap())
+    };
+    assert_eq!(count(&said), count(&String::from_utf8_lossy(&shipped.stdout)).map(|n| n + 1), "{said}");
+    let files_changed = rendered(&values.replace("low", "medium"));
+    assert_ne!(
+        checksum(&objects, "Deployment", "dw-collector", "config"),
+        checksum(&files_changed, "Deployment", "dw-collector", "config")
+    );
+
+    // Drains take one collector at a time; the Prometheus Operator's
+    // objects scrape every collector as the rules expect and carry the
+    // rules themselves.
+    let objects = rendered(&format!(
+        "{CREDENTIALS}monitoring: {{labels: {{release: kube-prometheus-stack}}, serviceMonitor: {{enabled: true}}, prometheusRule: {{enabled: true}}}}\n"
+    ));
+    let find = |kind: &str| objects.iter().find(|o| o["kind"] == kind).unwrap_or_else(|| panic!("no {kind}"));
+    let pods = &pod_of(&objects, "Deployment", "dw-collector")["metadata"]["labels"];
+    let pdb = find("PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["maxUnavailable"].as_u64(), Some(1));
+    for (k, v) in pdb["spec"]["selector"]["matchLabels"].as_mapping().unwrap() {
+        assert_eq!(&pods[k], v, "the budget selects the collectors");
+    }
+    let (service, monitor, rule) = (find("Service"), find("ServiceMonitor"), find("PrometheusRule"));
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"].as_mapping().unwrap() {
+        assert_eq!(&service["metadata"]["labels"][k], v, "the ServiceMonitor selects the collectors' Service");
+    }
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!((endpoint["port"].as_str(), endpoint["path"].as_str()), (service["spec"]["ports"][0]["name"].as_str(), Some("/metrics")));
+    let job = service["metadata"]["labels"][monitor["spec"]["jobLabel"].as_str().unwrap()].as_str().unwrap();
+    let rules_text = std::fs::read_to_string(repo().join("deploy/prometheus/driftwatch.rules.yml")).unwrap();
+    assert!(rules_text.contains(&format!("job=\"{job}\"")), "the rules select the job the ServiceMonitor names ({job})");
+    let rules: Value = serde_yaml::from_str(&rules_text).unwrap();
+    assert_eq!(rule["spec"]["groups"], rules["groups"], "the PrometheusRule holds deploy/prometheus/driftwatch.rules.yml");
+    for o in [monitor, rule] {
+        assert_eq!(o["metadata"]["labels"]["release"], "kube-prometheus-stack");
+    }
+    let off = rendered(&format!("{CREDENTIALS}collector: {{podDisruptionBudget: {{enabled: false}}}}\n"));
+    assert!(!off.iter().any(|o| ["PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"].contains(&o["kind"].as_str().unwrap())));
 }
 
 /// `deploy/local/services up` from another data folder (as another

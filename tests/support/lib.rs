@@ -3,7 +3,6 @@
 //! ClickHouse.
 
 pub mod browser;
-pub mod helm;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -327,6 +327,13 @@ fn unknown_requirements<'a>(control: &'a model::Control, catalogs: &'a catalog::
 pub(crate) fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
+        // Hidden entries are not packs: `.git`, an editor's `.x.yaml.swp`,
+        // and the `..data` / `..2026_…` folders a Kubernetes ConfigMap
+        // volume keeps its files in (its visible names link into them, so
+        // reading both would declare every control twice).
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            continue;
+        }
         if path.is_dir() {
             // Test data, and the frameworks' catalogs (`catalog`).
             if path.file_name().is_some_and(|n| n == "fixtures" || n == catalog::DIR) {
@@ -583,6 +590,23 @@ controls:
         assert_eq!(set.affected([&p(r#"files["/etc/shadow"].mode"#), &p("sshd.config.maxauthtries")]), vec![1, 2]);
         assert_eq!(set.affected([&p("sshd.matches")]), vec![2]);
         assert!(set.affected([&p("os.id"), &p(r#"files["/etc/passwd"].mode"#)]).is_empty());
+    }
+
+    /// A pack mounted from a Kubernetes ConfigMap (the Helm chart's
+    /// `collector.policies`): its visible file links into `..data`, a link
+    /// to a hidden timestamped folder. Each control is read once.
+    #[test]
+    fn a_configmap_volume_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("site");
+        let stamped = site.join("..2026_12_07_12_00_00.1");
+        std::fs::create_dir_all(&stamped).unwrap();
+        std::fs::write(stamped.join("mine.yaml"), GOOD).unwrap();
+        std::os::unix::fs::symlink("..2026_12_07_12_00_00.1", site.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/mine.yaml", site.join("mine.yaml")).unwrap();
+        std::fs::write(site.join(".mine.yaml.swp"), "not yaml: [").unwrap();
+        let set = load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(set.controls.iter().map(|c| c.control.id.as_str()).collect::<Vec<_>>(), ["t.one"]);
     }
 
     #[test]
