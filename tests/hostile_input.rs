@@ -125,7 +125,7 @@ async fn hostile_records_are_bounded_and_the_collector_keeps_going() {
     letters.sort();
     assert!(letters[0].0.starts_with("limit max_path_bytes: facts[0].path is 100001"), "{letters:?}");
     assert!(letters[1].0.starts_with("limit max_path_depth: facts[0].path is 40"), "{letters:?}");
-    assert!(letters[2].0.starts_with("message does not start with the Avro single-object marker"), "{letters:?}");
+    assert!(letters[2].0.starts_with("message starts neither with the Avro single-object marker"), "{letters:?}");
     assert_eq!(letters[2].1.as_deref(), Some("1200000"), "{letters:?}");
     assert!(letters[2].2 < 1_000_000, "{letters:?}");
 

@@ -93,6 +93,11 @@ impl AgentConfig {
         if !["zstd", "lz4", "gzip", "snappy", "none"].contains(&self.kafka.compression.as_str()) {
             p.push(format!("kafka.compression: {:?} is not one of zstd, lz4, gzip, snappy, none", self.kafka.compression));
         }
+        if self.kafka.wire_format == crate::ship::config::WireFormat::Confluent || self.kafka.schema_registry.is_set() {
+            if let Err(e) = self.kafka.schema_registry.validate("kafka.schema_registry") {
+                p.push(format!("{e} (kafka.wire_format: confluent needs a schema registry)"));
+            }
+        }
         if self.mode == Mode::Cluster {
             let c = &self.cluster;
             if c.name.trim().is_empty() {

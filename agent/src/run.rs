@@ -26,8 +26,10 @@ pub async fn run(cfg: AgentConfig, shutdown: tokio_watch::Receiver<bool>) -> any
     let signer = Arc::new(ship::identity::load_or_create(&cfg.state_dir)?);
     tracing::info!(fingerprint = %signer.public().fingerprint(), "signing records with the agent's key");
     let producer = ship::producer::producer(&cfg.kafka)?;
+    let (framing, ids) = ship::registry::channel(&cfg.kafka);
+    tokio::spawn(ship::registry::register(cfg.kafka.clone(), framing, shutdown.clone()));
     let sender = tokio::spawn(ship::producer::send(cfg.kafka.clone(), producer, signer, shared.clone(), sending_stopped));
-    sources(cfg, shared, shutdown).await?;
+    sources(cfg, shared, ids, shutdown).await?;
     tracing::info!("sending what is spooled for up to 10 s");
     let _ = stop_sending.send(true);
     sender.await??;
@@ -47,10 +49,16 @@ pub fn open_spool(cfg: &AgentConfig) -> anyhow::Result<ship::producer::Shared> {
 }
 
 /// Runs the sources (snapshots, audit logs, probes, heartbeat) into the
-/// spool until `shutdown`, then spools what is queued. Whoever holds
-/// `shared` delivers it: the Kafka sender of [`run`], or the single-node
-/// collector through [`ship::local`].
-pub async fn sources(cfg: AgentConfig, shared: ship::producer::Shared, shutdown: tokio_watch::Receiver<bool>) -> anyhow::Result<()> {
+/// spool until `shutdown`, then spools what is queued, framed as `ids`
+/// says ([`ship::registry`]). Whoever holds `shared` delivers it: the
+/// Kafka sender of [`run`], or the single-node collector through
+/// [`ship::local`].
+pub async fn sources(
+    cfg: AgentConfig,
+    shared: ship::producer::Shared,
+    ids: ship::registry::SchemaIds,
+    shutdown: tokio_watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let root = Arc::new(HostRoot::new(&cfg.root));
     let asset = match cfg.mode {
         Mode::Host => snapshot::asset(&cfg.asset, &root),
@@ -62,7 +70,7 @@ pub async fn sources(cfg: AgentConfig, shared: ship::producer::Shared, shutdown:
     let (tx, rx) = mpsc::channel::<Message>(QUEUE);
     let stats = shared.stats();
     let redactor = crate::redact::Redactor::new(&cfg.redact.patterns).map_err(anyhow::Error::msg)?;
-    let spooler = tokio::spawn(ship::producer::spool_messages(shared, redactor, rx));
+    let spooler = tokio::spawn(ship::producer::spool_messages(shared, redactor, ids, rx));
 
     let mut tasks = Vec::new();
     if cfg.mode == Mode::Host {

@@ -113,6 +113,9 @@ impl CollectorConfig {
         if self.kafka.brokers.trim().is_empty() {
             problems.push("kafka.brokers: must name at least one broker".to_string());
         }
+        if self.kafka.schema_registry.is_set() {
+            problems.extend(self.kafka.schema_registry.validate("kafka.schema_registry").err());
+        }
         if self.batch.max_messages == 0 {
             problems.push("batch.max_messages: must be at least 1".to_string());
         }

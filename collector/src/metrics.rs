@@ -22,6 +22,7 @@ pub struct Metrics {
     /// `topic`: records decoded whose header names the writer schema by
     /// its pre-specification fingerprint (agents from before; still read).
     pub legacy_fingerprint_records: IntCounterVec,
+    pub schema_registry_requests: IntCounterVec,
     /// `topic`, `limit`: records dead-lettered for breaking a limit.
     pub limit_violations: IntCounterVec,
     /// `topic`: records whose own time was far from their receipt, stored
@@ -171,6 +172,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Records decoded whose header names the writer schema by Driftwatch's pre-specification fingerprint (an agent to upgrade), by topic.",
             &["topic"],
         ),
+        schema_registry_requests: counter_vec(
+            &r,
+            "schema_registry_requests_total",
+            "Writer schemas asked of the schema registry for records in Confluent's wire format, by outcome (fetched, refused, unreachable).",
+            &["outcome"],
+        ),
         limit_violations: counter_vec(
             &r,
             "limit_violations_total",
@@ -312,9 +319,10 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 pub fn family_names() -> Vec<String> {
     use prometheus::core::Collector;
     let m = &*METRICS;
-    let all: [&dyn Collector; 32] = [
+    let all: [&dyn Collector; 33] = [
         &m.records,
         &m.legacy_fingerprint_records,
+        &m.schema_registry_requests,
         &m.limit_violations,
         &m.clock_skew_records,
         &m.dead_letter_failures,

@@ -14,6 +14,14 @@
 //! ([`crate::canonical_form::legacy_fingerprint`]). The decoder knows each
 //! writer schema by both, so spools and topics in the field still decode;
 //! [`Decoder::is_legacy`] tells such records apart, for counting.
+//!
+//! Confluent's wire format is the other framing, for the Kafka ecosystem
+//! (Kafka Connect, ksqlDB, Flink, ClickHouse's `AvroConfluent`): `00`, the
+//! writer schema's id in a schema registry (4 bytes, big-endian), then the
+//! same datum ([`Encoder::encode_confluent`]). The decoder reads both; an
+//! id it has not been given ([`Decoder::add_registry_schema`]) is
+//! [`CodecError::UnknownSchemaId`], for the caller to fetch from the
+//! registry ([`crate::registry`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -37,17 +45,24 @@ pub const HISTORY: [(Stream, &str); 1] = [(Stream::Sla, include_str!("../avro/hi
 /// The two marker bytes that start every single-object encoded message.
 pub const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
 const HEADER_LEN: usize = 10;
+/// The byte that starts a record in Confluent's wire format.
+pub const CONFLUENT_MAGIC: u8 = 0x00;
+const CONFLUENT_HEADER_LEN: usize = 5;
 
 /// Why a message could not be encoded or decoded. Decode errors are the
 /// reason written to the dead-letter topic.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
-    #[error("message is {0} bytes, shorter than the 10-byte single-object header")]
+    #[error("message is {0} bytes, shorter than its header (10 bytes single-object, 5 in Confluent's wire format)")]
     TooShort(usize),
-    #[error("message does not start with the Avro single-object marker C3 01 (found {0:02X} {1:02X})")]
+    #[error("message starts neither with the Avro single-object marker C3 01 nor with Confluent's magic byte 00 (found {0:02X} {1:02X})")]
     BadMarker(u8, u8),
     #[error("unknown writer schema fingerprint {0:016x}")]
     UnknownFingerprint(u64),
+    #[error("unknown writer schema id {0} (Confluent wire format)")]
+    UnknownSchemaId(u32),
+    #[error("schema registry id {id}: {reason}")]
+    RegistrySchema { id: u32, reason: String },
     #[error("writer schema {fingerprint:016x} is for {found:?}, but the message arrived on the {expected:?} stream")]
     WrongStream { fingerprint: u64, expected: Stream, found: Stream },
     #[error("Avro datum does not decode: {0}")]
@@ -115,6 +130,27 @@ impl Encoder {
         writer.write_value_ref(&value, &mut out).map_err(|e| CodecError::Datum(e.to_string()))?;
         Ok(out)
     }
+
+    /// Encodes one message in Confluent's wire format, naming `id`, the
+    /// registry's id of the message's current schema
+    /// ([`crate::registry`] registers them).
+    pub fn encode_confluent(&mut self, message: &Message, id: u32) -> Result<Vec<u8>, CodecError> {
+        let single = self.encode(message)?;
+        let mut out = Vec::with_capacity(single.len() - HEADER_LEN + CONFLUENT_HEADER_LEN);
+        out.push(CONFLUENT_MAGIC);
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&single[HEADER_LEN..]);
+        Ok(out)
+    }
+}
+
+/// The registry id a record in Confluent's wire format names (`None` for
+/// any other framing).
+pub fn confluent_schema_id(bytes: &[u8]) -> Option<u32> {
+    match bytes {
+        [CONFLUENT_MAGIC, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
 }
 
 struct WriterSchema {
@@ -143,7 +179,11 @@ fn intern(text: &str) -> Result<&'static Schema, CodecError> {
     Ok(schema)
 }
 
-/// The text of a stream's current schema.
+/// The text of a stream's current schema (as `schemas/avro/` ships it).
+pub fn current_schema_text(stream: Stream) -> &'static str {
+    current_text(stream)
+}
+
 fn current_text(stream: Stream) -> &'static str {
     match stream {
         Stream::Snapshots => CONFIG_SNAPSHOT_AVSC,
@@ -163,12 +203,15 @@ pub struct Decoder {
     /// changes).
     schemas: HashMap<u64, (Stream, &'static Schema)>,
     readers: HashMap<Stream, &'static Schema>,
+    /// Registry ids (Confluent wire format) and the fingerprint of the
+    /// writer schema each names.
+    registry_ids: HashMap<u32, u64>,
 }
 
 impl Decoder {
     /// A decoder that knows the current schemas (as writer and reader).
     pub fn new() -> Result<Self, CodecError> {
-        let mut d = Decoder { writers: HashMap::new(), schemas: HashMap::new(), readers: HashMap::new() };
+        let mut d = Decoder { writers: HashMap::new(), schemas: HashMap::new(), readers: HashMap::new(), registry_ids: HashMap::new() };
         for stream in Stream::ALL {
             d.readers.insert(stream, intern(current_text(stream))?);
             d.add_writer_schema(stream, current_text(stream))?;
@@ -189,10 +232,48 @@ impl Decoder {
         Ok(fp)
     }
 
+    /// Accept records in Confluent's wire format naming registry id `id`,
+    /// whose schema (as the registry gives it) is `schema_json`. It must be
+    /// a version of `stream`'s schema: a record of the same full name that
+    /// resolves to the stream's reader schema (fields it lacks have
+    /// defaults; a symbol the reader lacks takes the enum's default).
+    /// Returns its fingerprint.
+    pub fn add_registry_schema(&mut self, id: u32, stream: Stream, schema_json: &str) -> Result<u64, CodecError> {
+        let refused = |reason: String| CodecError::RegistrySchema { id, reason };
+        let schema = Schema::parse_str(schema_json).map_err(|e| refused(format!("not an Avro schema: {e}")))?;
+        let wanted = current_schema(stream)?;
+        let name = |s: &Schema| match s {
+            Schema::Record(r) => Some(r.name.fullname(None)),
+            _ => None,
+        };
+        if name(&schema) != name(&wanted) {
+            return Err(refused(format!(
+                "it is {}, not a version of {} (the {stream:?} stream's)",
+                name(&schema).unwrap_or_else(|| "not a record".into()),
+                name(&wanted).unwrap_or_default()
+            )));
+        }
+        let fp = self
+            .add_writer_schema(stream, schema_json)
+            .map_err(|e| refused(format!("it does not resolve to this collector's schema: {e}")))?;
+        self.registry_ids.insert(id, fp);
+        Ok(fp)
+    }
+
+    /// How many registry ids the decoder was given.
+    pub fn registry_ids(&self) -> usize {
+        self.registry_ids.len()
+    }
+
+    /// Whether records naming registry id `id` decode.
+    pub fn knows_registry_id(&self, id: u32) -> bool {
+        self.registry_ids.contains_key(&id)
+    }
+
     /// Whether `bytes` name their writer schema by its pre-specification
     /// fingerprint (a record of an agent from before; still decoded).
     pub fn is_legacy(&self, bytes: &[u8]) -> bool {
-        header_fingerprint(bytes).and_then(|fp| self.writers.get(&fp)).is_some_and(|w| w.legacy)
+        bytes.starts_with(&SINGLE_OBJECT_MARKER) && header_fingerprint(bytes).and_then(|fp| self.writers.get(&fp)).is_some_and(|w| w.legacy)
     }
 
     /// Read with `schema_json` as `stream`'s reader schema instead of the
@@ -238,18 +319,23 @@ impl Decoder {
 
     /// Decodes to a generic Avro value resolved to the reader schema.
     pub fn decode_value(&self, expected: Stream, bytes: &[u8]) -> Result<Value, CodecError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(CodecError::TooShort(bytes.len()));
-        }
-        if bytes[..2] != SINGLE_OBJECT_MARKER {
-            return Err(CodecError::BadMarker(bytes[0], bytes[1]));
-        }
-        let fp = header_fingerprint(bytes).ok_or(CodecError::TooShort(bytes.len()))?;
+        let (fp, header) = if bytes.first() == Some(&CONFLUENT_MAGIC) {
+            let id = confluent_schema_id(bytes).ok_or(CodecError::TooShort(bytes.len()))?;
+            (*self.registry_ids.get(&id).ok_or(CodecError::UnknownSchemaId(id))?, CONFLUENT_HEADER_LEN)
+        } else {
+            if bytes.len() < HEADER_LEN {
+                return Err(CodecError::TooShort(bytes.len()));
+            }
+            if bytes[..2] != SINGLE_OBJECT_MARKER {
+                return Err(CodecError::BadMarker(bytes[0], bytes[1]));
+            }
+            (header_fingerprint(bytes).ok_or(CodecError::TooShort(bytes.len()))?, HEADER_LEN)
+        };
         let writer = self.writers.get(&fp).ok_or(CodecError::UnknownFingerprint(fp))?;
         if writer.stream != expected {
             return Err(CodecError::WrongStream { fingerprint: fp, expected, found: writer.stream });
         }
-        let mut body = &bytes[HEADER_LEN..];
+        let mut body = &bytes[header..];
         let value = writer.reader.read_value(&mut body).map_err(|e| CodecError::Datum(e.to_string()))?;
         if !body.is_empty() {
             return Err(CodecError::TrailingBytes(body.len()));

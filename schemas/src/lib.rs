@@ -14,7 +14,11 @@
 //!   bounded by their receipt;
 //! - [`clickhouse`]: numbered DDL migrations for the collector's store.
 //!
-//! This crate depends on no I/O, no Kafka and no ClickHouse client.
+//! - [`registry`] (feature `registry`): a schema registry client, for
+//!   Confluent's wire format.
+//!
+//! Without the `registry` feature this crate does no I/O and depends on
+//! no Kafka and no ClickHouse client.
 
 pub mod avro;
 pub mod canonical_form;
@@ -22,6 +26,8 @@ pub mod clickhouse;
 pub mod fact_path;
 pub mod identity;
 pub mod limits;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod settings;
 pub mod types;
 

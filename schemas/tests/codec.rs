@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use apache_avro::types::Value;
 use chrono::{TimeZone, Utc};
-use driftwatch_schemas::avro::{current_schema, fingerprint};
+use driftwatch_schemas::avro::{current_schema, fingerprint, AUDIT_EVENT_AVSC};
 use driftwatch_schemas::canonical_form::legacy_fingerprint;
 use driftwatch_schemas::*;
 
@@ -261,4 +261,66 @@ fn json_form_is_plain() {
     assert_eq!(json["asset"]["kind"], "k8s-node");
     let back: ConfigSnapshot = serde_json::from_value(json).unwrap();
     assert_eq!(back, snapshot());
+}
+
+#[test]
+fn confluent_framing_names_the_registry_id_and_carries_the_same_datum() {
+    let mut enc = Encoder::new().unwrap();
+    let single = enc.encode(&Message::Audit(audit())).unwrap();
+    let framed = enc.encode_confluent(&Message::Audit(audit()), 7).unwrap();
+    assert_eq!(framed[..5], [0, 0, 0, 0, 7], "magic byte 0, then the id big-endian");
+    assert_eq!(framed[5..], single[10..], "the same Avro datum");
+    assert_eq!(driftwatch_schemas::avro::confluent_schema_id(&framed), Some(7));
+    assert_eq!(driftwatch_schemas::avro::confluent_schema_id(&single), None);
+
+    let mut dec = Decoder::new().unwrap();
+    assert!(matches!(dec.decode(Stream::Audit, &framed), Err(CodecError::UnknownSchemaId(7))));
+    assert!(matches!(dec.decode(Stream::Audit, &framed[..3]), Err(CodecError::TooShort(3))));
+    // The registry's copy of a schema is often reformatted; any text of the
+    // same schema names it.
+    let compact = serde_json::to_string(&serde_json::from_str::<serde_json::Value>(AUDIT_EVENT_AVSC).unwrap()).unwrap();
+    dec.add_registry_schema(7, Stream::Audit, &compact).unwrap();
+    assert_eq!(dec.decode(Stream::Audit, &framed).unwrap(), Message::Audit(audit()));
+    assert_eq!(dec.decode(Stream::Audit, &single).unwrap(), Message::Audit(audit()), "both framings, side by side");
+    assert!(!dec.is_legacy(&framed));
+
+    // An id whose schema is another stream's, or not a schema, is refused
+    // by name; records naming it stay unknown.
+    let e = dec.add_registry_schema(8, Stream::Snapshots, AUDIT_EVENT_AVSC).unwrap_err().to_string();
+    assert!(
+        e.starts_with("schema registry id 8: it is io.driftwatch.v1.AuditEvent, not a version of io.driftwatch.v1.ConfigSnapshot"),
+        "{e}"
+    );
+    let e = dec.add_registry_schema(9, Stream::Audit, "{\"type\": \"nope\"}").unwrap_err().to_string();
+    assert!(e.starts_with("schema registry id 9: not an Avro schema"), "{e}");
+    let mut other = framed.clone();
+    other[4] = 8;
+    assert!(matches!(dec.decode(Stream::Audit, &other), Err(CodecError::UnknownSchemaId(8))));
+}
+
+/// A newer agent's enum symbol this collector does not know reads as the
+/// enum's default, instead of dead-lettering the record.
+#[test]
+fn a_newer_writers_enum_symbol_reads_as_the_default() {
+    let newer_text = AUDIT_EVENT_AVSC
+        .replace(r#""symbols": ["success", "failure", "unknown"]"#, r#""symbols": ["success", "failure", "unknown", "partial"]"#);
+    assert_ne!(newer_text, AUDIT_EVENT_AVSC);
+    let newer = apache_avro::Schema::parse_str(&newer_text).unwrap();
+    let Value::Record(mut fields) =
+        Decoder::new().unwrap().decode_value(Stream::Audit, &Encoder::new().unwrap().encode(&Message::Audit(audit())).unwrap()).unwrap()
+    else {
+        panic!("not a record")
+    };
+    let outcome = fields.iter_mut().find(|(k, _)| k == "outcome").unwrap();
+    outcome.1 = Value::Enum(3, "partial".into());
+    let mut w = apache_avro::GenericSingleObjectWriter::new_with_capacity(&newer, 256).unwrap();
+    let mut single = Vec::new();
+    w.write_value(Value::Record(fields), &mut single).unwrap();
+    let mut framed = vec![0, 0, 0, 0, 42];
+    framed.extend_from_slice(&single[10..]);
+    let mut dec = Decoder::new().unwrap();
+    dec.add_registry_schema(42, Stream::Audit, &newer_text).unwrap();
+    let Message::Audit(read) = dec.decode(Stream::Audit, &framed).unwrap() else { panic!() };
+    assert_eq!(read.outcome, Outcome::Unknown);
+    assert_eq!(read.action, "sudo");
 }

@@ -383,6 +383,35 @@ pub fn signed_as(asset: &str, payload: &[u8]) -> rdkafka::message::OwnedHeaders 
     signed_by(&agent_key(asset), payload)
 }
 
+/// A consumer of every partition of `topic` from its start, assigned
+/// (it joins no group, so dropping it does not wait for the group to let
+/// it leave).
+pub fn topic_reader(topic: &str) -> rdkafka::consumer::StreamConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::StreamConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", BROKERS)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("the topic's metadata");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            assignment.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning).expect("a partition");
+        }
+    }
+    assert!(assignment.count() > 0, "{topic} has no partitions");
+    consumer.assign(&assignment).expect("assign");
+    consumer
+}
+
+/// A record's header `key`, as text.
+pub fn header_text(m: &impl rdkafka::Message, key: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    m.headers()?.iter().find(|h| h.key == key).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
 /// Encodes `msg` and produces it to its stream's topic for `names`, keyed
 /// by asset id and signed by the asset's test agent (as the agent does);
 /// returns the partition it went to.

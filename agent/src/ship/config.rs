@@ -2,7 +2,9 @@
 //! on-disk spool (`spool`). Defaults shared with the collector (brokers,
 //! topic names) come from `driftwatch_schemas`.
 
+use driftwatch_schemas::registry::RegistryConfig;
 use driftwatch_schemas::settings::ClientProperties;
+use driftwatch_schemas::Stream;
 use serde::Deserialize;
 
 /// The on-disk spool every message passes through on its way to Kafka
@@ -43,6 +45,22 @@ pub struct KafkaConfig {
     pub compression: String,
     /// Extra librdkafka properties (`security.protocol`, `sasl.*`, `ssl.*`).
     pub properties: ClientProperties,
+    /// How records are framed: `single_object` (Avro's single-object
+    /// encoding) or `confluent` (Confluent's wire format, with the ids
+    /// `schema_registry` gives: what Kafka Connect, ksqlDB, Flink and
+    /// ClickHouse's `AvroConfluent` read).
+    pub wire_format: WireFormat,
+    /// The schema registry (with `wire_format: confluent`).
+    pub schema_registry: RegistryConfig,
+}
+
+/// How records are framed on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WireFormat {
+    #[default]
+    SingleObject,
+    Confluent,
 }
 
 impl Default for KafkaConfig {
@@ -52,6 +70,8 @@ impl Default for KafkaConfig {
             topics: TopicsConfig::default(),
             compression: "zstd".into(),
             properties: ClientProperties::default(),
+            wire_format: WireFormat::default(),
+            schema_registry: RegistryConfig::default(),
         }
     }
 }
@@ -62,6 +82,17 @@ pub struct TopicsConfig {
     pub snapshots: String,
     pub audit: String,
     pub sla: String,
+}
+
+impl TopicsConfig {
+    /// The topic of `stream`.
+    pub fn of(&self, stream: Stream) -> &str {
+        match stream {
+            Stream::Snapshots => &self.snapshots,
+            Stream::Audit => &self.audit,
+            Stream::Sla => &self.sla,
+        }
+    }
 }
 
 impl Default for TopicsConfig {

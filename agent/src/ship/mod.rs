@@ -7,4 +7,5 @@ pub mod config;
 pub mod identity;
 pub mod local;
 pub mod producer;
+pub mod registry;
 pub mod spool;

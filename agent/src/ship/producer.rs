@@ -157,15 +157,30 @@ impl Shared {
     }
 }
 
-/// Redacts, encodes and spools every message from `rx` until it closes.
-pub async fn spool_messages(shared: Shared, redactor: Redactor, mut rx: mpsc::Receiver<Message>) -> anyhow::Result<()> {
+/// Redacts, encodes and spools every message from `rx` until it closes,
+/// framed as `ids` decides (messages wait while it is pending).
+pub async fn spool_messages(
+    shared: Shared,
+    redactor: Redactor,
+    mut ids: super::registry::SchemaIds,
+    mut rx: mpsc::Receiver<Message>,
+) -> anyhow::Result<()> {
+    use super::registry::Framing;
     let mut encoder = Encoder::new()?;
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 512).await > 0 {
+        let framing = ids.decided().await;
         let mut spool = shared.lock();
         for mut msg in batch.drain(..) {
             redactor.message(&mut msg);
-            let payload = match encoder.encode(&msg) {
+            let encoded = match &framing {
+                Framing::Confluent(ids) => match ids.get(&msg.stream()) {
+                    Some(id) => encoder.encode_confluent(&msg, *id),
+                    None => encoder.encode(&msg),
+                },
+                _ => encoder.encode(&msg),
+            };
+            let payload = match encoded {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, stream = ?msg.stream(), "cannot encode message; dropped");

@@ -171,7 +171,7 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
         Transport::Local(agent) => {
             let spool = driftwatch_agent::run::open_spool(&agent)?;
             let reader = driftwatch_agent::ship::local::SpoolReader::new(spool.clone());
-            let agent = tokio::spawn(driftwatch_agent::run::sources(*agent, spool, rx.clone()));
+            let agent = tokio::spawn(driftwatch_agent::run::sources(*agent, spool, Default::default(), rx.clone()));
             let source = ingest::local::LocalSource::new(reader, &cfg.limits, labels)?;
             // The agent stops first (its queue spooled), then the loop
             // stores what it read.

@@ -18,6 +18,10 @@ pub struct KafkaConfig {
     pub topics: TopicsConfig,
     /// Extra librdkafka properties (e.g. `security.protocol`, `sasl.*`).
     pub properties: ClientProperties,
+    /// The schema registry that records in Confluent's wire format name
+    /// their writer schema in (agents with `kafka.wire_format:
+    /// confluent`). Without one, such records are dead-lettered.
+    pub schema_registry: driftwatch_schemas::registry::RegistryConfig,
 }
 
 impl Default for KafkaConfig {
@@ -27,6 +31,7 @@ impl Default for KafkaConfig {
             group_id: "driftwatch-collector".into(),
             topics: TopicsConfig::default(),
             properties: ClientProperties::default(),
+            schema_registry: Default::default(),
         }
     }
 }

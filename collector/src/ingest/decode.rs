@@ -25,6 +25,10 @@ pub struct RecordDecoder {
     labels: Option<AssetLabels>,
 }
 
+/// The most registry schema ids one collector reads (versions of three
+/// schemas: a registry naming more is not serving Driftwatch's topics).
+pub const MAX_REGISTRY_SCHEMAS: usize = 256;
+
 /// Where a record came from, for dead-letter headers and logs.
 pub struct Origin<'a> {
     pub topic: &'a str,
@@ -47,6 +51,27 @@ impl RecordDecoder {
     pub fn with_labels(mut self, labels: AssetLabels) -> Self {
         self.labels = Some(labels);
         self
+    }
+
+    /// The registry id a record of `topic` names (Confluent's wire format)
+    /// when this decoder has not been given its schema yet.
+    pub fn unknown_schema_id(&self, topic: &str, payload: Option<&[u8]>) -> Option<u32> {
+        let id = driftwatch_schemas::avro::confluent_schema_id(payload?)?;
+        (self.topics.contains_key(topic) && !self.decoder.knows_registry_id(id)).then_some(id)
+    }
+
+    /// Reads records of `topic` naming registry id `id` with `schema` (as
+    /// the registry gave it), or says why it cannot. At most
+    /// [`MAX_REGISTRY_SCHEMAS`] are taken: each is kept for the process's
+    /// life.
+    pub fn add_registry_schema(&mut self, topic: &str, id: u32, schema: &str) -> Result<(), String> {
+        let stream = *self.topics.get(topic).ok_or_else(|| format!("topic {topic} is not a Driftwatch stream"))?;
+        if self.decoder.registry_ids() >= MAX_REGISTRY_SCHEMAS {
+            return Err(format!(
+                "schema registry id {id}: this collector already reads {MAX_REGISTRY_SCHEMAS} schema ids; restart it to read more"
+            ));
+        }
+        self.decoder.add_registry_schema(id, stream, schema).map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Decodes a record of `topic`, or says why not.

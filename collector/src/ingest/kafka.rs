@@ -18,6 +18,7 @@ use super::identity::{self, IdentityGate};
 use super::Source;
 use crate::assets::AssetLabels;
 use driftwatch_schemas::limits::Limits;
+use driftwatch_schemas::registry::Registry;
 
 /// A client of `cfg.brokers`: `defaults`, then the configured properties
 /// (which win).
@@ -143,8 +144,28 @@ pub struct KafkaSource {
     identity: IdentityGate,
     /// A decoded record whose signer is being checked against the store.
     checking: Option<Checking>,
+    /// The schema registry records in Confluent's wire format name their
+    /// writer schema in (`kafka.schema_registry`).
+    registry: Option<Registry>,
+    /// A record naming a registry id not read yet, kept while its schema
+    /// is fetched.
+    fetching: Option<rdkafka::message::OwnedMessage>,
+    /// Registry ids whose schema was refused, and why: their records are
+    /// dead-lettered without asking again (at most
+    /// [`decode::MAX_REGISTRY_SCHEMAS`] remembered).
+    refused_ids: HashMap<u32, String>,
     /// How a record the store refused is read again (see [`read_again`]).
     reread: ClientConfig,
+}
+
+/// What becomes of a record just taken: decoded and admitted, its signer
+/// to be checked against the store, its writer schema to be fetched from
+/// the registry, or refused (dead-lettered with the reason).
+enum Admit {
+    Ready(driftwatch_schemas::Message),
+    Check(driftwatch_schemas::Message, identity::Presented),
+    Fetch,
+    Refused(String),
 }
 
 /// A record waiting for [`IdentityGate::resolve`], owned (the consumer's
@@ -229,12 +250,55 @@ impl KafkaSource {
             dead_offsets: HashMap::new(),
             identity,
             checking: None,
+            registry: if cfg.schema_registry.is_set() {
+                Some(Registry::new(&cfg.schema_registry).map_err(|e| anyhow::anyhow!("kafka.schema_registry: {e}"))?)
+            } else {
+                None
+            },
+            fetching: None,
+            refused_ids: HashMap::new(),
             reread: client_config(cfg, CONSUMER_DEFAULTS)
                 .set("group.id", &cfg.group_id)
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
                 .clone(),
         })
+    }
+
+    /// Decodes a record and checks its signer, as far as can be done
+    /// without waiting (see [`Admit`]). Takes the fields it needs, so that
+    /// the consumer's borrowed record can be admitted.
+    fn admit(
+        decoder: &RecordDecoder,
+        gate: &mut IdentityGate,
+        registry: Option<&Registry>,
+        refused_ids: &HashMap<u32, String>,
+        m: &impl rdkafka::Message,
+        headers: Option<&rdkafka::message::BorrowedHeaders>,
+    ) -> Admit {
+        if let Some(id) = decoder.unknown_schema_id(m.topic(), m.payload()) {
+            if let Some(reason) = refused_ids.get(&id) {
+                return Admit::Refused(reason.clone());
+            }
+            if registry.is_none() {
+                return Admit::Refused(format!(
+                    "unknown writer schema id {id} (Confluent wire format): no kafka.schema_registry is configured"
+                ));
+            }
+            return Admit::Fetch;
+        }
+        let msg = match decoder.decode(m.topic(), m.payload()) {
+            Ok(msg) => msg,
+            Err(reason) => return Admit::Refused(reason),
+        };
+        let presented = identity::presented(headers, m.payload().unwrap_or_default());
+        match gate.verdict_cached(msg.asset_id(), &presented) {
+            Some(verdict) => match gate.apply(msg.asset_id(), &presented, verdict) {
+                Ok(()) => Admit::Ready(msg),
+                Err(reason) => Admit::Refused(reason),
+            },
+            None => Admit::Check(msg, presented),
+        }
     }
 
     /// Starts sending an undecodable record to the dead-letter topic (see
@@ -282,6 +346,31 @@ impl Source for KafkaSource {
                 }
                 continue;
             }
+            // A record naming a registry id not read yet: its schema is
+            // fetched (a refusal is remembered), then the record is taken
+            // as if it had just arrived.
+            if let Some(record) = &self.fetching {
+                let id = record.payload().and_then(driftwatch_schemas::avro::confluent_schema_id).unwrap_or_default();
+                let fetched = match &self.registry {
+                    Some(registry) => fetch_schema(registry, id).await,
+                    None => Err("no kafka.schema_registry is configured".to_string()),
+                };
+                let Some(record) = self.fetching.take() else { continue };
+                if let Err(reason) = fetched.and_then(|schema| self.decoder.add_registry_schema(record.topic(), id, &schema)) {
+                    tracing::warn!(id, %reason, "records naming this schema id are dead-lettered");
+                    if self.refused_ids.len() < super::decode::MAX_REGISTRY_SCHEMAS {
+                        self.refused_ids.insert(id, reason);
+                    }
+                }
+                let headers = record.headers().map(|h| h.as_borrowed());
+                match Self::admit(&self.decoder, &mut self.identity, self.registry.as_ref(), &self.refused_ids, &record, headers) {
+                    Admit::Ready(msg) => return Some((msg, Offset::after(&record))),
+                    Admit::Check(msg, presented) => self.checking = Some(Checking { msg, presented, record: record.clone() }),
+                    Admit::Fetch => self.fetching = Some(record),
+                    Admit::Refused(reason) => self.dead = Some(Self::start_dead_letter(&self.dlq, &record, reason)),
+                }
+                continue;
+            }
             let m = match self.consumer.recv().await {
                 Ok(m) => m,
                 Err(e) => {
@@ -295,22 +384,11 @@ impl Source for KafkaSource {
             }
             // From here to the return nothing awaits: a record taken from
             // the consumer is returned, dead-lettered or kept in `checking`.
-            let checked = match self.decoder.decode(m.topic(), m.payload()) {
-                Ok(msg) => {
-                    let presented = identity::presented(m.headers(), m.payload().unwrap_or_default());
-                    match self.identity.verdict_cached(msg.asset_id(), &presented) {
-                        Some(verdict) => self.identity.apply(msg.asset_id(), &presented, verdict).map(|()| msg),
-                        None => {
-                            self.checking = Some(Checking { msg, presented, record: m.detach() });
-                            continue;
-                        }
-                    }
-                }
-                Err(reason) => Err(reason),
-            };
-            match checked {
-                Ok(msg) => return Some((msg, Offset::after(&m))),
-                Err(reason) => self.dead = Some(Self::start_dead_letter(&self.dlq, &m, reason)),
+            match Self::admit(&self.decoder, &mut self.identity, self.registry.as_ref(), &self.refused_ids, &m, m.headers()) {
+                Admit::Ready(msg) => return Some((msg, Offset::after(&m))),
+                Admit::Check(msg, presented) => self.checking = Some(Checking { msg, presented, record: m.detach() }),
+                Admit::Fetch => self.fetching = Some(m.detach()),
+                Admit::Refused(reason) => self.dead = Some(Self::start_dead_letter(&self.dlq, &m, reason)),
             }
         }
     }
@@ -322,8 +400,10 @@ impl Source for KafkaSource {
             // while another collector held them.
             self.identity.refresh_soon();
             // A record still being checked is fetched again from the
-            // committed offset if its partition is still this collector's.
+            // committed offset if its partition is still this collector's;
+            // so is one waiting for its writer schema.
             self.checking = None;
+            self.fetching = None;
         }
         reassigned
     }
@@ -557,6 +637,32 @@ fn offsets_view(probe: &BaseConsumer, topics: &[String]) -> Result<Vec<Partition
         out.push(PartitionOffsets { topic: e.topic().to_string(), partition: e.partition(), committed, end });
     }
     Ok(out)
+}
+
+/// The writer schema registered under `id`: asked again (with backoff, up
+/// to 30 s apart) while the registry cannot answer; its refusal is the
+/// reason the records naming `id` are dead-lettered. Cancel-safe.
+async fn fetch_schema(registry: &Registry, id: u32) -> Result<String, String> {
+    let counted = |outcome: &str| crate::metrics::METRICS.schema_registry_requests.with_label_values(&[outcome]).inc();
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match registry.schema(id).await {
+            Ok(schema) => {
+                counted("fetched");
+                return Ok(schema);
+            }
+            Err(e) if e.is_permanent() => {
+                counted("refused");
+                return Err(e.to_string());
+            }
+            Err(e) => {
+                counted("unreachable");
+                tracing::warn!(id, error = %e, retry_in = ?backoff, "schema registry unreachable: records naming this id wait");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
