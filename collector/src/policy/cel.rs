@@ -19,6 +19,69 @@ pub fn compile(source: &str) -> Result<Program, String> {
     Ok(program)
 }
 
+/// How a check names a pack variable: `vars.<name>`.
+pub const VARIABLES: &str = "vars";
+
+/// `source` with each `vars.<name>` outside string literals replaced by
+/// `(<expression>)` of the variable `name` in `vars`; an unknown name is
+/// an error naming it and the names there are. Identifiers are matched
+/// whole (`myvars.x`, `a.vars.x` and `"vars.x"` are left alone).
+pub fn expand(source: &str, vars: &[(String, String)]) -> Result<String, String> {
+    let bytes = source.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let prefix = format!("{VARIABLES}.");
+    let mut out = String::with_capacity(source.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'"' || b == b'\'' {
+            // A string literal: copied as it is, to its closing quote
+            // (triple-quoted or not; escapes honoured unless raw).
+            let raw = i > 0 && matches!(bytes[i - 1], b'r' | b'R');
+            let triple = bytes[i..].starts_with(&[b, b, b]);
+            let quote_len = if triple { 3 } else { 1 };
+            let mut j = i + quote_len;
+            while j < bytes.len() {
+                if bytes[j] == b'\\' && !raw {
+                    j += 2;
+                    continue;
+                }
+                if bytes[j] == b && (!triple || bytes[j..].starts_with(&[b, b, b])) {
+                    j += quote_len;
+                    break;
+                }
+                j += 1;
+            }
+            let end = j.min(bytes.len());
+            out.push_str(&source[i..end]);
+            i = end;
+            continue;
+        }
+        let boundary = i == 0 || !(ident(bytes[i - 1]) || bytes[i - 1] == b'.');
+        if boundary && source[i..].starts_with(&prefix) {
+            let start = i + prefix.len();
+            let end = start + bytes[start..].iter().take_while(|b| ident(**b)).count();
+            let name = &source[start..end];
+            let Some((_, expr)) = vars.iter().find(|(n, _)| n == name) else {
+                let known: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(format!(
+                    "unknown variable {VARIABLES}.{name} (the pack defines {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ));
+            };
+            out.push('(');
+            out.push_str(expr);
+            out.push(')');
+            i = end;
+            continue;
+        }
+        let ch = source[i..].chars().next().unwrap_or_default();
+        out.push(ch);
+        i += ch.len_utf8().max(1);
+    }
+    Ok(out)
+}
+
 /// Every constant pattern given to `matches` in `e` compiles.
 fn check_patterns(e: &IdedExpr) -> Result<(), String> {
     if let Expr::Call(call) = &e.expr {
@@ -275,6 +338,18 @@ fn mode_within(mode: Arc<String>, max: Arc<String>) -> Result<bool, ExecutionErr
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn variables_expand_outside_strings_only() {
+        let vars = vec![("a".to_string(), "x.y == 1".to_string()), ("b_2".to_string(), "[1, 2]".to_string())];
+        let e = |s: &str| super::expand(s, &vars);
+        assert_eq!(e("vars.a && 1 in vars.b_2").unwrap(), "(x.y == 1) && 1 in ([1, 2])");
+        assert_eq!(e(r#"'vars.a' + "vars.a" + """vars.a""" + r'vars.\a'"#).unwrap(), r#"'vars.a' + "vars.a" + """vars.a""" + r'vars.\a'"#);
+        assert_eq!(e(r#"'it\'s vars.a' == vars.a"#).unwrap(), r#"'it\'s vars.a' == (x.y == 1)"#);
+        assert_eq!(e("myvars.a || f.vars.a").unwrap(), "myvars.a || f.vars.a", "whole identifiers only");
+        assert_eq!(e("vars.c").unwrap_err(), "unknown variable vars.c (the pack defines a, b_2)");
+        assert_eq!(e("héllo == vars.a").unwrap(), "héllo == (x.y == 1)");
+    }
+
     use super::*;
 
     fn paths(src: &str) -> Vec<String> {

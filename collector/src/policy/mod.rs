@@ -354,7 +354,8 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
     let mut errors = Vec::new();
     let mut out = Vec::new();
     let pack_name: Arc<str> = pack.pack.as_str().into();
-    for control in pack.controls {
+    let vars = variables(file, text, &pack.variables, &mut errors);
+    for mut control in pack.controls {
         let pack = pack_name.clone();
         let line = line_of_id(text, &control.id);
         let mut err = |message: String| errors.push(PolicyError { file: file.to_path_buf(), line, message });
@@ -386,6 +387,13 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
                         }
                     }
                 }
+            }
+        }
+        // The pack's variables, in the check or the detection's match.
+        for source in [control.check.as_mut(), control.detect.as_mut().map(|d| &mut d.matches)].into_iter().flatten() {
+            match cel::expand(source, &vars) {
+                Ok(expanded) => *source = expanded,
+                Err(e) => err(format!("control {}: {e}", control.id)),
             }
         }
         let frameworks = Frameworks::new(&control.frameworks);
@@ -438,6 +446,36 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<CompiledControl>, Vec<Po
     } else {
         Err(errors)
     }
+}
+
+/// A pack's `variables:`, checked: each a name of letters, digits and
+/// `_`, an expression that compiles on its own and uses no other
+/// variable. Those with errors are left out (the errors are reported).
+fn variables(file: &Path, text: &str, declared: &serde_yaml::Mapping, errors: &mut Vec<PolicyError>) -> Vec<(String, String)> {
+    let line = text.lines().position(|l| l.starts_with("variables:")).map(|n| n + 1);
+    let mut err = |message: String| errors.push(PolicyError { file: file.to_path_buf(), line, message });
+    let mut out = Vec::new();
+    for (name, expr) in declared {
+        let (Some(name), Some(expr)) = (name.as_str(), expr.as_str()) else {
+            err(format!("variables: each must be a name and a CEL expression, not {name:?}: {expr:?}"));
+            continue;
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.starts_with(|c: char| c.is_ascii_digit())
+        {
+            err(format!("variables: {name:?} must be letters, digits and '_', not starting with a digit"));
+            continue;
+        }
+        if cel::expand(expr, &[]).is_err() {
+            err(format!("variables: {name} uses another variable; a variable may only read facts"));
+            continue;
+        }
+        if let Err(e) = cel::compile(expr) {
+            err(format!("variables: {name} does not compile: {e}"));
+            continue;
+        }
+        out.push((name.to_string(), expr.to_string()));
+    }
+    out
 }
 
 /// Parses an attestation's durations.
@@ -590,6 +628,46 @@ controls:
         assert_eq!(set.affected([&p(r#"files["/etc/shadow"].mode"#), &p("sshd.config.maxauthtries")]), vec![1, 2]);
         assert_eq!(set.affected([&p("sshd.matches")]), vec![2]);
         assert!(set.affected([&p("os.id"), &p(r#"files["/etc/passwd"].mode"#)]).is_empty());
+    }
+
+    /// `variables:` name expressions a pack's checks and detections share;
+    /// what a variable reads is what the control reads.
+    #[test]
+    fn pack_variables_are_shared_by_checks_and_checked() {
+        let text = r#"pack: t
+variables:
+  strong_macs: "['hmac-sha2-512', 'hmac-sha2-256']"
+  root_off: sshd.config.permitrootlogin == "no"
+controls:
+  - id: t.macs
+    title: Strong MACs
+    severity: high
+    check: sshd.config.macs.all(m, m in vars.strong_macs) && vars.root_off && "vars.not_a_variable" != ""
+    frameworks: {soc2: [CC6.1]}
+  - id: t.root
+    title: Root
+    severity: high
+    check: vars.root_off
+    frameworks: {soc2: [CC6.1]}
+"#;
+        let set = PolicySet::new(load_text(Path::new("p.yaml"), text).unwrap_or_else(|e| panic!("{e:?}")));
+        let p = |s: &str| FactPath::parse(s).unwrap();
+        assert_eq!(set.affected([&p("sshd.config.permitrootlogin")]), vec![0, 1], "a variable's reads are the control's");
+        assert_eq!(set.affected([&p("sshd.config.macs")]), vec![0]);
+        assert!(set.controls[0].control.check.as_deref().unwrap().contains("\"vars.not_a_variable\""), "strings are left alone");
+
+        let bad = text
+            .replace("m in vars.strong_macs", "m in vars.strong_mac")
+            .replace("root_off: sshd", "root_off: vars.strong_macs.size() > 0 || sshd");
+        let errs: Vec<String> = load_text(Path::new("p.yaml"), &bad).unwrap_err().iter().map(|e| e.to_string()).collect();
+        assert!(errs.iter().any(|e| e.starts_with("p.yaml:2: variables: root_off uses another variable")), "{errs:#?}");
+        assert!(
+            errs.iter().any(|e| e.starts_with("p.yaml:6: control t.macs: unknown variable vars.strong_mac (the pack defines strong_macs)")),
+            "{errs:#?}"
+        );
+        let bad = text.replace("root_off: sshd.config.permitrootlogin == \"no\"", "root_off: sshd.config.permitrootlogin ==");
+        let errs: Vec<String> = load_text(Path::new("p.yaml"), &bad).unwrap_err().iter().map(|e| e.to_string()).collect();
+        assert!(errs.iter().any(|e| e.starts_with("p.yaml:2: variables: root_off does not compile")), "{errs:#?}");
     }
 
     /// A pack mounted from a Kubernetes ConfigMap (the Helm chart's

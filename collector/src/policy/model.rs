@@ -15,6 +15,10 @@ pub struct PackFile {
     pub pack: String,
     #[serde(default)]
     pub description: String,
+    /// Named CEL expressions the pack's checks and detections use as
+    /// `vars.<name>` (in file order; a variable does not use another).
+    #[serde(default)]
+    pub variables: serde_yaml::Mapping,
     pub controls: Vec<Control>,
 }
 
