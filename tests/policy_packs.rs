@@ -67,3 +67,48 @@ fn a_mapping_outside_the_catalog_is_refused_with_its_location() {
     let (ok, out) = policies(&["check"], &dir);
     assert!(ok, "{out}");
 }
+
+/// `policies import-xccdf` on SCAP Security Guide's Debian 11 data stream
+/// (Debian's `ssg-debian`, installed by the services script): a skeleton
+/// of the profile's rules, refused until its checks are written; with the
+/// checks of the shipped controls that reference the same SSG rules, it
+/// loads beside nothing else, its requirement mappings valid.
+#[test]
+fn an_ssg_profile_becomes_a_pack_skeleton() {
+    services_up();
+    let ds = "/usr/share/xml/scap/ssg/content/ssg-debian11-ds.xml";
+    let out = Command::new(bin("driftwatch-collector"))
+        .args(["policies", "import-xccdf", ds, "--profile", "standard", "--pack", "site"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rules from Guide to the Secure Configuration of Debian 11"));
+    let skeleton = String::from_utf8(out.stdout).unwrap();
+    let mut pack: serde_yaml::Value = serde_yaml::from_str(&skeleton).unwrap();
+    let controls = pack["controls"].as_sequence().unwrap().clone();
+    assert!(controls.len() >= 40, "{} rules in the standard profile", controls.len());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("site.yaml"), &skeleton).unwrap();
+    let (ok, said) = policies(&["check"], dir.path());
+    assert!(!ok && said.contains("has none of `check`"), "{said}");
+
+    // The shipped checks of the same SSG rules, written in.
+    let shipped = driftwatch_collector::policy::load_dir(&repo().join("policies")).unwrap();
+    let by_ssg: std::collections::BTreeMap<String, String> =
+        shipped.controls.iter().filter_map(|c| Some((c.control.references.get("ssg")?.clone(), c.control.check.clone()?))).collect();
+    let written: Vec<serde_yaml::Value> = controls
+        .into_iter()
+        .filter_map(|mut c| {
+            let check = by_ssg.get(c["references"]["ssg"].as_str()?)?.clone();
+            c.as_mapping()?.get("frameworks")?.as_mapping().filter(|f| !f.is_empty())?;
+            c.as_mapping_mut()?.insert("check".into(), check.into());
+            Some(c)
+        })
+        .collect();
+    assert!(written.len() >= 10, "{} of the profile's rules have a shipped check and a mapping", written.len());
+    let n = written.len();
+    pack["controls"] = serde_yaml::Value::Sequence(written);
+    std::fs::write(dir.path().join("site.yaml"), serde_yaml::to_string(&pack).unwrap()).unwrap();
+    let (ok, said) = policies(&["check"], dir.path());
+    assert!(ok && said.contains(&format!("{n} controls")), "{said}");
+}

@@ -50,6 +50,20 @@ pub enum PoliciesCommand {
         /// Directory of policy packs.
         dir: PathBuf,
     },
+    /// Print a pack skeleton from XCCDF rules (an SSG data stream such as ssg-debian11-ds.xml, or an XCCDF benchmark): ids, titles, descriptions, rationales, severities, SSG references and the 800-53 / 800-171 / HIPAA requirements they cite; the checks are yours to write.
+    ImportXccdf {
+        /// The SCAP data stream or XCCDF file.
+        file: PathBuf,
+        /// Only the rules this profile selects (e.g. `standard`, `anssi_np_nt28_high`); without it, every rule.
+        #[arg(long)]
+        profile: Option<String>,
+        /// The pack's name, and the prefix of its control ids.
+        #[arg(long, default_value = "imported")]
+        pack: String,
+        /// Directory of policy packs whose catalogs the references map to (default: the shipped catalogs).
+        #[arg(long)]
+        policies: Option<PathBuf>,
+    },
 }
 
 /// `driftwatch-collector policies check|test`.
@@ -65,6 +79,33 @@ pub fn run(command: PoliciesCommand) -> anyhow::Result<ExitCode> {
             if !report.failures.is_empty() {
                 return Ok(ExitCode::from(1));
             }
+        }
+        PoliciesCommand::ImportXccdf { file, profile, pack, policies } => {
+            let xml = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let benchmark = policy::xccdf::parse(&xml).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let rules: Vec<policy::xccdf::Rule> = match &profile {
+                None => benchmark.rules,
+                Some(p) => {
+                    let selected = benchmark.profiles.get(p).with_context(|| {
+                        format!(
+                            "{}: no profile {p:?} (it has: {})",
+                            file.display(),
+                            benchmark.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )
+                    })?;
+                    benchmark.rules.into_iter().filter(|r| selected.contains(&r.id)).collect()
+                }
+            };
+            let catalogs = match &policies {
+                Some(dir) => policy::catalog::Catalogs::load(dir).map_err(|e| anyhow::anyhow!("{}", policy::PolicyErrors(e)))?,
+                None => policy::catalog::Catalogs::shipped(),
+            };
+            let source = match &profile {
+                Some(p) => format!("{} (profile {p})", file.display()),
+                None => file.display().to_string(),
+            };
+            print!("{}", policy::xccdf::skeleton(&pack, &source, &rules, &catalogs));
+            eprintln!("{} rules from {}", rules.len(), if benchmark.title.is_empty() { source } else { benchmark.title });
         }
         PoliciesCommand::Check { dir } => {
             let mut errors = Vec::new();

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cel;
 pub mod frameworks;
 pub mod model;
+pub mod xccdf;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
