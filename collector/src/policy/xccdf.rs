@@ -130,19 +130,20 @@ fn start_rule(e: &BytesStart) -> Rule {
 /// it cites (`None`: no catalog of ours).
 fn framework_of(href: &str, id: &str, catalogs: &Catalogs) -> Option<(&'static str, String)> {
     let id = id.trim();
-    let (fw, wanted): (&'static str, Box<dyn Fn(&str) -> bool>) = if href.contains("800-53") {
-        ("nist-800-53", Box::new(move |c: &str| c == id))
+    let fw = if href.contains("800-53") {
+        "nist-800-53"
     } else if href.contains("800-171") {
-        // SSG cites the practice number (3.1.1); CMMC names it by domain.
-        let suffix = format!("-{id}");
-        ("cmmc", Box::new(move |c: &str| c.ends_with(&suffix)))
+        "cmmc"
     } else if href.contains("CFR") && id.starts_with("164.") {
-        ("hipaa", Box::new(move |c: &str| c == id))
+        "hipaa"
     } else {
         return None;
     };
-    let catalog = catalogs.get(fw)?;
-    catalog.requirements.iter().find(|r| wanted(&r.id)).map(|r| (fw, r.id.clone()))
+    // SSG cites an 800-171 practice by number (3.1.1); CMMC names it by
+    // domain and level (AC.L1-3.1.1).
+    let suffix = format!("-{id}");
+    let wanted = |c: &str| if fw == "cmmc" { c.ends_with(&suffix) } else { c == id };
+    catalogs.get(fw)?.requirements.iter().find(|r| wanted(&r.id)).map(|r| (fw, r.id.clone()))
 }
 
 /// A pack skeleton for `rules` (YAML text): one control per rule, named
