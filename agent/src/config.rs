@@ -135,6 +135,11 @@ impl AgentConfig {
         if let Err(e) = crate::redact::Redactor::new(&self.redact.patterns) {
             p.push(e);
         }
+        for (i, f) in self.facts.content.iter().enumerate() {
+            if !f.path.starts_with('/') {
+                p.push(format!("facts.content[{i}].path: {:?} must be an absolute host path", f.path));
+            }
+        }
         for (i, f) in self.facts.files.iter().enumerate() {
             if !f.starts_with('/') {
                 p.push(format!("facts.files[{i}]: {f:?} must be an absolute host path"));

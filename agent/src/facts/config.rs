@@ -16,6 +16,10 @@ pub struct FactsConfig {
     pub scan: ScanConfig,
     /// Certificate files (globs allowed) reported under `tls.cert`.
     pub tls: Vec<String>,
+    /// Files whose content is reported as lines or key/values
+    /// (`content["<path>"].*`), for packs that check what no fact family
+    /// reads.
+    pub content: Vec<crate::facts::content::ContentFile>,
 }
 
 /// Bounds of the world-writable / set-uid scan.
@@ -47,6 +51,7 @@ impl Default for FactsConfig {
             live_host: None,
             scan: ScanConfig::default(),
             tls: crate::facts::tls::DEFAULT_PATHS.iter().map(|s| s.to_string()).collect(),
+            content: Vec::new(),
         }
     }
 }

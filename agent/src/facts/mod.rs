@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod apt;
 pub mod config;
+pub mod content;
 pub mod files;
 pub mod host;
 pub mod kernel;
@@ -100,6 +101,7 @@ pub fn collect(root: &HostRoot, cfg: &FactsConfig, previous: Option<&Facts>) -> 
     apt::collect(root, &mut facts);
     network::collect(root, &mut facts);
     tls::collect(root, &cfg.tls, &mut facts);
+    content::collect(root, &cfg.content, &mut facts);
     match previous {
         None => scan::collect(root, &cfg.scan, &mut facts),
         Some(prev) => {
