@@ -356,17 +356,24 @@ impl Source for KafkaSource {
                     None => Err("no kafka.schema_registry is configured".to_string()),
                 };
                 let Some(record) = self.fetching.take() else { continue };
+                // A refusal dead-letters this record and is remembered for
+                // the next ones naming the id (while there is room).
                 if let Err(reason) = fetched.and_then(|schema| self.decoder.add_registry_schema(record.topic(), id, &schema)) {
                     tracing::warn!(id, %reason, "records naming this schema id are dead-lettered");
                     if self.refused_ids.len() < super::decode::MAX_REGISTRY_SCHEMAS {
-                        self.refused_ids.insert(id, reason);
+                        self.refused_ids.insert(id, reason.clone());
                     }
+                    self.dead = Some(Self::start_dead_letter(&self.dlq, &record, reason));
+                    continue;
                 }
                 let headers = record.headers().map(|h| h.as_borrowed());
                 match Self::admit(&self.decoder, &mut self.identity, self.registry.as_ref(), &self.refused_ids, &record, headers) {
                     Admit::Ready(msg) => return Some((msg, Offset::after(&record))),
                     Admit::Check(msg, presented) => self.checking = Some(Checking { msg, presented, record: record.clone() }),
-                    Admit::Fetch => self.fetching = Some(record),
+                    // The id was just added: not asked twice.
+                    Admit::Fetch => {
+                        self.dead = Some(Self::start_dead_letter(&self.dlq, &record, format!("schema registry id {id}: still unknown")))
+                    }
                     Admit::Refused(reason) => self.dead = Some(Self::start_dead_letter(&self.dlq, &record, reason)),
                 }
                 continue;
