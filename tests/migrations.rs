@@ -8,15 +8,7 @@ use driftwatch_collector::store::config::ClickHouseConfig;
 use driftwatch_tests::*;
 
 fn config(database: &str) -> ClickHouseConfig {
-    ClickHouseConfig {
-        url: CLICKHOUSE.into(),
-        database: database.into(),
-        user: "default".into(),
-        password: None,
-        migrate: true,
-        tls: Default::default(),
-        query_timeout_secs: 300,
-    }
+    ClickHouseConfig { url: CLICKHOUSE.into(), database: database.into(), migrate: true, ..Default::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,11 +104,8 @@ async fn clickhouse_and_sqlite_answer_every_read_alike() {
     let ch = ClickHouseStore::connect(&ClickHouseConfig {
         url: CLICKHOUSE.into(),
         database: names.database.clone(),
-        user: "default".into(),
-        password: None,
         migrate: true,
-        tls: Default::default(),
-        query_timeout_secs: 300,
+        ..Default::default()
     })
     .await
     .expect("ClickHouse store");

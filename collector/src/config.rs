@@ -137,6 +137,11 @@ impl CollectorConfig {
         if !(self.clickhouse.url.starts_with("http://") || self.clickhouse.url.starts_with("https://")) {
             problems.push(format!("clickhouse.url: {:?} is not an http(s) URL", self.clickhouse.url));
         }
+        if let Some(c) = &self.clickhouse.cluster {
+            if c.is_empty() || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || "_-.".contains(ch)) {
+                problems.push(format!("clickhouse.cluster: {c:?} is not a cluster name (letters, digits, '_', '-', '.')"));
+            }
+        }
         if self.store.kind == StoreKind::Clickhouse {
             if self.clickhouse.tls.is_set() && !self.clickhouse.url.starts_with("https://") {
                 problems.push(format!("clickhouse.tls: set, but clickhouse.url {:?} is not https://", self.clickhouse.url));

@@ -49,6 +49,10 @@ pub struct ClickHouseConfig {
     /// (`max_execution_time`); 0 for no limit. A report or a posture over a
     /// long period on a large fleet is the reader most likely to reach it.
     pub query_timeout_secs: u64,
+    /// The cluster's name when the schema is `schema --cluster`'s
+    /// (`<table>_local` on every node, `<table>` Distributed over them):
+    /// retention then drops months of the `_local` tables `ON CLUSTER`.
+    pub cluster: Option<String>,
 }
 
 /// TLS to ClickHouse (`clickhouse.tls`), for an `https://` URL.
@@ -80,6 +84,7 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("migrate", &self.migrate)
             .field("tls", &self.tls)
             .field("query_timeout_secs", &self.query_timeout_secs)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -94,6 +99,7 @@ impl Default for ClickHouseConfig {
             migrate: true,
             tls: ClickHouseTls::default(),
             query_timeout_secs: 300,
+            cluster: None,
         }
     }
 }

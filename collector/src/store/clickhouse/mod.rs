@@ -33,6 +33,9 @@ pub struct ClickHouseStore {
     client: Client,
     url: String,
     database: String,
+    /// The cluster whose `_local` tables hold the rows
+    /// (`clickhouse.cluster`), for statements that must run on every node.
+    cluster: Option<String>,
 }
 
 #[derive(Row, Deserialize)]
@@ -53,8 +56,12 @@ impl ClickHouseStore {
     /// (unless `migrate` is off: a cluster's schema is applied by hand).
     pub async fn connect(cfg: &ClickHouseConfig) -> Result<Self, StoreError> {
         let base = base_client(cfg)?;
-        let store =
-            ClickHouseStore { client: base.clone().with_database(&cfg.database), url: cfg.url.clone(), database: cfg.database.clone() };
+        let store = ClickHouseStore {
+            client: base.clone().with_database(&cfg.database),
+            url: cfg.url.clone(),
+            database: cfg.database.clone(),
+            cluster: cfg.cluster.clone().filter(|c| !c.is_empty()),
+        };
         if !cfg.migrate {
             return Ok(store);
         }
