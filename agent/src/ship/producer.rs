@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use driftwatch_schemas::identity::{self, KeyPair};
-use driftwatch_schemas::{Encoder, Message, Stream};
+use driftwatch_schemas::{Encoder, Message};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -113,14 +113,6 @@ pub fn producer(cfg: &KafkaConfig) -> anyhow::Result<KafkaProducer> {
         })?
     };
     Ok(KafkaProducer { inner, stop, poller: Some(poller) })
-}
-
-fn topic(cfg: &KafkaConfig, s: Stream) -> &str {
-    match s {
-        Stream::Snapshots => &cfg.topics.snapshots,
-        Stream::Audit => &cfg.topics.audit,
-        Stream::Sla => &cfg.topics.sla,
-    }
 }
 
 /// The spool, shared by the two tasks, and the bell rung when it grows.
@@ -247,7 +239,7 @@ pub async fn send(
         // Fill the window from the spool.
         while inflight.len() < WINDOW {
             let Some((rec, next)) = shared.lock().read(cursor) else { break };
-            match producer.send(topic(&cfg, rec.stream), &rec.key, &rec.payload, &signer) {
+            match producer.send(cfg.topics.of(rec.stream), &rec.key, &rec.payload, &signer) {
                 Ok(f) => inflight.push_back((Flight::Pending(f), next)),
                 Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => break,
                 Err(e) => inflight.push_back((Flight::Refused(e), next)),
