@@ -1,6 +1,6 @@
 //! The collector's API: health and readiness, API keys (hashed, scoped,
-//! rate-limited), silences created, listed and expired over HTTP, and every
-//! write in the audit table.
+//! rate-limited), silences created, listed and expired over HTTP, every
+//! write in the audit table, and reads as the read-only ClickHouse user.
 
 use std::process::Command;
 
@@ -124,6 +124,15 @@ async fn waivers_posture_and_results() {
         &format!("  keys:\n{}{}", api_key("ops", "ops-key", "write"), api_key("ciso@example.com", "ciso-key", "admin")),
         "",
     );
+    // Reads go through the read-only user (`clickhouse.reader`); one that
+    // can write is refused at start.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let db_line = format!("  database: {}\n", names.database);
+    std::fs::write(&cfg, text.replace(&db_line, &format!("{db_line}  reader: {{user: default}}\n"))).unwrap();
+    let refused = collector_err(&["posture"], &cfg);
+    assert!(refused.contains("clickhouse.reader: the user \"default\" can write (readonly = 0)"), "{refused}");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("reader: {user: default}", "reader: {user: driftwatch_reader}")).unwrap();
     create_topics(&cfg);
     let collector = Proc::spawn("collector", Command::new(bin("driftwatch-collector")).arg("run").arg("--config").arg(&cfg), work.path());
     let base = format!("{}/api/v1", format_args!("http://127.0.0.1:{port}"));
@@ -202,6 +211,14 @@ async fn waivers_posture_and_results() {
     .await;
     assert_eq!(reads[0]["key_name"], "ops");
     assert!(reads[0]["detail"].as_str().unwrap().contains(&format!("asset={asset}")), "{reads:?}");
+    // Who read: the API's queries of this asset ran as the reader, and
+    // none as the writer (whose queries are not logged).
+    exec("SYSTEM FLUSH LOGS").await;
+    let readers = query(&format!(
+        "SELECT DISTINCT user FROM system.query_log WHERE type = 2 AND query LIKE '%{asset}%' AND query NOT LIKE '%query_log%'"
+    ))
+    .await;
+    assert_eq!(readers.iter().map(|r| r["user"].as_str().unwrap_or_default()).collect::<Vec<_>>(), ["driftwatch_reader"]);
     drop(collector);
     names.drop_database().await;
 }

@@ -32,14 +32,8 @@ impl PrivateClickHouse {
     }
 
     fn services(&self, args: &[&str]) {
-        let out = Command::new(repo().join("deploy/local/services"))
-            .args(args)
-            .env("DRIFTWATCH_LOCAL", self.dir.path())
-            .env("CLICKHOUSE_HTTP_PORT", self.http.to_string())
-            .env("CLICKHOUSE_TCP_PORT", self.tcp.to_string())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "services {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        let ports = [("CLICKHOUSE_HTTP_PORT", self.http.to_string()), ("CLICKHOUSE_TCP_PORT", self.tcp.to_string())];
+        private_services(self.dir.path(), &ports, args);
     }
 
     fn url(&self) -> String {

@@ -10,51 +10,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use driftwatch_tests::*;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair};
-
-/// PEM files of a CA, a server certificate for 127.0.0.1 and a client
-/// certificate, both signed by the CA.
-struct Pki {
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
-}
-
-fn pki(dir: &Path) -> Pki {
-    let write = |name: &str, text: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    // Each with a name of its own: OpenSSL takes a certificate whose
-    // issuer is its own subject for a self-signed one.
-    let named = |sans: Vec<String>, cn: &str| {
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params
-    };
-    let mut ca_params = named(Vec::new(), "Driftwatch test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf = |names: Vec<String>| {
-        let key = KeyPair::generate().unwrap();
-        let cn = names[0].clone();
-        let cert = named(names, &cn).signed_by(&key, &ca).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()]);
-    let (client_cert, client_key) = leaf(vec!["driftwatch-collector".into()]);
-    Pki {
-        ca: write("ca.pem", ca.pem()),
-        server_cert: write("server.pem", server_cert),
-        server_key: write("server.key", server_key),
-        client_cert: write("client.pem", client_cert),
-        client_key: write("client.key", client_key),
-    }
-}
 
 /// A ClickHouse server of this test's: the local services' configuration
 /// with an HTTPS port that requires a client certificate.

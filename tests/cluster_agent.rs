@@ -3,7 +3,9 @@
 //! secrets as metadata only, with the service account's bearer token),
 //! ships the `k8s.*` facts as a full snapshot of a `k8s-cluster` asset,
 //! lists again when a watch expires (410), and sends a delta within
-//! seconds when a watch reports a change.
+//! seconds when a watch reports a change. The pods and namespaces are also
+//! shipped whole (`cluster.objects`), and checks in CEL over their fields
+//! judge them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -148,7 +150,7 @@ async fn the_cluster_agent_lists_watches_and_reports_the_cluster() {
     std::fs::write(
         &cfg,
         format!(
-            "mode: cluster\nstate_dir: {}\nasset:\n  labels: {{env: test}}\nkafka:\n  brokers: {BROKERS}\n  topics:\n{}cluster:\n  name: prod-eu\n  api_server: {server}\n  ca_file: {}\n  token_file: {}\n  page_size: 1\n  debounce_ms: 300\n  secrets_metadata: true\nheartbeat_secs: 0\n",
+            "mode: cluster\nstate_dir: {}\nasset:\n  labels: {{env: test}}\nkafka:\n  brokers: {BROKERS}\n  topics:\n{}cluster:\n  name: prod-eu\n  api_server: {server}\n  ca_file: {}\n  token_file: {}\n  page_size: 1\n  debounce_ms: 300\n  secrets_metadata: true\n  objects: [pods, namespaces]\nheartbeat_secs: 0\n",
             work.path().join("state").display(),
             names.topics_yaml(false),
             ca.display(),
@@ -209,6 +211,26 @@ async fn the_cluster_agent_lists_watches_and_reports_the_cluster() {
     }
     assert!(!f.contains_key("k8s.errors"), "every resource was listed: {:?}", f.get("k8s.errors"));
 
+    // The pods and namespaces themselves (cluster.objects), for checks in
+    // CEL over their fields: trimmed, a secret environment value redacted,
+    // finished pods and kube-system left out.
+    let objects: Vec<&str> = f.keys().filter(|k| k.starts_with("k8s.objects.")).map(String::as_str).collect();
+    assert_eq!(
+        objects,
+        [
+            "k8s.objects.namespaces.app",
+            "k8s.objects.namespaces.web",
+            r#"k8s.objects.pods["app/debug"]"#,
+            r#"k8s.objects.pods["web/web-6d4cf56db6-tlxqd"]"#
+        ]
+    );
+    let FactValue::Str(debug_pod) = &f[r#"k8s.objects.pods["app/debug"]"#] else { panic!("a pod as JSON") };
+    let debug_pod: serde_json::Value = serde_json::from_str(debug_pod).unwrap();
+    assert_eq!(debug_pod["spec"]["hostPID"], true);
+    assert_eq!(debug_pod["spec"]["containers"][0]["env"][0], serde_json::json!({"name": "DB_PASSWORD", "value": "[REDACTED]"}));
+    assert_eq!(debug_pod["spec"]["containers"][0]["env"][1]["value"], "debug");
+    assert!(debug_pod.get("status").is_none() && debug_pod["metadata"].get("resourceVersion").is_none(), "{debug_pod}");
+
     // The cluster's findings as Kubernetes PolicyReports: the privileged pod
     // in its namespace's report, the cluster-admin binding in the cluster's.
     let snapshot_file = work.path().join("cluster-snapshot.json");
@@ -236,6 +258,24 @@ async fn the_cluster_agent_lists_watches_and_reports_the_cluster() {
         "{cluster:#}"
     );
     assert!(cluster["summary"]["pass"].as_u64().unwrap() > 0, "{cluster:#}");
+
+    // Checks written in CEL over those objects' fields, with no agent
+    // release: the debug pod has no seccomp profile, the app namespace
+    // enforces no Pod Security Standard; every container names its image.
+    let out = Command::new(bin("driftwatch-collector"))
+        .args(["evaluate", "--snapshot"])
+        .arg(&snapshot_file)
+        .arg("--policies")
+        .arg(repo().join("tests/fixtures/packs/k8s-objects"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let results: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let status: BTreeMap<&str, &str> = results.iter().map(|r| (r["control_id"].as_str().unwrap(), r["status"].as_str().unwrap())).collect();
+    assert_eq!(
+        status,
+        BTreeMap::from([("t.k8s.images_named", "pass"), ("t.k8s.namespaces_enforce_restricted", "fail"), ("t.k8s.seccomp", "fail")])
+    );
     {
         let requests = replay.requests.lock().unwrap();
         assert!(requests.iter().any(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("continue=")), "pods were paged: {requests:?}");
@@ -259,5 +299,10 @@ async fn the_cluster_agent_lists_watches_and_reports_the_cluster() {
     assert_eq!(list(&d, "k8s.pods.host_network"), vec!["app/netshoot"]);
     assert_eq!(list(&d, "k8s.pods.unpinned_image"), vec!["app/netshoot"]);
     assert!(!d.contains_key("k8s.namespaces.without_pss_enforce"), "unchanged facts are not resent");
+    // The objects too: the new pod is sent, the deleted one removed, the
+    // unchanged ones not resent.
+    assert!(d.contains_key(r#"k8s.objects.pods["app/netshoot"]"#), "{:?}", d.keys().collect::<Vec<_>>());
+    assert!(delta.removed_paths.iter().any(|p| p == r#"k8s.objects.pods["app/debug"]"#), "{:?}", delta.removed_paths);
+    assert!(!d.contains_key(r#"k8s.objects.pods["web/web-6d4cf56db6-tlxqd"]"#) && !d.contains_key("k8s.objects.namespaces.app"));
     drop(agent);
 }

@@ -397,6 +397,11 @@ fn check_agents(objects: &[Value], prefix: &str) {
     check_pod_config(&agent, &pod_env(pod));
 }
 
+/// The pod template of the workload `kind`/`name` among `objects`.
+fn pod_of(objects: &[Value], kind: &str, name: &str) -> Value {
+    objects.iter().find(|o| o["kind"] == kind && o["metadata"]["name"] == name).unwrap()["spec"]["template"].clone()
+}
+
 /// The agent configuration a pod reads: the file its arguments name, from
 /// the ConfigMap mounted there.
 fn pod_config(objects: &[Value], pod: &Value) -> Value {
@@ -599,7 +604,9 @@ fn helm_chart_renders_what_the_plain_manifests_hold_and_the_collector() {
 
     // One credential per role, each in its own Secret, mounted only where
     // that role runs; the ClickHouse password never on a node.
-    let objects = rendered(&format!("{CREDENTIALS}collector: {{clickhouse: {{password: ch-pw}}}}\n"));
+    let objects = rendered(&format!(
+        "{CREDENTIALS}collector: {{clickhouse: {{password: ch-pw, reader: {{user: dw_reader, password: reader-pw}}}}}}\n"
+    ));
     let secret =
         |name: &str| objects.iter().find(|o| o["kind"] == "Secret" && o["metadata"]["name"] == name).unwrap_or_else(|| panic!("{name}"));
     let (agent_secret, collector_secret) = (secret("dw-agent-secrets"), secret("dw-collector-secrets"));
@@ -607,8 +614,12 @@ fn helm_chart_renders_what_the_plain_manifests_hold_and_the_collector() {
     assert!(agent_secret["stringData"]["clickhouse-password"].is_null(), "no ClickHouse password for agents");
     assert_eq!(collector_secret["stringData"]["kafka-password"], "collector-pw");
     assert_eq!(collector_secret["stringData"]["clickhouse-password"], "ch-pw");
+    assert_eq!(collector_secret["stringData"]["clickhouse-reader-password"], "reader-pw");
+    let reader = &pod_config(&objects, &pod_of(&objects, "Deployment", "dw-collector")["spec"])["clickhouse"]["reader"];
+    assert_eq!(reader["user"], "dw_reader");
+    assert_eq!(reader["password"]["file"], "/etc/driftwatch/secrets/clickhouse-reader-password");
     let text = serde_yaml::to_string(&objects.iter().filter(|o| o["kind"] != "Secret").collect::<Vec<_>>()).unwrap();
-    assert!(!text.contains("agent-pw") && !text.contains("collector-pw") && !text.contains("ch-pw"), "secrets stay in the Secrets");
+    assert!(["agent-pw", "collector-pw", "ch-pw", "reader-pw"].iter().all(|pw| !text.contains(pw)), "secrets stay in the Secrets");
     for (kind, name, role) in
         [("DaemonSet", "dw-node-agent", "agent"), ("Deployment", "dw-cluster-agent", "agent"), ("Deployment", "dw-collector", "collector")]
     {
@@ -689,9 +700,6 @@ fn helm_chart_fits_a_platform() {
     ));
     check_agents(&objects, "dw");
     check_collector(&objects, "dw", 6);
-    let pod_of = |objects: &[Value], kind: &str, name: &str| {
-        objects.iter().find(|o| o["kind"] == kind && o["metadata"]["name"] == name).unwrap()["spec"]["template"].clone()
-    };
     let collector = pod_config(&objects, &pod_of(&objects, "Deployment", "dw-collector")["spec"]);
     assert_eq!(collector["clickhouse"]["query_timeout_secs"].as_u64(), Some(60));
     assert_eq!(collector["clickhouse"]["url"], "http://clickhouse.clickhouse.svc:8123", "the chart's settings beside it stay");

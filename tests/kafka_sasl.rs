@@ -6,9 +6,13 @@
 //! producer all get through with their role's credentials; a wrong
 //! password or none is refused.
 //!
-//! tansu 0.6 cannot serve TLS (its `--cert` and `--key` options exclude
-//! each other), so this is SASL_PLAINTEXT; the TLS half of SASL_SSL is
-//! librdkafka's `ssl.*` settings, passed the same way.
+//! SASL_SSL, as a secured Kafka is run: tansu 0.6 cannot serve TLS itself
+//! (its `--cert` and `--key` options exclude each other), so TLS is
+//! terminated in front of it by stunnel (Debian's `stunnel4`, as a TLS
+//! load balancer or sidecar would), with a certificate of a CA of the
+//! test's own, and the broker advertises the TLS address: every
+//! connection a client makes, after bootstrap too, is TLS. A client that
+//! does not trust the CA, or speaks plaintext, gets nowhere.
 
 use std::path::Path;
 use std::process::Command;
@@ -27,9 +31,9 @@ fn tansu() -> std::path::PathBuf {
     }
 }
 
-/// tansu on `port` with its data in `dir`; with `--authentication` when
-/// `authenticated`.
-fn broker(dir: &Path, port: u16, authenticated: bool) -> Proc {
+/// tansu on `port` with its data in `dir`, advertising `advertised`;
+/// with `--authentication` when `authenticated`.
+fn broker(dir: &Path, port: u16, advertised: u16, authenticated: bool) -> Proc {
     let url = format!("tcp://127.0.0.1:{port}");
     let mut cmd = Command::new(tansu());
     cmd.current_dir(dir).args([
@@ -37,7 +41,7 @@ fn broker(dir: &Path, port: u16, authenticated: bool) -> Proc {
         "--listener-url",
         &url,
         "--advertised-listener-url",
-        &url,
+        &format!("tcp://127.0.0.1:{advertised}"),
         "--storage-engine",
         "sqlite://tansu.db",
     ]);
@@ -63,11 +67,35 @@ fn topics(config: &Path, brokers: &str) -> std::process::Output {
         .unwrap()
 }
 
-/// `kafka.properties` for SCRAM-SHA-512 as `user`.
-fn scram(user: &str, password: &str) -> String {
+/// `kafka.properties` for SCRAM-SHA-512 as `user` over TLS, trusting the
+/// CA file `ca` (none: the system's CAs).
+fn scram(user: &str, password: &str, ca: Option<&Path>) -> String {
+    let ca = ca.map(|c| format!("    ssl.ca.location: {}\n", c.display())).unwrap_or_default();
     format!(
-        "  properties:\n    security.protocol: SASL_PLAINTEXT\n    sasl.mechanism: SCRAM-SHA-512\n    sasl.username: {user}\n    sasl.password: {password}\n"
+        "  properties:\n    security.protocol: SASL_SSL\n{ca}    sasl.mechanism: SCRAM-SHA-512\n    sasl.username: {user}\n    sasl.password: {password}\n"
     )
+}
+
+/// stunnel accepting TLS on `tls` (the certificate of `pki`) and passing
+/// the bytes on to `inner`.
+fn tls_front(dir: &Path, pki: &Pki, tls: u16, inner: u16) -> Proc {
+    let conf = dir.join("stunnel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{tls}\nconnect = 127.0.0.1:{inner}\ncert = {}\nkey = {}\n",
+            pki.server_cert.display(),
+            pki.server_key.display()
+        ),
+    )
+    .unwrap();
+    let p = Proc::spawn("stunnel", Command::new("stunnel4").arg(&conf), dir);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", tls)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "stunnel did not listen on {tls}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    p
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,19 +104,23 @@ async fn every_kafka_client_authenticates_with_its_roles_credentials() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("broker");
     std::fs::create_dir_all(&data).unwrap();
-    let port = free_port();
-    let brokers = format!("127.0.0.1:{port}");
-    // Users are made on the broker before it requires them.
-    let mut setup = broker(&data, port, false);
+    let (port, tls) = (free_port(), free_port());
+    let brokers = format!("127.0.0.1:{tls}");
+    let pki = pki(work.path());
+    // Users are made on the broker (on its own port) before it requires
+    // them.
+    let mut setup = broker(&data, port, port, false);
     for (user, password) in [("driftwatch-agent", "agent-pw"), ("driftwatch-collector", "collector-pw")] {
         let out = Command::new(tansu())
-            .args(["user", "create", "--broker", &format!("tcp://{brokers}"), "--mechanism", "scram512", user, password])
+            .args(["user", "create", "--broker", &format!("tcp://127.0.0.1:{port}"), "--mechanism", "scram512", user, password])
             .output()
             .unwrap();
         assert!(out.status.success(), "tansu user create {user}: {}", String::from_utf8_lossy(&out.stderr));
     }
     assert!(setup.terminate(10), "the setup broker stops");
-    let _broker = broker(&data, port, true);
+    let _broker = broker(&data, port, tls, true);
+    let _tls = tls_front(work.path(), &pki, tls, port);
+    let ca = Some(pki.ca.as_path());
 
     let host = work.path().join("host");
     let asset = unique("asset");
@@ -100,12 +132,18 @@ async fn every_kafka_client_authenticates_with_its_roles_credentials() {
     let base = std::fs::read_to_string(&cfg).unwrap();
     let with =
         |properties: &str| base.replacen("kafka:\n  brokers: 127.0.0.1:9092\n", &format!("kafka:\n  brokers: {brokers}\n{properties}"), 1);
-    let text = with(&scram("driftwatch-collector", "collector-pw"));
+    let text = with(&scram("driftwatch-collector", "collector-pw", ca));
     assert!(text.contains(&brokers), "the test's broker replaces the local one");
     std::fs::write(&cfg, &text).unwrap();
-    // The admin client: refused without credentials or with a wrong
-    // password, through with the collector's.
-    for (name, properties) in [("none", String::new()), ("wrong", scram("driftwatch-collector", "not-it"))] {
+    // The admin client: refused without credentials (plaintext to a TLS
+    // port), with a wrong password, or without trusting the broker's CA;
+    // through with the collector's.
+    let refused = [
+        ("none", String::new()),
+        ("wrong", scram("driftwatch-collector", "not-it", ca)),
+        ("untrusted", scram("driftwatch-collector", "collector-pw", None)),
+    ];
+    for (name, properties) in refused {
         let bad = work.path().join(format!("collector-{name}.yaml"));
         std::fs::write(&bad, with(&properties)).unwrap();
         let brokers = brokers.clone();
@@ -129,7 +167,7 @@ async fn every_kafka_client_authenticates_with_its_roles_credentials() {
             "root: {}\nstate_dir: {}\nkafka:\n  brokers: {brokers}\n{}  topics:\n{}heartbeat_secs: 0\n",
             host.display(),
             work.path().join("state").display(),
-            scram("driftwatch-agent", "agent-pw"),
+            scram("driftwatch-agent", "agent-pw", ca),
             names.topics_yaml(false)
         ),
     )
@@ -140,7 +178,8 @@ async fn every_kafka_client_authenticates_with_its_roles_credentials() {
     // The dead-letter producer, and `dead-letters list`'s consumer.
     let producer: FutureProducer = rdkafka::config::ClientConfig::new()
         .set("bootstrap.servers", &brokers)
-        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("security.protocol", "SASL_SSL")
+        .set("ssl.ca.location", pki.ca.to_str().unwrap())
         .set("sasl.mechanism", "SCRAM-SHA-512")
         .set("sasl.username", "driftwatch-agent")
         .set("sasl.password", "agent-pw")

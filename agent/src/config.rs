@@ -116,6 +116,9 @@ impl AgentConfig {
             if c.page_size == 0 || c.watch_timeout_secs == 0 {
                 p.push("cluster.page_size, cluster.watch_timeout_secs: must be at least 1".into());
             }
+            if let Err(e) = c.object_kinds() {
+                p.push(e);
+            }
         }
         if self.spool.max_mb == 0 {
             p.push("spool.max_mb: must be at least 1".into());

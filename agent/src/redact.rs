@@ -18,7 +18,7 @@
 
 use std::sync::LazyLock;
 
-use driftwatch_schemas::{AuditEvent, FactValue, Message};
+use driftwatch_schemas::{AuditEvent, FactPath, FactValue, Message};
 use regex::Regex;
 use serde::Deserialize;
 
@@ -196,7 +196,10 @@ impl Redactor {
                 if SECRET_FACT.is_match(&f.path) {
                     secret_fact(&mut f.value);
                 }
-                self.fact(&mut f.value)
+                match &mut f.value {
+                    FactValue::Str(text) if FactPath::parse(&f.path).is_ok_and(|p| p.is_json_object()) => *text = self.json(text),
+                    value => self.fact(value),
+                }
             }),
             Message::Audit(e) => self.event(e),
             Message::Sla(x) => {
@@ -205,6 +208,39 @@ impl Redactor {
                 }
                 x.target = self.text(&x.target);
             }
+        }
+    }
+
+    /// A JSON text redacted value by value, so that it stays JSON: every
+    /// string as [`Self::text`] redacts it, and the string value of a key
+    /// that says it is a secret replaced whole. Text that is not JSON is
+    /// redacted as text.
+    pub fn json(&self, text: &str) -> String {
+        fn walk(r: &Redactor, v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::String(s) => *s = r.text(s),
+                serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(r, x)),
+                serde_json::Value::Object(m) => {
+                    for (k, x) in m.iter_mut() {
+                        match x {
+                            serde_json::Value::String(s)
+                                if is_secret_name(k) && !STATUS_WORDS.contains(&s.to_ascii_lowercase().as_str()) =>
+                            {
+                                *s = MARKER.to_string()
+                            }
+                            _ => walk(r, x),
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(mut v) => {
+                walk(self, &mut v);
+                v.to_string()
+            }
+            Err(_) => self.text(text),
         }
     }
 
@@ -232,6 +268,16 @@ fn execve_args_replaced(raw: &str, command_line: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Whether a name (an environment variable's, a key's) says that its value
+/// is a secret: `DB_PASSWORD`, `api_token`, `privateKey`… (not `PWD`).
+pub fn is_secret_name(name: &str) -> bool {
+    static CAMEL: LazyLock<Regex> = LazyLock::new(|| {
+        crate::memory::regex(r"(Password|Passwd|Passphrase|Secret|Token|ApiKey|PrivateKey|Credentials?)$")
+            .expect("built-in redaction pattern compiles")
+    });
+    !NOT_SECRET.contains(&name) && (SECRET_FACT.is_match(name) || CAMEL.is_match(name))
 }
 
 /// A fact named as a secret keeps only a status word. (A list under such
@@ -437,5 +483,39 @@ mod fixture_tests {
         let Message::Snapshot(s) = m else { unreachable!() };
         let values: Vec<String> = s.facts.iter().map(|f| f.value.to_json()).collect();
         assert_eq!(values, ["\"[REDACTED]\"", "\"[REDACTED]\"", "\"locked\"", "[\"guest\"]", "\"no\"", "\"no\""]);
+    }
+
+    #[test]
+    fn an_object_fact_is_redacted_field_by_field_and_stays_json() {
+        let r = Redactor::default();
+        let object = serde_json::json!({
+            "metadata": {"name": "web", "annotations": {"note": "Authorization: Bearer abcdefghijklmnop"}},
+            "spec": {"containers": [{"name": "web", "args": ["--password=hunter2"], "env": [{"name": "LOG_LEVEL", "value": "info"}]}],
+                     "apiToken": "t0k3n-value", "privateKey": "present"}
+        });
+        let mut m = Message::Snapshot(driftwatch_schemas::ConfigSnapshot {
+            asset: asset(),
+            agent_id: "x".into(),
+            agent_version: "0".into(),
+            snapshot_id: "s".into(),
+            sequence: 1,
+            collected_at: chrono::Utc::now(),
+            kind: driftwatch_schemas::SnapshotKind::Full,
+            facts: vec![Fact { path: r#"k8s.objects.pods["app/web"]"#.into(), value: object.to_string().into() }],
+            removed_paths: vec![],
+        });
+        r.message(&mut m);
+        let Message::Snapshot(s) = m else { unreachable!() };
+        let FactValue::Str(text) = &s.facts[0].value else { panic!("a string") };
+        let got: serde_json::Value = serde_json::from_str(text).expect("still JSON");
+        let note = got["metadata"]["annotations"]["note"].as_str().unwrap();
+        assert!(note.starts_with("Authorization: ") && !note.contains("abcdefghijklmnop"), "{note}");
+        assert_eq!(got["spec"]["containers"][0]["args"][0], "--password=[REDACTED]");
+        assert_eq!(got["spec"]["containers"][0]["env"][0]["value"], "info");
+        assert_eq!(got["spec"]["apiToken"], MARKER, "a key named as a secret");
+        assert_eq!(got["spec"]["privateKey"], "present", "a status word stays");
+        for (name, secret) in [("DB_PASSWORD", true), ("api_token", true), ("clientSecret", true), ("PWD", false), ("TOKEN_URL", false)] {
+            assert_eq!(is_secret_name(name), secret, "{name}");
+        }
     }
 }

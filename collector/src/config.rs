@@ -137,10 +137,12 @@ impl CollectorConfig {
         if !(self.clickhouse.url.starts_with("http://") || self.clickhouse.url.starts_with("https://")) {
             problems.push(format!("clickhouse.url: {:?} is not an http(s) URL", self.clickhouse.url));
         }
-        if let Some(c) = &self.clickhouse.cluster {
-            if c.is_empty() || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || "_-.".contains(ch)) {
-                problems.push(format!("clickhouse.cluster: {c:?} is not a cluster name (letters, digits, '_', '-', '.')"));
-            }
+        use driftwatch_schemas::clickhouse::check_identifier;
+        if let Err(e) = check_identifier("database", &self.clickhouse.database, "_") {
+            problems.push(format!("clickhouse.database: {e}"));
+        }
+        if let Some(Err(e)) = self.clickhouse.cluster.as_ref().map(|c| check_identifier("cluster", c, "_-.")) {
+            problems.push(format!("clickhouse.cluster: {e}"));
         }
         if self.store.kind == StoreKind::Clickhouse {
             if self.clickhouse.tls.is_set() && !self.clickhouse.url.starts_with("https://") {

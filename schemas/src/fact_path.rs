@@ -48,6 +48,15 @@ impl FactPath {
         &self.0
     }
 
+    /// Whether this fact holds an API object as JSON text:
+    /// `k8s.objects.<resource>["<namespace>/<name>"]`, what the cluster
+    /// agent ships of the resources of its `cluster.objects`. Redaction
+    /// works on such a value field by field (it stays JSON), and the
+    /// collector hands CEL the object itself, not its text.
+    pub fn is_json_object(&self) -> bool {
+        matches!(self.0.as_slice(), [k8s, objects, _, _] if k8s == "k8s" && objects == "objects")
+    }
+
     /// Whether `self` equals `prefix` or lies below it.
     pub fn starts_with(&self, prefix: &FactPath) -> bool {
         self.0.starts_with(&prefix.0)

@@ -36,6 +36,63 @@ pub fn services_up() {
     });
 }
 
+/// Runs `deploy/local/services <args>` for services of a test's own: their
+/// data under `local`, their ports in `env` (the script's settings).
+pub fn private_services(local: &Path, env: &[(&str, String)], args: &[&str]) {
+    let out = Command::new(repo().join("deploy/local/services"))
+        .args(args)
+        .env("DRIFTWATCH_LOCAL", local)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("running deploy/local/services");
+    assert!(out.status.success(), "services {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+/// PEM files of a CA, a server certificate for 127.0.0.1 and a client
+/// certificate, both signed by the CA.
+pub struct Pki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+pub fn pki(dir: &Path) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair};
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    // Each with a name of its own: OpenSSL takes a certificate whose
+    // issuer is its own subject for a self-signed one.
+    let named = |sans: Vec<String>, cn: &str| {
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+    };
+    let mut ca_params = named(Vec::new(), "Driftwatch test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cn = names[0].clone();
+        let cert = named(names, &cn).signed_by(&key, &ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()]);
+    let (client_cert, client_key) = leaf(vec!["driftwatch-collector".into()]);
+    Pki {
+        ca: write("ca.pem", ca.pem()),
+        server_cert: write("server.pem", server_cert),
+        server_key: write("server.key", server_key),
+        client_cert: write("client.pem", client_cert),
+        client_key: write("client.key", client_key),
+    }
+}
+
 /// Path of a workspace binary (built by [`services_up`]).
 pub fn bin(name: &str) -> PathBuf {
     // target/<profile>/deps/<test> → target/<profile>/<name>

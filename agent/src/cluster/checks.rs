@@ -4,7 +4,10 @@
 //! the contract of `policies/kubernetes/cluster.yaml`.
 //!
 //! An object is reduced to a [`Summary`] (its findings) as it arrives, so
-//! memory grows with the number of objects, not their size. Objects in
+//! memory grows with the number of objects, not their size; only the
+//! resources of `cluster.objects` also keep the object itself (trimmed,
+//! see [`trimmed`]), shipped as `k8s.objects.<resource>[<key>]` for checks
+//! written in CEL over its fields. Objects in
 //! excluded namespaces (the system ones by default) are not reported. When
 //! a resource could not be listed, its facts are left out (the controls
 //! reading them become unknown rather than passing) and `k8s.errors` says
@@ -57,6 +60,11 @@ impl Kind {
         Kind::ALL.into_iter().filter(|k| secrets_metadata || *k != Kind::Secrets).collect()
     }
 
+    /// The resource's name, as in its API path and `k8s.objects.<name>`.
+    pub fn name(self) -> &'static str {
+        self.path().rsplit('/').next().unwrap_or_default()
+    }
+
     /// The collection's path on the API server (all namespaces).
     pub fn path(self) -> &'static str {
         match self {
@@ -93,6 +101,9 @@ pub struct Summary {
     pub flags: BTreeSet<&'static str>,
     /// A value reported as is (a node's kubelet version).
     pub detail: String,
+    /// The object itself as JSON ([`trimmed`]), for the resources of
+    /// `cluster.objects`.
+    pub object: Option<String>,
 }
 
 /// The key of an object: `namespace/name`, or `name`.
@@ -111,9 +122,13 @@ fn flag_if(s: &mut Summary, cond: bool, name: &'static str) {
     }
 }
 
-/// Reduces an object of `kind` to its findings.
-pub fn summarize(kind: Kind, obj: &Value) -> Summary {
+/// Reduces an object of `kind` to its findings, keeping the object itself
+/// too when `keep_object` (a finished pod's is not kept: it runs nothing).
+pub fn summarize(kind: Kind, obj: &Value, keep_object: bool) -> Summary {
     let mut s = Summary { namespace: obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string(), ..Summary::default() };
+    if keep_object && !(kind == Kind::Pods && finished(obj)) {
+        s.object = Some(trimmed(obj).to_string());
+    }
     match kind {
         Kind::Pods => pod(obj, &mut s),
         Kind::Namespaces => {
@@ -188,9 +203,57 @@ fn is_system(obj: &Value) -> bool {
     m["name"].as_str().is_some_and(|n| n.starts_with("system:")) || m["labels"]["kubernetes.io/bootstrapping"] == "rbac-defaults"
 }
 
+/// Whether a pod has finished (it runs nothing).
+fn finished(obj: &Value) -> bool {
+    matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+}
+
+/// What is shipped of an object: everything but what changes without
+/// anyone changing it, or repeats it (`status`, `metadata.managedFields`,
+/// `resourceVersion`, `generation`, the `last-applied-configuration`
+/// annotation). The values of environment variables whose names say they
+/// are secrets are redacted here; the rest of the object is redacted as
+/// every fact is, field by field, when shipped.
+pub fn trimmed(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("status");
+    }
+    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in ["managedFields", "resourceVersion", "generation"] {
+            meta.remove(field);
+        }
+        if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    }
+    redact_env(&mut o);
+    o
+}
+
+/// Every `env` list below `v`: an entry whose name says it is a secret
+/// keeps its name, not its value.
+fn redact_env(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Array(env)) = m.get_mut("env") {
+                for e in env.iter_mut() {
+                    let secret = e["name"].as_str().is_some_and(crate::redact::is_secret_name);
+                    if let (true, Some(value)) = (secret, e.get_mut("value")) {
+                        *value = Value::String(crate::redact::MARKER.into());
+                    }
+                }
+            }
+            m.values_mut().for_each(redact_env);
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_env),
+        _ => {}
+    }
+}
+
 fn pod(obj: &Value, s: &mut Summary) {
     let spec = &obj["spec"];
-    if matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed")) {
+    if finished(obj) {
         return; // finished pods run nothing
     }
     flag_if(s, spec["hostPID"] == true, "host_pid");
@@ -249,8 +312,19 @@ pub struct Store {
     pub errors: BTreeMap<Kind, String>,
 }
 
-/// The facts of a store. `exclude`: namespaces not reported.
-pub fn facts(store: &Store, exclude: &[String]) -> Facts {
+/// What the facts of a store report: the cluster agent's settings.
+pub struct Reporting<'a> {
+    /// Namespaces not reported.
+    pub exclude: &'a [String],
+    /// Resources whose objects are reported whole, in this order.
+    pub objects: &'a [Kind],
+    /// The most bytes of objects, all resources together.
+    pub objects_max_bytes: usize,
+}
+
+/// The facts of a store.
+pub fn facts(store: &Store, r: &Reporting) -> Facts {
+    let exclude = r.exclude;
     let mut facts = Facts::default();
     let excluded = |ns: &str| exclude.iter().any(|e| e == ns);
     let listed = |k: Kind| store.objects.get(&k).filter(|_| !store.errors.contains_key(&k));
@@ -294,6 +368,30 @@ pub fn facts(store: &Store, exclude: &[String]) -> Facts {
         let versions: BTreeSet<String> = nodes.values().map(|s| s.detail.clone()).filter(|v| !v.is_empty()).collect();
         facts.set(&FactPath::new(["k8s", "nodes", "kubelet_versions"]), versions.into_iter().collect::<Vec<_>>());
     }
+    // k8s.objects.<resource>[<key>] = the object, each resource whole or
+    // not at all.
+    let mut budget = r.objects_max_bytes;
+    for &kind in r.objects {
+        let Some(m) = listed(kind) else { continue };
+        let objects: Vec<(&String, &String)> =
+            m.iter().filter(|(_, s)| !excluded(&s.namespace)).filter_map(|(k, s)| Some((k, s.object.as_ref()?))).collect();
+        let bytes: usize = objects.iter().map(|(k, o)| k.len() + o.len()).sum();
+        if bytes > budget {
+            facts.error(
+                "k8s",
+                format!(
+                    "k8s.objects.{}: {} objects of {bytes} bytes do not fit the {budget} left of cluster.objects_max_bytes; left out",
+                    kind.name(),
+                    objects.len()
+                ),
+            );
+            continue;
+        }
+        budget -= bytes;
+        for (key, object) in objects {
+            facts.set(&FactPath::new(["k8s", "objects", kind.name(), key.as_str()]), object.clone());
+        }
+    }
     if !store.errors.is_empty() {
         for (kind, e) in &store.errors {
             facts.error("k8s", format!("{}: {e}", kind.path()));
@@ -304,6 +402,7 @@ pub fn facts(store: &Store, exclude: &[String]) -> Facts {
 
 #[cfg(test)]
 mod tests {
+    use driftwatch_schemas::FactValue;
     use serde_json::json;
 
     use super::*;
@@ -315,7 +414,7 @@ mod tests {
             "volumes": [{"name": "root", "hostPath": {"path": "/"}}],
             "containers": [{"name": "c", "image": "registry:5000/team/app", "securityContext": {"privileged": true, "capabilities": {"add": ["SYS_ADMIN"]}}}]
         }});
-        let s = summarize(Kind::Pods, &risky);
+        let s = summarize(Kind::Pods, &risky, false);
         for f in POD_CHECKS {
             assert!(s.flags.contains(f), "{f}: {s:?}");
         }
@@ -324,21 +423,21 @@ mod tests {
             "containers": [{"name": "c", "image": "registry:5000/team/app:1.2@sha256:abc", "resources": {"limits": {"cpu": "100m", "memory": "64Mi"}},
                 "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}}}]
         }});
-        assert_eq!(summarize(Kind::Pods, &hardened).flags, BTreeSet::new());
+        assert_eq!(summarize(Kind::Pods, &hardened, false).flags, BTreeSet::new());
         let done = json!({"metadata": {"name": "r"}, "spec": {"hostPID": true}, "status": {"phase": "Succeeded"}});
-        assert!(summarize(Kind::Pods, &done).flags.is_empty());
+        assert!(summarize(Kind::Pods, &done, false).flags.is_empty());
     }
 
     #[test]
     fn rbac_flags_skip_kubernetes_own_objects() {
         let admin_binding = json!({"metadata": {"name": "ops-admin"}, "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}, "subjects": [{"kind": "User", "name": "alice"}]});
-        assert!(summarize(Kind::ClusterRoleBindings, &admin_binding).flags.contains("cluster_admin_bindings"));
+        assert!(summarize(Kind::ClusterRoleBindings, &admin_binding, false).flags.contains("cluster_admin_bindings"));
         let masters = json!({"metadata": {"name": "cluster-admin", "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}}, "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}, "subjects": [{"kind": "Group", "name": "system:masters"}]});
-        assert!(summarize(Kind::ClusterRoleBindings, &masters).flags.is_empty());
+        assert!(summarize(Kind::ClusterRoleBindings, &masters, false).flags.is_empty());
         let wild = json!({"metadata": {"name": "ci"}, "rules": [{"apiGroups": [""], "resources": ["*"], "verbs": ["get"]}]});
-        assert_eq!(summarize(Kind::ClusterRoles, &wild).flags, BTreeSet::from(["wildcard_roles", "secret_readers"]));
+        assert_eq!(summarize(Kind::ClusterRoles, &wild, false).flags, BTreeSet::from(["wildcard_roles", "secret_readers"]));
         let builtin = json!({"metadata": {"name": "admin", "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}}, "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]});
-        assert!(summarize(Kind::ClusterRoles, &builtin).flags.is_empty());
+        assert!(summarize(Kind::ClusterRoles, &builtin, false).flags.is_empty());
     }
 
     #[test]
@@ -348,7 +447,7 @@ mod tests {
             store.objects.insert(kind, BTreeMap::new());
         }
         let add = |store: &mut Store, kind: Kind, obj: Value| {
-            store.objects.get_mut(&kind).unwrap().insert(key(&obj), summarize(kind, &obj));
+            store.objects.get_mut(&kind).unwrap().insert(key(&obj), summarize(kind, &obj, false));
         };
         add(&mut store, Kind::Namespaces, json!({"metadata": {"name": "app"}}));
         add(
@@ -369,11 +468,62 @@ mod tests {
         );
         add(&mut store, Kind::Pods, json!({"metadata": {"name": "proxy", "namespace": "kube-system"}, "spec": {"hostNetwork": true}}));
         store.errors.insert(Kind::Ingresses, "HTTP 403: forbidden".into());
-        let f = facts(&store, &["kube-system".to_string()]);
+        let exclude = ["kube-system".to_string()];
+        let f = facts(&store, &Reporting { exclude: &exclude, objects: &[], objects_max_bytes: 0 });
         assert_eq!(f.0["k8s.namespaces.without_pss_enforce"], vec!["app".to_string()].into());
         assert_eq!(f.0["k8s.network.namespaces_without_default_deny"], vec!["app".to_string()].into());
         assert_eq!(f.0["k8s.pods.host_network"], Vec::<String>::new().into(), "system namespaces are not reported");
         assert!(!f.0.contains_key("k8s.ingresses.without_tls"), "not listed: left out");
         assert!(matches!(&f.0["k8s.errors"], driftwatch_schemas::FactValue::List(e) if e[0].contains("ingresses: HTTP 403")));
+    }
+
+    #[test]
+    fn objects_are_shipped_trimmed_redacted_and_whole_or_not_at_all() {
+        let pod = json!({
+            "metadata": {"name": "web", "namespace": "app", "resourceVersion": "7", "generation": 2,
+                         "managedFields": [{"manager": "kubectl"}],
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}", "team": "web"}},
+            "spec": {"hostNetwork": true, "containers": [{"name": "web", "image": "web:1",
+                     "env": [{"name": "DB_PASSWORD", "value": "hunter2"}, {"name": "LOG_LEVEL", "value": "info"},
+                             {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}}]}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.7"}
+        });
+        let t = trimmed(&pod);
+        assert!(t.get("status").is_none());
+        assert_eq!(t["metadata"]["annotations"], json!({"team": "web"}));
+        for gone in ["managedFields", "resourceVersion", "generation"] {
+            assert!(t["metadata"].get(gone).is_none(), "{gone}");
+        }
+        let env = &t["spec"]["containers"][0]["env"];
+        assert_eq!(env[0], json!({"name": "DB_PASSWORD", "value": crate::redact::MARKER}));
+        assert_eq!(env[1], json!({"name": "LOG_LEVEL", "value": "info"}));
+        assert_eq!(env[2]["valueFrom"]["secretKeyRef"]["name"], "api", "a reference is not a secret");
+        assert_eq!(t["spec"]["hostNetwork"], true);
+
+        let mut store = Store::default();
+        let add = |store: &mut Store, kind: Kind, obj: Value| {
+            store.objects.entry(kind).or_default().insert(key(&obj), summarize(kind, &obj, true));
+        };
+        add(&mut store, Kind::Pods, pod);
+        add(&mut store, Kind::Pods, json!({"metadata": {"name": "proxy", "namespace": "kube-system"}, "spec": {}}));
+        add(&mut store, Kind::Pods, json!({"metadata": {"name": "job", "namespace": "app"}, "status": {"phase": "Succeeded"}}));
+        add(&mut store, Kind::Namespaces, json!({"metadata": {"name": "app"}}));
+        let exclude = ["kube-system".to_string()];
+        let kinds = [Kind::Pods, Kind::Namespaces];
+        let f = facts(&store, &Reporting { exclude: &exclude, objects: &kinds, objects_max_bytes: 1 << 20 });
+        let objects: Vec<&String> = f.0.keys().filter(|k| k.starts_with("k8s.objects.")).collect();
+        assert_eq!(objects, ["k8s.objects.namespaces.app", r#"k8s.objects.pods["app/web"]"#], "excluded and finished pods left out");
+        let FactValue::Str(web) = &f.0[r#"k8s.objects.pods["app/web"]"#] else { panic!("a JSON text") };
+        assert_eq!(serde_json::from_str::<Value>(web).unwrap(), t);
+        assert!(FactPath::parse(r#"k8s.objects.pods["app/web"]"#).unwrap().is_json_object());
+
+        // Pods do not fit what is left after namespaces: left out whole.
+        let small = f.0["k8s.objects.namespaces.app"].to_json().len();
+        let kinds = [Kind::Namespaces, Kind::Pods];
+        let f = facts(&store, &Reporting { exclude: &exclude, objects: &kinds, objects_max_bytes: small + 20 });
+        assert!(f.0.contains_key("k8s.objects.namespaces.app"));
+        assert!(!f.0.keys().any(|k| k.starts_with("k8s.objects.pods")), "no part of a resource");
+        let FactValue::List(errors) = &f.0["k8s.errors"] else { panic!("errors") };
+        assert!(errors[0].contains("k8s.objects.pods: 1 objects of") && errors[0].contains("cluster.objects_max_bytes"), "{errors:?}");
     }
 }

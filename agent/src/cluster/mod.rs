@@ -60,9 +60,12 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel::<Update>(1024);
     let mut tasks = Vec::new();
     let kinds = Kind::followed(c.secrets_metadata);
+    let objects = c.object_kinds().map_err(anyhow::Error::msg)?;
     for &kind in &kinds {
-        tasks.push(tokio::spawn(follow(api.clone(), kind, c.page_size, c.watch_timeout_secs, tx.clone())));
+        let keep = objects.contains(&kind);
+        tasks.push(tokio::spawn(follow(api.clone(), kind, keep, c.page_size, c.watch_timeout_secs, tx.clone())));
     }
+    let reporting = checks::Reporting { exclude: &c.exclude_namespaces, objects: &objects, objects_max_bytes: c.objects_max_bytes };
     drop(tx);
 
     let mut store = Store::default();
@@ -91,7 +94,7 @@ pub async fn run(
         if settled.len() < kinds.len() {
             continue; // the first snapshot waits for every resource
         }
-        let facts = checks::facts(&store, &c.exclude_namespaces);
+        let facts = checks::facts(&store, &reporting);
         let snap = if full { Some(snapshotter.full(facts)) } else { snapshotter.delta(facts) };
         if let Some(s) = snap {
             sent_full = true;
@@ -129,8 +132,9 @@ fn apply(store: &mut Store, settled: &mut BTreeSet<Kind>, u: Update) {
     }
 }
 
-/// Lists and watches one resource forever.
-async fn follow(api: Arc<Api>, kind: Kind, page: u32, watch_secs: u64, out: mpsc::Sender<Update>) {
+/// Lists and watches one resource forever (keeping its objects whole when
+/// `keep`).
+async fn follow(api: Arc<Api>, kind: Kind, keep: bool, page: u32, watch_secs: u64, out: mpsc::Sender<Update>) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let listed = match api.list(kind.path(), kind.accept(true), page).await {
@@ -146,14 +150,14 @@ async fn follow(api: Arc<Api>, kind: Kind, page: u32, watch_secs: u64, out: mpsc
             }
         };
         backoff = Duration::from_secs(1);
-        let items = listed.items.iter().map(|o| (checks::key(o), checks::summarize(kind, o))).collect();
+        let items = listed.items.iter().map(|o| (checks::key(o), checks::summarize(kind, o, keep))).collect();
         if out.send(Update::Listed(kind, items)).await.is_err() {
             return;
         }
         let mut rv = listed.resource_version;
         loop {
             let started = tokio::time::Instant::now();
-            let result = follow_watch(&api, kind, &rv, watch_secs, &out).await;
+            let result = follow_watch(&api, kind, keep, &rv, watch_secs, &out).await;
             if out.is_closed() {
                 return;
             }
@@ -176,11 +180,18 @@ async fn follow(api: Arc<Api>, kind: Kind, page: u32, watch_secs: u64, out: mpsc
 const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// Passes one watch's changes on; returns the version to watch on from.
-async fn follow_watch(api: &Api, kind: Kind, rv: &str, watch_secs: u64, out: &mpsc::Sender<Update>) -> Result<String, api::ApiError> {
+async fn follow_watch(
+    api: &Api,
+    kind: Kind,
+    keep: bool,
+    rv: &str,
+    watch_secs: u64,
+    out: &mpsc::Sender<Update>,
+) -> Result<String, api::ApiError> {
     let mut watch = api.watch(kind.path(), kind.accept(false), rv, watch_secs).await?;
     while let Some(event) = watch.next().await? {
         let update = match event {
-            WatchEvent::Upsert(o) => Update::Upsert(kind, checks::key(&o), checks::summarize(kind, &o)),
+            WatchEvent::Upsert(o) => Update::Upsert(kind, checks::key(&o), checks::summarize(kind, &o, keep)),
             WatchEvent::Deleted(o) => Update::Deleted(kind, checks::key(&o)),
         };
         if out.send(update).await.is_err() {

@@ -16,13 +16,17 @@ pub struct SchemaArgs {
     /// Cluster name (as in the servers' remote_servers).
     #[arg(long)]
     pub cluster: Option<String>,
+    /// With --cluster: the database the statements name (each is run on
+    /// every node, so each names its database).
+    #[arg(long, default_value = "driftwatch", requires = "cluster")]
+    pub database: String,
 }
 
 /// Print the ClickHouse schema: the migrations in order, or with --cluster the replicated + Distributed form for a cluster.
 pub fn schema(args: SchemaArgs) -> anyhow::Result<()> {
-    let SchemaArgs { cluster } = args;
+    let SchemaArgs { cluster, database } = args;
     match cluster {
-        Some(c) => print!("{}", driftwatch_schemas::clickhouse::cluster_ddl(&c).map_err(|e| anyhow::anyhow!(e))?),
+        Some(c) => print!("{}", driftwatch_schemas::clickhouse::cluster_ddl(&c, &database).map_err(|e| anyhow::anyhow!(e))?),
         None => {
             for m in driftwatch_schemas::clickhouse::MIGRATIONS {
                 println!("-- {}", m.name);

@@ -13,6 +13,9 @@ pub type FactMap = BTreeMap<String, FactValue>;
 
 enum Node<'a> {
     Leaf(&'a FactValue),
+    /// An API object shipped as JSON text ([`FactPath::is_json_object`]):
+    /// CEL reads its fields (`k8s.objects.pods["app/web"].spec.hostNetwork`).
+    Object(serde_json::Value),
     Branch(HashMap<String, Node<'a>>),
 }
 
@@ -34,6 +37,10 @@ fn tree<'a>(facts: impl Iterator<Item = (&'a String, &'a FactValue)>, skip: usiz
     let mut top: Option<Node> = None;
     for (path, value) in facts {
         let Ok(path) = FactPath::parse(path) else { continue };
+        let object = match value {
+            FactValue::Str(text) if path.is_json_object() => serde_json::from_str::<serde_json::Value>(text).ok(),
+            _ => None,
+        };
         let segs = path.into_segments();
         if segs.len() < skip {
             continue;
@@ -42,14 +49,17 @@ fn tree<'a>(facts: impl Iterator<Item = (&'a String, &'a FactValue)>, skip: usiz
         let mut deeper = false;
         for seg in segs.into_iter().skip(skip) {
             deeper = true;
-            if let Node::Leaf(_) = node {
+            if let Node::Leaf(_) | Node::Object(_) = node {
                 *node = Node::Branch(HashMap::new());
             }
             let Node::Branch(children) = node else { unreachable!("made a branch above") };
             node = children.entry(seg).or_insert_with(|| Node::Branch(HashMap::new()));
         }
         if !deeper || matches!(node, Node::Branch(c) if c.is_empty()) {
-            *node = Node::Leaf(value);
+            *node = match object {
+                Some(o) => Node::Object(o),
+                None => Node::Leaf(value),
+            };
         }
     }
     top
@@ -58,8 +68,29 @@ fn tree<'a>(facts: impl Iterator<Item = (&'a String, &'a FactValue)>, skip: usiz
 fn to_val(node: Node) -> Box<dyn Val> {
     match node {
         Node::Leaf(v) => fact_to_val(v),
+        Node::Object(o) => json_to_val(o),
         Node::Branch(children) => {
             let map: HashMap<CelMapKey, Box<dyn Val>> = children.into_iter().map(|(k, n)| (CelMapKey::from(k), to_val(n))).collect();
+            Box::new(CelMap::from(map))
+        }
+    }
+}
+
+/// A JSON value as a CEL runtime value: an integral number as `int`, any
+/// other as `double`.
+fn json_to_val(v: serde_json::Value) -> Box<dyn Val> {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Box::new(CelNull),
+        J::Bool(b) => Box::new(CelBool::from(b)),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => Box::new(CelInt::from(i)),
+            None => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
+        },
+        J::String(s) => Box::new(CelString::from(s)),
+        J::Array(a) => Box::new(CelList::from(a.into_iter().map(json_to_val).collect::<Vec<_>>())),
+        J::Object(m) => {
+            let map: HashMap<CelMapKey, Box<dyn Val>> = m.into_iter().map(|(k, v)| (CelMapKey::from(k), json_to_val(v))).collect();
             Box::new(CelMap::from(map))
         }
     }
@@ -90,9 +121,23 @@ pub fn evidence(facts: &FactMap, reads: &[String], constants: &BTreeSet<String>,
     let mut out = BTreeMap::new();
     for p in reads {
         let mut found = false;
+        let is_object = |k: &str| k.starts_with("k8s.objects.") && FactPath::parse(k).is_ok_and(|p| p.is_json_object());
+        let objects = under(facts, p).filter(|(k, _)| is_object(k)).count();
+        let mut summed = <sha2::Sha256 as sha2::Digest>::new();
         for (k, v) in under(facts, p) {
-            add_evidence(&mut out, k, v, constants, digests);
             found = true;
+            if objects > LIST_EVIDENCE_MAX && is_object(k) {
+                sha2::Digest::update(&mut summed, format!("{k}\t{}\n", v.to_json()).as_bytes());
+                continue;
+            }
+            add_evidence(&mut out, k, v, constants, digests);
+        }
+        if objects > LIST_EVIDENCE_MAX {
+            // A cluster's hundreds of API objects are not copied into every
+            // result: their number, and the SHA-256 of their paths and JSON
+            // in path order, against the snapshot's facts.
+            out.insert(format!("{p}{ITEMS}"), FactValue::Int(objects as i64));
+            out.insert(format!("{p}{SHA256}"), FactValue::Str(hex::encode(sha2::Digest::finalize(summed))));
         }
         if !found {
             out.entry(p.clone()).or_insert(FactValue::Null);
@@ -330,6 +375,37 @@ mod tests {
         assert_eq!(digests.0.lock().unwrap().len(), 1);
         assert_eq!(evidence_path("packages.installed#sha256"), "packages.installed");
         assert_eq!(evidence_path(r#"files["/a#items"]"#), r#"files["/a#items"]"#);
+    }
+
+    #[test]
+    fn many_api_objects_are_evidence_by_number_and_digest() {
+        let pods: Vec<(String, FactValue)> =
+            (0..=LIST_EVIDENCE_MAX).map(|i| (format!(r#"k8s.objects.pods["app/p{i:02}"]"#), format!(r#"{{"i":{i}}}"#).into())).collect();
+        let mut f: FactMap = pods.iter().cloned().collect();
+        f.insert("k8s.pods.count".into(), 33i64.into());
+        let reads = ["k8s.objects.pods".to_string(), "k8s.pods.count".to_string()];
+        let e = evidence(&f, &reads, &BTreeSet::new(), &ListDigests::default());
+        let mut all = <sha2::Sha256 as sha2::Digest>::new();
+        for (k, v) in &pods {
+            sha2::Digest::update(&mut all, format!("{k}\t{}\n", v.to_json()).as_bytes());
+        }
+        let expected: BTreeMap<String, FactValue> = [
+            ("k8s.objects.pods#items".to_string(), FactValue::Int(33)),
+            ("k8s.objects.pods#sha256".to_string(), FactValue::Str(hex::encode(sha2::Digest::finalize(all)))),
+            ("k8s.pods.count".to_string(), 33i64.into()),
+        ]
+        .into();
+        assert_eq!(e, expected);
+        // A few are evidence as they are, and CEL reads their fields.
+        let few: FactMap = pods.into_iter().take(2).collect();
+        assert_eq!(evidence(&few, &reads[..1], &BTreeSet::new(), &ListDigests::default()).len(), 2);
+        let vars = CelFacts::build(&few);
+        let program =
+            crate::policy::cel::compile(r#"k8s.objects.pods["app/p01"].i == 1 && k8s.objects.pods.all(p, k8s.objects.pods[p].i < 2)"#)
+                .unwrap();
+        let mut ctx = crate::policy::cel::root_context();
+        ctx.set_variable_resolver(&vars);
+        assert_eq!(program.execute(&ctx).unwrap(), cel::Value::Bool(true));
     }
 
     #[test]

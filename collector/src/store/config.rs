@@ -40,8 +40,9 @@ pub struct ClickHouseConfig {
     pub user: String,
     /// Never logged.
     pub password: Option<String>,
-    /// Create the database and apply migrations at start. Off for a
-    /// cluster whose schema was applied from `deploy/clickhouse/cluster.sql`.
+    /// Create the database and apply migrations at start (on a cluster,
+    /// `ON CLUSTER`). Off for a schema applied by hand
+    /// (`deploy/clickhouse/cluster.sql`).
     pub migrate: bool,
     /// For an `https://` URL: the CA to trust and the client certificate.
     pub tls: ClickHouseTls,
@@ -49,10 +50,33 @@ pub struct ClickHouseConfig {
     /// (`max_execution_time`); 0 for no limit. A report or a posture over a
     /// long period on a large fleet is the reader most likely to reach it.
     pub query_timeout_secs: u64,
-    /// The cluster's name when the schema is `schema --cluster`'s
-    /// (`<table>_local` on every node, `<table>` Distributed over them):
-    /// retention then drops months of the `_local` tables `ON CLUSTER`.
+    /// The cluster's name (`remote_servers`) when the schema is the
+    /// cluster form (`<table>_local` on every node, `<table>` Distributed
+    /// over them): migrations run in that form and retention drops months
+    /// of the `_local` tables, `ON CLUSTER`.
     pub cluster: Option<String>,
+    /// A read-only user for the collector's reads (the API, posture,
+    /// reports, the tasks' lookups); writes and migrations stay with
+    /// `user`. Checked at start: a reader that can write is refused.
+    pub reader: Option<ClickHouseReader>,
+}
+
+/// The read-only ClickHouse user (`clickhouse.reader`). Its queries carry
+/// no settings (a `readonly=1` profile refuses any): the limits, such as
+/// `max_execution_time`, are its profile's (see
+/// `deploy/clickhouse/users.d/driftwatch-reader.xml`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseReader {
+    pub user: String,
+    /// Never logged.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for ClickHouseReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseReader").field("user", &self.user).field("password", &self.password.as_ref().map(|_| "***")).finish()
+    }
 }
 
 /// TLS to ClickHouse (`clickhouse.tls`), for an `https://` URL.
@@ -85,6 +109,7 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("tls", &self.tls)
             .field("query_timeout_secs", &self.query_timeout_secs)
             .field("cluster", &self.cluster)
+            .field("reader", &self.reader)
             .finish()
     }
 }
@@ -100,6 +125,7 @@ impl Default for ClickHouseConfig {
             tls: ClickHouseTls::default(),
             query_timeout_secs: 300,
             cluster: None,
+            reader: None,
         }
     }
 }

@@ -18,7 +18,7 @@ use std::collections::HashSet;
 
 use ::clickhouse::{Client, Row};
 use chrono::Utc;
-use driftwatch_schemas::clickhouse::{MIGRATIONS, MIGRATIONS_TABLE_DDL};
+use driftwatch_schemas::clickhouse::{self as clickhouse_ddl, MIGRATIONS, MIGRATIONS_TABLE_DDL};
 use serde::{Deserialize, Serialize};
 
 use async_trait::async_trait;
@@ -30,7 +30,10 @@ use crate::store::rows::ScoreRow;
 /// A connection to one ClickHouse database.
 #[derive(Clone)]
 pub struct ClickHouseStore {
+    /// Writes, migrations, retention (`clickhouse.user`).
     client: Client,
+    /// Reads: `clickhouse.reader` when set, else `client`.
+    reader: Client,
     url: String,
     database: String,
     /// The cluster whose `_local` tables hold the rows
@@ -53,29 +56,64 @@ struct MigrationRow {
 
 impl ClickHouseStore {
     /// Connects, creates the database if needed and applies migrations
-    /// (unless `migrate` is off: a cluster's schema is applied by hand).
+    /// (unless `migrate` is off: a schema applied by hand). On a cluster
+    /// (`clickhouse.cluster`) both happen `ON CLUSTER`, on every node.
     pub async fn connect(cfg: &ClickHouseConfig) -> Result<Self, StoreError> {
         let base = base_client(cfg)?;
+        let client = base.clone().with_database(&cfg.database);
+        // The reader's queries carry no settings: a `readonly=1` profile
+        // refuses any.
+        let reader = match &cfg.reader {
+            Some(r) => client_as(cfg, &r.user, r.password.as_deref())?.with_database(&cfg.database),
+            None => client.clone(),
+        };
         let store = ClickHouseStore {
-            client: base.clone().with_database(&cfg.database),
+            client,
+            reader,
             url: cfg.url.clone(),
             database: cfg.database.clone(),
             cluster: cfg.cluster.clone().filter(|c| !c.is_empty()),
         };
-        if !cfg.migrate {
-            return Ok(store);
+        if cfg.migrate {
+            let create = match &store.cluster {
+                Some(c) => clickhouse_ddl::create_database_on_cluster(c, &cfg.database),
+                None => format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database),
+            };
+            base.query(&create).execute().await.map_err(|e| store.err(e))?;
+            store.migrate().await?;
         }
-        base.query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database.replace('`', "")))
-            .execute()
-            .await
-            .map_err(|e| store.err(e))?;
-        store.migrate().await?;
+        // After the database is there: the reader's queries name it.
+        if let Some(r) = &cfg.reader {
+            store.check_reader(&r.user).await?;
+        }
         Ok(store)
     }
 
     /// The client, for queries of other rooms (tests, reports).
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Refuses a `clickhouse.reader` that could write: its `readonly`
+    /// setting must not be 0.
+    async fn check_reader(&self, user: &str) -> Result<(), StoreError> {
+        #[derive(Row, Deserialize)]
+        struct Value {
+            value: String,
+        }
+        let got = self
+            .reader
+            .query("SELECT value FROM system.settings WHERE name = 'readonly'")
+            .fetch_all::<Value>()
+            .await
+            .map_err(|e| self.err(e))?;
+        match got.first().map(|v| v.value.as_str()) {
+            Some("1") | Some("2") => Ok(()),
+            other => Err(StoreError::Config(format!(
+                "clickhouse.reader: the user {user:?} can write (readonly = {}); give it a read-only profile, as deploy/clickhouse/users.d/driftwatch-reader.xml does",
+                other.unwrap_or("unknown")
+            ))),
+        }
     }
 
     fn err(&self, source: ::clickhouse::error::Error) -> StoreError {
@@ -87,8 +125,22 @@ impl ClickHouseStore {
     /// clause on 18.16, whose column is already there is taken as done), so
     /// a migration interrupted half-way is simply applied again, and two
     /// collectors starting at once on a new database both succeed.
+    ///
+    /// On a cluster, each migration runs in its cluster form (`_local`
+    /// replicated tables and Distributed ones, `ON CLUSTER`), and
+    /// `schema_migrations` is itself replicated and Distributed: whichever
+    /// node a collector talks to, it knows what the cluster has, including
+    /// what `schema --cluster`'s file applied by hand.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.client.query(MIGRATIONS_TABLE_DDL).execute().await.map_err(|e| self.err(e))?;
+        let clustered =
+            |what: &str, r: Result<Vec<String>, String>| r.map_err(|message| StoreError::Migration { name: what.to_string(), message });
+        let table = match &self.cluster {
+            Some(c) => clustered("schema_migrations", clickhouse_ddl::cluster_migrations_table(c, &self.database))?,
+            None => vec![MIGRATIONS_TABLE_DDL.to_string()],
+        };
+        for stmt in table {
+            self.client.query(&stmt).execute().await.map_err(|e| self.err(e))?;
+        }
         let applied: HashSet<u32> = self
             .client
             .query("SELECT version FROM schema_migrations")
@@ -99,7 +151,11 @@ impl ClickHouseStore {
             .map(|r| r.version)
             .collect();
         for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
-            for stmt in m.statements() {
+            let statements = match &self.cluster {
+                Some(c) => clustered(m.name, m.cluster_statements(c, &self.database))?,
+                None => m.statements(),
+            };
+            for stmt in statements {
                 match self.client.query(&stmt).execute().await {
                     Ok(()) => {}
                     Err(e) if already_done(&stmt, &e.to_string()) => {
@@ -133,7 +189,7 @@ impl ClickHouseStore {
     where
         T: ::clickhouse::RowOwned + ::clickhouse::RowRead,
     {
-        self.client.query(sql).fetch_all::<T>().await.map_err(|e| self.err(e))
+        self.reader.query(sql).fetch_all::<T>().await.map_err(|e| self.err(e))
     }
 
     /// Runs a query with bound parameters and reads every row.
@@ -145,7 +201,7 @@ impl ClickHouseStore {
     where
         T: ::clickhouse::RowOwned + ::clickhouse::RowRead,
     {
-        bind(self.client.query(sql)).fetch_all::<T>().await.map_err(|e| self.err(e))
+        bind(self.reader.query(sql)).fetch_all::<T>().await.map_err(|e| self.err(e))
     }
 
     /// Runs a statement with bound parameters.
@@ -233,12 +289,19 @@ impl Streams for ClickHouseStore {
     }
 }
 
-fn base_client(cfg: &ClickHouseConfig) -> Result<Client, StoreError> {
+/// A client of the server of `cfg` as `user`.
+fn client_as(cfg: &ClickHouseConfig, user: &str, password: Option<&str>) -> Result<Client, StoreError> {
     let client = tls::client(&cfg.tls).map_err(StoreError::Config)?;
-    let mut c = client.with_url(&cfg.url).with_validation(false).with_user(&cfg.user);
-    if let Some(p) = &cfg.password {
-        c = c.with_password(p);
-    }
+    let c = client.with_url(&cfg.url).with_validation(false).with_user(user);
+    Ok(match password {
+        Some(p) => c.with_password(p),
+        None => c,
+    })
+}
+
+/// The writer's client (`clickhouse.user`), with its settings.
+fn base_client(cfg: &ClickHouseConfig) -> Result<Client, StoreError> {
+    let mut c = client_as(cfg, &cfg.user, cfg.password.as_deref())?;
     // On a cluster (the Distributed tables of `schema --cluster`), an
     // INSERT returns once the rows are on their shards, not when queued on
     // the node that took them: the consumer commits a batch's offsets only

@@ -50,7 +50,7 @@ impl Views for ClickHouseStore {
     /// The latest posture of every (asset, control) and its open violation.
     async fn load_posture(&self) -> Result<Vec<LatestStatus>, StoreError> {
         let sql = driftwatch_schemas::clickhouse::LATEST_POSTURE_SQL;
-        let rows = self.client.query(sql).fetch_all::<PostureRow>().await.map_err(|e| self.err(e))?;
+        let rows = self.fetch::<PostureRow>(sql).await?;
         Ok(rows
             .into_iter()
             .filter_map(|r| {

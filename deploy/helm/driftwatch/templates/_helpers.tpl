@@ -129,6 +129,9 @@ stringData:
   {{- if .Values.collector.clickhouse.caPem }}
   clickhouse-ca.pem: {{ .Values.collector.clickhouse.caPem | quote }}
   {{- end }}
+  {{- if .Values.collector.clickhouse.reader.password }}
+  clickhouse-reader-password: {{ .Values.collector.clickhouse.reader.password | quote }}
+  {{- end }}
 {{- end }}
 
 {{- /*
