@@ -235,15 +235,19 @@ async fn the_cluster_agent_lists_watches_and_reports_the_cluster() {
     // in its namespace's report, the cluster-admin binding in the cluster's.
     let snapshot_file = work.path().join("cluster-snapshot.json");
     std::fs::write(&snapshot_file, serde_json::to_vec(&full).unwrap()).unwrap();
-    let out = Command::new(bin("driftwatch-collector"))
-        .args(["evaluate", "--format", "policyreport", "--snapshot"])
-        .arg(&snapshot_file)
-        .arg("--policies")
-        .arg(repo().join("policies"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // `driftwatch-collector evaluate` of the snapshot, its JSON answer.
+    let evaluate = |format: &str, policies: &str| -> serde_json::Value {
+        let out = Command::new(bin("driftwatch-collector"))
+            .args(["evaluate", "--format", format, "--snapshot"])
+            .arg(&snapshot_file)
+            .arg("--policies")
+            .arg(repo().join(policies))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let reports = evaluate("policyreport", "policies");
     let items = reports["items"].as_array().unwrap();
     let app =
         items.iter().find(|i| i["kind"] == "PolicyReport" && i["metadata"]["namespace"] == "app").expect("the app namespace's report");
@@ -262,16 +266,9 @@ async fn the_cluster_agent_lists_watches_and_reports_the_cluster() {
     // Checks written in CEL over those objects' fields, with no agent
     // release: the debug pod has no seccomp profile, the app namespace
     // enforces no Pod Security Standard; every container names its image.
-    let out = Command::new(bin("driftwatch-collector"))
-        .args(["evaluate", "--snapshot"])
-        .arg(&snapshot_file)
-        .arg("--policies")
-        .arg(repo().join("tests/fixtures/packs/k8s-objects"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let results: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let status: BTreeMap<&str, &str> = results.iter().map(|r| (r["control_id"].as_str().unwrap(), r["status"].as_str().unwrap())).collect();
+    let results = evaluate("json", "tests/fixtures/packs/k8s-objects");
+    let status: BTreeMap<&str, &str> =
+        results.as_array().unwrap().iter().map(|r| (r["control_id"].as_str().unwrap(), r["status"].as_str().unwrap())).collect();
     assert_eq!(
         status,
         BTreeMap::from([("t.k8s.images_named", "pass"), ("t.k8s.namespaces_enforce_restricted", "fail"), ("t.k8s.seccomp", "fail")])

@@ -388,6 +388,21 @@ mod fixture_tests {
         Asset { id: "a".into(), kind: AssetKind::Host, hostname: "h".into(), labels: Default::default() }
     }
 
+    /// A full snapshot of these facts, as the agent ships it.
+    fn snapshot_of(facts: Vec<Fact>) -> Message {
+        Message::Snapshot(driftwatch_schemas::ConfigSnapshot {
+            asset: asset(),
+            agent_id: "x".into(),
+            agent_version: "0".into(),
+            snapshot_id: "s".into(),
+            sequence: 1,
+            collected_at: chrono::Utc::now(),
+            kind: driftwatch_schemas::SnapshotKind::Full,
+            facts,
+            removed_paths: vec![],
+        })
+    }
+
     fn line(i: usize, text: &str) -> Line {
         Line { text: text.into(), inode: 1, offset: i as u64, truncated: false }
     }
@@ -461,24 +476,14 @@ mod fixture_tests {
     #[test]
     fn facts_named_as_secrets_keep_only_a_status_word() {
         let r = Redactor::default();
-        let mut m = Message::Snapshot(driftwatch_schemas::ConfigSnapshot {
-            asset: asset(),
-            agent_id: "x".into(),
-            agent_version: "0".into(),
-            snapshot_id: "s".into(),
-            sequence: 1,
-            collected_at: chrono::Utc::now(),
-            kind: driftwatch_schemas::SnapshotKind::Full,
-            facts: vec![
-                Fact { path: "env.DB_PASSWORD".into(), value: "factS3cretValue".into() },
-                Fact { path: r#"app["api_token"]"#.into(), value: "factTok3n".into() },
-                Fact { path: "accounts.user.root.password".into(), value: "locked".into() },
-                Fact { path: "accounts.empty_password".into(), value: FactValue::List(vec!["guest".into()]) },
-                Fact { path: "sshd.config.passwordauthentication".into(), value: "no".into() },
-                Fact { path: "sshd.config.permitemptypasswords".into(), value: "no".into() },
-            ],
-            removed_paths: vec![],
-        });
+        let mut m = snapshot_of(vec![
+            Fact { path: "env.DB_PASSWORD".into(), value: "factS3cretValue".into() },
+            Fact { path: r#"app["api_token"]"#.into(), value: "factTok3n".into() },
+            Fact { path: "accounts.user.root.password".into(), value: "locked".into() },
+            Fact { path: "accounts.empty_password".into(), value: FactValue::List(vec!["guest".into()]) },
+            Fact { path: "sshd.config.passwordauthentication".into(), value: "no".into() },
+            Fact { path: "sshd.config.permitemptypasswords".into(), value: "no".into() },
+        ]);
         r.message(&mut m);
         let Message::Snapshot(s) = m else { unreachable!() };
         let values: Vec<String> = s.facts.iter().map(|f| f.value.to_json()).collect();
@@ -493,17 +498,7 @@ mod fixture_tests {
             "spec": {"containers": [{"name": "web", "args": ["--password=hunter2"], "env": [{"name": "LOG_LEVEL", "value": "info"}]}],
                      "apiToken": "t0k3n-value", "privateKey": "present"}
         });
-        let mut m = Message::Snapshot(driftwatch_schemas::ConfigSnapshot {
-            asset: asset(),
-            agent_id: "x".into(),
-            agent_version: "0".into(),
-            snapshot_id: "s".into(),
-            sequence: 1,
-            collected_at: chrono::Utc::now(),
-            kind: driftwatch_schemas::SnapshotKind::Full,
-            facts: vec![Fact { path: r#"k8s.objects.pods["app/web"]"#.into(), value: object.to_string().into() }],
-            removed_paths: vec![],
-        });
+        let mut m = snapshot_of(vec![Fact { path: r#"k8s.objects.pods["app/web"]"#.into(), value: object.to_string().into() }]);
         r.message(&mut m);
         let Message::Snapshot(s) = m else { unreachable!() };
         let FactValue::Str(text) = &s.facts[0].value else { panic!("a string") };

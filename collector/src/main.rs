@@ -9,7 +9,10 @@ mod cli;
 /// mimalloc, not glibc's malloc: the collector allocates and frees many
 /// small objects per record on several threads (decoded messages, rows,
 /// alerts), and under load glibc's malloc took about a third of its CPU
-/// (`_int_malloc`, `malloc_consolidate`; see BENCHMARKS.md).
+/// (`_int_malloc`, `malloc_consolidate`; see BENCHMARKS.md). The feature
+/// `system-allocator` builds with the system's, for heap profilers such as
+/// heaptrack, which follow malloc.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -466,7 +466,7 @@ fn bench(a: &Args) -> Result<(), String> {
 
     // 3. The collector on the same backlog.
     let mut coll = start_collector(&collector, &config, &work)?;
-    let storm = measure(&mut coll, api, total, &work)?;
+    let storm = measure(&mut coll, api, total, &work, &a.clickhouse)?;
 
     // 4. Steady state: the collector stopped, the same fleet continued into
     //    a second backlog, both consumers on just that part.
@@ -479,7 +479,7 @@ fn bench(a: &Args) -> Result<(), String> {
         println!("steady backlog: {sent}");
         let bare = run_bare(a, &prefix, steady_total, &from)?;
         coll = start_collector(&collector, &config, &work)?;
-        Some((bare, measure(&mut coll, api, steady_total, &work)?))
+        Some((bare, measure(&mut coll, api, steady_total, &work, &a.clickhouse)?))
     } else {
         None
     };
@@ -590,10 +590,10 @@ fn bench(a: &Args) -> Result<(), String> {
         a.assets, a.seed, a.partitions, a.max_wait_ms, a.linger_ms, a.fetch_wait_ms, a.producer_linger_ms
     );
     println!("first snapshots of a new fleet ({total} messages, {} of them full snapshots):", a.assets);
-    report(&storm_bare, &storm);
+    report(&storm_bare, &storm, a.assets);
     if let Some((bare, coll)) = &steady {
         println!("steady state ({steady_total} messages: deltas, audit events, probes; the collector restarted, posture restored):");
-        report(bare, coll);
+        report(bare, coll, a.assets);
     }
     println!(
         "live: {live} ({live_secs:.0} s; it began once ClickHouse had no merge left on the database, {settled:.1} s after the backlog)"
@@ -778,12 +778,33 @@ struct Measured {
     /// first record to its last.
     services_cpu: (f64, f64),
     lag_series: Vec<(f64, f64)>,
+    /// Peak RSS (MB) when the first record came: the collector with its
+    /// packs loaded and, after a restart, its posture restored.
+    rss_before: f64,
+    /// ClickHouse's `system.events` counters ([`CLICKHOUSE_EVENTS`]) over
+    /// the same span.
+    clickhouse_events: [f64; 4],
+}
+
+/// The `system.events` counters of the work ClickHouse does for the
+/// collector's writes: insert statements, rows inserted, rows merged, and
+/// parts written (each insert writes a part per table and partition).
+const CLICKHOUSE_EVENTS: [&str; 4] = ["InsertQuery", "InsertedRows", "MergedRows", "MergeTreeDataWriterBlocks"];
+
+/// The server-wide counters of [`CLICKHOUSE_EVENTS`] now (0 when unread).
+fn clickhouse_events(url: &str) -> [f64; 4] {
+    let names: Vec<String> = CLICKHOUSE_EVENTS.iter().map(|e| format!("'{e}'")).collect();
+    let sql = format!("SELECT event, value FROM system.events WHERE event IN ({}) FORMAT TSV", names.join(","));
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let text = http(addr, "POST", "/", &sql).unwrap_or_default();
+    CLICKHOUSE_EVENTS.map(|e| text.lines().find_map(|l| l.strip_prefix(e)?.strip_prefix('\t')?.trim().parse::<f64>().ok()).unwrap_or(0.0))
 }
 
 /// Waits until the collector has decoded `total` records and stored them;
 /// its rate runs from its first decoded record to the last.
-fn measure(coll: &mut Child, api: u16, total: u64, work: &Path) -> Result<Measured, String> {
+fn measure(coll: &mut Child, api: u16, total: u64, work: &Path, clickhouse: &str) -> Result<Measured, String> {
     let pid = coll.id();
+    let (mut rss_before, mut events_at_first, mut events_at_done) = (0.0, [0.0; 4], [0.0; 4]);
     let started = Instant::now();
     let (mut first_at, mut lag_series) = (None::<Instant>, Vec::new());
     let (mut done_at, mut rows, mut rss) = (None::<Instant>, 0.0, 0.0);
@@ -806,7 +827,9 @@ fn measure(coll: &mut Child, api: u16, total: u64, work: &Path) -> Result<Measur
             if first_at.is_none() && decoded > 0.0 {
                 first_at = Some(Instant::now());
                 cpu_at_first = cpu;
+                rss_before = r;
                 services_at_first = services_cpu();
+                events_at_first = clickhouse_events(clickhouse);
             }
         }
         if first_at.is_some() {
@@ -818,6 +841,7 @@ fn measure(coll: &mut Child, api: u16, total: u64, work: &Path) -> Result<Measur
             eval_secs = metric(&text, "driftwatch_evaluate_seconds_sum", "");
             store_secs = metric(&text, "driftwatch_store_seconds_sum", "");
             store_wait_secs = metric(&text, "driftwatch_store_wait_seconds_sum", "");
+            events_at_done = clickhouse_events(clickhouse);
         }
     }
     let (first_at, done_at) = (first_at.unwrap_or(started), done_at.unwrap_or(started));
@@ -838,11 +862,15 @@ fn measure(coll: &mut Child, api: u16, total: u64, work: &Path) -> Result<Measur
         store_wait_secs,
         services_cpu,
         lag_series,
+        rss_before,
+        clickhouse_events: std::array::from_fn(|i| events_at_done[i] - events_at_first[i]),
     })
 }
 
-/// Prints one phase: both consumers and their ratio.
-fn report(bare: &Bare, c: &Measured) {
+/// Prints one phase: both consumers and their ratio, and the collector's
+/// costs per unit: CPU per 1,000 records against decoding alone, memory
+/// per asset it holds (`assets`), ClickHouse's work per 1,000 records.
+fn report(bare: &Bare, c: &Measured, assets: u64) {
     println!(
         "  bare consumer (decode only): {:>9.0} msg/s  ({} in {:.1} s, CPU {:.1} s, peak RSS {:.0} MB, {} undecodable)",
         bare.rate, bare.count, bare.secs, bare.cpu, bare.rss, bare.failed
@@ -877,7 +905,32 @@ fn report(bare: &Bare, c: &Measured) {
         bare.rate, bare.count, b.secs, b.cpu, services, bare.cpu, b.best_ratio
     );
     println!("  backlog left over time:      {}", series(&c.lag_series));
+    let per_k = |x: f64| x / (bare.count.max(1) as f64) * 1000.0;
+    let (cpu, decode) = (per_k(c.cpu) * 1000.0, per_k(bare.cpu) * 1000.0);
+    println!(
+        "  CPU per 1,000 records:       collector {cpu:.0} ms, decode-only {decode:.0} ms: {:.1}× (goal ≤ {GOAL_CPU_TIMES:.0}×)",
+        cpu / decode.max(0.001)
+    );
+    println!(
+        "  memory per asset:            {:.0} KB ({:.0} MB peak − {:.0} MB before the first record, over {assets} assets; goal ≤ {GOAL_KB_PER_ASSET:.0} KB)",
+        (c.rss - c.rss_before) * 1024.0 / assets.max(1) as f64,
+        c.rss,
+        c.rss_before
+    );
+    let [inserts, inserted, merged, parts] = c.clickhouse_events;
+    println!(
+        "  ClickHouse per 1,000 records: {:.0} rows inserted, {:.0} rows merged, {:.1} insert statements, {:.1} parts per insert",
+        per_k(inserted),
+        per_k(merged),
+        per_k(inserts),
+        parts / inserts.max(1.0)
+    );
 }
+
+/// The goals per unit: the collector's CPU per record at most this
+/// many times decoding's, and this much memory per asset held.
+const GOAL_CPU_TIMES: f64 = 3.0;
+const GOAL_KB_PER_ASSET: f64 = 100.0;
 
 /// The goal: the collector at this fraction of the bare rate.
 const GOAL_RATIO: f64 = 0.60;
