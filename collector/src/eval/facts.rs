@@ -70,7 +70,7 @@ fn to_val(node: Node) -> Box<dyn Val> {
         Node::Leaf(v) => fact_to_val(v),
         Node::Object(o) => json_to_val(o),
         Node::Branch(children) => {
-            let map: HashMap<CelMapKey, Box<dyn Val>> = children.into_iter().map(|(k, n)| (CelMapKey::from(k), to_val(n))).collect();
+            let map: HashMap<CelMapKey, Box<dyn Val>> = children.into_iter().map(|(k, n)| (map_key(k), to_val(n))).collect();
             Box::new(CelMap::from(map))
         }
     }
@@ -96,6 +96,23 @@ fn json_to_val(v: serde_json::Value) -> Box<dyn Val> {
     }
 }
 
+/// A map key of the facts' CEL values: shared by every asset when it can
+/// be ([`super::intern`]).
+fn map_key(k: String) -> CelMapKey<'static> {
+    match super::intern::intern(&k) {
+        Some(shared) => CelMapKey::from(shared),
+        None => CelMapKey::from(k),
+    }
+}
+
+/// A string of the facts' CEL values, shared like [`map_key`].
+fn string(s: &str) -> Box<dyn Val> {
+    match super::intern::intern(s) {
+        Some(shared) => Box::new(CelString::from(shared)),
+        None => Box::new(CelString::from(s.to_owned())),
+    }
+}
+
 /// One fact value as a CEL runtime value.
 fn fact_to_val(v: &FactValue) -> Box<dyn Val> {
     match v {
@@ -103,10 +120,8 @@ fn fact_to_val(v: &FactValue) -> Box<dyn Val> {
         FactValue::Bool(b) => Box::new(CelBool::from(*b)),
         FactValue::Int(i) => Box::new(CelInt::from(*i)),
         FactValue::Float(f) => Box::new(CelDouble::from(*f)),
-        FactValue::Str(s) => Box::new(CelString::from(s.clone())),
-        FactValue::List(l) => {
-            Box::new(CelList::from(l.iter().map(|s| Box::new(CelString::from(s.clone())) as Box<dyn Val>).collect::<Vec<_>>()))
-        }
+        FactValue::Str(s) => string(s),
+        FactValue::List(l) => Box::new(CelList::from(l.iter().map(|s| string(s)).collect::<Vec<_>>())),
     }
 }
 
@@ -299,7 +314,7 @@ fn subtree(facts: &FactMap, path: &FactPath) -> Option<Box<dyn Val>> {
 /// the way is replaced by a branch (the deeper path wins).
 fn patch(map: &mut CelEntries, facts: &FactMap, path: &FactPath, depth: usize) {
     let segs = path.segments();
-    let key = CelMapKey::from(segs[depth].clone());
+    let key = map_key(segs[depth].clone());
     let child = if depth + 1 == segs.len() {
         subtree(facts, path)
     } else {

@@ -21,6 +21,7 @@ pub mod detect;
 pub mod drift;
 mod evaluate;
 pub mod facts;
+mod intern;
 mod posture;
 pub mod rows;
 pub mod silence;
@@ -238,9 +239,9 @@ impl Engine {
             .filter(|(a, c, e)| {
                 changed.contains(*c)
                     && matches!(e.status, Status::Fail | Status::Waived)
-                    && !(self.assets.contains_key(*a) && which.iter().any(|i| p.controls[*i].control.id == **c))
+                    && !(self.assets.contains_key(*a) && which.iter().any(|i| p.controls[*i].control.id == *c))
             })
-            .map(|(a, c, e)| ((a.clone(), c.clone()), e.clone()))
+            .map(|(a, c, e)| ((a.to_string(), c.to_string()), e.clone()))
             .collect();
         for ((asset_id, control_id), entry) in entries {
             let Some((_, c)) = p.get(&control_id) else { continue };
@@ -315,7 +316,7 @@ impl Engine {
             .posture
             .iter()
             .filter(|(_, _, e)| e.status == Status::Fail)
-            .filter_map(|(a, c, _)| p.get(c).filter(|(_, c)| c.detect.is_some()).map(|(i, _)| (a.clone(), i)))
+            .filter_map(|(a, c, _)| p.get(c).filter(|(_, c)| c.detect.is_some()).map(|(i, _)| (a.to_string(), i)))
             .collect();
         self.detections_failing.extend(failing);
         let mut out = Applied::default();
@@ -892,9 +893,9 @@ mod tests {
         assert_eq!(p.get("a", "x").map(|e| e.status), Some(Status::Fail), "replaced");
         assert_eq!(p.iter().count(), 3);
         p.retain(|_, control, _| control == "y");
-        let left: Vec<(&String, &String, &PostureEntry)> = p.iter().collect();
+        let left: Vec<(&str, &str, &PostureEntry)> = p.iter().collect();
         assert_eq!(left.len(), 1);
-        assert_eq!((left[0].0.as_str(), left[0].1.as_str()), ("a", "y"));
+        assert_eq!((left[0].0, left[0].1), ("a", "y"));
         assert!(!p.0.contains_key("b"), "an asset left with nothing is dropped");
         p.clear();
         assert!(p.get("a", "y").is_none());

@@ -1,6 +1,7 @@
 //! Posture: the status of every (asset, control), and what a change of it
 //! is (a violation opened or resolved).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
@@ -62,9 +63,19 @@ impl PostureEntry {
 }
 
 /// Posture of every (asset, control), nested by asset: a lookup (one per
-/// evaluation) borrows its keys, and only a new entry allocates them.
+/// evaluation) borrows its keys, and only a new entry allocates them. A
+/// control's id, the same on every asset, is shared by all of them
+/// ([`super::intern`]).
 #[derive(Default)]
-pub(super) struct Posture(pub(super) HashMap<String, HashMap<String, PostureEntry>>);
+pub(super) struct Posture(pub(super) HashMap<String, HashMap<Cow<'static, str>, PostureEntry>>);
+
+/// A control id as a posture key: shared when it can be.
+fn control_key(id: &str) -> Cow<'static, str> {
+    match super::intern::intern(id) {
+        Some(shared) => Cow::Borrowed(shared),
+        None => Cow::Owned(id.to_string()),
+    }
+}
 
 impl Posture {
     pub(super) fn get(&self, asset_id: &str, control_id: &str) -> Option<&PostureEntry> {
@@ -79,7 +90,7 @@ impl Posture {
         match controls.get_mut(control_id) {
             Some(e) => *e = entry,
             None => {
-                controls.insert(control_id.to_string(), entry);
+                controls.insert(control_key(control_id), entry);
             }
         }
     }
@@ -87,7 +98,7 @@ impl Posture {
     /// [`Self::insert`] with keys already owned (a restore: no lookup
     /// first, no copy).
     pub(super) fn insert_owned(&mut self, asset_id: String, control_id: String, entry: PostureEntry) {
-        self.0.entry(asset_id).or_default().insert(control_id, entry);
+        self.0.entry(asset_id).or_default().insert(control_key(&control_id), entry);
     }
 
     pub(super) fn clear(&mut self) {
@@ -103,7 +114,7 @@ impl Posture {
     }
 
     /// Every (asset, control, entry).
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &String, &PostureEntry)> {
-        self.0.iter().flat_map(|(a, controls)| controls.iter().map(move |(c, e)| (a, c, e)))
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&str, &str, &PostureEntry)> {
+        self.0.iter().flat_map(|(a, controls)| controls.iter().map(move |(c, e)| (a.as_str(), c.as_ref(), e)))
     }
 }
