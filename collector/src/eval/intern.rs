@@ -2,16 +2,20 @@
 //! short fact values (`config`, `permitrootlogin`, `no`, `0644`, a package
 //! version) repeat across a fleet, so each is kept once for the process
 //! instead of once per asset. Bounded: a host that sends ever new names
-//! fills it to [`MAX_BYTES`] at most, after which strings are simply not
+//! fills it to [`MAX_BYTES`] or [`MAX_STRINGS`] at most (about 100 MB with
+//! the set's table), after which strings are simply not
 //! shared (each asset keeps its own copy, as before); nothing is ever
 //! refused or lost.
 
 use std::collections::HashSet;
 use std::sync::{LazyLock, RwLock};
 
-/// The most bytes of strings kept (their text; the set's own table adds
-/// about a third).
+/// The most bytes of strings kept (their text).
 pub const MAX_BYTES: usize = 64 << 20;
+
+/// The most strings kept: with the bytes above, this bounds the set's own
+/// table too (a host sending ever new one-letter names fills this first).
+pub const MAX_STRINGS: usize = 1 << 20;
 
 /// Strings longer than this are not shared: long values are rarely the
 /// same on two hosts.
@@ -37,7 +41,7 @@ pub fn intern(s: &str) -> Option<&'static str> {
     if let Some(found) = w.strings.get(s) {
         return Some(found);
     }
-    if w.bytes + s.len() > MAX_BYTES {
+    if w.bytes + s.len() > MAX_BYTES || w.strings.len() >= MAX_STRINGS {
         return None;
     }
     // Kept for the life of the process, by design (bounded above).
