@@ -49,12 +49,17 @@ fn broker(dir: &Path, port: u16, advertised: u16, authenticated: bool) -> Proc {
         cmd.arg("--authentication");
     }
     let p = Proc::spawn(if authenticated { "tansu-sasl" } else { "tansu-setup" }, &mut cmd, dir);
+    wait_listening("tansu", port);
+    p
+}
+
+/// Waits up to 30 s for something to listen on loopback `port`.
+fn wait_listening(what: &str, port: u16) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "tansu did not listen on {port}");
+        assert!(std::time::Instant::now() < deadline, "{what} did not listen on {port}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    p
 }
 
 /// `driftwatch-collector topics` against `brokers`.
@@ -90,11 +95,7 @@ fn tls_front(dir: &Path, pki: &Pki, tls: u16, inner: u16) -> Proc {
     )
     .unwrap();
     let p = Proc::spawn("stunnel", Command::new("stunnel4").arg(&conf), dir);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", tls)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "stunnel did not listen on {tls}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_listening("stunnel", tls);
     p
 }
 

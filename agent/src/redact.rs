@@ -197,7 +197,7 @@ impl Redactor {
                     secret_fact(&mut f.value);
                 }
                 match &mut f.value {
-                    FactValue::Str(text) if FactPath::parse(&f.path).is_ok_and(|p| p.is_json_object()) => *text = self.json(text),
+                    FactValue::Str(text) if FactPath::names_json_object(&f.path) => *text = self.json(text),
                     value => self.fact(value),
                 }
             }),

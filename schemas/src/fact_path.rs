@@ -57,6 +57,12 @@ impl FactPath {
         matches!(self.0.as_slice(), [k8s, objects, _, _] if k8s == "k8s" && objects == "objects")
     }
 
+    /// [`Self::is_json_object`] of a path's text, without parsing any path
+    /// outside `k8s.objects` (every fact of every snapshot is asked).
+    pub fn names_json_object(text: &str) -> bool {
+        text.starts_with("k8s.objects.") && FactPath::parse(text).is_ok_and(|p| p.is_json_object())
+    }
+
     /// Whether `self` equals `prefix` or lies below it.
     pub fn starts_with(&self, prefix: &FactPath) -> bool {
         self.0.starts_with(&prefix.0)

@@ -136,12 +136,14 @@ pub fn evidence(facts: &FactMap, reads: &[String], constants: &BTreeSet<String>,
     let mut out = BTreeMap::new();
     for p in reads {
         let mut found = false;
-        let is_object = |k: &str| k.starts_with("k8s.objects.") && FactPath::parse(k).is_ok_and(|p| p.is_json_object());
-        let objects = under(facts, p).filter(|(k, _)| is_object(k)).count();
+        // API objects lie only under `k8s` and `k8s.objects…`: only such a
+        // read counts them (a second pass over what it reads).
+        let may_hold_objects = p == "k8s" || p.starts_with("k8s.objects");
+        let objects = if may_hold_objects { under(facts, p).filter(|(k, _)| FactPath::names_json_object(k)).count() } else { 0 };
         let mut summed = <sha2::Sha256 as sha2::Digest>::new();
         for (k, v) in under(facts, p) {
             found = true;
-            if objects > LIST_EVIDENCE_MAX && is_object(k) {
+            if objects > LIST_EVIDENCE_MAX && FactPath::names_json_object(k) {
                 sha2::Digest::update(&mut summed, format!("{k}\t{}\n", v.to_json()).as_bytes());
                 continue;
             }
