@@ -78,7 +78,7 @@ fn expand(sql: &str, from: i64, to: i64) -> String {
 async fn seed(db: &str, now: i64) {
     let t = |ago: i64| now - ago;
     let stmts = [
-        format!("INSERT INTO {db}.snapshots VALUES ('web-1','host','web-1',['team'],['web'],'ag1','0.1.0','s1',1,'full',{},{},10,[],'b'), ('db-1','host','db-1',['team'],['db'],'ag2','0.1.0','s2',1,'full',{},{},10,[],'b')", t(600), t(590), t(7200), t(7190)),
+        format!("INSERT INTO {db}.snapshots VALUES ('web-1','host','web-1',['team'],['web'],'ag1','0.1.0','s1',1,'full',{},{},10,[],'b',''), ('db-1','host','db-1',['team'],['db'],'ag2','0.1.0','s2',1,'full',{},{},10,[],'b','')", t(600), t(590), t(7200), t(7190)),
         // As the collector writes them: the mapping is in `controls`.
         format!("INSERT INTO {db}.evaluations VALUES ('web-1','linux.sshd.root_login_disabled','fail','high',{},'s1',1,[],'{{}}','','b',0), ('db-1','linux.sshd.root_login_disabled','pass','high',{},'s2',1,[],'{{}}','','b',0)", t(600), t(7200)),
         format!("INSERT INTO {db}.controls VALUES ('linux.sshd.root_login_disabled','SSH root login is disabled','high','linux-sshd',['soc2:CC6.1','pci-dss:2.2.6'],{}), ('linux.sshd.root_login_disabled','SSH root login is disabled','low','linux-sshd',['cis:5.2.10'],{})", t(60), t(86400)),

@@ -84,7 +84,7 @@ async fn hostile_records_are_bounded_and_the_collector_keeps_going() {
     let db = names.database.clone();
     wait_status(&db, &asset, CONTROL, Some(&format!("{asset}-2")), "pass", 90).await;
     assert!(collector.alive(), "the collector survived:\n{}", collector.log());
-    let forged = number(&format!("SELECT count() AS n FROM {db}.evaluations WHERE snapshot_id = '{asset}-forged'")).await;
+    let forged = number(&format!("SELECT count() AS n FROM {} WHERE snapshot_id = '{asset}-forged'", results(&db))).await;
     assert_eq!(forged, 0, "the far-ahead delta was not applied");
 
     // Every audit event is stored, at its receipt, its claimed time kept.
@@ -304,7 +304,7 @@ async fn records_not_signed_by_the_assets_key_are_refused_and_alerted() {
         producer.send(record, Duration::from_secs(10)).await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
         let n =
-            number(&format!("SELECT count() AS n FROM {db}.evaluations WHERE snapshot_id LIKE '{asset}-new-%' AND status = 'pass'")).await;
+            number(&format!("SELECT count() AS n FROM {} WHERE snapshot_id LIKE '{asset}-new-%' AND status = 'pass'", results(&db))).await;
         (n > 0).then_some(())
     })
     .await;

@@ -404,3 +404,30 @@ PARTITION BY toYYYYMM(changed_at)
 ORDER BY (gap_id, version);
 CREATE TABLE IF NOT EXISTS `driftwatch`.gap_events ON CLUSTER 'driftwatch' AS `driftwatch`.gap_events_local ENGINE = Distributed('driftwatch', 'driftwatch', gap_events_local, rand());
 INSERT INTO `driftwatch`.schema_migrations (version, name, checksum, applied_at) VALUES (16, '0016_gap_tracking', '3d25492e32dae0c2', now());
+
+-- 0017_confirmations
+ALTER TABLE `driftwatch`.snapshots_local ON CLUSTER 'driftwatch' ADD COLUMN facts_digest String DEFAULT '';
+DROP TABLE IF EXISTS `driftwatch`.snapshots ON CLUSTER 'driftwatch';
+CREATE TABLE IF NOT EXISTS `driftwatch`.snapshots ON CLUSTER 'driftwatch' AS `driftwatch`.snapshots_local ENGINE = Distributed('driftwatch', 'driftwatch', snapshots_local, cityHash64(asset_id));
+CREATE TABLE IF NOT EXISTS `driftwatch`.confirmations_local ON CLUSTER 'driftwatch' (
+    asset_id String,
+    snapshot_id String,
+    sequence Int64,
+    collected_at DateTime,
+    collected_ms UInt16,
+    controls Array(String),
+    statuses Array(String),
+    removed_paths Array(String),
+    batch_id String
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(collected_at)
+ORDER BY (asset_id, collected_at, snapshot_id, batch_id);
+CREATE TABLE IF NOT EXISTS `driftwatch`.confirmations ON CLUSTER 'driftwatch' AS `driftwatch`.confirmations_local ENGINE = Distributed('driftwatch', 'driftwatch', confirmations_local, cityHash64(asset_id));
+CREATE MATERIALIZED VIEW IF NOT EXISTS `driftwatch`.latest_confirmations_mv_local ON CLUSTER 'driftwatch' TO `driftwatch`.latest_evaluations_local AS
+SELECT asset_id, control_id,
+       argMaxState(status, (collected_at, collected_ms)) AS status_state,
+       maxState(collected_at) AS last_state,
+       minState(collected_at) AS first_state
+FROM `driftwatch`.confirmations_local ARRAY JOIN controls AS control_id, statuses AS status
+GROUP BY asset_id, control_id;
+INSERT INTO `driftwatch`.schema_migrations (version, name, checksum, applied_at) VALUES (17, '0017_confirmations', 'fdeb6a765c2fd4cb', now());

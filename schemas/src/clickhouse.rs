@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 14, name: "0014_score_coverage", sql: include_str!("../clickhouse/0014_score_coverage.sql") },
     Migration { version: 15, name: "0015_attestations", sql: include_str!("../clickhouse/0015_attestations.sql") },
     Migration { version: 16, name: "0016_gap_tracking", sql: include_str!("../clickhouse/0016_gap_tracking.sql") },
+    Migration { version: 17, name: "0017_confirmations", sql: include_str!("../clickhouse/0017_confirmations.sql") },
 ];
 
 /// Latest posture per (asset, control) with its open violation.

@@ -468,6 +468,18 @@ fn bench(a: &Args) -> Result<(), String> {
     let mut coll = start_collector(&collector, &config, &work)?;
     let storm = measure(&mut coll, api, total, &work, &a.clickhouse)?;
 
+    // 3b. The periodic full snapshot: every asset sends its facts whole
+    //     again, unchanged but for the backlog's deltas (stored already),
+    //     to the same running collector. Both consumers on just that part.
+    let backlog = a.backlog_rate * a.backlog_seconds;
+    let fulls_at = backlog.to_string();
+    let from = offsets(a, &prefix, true)?;
+    let sent =
+        run_loadgen(&bin, a, &prefix, a.backlog_rate, 0, a.seed, &["--resume-after", &fulls_at, "--fulls-at", &fulls_at, "--only-fulls"])?;
+    println!("full snapshots again: {sent}");
+    let fulls_bare = run_bare(a, &prefix, a.assets, &from)?;
+    let fulls = measure_after(&mut coll, api, total, a.assets, &work, &a.clickhouse)?;
+
     // 4. Steady state: the collector stopped, the same fleet continued into
     //    a second backlog, both consumers on just that part.
     let steady_total = a.backlog_rate * a.steady_seconds;
@@ -475,7 +487,8 @@ fn bench(a: &Args) -> Result<(), String> {
         stop(&mut coll);
         let from = offsets(a, &prefix, true)?;
         let resume = (a.backlog_rate * a.backlog_seconds).to_string();
-        let sent = run_loadgen(&bin, a, &prefix, a.backlog_rate, a.steady_seconds, a.seed, &["--resume-after", &resume])?;
+        let sent =
+            run_loadgen(&bin, a, &prefix, a.backlog_rate, a.steady_seconds, a.seed, &["--resume-after", &resume, "--fulls-at", &fulls_at])?;
         println!("steady backlog: {sent}");
         let bare = run_bare(a, &prefix, steady_total, &from)?;
         coll = start_collector(&collector, &config, &work)?;
@@ -531,13 +544,13 @@ fn bench(a: &Args) -> Result<(), String> {
     };
     // The same fleet, continued: deltas, audit events and probes only.
     let resume = (a.backlog_rate * (a.backlog_seconds + a.steady_seconds)).to_string();
-    let live = run_loadgen(&bin, a, &prefix, a.live_rate, a.live_seconds, a.seed, &["--resume-after", &resume])?;
+    let live = run_loadgen(&bin, a, &prefix, a.live_rate, a.live_seconds, a.seed, &["--resume-after", &resume, "--fulls-at", &fulls_at])?;
     let live_secs = live_start.elapsed().as_secs_f64();
     // Let the collector catch up and the last alerts arrive.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut caught_up = None;
     // What the collector's counter held before the phase (it restarted for the steady phase).
-    let counted_before = if steady.is_some() { steady_total } else { total };
+    let counted_before = if steady.is_some() { steady_total } else { total + a.assets };
     while Instant::now() < deadline {
         let decoded = scrape(api).map(|t| metric(&t, "driftwatch_records_total", "outcome=\"decoded\"")).unwrap_or_default();
         if decoded >= (counted_before + live_total) as f64 {
@@ -591,6 +604,16 @@ fn bench(a: &Args) -> Result<(), String> {
     );
     println!("first snapshots of a new fleet ({total} messages, {} of them full snapshots):", a.assets);
     report(&storm_bare, &storm, a.assets);
+    println!("the periodic full snapshot, unchanged ({} messages: a full snapshot of every asset, the collector running on):", a.assets);
+    report(&fulls_bare, &fulls, a.assets);
+    println!(
+        "  rows per full snapshot:      {:.1} written by the collector (goal ≤ 5), {:.1} inserted in ClickHouse with its views' (the first \
+         snapshots: {:.1} and {:.1})",
+        fulls.rows / a.assets as f64,
+        fulls.clickhouse_events[1] / a.assets as f64,
+        storm.rows / total as f64 * (total as f64 / a.assets as f64),
+        storm.clickhouse_events[1] / a.assets as f64,
+    );
     if let Some((bare, coll)) = &steady {
         println!("steady state ({steady_total} messages: deltas, audit events, probes; the collector restarted, posture restored):");
         report(bare, coll, a.assets);
@@ -803,7 +826,22 @@ fn clickhouse_events(url: &str) -> [f64; 4] {
 /// Waits until the collector has decoded `total` records and stored them;
 /// its rate runs from its first decoded record to the last.
 fn measure(coll: &mut Child, api: u16, total: u64, work: &Path, clickhouse: &str) -> Result<Measured, String> {
+    measure_after(coll, api, 0, total, work, clickhouse)
+}
+
+/// [`measure`] on a collector that already decoded `already` records:
+/// its counters from where they stood at this phase's first record.
+fn measure_after(coll: &mut Child, api: u16, already: u64, total: u64, work: &Path, clickhouse: &str) -> Result<Measured, String> {
     let pid = coll.id();
+    let counters = |text: &str| {
+        [
+            metric(text, "driftwatch_rows_stored_total", ""),
+            metric(text, "driftwatch_evaluate_seconds_sum", ""),
+            metric(text, "driftwatch_store_seconds_sum", ""),
+            metric(text, "driftwatch_store_wait_seconds_sum", ""),
+        ]
+    };
+    let mut counters_before = [0.0; 4];
     let (mut rss_before, mut events_at_first, mut events_at_done) = (0.0, [0.0; 4], [0.0; 4]);
     let started = Instant::now();
     let (mut first_at, mut lag_series) = (None::<Instant>, Vec::new());
@@ -824,8 +862,9 @@ fn measure(coll: &mut Child, api: u16, total: u64, work: &Path, clickhouse: &str
         let stored = metric(&text, "driftwatch_batches_stored_total", "");
         if let Some((cpu, r)) = usage(pid) {
             rss = r;
-            if first_at.is_none() && decoded > 0.0 {
+            if first_at.is_none() && decoded > already as f64 {
                 first_at = Some(Instant::now());
+                counters_before = counters(&text);
                 cpu_at_first = cpu;
                 rss_before = r;
                 services_at_first = services_cpu();
@@ -833,14 +872,12 @@ fn measure(coll: &mut Child, api: u16, total: u64, work: &Path, clickhouse: &str
             }
         }
         if first_at.is_some() {
-            lag_series.push((started.elapsed().as_secs_f64(), total as f64 - decoded));
+            lag_series.push((started.elapsed().as_secs_f64(), (already + total) as f64 - decoded));
         }
-        if decoded >= total as f64 && stored > 0.0 {
+        if decoded >= (already + total) as f64 && stored > 0.0 {
             done_at = Some(Instant::now());
-            rows = metric(&text, "driftwatch_rows_stored_total", "");
-            eval_secs = metric(&text, "driftwatch_evaluate_seconds_sum", "");
-            store_secs = metric(&text, "driftwatch_store_seconds_sum", "");
-            store_wait_secs = metric(&text, "driftwatch_store_wait_seconds_sum", "");
+            let c = counters(&text);
+            [rows, eval_secs, store_secs, store_wait_secs] = std::array::from_fn(|i| c[i] - counters_before[i]);
             events_at_done = clickhouse_events(clickhouse);
         }
     }

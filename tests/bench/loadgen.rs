@@ -33,6 +33,13 @@ struct Args {
     /// full snapshots and its first N messages, then produce what follows,
     /// so sequences continue where the collector left them.
     resume_after: u64,
+    /// The fleet sends a full snapshot of every asset again right after
+    /// its P-th message (0: never): the periodic full snapshot, unchanged
+    /// but for the deltas before it.
+    fulls_at: u64,
+    /// Send only that round of full snapshots (with `--resume-after P
+    /// --fulls-at P`), nothing after it.
+    only_fulls: bool,
     /// The producer's `linger.ms`: the agent's own (20) unless told.
     linger_ms: u64,
 }
@@ -46,12 +53,18 @@ fn args() -> Result<Args, String> {
         seconds: 30,
         seed: 42,
         resume_after: 0,
+        fulls_at: 0,
+        only_fulls: false,
         linger_ms: 20,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
             return Err(String::new());
+        }
+        if flag == "--only-fulls" {
+            a.only_fulls = true;
+            continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag}: a value is missing"))?;
         let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag}: {v:?} is not a number"));
@@ -63,6 +76,7 @@ fn args() -> Result<Args, String> {
             "--seconds" => a.seconds = num(&value)?,
             "--seed" => a.seed = num(&value)?,
             "--resume-after" => a.resume_after = num(&value)?,
+            "--fulls-at" => a.fulls_at = num(&value)?,
             "--linger-ms" => a.linger_ms = num(&value)?,
             other => return Err(format!("unknown flag {other}")),
         }
@@ -73,6 +87,8 @@ fn args() -> Result<Args, String> {
 const USAGE: &str =
     "usage: loadgen [--brokers HOST:PORT] [--prefix TOPIC_PREFIX] [--assets N] [--rate MESSAGES_PER_S] [--seconds S] [--seed N]
                [--resume-after N]   (continue a run of the same seed after its full snapshots and first N messages)
+               [--fulls-at P]       (a full snapshot of every asset again right after the P-th message)
+               [--only-fulls]       (with --resume-after P --fulls-at P: send that round of full snapshots only)
                [--linger-ms 20]     (the producer's linger.ms; 20 is the agent's)
 Topics: <prefix>.snapshots, <prefix>.audit, <prefix>.sla. Prints what it sent.";
 
@@ -150,8 +166,18 @@ fn main() -> std::process::ExitCode {
         for i in 0..a.assets {
             fleet.snapshot(i, SnapshotKind::Full, vec![]);
         }
-        for _ in 0..a.resume_after {
+        for n in 1..=a.resume_after {
             fleet.next();
+            if n == a.fulls_at {
+                let send_them = a.only_fulls && n == a.resume_after;
+                for i in 0..a.assets {
+                    let m = fleet.snapshot(i, SnapshotKind::Full, vec![]);
+                    if send_them {
+                        send(&m, &producer);
+                        producer.poll(Duration::ZERO);
+                    }
+                }
+            }
         }
     }
     for i in (0..a.assets).filter(|_| a.resume_after == 0) {
@@ -159,7 +185,7 @@ fn main() -> std::process::ExitCode {
         send(&m, &producer);
         producer.poll(Duration::ZERO);
     }
-    let total = a.rate * a.seconds;
+    let total = if a.only_fulls { 0 } else { a.rate * a.seconds };
     let paced = Instant::now();
     for n in 0..total {
         // Pace: message n is due at n / rate seconds.

@@ -629,11 +629,23 @@ pub fn heartbeat(asset: &str) -> driftwatch_schemas::Message {
     })
 }
 
-/// Waits until `control` on `asset` has a stored evaluation with
-/// `status` (of snapshot `snapshot_id`, when given).
+/// Every result in `db`, stored as an evaluation or confirmed by a later
+/// snapshot (`0017_confirmations.sql`: an unchanged result is not stored
+/// again), as a table expression with `asset_id`, `control_id`, `status`,
+/// `evaluated_at`, `snapshot_id` and `sequence`.
+pub fn results(db: &str) -> String {
+    format!(
+        "(SELECT asset_id, control_id, status, evaluated_at, snapshot_id, sequence FROM {db}.evaluations \
+         UNION ALL SELECT asset_id, control_id, status, collected_at AS evaluated_at, snapshot_id, sequence \
+         FROM {db}.confirmations ARRAY JOIN controls AS control_id, statuses AS status) AS results"
+    )
+}
+
+/// Waits until `control` on `asset` has a result with `status` (of
+/// snapshot `snapshot_id`, when given), stored or confirmed.
 pub async fn wait_status(db: &str, asset: &str, control: &str, snapshot_id: Option<&str>, status: &str, secs: u64) {
     let snapshot = snapshot_id.map(|s| format!(" AND snapshot_id = '{s}'")).unwrap_or_default();
-    let sql = format!("SELECT status FROM {db}.evaluations WHERE asset_id = '{asset}' AND control_id = '{control}'{snapshot}");
+    let sql = format!("SELECT status FROM {} WHERE asset_id = '{asset}' AND control_id = '{control}'{snapshot}", results(db));
     wait_for(&format!("{control} on {asset} to be {status}"), secs, async || {
         let rows = try_query(&sql).await.ok()?;
         rows.iter().any(|r| r["status"] == status).then_some(())
@@ -659,13 +671,13 @@ pub fn strip_ansi(log: &str) -> String {
     out
 }
 
-/// Waits until snapshot `seq` of every asset is evaluated (its rows are in
-/// `db.evaluations`; snapshot ids are `<asset>-<seq>`).
+/// Waits until snapshot `seq` of every asset is evaluated (it has
+/// [`results`]; snapshot ids are `<asset>-<seq>`).
 pub async fn wait_evaluated(db: &str, assets: &[String], seq: i64) {
     let list = assets.iter().map(|a| format!("'{a}-{seq}'")).collect::<Vec<_>>().join(",");
     wait_for(&format!("snapshot {seq} of every asset to be evaluated"), 120, async || {
         let rows =
-            try_query(&format!("SELECT count(DISTINCT asset_id) AS n FROM {db}.evaluations WHERE snapshot_id IN ({list})")).await.ok()?;
+            try_query(&format!("SELECT count(DISTINCT asset_id) AS n FROM {} WHERE snapshot_id IN ({list})", results(db))).await.ok()?;
         (rows.first()?["n"].as_str().and_then(|n| n.parse::<usize>().ok()).or_else(|| rows[0]["n"].as_u64().map(|n| n as usize))
             == Some(assets.len()))
         .then_some(())

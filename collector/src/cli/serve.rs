@@ -120,6 +120,7 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
             .await
             .context("starting the pipeline")?;
     pipeline.live = hub;
+    pipeline.compact_snapshots(cfg.store.compact_snapshots);
     if matches!(transport, Transport::Kafka) {
         // Posture is read when the group assigns partitions (it then
         // includes what their previous owner stored), the waivers that

@@ -36,6 +36,39 @@ pub struct Evaluation {
     pub checked: Option<Status>,
 }
 
+/// A digest of what an evaluation's stored row says besides its time and
+/// snapshot: status, severity, message and the evidence's JSON (as the row
+/// holds it). Within one process only (the engine compares results with
+/// the last one of the same pair); 64 bits make a false match between two
+/// results of one pair negligible, and the hasher's keys, random for the
+/// process, keep a host from crafting a result that matches another.
+pub fn result_digest(e: &Evaluation) -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
+    /// Feeds what is written into the hasher.
+    struct Feed(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for Feed {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut feed = Feed(KEYS.get_or_init(Default::default).build_hasher());
+    feed.0.write(e.status.as_str().as_bytes());
+    feed.0.write_u8(0);
+    feed.0.write(e.severity.as_str().as_bytes());
+    feed.0.write_u8(0);
+    feed.0.write(e.message.as_deref().unwrap_or_default().as_bytes());
+    feed.0.write_u8(0);
+    // Writing to a hasher cannot fail; a value serde cannot write would
+    // leave the digest short, and the row is then simply stored again.
+    let _ = serde_json::to_writer(&mut feed, &e.evidence);
+    feed.0.finish()
+}
+
 /// Evaluates every control that applies to `asset` against `facts`.
 pub fn evaluate_all(
     policies: &PolicySet,

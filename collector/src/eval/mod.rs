@@ -58,8 +58,14 @@ struct AssetState {
     /// Whether a full snapshot was applied (else `facts` holds only what
     /// deltas since a restart or rebalance brought).
     complete: bool,
+    /// The digest of `facts` (`None` once a delta changed them).
+    digest: Option<String>,
     /// The last snapshot's collection time, or the last heartbeat.
     last_seen: DateTime<Utc>,
+    /// When it was last seen as the silence task sees it: the collector's
+    /// receipt of its last snapshot (the store's `received_at`) or its
+    /// last heartbeat's time.
+    last_received: DateTime<Utc>,
 }
 
 impl AssetState {
@@ -82,6 +88,38 @@ pub struct Applied {
     pub evaluations: Vec<Evaluation>,
     pub transitions: Vec<Transition>,
     pub drifts: Vec<drift::DriftEvent>,
+    /// For a snapshot: what of it the store does not hold yet.
+    pub novelty: Option<Novelty>,
+}
+
+/// What of an applied snapshot is new: the facts whose values were not
+/// held and the results not equal to the ones last stored. A store that
+/// keeps only changes (`store.compact_snapshots`) writes these, and the
+/// snapshot's row confirms the rest (issue 31: an unchanged full snapshot
+/// is one row, not ~600).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Novelty {
+    /// After a full snapshot, the digest of the asset's facts.
+    pub facts_digest: Option<String>,
+    /// Indexes into the snapshot's facts of those not held with that
+    /// value before it; `None`: all of them (a delta, or a full snapshot
+    /// on facts not known whole, as after a restart).
+    pub changed_facts: Option<Vec<usize>>,
+    /// The paths held before a full snapshot that it does not have (with
+    /// `changed_facts`, what turns the held facts into its facts).
+    pub removed: Vec<String>,
+    /// For each of the evaluations applied: whether it equals the result
+    /// last stored for its (asset, control).
+    pub unchanged: Vec<bool>,
+    /// Results confirmed without evaluating them again (control, status):
+    /// a full snapshot of the facts and asset already held, whose every
+    /// result this engine stored (see [`Engine::confirming`]).
+    pub confirmed: Vec<(String, Status)>,
+}
+
+/// The digest of an asset's facts ([`crate::store::rows::facts_digest`]).
+pub fn facts_digest(facts: &FactMap) -> String {
+    crate::store::rows::facts_digest(facts.iter().map(|(path, value)| (path.as_str(), value.type_name(), value.to_json())))
 }
 
 /// The facts before a snapshot was applied, for drift's before values.
@@ -124,6 +162,9 @@ pub struct Engine {
     restored_labels: HashMap<String, BTreeMap<String, String>>,
     /// Threads a full evaluation is shared out over (`None`: the caller's).
     pool: Option<Arc<rayon::ThreadPool>>,
+    /// An unchanged full snapshot is confirmed, not evaluated again (the
+    /// store keeps changes only: `store.compact_snapshots`).
+    confirming: bool,
 }
 
 impl Engine {
@@ -141,11 +182,24 @@ impl Engine {
             unknown_after: None,
             restored_labels: HashMap::new(),
             pool: None,
+            confirming: false,
         }
     }
 
     /// Shares full evaluations (a full snapshot, a policy reload) out over
     /// `pool`; a delta's few controls stay on the caller's thread.
+    /// Confirms an unchanged full snapshot's results instead of evaluating
+    /// it again (see [`Novelty::confirmed`]): for a store that keeps
+    /// changes only.
+    pub fn confirming(mut self, on: bool) -> Self {
+        self.set_confirming(on);
+        self
+    }
+
+    pub fn set_confirming(&mut self, on: bool) {
+        self.confirming = on;
+    }
+
     pub fn with_pool(mut self, pool: Arc<rayon::ThreadPool>) -> Self {
         self.pool = Some(pool);
         self
@@ -265,7 +319,7 @@ impl Engine {
                 sequence: 0,
                 checked: Some(Status::Fail),
             };
-            if let Some(t) = self.track(&evaluation) {
+            if let (Some(t), _) = self.track(&evaluation) {
                 out.transitions.push(t);
             }
             out.evaluations.push(evaluation);
@@ -320,7 +374,15 @@ impl Engine {
             .collect();
         self.detections_failing.extend(failing);
         let mut out = Applied::default();
-        for id in self.current_assets(at) {
+        let current = self.current_assets(at);
+        // The results of assets not evaluated now were judged by other
+        // checks: none is confirmed until evaluated again.
+        let evaluated: std::collections::HashSet<&String> = current.iter().collect();
+        let idle: Vec<String> = self.assets.keys().filter(|a| !evaluated.contains(a)).cloned().collect();
+        for a in &idle {
+            self.posture.forget_results(a);
+        }
+        for id in current {
             let state = &self.assets[&id];
             let input = state.input(&self.waivers, self.waivers_applied_at);
             let evaluations = evaluate(&self.policies, None, &input, self.pool.as_deref(), "policy-reload", state.sequence, at);
@@ -340,6 +402,7 @@ impl Engine {
             detect::Raw::Sla(m) if m.probe_id == driftwatch_schemas::HEARTBEAT_PROBE_ID => {
                 if let Some(s) = self.assets.get_mut(&m.asset_id) {
                     s.last_seen = s.last_seen.max(m.timestamp);
+                    s.last_received = s.last_received.max(m.timestamp);
                 }
             }
             detect::Raw::Sla(_) => {}
@@ -417,7 +480,7 @@ impl Engine {
             } else {
                 self.detections_failing.remove(&(ch.asset_id, ch.control));
             }
-            if let Some(t) = self.track(&evaluation) {
+            if let (Some(t), _) = self.track(&evaluation) {
                 out.transitions.push(t);
             }
             out.evaluations.push(evaluation);
@@ -447,6 +510,28 @@ impl Engine {
     /// already applied (an at-least-once redelivery) changes nothing, and
     /// neither does one more than [`MAX_SEQUENCE_JUMP`] ahead of it.
     pub fn apply(&mut self, snap: &ConfigSnapshot) -> Applied {
+        self.apply_received(snap, snap.collected_at)
+    }
+
+    /// [`Self::apply`] of a snapshot the collector received at `received`
+    /// (its own clock). Which results equal the last stored ones
+    /// ([`Novelty::unchanged`]) is known only while this engine wrote
+    /// them: the results of an asset that comes back from silence (the
+    /// silence task may have stored `unknown` over them, see [`silence`])
+    /// or whose facts were let go are stored again.
+    pub fn apply_received(&mut self, snap: &ConfigSnapshot, received: DateTime<Utc>) -> Applied {
+        let returning = match self.assets.get(&snap.asset.id) {
+            None => true,
+            // Less a tenth: the store keeps whole seconds.
+            Some(s) => self.unknown_after.is_some_and(|after| received - s.last_received >= after * 9 / 10),
+        };
+        if returning {
+            self.posture.forget_results(&snap.asset.id);
+        } else if self.confirming && snap.kind == SnapshotKind::Full {
+            if let Some(applied) = self.confirm_unchanged(snap, received) {
+                return applied;
+            }
+        }
         let state = self.assets.entry(snap.asset.id.clone()).or_insert_with(|| AssetState {
             asset: snap.asset.clone(),
             facts: FactMap::new(),
@@ -454,15 +539,28 @@ impl Engine {
             sequence: 0,
             stale_since: None,
             complete: false,
+            digest: None,
             last_seen: snap.collected_at,
+            last_received: received,
         });
         state.last_seen = state.last_seen.max(snap.collected_at);
+        state.last_received = state.last_received.max(received);
         // A full snapshot re-evaluates everything; a delta only the controls
         // that read a changed or removed path.
         let mut which: Option<Vec<usize>> = None;
+        let mut novelty = Novelty::default();
         let before = match snap.kind {
             SnapshotKind::Full => {
                 let old = std::mem::replace(&mut state.facts, snap.facts.iter().map(|f| (f.path.clone(), f.value.clone())).collect());
+                if state.complete {
+                    // The held facts were a whole snapshot's: only the
+                    // difference is new.
+                    novelty.changed_facts =
+                        Some(snap.facts.iter().enumerate().filter(|(_, f)| old.get(&f.path) != Some(&f.value)).map(|(i, _)| i).collect());
+                    novelty.removed = old.keys().filter(|p| !state.facts.contains_key(*p)).cloned().collect();
+                }
+                state.digest = Some(facts_digest(&state.facts));
+                novelty.facts_digest = state.digest.clone();
                 state.cel = facts::CelFacts::build(&state.facts);
                 state.complete = true;
                 if let Some((from, to)) = state.stale_since.take() {
@@ -503,6 +601,7 @@ impl Engine {
                     state.facts.remove(p);
                 }
                 state.cel.update(&state.facts, &changed);
+                state.digest = None;
                 // A gap makes every result unknown, not only the changed ones.
                 if !gap {
                     which = Some(self.policies.affected(&changed));
@@ -516,19 +615,71 @@ impl Engine {
         let evaluations =
             evaluate(&self.policies, which.as_deref(), &input, self.pool.as_deref(), &snap.snapshot_id, snap.sequence, snap.collected_at);
         let mut out = Applied::default();
-        self.track_all(evaluations, &before, &mut out);
+        novelty.unchanged = self.track_all(evaluations, &before, &mut out);
+        out.novelty = Some(novelty);
         out
     }
 
+    /// A full snapshot of exactly the facts and asset held, whose every
+    /// result would be the one this engine last stored: confirmed from
+    /// posture without building its CEL values or running a check. `None`
+    /// when it must be evaluated: the asset's facts are not held whole, or
+    /// are stale; anything differs (facts as sent in path order, labels,
+    /// kind); a control that applies has no result whose digest this
+    /// engine knows (a restore, a silence, a control new since); or a
+    /// waiver bears on a failing control at the snapshot's time (its
+    /// status or message could change). Evaluation is a function of those
+    /// alone (checks read facts, not the clock).
+    fn confirm_unchanged(&mut self, snap: &ConfigSnapshot, received: DateTime<Utc>) -> Option<Applied> {
+        let state = self.assets.get(&snap.asset.id)?;
+        if !state.complete || state.stale_since.is_some() || state.asset != snap.asset || snap.facts.len() != state.facts.len() {
+            return None;
+        }
+        let sorted = snap.facts.windows(2).all(|w| w[0].path < w[1].path);
+        if !sorted || !snap.facts.iter().all(|f| state.facts.get(&f.path) == Some(&f.value)) {
+            return None;
+        }
+        let waivers_at = snap.collected_at.max(self.waivers_applied_at);
+        let mut confirmed = Vec::new();
+        for c in self.policies.controls.iter().filter(|c| c.is_check() && c.applies_to(snap.asset.kind, &snap.asset.labels)) {
+            let p = self.posture.get(&snap.asset.id, &c.control.id)?;
+            p.result?;
+            if p.checked == Some(Status::Fail) || p.status == Status::Waived {
+                let waived = self.waivers.for_control(&c.control.id, &snap.asset.id, &snap.asset.labels, waivers_at);
+                if waived.is_some() || p.status != Status::Fail {
+                    return None;
+                }
+            }
+            confirmed.push((c.control.id.clone(), p.status));
+        }
+        let digest = state.digest.clone().unwrap_or_else(|| facts_digest(&state.facts));
+        for (control, _) in &confirmed {
+            if let Some(p) = self.posture.get_mut(&snap.asset.id, control) {
+                p.last_evaluated = snap.collected_at;
+            }
+        }
+        let state = self.assets.get_mut(&snap.asset.id)?;
+        state.digest = Some(digest.clone());
+        state.sequence = snap.sequence;
+        state.last_seen = state.last_seen.max(snap.collected_at);
+        state.last_received = state.last_received.max(received);
+        let novelty = Novelty { facts_digest: Some(digest), changed_facts: Some(Vec::new()), confirmed, ..Default::default() };
+        Some(Applied { novelty: Some(novelty), ..Default::default() })
+    }
+
     /// Tracks posture for fact-check evaluations, collecting transitions
-    /// and drift events into `out`.
-    fn track_all(&mut self, evaluations: Vec<Evaluation>, before: &Before, out: &mut Applied) {
+    /// and drift events into `out`; returns, for each evaluation, whether
+    /// it equals the pair's last result.
+    fn track_all(&mut self, evaluations: Vec<Evaluation>, before: &Before, out: &mut Applied) -> Vec<bool> {
         let digests = facts::ListDigests::default(); // of `before`'s facts
+        let mut unchanged = Vec::with_capacity(evaluations.len());
         for ev in &evaluations {
             // Drift is a change of what the check said on trustworthy facts:
             // unknown spells and waivers do not count.
             let from = self.posture.get(&ev.asset_id, &ev.control_id).and_then(|p| p.checked);
-            if let Some(t) = self.track(ev) {
+            let (transition, same) = self.track(ev);
+            unchanged.push(same);
+            if let Some(t) = transition {
                 out.transitions.push(t);
             }
             let Some(to) = ev.checked else { continue };
@@ -543,12 +694,17 @@ impl Engine {
             out.drifts.push(d);
         }
         out.evaluations.extend(evaluations);
+        unchanged
     }
 
     /// Updates posture with one evaluation; returns a transition if a
-    /// violation opens or resolves.
-    fn track(&mut self, ev: &Evaluation) -> Option<Transition> {
+    /// violation opens or resolves, and whether the result equals the
+    /// pair's last one (all that its stored row holds but the time and
+    /// snapshot: status, severity, evidence, message).
+    fn track(&mut self, ev: &Evaluation) -> (Option<Transition>, bool) {
+        let result = evaluate::result_digest(ev);
         let prev = self.posture.get(&ev.asset_id, &ev.control_id);
+        let unchanged = prev.is_some_and(|p| p.result == Some(result));
         let (previous, prev_checked) = (prev.map(|p| p.status), prev.and_then(|p| p.checked));
         let open = prev.and_then(|p| p.violation_id.clone());
         let since = match prev {
@@ -573,15 +729,16 @@ impl Engine {
             (_, open) => (open, None),
         };
         let checked = ev.checked.or(prev_checked);
-        let entry = PostureEntry { status: ev.status, since, last_evaluated: ev.evaluated_at, violation_id, checked };
+        let entry = PostureEntry { status: ev.status, since, last_evaluated: ev.evaluated_at, violation_id, checked, result: Some(result) };
         self.posture.insert(&ev.asset_id, &ev.control_id, entry);
-        transition.map(|(violation_id, kind)| Transition {
+        let transition = transition.map(|(violation_id, kind)| Transition {
             violation_id,
             kind,
             previous,
             evaluation: ev.clone(),
             asset_labels: self.labels_of(&ev.asset_id),
-        })
+        });
+        (transition, unchanged)
     }
 }
 
@@ -701,6 +858,133 @@ mod tests {
         let n = e.apply(&snap(3, SnapshotKind::Delta, &[("os.id", "debian".into())], &[]));
         assert!(n.evaluations.is_empty(), "nothing reads os.id");
         assert_eq!(e.posture("a", "root").unwrap().status, Status::Fail, "untouched posture stays");
+    }
+
+    /// Per evaluation of `a`: (control, unchanged).
+    fn unchanged(a: &Applied) -> Vec<(&str, bool)> {
+        let n = a.novelty.as_ref().expect("a snapshot's novelty");
+        a.evaluations.iter().map(|e| e.control_id.as_str()).zip(n.unchanged.iter().copied()).collect()
+    }
+
+    #[test]
+    fn a_snapshot_knows_which_facts_and_results_are_new() {
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10));
+        let root = ("sshd.config.permitrootlogin", FactValue::from("no"));
+        let shadow = (r#"files["/etc/shadow"].mode"#, FactValue::from("0640"));
+        let first = e.apply(&snap(1, SnapshotKind::Full, &[root.clone(), shadow.clone()], &[]));
+        let n = first.novelty.as_ref().unwrap();
+        assert_eq!(n.changed_facts, None, "facts not known whole before: all are new");
+        assert!(n.unchanged.iter().all(|u| !u), "no result was stored before");
+        let digest = n.facts_digest.clone().expect("a full snapshot's digest");
+
+        let again = e.apply(&snap(2, SnapshotKind::Full, &[root.clone(), shadow.clone()], &[]));
+        let n = again.novelty.as_ref().unwrap();
+        assert_eq!((n.changed_facts.as_deref(), n.removed.len()), (Some(&[][..]), 0), "nothing changed");
+        assert_eq!(n.facts_digest.as_ref(), Some(&digest), "equal facts, equal digest");
+        assert!(unchanged(&again).iter().all(|(_, u)| *u), "{:?}", unchanged(&again));
+
+        // The shadow file's mode changes and root login's fact goes: only
+        // those are new, and only the results reading them.
+        let changed = e.apply(&snap(3, SnapshotKind::Full, &[(r#"files["/etc/shadow"].mode"#, "0600".into())], &[]));
+        let n = changed.novelty.as_ref().unwrap();
+        assert_eq!((n.changed_facts.as_deref(), n.removed.as_slice()), (Some(&[0][..]), &["sshd.config.permitrootlogin".to_string()][..]));
+        assert_ne!(n.facts_digest.as_ref(), Some(&digest));
+        for (control, same) in unchanged(&changed) {
+            assert!(!same, "{control}: its evidence changed");
+        }
+        // A delta's results are compared as well.
+        let delta = e.apply(&snap(4, SnapshotKind::Delta, &[(r#"files["/etc/shadow"].mode"#, "0600".into())], &[]));
+        assert_eq!(unchanged(&delta), [("shadow", true)]);
+    }
+
+    #[test]
+    fn an_unchanged_full_snapshot_is_confirmed_without_evaluating_it() {
+        let t = Utc::now();
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10)).confirming(true);
+        // In path order, as agents send them.
+        let facts = [(r#"files["/etc/shadow"].mode"#, FactValue::from("0640")), ("sshd.config.permitrootlogin", FactValue::from("yes"))];
+        let full = |seq, facts: &[(&str, FactValue)]| {
+            let mut s = snap(seq, SnapshotKind::Full, facts, &[]);
+            s.collected_at = t + chrono::Duration::minutes(seq);
+            s
+        };
+        let first = e.apply(&full(1, &facts));
+        let statuses: Vec<(String, Status)> = first.evaluations.iter().map(|e| (e.control_id.clone(), e.status)).collect();
+        assert_eq!(statuses.len(), 3);
+        let again = e.apply(&full(2, &facts));
+        assert!(again.evaluations.is_empty() && again.transitions.is_empty(), "nothing evaluated");
+        let n = again.novelty.as_ref().unwrap();
+        assert_eq!(n.confirmed, statuses, "every result confirmed with its status");
+        assert_eq!(n.facts_digest, first.novelty.as_ref().unwrap().facts_digest);
+        assert_eq!(
+            e.posture("a", "root").unwrap().last_evaluated,
+            t + chrono::Duration::minutes(2),
+            "evaluated now, as far as anyone reads"
+        );
+        assert_eq!(e.posture("a", "root").unwrap().since, t + chrono::Duration::minutes(1));
+
+        // A delta and back: the same facts again are confirmed too.
+        e.apply(&snap(3, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "no".into())], &[]));
+        e.apply(&snap(4, SnapshotKind::Delta, &[("sshd.config.permitrootlogin", "yes".into())], &[]));
+        assert!(e.apply(&full(5, &facts)).evaluations.is_empty());
+        // Facts not in path order, other labels, or other facts: evaluated.
+        let mut unsorted = full(6, &facts);
+        unsorted.facts.reverse();
+        assert_eq!(e.apply(&unsorted).evaluations.len(), 3);
+        let mut relabelled = full(7, &facts);
+        relabelled.asset.labels.insert("env".into(), "prod".into());
+        assert_eq!(e.apply(&relabelled).evaluations.len(), 3);
+        assert_eq!(e.apply(&full(8, &facts[1..])).evaluations.len(), 3, "a fact gone");
+        // A waiver bearing on a failing control: evaluated, and waived.
+        e.apply(&full(9, &facts));
+        e.replace_waivers(root_waiver(t, t + chrono::Duration::days(1)), t + chrono::Duration::minutes(9));
+        let waived = e.apply(&full(10, &facts));
+        assert_eq!(status(&waived, "root"), Status::Waived);
+        // Without confirming, every full snapshot is evaluated.
+        e.set_confirming(false);
+        assert_eq!(e.apply(&full(11, &facts)).evaluations.len(), 3);
+    }
+
+    #[test]
+    fn results_are_stored_again_after_a_restore_a_silence_or_an_eviction() {
+        let t = Utc::now();
+        let mut e = Engine::new(policies(), chrono::Duration::minutes(10)).with_unknown_after(Some(chrono::Duration::minutes(10)));
+        let full = |seq| snap(seq, SnapshotKind::Full, &[("sshd.config.permitrootlogin", "no".into())], &[]);
+        e.apply_received(&full(1), t);
+        let same = e.apply_received(&full(2), t + chrono::Duration::minutes(4));
+        assert!(unchanged(&same).iter().all(|(_, u)| *u));
+        // A heartbeat keeps it from silence.
+        e.observe(&Message::Sla(driftwatch_schemas::SlaMeasurement {
+            asset_id: "a".into(),
+            probe_id: driftwatch_schemas::HEARTBEAT_PROBE_ID.into(),
+            target: String::new(),
+            kind: driftwatch_schemas::ProbeKind::Host,
+            timestamp: t + chrono::Duration::minutes(10),
+            success: true,
+            latency_us: 0,
+            status_code: None,
+            error: None,
+            host_metrics: None,
+            cert_days_left: None,
+            agent_health: None,
+        }));
+        assert!(unchanged(&e.apply_received(&full(3), t + chrono::Duration::minutes(13))).iter().all(|(_, u)| *u));
+        // Silent (no snapshot, no heartbeat) for the silence's nine
+        // tenths: the silence task may have stored `unknown` over its
+        // results.
+        let back = e.apply_received(&full(4), t + chrono::Duration::minutes(22));
+        assert!(unchanged(&back).iter().all(|(_, u)| !u), "{:?}", unchanged(&back));
+        assert!(unchanged(&e.apply_received(&full(5), t + chrono::Duration::minutes(23))).iter().all(|(_, u)| *u));
+        // Restored posture knows no result's digest.
+        let entries: Vec<_> = e.posture.iter().map(|(a, c, p)| (a.to_string(), c.to_string(), p.clone())).collect();
+        e.replace_posture(
+            entries.into_iter().map(|(a, c, p)| (a, c, PostureEntry::restored(p.status, p.since, p.last_evaluated, None))),
+            [],
+        );
+        assert!(unchanged(&e.apply_received(&full(6), t + chrono::Duration::minutes(24))).iter().all(|(_, u)| !u));
+        // Facts let go: the asset comes back as new.
+        assert_eq!(e.evict_idle(t + chrono::Duration::days(1), chrono::Duration::hours(1)), 1);
+        assert!(unchanged(&e.apply_received(&full(7), t + chrono::Duration::minutes(25))).iter().all(|(_, u)| !u));
     }
 
     #[test]

@@ -48,12 +48,16 @@ pub struct PostureEntry {
     /// The last trustworthy check result (through `unknown` spells; a
     /// waived control's is `fail`): what drift compares.
     pub checked: Option<Status>,
+    /// A digest of the last result (status, severity, evidence, message;
+    /// `None` when not known, as after a restore): an evaluation equal to
+    /// it is confirmed, not stored again.
+    pub result: Option<u64>,
 }
 
 impl PostureEntry {
     /// An entry as restored from a stored status.
     pub fn restored(status: Status, since: DateTime<Utc>, last_evaluated: DateTime<Utc>, violation_id: Option<String>) -> Self {
-        PostureEntry { status, since, last_evaluated, violation_id, checked: status.checked() }
+        PostureEntry { status, since, last_evaluated, violation_id, checked: status.checked(), result: None }
     }
 
     /// The (asset, control) and entry of a status the store kept.
@@ -82,6 +86,10 @@ impl Posture {
         self.0.get(asset_id)?.get(control_id)
     }
 
+    pub(super) fn get_mut(&mut self, asset_id: &str, control_id: &str) -> Option<&mut PostureEntry> {
+        self.0.get_mut(asset_id)?.get_mut(control_id)
+    }
+
     pub(super) fn insert(&mut self, asset_id: &str, control_id: &str, entry: PostureEntry) {
         let controls = match self.0.get_mut(asset_id) {
             Some(c) => c,
@@ -99,6 +107,14 @@ impl Posture {
     /// first, no copy).
     pub(super) fn insert_owned(&mut self, asset_id: String, control_id: String, entry: PostureEntry) {
         self.0.entry(asset_id).or_default().insert(control_key(&control_id), entry);
+    }
+
+    /// Forgets the digests of `asset_id`'s last results: each is stored
+    /// again at its next evaluation.
+    pub(super) fn forget_results(&mut self, asset_id: &str) {
+        for e in self.0.get_mut(asset_id).into_iter().flat_map(|c| c.values_mut()) {
+            e.result = None;
+        }
     }
 
     pub(super) fn clear(&mut self) {

@@ -2,14 +2,62 @@
 //! violation opened or resolved, a drift event (the store takes rows and
 //! knows nothing of the engine's types).
 
-use crate::store::rows::{millis, DriftRow, EvaluationRow, ViolationRow};
+use crate::store::rows::{millis, ConfirmationRow, DriftRow, EvaluationRow, ViolationRow};
 use crate::store::{secs, Batch};
 
 use super::drift::DriftEvent;
-use super::{Evaluation, Transition};
+use super::{Applied, Evaluation, Transition};
 
 /// Rows of evaluation results, added to the batch being gathered.
 impl Batch {
+    /// The rows of a snapshot the engine applied. `compact`: only what is
+    /// new is stored, the facts that changed and the results that did;
+    /// the snapshot's row lists the paths a full snapshot no longer has
+    /// and confirms the results that stayed, which leave `applied` (its
+    /// evaluations are then the ones to store). Otherwise every fact and
+    /// result is stored, as before 0017.
+    pub fn add_applied_snapshot(
+        &mut self,
+        s: &driftwatch_schemas::ConfigSnapshot,
+        now: &chrono::DateTime<chrono::Utc>,
+        applied: &mut Applied,
+        compact: bool,
+    ) {
+        let novelty = applied.novelty.take().unwrap_or_default();
+        let only = if compact { novelty.changed_facts.as_deref() } else { None };
+        let row = self.add_snapshot_facts(s, now, only);
+        row.facts_digest = novelty.facts_digest.unwrap_or_default();
+        if !compact {
+            return;
+        }
+        let mut same = novelty.unchanged.into_iter();
+        let (mut controls, mut statuses): (Vec<String>, Vec<String>) =
+            novelty.confirmed.into_iter().map(|(c, s)| (c, s.as_str().to_string())).unzip();
+        applied.evaluations.retain(|e| {
+            let keep = !same.next().unwrap_or(false);
+            if !keep {
+                controls.push(e.control_id.clone());
+                statuses.push(e.status.as_str().to_string());
+            }
+            keep
+        });
+        let removed_paths = if novelty.changed_facts.is_some() { novelty.removed } else { Vec::new() };
+        if controls.is_empty() && removed_paths.is_empty() {
+            return;
+        }
+        self.confirmations.push(ConfirmationRow {
+            asset_id: s.asset.id.clone(),
+            snapshot_id: s.snapshot_id.clone(),
+            sequence: s.sequence,
+            collected_at: secs(&s.collected_at),
+            collected_ms: millis(&s.collected_at),
+            controls,
+            statuses,
+            removed_paths,
+            batch_id: self.batch_id.clone(),
+        });
+    }
+
     pub fn add_evaluations(&mut self, evs: Vec<Evaluation>, transitions: &[Transition]) {
         self.evaluations.extend(evs.into_iter().map(|e| evaluation_row(e, &self.batch_id)));
         self.violations.extend(transitions.iter().map(|t| violation_row(t, &self.batch_id)));

@@ -26,7 +26,7 @@ use crate::tasks::Backoff;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub record: usize,
-    pub taken: [bool; 7],
+    pub taken: [bool; crate::store::digest::TABLE_COUNT],
     pub reason: String,
 }
 
@@ -34,18 +34,18 @@ pub struct Refusal {
 /// rows, and of the rows of no record, those of the tables marked in `own`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
-    pub own: [bool; 7],
+    pub own: [bool; crate::store::digest::TABLE_COUNT],
     pub refused: Vec<Refusal>,
 }
 
 impl Stored {
     fn all() -> Stored {
-        Stored { own: [true; 7], refused: Vec::new() }
+        Stored { own: [true; crate::store::digest::TABLE_COUNT], refused: Vec::new() }
     }
 
     /// Whether every row of the batch was stored.
     pub fn whole(&self) -> bool {
-        self.refused.is_empty() && self.own == [true; 7]
+        self.refused.is_empty() && self.own == [true; crate::store::digest::TABLE_COUNT]
     }
 
     /// Whether each of the batch's `drifts` drift events was stored (drift
@@ -63,7 +63,7 @@ impl Stored {
 
     /// The rows of `batch` that were stored.
     pub fn of(&self, batch: &Batch) -> Batch {
-        let refused: Vec<(usize, [bool; 7])> = self.refused.iter().map(|r| (r.record, r.taken)).collect();
+        let refused: Vec<(usize, [bool; crate::store::digest::TABLE_COUNT])> = self.refused.iter().map(|r| (r.record, r.taken)).collect();
         batch.without(self.own, &refused)
     }
 }
@@ -126,7 +126,7 @@ pub async fn store_rows<S: Streams + ?Sized + Sync>(store: &S, batch: &Batch, sa
 /// retried forever.
 async fn split<S: Streams + ?Sized + Sync>(store: &S, batch: &Batch, first: &StoreError) -> Stored {
     tracing::warn!(error = %first, records = batch.records.len(), batch = %batch.batch_id, "the store refused the batch's rows; finding whose");
-    let mut own = [true; 7];
+    let mut own = [true; crate::store::digest::TABLE_COUNT];
     let part = batch.part(None);
     if part.rows() > 0 && until_stored(part.rows(), || store.write_rows(&part)).await.is_err() {
         let rows = part.rows();
@@ -170,10 +170,10 @@ async fn split<S: Streams + ?Sized + Sync>(store: &S, batch: &Batch, first: &Sto
 /// store takes is kept; the tables that refuse name the refusal (none: the
 /// rows were refused only together, and are all stored now).
 async fn refusal<S: Streams + ?Sized + Sync>(store: &S, batch_id: &str, rows: Batch, record: usize) -> Option<Refusal> {
-    let mut taken = [true; 7];
+    let mut taken = [true; crate::store::digest::TABLE_COUNT];
     let mut why = Vec::new();
     for (t, table) in crate::evidence::TABLES.iter().enumerate() {
-        let mut only = [false; 7];
+        let mut only = [false; crate::store::digest::TABLE_COUNT];
         only[t] = true;
         let part = rows.clone().tables(only);
         if part.rows() == 0 {
@@ -269,7 +269,7 @@ mod tests {
         let store = Picky::default();
         let b = batch(&["tick"], &["a", "poison", "b", "c", "d", "poison", "e"]);
         let stored = store_rows(&store, &b, None).await;
-        assert_eq!(stored.own, [true; 7]);
+        assert_eq!(stored.own, [true; crate::store::digest::TABLE_COUNT]);
         let refused = &stored.refused;
         assert_eq!(refused.iter().map(|r| r.record).collect::<Vec<_>>(), vec![1, 5]);
         assert!(refused[0].reason.contains(&b.batch_id) && refused[0].reason.contains("poison"), "{}", refused[0].reason);
@@ -315,14 +315,21 @@ mod tests {
         let paths = |b: Batch| b.facts.into_iter().map(|f| f.path).collect::<Vec<_>>();
         assert_eq!(paths(b.part(Some(1..3))), ["b", "c"]);
         assert_eq!(paths(b.part(None)), ["own1"]);
-        let mut facts_refused = [true; 7];
+        let mut facts_refused = [true; crate::store::digest::TABLE_COUNT];
         facts_refused[1] = false;
-        assert_eq!(paths(b.without([true; 7], &[(0, facts_refused)])), ["own1", "b", "c"]);
-        assert_eq!(b.without([true; 7], &[(0, facts_refused)]).records.len(), 3, "the refused record keeps its (empty) span");
+        assert_eq!(paths(b.without([true; crate::store::digest::TABLE_COUNT], &[(0, facts_refused)])), ["own1", "b", "c"]);
+        assert_eq!(
+            b.without([true; crate::store::digest::TABLE_COUNT], &[(0, facts_refused)]).records.len(),
+            3,
+            "the refused record keeps its (empty) span"
+        );
         assert_eq!(paths(b.without(facts_refused, &[])), ["a", "b", "c"]);
         // Spans past the rows (never made so) select nothing rather than panic.
         let mut odd = b.clone();
-        odd.records.push(RecordRows { start: RowCounts([9; 7]), end: RowCounts([12; 7]) });
+        odd.records.push(RecordRows {
+            start: RowCounts([9; crate::store::digest::TABLE_COUNT]),
+            end: RowCounts([12; crate::store::digest::TABLE_COUNT]),
+        });
         assert!(odd.part(Some(3..4)).rows() == 0);
     }
 }

@@ -36,6 +36,9 @@ pub struct Pipeline {
     /// group): the waivers that started or ended while the collector was
     /// down are applied then, over that posture.
     pub waivers_after_restore: bool,
+    /// `store.compact_snapshots`: a snapshot stores what it changes only
+    /// (set with [`Self::compact_snapshots`]).
+    compact_snapshots: bool,
     /// Batches put in flight so far: the batch being filled is the next.
     flushed: u64,
     /// Assets alerting was told this collector processes (since the last
@@ -79,7 +82,7 @@ impl Pipeline {
         drift_min_severity: Option<Severity>,
         chain_id: Option<String>,
     ) -> Result<Self, StoreError> {
-        let mut engine = Engine::new(policies, cfg.attribution_window()).with_unknown_after(cfg.unknown_after());
+        let mut engine = Engine::new(policies, cfg.attribution_window()).with_unknown_after(cfg.unknown_after()).confirming(true);
         if cfg.threads() > 1 {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads()).thread_name(|i| format!("driftwatch-eval-{i}")).build();
             match pool {
@@ -108,6 +111,7 @@ impl Pipeline {
             live: Default::default(),
             chain,
             waivers_after_restore: false,
+            compact_snapshots: true,
             flushed: 0,
             owned: Default::default(),
             evict_after: cfg.evict_after(),
@@ -136,6 +140,13 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Whether a snapshot stores what it changes only (the engine then
+    /// confirms an unchanged full snapshot instead of evaluating it).
+    pub fn compact_snapshots(&mut self, on: bool) {
+        self.compact_snapshots = on;
+        self.engine.set_confirming(on);
+    }
+
     pub fn new_pending() -> Pending {
         Pending { batch: Batch::new(), drifts: Vec::new(), raised: false, first_at: None }
     }
@@ -159,10 +170,10 @@ impl Pipeline {
         }
         match msg {
             Message::Snapshot(s) => {
-                pending.batch.add_snapshot(s, &now);
                 let timer = crate::metrics::METRICS.evaluate_seconds.start_timer();
-                let applied = self.engine.apply(s);
+                let mut applied = self.engine.apply_received(s, now);
                 timer.observe_duration();
+                pending.batch.add_applied_snapshot(s, &now, &mut applied, self.compact_snapshots);
                 self.add(pending, applied);
             }
             Message::Audit(a) => {

@@ -14,11 +14,17 @@ pub struct StoreConfig {
     pub kind: StoreKind,
     /// The SQLite database file, for kind `sqlite`.
     pub sqlite_path: PathBuf,
+    /// Store what a snapshot changes only (default): the facts whose
+    /// values changed and the results that did, the snapshot's row
+    /// confirming the rest, so that an unchanged full snapshot is one row.
+    /// `false` stores every fact and result of every snapshot again (the
+    /// layout before 0017; the reads answer the same either way).
+    pub compact_snapshots: bool,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { kind: StoreKind::Clickhouse, sqlite_path: PathBuf::from("driftwatch-data/driftwatch.db") }
+        StoreConfig { kind: StoreKind::Clickhouse, sqlite_path: PathBuf::from("driftwatch-data/driftwatch.db"), compact_snapshots: true }
     }
 }
 

@@ -7,8 +7,12 @@ use sha2::{Digest as _, Sha256};
 
 use super::{canonical, Batch};
 
+/// How many tables a batch writes.
+pub const TABLE_COUNT: usize = 8;
+
 /// The tables a batch writes, in the order of their codes (1-based).
-pub const TABLES: [&str; 7] = ["snapshots", "facts", "audit_events", "sla_measurements", "evaluations", "violations", "drift_events"];
+pub const TABLES: [&str; TABLE_COUNT] =
+    ["snapshots", "facts", "audit_events", "sla_measurements", "evaluations", "violations", "drift_events", "confirmations"];
 
 /// A row's digest: the first 16 bytes of the SHA-256 of its canonical JSON.
 pub type RowDigest = [u8; 16];
@@ -32,6 +36,7 @@ pub fn batch_digests(b: &Batch) -> Vec<(u8, RowDigest)> {
     out.extend(b.evaluations.iter().map(|r| (5, row_digest(r))));
     out.extend(b.violations.iter().map(|r| (6, row_digest(r))));
     out.extend(b.drifts.iter().map(|r| (7, row_digest(r))));
+    out.extend(b.confirmations.iter().map(|r| (8, row_digest(r))));
     out.sort_unstable();
     out
 }

@@ -59,7 +59,8 @@ pub struct ChainHead {
 
 /// The time column of each table (in [`crate::evidence::TABLES`] order),
 /// for a period.
-pub(crate) const TIME_COLUMNS: [&str; 7] = ["collected_at", "collected_at", "timestamp", "timestamp", "evaluated_at", "at", "at"];
+pub(crate) const TIME_COLUMNS: [&str; super::digest::TABLE_COUNT] =
+    ["collected_at", "collected_at", "timestamp", "timestamp", "evaluated_at", "at", "at", "collected_at"];
 
 /// A row of a chained table: its batch and how a verifier names it.
 pub trait Chained: Serialize + Sized {
@@ -91,6 +92,7 @@ chained! {
     EvaluationRow = 5, |r| format!("evaluation of {} on {} at {}", r.control_id, r.asset_id, r.evaluated_at);
     ViolationRow = 6, |r| format!("violation {} {}", r.violation_id, r.event);
     DriftRow = 7, |r| format!("drift {} of {} on {}", r.drift_id, r.control_id, r.asset_id);
+    ConfirmationRow = 8, |r| format!("confirmations of snapshot {} of {}", r.snapshot_id, r.asset_id);
 }
 
 /// One link, as stored in `evidence_chain`.

@@ -49,6 +49,8 @@ pub struct Batch {
     pub evaluations: Vec<EvaluationRow>,
     pub violations: Vec<ViolationRow>,
     pub drifts: Vec<DriftRow>,
+    /// What snapshots confirmed instead of storing again (issue 31).
+    pub confirmations: Vec<ConfirmationRow>,
     /// The batch's link in its collector's evidence chain (written last).
     pub link: Option<evidence::LinkRow>,
     /// Which rows each record brought, in the order the records were
@@ -58,9 +60,10 @@ pub struct Batch {
 }
 
 /// How many rows each table held: snapshots, facts, audit, sla,
-/// evaluations, violations, drifts (the order of [`digest::TABLES`]).
+/// evaluations, violations, drifts, confirmations (the order of
+/// [`digest::TABLES`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RowCounts(pub [usize; 7]);
+pub struct RowCounts(pub [usize; digest::TABLE_COUNT]);
 
 /// The rows one record brought into a batch: in each table, those from
 /// `start` up to `end`.
@@ -75,10 +78,19 @@ impl Batch {
         Batch { batch_id: uuid::Uuid::now_v7().to_string(), ..Default::default() }
     }
 
-    pub fn add_snapshot(&mut self, s: &ConfigSnapshot, now: &DateTime<Utc>) {
-        let (snap, facts) = snapshot_rows(s, &self.batch_id, now);
-        self.snapshots.push(snap);
+    /// A snapshot's rows: its row and every fact.
+    pub fn add_snapshot(&mut self, s: &ConfigSnapshot, now: &DateTime<Utc>) -> &mut SnapshotRow {
+        self.add_snapshot_facts(s, now, None)
+    }
+
+    /// A snapshot's row and its facts at `only` (all for `None`); the row
+    /// is returned to be completed by the caller.
+    pub fn add_snapshot_facts(&mut self, s: &ConfigSnapshot, now: &DateTime<Utc>, only: Option<&[usize]>) -> &mut SnapshotRow {
+        let (snap, facts) = snapshot_rows(s, &self.batch_id, now, only);
         self.facts.extend(facts);
+        self.snapshots.push(snap);
+        let last = self.snapshots.len() - 1;
+        &mut self.snapshots[last]
     }
 
     pub fn add_audit(&mut self, a: &AuditEvent) {
@@ -100,6 +112,7 @@ impl Batch {
             self.evaluations.len(),
             self.violations.len(),
             self.drifts.len() + drifts,
+            self.confirmations.len(),
         ])
     }
 
@@ -133,6 +146,7 @@ impl Batch {
             evaluations: pick(&self.evaluations, spans(4, self.evaluations.len())),
             violations: pick(&self.violations, spans(5, self.violations.len())),
             drifts: pick(&self.drifts, spans(6, self.drifts.len())),
+            confirmations: pick(&self.confirmations, spans(7, self.confirmations.len())),
             link: None,
             records: Vec::new(),
         }
@@ -142,7 +156,7 @@ impl Batch {
     /// order), `own` says whether the store took the rows of no record,
     /// and `refused` holds records' positions and the same for their rows.
     /// What is left keeps its record spans.
-    pub fn without(&self, own: [bool; 7], refused: &[(usize, [bool; 7])]) -> Batch {
+    pub fn without(&self, own: [bool; digest::TABLE_COUNT], refused: &[(usize, [bool; digest::TABLE_COUNT])]) -> Batch {
         let mut out = Batch { batch_id: self.batch_id.clone(), ..Default::default() };
         // Rows of no record first, then each record's, spans renumbered.
         out.append(self.part(None).tables(own));
@@ -161,13 +175,13 @@ impl Batch {
 
     /// This batch with only the rows of the tables marked in `keep` (in
     /// [`RowCounts`]' order).
-    pub fn tables(mut self, keep: [bool; 7]) -> Batch {
+    pub fn tables(mut self, keep: [bool; digest::TABLE_COUNT]) -> Batch {
         fn keep_if<T>(rows: &mut Vec<T>, keep: bool) {
             if !keep {
                 rows.clear();
             }
         }
-        let [snapshots, facts, audit, sla, evaluations, violations, drifts] = keep;
+        let [snapshots, facts, audit, sla, evaluations, violations, drifts, confirmations] = keep;
         keep_if(&mut self.snapshots, snapshots);
         keep_if(&mut self.facts, facts);
         keep_if(&mut self.audit, audit);
@@ -175,6 +189,7 @@ impl Batch {
         keep_if(&mut self.evaluations, evaluations);
         keep_if(&mut self.violations, violations);
         keep_if(&mut self.drifts, drifts);
+        keep_if(&mut self.confirmations, confirmations);
         self
     }
 
@@ -186,6 +201,7 @@ impl Batch {
         self.evaluations.append(&mut other.evaluations);
         self.violations.append(&mut other.violations);
         self.drifts.append(&mut other.drifts);
+        self.confirmations.append(&mut other.confirmations);
     }
 
     /// One row of each table that has any: written again (a row written
@@ -204,6 +220,7 @@ impl Batch {
             evaluations: first(&self.evaluations),
             violations: first(&self.violations),
             drifts: first(&self.drifts),
+            confirmations: first(&self.confirmations),
             link: None,
             records: Vec::new(),
         }
@@ -218,6 +235,7 @@ impl Batch {
             + self.evaluations.len()
             + self.violations.len()
             + self.drifts.len()
+            + self.confirmations.len()
     }
 }
 

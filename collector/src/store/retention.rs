@@ -40,6 +40,7 @@ pub fn default_days() -> BTreeMap<&'static str, Option<u32>> {
         "evaluations",
         "violations",
         "drift_events",
+        "confirmations",
         "evidence_chain",
         "evidence_roots",
         "api_audit",

@@ -31,6 +31,48 @@ pub struct SnapshotRow {
     pub fact_count: u32,
     pub removed_paths: Vec<String>,
     pub batch_id: String,
+    /// After a full snapshot, the digest of the asset's facts (equal
+    /// digests: equal facts; `eval::facts_digest`); empty for a delta.
+    #[serde(default)]
+    pub facts_digest: String,
+}
+
+/// A snapshot row's `facts_digest`: 16 bytes of SHA-256, in hex, over
+/// every fact's path, value type and value JSON (as fact rows hold them),
+/// in path order. Whoever rebuilds an asset's facts from the fact rows can
+/// check them against it.
+pub fn facts_digest<P: AsRef<str>, T: AsRef<str>, V: AsRef<str>>(facts: impl IntoIterator<Item = (P, T, V)>) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    for (path, kind, value) in facts {
+        h.update(path.as_ref().as_bytes());
+        h.update([0]);
+        h.update(kind.as_ref().as_bytes());
+        h.update([0]);
+        h.update(value.as_ref().as_bytes());
+        h.update([b'\n']);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// What a snapshot's evaluation confirmed instead of storing it again
+/// (`0017_confirmations.sql`): the controls whose results equal the ones
+/// last stored for them, with those statuses, and the paths a full
+/// snapshot no longer has (its changed facts are stored as fact rows).
+/// Its own table, one row per stored copy (`batch_id` in the key): what
+/// a copy confirms depends on what the collector knew, so a redelivered
+/// snapshot's copy may differ, and each stays as its link sealed it.
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
+pub struct ConfirmationRow {
+    pub asset_id: String,
+    pub snapshot_id: String,
+    pub sequence: i64,
+    pub collected_at: u32,
+    pub collected_ms: u16,
+    pub controls: Vec<String>,
+    pub statuses: Vec<String>,
+    pub removed_paths: Vec<String>,
+    pub batch_id: String,
 }
 
 #[derive(Debug, Clone, Row, Serialize, Deserialize)]
@@ -163,7 +205,9 @@ pub struct PostureRow {
     pub violation_id: String,
 }
 
-pub fn snapshot_rows(s: &ConfigSnapshot, batch_id: &str, now: &DateTime<Utc>) -> (SnapshotRow, Vec<FactRow>) {
+/// A snapshot's row and the rows of its facts: all of them, or those at
+/// `only` (indexes into its facts: a store keeping changes only).
+pub fn snapshot_rows(s: &ConfigSnapshot, batch_id: &str, now: &DateTime<Utc>, only: Option<&[usize]>) -> (SnapshotRow, Vec<FactRow>) {
     let kind = match s.kind {
         driftwatch_schemas::SnapshotKind::Full => "full",
         driftwatch_schemas::SnapshotKind::Delta => "delta",
@@ -184,22 +228,23 @@ pub fn snapshot_rows(s: &ConfigSnapshot, batch_id: &str, now: &DateTime<Utc>) ->
         fact_count: s.facts.len() as u32,
         removed_paths: s.removed_paths.clone(),
         batch_id: batch_id.to_string(),
+        facts_digest: String::new(),
     };
-    let facts = s
-        .facts
-        .iter()
-        .map(|f| FactRow {
-            asset_id: s.asset.id.clone(),
-            snapshot_id: s.snapshot_id.clone(),
-            sequence: s.sequence,
-            snapshot_kind: kind.to_string(),
-            collected_at: secs(&s.collected_at),
-            path: f.path.clone(),
-            value_type: f.value.type_name().to_string(),
-            value: f.value.to_json(),
-            batch_id: batch_id.to_string(),
-        })
-        .collect();
+    let fact = |f: &driftwatch_schemas::Fact| FactRow {
+        asset_id: s.asset.id.clone(),
+        snapshot_id: s.snapshot_id.clone(),
+        sequence: s.sequence,
+        snapshot_kind: kind.to_string(),
+        collected_at: secs(&s.collected_at),
+        path: f.path.clone(),
+        value_type: f.value.type_name().to_string(),
+        value: f.value.to_json(),
+        batch_id: batch_id.to_string(),
+    };
+    let facts = match only {
+        None => s.facts.iter().map(fact).collect(),
+        Some(at) => at.iter().filter_map(|i| s.facts.get(*i)).map(fact).collect(),
+    };
     (snap, facts)
 }
 

@@ -90,6 +90,7 @@ impl EvidenceStore for ClickHouseStore {
         self.digests::<EvaluationRow>(&ids, &mut out).await?;
         self.digests::<ViolationRow>(&ids, &mut out).await?;
         self.digests::<DriftRow>(&ids, &mut out).await?;
+        self.digests::<ConfirmationRow>(&ids, &mut out).await?;
         Ok(out)
     }
 }

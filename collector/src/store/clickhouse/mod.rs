@@ -263,6 +263,7 @@ impl Streams for ClickHouseStore {
             self.insert_all("evaluations", &b.evaluations),
             self.insert_all("violations", &b.violations),
             self.insert_all("drift_events", &b.drifts),
+            self.insert_all("confirmations", &b.confirmations),
         )?;
         Ok(())
     }

@@ -103,8 +103,11 @@ impl Views for ClickHouseStore {
         let secs = at.timestamp().clamp(0, i64::from(u32::MAX)) as u32;
         // An instant given to the second covers that whole second.
         let ms = if at.timestamp_subsec_millis() == 0 { 999 } else { crate::store::rows::millis(&at) };
-        let rows: Vec<ResultAtRow> =
-            self.fetch_bound(driftwatch_schemas::clickhouse::RESULTS_AT_SQL, |q| q.bind(secs).bind(secs).bind(ms).bind(secs)).await?;
+        let rows: Vec<ResultAtRow> = self
+            .fetch_bound(driftwatch_schemas::clickhouse::RESULTS_AT_SQL, |q| {
+                q.bind(secs).bind(secs).bind(ms).bind(secs).bind(secs).bind(ms).bind(secs)
+            })
+            .await?;
         let mut shared = SharedLabels::default();
         Ok(rows
             .into_iter()
@@ -217,8 +220,9 @@ impl Views for ClickHouseStore {
     /// The last evaluation of `control` on `asset` at or before `at`.
     async fn evaluation_at(&self, asset: &str, control: &str, at: DateTime<Utc>) -> Result<Option<EvaluationAt>, StoreError> {
         let (a, c, t) = (asset.to_string(), control.to_string(), secs(&at));
-        let rows: Vec<EvaluationAt> =
-            self.fetch_bound(driftwatch_schemas::clickhouse::EVALUATION_AT_SQL, |q| q.bind(a).bind(c).bind(t)).await?;
+        let rows: Vec<EvaluationAt> = self
+            .fetch_bound(driftwatch_schemas::clickhouse::EVALUATION_AT_SQL, |q| q.bind(&a).bind(&c).bind(t).bind(&a).bind(&c).bind(t))
+            .await?;
         Ok(rows.into_iter().next())
     }
 }

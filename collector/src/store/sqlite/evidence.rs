@@ -122,6 +122,7 @@ impl EvidenceStore for SqliteStore {
             digests::<EvaluationRow>(c, &ids, &mut out)?;
             digests::<ViolationRow>(c, &ids, &mut out)?;
             digests::<DriftRow>(c, &ids, &mut out)?;
+            digests::<ConfirmationRow>(c, &ids, &mut out)?;
             Ok(out)
         })
         .await

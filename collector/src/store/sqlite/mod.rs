@@ -200,6 +200,8 @@ doc!(EvaluationRow, "evaluations", |r| key: key(&[&r.asset_id, &r.control_id, &r
     subject: &r.control_id, at: r.evaluated_at, ord: ms(r.evaluated_at, r.evaluated_ms), batch: &r.batch_id);
 doc!(ViolationRow, "violations", |r| key: key(&[&r.asset_id, &r.control_id, &r.violation_id, &r.event]), asset: &r.asset_id,
     subject: &r.control_id, at: r.at, ord: ms(r.at, 0), batch: &r.batch_id);
+doc!(ConfirmationRow, "confirmations", |r| key: key(&[&r.asset_id, &r.collected_at, &r.snapshot_id, &r.batch_id]), asset: &r.asset_id,
+    subject: &r.snapshot_id, at: r.collected_at, ord: ms(r.collected_at, r.collected_ms), batch: &r.batch_id);
 doc!(DriftRow, "drift_events", |r| key: key(&[&r.asset_id, &r.control_id, &r.at, &r.drift_id]), asset: &r.asset_id,
     subject: &r.control_id, at: r.at, ord: ms(r.at, 0), batch: &r.batch_id);
 doc!(LinkRow, "evidence_chain", |r| key: key(&[&r.chain_id, &format!("{:020}", r.seq)]), asset: "", subject: &r.chain_id,
@@ -227,15 +229,73 @@ doc!(GapEventRow, "gap_events", |r| key: key(&[&r.gap_id, &r.version]), asset: "
 doc!(ScoreRow, "scores", |r| key: key(&[&r.at, &r.framework, &r.scope, &r.label_key, &r.group_value]), asset: "",
     subject: &r.framework, at: r.at, ord: ms(r.at, 0), batch: "");
 
+/// The latest result a snapshot confirmed for an (asset, control), kept
+/// per pair as ClickHouse's `latest_evaluations` keeps it (fed by
+/// `latest_confirmations_mv`, 0017): derived from the confirmations rows,
+/// not evidence itself (no batch; `verify` reads the confirmations).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Confirmation {
+    pub asset_id: String,
+    pub control_id: String,
+    pub status: String,
+    pub evaluated_at: u32,
+    pub evaluated_ms: u16,
+    pub snapshot_id: String,
+    pub sequence: i64,
+}
+
+doc!(Confirmation, "latest_confirmations", |r| key: key(&[&r.asset_id, &r.control_id]), asset: &r.asset_id, subject: &r.control_id,
+    at: r.evaluated_at, ord: ms(r.evaluated_at, r.evaluated_ms), batch: "");
+
+impl Confirmation {
+    /// The confirmations a confirmations row carries.
+    pub fn of(s: &ConfirmationRow) -> impl Iterator<Item = Confirmation> + '_ {
+        s.controls.iter().zip(&s.statuses).map(|(control, status)| Confirmation {
+            asset_id: s.asset_id.clone(),
+            control_id: control.clone(),
+            status: status.clone(),
+            evaluated_at: s.collected_at,
+            evaluated_ms: s.collected_ms,
+            snapshot_id: s.snapshot_id.clone(),
+            sequence: s.sequence,
+        })
+    }
+
+    /// Makes `e`, the pair's last stored evaluation, the one this confirms
+    /// if it is later: its time, snapshot and sequence.
+    pub fn apply(&self, e: &mut EvaluationRow) {
+        if self.ord() > ms(e.evaluated_at, e.evaluated_ms) {
+            e.status = self.status.clone();
+            e.evaluated_at = self.evaluated_at;
+            e.evaluated_ms = self.evaluated_ms;
+            e.snapshot_id = self.snapshot_id.clone();
+            e.sequence = self.sequence;
+        }
+    }
+}
+
 /// Inserts a batch's rows (all but its link).
 fn put_rows(c: &Connection, b: &Batch) -> rusqlite::Result<()> {
+    let confirmed: Vec<Confirmation> = b.confirmations.iter().flat_map(Confirmation::of).collect();
+    if !confirmed.is_empty() {
+        // The latest per pair: an older one (a redelivery) does not replace it.
+        let mut stmt = c.prepare_cached(
+            "INSERT INTO rows (tbl, key, asset_id, subject, at, ord, batch_id, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, '', ?7)
+             ON CONFLICT (tbl, key) DO UPDATE SET at = excluded.at, ord = excluded.ord, doc = excluded.doc WHERE excluded.ord >= rows.ord",
+        )?;
+        for k in &confirmed {
+            let doc = serde_json::to_string(k).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            stmt.execute(rusqlite::params![Confirmation::TABLE, k.key(), k.asset(), k.subject(), k.at(), k.ord(), doc])?;
+        }
+    }
     put(c, &b.snapshots)?;
     put(c, &b.facts)?;
     put(c, &b.audit)?;
     put(c, &b.sla)?;
     put(c, &b.evaluations)?;
     put(c, &b.violations)?;
-    put(c, &b.drifts)
+    put(c, &b.drifts)?;
+    put(c, &b.confirmations)
 }
 
 /// Inserts (or replaces, by key) `rows`.

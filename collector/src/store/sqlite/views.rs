@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{docs, per_subject, SqliteStore};
-use crate::store::rows::{AuditRow, DriftRow, EvaluationRow, SnapshotRow, ViolationRow};
+use super::{docs, per_subject, Doc as _, SqliteStore};
+use crate::store::rows::{AuditRow, ConfirmationRow, DriftRow, EvaluationRow, SnapshotRow, ViolationRow};
 use crate::store::values::Status;
 use crate::store::views::{AssetInfo, ControlResult, EvaluationAt, History, LatestStatus, SharedLabels, Views, Violation};
 use crate::store::{secs, time, StoreError};
@@ -74,9 +74,59 @@ fn by_pair(rows: Vec<(String, String, i64)>) -> BTreeMap<(String, String), u32> 
 }
 
 /// The latest evaluation of every (asset, control) ordered at or before
-/// `until` (milliseconds).
+/// `until` (milliseconds). A later snapshot confirming the result (see
+/// [`super::Confirmation`]) is that evaluation: its time, snapshot and
+/// sequence, with the stored row's evidence and message.
 fn latest_evaluations(c: &rusqlite::Connection, until: i64) -> rusqlite::Result<Vec<EvaluationRow>> {
-    docs::<EvaluationRow>(c, "ord <= ?1", Some("asset_id, subject"), &[&until])
+    let mut rows = docs::<EvaluationRow>(c, "ord <= ?1", Some("asset_id, subject"), &[&until])?;
+    if until == i64::MAX {
+        confirm_latest(c, &mut rows, None)?;
+    } else {
+        let confirmed = confirmations_until(c, until, None)?;
+        for e in &mut rows {
+            if let Some(k) = confirmed.get(&(e.asset_id.clone(), e.control_id.clone())) {
+                k.apply(e);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Makes each of `rows`, the latest stored evaluation of its pair (of
+/// `asset`'s pairs, when given), the latest confirmation of it if later.
+pub(super) fn confirm_latest(c: &rusqlite::Connection, rows: &mut [EvaluationRow], asset: Option<&str>) -> rusqlite::Result<()> {
+    let a = asset.unwrap_or_default().to_string();
+    let confirmed: BTreeMap<(String, String), super::Confirmation> =
+        docs::<super::Confirmation>(c, "?1 = '' OR asset_id = ?1", None, &[&a])?
+            .into_iter()
+            .map(|k| ((k.asset_id.clone(), k.control_id.clone()), k))
+            .collect();
+    for e in rows {
+        if let Some(k) = confirmed.get(&(e.asset_id.clone(), e.control_id.clone())) {
+            k.apply(e);
+        }
+    }
+    Ok(())
+}
+
+/// The latest confirmation of every (asset, control) (of `asset` only,
+/// when given) ordered at or before `until` (milliseconds), from the
+/// confirmations rows.
+fn confirmations_until(
+    c: &rusqlite::Connection,
+    until: i64,
+    asset: Option<&str>,
+) -> rusqlite::Result<BTreeMap<(String, String), super::Confirmation>> {
+    let a = asset.unwrap_or_default().to_string();
+    let mut out: BTreeMap<(String, String), super::Confirmation> = BTreeMap::new();
+    for s in docs::<ConfirmationRow>(c, "ord <= ?1 AND (?2 = '' OR asset_id = ?2)", None, &[&until, &a])? {
+        for k in super::Confirmation::of(&s) {
+            if k.ord() <= until && out.get(&(k.asset_id.clone(), k.control_id.clone())).is_none_or(|o| o.ord() <= k.ord()) {
+                out.insert((k.asset_id.clone(), k.control_id.clone()), k);
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -299,17 +349,27 @@ impl Views for SqliteStore {
         let (a, ctl, t) = (asset.to_string(), control.to_string(), i64::from(secs(&at)));
         self.with(move |c| {
             let rows = docs::<EvaluationRow>(c, "asset_id = ?1 AND subject = ?2 AND at <= ?3", Some("asset_id, subject"), &[&a, &ctl, &t])?;
-            Ok(rows.into_iter().next().map(|e| EvaluationAt {
-                asset_id: e.asset_id,
-                control_id: e.control_id,
-                status: e.status,
-                at: e.evaluated_at,
-                snapshot_id: e.snapshot_id,
-                sequence: e.sequence,
-                evidence: e.evidence,
-                message: e.message,
-                batch_id: e.batch_id,
-            }))
+            let confirmed = confirmations_until(c, t * 1000 + 999, Some(&a))?;
+            Ok(rows
+                .into_iter()
+                .next()
+                .map(|mut e| {
+                    if let Some(k) = confirmed.get(&(a.clone(), ctl.clone())) {
+                        k.apply(&mut e);
+                    }
+                    e
+                })
+                .map(|e| EvaluationAt {
+                    asset_id: e.asset_id,
+                    control_id: e.control_id,
+                    status: e.status,
+                    at: e.evaluated_at,
+                    snapshot_id: e.snapshot_id,
+                    sequence: e.sequence,
+                    evidence: e.evidence,
+                    message: e.message,
+                    batch_id: e.batch_id,
+                }))
         })
         .await
     }

@@ -59,7 +59,9 @@ impl WaiverLog for SqliteStore {
             let silent: BTreeMap<String, u32> = last_seen(c, true)?.into_iter().filter(|(_, seen)| *seen < since).collect();
             let mut out = Vec::new();
             for (asset, seen) in silent {
-                for e in docs::<EvaluationRow>(c, "asset_id = ?1", Some("subject"), &[&asset])? {
+                let mut latest = docs::<EvaluationRow>(c, "asset_id = ?1", Some("subject"), &[&asset])?;
+                super::views::confirm_latest(c, &mut latest, Some(&asset))?;
+                for e in latest {
                     let Some(status) = Status::parse(&e.status) else { continue };
                     if matches!(status, Status::Unknown | Status::NotApplicable) {
                         continue;
