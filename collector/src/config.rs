@@ -119,6 +119,9 @@ impl CollectorConfig {
         if self.batch.max_messages == 0 {
             problems.push("batch.max_messages: must be at least 1".to_string());
         }
+        if self.batch.max_rows == 0 {
+            problems.push("batch.max_rows: must be at least 1".to_string());
+        }
         if self.evaluation.score_interval_secs == 0 {
             problems.push("evaluation.score_interval_secs: must be at least 1".to_string());
         }

@@ -8,6 +8,12 @@
 //! 3. The collector (`driftwatch-collector run`, the repository's 216
 //!    controls, a fresh ClickHouse database) consumes the same backlog:
 //!    decode, evaluate, store, alert.
+//!
+//!    Then the periodic full snapshot: with the collector running on,
+//!    every asset sends a full snapshot again (`loadgen --only-fulls`),
+//!    its facts unchanged but for the backlog's deltas: CPU per record
+//!    against the bare consumer's decoding of the same records, and rows
+//!    written per snapshot (issue 31: at most 5).
 //! 4. Steady state: the collector is stopped, `loadgen` continues the same
 //!    fleet (deltas, audit events, probe results: no first snapshots) into
 //!    a second backlog, the bare consumer reads just that part (from the
@@ -473,12 +479,15 @@ fn bench(a: &Args) -> Result<(), String> {
     //     to the same running collector. Both consumers on just that part.
     let backlog = a.backlog_rate * a.backlog_seconds;
     let fulls_at = backlog.to_string();
+    //     The collector takes them as they come: its counters from before
+    //     the producer starts to when it has stored them.
     let from = offsets(a, &prefix, true)?;
+    let before = Counters::settled(coll.id(), api, &a.clickhouse);
     let sent =
         run_loadgen(&bin, a, &prefix, a.backlog_rate, 0, a.seed, &["--resume-after", &fulls_at, "--fulls-at", &fulls_at, "--only-fulls"])?;
     println!("full snapshots again: {sent}");
     let fulls_bare = run_bare(a, &prefix, a.assets, &from)?;
-    let fulls = measure_after(&mut coll, api, total, a.assets, &work, &a.clickhouse)?;
+    let fulls = Counters::after(coll.id(), api, &a.clickhouse, total + a.assets)?.minus(&before);
 
     // 4. Steady state: the collector stopped, the same fleet continued into
     //    a second backlog, both consumers on just that part.
@@ -605,15 +614,22 @@ fn bench(a: &Args) -> Result<(), String> {
     println!("first snapshots of a new fleet ({total} messages, {} of them full snapshots):", a.assets);
     report(&storm_bare, &storm, a.assets);
     println!("the periodic full snapshot, unchanged ({} messages: a full snapshot of every asset, the collector running on):", a.assets);
-    report(&fulls_bare, &fulls, a.assets);
+    let per_k = |x: f64, n: i64| x / (n.max(1) as f64) * 1000.0 * 1000.0;
     println!(
-        "  rows per full snapshot:      {:.1} written by the collector (goal ≤ 5), {:.1} inserted in ClickHouse with its views' (the first \
-         snapshots: {:.1} and {:.1})",
-        fulls.rows / a.assets as f64,
-        fulls.clickhouse_events[1] / a.assets as f64,
-        storm.rows / total as f64 * (total as f64 / a.assets as f64),
-        storm.clickhouse_events[1] / a.assets as f64,
+        "  CPU per 1,000 records:       collector {:.0} ms, decode-only {:.0} ms: {:.1}× (goal ≤ {GOAL_CPU_TIMES:.0}×)",
+        per_k(fulls.cpu, fulls_bare.count),
+        per_k(fulls_bare.cpu, fulls_bare.count),
+        fulls.cpu / fulls_bare.cpu.max(0.001)
     );
+    println!(
+        "  rows per full snapshot:      {:.1} written by the collector (goal ≤ 5; the first snapshots' phase: {:.0} per asset), \
+         {:.1} inserted into ClickHouse (its views' included; server-wide), {:.1} insert statements per 1,000 records",
+        fulls.rows / a.assets as f64,
+        storm.rows / a.assets as f64,
+        fulls.events[1] / a.assets as f64,
+        fulls.events[0] / a.assets as f64 * 1000.0,
+    );
+    println!("  collector RSS:               {:+.0} MB over the phase", fulls.rss);
     if let Some((bare, coll)) = &steady {
         println!("steady state ({steady_total} messages: deltas, audit events, probes; the collector restarted, posture restored):");
         report(bare, coll, a.assets);
@@ -826,12 +842,6 @@ fn clickhouse_events(url: &str) -> [f64; 4] {
 /// Waits until the collector has decoded `total` records and stored them;
 /// its rate runs from its first decoded record to the last.
 fn measure(coll: &mut Child, api: u16, total: u64, work: &Path, clickhouse: &str) -> Result<Measured, String> {
-    measure_after(coll, api, 0, total, work, clickhouse)
-}
-
-/// [`measure`] on a collector that already decoded `already` records:
-/// its counters from where they stood at this phase's first record.
-fn measure_after(coll: &mut Child, api: u16, already: u64, total: u64, work: &Path, clickhouse: &str) -> Result<Measured, String> {
     let pid = coll.id();
     let counters = |text: &str| {
         [
@@ -862,7 +872,7 @@ fn measure_after(coll: &mut Child, api: u16, already: u64, total: u64, work: &Pa
         let stored = metric(&text, "driftwatch_batches_stored_total", "");
         if let Some((cpu, r)) = usage(pid) {
             rss = r;
-            if first_at.is_none() && decoded > already as f64 {
+            if first_at.is_none() && decoded > 0.0 {
                 first_at = Some(Instant::now());
                 counters_before = counters(&text);
                 cpu_at_first = cpu;
@@ -872,9 +882,9 @@ fn measure_after(coll: &mut Child, api: u16, already: u64, total: u64, work: &Pa
             }
         }
         if first_at.is_some() {
-            lag_series.push((started.elapsed().as_secs_f64(), (already + total) as f64 - decoded));
+            lag_series.push((started.elapsed().as_secs_f64(), total as f64 - decoded));
         }
-        if decoded >= (already + total) as f64 && stored > 0.0 {
+        if decoded >= total as f64 && stored > 0.0 {
             done_at = Some(Instant::now());
             let c = counters(&text);
             [rows, eval_secs, store_secs, store_wait_secs] = std::array::from_fn(|i| c[i] - counters_before[i]);
@@ -902,6 +912,59 @@ fn measure_after(coll: &mut Child, api: u16, already: u64, total: u64, work: &Pa
         rss_before,
         clickhouse_events: std::array::from_fn(|i| events_at_done[i] - events_at_first[i]),
     })
+}
+
+/// A running collector's counters: CPU and RSS from /proc, rows stored
+/// from its metrics, ClickHouse's `system.events`.
+struct Counters {
+    cpu: f64,
+    rss: f64,
+    rows: f64,
+    events: [f64; 4],
+}
+
+impl Counters {
+    fn read(pid: u32, api: u16, clickhouse: &str) -> Counters {
+        let (cpu, rss) = usage(pid).unwrap_or_default();
+        let rows = scrape(api).map(|t| metric(&t, "driftwatch_rows_stored_total", "")).unwrap_or_default();
+        Counters { cpu, rss, rows, events: clickhouse_events(clickhouse) }
+    }
+
+    /// Once the collector decoded `decoded` records and stored what they
+    /// brought.
+    fn after(pid: u32, api: u16, clickhouse: &str, decoded: u64) -> Result<Counters, String> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while scrape(api).map(|t| metric(&t, "driftwatch_records_total", "outcome=\"decoded\"")).unwrap_or_default() < decoded as f64 {
+            if Instant::now() > deadline {
+                return Err(format!("the collector did not decode {decoded} records in 2 minutes"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(Counters::settled(pid, api, clickhouse))
+    }
+
+    /// Once the rows counter holds still for 1.5 s (past `linger_ms`: the
+    /// batches of what was decoded are stored).
+    fn settled(pid: u32, api: u16, clickhouse: &str) -> Counters {
+        let mut last = Counters::read(pid, api, clickhouse);
+        loop {
+            std::thread::sleep(Duration::from_millis(1500));
+            let now = Counters::read(pid, api, clickhouse);
+            if now.rows == last.rows {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    fn minus(self, before: &Counters) -> Counters {
+        Counters {
+            cpu: self.cpu - before.cpu,
+            rss: self.rss - before.rss,
+            rows: self.rows - before.rows,
+            events: std::array::from_fn(|i| self.events[i] - before.events[i]),
+        }
+    }
 }
 
 /// Prints one phase: both consumers and their ratio, and the collector's

@@ -151,6 +151,7 @@ pub async fn run(cfg: CollectorConfig, transport: Transport) -> anyhow::Result<(
     });
     let opts = ingest::LoopOptions {
         max_messages: cfg.batch.max_messages,
+        max_rows: cfg.batch.max_rows,
         max_wait: Duration::from_millis(cfg.batch.max_wait_ms),
         linger: Duration::from_millis(cfg.batch.linger_ms),
         tick: Duration::from_millis(cfg.evaluation.tick_ms),

@@ -69,13 +69,18 @@ impl Default for TopicsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     pub max_messages: usize,
+    /// A batch also closes once its records brought this many rows: what
+    /// a batch holds in memory is bounded by rows, not by the fleet (a
+    /// new host's first full snapshot is ~600 rows; 5,000 of them at once
+    /// held three million).
+    pub max_rows: usize,
     pub max_wait_ms: u64,
     pub linger_ms: u64,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_messages: 5_000, max_wait_ms: 1_000, linger_ms: 1_000 }
+        BatchConfig { max_messages: 5_000, max_rows: 100_000, max_wait_ms: 1_000, linger_ms: 1_000 }
     }
 }
 

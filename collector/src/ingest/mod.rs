@@ -89,6 +89,8 @@ pub fn over_ceiling(resident: u64, limit: u64, paused: bool) -> bool {
 /// How the consumer loop batches and what it watches besides records.
 pub struct LoopOptions {
     pub max_messages: usize,
+    /// A batch closes once its records brought this many rows.
+    pub max_rows: usize,
     /// The longest a record waits for its batch to close, unless the
     /// batch before is still being stored (see [`next_record`]).
     pub max_wait: std::time::Duration,
@@ -209,7 +211,7 @@ pub async fn run<S: Source>(
             }
             pipeline.process(&msg, &mut pending);
             acks.push(ack);
-            if acks.len() >= opts.max_messages {
+            if acks.len() >= opts.max_messages || pending.batch.rows() >= opts.max_rows {
                 break;
             }
             next = next_record(&mut source, &mut in_flight, deadline, &mut linger_until, opts.linger).await?;
