@@ -315,6 +315,27 @@ pub struct SlaMeasurement {
     pub agent_health: Option<AgentHealth>,
 }
 
+impl SlaMeasurement {
+    /// A bare heartbeat of `asset_id`'s agent at `at` (the agent's own adds
+    /// its health): it is alive, nothing else measured.
+    pub fn heartbeat(asset_id: &str, at: DateTime<Utc>) -> SlaMeasurement {
+        SlaMeasurement {
+            asset_id: asset_id.into(),
+            probe_id: HEARTBEAT_PROBE_ID.into(),
+            target: "agent".into(),
+            kind: ProbeKind::Host,
+            timestamp: at,
+            success: true,
+            latency_us: 0,
+            status_code: None,
+            error: None,
+            host_metrics: None,
+            cert_days_left: None,
+            agent_health: None,
+        }
+    }
+}
+
 /// An agent's delivery health, carried by its heartbeat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentHealth {

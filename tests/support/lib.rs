@@ -613,20 +613,7 @@ pub fn ssh_login(asset: &str, i: usize, hostname: &str, user: &str) -> driftwatc
 
 /// The agent's heartbeat for `asset`, stamped now.
 pub fn heartbeat(asset: &str) -> driftwatch_schemas::Message {
-    driftwatch_schemas::Message::Sla(driftwatch_schemas::SlaMeasurement {
-        asset_id: asset.into(),
-        probe_id: driftwatch_schemas::HEARTBEAT_PROBE_ID.into(),
-        target: "agent".into(),
-        kind: driftwatch_schemas::ProbeKind::Host,
-        timestamp: chrono::Utc::now(),
-        success: true,
-        latency_us: 0,
-        status_code: None,
-        error: None,
-        host_metrics: None,
-        cert_days_left: None,
-        agent_health: None,
-    })
+    driftwatch_schemas::Message::Sla(driftwatch_schemas::SlaMeasurement::heartbeat(asset, chrono::Utc::now()))
 }
 
 /// Every result in `db`, stored as an evaluation or confirmed by a later

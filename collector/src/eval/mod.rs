@@ -954,20 +954,7 @@ mod tests {
         let same = e.apply_received(&full(2), t + chrono::Duration::minutes(4));
         assert!(unchanged(&same).iter().all(|(_, u)| *u));
         // A heartbeat keeps it from silence.
-        e.observe(&Message::Sla(driftwatch_schemas::SlaMeasurement {
-            asset_id: "a".into(),
-            probe_id: driftwatch_schemas::HEARTBEAT_PROBE_ID.into(),
-            target: String::new(),
-            kind: driftwatch_schemas::ProbeKind::Host,
-            timestamp: t + chrono::Duration::minutes(10),
-            success: true,
-            latency_us: 0,
-            status_code: None,
-            error: None,
-            host_metrics: None,
-            cert_days_left: None,
-            agent_health: None,
-        }));
+        e.observe(&Message::Sla(driftwatch_schemas::SlaMeasurement::heartbeat("a", t + chrono::Duration::minutes(10))));
         assert!(unchanged(&e.apply_received(&full(3), t + chrono::Duration::minutes(13))).iter().all(|(_, u)| *u));
         // Silent (no snapshot, no heartbeat) for the silence's nine
         // tenths: the silence task may have stored `unknown` over its
