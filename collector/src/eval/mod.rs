@@ -200,6 +200,11 @@ impl Engine {
         self.confirming = on;
     }
 
+    /// Whether the store keeps changes only (see [`Self::confirming`]).
+    pub fn is_confirming(&self) -> bool {
+        self.confirming
+    }
+
     pub fn with_pool(mut self, pool: Arc<rayon::ThreadPool>) -> Self {
         self.pool = Some(pool);
         self

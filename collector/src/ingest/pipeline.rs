@@ -36,9 +36,6 @@ pub struct Pipeline {
     /// group): the waivers that started or ended while the collector was
     /// down are applied then, over that posture.
     pub waivers_after_restore: bool,
-    /// `store.compact_snapshots`: a snapshot stores what it changes only
-    /// (set with [`Self::compact_snapshots`]).
-    compact_snapshots: bool,
     /// Batches put in flight so far: the batch being filled is the next.
     flushed: u64,
     /// Assets alerting was told this collector processes (since the last
@@ -111,7 +108,6 @@ impl Pipeline {
             live: Default::default(),
             chain,
             waivers_after_restore: false,
-            compact_snapshots: true,
             flushed: 0,
             owned: Default::default(),
             evict_after: cfg.evict_after(),
@@ -143,7 +139,6 @@ impl Pipeline {
     /// Whether a snapshot stores what it changes only (the engine then
     /// confirms an unchanged full snapshot instead of evaluating it).
     pub fn compact_snapshots(&mut self, on: bool) {
-        self.compact_snapshots = on;
         self.engine.set_confirming(on);
     }
 
@@ -173,7 +168,7 @@ impl Pipeline {
                 let timer = crate::metrics::METRICS.evaluate_seconds.start_timer();
                 let mut applied = self.engine.apply_received(s, now);
                 timer.observe_duration();
-                pending.batch.add_applied_snapshot(s, &now, &mut applied, self.compact_snapshots);
+                pending.batch.add_applied_snapshot(s, &now, &mut applied, self.engine.is_confirming());
                 self.add(pending, applied);
             }
             Message::Audit(a) => {

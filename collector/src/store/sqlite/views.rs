@@ -82,14 +82,18 @@ fn latest_evaluations(c: &rusqlite::Connection, until: i64) -> rusqlite::Result<
     if until == i64::MAX {
         confirm_latest(c, &mut rows, None)?;
     } else {
-        let confirmed = confirmations_until(c, until, None)?;
-        for e in &mut rows {
-            if let Some(k) = confirmed.get(&(e.asset_id.clone(), e.control_id.clone())) {
-                k.apply(e);
-            }
-        }
+        apply_confirmations(&mut rows, &confirmations_until(c, until, None)?);
     }
     Ok(rows)
+}
+
+/// Makes each of `rows` the confirmation of its pair in `confirmed`, if later.
+fn apply_confirmations(rows: &mut [EvaluationRow], confirmed: &BTreeMap<(String, String), super::Confirmation>) {
+    for e in rows {
+        if let Some(k) = confirmed.get(&(e.asset_id.clone(), e.control_id.clone())) {
+            k.apply(e);
+        }
+    }
 }
 
 /// Makes each of `rows`, the latest stored evaluation of its pair (of
@@ -101,11 +105,7 @@ pub(super) fn confirm_latest(c: &rusqlite::Connection, rows: &mut [EvaluationRow
             .into_iter()
             .map(|k| ((k.asset_id.clone(), k.control_id.clone()), k))
             .collect();
-    for e in rows {
-        if let Some(k) = confirmed.get(&(e.asset_id.clone(), e.control_id.clone())) {
-            k.apply(e);
-        }
-    }
+    apply_confirmations(rows, &confirmed);
     Ok(())
 }
 
